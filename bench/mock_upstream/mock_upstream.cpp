@@ -1,0 +1,981 @@
+// mock_upstream: an OpenAI-compatible HTTP/1.1 server for the quickstart, the integration
+// tests and the benchmarks. It answers /chat/completions (plain and SSE streaming, with
+// tool calls) and /embeddings deterministically, takes per-request fault-injection
+// directives from the prompt ("#mock key=value ..."), and exposes counters under /mock/*
+// so a test can wait for and assert on what the gateway did to it.
+//
+// It is benchmarked side by side with nginx, so the hot path avoids per-request logging,
+// sleeping, and copies: one io_context per thread, buffers reused per connection, responses
+// written with one gathered write, and the request moved (not copied) into /mock/last.
+// See README.md next to this file for the full contract.
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/deferred.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/experimental/parallel_group.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/http/error.hpp>
+#include <boost/beast/http/parser.hpp>
+#include <boost/beast/http/read.hpp>
+#include <boost/beast/http/status.hpp>
+#include <boost/beast/http/string_body.hpp>
+
+#include <simdjson.h>
+
+#include <sys/socket.h>
+
+#include <algorithm>
+#include <array>
+#include <atomic>
+#include <cctype>
+#include <cerrno>
+#include <charconv>
+#include <chrono>
+#include <csignal>
+#include <cstdint>
+#include <cstdio>
+#include <ctime>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <tuple>
+#include <utility>
+#include <vector>
+
+namespace tollgate::bench {
+namespace {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+using tcp = asio::ip::tcp;
+using asio::awaitable;
+using namespace std::chrono_literals;
+
+// Errors are values here, not exceptions: a peer that goes away is the normal case.
+constexpr auto use_nothrow = asio::as_tuple(asio::use_awaitable);
+
+constexpr std::size_t body_limit = 64u << 20;
+constexpr std::uint32_t header_limit = 64u << 10;
+
+// ---------------------------------------------------------------------------------------
+// Options and shared state
+
+struct options {
+    std::string host = "127.0.0.1";
+    unsigned short port = 0;
+    int threads = 1;
+    int chunks = 8;
+    int delay_ms = 0;
+    std::string api_key;  // empty: no authentication
+};
+
+struct stats {
+    std::atomic<std::uint64_t> requests{0};
+    std::atomic<std::uint64_t> connections_accepted{0};
+    std::atomic<std::uint64_t> connections_open{0};
+    std::atomic<std::uint64_t> streams_started{0};
+    std::atomic<std::uint64_t> streams_completed{0};
+    std::atomic<std::uint64_t> streams_aborted{0};
+
+    // Lookup for /mock/wait?field=...
+    std::atomic<std::uint64_t>* field(std::string_view name) {
+        if (name == "requests") return &requests;
+        if (name == "connections_accepted") return &connections_accepted;
+        if (name == "connections_open") return &connections_open;
+        if (name == "streams_started") return &streams_started;
+        if (name == "streams_completed") return &streams_completed;
+        if (name == "streams_aborted") return &streams_aborted;
+        return nullptr;
+    }
+};
+
+using request = http::request<http::string_body>;
+
+struct shared_state {
+    options opt;
+    std::string expected_auth;  // "Bearer <key>", precomputed once
+    stats counters;
+    std::atomic<std::uint64_t> next_id{0};
+
+    std::mutex last_mutex;
+    std::optional<request> last;  // the last chat/embeddings request, for /mock/last
+};
+
+// ---------------------------------------------------------------------------------------
+// Small output helpers (append into reused strings; no iostreams on the hot path)
+
+void append_int(std::string& out, long long v) {
+    char buf[24];
+    auto r = std::to_chars(buf, buf + sizeof buf, v);
+    out.append(buf, r.ptr);
+}
+
+// Appends `s` as a quoted JSON string. Runs of safe bytes are copied in one go.
+void append_json_string(std::string& out, std::string_view s) {
+    out += '"';
+    std::size_t run = 0;
+    for (std::size_t i = 0; i < s.size(); ++i) {
+        auto c = static_cast<unsigned char>(s[i]);
+        if (c >= 0x20 && c != '"' && c != '\\') continue;
+        out.append(s.data() + run, i - run);
+        run = i + 1;
+        switch (c) {
+            case '"':
+                out += "\\\"";
+                break;
+            case '\\':
+                out += "\\\\";
+                break;
+            case '\n':
+                out += "\\n";
+                break;
+            case '\r':
+                out += "\\r";
+                break;
+            case '\t':
+                out += "\\t";
+                break;
+            default: {
+                static constexpr char hex[] = "0123456789abcdef";
+                char esc[] = {'\\', 'u', '0', '0', hex[c >> 4], hex[c & 15]};
+                out.append(esc, sizeof esc);
+            }
+        }
+    }
+    out.append(s.data() + run, s.size() - run);
+    out += '"';
+}
+
+std::string error_json(std::string_view message, std::string_view type, std::string_view code) {
+    std::string out = R"({"error":{"message":)";
+    append_json_string(out, message);
+    out += R"(,"type":)";
+    append_json_string(out, type);
+    out += R"(,"param":null,"code":)";
+    append_json_string(out, code);
+    out += "}}";
+    return out;
+}
+
+std::string stats_json(const stats& s) {
+    std::string out;
+    out.reserve(160);
+    auto field = [&](std::string_view name, const std::atomic<std::uint64_t>& v, bool first) {
+        out += first ? "{\"" : ",\"";
+        out += name;
+        out += "\":";
+        append_int(out, static_cast<long long>(v.load(std::memory_order_relaxed)));
+    };
+    field("requests", s.requests, true);
+    field("connections_accepted", s.connections_accepted, false);
+    field("connections_open", s.connections_open, false);
+    field("streams_started", s.streams_started, false);
+    field("streams_completed", s.streams_completed, false);
+    field("streams_aborted", s.streams_aborted, false);
+    out += '}';
+    return out;
+}
+
+void append_usage(std::string& out, long long prompt, long long completion) {
+    out += R"({"prompt_tokens":)";
+    append_int(out, prompt);
+    out += R"(,"completion_tokens":)";
+    append_int(out, completion);
+    out += R"(,"total_tokens":)";
+    append_int(out, prompt + completion);
+    out += R"(,"prompt_tokens_details":{"cached_tokens":0}})";
+}
+
+std::optional<int> parse_int(std::string_view s) {
+    int v = 0;
+    auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+    if (ec != std::errc{} || p != s.data() + s.size()) return std::nullopt;
+    return v;
+}
+
+// ---------------------------------------------------------------------------------------
+// Directives: "#mock key=value key=value" inside any message text, up to end of line.
+
+struct directives {
+    std::optional<int> chunks, delay_ms, status, head_delay_ms, reset_after, sse_error,
+        prompt_tokens;
+    bool close = false;
+    bool comments = false;
+
+    void apply(std::string_view key, std::string_view value) {
+        auto v = parse_int(value);
+        if (!v) return;  // unparsable values are ignored like unknown keys
+        int n = *v < 0 ? 0 : *v;
+        if (key == "chunks")
+            chunks = n;
+        else if (key == "delay_ms")
+            delay_ms = n;
+        else if (key == "status")
+            status = n;
+        else if (key == "head_delay_ms")
+            head_delay_ms = n;
+        else if (key == "reset_after")
+            reset_after = n;
+        else if (key == "sse_error")
+            sse_error = n;
+        else if (key == "prompt_tokens")
+            prompt_tokens = n;
+        else if (key == "close")
+            close = n != 0;
+        else if (key == "comments")
+            comments = n != 0;
+    }
+
+    void scan(std::string_view text) {
+        constexpr std::string_view tag = "#mock";
+        auto is_space = [](char c) { return c == ' ' || c == '\t' || c == '\r'; };
+        std::size_t pos = 0;
+        while ((pos = text.find(tag, pos)) != std::string_view::npos) {
+            std::size_t p = pos + tag.size();
+            pos = p;
+            // "#mockery" is prose, not a directive.
+            if (p < text.size() && !is_space(text[p]) && text[p] != '\n') continue;
+            std::size_t eol = text.find('\n', p);
+            if (eol == std::string_view::npos) eol = text.size();
+            std::string_view line = text.substr(p, eol - p);
+            while (!line.empty()) {
+                while (!line.empty() && is_space(line.front())) line.remove_prefix(1);
+                std::size_t end = 0;
+                while (end < line.size() && !is_space(line[end])) ++end;
+                std::string_view token = line.substr(0, end);
+                line.remove_prefix(end);
+                if (auto eq = token.find('='); eq != std::string_view::npos)
+                    apply(token.substr(0, eq), token.substr(eq + 1));
+            }
+            pos = eol;
+        }
+    }
+};
+
+// ---------------------------------------------------------------------------------------
+// Request bodies (simdjson DOM; one reusable parser per thread)
+
+simdjson::dom::parser& thread_parser() {
+    thread_local simdjson::dom::parser parser;
+    return parser;
+}
+
+// Parses `body` in place; the padding simdjson needs is reserved in the string itself so the
+// parser does not have to copy the body into its own buffer.
+bool parse_object(std::string& body, simdjson::dom::object& root) {
+    body.reserve(body.size() + simdjson::SIMDJSON_PADDING);
+    simdjson::dom::element doc;
+    if (thread_parser().parse(body.data(), body.size(), false).get(doc)) return false;
+    return !doc.get(root);
+}
+
+struct chat_request {
+    std::string model = "mock-model";
+    bool stream = false;
+    bool include_usage = false;
+    bool tools = false;
+    std::string tool_name = "mock_function";
+    std::size_t text_bytes = 0;
+    directives dirs;
+};
+
+bool parse_chat(std::string& body, chat_request& out) {
+    simdjson::dom::object root;
+    if (!parse_object(body, root)) return false;
+    std::string_view sv;
+    if (!root["model"].get(sv)) out.model = sv;
+    bool b = false;
+    if (!root["stream"].get(b)) out.stream = b;
+    if (!root["stream_options"]["include_usage"].get(b)) out.include_usage = b;
+    simdjson::dom::array tools;
+    if (!root["tools"].get(tools) && tools.size() > 0) {
+        out.tools = true;
+        if (!tools.at(0)["function"]["name"].get(sv)) out.tool_name = sv;
+    }
+    simdjson::dom::array messages;
+    if (root["messages"].get(messages)) return true;
+    for (simdjson::dom::element m : messages) {
+        auto content = m["content"];
+        simdjson::dom::array parts;
+        if (!content.get(sv)) {
+            out.text_bytes += sv.size();
+            out.dirs.scan(sv);
+        } else if (!content.get(parts)) {
+            for (simdjson::dom::element part : parts) {
+                if (part["text"].get(sv)) continue;
+                out.text_bytes += sv.size();
+                out.dirs.scan(sv);
+            }
+        }
+    }
+    return true;
+}
+
+struct embeddings_request {
+    std::string model = "mock-embedding";
+    std::size_t items = 1;
+    std::size_t input_bytes = 0;
+};
+
+bool parse_embeddings(std::string& body, embeddings_request& out) {
+    simdjson::dom::object root;
+    if (!parse_object(body, root)) return false;
+    std::string_view sv;
+    if (!root["model"].get(sv)) out.model = sv;
+    auto input = root["input"];
+    simdjson::dom::array arr;
+    if (!input.get(sv)) {
+        out.input_bytes = sv.size();
+    } else if (!input.get(arr)) {
+        out.items = arr.size();
+        for (simdjson::dom::element e : arr)
+            if (!e.get(sv)) out.input_bytes += sv.size();
+    }
+    return true;
+}
+
+std::string_view query_param(std::string_view query, std::string_view key) {
+    while (!query.empty()) {
+        std::size_t amp = query.find('&');
+        std::string_view pair = query.substr(0, amp);
+        query = amp == std::string_view::npos ? std::string_view{} : query.substr(amp + 1);
+        std::size_t eq = pair.find('=');
+        if (pair.substr(0, eq) == key)
+            return eq == std::string_view::npos ? std::string_view{} : pair.substr(eq + 1);
+    }
+    return {};
+}
+
+// ---------------------------------------------------------------------------------------
+// One connection: read a request, answer it, repeat while keep-alive.
+
+class connection {
+  public:
+    connection(shared_state& st, tcp::socket sock)
+        : st_(st), sock_(std::move(sock)), timer_(sock_.get_executor()) {}
+
+    awaitable<void> serve();
+
+  private:
+    enum class after { keep_alive, close, gone };  // gone: the socket is already dead
+
+    // What the current request asked of the connection, captured before the request is
+    // moved into /mock/last.
+    struct request_info {
+        unsigned version = 11;
+        bool close = false;
+    };
+
+    awaitable<after> route(request& req);
+    awaitable<after> handle_chat(request& req, const request_info& ri);
+    awaitable<after> handle_embeddings(request& req, const request_info& ri);
+    awaitable<after> handle_wait(std::string_view query, const request_info& ri);
+    awaitable<after> stream_chat(const chat_request& rq, const request_info& ri, int chunks,
+                                 int delay_ms, long long prompt_tokens);
+
+    // Writes a complete response with Content-Length in one gathered write.
+    awaitable<after> reply(const request_info& ri, unsigned status, std::string_view body,
+                           std::string_view content_type = "application/json",
+                           std::string_view extra_headers = {});
+    // Writes one SSE event as one HTTP chunk (optionally preceded by the response head and
+    // followed by the terminating zero chunk), so the gateway sees events arrive separately.
+    awaitable<bool> write_event(std::string_view event, bool chunked, bool last,
+                                std::string_view head = {});
+    // Waits `ms` but returns false as soon as the peer has closed or reset the connection, so
+    // an abandoned stream is noticed within one chunk interval instead of at the next write.
+    awaitable<bool> pause(int ms);
+    awaitable<after> reply_error(const request_info& ri, unsigned status, std::string_view message,
+                                 std::string_view code) {
+        // A coroutine of its own (not `return reply(...)`) so the body outlives the write.
+        std::string body = error_json(message, "invalid_request_error", code);
+        co_return co_await reply(ri, status, body);
+    }
+    bool authorized(const request& req) const {
+        return st_.opt.api_key.empty() || req[http::field::authorization] == st_.expected_auth;
+    }
+    void append_head(std::string& out, const request_info& ri, unsigned status);
+    void record_last(request& req);
+    void reset();
+
+    shared_state& st_;
+    tcp::socket sock_;
+    asio::steady_timer timer_;
+    beast::flat_buffer buffer_;
+    std::optional<http::request_parser<http::string_body>> parser_;
+    std::string head_;   // reused for response heads
+    std::string body_;   // reused for response bodies / SSE events
+    std::string event_;  // reused for SSE events
+};
+
+awaitable<void> connection::serve() {
+    for (;;) {
+        // A parser is single-use; the read buffer (and any pipelined bytes in it) is kept.
+        parser_.emplace();
+        parser_->body_limit(body_limit);
+        parser_->header_limit(header_limit);
+
+        auto [ec, n] = co_await http::async_read_header(sock_, buffer_, *parser_, use_nothrow);
+        if (!ec && parser_->get()[http::field::expect] == "100-continue") {
+            // curl waits a full second for this before sending bodies larger than 1 KiB.
+            static constexpr std::string_view cont = "HTTP/1.1 100 Continue\r\n\r\n";
+            std::tie(ec, n) = co_await asio::async_write(sock_, asio::buffer(cont), use_nothrow);
+            if (ec) co_return;
+        }
+        if (!ec && !parser_->is_done())
+            std::tie(ec, n) = co_await http::async_read(sock_, buffer_, *parser_, use_nothrow);
+        if (ec) {
+            request_info ri{11, true};
+            if (ec == http::error::body_limit) {
+                co_await reply_error(ri, 413, "request body too large", "request_too_large");
+            } else if (ec.category() == make_error_code(http::error::bad_method).category() &&
+                       ec != http::error::end_of_stream && ec != http::error::partial_message) {
+                co_await reply_error(ri, 400, "malformed HTTP request", "bad_request");
+            }
+            break;
+        }
+
+        request& req = parser_->get();
+        after next = co_await route(req);
+        if (next == after::gone) co_return;
+        if (next == after::close) break;
+    }
+    boost::system::error_code ignored;
+    sock_.shutdown(tcp::socket::shutdown_send, ignored);
+    sock_.close(ignored);
+}
+
+awaitable<connection::after> connection::route(request& req) {
+    request_info ri{req.version(), !req.keep_alive()};
+    std::string_view target = req.target();
+    std::size_t qmark = target.find('?');
+    std::string_view path = target.substr(0, qmark);
+    std::string_view query =
+        qmark == std::string_view::npos ? std::string_view{} : target.substr(qmark + 1);
+
+    if (req.method() == http::verb::post) {
+        if (path.ends_with("/chat/completions")) co_return co_await handle_chat(req, ri);
+        if (path.ends_with("/embeddings")) co_return co_await handle_embeddings(req, ri);
+        if (!authorized(req))
+            co_return co_await reply_error(ri, 401, "invalid api key", "invalid_api_key");
+    } else if (req.method() == http::verb::get) {
+        if (path == "/mock/stats") co_return co_await reply(ri, 200, stats_json(st_.counters));
+        if (path == "/mock/wait") co_return co_await handle_wait(query, ri);
+        if (path == "/mock/last") {
+            std::string out;
+            {
+                std::lock_guard lock(st_.last_mutex);
+                if (st_.last) {
+                    const request& last = *st_.last;
+                    out.reserve(last.body().size() + 512);
+                    out += R"({"method":)";
+                    append_json_string(out, last.method_string());
+                    out += R"(,"target":)";
+                    append_json_string(out, last.target());
+                    out += R"(,"headers":{)";
+                    bool first = true;
+                    std::string name;
+                    for (const auto& f : last) {
+                        if (!first) out += ',';
+                        first = false;
+                        name.assign(f.name_string());
+                        for (char& c : name)
+                            c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+                        append_json_string(out, name);
+                        out += ':';
+                        append_json_string(out, f.value());
+                    }
+                    out += R"(},"body":)";
+                    append_json_string(out, last.body());
+                    out += '}';
+                }
+            }
+            if (out.empty())
+                co_return co_await reply_error(ri, 404, "no request received yet", "not_found");
+            co_return co_await reply(ri, 200, out);
+        }
+    }
+    co_return co_await reply_error(ri, 404, "unknown endpoint", "not_found");
+}
+
+// Moves the request into /mock/last (the body can be megabytes; copying it on every request
+// would show in benchmarks). The previous one is destroyed outside the lock.
+void connection::record_last(request& req) {
+    std::optional<request> previous;
+    {
+        std::lock_guard lock(st_.last_mutex);
+        previous = std::exchange(st_.last, std::move(req));
+    }
+    // Only now is the request visible in /mock/last, so a /mock/wait on `requests` that
+    // returns implies /mock/last already shows it.
+    st_.counters.requests.fetch_add(1, std::memory_order_relaxed);
+}
+
+awaitable<connection::after> connection::handle_chat(request& req, const request_info& ri) {
+    bool ok_auth = authorized(req);
+    chat_request rq;
+    bool ok = parse_chat(req.body(), rq);
+    record_last(req);  // `req` is moved from after this point
+
+    if (!ok_auth) co_return co_await reply_error(ri, 401, "invalid api key", "invalid_api_key");
+    if (!ok)
+        co_return co_await reply_error(ri, 400, "request body is not a valid JSON object",
+                                       "invalid_json");
+
+    const directives& d = rq.dirs;
+    request_info out_ri = ri;
+    out_ri.close = ri.close || d.close;
+    int chunks = d.chunks.value_or(st_.opt.chunks);
+    int delay_ms = d.delay_ms.value_or(st_.opt.delay_ms);
+    long long prompt_tokens =
+        d.prompt_tokens.value_or(static_cast<int>(std::max<std::size_t>(1, rq.text_bytes / 4)));
+
+    if (d.status && *d.status >= 400 && *d.status <= 599) {
+        if (d.head_delay_ms.value_or(0) > 0 && !co_await pause(*d.head_delay_ms))
+            co_return after::gone;
+        co_return co_await reply(
+            out_ri, static_cast<unsigned>(*d.status),
+            R"({"error":{"message":"mock error","type":"server_error","param":null,)"
+            R"("code":"mock_status"}})",
+            "application/json", *d.status == 429 ? "retry-after: 1\r\n" : "");
+    }
+    if (rq.stream) co_return co_await stream_chat(rq, out_ri, chunks, delay_ms, prompt_tokens);
+    if (d.reset_after) {
+        reset();
+        co_return after::gone;
+    }
+    if (d.head_delay_ms.value_or(0) > 0 && !co_await pause(*d.head_delay_ms)) co_return after::gone;
+
+    body_.clear();
+    body_ += R"({"id":"chatcmpl-mock)";
+    append_int(body_, static_cast<long long>(st_.next_id.fetch_add(1) + 1));
+    body_ += R"(","object":"chat.completion","created":)";
+    append_int(body_, static_cast<long long>(std::time(nullptr)));
+    body_ += R"(,"model":)";
+    append_json_string(body_, rq.model);
+    body_ += R"(,"choices":[{"index":0,"message":)";
+    if (rq.tools) {
+        body_ += R"({"role":"assistant","content":null,"tool_calls":[{"id":"call_mock1",)"
+                 R"("type":"function","function":{"name":)";
+        append_json_string(body_, rq.tool_name);
+        body_ += R"(,"arguments":"{\"arg\":\"value\"}"}}]},"finish_reason":"tool_calls"}])";
+    } else {
+        body_ += R"({"role":"assistant","content":")";
+        for (int i = 0; i < chunks; ++i) {
+            body_ += "word";
+            append_int(body_, i);
+            body_ += ' ';
+        }
+        body_ += R"("},"finish_reason":"stop"}])";
+    }
+    body_ += R"(,"usage":)";
+    append_usage(body_, prompt_tokens, chunks);
+    body_ += '}';
+    co_return co_await reply(out_ri, 200, body_);
+}
+
+awaitable<connection::after> connection::stream_chat(const chat_request& rq, const request_info& ri,
+                                                     int chunks, int delay_ms,
+                                                     long long prompt_tokens) {
+    const directives& d = rq.dirs;
+    auto& counters = st_.counters;
+    counters.streams_started.fetch_add(1, std::memory_order_relaxed);
+    auto aborted = [&] {
+        counters.streams_aborted.fetch_add(1, std::memory_order_relaxed);
+        return after::gone;
+    };
+    if (d.head_delay_ms.value_or(0) > 0 && !co_await pause(*d.head_delay_ms)) co_return aborted();
+
+    // Chunked framing needs HTTP/1.1; a 1.0 client gets the raw stream ended by close.
+    const bool chunked = ri.version >= 11;
+    const bool close = ri.close || !chunked;
+
+    // Every chunk shares the same prefix and suffix; build them once per stream.
+    std::string prefix = R"(data: {"id":"chatcmpl-mock)";
+    append_int(prefix, static_cast<long long>(st_.next_id.fetch_add(1) + 1));
+    prefix += R"(","object":"chat.completion.chunk","created":)";
+    append_int(prefix, static_cast<long long>(std::time(nullptr)));
+    prefix += R"(,"model":)";
+    append_json_string(prefix, rq.model);
+    prefix += R"(,"choices":[)";
+    const std::string_view suffix = rq.include_usage ? "],\"usage\":null}\n\n" : "]}\n\n";
+    auto build = [&](std::string_view choice) {
+        event_.assign(prefix);
+        event_ += choice;
+        event_ += suffix;
+        return std::string_view(event_);
+    };
+
+    request_info stream_ri = ri;
+    stream_ri.close = close;
+    head_.clear();
+    append_head(head_, stream_ri, 200);
+    head_ += "content-type: text/event-stream\r\ncache-control: no-cache\r\n";
+    if (chunked) head_ += "transfer-encoding: chunked\r\n";
+    if (close) head_ += "connection: close\r\n";
+    head_ += "\r\n";
+    if (!co_await write_event(
+            build(R"({"index":0,"delta":{"role":"assistant","content":""},"finish_reason":null})"),
+            chunked, false, head_))
+        co_return aborted();
+
+    // With tools, the "content" events are the three tool-call deltas; the argument string
+    // {"arg":"value"} is split in two halves that concatenate back to it.
+    const int events = rq.tools ? 3 : chunks;
+    const int reset_at = d.reset_after ? std::min(*d.reset_after, events) : -1;
+    const int error_at = d.sse_error ? std::min(*d.sse_error, events) : -1;
+    for (int i = 0;; ++i) {
+        if (i == reset_at) {
+            reset();  // our own fault injection: neither completed nor aborted
+            co_return after::gone;
+        }
+        if (i == error_at) {
+            static constexpr std::string_view error_event =
+                "data: {\"error\":{\"message\":\"mock stream error\",\"type\":\"server_error\","
+                "\"code\":\"mock_sse_error\"}}\n\n";
+            if (!co_await write_event(error_event, chunked, true)) co_return aborted();
+            counters.streams_completed.fetch_add(1, std::memory_order_relaxed);
+            co_return close ? after::close : after::keep_alive;
+        }
+        if (i == events) break;
+        if (delay_ms > 0 && !co_await pause(delay_ms)) co_return aborted();
+        if (d.comments && !co_await write_event(": ping\n\n", chunked, false)) co_return aborted();
+
+        body_.clear();
+        if (rq.tools) {
+            if (i == 0) {
+                body_ += R"({"index":0,"delta":{"tool_calls":[{"index":0,"id":"call_mock1",)"
+                         R"("type":"function","function":{"name":)";
+                append_json_string(body_, rq.tool_name);
+                body_ += R"(,"arguments":""}}]},"finish_reason":null})";
+            } else {
+                body_ += R"({"index":0,"delta":{"tool_calls":[{"index":0,"function":{"arguments":)";
+                body_ += i == 1 ? R"("{\"arg\":")" : R"("\"value\"}")";
+                body_ += R"(}}]},"finish_reason":null})";
+            }
+        } else {
+            body_ += R"({"index":0,"delta":{"content":"word)";
+            append_int(body_, i);
+            body_ += R"( "},"finish_reason":null})";
+        }
+        if (!co_await write_event(build(body_), chunked, false)) co_return aborted();
+    }
+
+    if (!co_await write_event(
+            build(rq.tools ? R"({"index":0,"delta":{},"finish_reason":"tool_calls"})"
+                           : R"({"index":0,"delta":{},"finish_reason":"stop"})"),
+            chunked, false))
+        co_return aborted();
+    if (rq.include_usage) {
+        event_.assign(prefix);
+        event_ += R"(],"usage":)";
+        append_usage(event_, prompt_tokens, chunks);
+        event_ += "}\n\n";
+        if (!co_await write_event(event_, chunked, false)) co_return aborted();
+    }
+    if (!co_await write_event("data: [DONE]\n\n", chunked, true)) co_return aborted();
+    counters.streams_completed.fetch_add(1, std::memory_order_relaxed);
+    co_return close ? after::close : after::keep_alive;
+}
+
+awaitable<connection::after> connection::handle_embeddings(request& req, const request_info& ri) {
+    bool ok_auth = authorized(req);
+    embeddings_request rq;
+    bool ok = parse_embeddings(req.body(), rq);
+    record_last(req);
+
+    if (!ok_auth) co_return co_await reply_error(ri, 401, "invalid api key", "invalid_api_key");
+    if (!ok)
+        co_return co_await reply_error(ri, 400, "request body is not a valid JSON object",
+                                       "invalid_json");
+
+    long long prompt = static_cast<long long>(std::max<std::size_t>(1, rq.input_bytes / 4));
+    body_.clear();
+    body_ += R"({"object":"list","data":[)";
+    for (std::size_t i = 0; i < rq.items; ++i) {
+        if (i) body_ += ',';
+        body_ += R"({"object":"embedding","index":)";
+        append_int(body_, static_cast<long long>(i));
+        body_ += R"(,"embedding":[0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8]})";
+    }
+    body_ += R"(],"model":)";
+    append_json_string(body_, rq.model);
+    body_ += R"(,"usage":{"prompt_tokens":)";
+    append_int(body_, prompt);
+    body_ += R"(,"total_tokens":)";
+    append_int(body_, prompt);
+    body_ += "}}";
+    co_return co_await reply(ri, 200, body_);
+}
+
+// Polls every 5 ms on the connection's own timer: cheap, never blocks the thread, and the
+// counters are bumped from other threads so there is no single place to notify from.
+awaitable<connection::after> connection::handle_wait(std::string_view query,
+                                                     const request_info& ri) {
+    auto* counter = st_.counters.field(query_param(query, "field"));
+    if (!counter) co_return co_await reply_error(ri, 400, "unknown stats field", "invalid_field");
+    long long atleast = 1;
+    int timeout_ms = 5000;
+    if (auto s = query_param(query, "atleast"); !s.empty()) {
+        auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), atleast);
+        (void)p;
+        if (ec != std::errc{}) atleast = 1;
+    }
+    if (auto v = parse_int(query_param(query, "timeout_ms"))) timeout_ms = std::clamp(*v, 0, 60000);
+
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+    while (static_cast<long long>(counter->load()) < atleast) {
+        if (std::chrono::steady_clock::now() >= deadline)
+            co_return co_await reply(ri, 408, stats_json(st_.counters));
+        timer_.expires_after(5ms);
+        co_await timer_.async_wait(use_nothrow);
+    }
+    co_return co_await reply(ri, 200, stats_json(st_.counters));
+}
+
+void connection::append_head(std::string& out, const request_info& ri, unsigned status) {
+    out += "HTTP/1.1 ";
+    append_int(out, status);
+    out += ' ';
+    auto reason = http::obsolete_reason(static_cast<http::status>(status));
+    // Beast spells unknown codes "<unknown-status>".
+    if (reason.empty() || reason.front() == '<')
+        out += "Unknown";
+    else
+        out.append(reason.data(), reason.size());
+    out += "\r\n";
+    // An HTTP/1.0 client only keeps the connection if told so.
+    if (ri.version < 11 && !ri.close) out += "connection: keep-alive\r\n";
+}
+
+awaitable<connection::after> connection::reply(const request_info& ri, unsigned status,
+                                               std::string_view body, std::string_view content_type,
+                                               std::string_view extra_headers) {
+    head_.clear();
+    append_head(head_, ri, status);
+    head_ += "content-type: ";
+    head_ += content_type;
+    head_ += "\r\ncontent-length: ";
+    append_int(head_, static_cast<long long>(body.size()));
+    head_ += "\r\n";
+    head_ += extra_headers;
+    if (ri.close) head_ += "connection: close\r\n";
+    head_ += "\r\n";
+    std::array<asio::const_buffer, 2> bufs{asio::buffer(head_), asio::buffer(body)};
+    auto [ec, n] = co_await asio::async_write(sock_, bufs, use_nothrow);
+    if (ec) co_return after::gone;
+    co_return ri.close ? after::close : after::keep_alive;
+}
+
+awaitable<bool> connection::write_event(std::string_view event, bool chunked, bool last,
+                                        std::string_view head) {
+    char size_line[24];
+    std::size_t size_len = 0;
+    std::string_view trailer;
+    if (chunked) {
+        auto r = std::to_chars(size_line, size_line + 16, event.size(), 16);
+        r.ptr[0] = '\r';
+        r.ptr[1] = '\n';
+        size_len = static_cast<std::size_t>(r.ptr + 2 - size_line);
+        trailer = last ? "\r\n0\r\n\r\n" : "\r\n";
+    }
+    std::array<asio::const_buffer, 4> bufs{asio::buffer(head), asio::buffer(size_line, size_len),
+                                           asio::buffer(event), asio::buffer(trailer)};
+    auto [ec, n] = co_await asio::async_write(sock_, bufs, use_nothrow);
+    co_return !ec;
+}
+
+awaitable<bool> connection::pause(int ms) {
+    timer_.expires_after(std::chrono::milliseconds(ms));
+    for (;;) {
+        auto [order, timer_ec, wait_ec] =
+            co_await asio::experimental::make_parallel_group(
+                timer_.async_wait(asio::deferred),
+                sock_.async_wait(tcp::socket::wait_read, asio::deferred))
+                .async_wait(asio::experimental::wait_for_one(), asio::use_awaitable);
+        (void)timer_ec;
+        if (order[0] == 0) co_return true;  // the delay elapsed
+        if (wait_ec) co_return false;
+        // Readable: EOF or RST means the peer is gone; real bytes are a pipelined request,
+        // which we must leave alone, and then we can only sit out the rest of the delay.
+        char byte;
+        ssize_t r = ::recv(sock_.native_handle(), &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+        if (r == 0) co_return false;
+        if (r < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) co_return false;
+        if (r > 0) {
+            co_await timer_.async_wait(use_nothrow);
+            co_return true;
+        }
+    }
+}
+
+// Aborts the connection with RST rather than FIN (SO_LINGER {1, 0} then close), which is how
+// a crashed or overloaded upstream looks to the gateway.
+void connection::reset() {
+    boost::system::error_code ignored;
+    sock_.set_option(asio::socket_base::linger(true, 0), ignored);
+    sock_.close(ignored);
+}
+
+awaitable<void> run_connection(shared_state& st, tcp::socket sock) {
+    // Decrement on every exit path, including destruction of the frame at shutdown.
+    struct open_guard {
+        stats& s;
+        ~open_guard() { s.connections_open.fetch_sub(1, std::memory_order_relaxed); }
+    } guard{st.counters};
+    connection conn(st, std::move(sock));
+    co_await conn.serve();
+}
+
+// ---------------------------------------------------------------------------------------
+// Server
+
+using context_list = std::vector<std::unique_ptr<asio::io_context>>;
+
+awaitable<void> accept_loop(tcp::acceptor& acceptor, context_list& contexts, shared_state& st) {
+    std::size_t next = 0;
+    asio::steady_timer backoff(acceptor.get_executor());
+    for (;;) {
+        asio::io_context& ctx = *contexts[next];
+        auto [ec, sock] = co_await acceptor.async_accept(ctx, use_nothrow);
+        if (ec) {
+            if (ec == asio::error::operation_aborted) co_return;
+            // EMFILE and friends: back off instead of spinning on a full fd table.
+            backoff.expires_after(10ms);
+            co_await backoff.async_wait(use_nothrow);
+            continue;
+        }
+        next = (next + 1) % contexts.size();
+        boost::system::error_code ignored;
+        // Small SSE writes must leave immediately, not wait for Nagle / delayed ACK.
+        sock.set_option(tcp::no_delay(true), ignored);
+        st.counters.connections_accepted.fetch_add(1, std::memory_order_relaxed);
+        st.counters.connections_open.fetch_add(1, std::memory_order_relaxed);
+        asio::co_spawn(ctx, run_connection(st, std::move(sock)), asio::detached);
+    }
+}
+
+void usage(const char* argv0) {
+    std::fprintf(stderr,
+                 "usage: %s [--listen HOST:PORT] [--threads N] [--chunks N] [--delay-ms D] "
+                 "[--api-key KEY]\n",
+                 argv0);
+}
+
+bool parse_options(int argc, char** argv, options& opt) {
+    for (int i = 1; i < argc; ++i) {
+        std::string_view arg = argv[i];
+        std::string_view value;
+        if (auto eq = arg.find('='); arg.starts_with("--") && eq != std::string_view::npos) {
+            value = arg.substr(eq + 1);
+            arg = arg.substr(0, eq);
+        } else if (arg == "--help" || arg == "-h") {
+            return false;
+        } else if (i + 1 < argc) {
+            value = argv[++i];
+        } else {
+            std::fprintf(stderr, "missing value for %s\n", argv[i]);
+            return false;
+        }
+        if (arg == "--listen") {
+            auto colon = value.rfind(':');
+            if (colon == std::string_view::npos) return false;
+            std::string_view host = value.substr(0, colon);
+            if (host.starts_with('[') && host.ends_with(']'))
+                host = host.substr(1, host.size() - 2);
+            opt.host = host == "localhost" ? "127.0.0.1" : std::string(host);
+            auto port = parse_int(value.substr(colon + 1));
+            if (!port || *port < 0 || *port > 65535) return false;
+            opt.port = static_cast<unsigned short>(*port);
+        } else if (arg == "--threads" || arg == "--chunks" || arg == "--delay-ms") {
+            auto v = parse_int(value);
+            if (!v || *v < 0) return false;
+            if (arg == "--threads")
+                opt.threads = std::clamp(*v, 1, 256);
+            else if (arg == "--chunks")
+                opt.chunks = *v;
+            else
+                opt.delay_ms = *v;
+        } else if (arg == "--api-key") {
+            opt.api_key = value;
+        } else {
+            std::fprintf(stderr, "unknown option %.*s\n", static_cast<int>(arg.size()), arg.data());
+            return false;
+        }
+    }
+    return true;
+}
+
+int run(int argc, char** argv) {
+    // Declared before the io_contexts: coroutine frames still pending at shutdown are
+    // destroyed with the contexts and touch the counters on the way out.
+    shared_state st;
+    if (!parse_options(argc, argv, st.opt)) {
+        usage(argv[0]);
+        return 2;
+    }
+    if (!st.opt.api_key.empty()) st.expected_auth = "Bearer " + st.opt.api_key;
+    std::signal(SIGPIPE, SIG_IGN);
+
+    context_list contexts;
+    for (int i = 0; i < st.opt.threads; ++i)
+        contexts.push_back(std::make_unique<asio::io_context>(1));  // 1: single-threaded
+
+    tcp::acceptor acceptor(*contexts[0]);
+    try {
+        tcp::endpoint ep(asio::ip::make_address(st.opt.host), st.opt.port);
+        acceptor.open(ep.protocol());
+        acceptor.set_option(tcp::acceptor::reuse_address(true));
+        acceptor.bind(ep);
+        acceptor.listen(asio::socket_base::max_listen_connections);
+    } catch (const std::exception& e) {
+        std::fprintf(stderr, "mock_upstream: cannot listen on %s:%u: %s\n", st.opt.host.c_str(),
+                     st.opt.port, e.what());
+        return 1;
+    }
+    // Installed before the "listening" line: a test may signal us as soon as it reads it.
+    asio::signal_set signals(*contexts[0], SIGINT, SIGTERM);
+    signals.async_wait([&](const boost::system::error_code&, int) {
+        for (auto& ctx : contexts) ctx->stop();
+    });
+
+    auto bound = acceptor.local_endpoint();
+    std::string addr = bound.address().to_string();
+    if (bound.address().is_v6()) addr = "[" + addr + "]";
+    std::printf("mock_upstream listening on %s:%u\n", addr.c_str(),
+                static_cast<unsigned>(bound.port()));
+    std::fflush(stdout);
+
+    asio::co_spawn(*contexts[0], accept_loop(acceptor, contexts, st), asio::detached);
+
+    std::vector<asio::executor_work_guard<asio::io_context::executor_type>> guards;
+    std::vector<std::thread> threads;
+    for (std::size_t i = 1; i < contexts.size(); ++i) {
+        guards.push_back(asio::make_work_guard(*contexts[i]));
+        threads.emplace_back([&ctx = *contexts[i]] { ctx.run(); });
+    }
+    contexts[0]->run();
+    for (auto& ctx : contexts) ctx->stop();
+    for (auto& t : threads) t.join();
+    return 0;
+}
+
+}  // namespace
+
+}  // namespace tollgate::bench
+
+int main(int argc, char** argv) {
+    return tollgate::bench::run(argc, argv);
+}

@@ -1,0 +1,41 @@
+#pragma once
+// YAML → gateway_config. Every problem found is reported with its YAML line, and
+// loading goes on after an error so that `tollgate --check` can list them all.
+
+#include <functional>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "config/config.hpp"
+
+namespace tollgate::config {
+
+struct config_error {
+    int line = 0;  // 1-based; 0 when no line applies (file unreadable)
+    std::string message;
+    std::string text() const;
+};
+
+using env_lookup = std::function<std::optional<std::string>(std::string_view)>;
+
+struct load_result {
+    std::optional<gateway_config> config;  // set only when errors is empty
+    std::vector<config_error> errors;
+};
+
+// Reads the process environment.
+std::optional<std::string> process_env(std::string_view name);
+
+load_result load_config_text(std::string_view yaml, std::string_view source_name,
+                             const env_lookup& env = process_env);
+load_result load_config_file(const std::string& path, const env_lookup& env = process_env);
+
+// Parsers shared with the admin API and the tests. Return nullopt on a bad value.
+std::optional<duration> parse_duration(std::string_view text);
+std::optional<std::size_t> parse_size(std::string_view text);
+std::optional<listen_address> parse_listen(std::string_view text);
+std::string sha256_hex(std::string_view data);
+
+}  // namespace tollgate::config

@@ -1,0 +1,296 @@
+#include "gateway/core/body_parser.hpp"
+
+#include <simdjson.h>
+
+namespace tollgate::core {
+
+namespace {
+
+// A minimal scanner over JSON that simdjson already validated: it finds byte offsets
+// of top-level members, which simdjson's DOM does not keep.
+std::size_t skip_ws(std::string_view s, std::size_t i) {
+    while (i < s.size() && (s[i] == ' ' || s[i] == '\t' || s[i] == '\n' || s[i] == '\r')) ++i;
+    return i;
+}
+
+std::size_t skip_string(std::string_view s, std::size_t i) {
+    for (++i; i < s.size(); ++i) {
+        if (s[i] == '\\')
+            ++i;
+        else if (s[i] == '"')
+            return i + 1;
+    }
+    return s.size();
+}
+
+std::size_t skip_value(std::string_view s, std::size_t i) {
+    if (i >= s.size()) return i;
+    if (s[i] == '"') return skip_string(s, i);
+    if (s[i] == '{' || s[i] == '[') {
+        std::size_t depth = 0;
+        while (i < s.size()) {
+            const char c = s[i];
+            if (c == '"') {
+                i = skip_string(s, i);
+                continue;
+            }
+            if (c == '{' || c == '[') ++depth;
+            if (c == '}' || c == ']') {
+                if (--depth == 0) return i + 1;
+            }
+            ++i;
+        }
+        return i;
+    }
+    while (i < s.size() && s[i] != ',' && s[i] != '}' && s[i] != ']' && s[i] != ' ' &&
+           s[i] != '\t' && s[i] != '\n' && s[i] != '\r')
+        ++i;
+    return i;
+}
+
+struct member_span {
+    std::string_view key;  // raw, without quotes
+    std::size_t value_begin, value_end;
+};
+
+// Calls f(member_span) for each member of the object starting at `begin` ('{');
+// returns the offset of its closing '}'.
+template <class F>
+std::size_t for_each_member(std::string_view s, std::size_t begin, F&& f) {
+    std::size_t i = skip_ws(s, begin + 1);
+    if (i < s.size() && s[i] == '}') return i;
+    while (i < s.size()) {
+        const std::size_t key_end = skip_string(s, i);
+        const std::string_view key = s.substr(i + 1, key_end - i - 2);
+        i = skip_ws(s, key_end);
+        i = skip_ws(s, i + 1);  // ':'
+        const std::size_t vb = i;
+        i = skip_value(s, i);
+        f(member_span{key, vb, i});
+        i = skip_ws(s, i);
+        if (i < s.size() && s[i] == ',') {
+            i = skip_ws(s, i + 1);
+            continue;
+        }
+        return i;
+    }
+    return s.size();
+}
+
+std::size_t string_bytes(simdjson::dom::element e, int depth = 0) {
+    if (depth > 8) return 0;
+    switch (e.type()) {
+        case simdjson::dom::element_type::STRING: {
+            std::string_view s;
+            return e.get_string().get(s) == simdjson::SUCCESS ? s.size() : 0;
+        }
+        case simdjson::dom::element_type::ARRAY: {
+            std::size_t n = 0;
+            simdjson::dom::array arr;
+            if (e.get_array().get(arr) != simdjson::SUCCESS) return 0;
+            for (simdjson::dom::element v : arr) n += string_bytes(v, depth + 1);
+            return n;
+        }
+        case simdjson::dom::element_type::OBJECT: {
+            std::size_t n = 0;
+            simdjson::dom::object obj;
+            if (e.get_object().get(obj) != simdjson::SUCCESS) return 0;
+            for (auto field : obj) {
+                // Count what the model reads, not the structure around it.
+                if (field.key == "role" || field.key == "type" || field.key == "id") continue;
+                n += string_bytes(field.value, depth + 1);
+            }
+            return n;
+        }
+        default: return 0;
+    }
+}
+
+}  // namespace
+
+struct body_parser::impl {
+    simdjson::dom::parser parser;
+    impl() {
+        if (parser.allocate(64 * 1024, max_depth) != simdjson::SUCCESS)
+            throw std::bad_alloc();
+    }
+};
+
+body_parser::body_parser() : impl_(std::make_unique<impl>()) {}
+body_parser::~body_parser() = default;
+
+body_error body_parser::parse(endpoint ep, std::string_view body, request_body& out) {
+    using namespace simdjson;
+    out = request_body{};
+    auto& parser = impl_->parser;
+    if (body.size() > parser.capacity()) {
+        if (parser.allocate(body.size(), max_depth) != SUCCESS)
+            return {errc::internal, "could not allocate the JSON parser"};
+    }
+    dom::element doc;
+    if (auto err = parser.parse(body.data(), body.size(), true).get(doc); err != SUCCESS) {
+        if (err == DEPTH_ERROR)
+            return {errc::invalid_request, "JSON is nested deeper than 128 levels"};
+        if (err == UTF8_ERROR) return {errc::invalid_request, "body is not valid UTF-8"};
+        if (err == EMPTY) return {errc::invalid_request, "request body is empty; expected JSON"};
+        return {errc::invalid_request, "request body is not valid JSON"};
+    }
+    dom::object obj;
+    if (doc.get_object().get(obj) != SUCCESS)
+        return {errc::invalid_request, "request body must be a JSON object"};
+
+    std::string_view model;
+    {
+        dom::element m;
+        if (obj.at_key("model").get(m) != SUCCESS)
+            return {errc::invalid_request, "missing required field 'model'"};
+        if (m.get_string().get(model) != SUCCESS)
+            return {errc::invalid_request, "'model' must be a string"};
+    }
+    if (model.empty()) return {errc::invalid_request, "'model' must not be empty"};
+    out.model.assign(model);
+
+    auto field = [&](const char* name, dom::element& out_el) {
+        return obj.at_key(name).get(out_el) == SUCCESS;
+    };
+    dom::element el;
+    if (ep == endpoint::chat_completions || ep == endpoint::messages) {
+        if (!field("messages", el))
+            return {errc::invalid_request, "missing required field 'messages'"};
+        dom::array arr;
+        if (el.get_array().get(arr) != SUCCESS)
+            return {errc::invalid_request, "'messages' must be an array"};
+        for (dom::element m : arr)
+            if (!m.is_object())
+                return {errc::invalid_request, "each item of 'messages' must be an object"};
+        out.prompt_bytes = string_bytes(el);
+        if (ep == endpoint::messages && field("system", el)) out.prompt_bytes += string_bytes(el);
+        if (field("tools", el)) {
+            if (!el.is_array() && !el.is_null())
+                return {errc::invalid_request, "'tools' must be an array"};
+            out.prompt_bytes += string_bytes(el);
+        }
+    } else if (ep == endpoint::embeddings) {
+        if (!field("input", el)) return {errc::invalid_request, "missing required field 'input'"};
+        if (!el.is_string() && !el.is_array())
+            return {errc::invalid_request, "'input' must be a string or an array"};
+        out.prompt_bytes = string_bytes(el);
+    }
+
+    if (field("stream", el) && !el.is_null()) {
+        if (el.get_bool().get(out.stream) != SUCCESS)
+            return {errc::invalid_request, "'stream' must be a boolean"};
+    }
+    if (field("stream_options", el) && !el.is_null()) {
+        dom::object o;
+        if (el.get_object().get(o) != SUCCESS)
+            return {errc::invalid_request, "'stream_options' must be an object"};
+        dom::element iu;
+        if (o.at_key("include_usage").get(iu) == SUCCESS && !iu.is_null()) {
+            if (iu.get_bool().get(out.client_include_usage) != SUCCESS)
+                return {errc::invalid_request, "'stream_options.include_usage' must be a boolean"};
+        }
+    }
+    for (const char* name : {"max_tokens", "max_completion_tokens"}) {
+        if (field(name, el) && !el.is_null()) {
+            std::uint64_t v = 0;
+            if (el.get_uint64().get(v) != SUCCESS)
+                return {errc::invalid_request,
+                        std::string("'") + name + "' must be a non-negative integer"};
+            out.max_tokens = v;
+        }
+    }
+
+    // Splice points. Keys we rewrite must appear once and unescaped: an upstream that
+    // reads the last duplicate would otherwise see a model the policies never checked.
+    int model_seen = 0, so_seen = 0, stream_seen = 0;
+    const std::size_t start = skip_ws(body, 0);
+    out.object_end = for_each_member(body, start, [&](const member_span& m) {
+        if (m.key == "model") {
+            ++model_seen;
+            out.model_begin = m.value_begin;
+            out.model_end = m.value_end;
+        } else if (m.key == "stream_options") {
+            ++so_seen;
+            out.stream_options_begin = m.value_begin;
+            out.stream_options_end = m.value_end;
+        } else if (m.key == "stream") {
+            ++stream_seen;
+        } else if (m.key.find('\\') != std::string_view::npos) {
+            // An escaped key might spell one of ours: refuse rather than guess.
+            model_seen = 99;
+        }
+    });
+    if (model_seen != 1 || so_seen > 1 || stream_seen > 1)
+        return {errc::invalid_request,
+                "duplicate or escaped top-level keys are not accepted in the request body"};
+    return {};
+}
+
+std::size_t spliced_body::size() const noexcept {
+    std::size_t n = 0;
+    for (std::size_t i = 0; i < count; ++i) n += pieces[i].size();
+    return n;
+}
+
+std::string spliced_body::joined() const {
+    std::string out;
+    out.reserve(size());
+    for (std::size_t i = 0; i < count; ++i) out += pieces[i];
+    return out;
+}
+
+void splice_body(std::string_view raw, const request_body& req, std::string_view upstream_model,
+                 bool force_include_usage, spliced_body& out) {
+    out.count = 0;
+    out.model_token.clear();
+    out.model_token += '"';
+    append_json_escaped(out.model_token, upstream_model);
+    out.model_token += '"';
+
+    auto add = [&](std::string_view piece) {
+        if (!piece.empty()) out.pieces[out.count++] = piece;
+    };
+    const bool need_usage = force_include_usage && req.stream && !req.client_include_usage;
+    const bool has_so = req.stream_options_end != 0;
+    if (!need_usage) {
+        add(raw.substr(0, req.model_begin));
+        add(out.model_token);
+        add(raw.substr(req.model_end));
+        return;
+    }
+    if (!has_so) {
+        // Insert a member before the closing brace of the top-level object.
+        out.stream_options = R"(,"stream_options":{"include_usage":true})";
+        add(raw.substr(0, req.model_begin));
+        add(out.model_token);
+        add(raw.substr(req.model_end, req.object_end - req.model_end));
+        add(out.stream_options);
+        add(raw.substr(req.object_end));
+        return;
+    }
+    // Rewrite the stream_options value, keeping the client's other options.
+    out.stream_options = R"({"include_usage":true)";
+    if (raw[req.stream_options_begin] == '{') {
+        for_each_member(raw, req.stream_options_begin, [&](const member_span& m) {
+            if (m.key == "include_usage") return;
+            out.stream_options += ",\"";
+            out.stream_options += m.key;
+            out.stream_options += "\":";
+            out.stream_options += raw.substr(m.value_begin, m.value_end - m.value_begin);
+        });
+    }
+    out.stream_options += '}';
+    const bool model_first = req.model_begin < req.stream_options_begin;
+    const auto a_begin = model_first ? req.model_begin : req.stream_options_begin;
+    const auto a_end = model_first ? req.model_end : req.stream_options_end;
+    const auto b_begin = model_first ? req.stream_options_begin : req.model_begin;
+    const auto b_end = model_first ? req.stream_options_end : req.model_end;
+    add(raw.substr(0, a_begin));
+    add(model_first ? std::string_view(out.model_token) : std::string_view(out.stream_options));
+    add(raw.substr(a_end, b_begin - a_end));
+    add(model_first ? std::string_view(out.stream_options) : std::string_view(out.model_token));
+    add(raw.substr(b_end));
+}
+
+}  // namespace tollgate::core

@@ -1,0 +1,51 @@
+#include "gateway/core/chain.hpp"
+
+#include <boost/asio/use_awaitable.hpp>
+
+namespace tollgate::core {
+
+boost::asio::awaitable<verdict> policy::on_request_async(request_context&) const {
+    co_return verdict::next;
+}
+
+chain::chain(std::vector<std::unique_ptr<policy>> policies) : policies_(std::move(policies)) {}
+
+boost::asio::awaitable<verdict> chain::run_request(request_context& ctx) const {
+    if (ctx.states.size() < policies_.size()) ctx.states.resize(policies_.size());
+    for (const auto& p : policies_) {
+        verdict v = p->on_request(ctx);
+        if (v == verdict::suspend) v = co_await p->on_request_async(ctx);
+        if (v == verdict::reply) {
+            if (ctx.reply.status == 0) ctx.set_error_reply(errc::internal);
+            co_return verdict::reply;
+        }
+    }
+    co_return verdict::next;
+}
+
+void chain::response_head(request_context& ctx, const struct response_head& head) const {
+    for (auto it = policies_.rbegin(); it != policies_.rend(); ++it) (*it)->on_response_head(ctx, head);
+}
+
+void chain::response_body(request_context& ctx, std::string_view body) const {
+    for (auto it = policies_.rbegin(); it != policies_.rend(); ++it) (*it)->on_response_body(ctx, body);
+}
+
+event_action chain::response_event(request_context& ctx, const sse_event& ev) const {
+    event_action action = event_action::pass;
+    for (auto it = policies_.rbegin(); it != policies_.rend(); ++it)
+        if ((*it)->on_response_event(ctx, ev) == event_action::drop) action = event_action::drop;
+    return action;
+}
+
+void chain::complete(request_context& ctx, const outcome& out) const noexcept {
+    for (auto it = policies_.rbegin(); it != policies_.rend(); ++it) (*it)->on_complete(ctx, out);
+}
+
+const policy* chain::find(std::string_view name) const noexcept {
+    for (const auto& p : policies_)
+        if (p->name() == name) return p.get();
+    return nullptr;
+}
+
+}  // namespace tollgate::core

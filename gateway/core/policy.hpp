@@ -1,0 +1,72 @@
+#pragma once
+// The policy interface (after Envoy's HTTP filters and Pingora's phases).
+//
+// A policy is immutable after construction and shared by every request on every worker
+// thread, so its const methods must be thread-safe; per-request state lives in the
+// request_context (a state slot). Request hooks run in chain order; response hooks and
+// on_complete in reverse order.
+
+#include <boost/asio/awaitable.hpp>
+
+#include <cstddef>
+#include <memory>
+#include <string_view>
+
+#include "gateway/core/request_context.hpp"
+
+namespace tollgate::core {
+
+enum class verdict {
+    next,     // go on to the next policy
+    reply,    // answer now with ctx.reply; the chain stops
+    suspend,  // needs I/O: the chain awaits on_request_async()
+};
+
+enum class event_action { pass, drop };
+
+// One complete Server-Sent Event from the upstream.
+struct sse_event {
+    std::string_view raw;    // the bytes as received, terminating blank line included
+    std::string_view event;  // the `event:` field, empty if none
+    std::string_view data;   // the `data:` lines joined with '\n'
+    bool has_data = false;
+};
+
+// The upstream response head as the policies see it.
+struct response_head {
+    int status = 0;
+    bool stream = false;  // text/event-stream
+};
+
+struct outcome {
+    int status = 0;        // what the client got (499: client gone before the answer ended)
+    errc error = errc::ok;
+    bool stream = false;
+    bool client_gone = false;
+};
+
+class policy {
+public:
+    virtual ~policy() = default;
+    virtual std::string_view name() const noexcept = 0;
+
+    // Request phase. The synchronous part runs first; returning verdict::suspend makes the
+    // chain co_await on_request_async(), which must not return verdict::suspend.
+    // Cancellation: the awaitable is destroyed if the client goes away while suspended;
+    // on_complete still runs.
+    virtual verdict on_request(request_context&) const { return verdict::next; }
+    virtual boost::asio::awaitable<verdict> on_request_async(request_context&) const;
+
+    // The upstream answered (head only). May add ctx.response_headers.
+    virtual void on_response_head(request_context&, const response_head&) const {}
+    // A non-streamed answer, whole.
+    virtual void on_response_body(request_context&, std::string_view body) const {}
+    // One complete SSE event of a streamed answer. Synchronous, no I/O; O(event size).
+    virtual event_action on_response_event(request_context&, const sse_event&) const {
+        return event_action::pass;
+    }
+    // Exactly once for every request that entered the chain, whatever its ending.
+    virtual void on_complete(request_context&, const outcome&) const noexcept {}
+};
+
+}  // namespace tollgate::core

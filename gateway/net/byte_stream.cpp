@@ -1,0 +1,114 @@
+#include "gateway/net/byte_stream.hpp"
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/connect.hpp>
+#include <boost/asio/ssl/error.hpp>
+#include <boost/asio/ssl/host_name_verification.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
+
+#include <sys/socket.h>
+
+#include <cerrno>
+
+namespace tollgate::net {
+
+namespace {
+constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
+}
+
+byte_stream::byte_stream(tcp::socket&& socket, asio::ssl::context* tls) {
+    if (tls)
+        tls_ = std::make_unique<asio::ssl::stream<boost::beast::tcp_stream>>(
+            boost::beast::tcp_stream(std::move(socket)), *tls);
+    else
+        plain_ = std::make_unique<boost::beast::tcp_stream>(std::move(socket));
+}
+
+byte_stream::byte_stream(const asio::any_io_executor& ex, asio::ssl::context* tls) {
+    if (tls)
+        tls_ = std::make_unique<asio::ssl::stream<boost::beast::tcp_stream>>(ex, *tls);
+    else
+        plain_ = std::make_unique<boost::beast::tcp_stream>(ex);
+}
+
+byte_stream::~byte_stream() = default;
+
+boost::beast::tcp_stream& byte_stream::lowest() noexcept {
+    return tls_ ? tls_->next_layer() : *plain_;
+}
+
+asio::awaitable<error_code> byte_stream::handshake_server(duration timeout) {
+    if (!tls_) co_return error_code{};
+    lowest().expires_after(timeout);
+    auto [ec] = co_await tls_->async_handshake(asio::ssl::stream_base::server, use_tuple);
+    lowest().expires_never();
+    co_return ec;
+}
+
+asio::awaitable<error_code> byte_stream::connect(const tcp::resolver::results_type& endpoints,
+                                                 const std::string& host, bool verify,
+                                                 duration timeout) {
+    lowest().expires_after(timeout);
+    auto [ec, ep] = co_await lowest().async_connect(endpoints, use_tuple);
+    if (ec) co_return ec;
+    socket().set_option(tcp::no_delay(true), ec);
+    if (tls_) {
+        // SNI, then peer verification including the host name.
+        if (!SSL_set_tlsext_host_name(tls_->native_handle(), host.c_str()))
+            co_return error_code(static_cast<int>(::ERR_get_error()),
+                                 asio::error::get_ssl_category());
+        if (verify) {
+            tls_->set_verify_mode(asio::ssl::verify_peer);
+            tls_->set_verify_callback(asio::ssl::host_name_verification(host));
+        } else {
+            tls_->set_verify_mode(asio::ssl::verify_none);
+        }
+        auto [hec] = co_await tls_->async_handshake(asio::ssl::stream_base::client, use_tuple);
+        if (hec) co_return hec;
+    }
+    lowest().expires_never();
+    co_return error_code{};
+}
+
+asio::awaitable<std::pair<error_code, std::size_t>> byte_stream::read_some(
+    asio::mutable_buffer buffer, duration timeout) {
+    lowest().expires_after(timeout);
+    if (tls_) {
+        auto [ec, n] = co_await tls_->async_read_some(buffer, use_tuple);
+        co_return std::pair{ec, n};
+    }
+    auto [ec, n] = co_await plain_->async_read_some(buffer, use_tuple);
+    co_return std::pair{ec, n};
+}
+
+asio::awaitable<error_code> byte_stream::write(std::span<const asio::const_buffer> buffers,
+                                               duration timeout) {
+    lowest().expires_after(timeout);
+    if (tls_) {
+        auto [ec, n] = co_await asio::async_write(*tls_, buffers, use_tuple);
+        co_return ec;
+    }
+    auto [ec, n] = co_await asio::async_write(*plain_, buffers, use_tuple);
+    co_return ec;
+}
+
+void byte_stream::cancel() noexcept { lowest().cancel(); }
+
+void byte_stream::close() noexcept {
+    error_code ec;
+    socket().shutdown(tcp::socket::shutdown_both, ec);
+    socket().close(ec);
+}
+
+bool byte_stream::peer_closed() noexcept {
+    if (!socket().is_open()) return true;
+    char c;
+    const auto r = ::recv(socket().native_handle(), &c, 1, MSG_PEEK | MSG_DONTWAIT);
+    if (r == 0) return true;
+    if (r < 0) return errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR;
+    // Unsolicited bytes on an idle HTTP connection: it is not in a usable state.
+    return true;
+}
+
+}  // namespace tollgate::net

@@ -1,0 +1,63 @@
+#pragma once
+// A TCP connection, optionally under TLS, with a deadline on every operation.
+// Both the client side (server) and the upstream side use it, so that the relay is one
+// piece of code whatever the transports. Not thread-safe: it lives on one worker's
+// io_context. At most one read and one write may be pending at a time.
+
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/ssl/context.hpp>
+#include <boost/asio/ssl/stream.hpp>
+#include <boost/beast/core/tcp_stream.hpp>
+
+#include <chrono>
+#include <memory>
+#include <span>
+#include <string>
+#include <utility>
+
+namespace tollgate::net {
+
+namespace asio = boost::asio;
+using boost::system::error_code;
+using tcp = asio::ip::tcp;
+using duration = std::chrono::steady_clock::duration;
+
+class byte_stream {
+public:
+    // An accepted client connection; TLS when `tls` is non-null (then call handshake_server).
+    byte_stream(tcp::socket&& socket, asio::ssl::context* tls);
+    // An unconnected upstream connection; TLS when `tls` is non-null.
+    byte_stream(const asio::any_io_executor& ex, asio::ssl::context* tls);
+    ~byte_stream();
+    byte_stream(const byte_stream&) = delete;
+    byte_stream& operator=(const byte_stream&) = delete;
+
+    bool is_tls() const noexcept { return tls_ != nullptr; }
+    boost::beast::tcp_stream& lowest() noexcept;
+    tcp::socket& socket() noexcept { return lowest().socket(); }
+
+    asio::awaitable<error_code> handshake_server(duration timeout);
+    // Connects to the first reachable endpoint; for TLS also sets SNI, verifies the peer
+    // chain and host name (unless verify is false) and handshakes.
+    asio::awaitable<error_code> connect(const tcp::resolver::results_type& endpoints,
+                                        const std::string& host, bool verify, duration timeout);
+
+    asio::awaitable<std::pair<error_code, std::size_t>> read_some(asio::mutable_buffer buffer,
+                                                                  duration timeout);
+    asio::awaitable<error_code> write(std::span<const asio::const_buffer> buffers,
+                                      duration timeout);
+
+    // Cancels pending operations; they complete with operation_aborted.
+    void cancel() noexcept;
+    void close() noexcept;
+    // True when the peer has closed or reset the connection (non-blocking check), as a
+    // pooled keep-alive connection may have been while idle.
+    bool peer_closed() noexcept;
+
+private:
+    std::unique_ptr<boost::beast::tcp_stream> plain_;
+    std::unique_ptr<asio::ssl::stream<boost::beast::tcp_stream>> tls_;
+};
+
+}  // namespace tollgate::net

@@ -1,0 +1,539 @@
+#include "gateway/proxy/pipeline.hpp"
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/ssl/error.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/beast/core/error.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/http/error.hpp>
+#include <spdlog/spdlog.h>
+
+#include <openssl/err.h>
+#include <openssl/x509.h>
+#include <sys/socket.h>
+
+#include <algorithm>
+#include <cerrno>
+
+#include "gateway/core/sse_framer.hpp"
+#include "gateway/upstream/response_parser.hpp"
+
+namespace tollgate::proxy {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+using core::errc;
+
+namespace {
+
+constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
+constexpr std::size_t upstream_read_chunk = 16 * 1024;
+
+// Watches the client socket while the upstream works, so that a client that goes away
+// is noticed at once rather than at the next write (which may be minutes away).
+struct client_watch {
+    bool active = true;
+    bool gone = false;
+    bool cancel_upstream = true;  // routing.on_client_disconnect: cancel
+    net::byte_stream* upstream = nullptr;
+};
+
+asio::awaitable<void> watch_client(net::byte_stream& client, std::shared_ptr<client_watch> w) {
+    while (w->active) {
+        auto [ec] = co_await client.socket().async_wait(asio::ip::tcp::socket::wait_read,
+                                                        use_tuple);
+        // After a cancel the session may be gone: touch nothing but `w` until checked.
+        if (!w->active) co_return;
+        if (!ec) {
+            char c;
+            const auto r = ::recv(client.socket().native_handle(), &c, 1, MSG_PEEK | MSG_DONTWAIT);
+            if (r > 0) co_return;  // the client sent more (a pipelined request): stop watching
+            if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) continue;
+        }
+        w->gone = true;
+        if (w->cancel_upstream && w->upstream) w->upstream->cancel();
+        co_return;
+    }
+}
+
+class watch_scope {
+public:
+    watch_scope(net::byte_stream& client, bool cancel_upstream)
+        : client_(client), w_(std::make_shared<client_watch>()) {
+        w_->cancel_upstream = cancel_upstream;
+        asio::co_spawn(client.socket().get_executor(), watch_client(client, w_), asio::detached);
+    }
+    ~watch_scope() {
+        w_->active = false;
+        w_->upstream = nullptr;
+        boost::system::error_code ec;
+        client_.socket().cancel(ec);
+    }
+    client_watch& operator*() const noexcept { return *w_; }
+    client_watch* operator->() const noexcept { return w_.get(); }
+
+private:
+    net::byte_stream& client_;
+    std::shared_ptr<client_watch> w_;
+};
+
+// on_complete exactly once, also when the coroutine is destroyed mid-way.
+class completion {
+public:
+    completion(const core::chain& c, core::request_context& ctx) : chain_(c), ctx_(ctx) {
+        out.status = 499;
+        out.error = errc::client_closed;
+    }
+    ~completion() { chain_.complete(ctx_, out); }
+    core::outcome out;
+
+private:
+    const core::chain& chain_;
+    core::request_context& ctx_;
+};
+
+enum class failure_kind { none, connect_error, timeout, status, auth, protocol, client_gone };
+
+struct failure {
+    failure_kind kind = failure_kind::none;
+    int status = 0;
+    std::string message;
+};
+
+bool is_timeout(const boost::system::error_code& ec) {
+    return ec == beast::error::timeout || ec == asio::error::timed_out;
+}
+
+std::string tls_reason(const boost::system::error_code& ec) {
+    if (ec.category() == asio::error::get_ssl_category()) {
+        char buf[256];
+        ::ERR_error_string_n(static_cast<unsigned long>(ec.value()), buf, sizeof buf);
+        return buf;
+    }
+    return ec.message();
+}
+
+bool retryable(const config::routing_config& r, const failure& f) {
+    std::string_view cls;
+    std::string status;
+    switch (f.kind) {
+        case failure_kind::connect_error: cls = "connect_error"; break;
+        case failure_kind::timeout: cls = "timeout"; break;
+        case failure_kind::status:
+            status = std::to_string(f.status);
+            cls = status;
+            break;
+        default: return false;
+    }
+    return std::find(r.retry_on.begin(), r.retry_on.end(), cls) != r.retry_on.end();
+}
+
+bool client_fault_status(int s) { return s == 400 || s == 404 || s == 413 || s == 415 || s == 422; }
+
+double ms_between(core::clock::time_point a, core::clock::time_point b) {
+    return std::chrono::duration<double, std::milli>(b - a).count();
+}
+
+// State of one upstream attempt.
+struct attempt {
+    upstream::lease conn;
+    upstream::response_parser parser;
+    beast::flat_buffer buf;
+    core::clock::time_point sent_at{};
+};
+
+// Reads and parses until the head is complete, within `timeout`.
+asio::awaitable<boost::system::error_code> read_head(attempt& a, core::clock::duration timeout,
+                                                     std::size_t& bytes_in) {
+    const auto deadline = core::clock::now() + timeout;
+    boost::system::error_code ec;
+    a.parser.header_limit(64 * 1024);
+    a.parser.eager(true);
+    for (;;) {
+        if (a.buf.size() > 0) {
+            const auto used = a.parser.put(a.buf.data(), ec);
+            a.buf.consume(used);
+            if (a.parser.is_header_done()) co_return boost::system::error_code{};
+            if (ec && ec != http::error::need_more) co_return ec;
+        }
+        const auto left = deadline - core::clock::now();
+        if (left <= core::clock::duration::zero()) co_return beast::error::timeout;
+        auto [rec, n] = co_await a.conn.stream().read_some(a.buf.prepare(upstream_read_chunk), left);
+        if (rec) co_return rec;
+        bytes_in += n;
+        a.buf.commit(n);
+    }
+}
+
+// Reads more of the body into a.parser.body(). Returns eof-as-success when a
+// close-delimited body ends.
+asio::awaitable<boost::system::error_code> read_body_piece(attempt& a,
+                                                           core::clock::duration timeout) {
+    boost::system::error_code ec;
+    if (a.buf.size() > 0) {
+        const auto used = a.parser.put(a.buf.data(), ec);
+        a.buf.consume(used);
+        if (ec != http::error::need_more && ec) co_return ec;
+        if (!a.parser.body().empty() || a.parser.is_done()) co_return boost::system::error_code{};
+    }
+    auto [rec, n] = co_await a.conn.stream().read_some(a.buf.prepare(upstream_read_chunk), timeout);
+    if (rec == asio::error::eof || (rec == asio::ssl::error::stream_truncated)) {
+        if (a.parser.need_eof()) {
+            a.parser.put_eof(ec);
+            co_return ec;
+        }
+        co_return http::error::partial_message;
+    }
+    if (rec) co_return rec;
+    a.buf.commit(n);
+    const auto used = a.parser.put(a.buf.data(), ec);
+    a.buf.consume(used);
+    if (ec == http::error::need_more) ec = {};
+    co_return ec;
+}
+
+class forwarder {
+public:
+    forwarder(pipeline_io& io, core::request_context& ctx, completion& done)
+        : io_(io),
+          ctx_(ctx),
+          done_(done),
+          snap_(*io.gen.snap),
+          chain_(*snap_.policies),
+          watch_(io.client,
+                 snap_.config.routing.on_client_disconnect == config::disconnect_mode::cancel) {}
+
+    asio::awaitable<void> run();
+
+private:
+    asio::awaitable<failure> try_target(const core::route_target& target);
+    asio::awaitable<void> relay_stream(attempt& a, int status);
+    asio::awaitable<void> send_failure(const failure& f, bool all_timeouts);
+    void on_event(const core::sse_event& ev) {
+        if (chain_.response_event(ctx_, ev) == core::event_action::pass) out_.append(ev.raw);
+    }
+
+    pipeline_io& io_;
+    core::request_context& ctx_;
+    completion& done_;
+    const core::snapshot& snap_;
+    const core::chain& chain_;
+    watch_scope watch_;
+    core::spliced_body body_;
+    std::string head_;
+    std::string out_;
+    bool answered_ = false;
+};
+
+asio::awaitable<void> forwarder::run() {
+    failure last;
+    bool all_timeouts = true;
+    for (const auto& target : ctx_.plan) {
+        if (watch_->gone) break;
+        last = co_await try_target(target);
+        if (answered_ || last.kind == failure_kind::client_gone) break;
+        if (last.kind != failure_kind::timeout) all_timeouts = false;
+        spdlog::debug("request {}: attempt {} at provider {} failed: {}", ctx_.request_id,
+                      ctx_.attempts, target.provider->name, last.message);
+        if (!retryable(snap_.config.routing, last)) break;
+    }
+    if (answered_) co_return;
+    if (watch_->gone || last.kind == failure_kind::client_gone) {
+        done_.out.status = 499;
+        done_.out.error = errc::client_closed;
+        done_.out.client_gone = true;
+        io_.out.set_close();
+        co_return;
+    }
+    co_await send_failure(last, all_timeouts && last.kind == failure_kind::timeout);
+}
+
+asio::awaitable<void> forwarder::send_failure(const failure& f, bool all_timeouts) {
+    const errc e = all_timeouts ? errc::upstream_timeout : errc::upstream_unavailable;
+    std::string message = f.message.empty() ? std::string(core::describe(e).message) : f.message;
+    done_.out.status = core::describe(e).status;
+    done_.out.error = e;
+    if (co_await io_.out.send_error(ctx_, e, message)) io_.out.set_close();
+}
+
+asio::awaitable<failure> forwarder::try_target(const core::route_target& target) {
+    const auto& prov_ptr = io_.gen.providers.at(target.provider_index);
+    const auto& prov = *prov_ptr;
+    const auto& pc = prov.config();
+    ctx_.served_by = &target;
+    ++ctx_.attempts;
+    if (!prov.supports(ctx_.ep))
+        co_return failure{failure_kind::protocol, 0,
+                          "provider " + pc.name + " (kind " +
+                              std::string(pc.kind == config::provider_kind::anthropic ? "anthropic"
+                                                                                      : "openai") +
+                              ") does not serve this endpoint"};
+
+    const bool openai_like = pc.kind != config::provider_kind::anthropic;
+    core::splice_body(ctx_.body, ctx_.req, target.upstream_model,
+                      ctx_.want_stream_usage && openai_like &&
+                          ctx_.ep == core::endpoint::chat_completions,
+                      body_);
+    prov.render_head(head_, ctx_.ep, target.upstream_model, body_.size(), ctx_.req.stream,
+                     ctx_.request_id);
+    std::array<asio::const_buffer, 6> bufs;
+    bufs[0] = asio::buffer(head_);
+    for (std::size_t i = 0; i < body_.count; ++i)
+        bufs[i + 1] = asio::buffer(body_.pieces[i].data(), body_.pieces[i].size());
+    const std::span<const asio::const_buffer> request(bufs.data(), body_.count + 1);
+
+    auto& pool = io_.pools.pool_for(prov_ptr);
+    bool fresh = false;
+    for (;;) {
+        attempt a;
+        auto [aec, conn] = co_await pool.acquire(fresh);
+        if (watch_->gone) co_return failure{failure_kind::client_gone, 0, {}};
+        if (aec) {
+            if (aec == asio::error::no_buffer_space)
+                co_return failure{failure_kind::connect_error, 0,
+                                  "provider " + pc.name + ": connection pool is full"};
+            if (is_timeout(aec))
+                co_return failure{failure_kind::timeout, 0,
+                                  "provider " + pc.name + ": connect timed out"};
+            if (aec.category() == asio::error::get_ssl_category()) {
+                const std::string reason = tls_reason(aec);
+                spdlog::warn("provider {}: TLS handshake with {} failed: {}", pc.name, pc.host,
+                             reason);
+                co_return failure{failure_kind::connect_error, 0,
+                                  "provider " + pc.name + ": TLS verification failed"};
+            }
+            co_return failure{failure_kind::connect_error, 0,
+                              "provider " + pc.name + ": cannot connect (" + aec.message() + ")"};
+        }
+        a.conn = std::move(conn);
+        ctx_.forwarded = true;
+        watch_->upstream = &a.conn.stream();
+        a.sent_at = core::clock::now();
+        a.parser.body_limit(pc.max_response_bytes);
+        auto wec = co_await a.conn.stream().write(request, pc.idle_timeout);
+        std::size_t bytes_in = 0;
+        if (!wec) wec = co_await read_head(a, pc.first_byte_timeout, bytes_in);
+        if (watch_->gone) {
+            watch_->upstream = nullptr;
+            co_return failure{failure_kind::client_gone, 0, {}};
+        }
+        if (wec) {
+            watch_->upstream = nullptr;
+            // A kept-alive connection the upstream had closed: try once on a new one.
+            if (a.conn.reused() && bytes_in == 0 && !is_timeout(wec) && !fresh) {
+                fresh = true;
+                continue;
+            }
+            if (is_timeout(wec))
+                co_return failure{failure_kind::timeout, 0,
+                                  "provider " + pc.name + ": no answer within first_byte_timeout"};
+            co_return failure{failure_kind::connect_error, 0,
+                              "provider " + pc.name + ": connection failed (" + wec.message() +
+                                  ")"};
+        }
+
+        const int status = a.parser.status();
+        if (status >= 200 && status < 300 && a.parser.event_stream()) {
+            co_await relay_stream(a, status);
+            watch_->upstream = nullptr;
+            co_return failure{};
+        }
+
+        // A whole (non-streamed) answer: read it, bounded (body_limit set before the head).
+        std::string body = std::move(a.parser.body());
+        a.parser.body().clear();
+        boost::system::error_code bec;
+        while (!a.parser.is_done()) {
+            bec = co_await read_body_piece(a, pc.idle_timeout);
+            body += a.parser.body();
+            a.parser.body().clear();
+            if (bec || watch_->gone) break;
+        }
+        watch_->upstream = nullptr;
+        if (watch_->gone) co_return failure{failure_kind::client_gone, 0, {}};
+        if (bec) {
+            if (is_timeout(bec))
+                co_return failure{failure_kind::timeout, 0,
+                                  "provider " + pc.name + ": answer stalled"};
+            if (bec == http::error::body_limit)
+                co_return failure{failure_kind::protocol, 0,
+                                  "provider " + pc.name + ": answer larger than max_response_bytes"};
+            co_return failure{failure_kind::connect_error, 0,
+                              "provider " + pc.name + ": answer cut short (" + bec.message() + ")"};
+        }
+        const auto upstream_done = core::clock::now();
+        a.conn.release(a.parser.keep_alive());
+
+        if (status >= 200 && status < 300) {
+            chain_.response_head(ctx_, core::response_head{status, false});
+            chain_.response_body(ctx_, body);
+        } else if (status == 401 || status == 403) {
+            spdlog::warn("provider {} refused the gateway's credentials (HTTP {})", pc.name,
+                         status);
+            co_return failure{failure_kind::auth, status,
+                              "provider " + pc.name + " refused the gateway's credentials (HTTP " +
+                                  std::to_string(status) + ")"};
+        } else if (!client_fault_status(status)) {
+            co_return failure{failure_kind::status, status,
+                              "provider " + pc.name + " answered HTTP " + std::to_string(status)};
+        }
+        // Success, or a client-fault 4xx passed through as the upstream sent it.
+        const auto now = core::clock::now();
+        const double overhead = ms_between(ctx_.received_at, now) - ms_between(a.sent_at, upstream_done);
+        answered_ = true;
+        done_.out.status = status;
+        done_.out.error = errc::ok;
+        const std::string content_type =
+            a.parser.content_type().empty() ? "application/json" : a.parser.content_type();
+        ctx_.first_byte_at = now;
+        if (co_await io_.out.send(ctx_, status, content_type, body, std::max(0.0, overhead))) {
+            done_.out.client_gone = true;
+            io_.out.set_close();
+        }
+        co_return failure{};
+    }
+}
+
+asio::awaitable<void> forwarder::relay_stream(attempt& a, int status) {
+    const auto& pc = ctx_.served_by->provider;
+    answered_ = true;
+    done_.out.stream = true;
+    done_.out.status = status;
+    done_.out.error = errc::ok;
+    a.parser.body_limit(boost::none);
+    chain_.response_head(ctx_, core::response_head{status, true});
+
+    core::sse_framer framer(pc->max_event_bytes);
+    auto feed = [&]() {
+        const bool ok = framer.feed(a.parser.body(), [&](const core::sse_event& ev) { on_event(ev); });
+        a.parser.body().clear();
+        return ok;
+    };
+    bool framing_ok = feed();
+    bool client_ok = !watch_->gone;
+    if (client_ok) {
+        client_ok = !co_await io_.out.start_stream(ctx_, status, "text/event-stream", out_);
+        if (!out_.empty()) ctx_.first_byte_at = core::clock::now();
+        out_.clear();
+    }
+    const bool drain = snap_.config.routing.on_client_disconnect == config::disconnect_mode::drain;
+    std::optional<core::clock::time_point> drain_deadline;
+    errc upstream_error = errc::ok;
+    std::string upstream_message;
+
+    while (framing_ok && !a.parser.is_done()) {
+        if (!client_ok || watch_->gone) {
+            client_ok = false;
+            if (!drain) break;
+            if (!drain_deadline) drain_deadline = core::clock::now() + snap_.config.routing.drain_limit;
+        }
+        auto timeout = std::chrono::duration_cast<core::clock::duration>(pc->idle_timeout);
+        if (drain_deadline) {
+            const auto left = *drain_deadline - core::clock::now();
+            if (left <= core::clock::duration::zero()) break;
+            timeout = std::min(timeout, left);
+        }
+        const auto ec = co_await read_body_piece(a, timeout);
+        framing_ok = feed();
+        if (ec) {
+            if (watch_->gone || ec == asio::error::operation_aborted) {
+                client_ok = false;
+                break;
+            }
+            upstream_error = is_timeout(ec) ? errc::upstream_timeout : errc::upstream_unavailable;
+            upstream_message = is_timeout(ec) ? "upstream stream stalled (idle_timeout)"
+                                              : "upstream stream ended abnormally (" +
+                                                    ec.message() + ")";
+            break;
+        }
+        if (!framing_ok) {
+            upstream_error = errc::upstream_unavailable;
+            upstream_message = "upstream sent an SSE event larger than max_event_bytes";
+            break;
+        }
+        if (a.parser.is_done())
+            framer.finish([&](const core::sse_event& ev) { on_event(ev); });
+        if (client_ok && !out_.empty()) {
+            if (!ctx_.first_byte_at) ctx_.first_byte_at = core::clock::now();
+            client_ok = !co_await io_.out.stream_piece(out_);
+        }
+        out_.clear();
+    }
+    watch_->upstream = nullptr;
+    const bool complete = a.parser.is_done() && upstream_error == errc::ok && framing_ok;
+    a.conn.release(complete && a.parser.keep_alive());
+
+    if (!client_ok || watch_->gone) {
+        done_.out.client_gone = true;
+        done_.out.status = 499;
+        done_.out.error = errc::client_closed;
+        io_.out.set_close();
+        co_return;
+    }
+    if (!complete) {
+        if (upstream_error == errc::ok) {
+            upstream_error = errc::upstream_unavailable;
+            upstream_message = "upstream stream ended abnormally";
+        }
+        done_.out.error = upstream_error;
+        // After a 200 head, the error goes as one SSE event; then the stream ends.
+        out_ = "data: ";
+        out_ += core::openai_error_body(upstream_error, upstream_message);
+        out_ += "\n\n";
+        if (co_await io_.out.stream_piece(out_)) {
+            io_.out.set_close();
+            co_return;
+        }
+        out_.clear();
+    }
+    if (co_await io_.out.end_stream()) io_.out.set_close();
+}
+
+asio::awaitable<void> send_local_reply(pipeline_io& io, core::request_context& ctx) {
+    auto& r = ctx.reply;
+    for (auto& h : r.headers) ctx.response_headers.push_back(std::move(h));
+    r.headers.clear();
+    boost::system::error_code ec;
+    if (r.error != errc::ok) {
+        const std::string body = responder::error_body(ctx, r.error, r.message);
+        ec = co_await io.out.send(ctx, r.status, "application/json", body);
+    } else {
+        ec = co_await io.out.send(ctx, r.status, r.content_type, r.body);
+    }
+    if (ec) io.out.set_close();
+}
+
+}  // namespace
+
+asio::awaitable<void> run_pipeline(pipeline_io& io, core::request_context& ctx) {
+    const auto& snap = *io.gen.snap;
+    if (ctx.ep != core::endpoint::models) {
+        if (auto err = io.parser.parse(ctx.ep, ctx.body, ctx.req)) {
+            if (co_await io.out.send_error(ctx, err.code, err.message)) io.out.set_close();
+            co_return;
+        }
+    }
+    completion done(*snap.policies, ctx);
+    const auto v = co_await snap.policies->run_request(ctx);
+    if (v == core::verdict::reply) {
+        done.out.status = ctx.reply.status;
+        done.out.error = ctx.reply.error;
+        co_await send_local_reply(io, ctx);
+        co_return;
+    }
+    if (ctx.plan.empty()) {
+        done.out.status = 500;
+        done.out.error = errc::internal;
+        ctx.set_error_reply(errc::internal, "no route for this request");
+        co_await send_local_reply(io, ctx);
+        co_return;
+    }
+    done.out.stream = ctx.req.stream;
+    forwarder f(io, ctx, done);
+    co_await f.run();
+}
+
+}  // namespace tollgate::proxy

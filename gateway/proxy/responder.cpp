@@ -1,0 +1,126 @@
+#include "gateway/proxy/responder.hpp"
+
+#include <boost/beast/http/status.hpp>
+
+#include <array>
+#include <charconv>
+#include <cstdio>
+
+namespace tollgate::proxy {
+
+namespace asio = boost::asio;
+namespace http = boost::beast::http;
+
+void responder::render_head(const core::request_context& ctx, int status,
+                            std::string_view content_type,
+                            std::optional<std::size_t> content_length,
+                            std::optional<double> overhead_ms) {
+    head_.clear();
+    head_ += "HTTP/1.1 ";
+    head_ += std::to_string(status);
+    head_ += ' ';
+    const auto reason = http::obsolete_reason(http::int_to_status(static_cast<unsigned>(status)));
+    head_.append(reason.data(), reason.size());
+    head_ += "\r\ncontent-type: ";
+    head_ += content_type;
+    head_ += "\r\n";
+    if (!ctx.request_id.empty()) {
+        head_ += "x-request-id: ";
+        head_ += ctx.request_id;
+        head_ += "\r\n";
+    }
+    for (const auto& [name, value] : ctx.response_headers) {
+        head_ += name;
+        head_ += ": ";
+        head_ += value;
+        head_ += "\r\n";
+    }
+    if (overhead_ms) {
+        char buf[32];
+        const int n = std::snprintf(buf, sizeof buf, "%.3f", *overhead_ms);
+        head_ += "x-tollgate-overhead-ms: ";
+        head_.append(buf, static_cast<std::size_t>(n));
+        head_ += "\r\n";
+    }
+    if (content_length) {
+        head_ += "content-length: ";
+        head_ += std::to_string(*content_length);
+        head_ += "\r\n";
+    } else if (http11_) {
+        head_ += "cache-control: no-cache\r\ntransfer-encoding: chunked\r\n";
+        chunked_ = true;
+    } else {
+        head_ += "cache-control: no-cache\r\n";
+        keep_alive_ = false;  // the body ends when the connection does
+    }
+    if (!keep_alive_)
+        head_ += "connection: close\r\n";
+    else if (!http11_)
+        head_ += "connection: keep-alive\r\n";
+    head_ += "\r\n";
+}
+
+asio::awaitable<error_code> responder::write(std::string_view a, std::string_view b,
+                                             std::string_view c) {
+    std::array<asio::const_buffer, 3> bufs{asio::buffer(a.data(), a.size()),
+                                           asio::buffer(b.data(), b.size()),
+                                           asio::buffer(c.data(), c.size())};
+    const std::size_t n = c.empty() ? (b.empty() ? 1 : 2) : 3;
+    bytes_sent_ += a.size() + b.size() + c.size();
+    co_return co_await client_.write(std::span<const asio::const_buffer>(bufs.data(), n),
+                                     write_timeout_);
+}
+
+asio::awaitable<error_code> responder::send(const core::request_context& ctx, int status,
+                                            std::string_view content_type, std::string_view body,
+                                            std::optional<double> overhead_ms) {
+    render_head(ctx, status, content_type, body.size(), overhead_ms);
+    head_sent_ = true;
+    co_return co_await write(head_, body);
+}
+
+std::string responder::error_body(const core::request_context& ctx, core::errc e,
+                                  std::string_view message) {
+    return ctx.ep == core::endpoint::messages ? core::anthropic_error_body(e, message)
+                                              : core::openai_error_body(e, message);
+}
+
+asio::awaitable<error_code> responder::send_error(const core::request_context& ctx, core::errc e,
+                                                  std::string_view message) {
+    const std::string body = error_body(ctx, e, message);
+    co_return co_await send(ctx, core::describe(e).status, "application/json", body);
+}
+
+asio::awaitable<error_code> responder::start_stream(const core::request_context& ctx, int status,
+                                                    std::string_view content_type,
+                                                    std::string_view first_piece) {
+    render_head(ctx, status, content_type, std::nullopt, std::nullopt);
+    head_sent_ = true;
+    if (first_piece.empty()) co_return co_await write(head_);
+    if (!chunked_) co_return co_await write(head_, first_piece);
+    char size_line[24];
+    auto [p, ec] = std::to_chars(size_line, size_line + 16, first_piece.size(), 16);
+    *p++ = '\r';
+    *p++ = '\n';
+    head_.append(size_line, static_cast<std::size_t>(p - size_line));
+    co_return co_await write(head_, first_piece, "\r\n");
+}
+
+asio::awaitable<error_code> responder::stream_piece(std::string_view piece) {
+    // A zero-length chunk would end the response: skip empty pieces.
+    if (piece.empty()) co_return error_code{};
+    if (!chunked_) co_return co_await write(piece);
+    char size_line[24];
+    auto [p, ec] = std::to_chars(size_line, size_line + 16, piece.size(), 16);
+    *p++ = '\r';
+    *p++ = '\n';
+    co_return co_await write(std::string_view(size_line, static_cast<std::size_t>(p - size_line)),
+                             piece, "\r\n");
+}
+
+asio::awaitable<error_code> responder::end_stream() {
+    if (!chunked_) co_return error_code{};
+    co_return co_await write("0\r\n\r\n");
+}
+
+}  // namespace tollgate::proxy

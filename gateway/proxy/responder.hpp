@@ -1,0 +1,70 @@
+#pragma once
+// Writes responses to the client: heads serialised by hand into one buffer and sent with
+// the body in one gather-write, chunked framing for streams (close-delimited for
+// HTTP/1.0 clients). One per client connection; not thread-safe.
+
+#include <boost/asio/awaitable.hpp>
+
+#include <chrono>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "gateway/core/request_context.hpp"
+#include "gateway/net/byte_stream.hpp"
+
+namespace tollgate::proxy {
+
+using boost::system::error_code;
+
+class responder {
+public:
+    responder(net::byte_stream& client, std::chrono::milliseconds write_timeout)
+        : client_(client), write_timeout_(write_timeout) {}
+
+    // Per request: the client's HTTP version and whether the connection stays open.
+    void begin(bool http11, bool keep_alive) noexcept {
+        http11_ = http11;
+        keep_alive_ = keep_alive;
+        head_sent_ = false;
+        chunked_ = false;
+    }
+    bool keep_alive() const noexcept { return keep_alive_; }
+    void set_close() noexcept { keep_alive_ = false; }
+    bool head_sent() const noexcept { return head_sent_; }
+
+    // A complete response. `ctx` supplies x-request-id and the policies' headers.
+    boost::asio::awaitable<error_code> send(const core::request_context& ctx, int status,
+                                            std::string_view content_type, std::string_view body,
+                                            std::optional<double> overhead_ms = {});
+    // An error in the shape of the request's endpoint (OpenAI, or Anthropic on /v1/messages).
+    boost::asio::awaitable<error_code> send_error(const core::request_context& ctx, core::errc e,
+                                                  std::string_view message = {});
+    // The error body for ctx's endpoint.
+    static std::string error_body(const core::request_context& ctx, core::errc e,
+                                  std::string_view message);
+
+    // Streams: the head, then pieces, then the end.
+    boost::asio::awaitable<error_code> start_stream(const core::request_context& ctx, int status,
+                                                    std::string_view content_type,
+                                                    std::string_view first_piece);
+    boost::asio::awaitable<error_code> stream_piece(std::string_view piece);
+    boost::asio::awaitable<error_code> end_stream();
+
+    std::uint64_t bytes_sent() const noexcept { return bytes_sent_; }
+
+private:
+    void render_head(const core::request_context& ctx, int status, std::string_view content_type,
+                     std::optional<std::size_t> content_length,
+                     std::optional<double> overhead_ms);
+    boost::asio::awaitable<error_code> write(std::string_view a, std::string_view b = {},
+                                             std::string_view c = {});
+
+    net::byte_stream& client_;
+    std::chrono::milliseconds write_timeout_;
+    bool http11_ = true, keep_alive_ = true, head_sent_ = false, chunked_ = false;
+    std::string head_;
+    std::uint64_t bytes_sent_ = 0;
+};
+
+}  // namespace tollgate::proxy

@@ -1,0 +1,285 @@
+#include "gateway/server/session.hpp"
+
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/http/error.hpp>
+#include <boost/beast/http/string_body.hpp>
+#include <boost/beast/http/parser.hpp>
+#include <spdlog/spdlog.h>
+
+#include <cstring>
+
+#include "gateway/proxy/pipeline.hpp"
+#include "gateway/proxy/responder.hpp"
+#include "gateway/server/worker.hpp"
+
+namespace tollgate::server {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+using boost::system::error_code;
+
+namespace {
+
+constexpr std::size_t read_chunk = 16 * 1024;
+
+class request_headers final : public core::header_source {
+public:
+    explicit request_headers(const http::fields& f) : fields_(f) {}
+    std::string_view get(std::string_view name) const noexcept override {
+        auto it = fields_.find(name);
+        if (it == fields_.end()) return {};
+        return it->value();
+    }
+
+private:
+    const http::fields& fields_;
+};
+
+// A header value we echo back must be printable ASCII with no control characters.
+bool valid_request_id(std::string_view id) {
+    if (id.empty() || id.size() > 200) return false;
+    for (unsigned char c : id)
+        if (c <= 0x20 || c >= 0x7f) return false;
+    return true;
+}
+
+// RFC 9112 §5.2: obs-fold is rejected. Looks at the head once it is complete in `buf`;
+// returns false if it has a folded line.
+bool head_has_obs_fold(std::string_view buf) {
+    const auto end = buf.find("\r\n\r\n");
+    const std::string_view head = buf.substr(0, end == std::string_view::npos ? buf.size() : end);
+    for (std::size_t i = head.find('\n'); i != std::string_view::npos && i + 1 < head.size();
+         i = head.find('\n', i + 1))
+        if (head[i + 1] == ' ' || head[i + 1] == '\t') return true;
+    return false;
+}
+
+core::errc map_parse_error(const error_code& ec) {
+    if (ec == http::error::header_limit) return core::errc::headers_too_large;
+    if (ec == http::error::body_limit) return core::errc::request_too_large;
+    if (ec == http::error::bad_content_length || ec == http::error::bad_transfer_encoding ||
+        ec == http::error::multiple_content_length)
+        return core::errc::bad_framing;
+    return core::errc::bad_framing;
+}
+
+enum class route { healthz, readyz, api, not_found, bad_method };
+
+route classify(http::verb method, std::string_view path, core::endpoint& ep) {
+    struct entry {
+        std::string_view path;
+        http::verb method;
+        route r;
+        core::endpoint ep;
+    };
+    static constexpr entry table[] = {
+        {"/v1/chat/completions", http::verb::post, route::api, core::endpoint::chat_completions},
+        {"/v1/embeddings", http::verb::post, route::api, core::endpoint::embeddings},
+        {"/v1/messages", http::verb::post, route::api, core::endpoint::messages},
+        {"/v1/models", http::verb::get, route::api, core::endpoint::models},
+        {"/healthz", http::verb::get, route::healthz, core::endpoint::chat_completions},
+        {"/readyz", http::verb::get, route::readyz, core::endpoint::chat_completions},
+    };
+    for (const auto& e : table) {
+        if (e.path != path) continue;
+        ep = e.ep;
+        if (method == e.method || (method == http::verb::head && e.method == http::verb::get &&
+                                   e.r != route::api))
+            return e.r;
+        return route::bad_method;
+    }
+    return route::not_found;
+}
+
+}  // namespace
+
+session::session(worker& w, asio::ip::tcp::socket socket, asio::ssl::context* tls)
+    : worker_(w), client_(std::move(socket), tls) {
+    worker_.sessions_.push_front(this);
+    registration_ = worker_.sessions_.begin();
+}
+
+session::~session() {
+    worker_.sessions_.erase(registration_);
+    client_.close();
+    worker_.shared().connections.fetch_sub(1, std::memory_order_relaxed);
+}
+
+void session::drain() noexcept {
+    if (idle_) client_.cancel();
+}
+
+asio::awaitable<void> session::run() {
+    auto gen = worker_.shared().current.load();
+    if (client_.is_tls()) {
+        if (co_await client_.handshake_server(gen->snap->config.server.header_timeout)) co_return;
+    }
+    beast::flat_buffer buf;
+    proxy::responder out(client_, gen->snap->config.server.write_timeout);
+    bool first = true;
+    std::size_t pipelined = 0;
+
+    for (;;) {
+        if (worker_.shared().draining.load(std::memory_order_relaxed)) break;
+        gen = worker_.shared().current.load();
+        const auto& sc = gen->snap->config.server;
+
+        // Wait for the next request: the first one within the header timeout, later ones
+        // within the keep-alive idle timeout.
+        if (buf.size() == 0) {
+            pipelined = 0;
+            idle_ = true;
+            auto [ec, n] = co_await client_.read_some(buf.prepare(read_chunk),
+                                                      first ? sc.header_timeout : sc.idle_timeout);
+            idle_ = false;
+            if (ec || n == 0) break;
+            buf.commit(n);
+        } else if (++pipelined > sc.max_pipelined) {
+            break;  // bounded pipelining: the client may reconnect
+        }
+        first = false;
+
+        core::request_context ctx;
+        ctx.received_at = core::clock::now();
+        const auto head_deadline = ctx.received_at + sc.header_timeout;
+        http::request_parser<http::string_body> parser;
+        parser.header_limit(static_cast<std::uint32_t>(
+            std::min<std::size_t>(sc.max_header_bytes, std::numeric_limits<std::uint32_t>::max())));
+        parser.body_limit(sc.max_request_bytes);
+        parser.eager(true);
+
+        // The head.
+        error_code ec;
+        bool fold_checked = false;
+        for (;;) {
+            if (!fold_checked) {
+                const std::string_view view(static_cast<const char*>(buf.data().data()),
+                                            buf.size());
+                if (view.find("\r\n\r\n") != std::string_view::npos) {
+                    fold_checked = true;
+                    if (head_has_obs_fold(view)) {
+                        ec = http::error::bad_field;
+                        break;
+                    }
+                }
+            }
+            const auto used = parser.put(buf.data(), ec);
+            buf.consume(used);
+            if (parser.is_header_done()) {
+                if (ec == http::error::need_more) ec = {};
+                break;
+            }
+            if (ec && ec != http::error::need_more) break;
+            ec = {};
+            const auto left = head_deadline - core::clock::now();
+            if (left <= core::clock::duration::zero()) {
+                ec = asio::error::timed_out;
+                break;
+            }
+            auto [rec, n] = co_await client_.read_some(buf.prepare(read_chunk), left);
+            if (rec || n == 0) {
+                ec = rec ? rec : error_code(asio::error::eof);
+                break;
+            }
+            buf.commit(n);
+        }
+        if (ec) {
+            if (ec == asio::error::timed_out || ec == asio::error::eof ||
+                ec == asio::error::operation_aborted || ec == asio::error::connection_reset ||
+                ec == beast::error::timeout)
+                break;  // header timeout or client gone: nothing to answer
+            out.begin(true, false);
+            ctx.request_id = worker_.new_request_id();
+            co_await out.send_error(ctx, map_parse_error(ec));
+            break;
+        }
+
+        auto& req = parser.get();
+        const std::string_view rid = req["x-request-id"];
+        ctx.request_id = valid_request_id(rid) ? std::string(rid) : worker_.new_request_id();
+        out.begin(req.version() >= 11, req.keep_alive() &&
+                                           !worker_.shared().draining.load(std::memory_order_relaxed));
+
+        // The body: each piece must arrive within the idle timeout.
+        if (!parser.is_done()) {
+            if (beast::iequals(req[http::field::expect], "100-continue")) {
+                static constexpr std::string_view cont = "HTTP/1.1 100 Continue\r\n\r\n";
+                const asio::const_buffer b = asio::buffer(cont.data(), cont.size());
+                if (co_await client_.write(std::span(&b, 1), sc.write_timeout)) break;
+            }
+            while (!parser.is_done()) {
+                if (buf.size() == 0) {
+                    auto [rec, n] = co_await client_.read_some(buf.prepare(64 * 1024),
+                                                               sc.idle_timeout);
+                    if (rec || n == 0) {
+                        ec = rec ? rec : error_code(asio::error::eof);
+                        break;
+                    }
+                    buf.commit(n);
+                }
+                const auto used = parser.put(buf.data(), ec);
+                buf.consume(used);
+                if (ec == http::error::need_more) ec = {};
+                if (ec) break;
+            }
+            if (ec == http::error::body_limit) {
+                out.set_close();
+                co_await out.send_error(ctx, core::errc::request_too_large);
+                break;
+            }
+            if (ec) {
+                if (ec.category() == make_error_code(http::error::bad_method).category()) {
+                    out.set_close();
+                    co_await out.send_error(ctx, core::errc::bad_framing);
+                }
+                break;
+            }
+        }
+
+        std::string_view target = req.target();
+        const std::string_view path = target.substr(0, target.find('?'));
+        core::endpoint ep{};
+        const route r = classify(req.method(), path, ep);
+        ctx.ep = ep;
+        ctx.method = req.method_string();
+        ctx.target = target;
+        request_headers headers(req);
+        ctx.headers = &headers;
+        ctx.body = req.body();
+
+        error_code wec;
+        switch (r) {
+            case route::healthz:
+                wec = co_await out.send(ctx, 200, "application/json", R"({"status":"ok"})");
+                break;
+            case route::readyz:
+                if (worker_.shared().ready.load() &&
+                    !worker_.shared().draining.load(std::memory_order_relaxed))
+                    wec = co_await out.send(ctx, 200, "application/json", R"({"status":"ready"})");
+                else
+                    wec = co_await out.send(ctx, 503, "application/json",
+                                            R"({"status":"not ready"})");
+                break;
+            case route::not_found:
+                ctx.ep = path.starts_with("/v1/messages") ? core::endpoint::messages
+                                                          : core::endpoint::chat_completions;
+                wec = co_await out.send_error(ctx, core::errc::not_found,
+                                              "no such endpoint: " + std::string(path.substr(
+                                                                         0, 100)));
+                break;
+            case route::bad_method:
+                wec = co_await out.send_error(ctx, core::errc::method_not_allowed);
+                break;
+            case route::api: {
+                proxy::pipeline_io io{worker_.parser(), worker_, out, client_, *gen};
+                co_await proxy::run_pipeline(io, ctx);
+                break;
+            }
+        }
+        if (wec || !out.keep_alive()) break;
+    }
+}
+
+}  // namespace tollgate::server

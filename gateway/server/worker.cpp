@@ -1,0 +1,59 @@
+#include "gateway/server/worker.hpp"
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <spdlog/spdlog.h>
+
+#include "gateway/server/session.hpp"
+
+namespace tollgate::server {
+
+worker::worker(shared_state& shared, unsigned index)
+    : shared_(shared), rng_(std::random_device{}() ^ (std::uint64_t{index} << 32)) {}
+
+worker::~worker() {
+    // Coroutines still suspended (after a drain timeout) are destroyed here, while the
+    // sessions list and the pools they touch on the way out still exist.
+    ioc_.destroy_handlers();
+}
+
+upstream::pool& worker::pool_for(const std::shared_ptr<const upstream::provider>& p) {
+    auto& slot = pools_[p.get()];
+    if (!slot) {
+        // The provider's connection limit is shared out between the workers.
+        const auto threads = std::max(1u, shared_.threads);
+        const auto limit = (p->config().max_connections + threads - 1) / threads;
+        slot = std::make_unique<upstream::pool>(ioc_.get_executor(), p, limit);
+    }
+    return *slot;
+}
+
+std::string worker::new_request_id() {
+    static constexpr char hex[] = "0123456789abcdef";
+    std::string id(32, '0');
+    for (int half = 0; half < 2; ++half) {
+        auto v = rng_();
+        for (int i = 0; i < 16; ++i, v >>= 4) id[static_cast<std::size_t>(half * 16 + i)] = hex[v & 15];
+    }
+    return id;
+}
+
+void worker::start_session(boost::asio::ip::tcp::socket socket, boost::asio::ssl::context* tls) {
+    auto s = std::make_shared<session>(*this, std::move(socket), tls);
+    boost::asio::co_spawn(
+        ioc_, [s]() -> boost::asio::awaitable<void> { co_await s->run(); },
+        [](std::exception_ptr e) {
+            if (!e) return;
+            try {
+                std::rethrow_exception(e);
+            } catch (const std::exception& ex) {
+                spdlog::error("connection ended by an unexpected error: {}", ex.what());
+            }
+        });
+}
+
+void worker::begin_drain() {
+    for (auto* s : sessions_) s->drain();
+}
+
+}  // namespace tollgate::server

@@ -1,0 +1,125 @@
+#include "gateway/upstream/pool.hpp"
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/use_awaitable.hpp>
+
+namespace tollgate::upstream {
+
+namespace asio = boost::asio;
+using boost::system::error_code;
+
+namespace {
+constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
+// How long a resolved address list is reused before asking the resolver again.
+constexpr auto resolve_ttl = std::chrono::seconds(30);
+}  // namespace
+
+lease& lease::operator=(lease&& o) noexcept {
+    if (this != &o) {
+        release(false);
+        owner_ = std::exchange(o.owner_, nullptr);
+        conn_ = std::move(o.conn_);
+        reused_ = o.reused_;
+    }
+    return *this;
+}
+
+void lease::release(bool reusable) noexcept {
+    if (!conn_) return;
+    if (owner_)
+        owner_->give_back(std::move(conn_), reusable);
+    else
+        conn_->close();
+    conn_.reset();
+}
+
+pool::pool(asio::any_io_executor ex, std::shared_ptr<const provider> p, std::size_t limit)
+    : ex_(std::move(ex)), provider_(std::move(p)), limit_(limit == 0 ? 1 : limit) {}
+
+pool::~pool() {
+    *alive_ = false;
+    for (auto& c : idle_) c->close();
+}
+
+asio::awaitable<error_code> pool::resolve() {
+    const auto now = std::chrono::steady_clock::now();
+    if (!endpoints_.empty() && now - resolved_at_ < resolve_ttl) co_return error_code{};
+    asio::ip::tcp::resolver resolver(ex_);
+    const auto& cfg = provider_->config();
+    auto [ec, results] = co_await resolver.async_resolve(cfg.host, std::to_string(cfg.port),
+                                                         use_tuple);
+    if (ec) co_return ec;
+    endpoints_ = std::move(results);
+    resolved_at_ = now;
+    co_return error_code{};
+}
+
+asio::awaitable<std::pair<error_code, lease>> pool::acquire(bool fresh) {
+    const auto& cfg = provider_->config();
+    const auto deadline = std::chrono::steady_clock::now() + cfg.connect_timeout;
+    auto alive = alive_;
+    for (;;) {
+        while (!fresh && !idle_.empty()) {
+            auto conn = std::move(idle_.back());
+            idle_.pop_back();
+            if (conn->peer_closed()) {
+                conn->close();
+                --open_;
+                continue;
+            }
+            co_return std::pair{error_code{}, lease(this, std::move(conn), true)};
+        }
+        if (fresh && !idle_.empty() && open_ >= limit_) {
+            // Make room for a fresh connection by closing an idle one.
+            idle_.front()->close();
+            idle_.erase(idle_.begin());
+            --open_;
+        }
+        if (open_ < limit_) {
+            ++open_;
+            auto conn = std::make_unique<net::byte_stream>(ex_, provider_->tls());
+            error_code ec = co_await resolve();
+            if (!*alive) co_return std::pair{asio::error::operation_aborted, lease{}};
+            if (!ec) {
+                const auto left = deadline - std::chrono::steady_clock::now();
+                ec = left.count() <= 0 ? error_code(asio::error::timed_out)
+                                       : co_await conn->connect(endpoints_, cfg.host,
+                                                                cfg.tls_verify, left);
+            }
+            if (!*alive) co_return std::pair{asio::error::operation_aborted, lease{}};
+            if (ec) {
+                --open_;
+                endpoints_ = {};  // resolve again next time
+                co_return std::pair{ec, lease{}};
+            }
+            co_return std::pair{error_code{}, lease(this, std::move(conn), false)};
+        }
+        // Full: wait for a connection to come back or the deadline.
+        asio::steady_timer timer(ex_, deadline);
+        waiters_.push_back({&timer, false});
+        auto it = std::prev(waiters_.end());
+        auto [ec] = co_await timer.async_wait(use_tuple);
+        if (!*alive) co_return std::pair{asio::error::operation_aborted, lease{}};
+        waiters_.erase(it);
+        if (!ec) co_return std::pair{error_code(asio::error::no_buffer_space), lease{}};
+    }
+}
+
+void pool::give_back(std::unique_ptr<net::byte_stream> conn, bool reusable) noexcept {
+    if (reusable && conn->socket().is_open()) {
+        conn->lowest().expires_never();
+        idle_.push_back(std::move(conn));
+    } else {
+        conn->close();
+        --open_;
+    }
+    for (auto& w : waiters_) {
+        if (!w.woken) {
+            w.woken = true;
+            w.timer->cancel();
+            break;
+        }
+    }
+}
+
+}  // namespace tollgate::upstream

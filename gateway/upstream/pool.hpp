@@ -1,0 +1,81 @@
+#pragma once
+// Keep-alive connections to one provider, owned by one worker thread (share-nothing,
+// so no locks). A connection goes back to the pool only after a clean, complete
+// response; after an error, a timeout or a cancel it is closed. The number of open
+// connections (idle + in use) never exceeds the limit; a caller that finds the pool full
+// waits, up to the connect timeout, for a connection to be returned.
+
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/steady_timer.hpp>
+
+#include <chrono>
+#include <list>
+#include <memory>
+#include <vector>
+
+#include "gateway/net/byte_stream.hpp"
+#include "gateway/upstream/provider.hpp"
+
+namespace tollgate::upstream {
+
+class pool;
+
+// A connection taken from a pool. Closed on destruction unless release(true) was called
+// after a complete response: no path can leak a slot.
+class lease {
+public:
+    lease() = default;
+    lease(pool* owner, std::unique_ptr<net::byte_stream> conn, bool reused)
+        : owner_(owner), conn_(std::move(conn)), reused_(reused) {}
+    lease(lease&& o) noexcept { *this = std::move(o); }
+    lease& operator=(lease&& o) noexcept;
+    ~lease() { release(false); }
+
+    explicit operator bool() const noexcept { return conn_ != nullptr; }
+    net::byte_stream& stream() noexcept { return *conn_; }
+    bool reused() const noexcept { return reused_; }
+    void release(bool reusable) noexcept;
+
+private:
+    pool* owner_ = nullptr;
+    std::unique_ptr<net::byte_stream> conn_;
+    bool reused_ = false;
+};
+
+class pool {
+public:
+    pool(boost::asio::any_io_executor ex, std::shared_ptr<const provider> p, std::size_t limit);
+    ~pool();
+    pool(const pool&) = delete;
+    pool& operator=(const pool&) = delete;
+
+    // An idle connection that is still alive, else a new one. `fresh` skips idle ones
+    // (used to retry a request whose reused connection turned out dead).
+    boost::asio::awaitable<std::pair<boost::system::error_code, lease>> acquire(bool fresh = false);
+
+    const provider& target() const noexcept { return *provider_; }
+    std::size_t open() const noexcept { return open_; }
+    std::size_t idle() const noexcept { return idle_.size(); }
+
+private:
+    friend class lease;
+    void give_back(std::unique_ptr<net::byte_stream> conn, bool reusable) noexcept;
+    boost::asio::awaitable<boost::system::error_code> resolve();
+
+    boost::asio::any_io_executor ex_;
+    std::shared_ptr<const provider> provider_;
+    std::size_t limit_;
+    std::size_t open_ = 0;
+    std::vector<std::unique_ptr<net::byte_stream>> idle_;
+    struct waiter {
+        boost::asio::steady_timer* timer;
+        bool woken;
+    };
+    std::list<waiter> waiters_;
+    boost::asio::ip::tcp::resolver::results_type endpoints_;
+    std::chrono::steady_clock::time_point resolved_at_{};
+    std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
+};
+
+}  // namespace tollgate::upstream
