@@ -2,7 +2,7 @@
 # one small test-target function).
 
 function(tollgate_set_warnings target)
-    target_compile_options(${target} PRIVATE -Wall -Wextra -Wpedantic -Wno-unused-parameter)
+    target_compile_options(${target} PRIVATE -Wall -Wextra -Wpedantic -Wno-unused-parameter -Wno-missing-field-initializers)
     if(TOLLGATE_WERROR)
         target_compile_options(${target} PRIVATE -Werror)
     endif()

@@ -33,7 +33,7 @@ struct server_config {
     duration header_timeout{10'000};
     duration idle_timeout{75'000};
     duration drain_timeout{30'000};
-    duration write_timeout{30'000};  // longest a client may take to accept one piece of the answer
+    duration write_timeout{10'000};  // longest a client may take to accept one piece of the answer
     std::size_t max_connections = 20000;
     std::size_t max_pipelined = 16;  // requests answered on one connection without a read pause
     std::string access_log = "off";

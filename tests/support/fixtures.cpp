@@ -1,0 +1,100 @@
+#include "tests/support/fixtures.hpp"
+
+#include <boost/asio/ip/tcp.hpp>
+
+#include <fstream>
+#include <random>
+#include <stdexcept>
+
+namespace tollgate::test {
+
+using namespace std::chrono_literals;
+
+std::string tollgate_binary() { return TOLLGATE_BIN; }
+std::string mock_binary() { return MOCK_BIN; }
+
+std::filesystem::path make_temp_dir() {
+    std::random_device rd;
+    for (int i = 0; i < 100; ++i) {
+        auto p = std::filesystem::temp_directory_path() /
+                 ("tollgate-test-" + std::to_string(rd()) + std::to_string(rd()));
+        if (std::filesystem::create_directory(p)) return p;
+    }
+    throw std::runtime_error("cannot create a temp dir");
+}
+
+std::uint16_t closed_port() {
+    boost::asio::io_context ioc;
+    boost::asio::ip::tcp::acceptor a(ioc, {boost::asio::ip::make_address("127.0.0.1"), 0});
+    return a.local_endpoint().port();
+}
+
+namespace {
+std::uint16_t port_from_line(const std::string& line) {
+    const auto colon = line.rfind(':');
+    if (colon == std::string::npos) throw std::runtime_error("no port in: " + line);
+    return static_cast<std::uint16_t>(std::stoi(line.substr(colon + 1)));
+}
+}  // namespace
+
+mock_upstream::mock_upstream(std::vector<std::string> args) {
+    std::vector<std::string> argv{mock_binary(), "--listen", "127.0.0.1:0"};
+    argv.insert(argv.end(), args.begin(), args.end());
+    proc_ = std::make_unique<child_process>(argv);
+    auto line = proc_->wait_for_line("listening on", 20s);
+    if (!line) throw std::runtime_error("mock upstream did not start: " + proc_->output());
+    port_ = port_from_line(*line);
+}
+
+bool mock_upstream::wait_for(const std::string& field, int at_least, int timeout_ms) const {
+    http_connection c(port_, std::chrono::milliseconds(timeout_ms + 5000));
+    auto r = c.request("GET", "/mock/wait?field=" + field + "&atleast=" +
+                                  std::to_string(at_least) +
+                                  "&timeout_ms=" + std::to_string(timeout_ms));
+    return r.status == 200;
+}
+
+std::string mock_upstream::last_request() const {
+    return http_request(port_, "GET", "/mock/last").body;
+}
+
+std::string mock_upstream::stats() const { return http_request(port_, "GET", "/mock/stats").body; }
+
+gateway_process::gateway_process(const std::string& yaml,
+                                 std::vector<std::pair<std::string, std::string>> env)
+    : dir_(make_temp_dir()) {
+    const auto path = dir_ / "tollgate.yaml";
+    std::ofstream(path) << yaml;
+    env.emplace_back("TOLLGATE_LOG", "debug");
+    proc_ = std::make_unique<child_process>(
+        std::vector<std::string>{tollgate_binary(), "--config", path.string()}, env);
+    auto line = proc_->wait_for_line("listening on", 20s);
+    if (!line) throw std::runtime_error("tollgate did not start: " + proc_->output());
+    port_ = port_from_line(*line);
+}
+
+std::string standard_config(std::uint16_t upstream_port, const config_options& o) {
+    std::string y;
+    y += "server:\n  listen: [\"127.0.0.1:0\"]\n  threads: 2\n" + o.server_extra;
+    y += "providers:\n  mock:\n    kind: openai\n    base_url: http://127.0.0.1:" +
+         std::to_string(upstream_port) + "/v1\n    api_key: " + provider_key + "\n" +
+         o.provider_extra;
+    y += "models:\n"
+         "  gpt-4o-mini:\n    targets: [{provider: mock, model: mock-gpt}]\n"
+         "    price: {input_per_mtok: 0.15, output_per_mtok: 0.60}\n"
+         "  other-model:\n    targets: [{provider: mock, model: mock-other}]\n";
+    y += std::string("keys:\n") + "  - id: team-a\n    key: " + client_key_a + "\n" +
+         "  - id: team-b\n    key: " + client_key_b + "\n    models: [gpt-4o-mini]\n";
+    y += o.top_extra;
+    y += "policies: " + o.policies + "\n";
+    return y;
+}
+
+std::string chat_body(const std::string& content, bool stream, const std::string& model) {
+    return R"({"model":")" + model + R"(","messages":[{"role":"user","content":")" + content +
+           R"("}])" + (stream ? R"(,"stream":true)" : "") + "}";
+}
+
+header_map auth_headers(const std::string& key) { return {{"authorization", "Bearer " + key}}; }
+
+}  // namespace tollgate::test

@@ -1,0 +1,76 @@
+#pragma once
+// Real processes on 127.0.0.1 with ephemeral ports: the mock upstream and the gateway
+// binary, each waited for by its "listening on" log line.
+
+#include <chrono>
+#include <cstdint>
+#include <filesystem>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "tests/support/http_client.hpp"
+#include "tests/support/process.hpp"
+
+namespace tollgate::test {
+
+inline constexpr const char* client_key_a = "tg-test-key-a-0123456789abcdef";
+inline constexpr const char* client_key_b = "tg-test-key-b-0123456789abcdef";
+inline constexpr const char* provider_key = "sk-provider-secret-9876543210";
+
+std::filesystem::path make_temp_dir();
+
+// A port on 127.0.0.1 with nothing listening (bound, then released).
+std::uint16_t closed_port();
+
+class mock_upstream {
+public:
+    explicit mock_upstream(std::vector<std::string> args = {});
+    std::uint16_t port() const noexcept { return port_; }
+    // GET /mock/wait: true once the counter reaches `at_least` (within timeout_ms).
+    bool wait_for(const std::string& field, int at_least, int timeout_ms = 10000) const;
+    std::string last_request() const;  // GET /mock/last body
+    std::string stats() const;
+    child_process& process() noexcept { return *proc_; }
+
+private:
+    std::unique_ptr<child_process> proc_;
+    std::uint16_t port_ = 0;
+};
+
+class gateway_process {
+public:
+    // Writes `yaml` to a temporary tollgate.yaml and starts the gateway on it.
+    explicit gateway_process(const std::string& yaml,
+                             std::vector<std::pair<std::string, std::string>> env = {});
+    std::uint16_t port() const noexcept { return port_; }
+    child_process& process() noexcept { return *proc_; }
+    const std::filesystem::path& dir() const noexcept { return dir_; }
+
+private:
+    std::filesystem::path dir_;
+    std::unique_ptr<child_process> proc_;
+    std::uint16_t port_ = 0;
+};
+
+struct config_options {
+    std::string server_extra;    // more lines under `server:` (4-space indented)
+    std::string provider_extra;  // more lines under the mock provider (4-space indented)
+    std::string top_extra;       // more top-level sections
+    std::string policies = "[auth, router]";
+};
+
+// The standard test config: provider `mock` → the mock upstream, models gpt-4o-mini and
+// other-model, keys team-a (every model) and team-b (gpt-4o-mini only).
+std::string standard_config(std::uint16_t upstream_port, const config_options& o = {});
+
+// A chat completion body; `content` may carry #mock directives.
+std::string chat_body(const std::string& content, bool stream = false,
+                      const std::string& model = "gpt-4o-mini");
+
+header_map auth_headers(const std::string& key = client_key_a);
+
+std::string tollgate_binary();
+std::string mock_binary();
+
+}  // namespace tollgate::test
