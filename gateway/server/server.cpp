@@ -22,7 +22,7 @@ constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
 
 struct server::impl {
     shared_state shared;
-    asio::io_context main_ctx{1};
+    worker_context main_ctx;  // acceptors and signals
     std::vector<std::unique_ptr<worker>> workers;
     std::vector<std::unique_ptr<tcp::acceptor>> acceptors;
     std::unique_ptr<asio::ssl::context> tls;
@@ -164,6 +164,9 @@ int server::run() {
     impl_->main_ctx.run();
     guards.clear();
     for (auto& t : threads) t.join();
+    // Pending accepts hold sockets of the workers' contexts: destroy them while the
+    // workers still exist.
+    impl_->main_ctx.destroy_handlers();
     spdlog::info("stopped");
     return impl_->exit_code;
 }

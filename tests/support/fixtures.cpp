@@ -1,6 +1,9 @@
 #include "tests/support/fixtures.hpp"
 
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/test/unit_test.hpp>
+
+#include <signal.h>
 
 #include <fstream>
 #include <random>
@@ -44,6 +47,32 @@ mock_upstream::mock_upstream(std::vector<std::string> args) {
     auto line = proc_->wait_for_line("listening on", 20s);
     if (!line) throw std::runtime_error("mock upstream did not start: " + proc_->output());
     port_ = port_from_line(*line);
+}
+
+mock_upstream::~mock_upstream() {
+    check_clean_exit("mock_upstream", proc_->stop(SIGTERM, 30s), proc_->output());
+}
+
+gateway_process::~gateway_process() {
+    check_clean_exit("tollgate", proc_->stop(SIGTERM, 60s), proc_->output());
+    std::error_code ec;
+    std::filesystem::remove_all(dir_, ec);
+}
+
+void check_clean_exit(const std::string& name, int exit_code, const std::string& output) {
+    bool report = false;
+    for (const char* marker : {"AddressSanitizer", "LeakSanitizer", "runtime error:",
+                               "UndefinedBehaviorSanitizer"})
+        if (output.find(marker) != std::string::npos) report = true;
+    if (exit_code == 0 && !report) return;
+    const std::string tail = output.size() > 6000 ? output.substr(output.size() - 6000) : output;
+    if (boost::unit_test::framework::test_in_progress()) {
+        BOOST_ERROR(name << " did not exit cleanly (code " << exit_code << "):\n" << tail);
+    } else {
+        std::fprintf(stderr, "%s did not exit cleanly (code %d):\n%s\n", name.c_str(), exit_code,
+                     tail.c_str());
+        std::_Exit(1);
+    }
 }
 
 bool mock_upstream::wait_for(const std::string& field, int at_least, int timeout_ms) const {

@@ -26,6 +26,7 @@ std::uint16_t closed_port();
 class mock_upstream {
 public:
     explicit mock_upstream(std::vector<std::string> args = {});
+    ~mock_upstream();
     std::uint16_t port() const noexcept { return port_; }
     // GET /mock/wait: true once the counter reaches `at_least` (within timeout_ms).
     bool wait_for(const std::string& field, int at_least, int timeout_ms = 10000) const;
@@ -43,6 +44,8 @@ public:
     // Writes `yaml` to a temporary tollgate.yaml and starts the gateway on it.
     explicit gateway_process(const std::string& yaml,
                              std::vector<std::pair<std::string, std::string>> env = {});
+    // Stops it with SIGTERM and checks it exited 0 with no sanitizer report.
+    ~gateway_process();
     std::uint16_t port() const noexcept { return port_; }
     child_process& process() noexcept { return *proc_; }
     const std::filesystem::path& dir() const noexcept { return dir_; }
@@ -69,6 +72,10 @@ std::string chat_body(const std::string& content, bool stream = false,
                       const std::string& model = "gpt-4o-mini");
 
 header_map auth_headers(const std::string& key = client_key_a);
+
+// Fails the running test (or the process, outside a test) if `name` exited non-zero or
+// printed a sanitizer report.
+void check_clean_exit(const std::string& name, int exit_code, const std::string& output);
 
 std::string tollgate_binary();
 std::string mock_binary();
