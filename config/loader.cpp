@@ -176,9 +176,13 @@ public:
         return out;
     }
 
-    void read_string(const YAML::Node& n, std::string_view what, std::string& out) {
-        if (!n.IsDefined()) return;
-        if (auto s = string(n, what)) out = std::move(*s);
+    // False when the node is absent or could not be read (the error is already reported).
+    bool read_string(const YAML::Node& n, std::string_view what, std::string& out) {
+        if (!n.IsDefined()) return false;
+        auto s = string(n, what);
+        if (!s) return false;
+        out = std::move(*s);
+        return true;
     }
 
     template <class T>
@@ -343,8 +347,7 @@ void read_admin(reader& r, const YAML::Node& n, admin_config& a) {
     if (!n.IsDefined()) return;
     if (!r.check_map(n, "admin", {"listen", "token"})) return;
     if (n["listen"].IsDefined()) a.listen = r.read_listen(n["listen"], "admin.listen");
-    r.read_string(n["token"], "admin.token", a.token);
-    if (n["token"].IsDefined() && a.token.empty())
+    if (r.read_string(n["token"], "admin.token", a.token) && a.token.empty())
         r.error(n["token"], "admin.token: must not be empty");
 }
 
@@ -362,7 +365,7 @@ bool parse_base_url(provider_config& p) {
     const auto slash = u.find('/');
     std::string_view authority = u.substr(0, slash);
     std::string_view path = slash == std::string_view::npos ? "" : u.substr(slash);
-    if (authority.empty() || authority.find('@') != std::string_view::npos ||
+    if (authority.empty() || authority.find_first_of("@?#") != std::string_view::npos ||
         path.find_first_of("?#") != std::string_view::npos)
         return false;
     std::uint16_t port = p.tls ? 443 : 80;
@@ -551,11 +554,12 @@ void read_keys(reader& r, const YAML::Node& n, std::vector<key_config>& out) {
         } else if (has_key) {
             // The plain key lives only in this scope: it is hashed and dropped.
             std::string plain;
-            r.read_string(v["key"], where + ".key", plain);
-            if (plain.empty())
-                r.error(v["key"], where + ".key: must not be empty");
-            else
-                k.key_sha256 = sha256_hex(plain);
+            if (r.read_string(v["key"], where + ".key", plain)) {
+                if (plain.empty())
+                    r.error(v["key"], where + ".key: must not be empty");
+                else
+                    k.key_sha256 = sha256_hex(plain);
+            }
         } else {
             r.read_string(v["key_sha256"], where + ".key_sha256", k.key_sha256);
             std::transform(k.key_sha256.begin(), k.key_sha256.end(), k.key_sha256.begin(),

@@ -2,6 +2,8 @@
 
 #include <simdjson.h>
 
+#include <algorithm>
+
 namespace tollgate::core {
 
 namespace {
@@ -77,6 +79,27 @@ std::size_t for_each_member(std::string_view s, std::size_t begin, F&& f) {
     return s.size();
 }
 
+// True if the (valid) JSON nests containers deeper than `limit` levels. simdjson counts
+// depth differently (an empty innermost container is not counted), so the exact rule is
+// checked here; a body with too few brackets to go that deep is passed at once.
+bool nested_deeper_than(std::string_view s, std::size_t limit) {
+    if (static_cast<std::size_t>(std::count(s.begin(), s.end(), '[') +
+                                 std::count(s.begin(), s.end(), '{')) <= limit)
+        return false;
+    std::size_t depth = 0;
+    for (std::size_t i = 0; i < s.size(); ++i) {
+        const char c = s[i];
+        if (c == '"') {
+            i = skip_string(s, i) - 1;
+        } else if (c == '[' || c == '{') {
+            if (++depth > limit) return true;
+        } else if (c == ']' || c == '}') {
+            --depth;
+        }
+    }
+    return false;
+}
+
 std::size_t string_bytes(simdjson::dom::element e, int depth = 0) {
     if (depth > 8) return 0;
     switch (e.type()) {
@@ -108,10 +131,12 @@ std::size_t string_bytes(simdjson::dom::element e, int depth = 0) {
 
 }  // namespace
 
+// simdjson refuses a non-empty container whose depth reaches max_depth; SPEC allows
+// 128 levels (the top-level object being level 1), hence max_depth + 1 below.
 struct body_parser::impl {
     simdjson::dom::parser parser;
     impl() {
-        if (parser.allocate(64 * 1024, max_depth) != simdjson::SUCCESS)
+        if (parser.allocate(64 * 1024, max_depth + 1) != simdjson::SUCCESS)
             throw std::bad_alloc();
     }
 };
@@ -124,7 +149,7 @@ body_error body_parser::parse(endpoint ep, std::string_view body, request_body& 
     out = request_body{};
     auto& parser = impl_->parser;
     if (body.size() > parser.capacity()) {
-        if (parser.allocate(body.size(), max_depth) != SUCCESS)
+        if (parser.allocate(body.size(), max_depth + 1) != SUCCESS)
             return {errc::internal, "could not allocate the JSON parser"};
     }
     dom::element doc;
@@ -135,6 +160,8 @@ body_error body_parser::parse(endpoint ep, std::string_view body, request_body& 
         if (err == EMPTY) return {errc::invalid_request, "request body is empty; expected JSON"};
         return {errc::invalid_request, "request body is not valid JSON"};
     }
+    if (nested_deeper_than(body, max_depth))
+        return {errc::invalid_request, "JSON is nested deeper than 128 levels"};
     dom::object obj;
     if (doc.get_object().get(obj) != SUCCESS)
         return {errc::invalid_request, "request body must be a JSON object"};

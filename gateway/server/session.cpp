@@ -85,9 +85,7 @@ route classify(http::verb method, std::string_view path, core::endpoint& ep) {
     for (const auto& e : table) {
         if (e.path != path) continue;
         ep = e.ep;
-        if (method == e.method || (method == http::verb::head && e.method == http::verb::get &&
-                                   e.r != route::api))
-            return e.r;
+        if (method == e.method) return e.r;
         return route::bad_method;
     }
     return route::not_found;
