@@ -4,11 +4,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 deploy/install-deps.sh
-cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release -DTOLLGATE_BUILD_TESTS=OFF
-cmake --build build --target tollgate mock_upstream
-build/bench/mock_upstream --listen 127.0.0.1:9000 &
+cmake -S . -B build-release -G Ninja -DCMAKE_BUILD_TYPE=Release -DTOLLGATE_BUILD_TESTS=OFF
+cmake --build build-release --target tollgate mock_upstream
+build-release/bench/mock_upstream --listen 127.0.0.1:9000 &
 mock=$!
 trap 'kill $mock 2>/dev/null || true' EXIT
 exec_status=0
-build/gateway/tollgate --config config/examples/quickstart.yaml || exec_status=$?
+build-release/gateway/tollgate --config config/examples/quickstart.yaml || exec_status=$?
 exit $exec_status

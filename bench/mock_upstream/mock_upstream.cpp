@@ -19,6 +19,9 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/signal_set.hpp>
+#include <boost/asio/ssl/context.hpp>
+#include <boost/asio/ssl/error.hpp>
+#include <boost/asio/ssl/stream.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
@@ -31,6 +34,8 @@
 
 #include <simdjson.h>
 
+#include <openssl/err.h>
+#include <openssl/ssl.h>
 #include <sys/socket.h>
 
 #include <algorithm>
@@ -51,6 +56,7 @@
 #include <string_view>
 #include <thread>
 #include <tuple>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -69,6 +75,8 @@ constexpr auto use_nothrow = asio::as_tuple(asio::use_awaitable);
 
 constexpr std::size_t body_limit = 64u << 20;
 constexpr std::uint32_t header_limit = 64u << 10;
+constexpr auto handshake_timeout = 10s;
+constexpr auto tls_close_timeout = 1s;  // bound on sending our close_notify
 
 // ---------------------------------------------------------------------------------------
 // Options and shared state
@@ -79,7 +87,9 @@ struct options {
     int threads = 1;
     int chunks = 8;
     int delay_ms = 0;
-    std::string api_key;  // empty: no authentication
+    std::string api_key;   // empty: no authentication
+    std::string tls_cert;  // PEM chain; with tls_key, serve HTTPS
+    std::string tls_key;
 };
 
 struct stats {
@@ -109,9 +119,12 @@ struct shared_state {
     std::string expected_auth;  // "Bearer <key>", precomputed once
     stats counters;
     std::atomic<std::uint64_t> next_id{0};
+    std::unique_ptr<asio::ssl::context> tls;  // set iff serving TLS
 
     std::mutex last_mutex;
     std::optional<request> last;  // the last chat/embeddings request, for /mock/last
+    bool last_tls = false;        // ... whether it came over TLS
+    std::string last_sni;         // ... and the SNI its connection sent (empty: none)
 };
 
 // ---------------------------------------------------------------------------------------
@@ -361,23 +374,44 @@ std::string_view query_param(std::string_view query, std::string_view key) {
 
 // ---------------------------------------------------------------------------------------
 // One connection: read a request, answer it, repeat while keep-alive.
+//
+// Templated on the stream so plain HTTP keeps its direct tcp::socket reads and writes (no
+// per-operation indirection in benchmarks); TLS serving instantiates it with tls_stream. The
+// TLS-only members are used only under `if constexpr (is_tls)`, so never instantiated for
+// plain.
 
+using tls_stream = asio::ssl::stream<tcp::socket>;
+
+enum class after { keep_alive, close, gone };  // gone: the socket is already dead
+
+// What the current request asked of the connection, captured before the request is moved
+// into /mock/last.
+struct request_info {
+    unsigned version = 11;
+    bool close = false;
+};
+
+template <class Stream>
 class connection {
+    static constexpr bool is_tls = std::is_same_v<Stream, tls_stream>;
+
   public:
     connection(shared_state& st, tcp::socket sock)
-        : st_(st), sock_(std::move(sock)), timer_(sock_.get_executor()) {}
+        : st_(st), sock_(make_stream(st, std::move(sock))), timer_(sock_.get_executor()) {}
 
+    // TLS only: the server handshake, bounded by handshake_timeout; false: drop the connection.
+    awaitable<bool> handshake();
     awaitable<void> serve();
 
   private:
-    enum class after { keep_alive, close, gone };  // gone: the socket is already dead
-
-    // What the current request asked of the connection, captured before the request is
-    // moved into /mock/last.
-    struct request_info {
-        unsigned version = 11;
-        bool close = false;
-    };
+    static Stream make_stream(shared_state& st, tcp::socket sock) {
+        if constexpr (is_tls)
+            return Stream(std::move(sock), *st.tls);
+        else
+            return sock;
+    }
+    // The TCP socket itself (for tcp::socket, lowest_layer() is the socket).
+    auto& lowest() { return sock_.lowest_layer(); }
 
     awaitable<after> route(request& req);
     awaitable<after> handle_chat(request& req, const request_info& ri);
@@ -397,6 +431,23 @@ class connection {
     // Waits `ms` but returns false as soon as the peer has closed or reset the connection, so
     // an abandoned stream is noticed within one chunk interval instead of at the next write.
     awaitable<bool> pause(int ms);
+    // TLS only: bytes arrived during pause(); tells a close from a pipelined request.
+    awaitable<bool> pause_tls_readable();
+    // TLS only: sends our close_notify (not waiting for the peer's), bounded by tls_close_timeout.
+    awaitable<void> tls_shutdown();
+    // One write per response or SSE event. Plain: a gathered write. TLS: an SSL stream
+    // writes a buffer sequence one buffer at a time (one record and one send each), so the
+    // pieces are joined first to keep one record per event.
+    template <std::size_t N>
+    auto write(const std::array<asio::const_buffer, N>& bufs) {
+        if constexpr (is_tls) {
+            wbuf_.clear();
+            for (const auto& b : bufs) wbuf_.append(static_cast<const char*>(b.data()), b.size());
+            return asio::async_write(sock_, asio::buffer(wbuf_), use_nothrow);
+        } else {
+            return asio::async_write(sock_, bufs, use_nothrow);
+        }
+    }
     awaitable<after> reply_error(const request_info& ri, unsigned status, std::string_view message,
                                  std::string_view code) {
         // A coroutine of its own (not `return reply(...)`) so the body outlives the write.
@@ -411,16 +462,35 @@ class connection {
     void reset();
 
     shared_state& st_;
-    tcp::socket sock_;
+    Stream sock_;
     asio::steady_timer timer_;
     beast::flat_buffer buffer_;
     std::optional<http::request_parser<http::string_body>> parser_;
     std::string head_;   // reused for response heads
     std::string body_;   // reused for response bodies / SSE events
     std::string event_;  // reused for SSE events
+    std::string wbuf_;   // TLS only: a joined response / event
+    std::string sni_;    // TLS only: the server name the client sent
 };
 
-awaitable<void> connection::serve() {
+template <class Stream>
+awaitable<bool> connection<Stream>::handshake() {
+    timer_.expires_after(handshake_timeout);
+    auto [order, hs_ec, timer_ec] =
+        co_await asio::experimental::make_parallel_group(
+            sock_.async_handshake(asio::ssl::stream_base::server, asio::deferred),
+            timer_.async_wait(asio::deferred))
+            .async_wait(asio::experimental::wait_for_one(), asio::use_awaitable);
+    (void)timer_ec;
+    if (order[0] != 0 || hs_ec) co_return false;
+    if (const char* name = SSL_get_servername(sock_.native_handle(), TLSEXT_NAMETYPE_host_name))
+        sni_ = name;
+    co_return true;
+}
+
+template <class Stream>
+awaitable<void> connection<Stream>::serve() {
+    [[maybe_unused]] bool tls_ok = true;  // TLS: the session can still take a close_notify
     for (;;) {
         // A parser is single-use; the read buffer (and any pipelined bytes in it) is kept.
         parser_.emplace();
@@ -438,12 +508,16 @@ awaitable<void> connection::serve() {
             std::tie(ec, n) = co_await http::async_read(sock_, buffer_, *parser_, use_nothrow);
         if (ec) {
             request_info ri{11, true};
+            const bool http_error =
+                ec.category() == make_error_code(http::error::bad_method).category();
             if (ec == http::error::body_limit) {
                 co_await reply_error(ri, 413, "request body too large", "request_too_large");
-            } else if (ec.category() == make_error_code(http::error::bad_method).category() &&
-                       ec != http::error::end_of_stream && ec != http::error::partial_message) {
+            } else if (http_error && ec != http::error::end_of_stream &&
+                       ec != http::error::partial_message) {
                 co_await reply_error(ri, 400, "malformed HTTP request", "bad_request");
             }
+            // Not an HTTP error: a TLS failure (e.g. truncation) or a socket error.
+            tls_ok = http_error;
             break;
         }
 
@@ -452,12 +526,28 @@ awaitable<void> connection::serve() {
         if (next == after::gone) co_return;
         if (next == after::close) break;
     }
+    if constexpr (is_tls)
+        if (tls_ok) co_await tls_shutdown();
     boost::system::error_code ignored;
-    sock_.shutdown(tcp::socket::shutdown_send, ignored);
-    sock_.close(ignored);
+    lowest().shutdown(tcp::socket::shutdown_send, ignored);
+    lowest().close(ignored);
 }
 
-awaitable<connection::after> connection::route(request& req) {
+template <class Stream>
+awaitable<void> connection<Stream>::tls_shutdown() {
+    // Marking the peer's close_notify as already received makes SSL_shutdown send ours and
+    // finish at once: a one-way close like the plain path's shutdown(send), rather than
+    // waiting for a peer that may never answer.
+    SSL* ssl = sock_.native_handle();
+    SSL_set_shutdown(ssl, SSL_get_shutdown(ssl) | SSL_RECEIVED_SHUTDOWN);
+    timer_.expires_after(tls_close_timeout);
+    co_await asio::experimental::make_parallel_group(sock_.async_shutdown(asio::deferred),
+                                                     timer_.async_wait(asio::deferred))
+        .async_wait(asio::experimental::wait_for_one(), asio::use_awaitable);
+}
+
+template <class Stream>
+awaitable<after> connection<Stream>::route(request& req) {
     request_info ri{req.version(), !req.keep_alive()};
     std::string_view target = req.target();
     std::size_t qmark = target.find('?');
@@ -499,6 +589,8 @@ awaitable<connection::after> connection::route(request& req) {
                     }
                     out += R"(},"body":)";
                     append_json_string(out, last.body());
+                    out += st_.last_tls ? R"(,"tls":true,"sni":)" : R"(,"tls":false,"sni":)";
+                    append_json_string(out, st_.last_sni);
                     out += '}';
                 }
             }
@@ -512,18 +604,24 @@ awaitable<connection::after> connection::route(request& req) {
 
 // Moves the request into /mock/last (the body can be megabytes; copying it on every request
 // would show in benchmarks). The previous one is destroyed outside the lock.
-void connection::record_last(request& req) {
+template <class Stream>
+void connection<Stream>::record_last(request& req) {
     std::optional<request> previous;
     {
         std::lock_guard lock(st_.last_mutex);
         previous = std::exchange(st_.last, std::move(req));
+        if constexpr (is_tls) {  // a plain server leaves them false / empty
+            st_.last_tls = true;
+            st_.last_sni = sni_;
+        }
     }
     // Only now is the request visible in /mock/last, so a /mock/wait on `requests` that
     // returns implies /mock/last already shows it.
     st_.counters.requests.fetch_add(1, std::memory_order_relaxed);
 }
 
-awaitable<connection::after> connection::handle_chat(request& req, const request_info& ri) {
+template <class Stream>
+awaitable<after> connection<Stream>::handle_chat(request& req, const request_info& ri) {
     bool ok_auth = authorized(req);
     chat_request rq;
     bool ok = parse_chat(req.body(), rq);
@@ -586,9 +684,10 @@ awaitable<connection::after> connection::handle_chat(request& req, const request
     co_return co_await reply(out_ri, 200, body_);
 }
 
-awaitable<connection::after> connection::stream_chat(const chat_request& rq, const request_info& ri,
-                                                     int chunks, int delay_ms,
-                                                     long long prompt_tokens) {
+template <class Stream>
+awaitable<after> connection<Stream>::stream_chat(const chat_request& rq, const request_info& ri,
+                                                 int chunks, int delay_ms,
+                                                 long long prompt_tokens) {
     const directives& d = rq.dirs;
     auto& counters = st_.counters;
     counters.streams_started.fetch_add(1, std::memory_order_relaxed);
@@ -690,7 +789,8 @@ awaitable<connection::after> connection::stream_chat(const chat_request& rq, con
     co_return close ? after::close : after::keep_alive;
 }
 
-awaitable<connection::after> connection::handle_embeddings(request& req, const request_info& ri) {
+template <class Stream>
+awaitable<after> connection<Stream>::handle_embeddings(request& req, const request_info& ri) {
     bool ok_auth = authorized(req);
     embeddings_request rq;
     bool ok = parse_embeddings(req.body(), rq);
@@ -722,8 +822,8 @@ awaitable<connection::after> connection::handle_embeddings(request& req, const r
 
 // Polls every 5 ms on the connection's own timer: cheap, never blocks the thread, and the
 // counters are bumped from other threads so there is no single place to notify from.
-awaitable<connection::after> connection::handle_wait(std::string_view query,
-                                                     const request_info& ri) {
+template <class Stream>
+awaitable<after> connection<Stream>::handle_wait(std::string_view query, const request_info& ri) {
     auto* counter = st_.counters.field(query_param(query, "field"));
     if (!counter) co_return co_await reply_error(ri, 400, "unknown stats field", "invalid_field");
     long long atleast = 1;
@@ -745,7 +845,8 @@ awaitable<connection::after> connection::handle_wait(std::string_view query,
     co_return co_await reply(ri, 200, stats_json(st_.counters));
 }
 
-void connection::append_head(std::string& out, const request_info& ri, unsigned status) {
+template <class Stream>
+void connection<Stream>::append_head(std::string& out, const request_info& ri, unsigned status) {
     out += "HTTP/1.1 ";
     append_int(out, status);
     out += ' ';
@@ -760,9 +861,10 @@ void connection::append_head(std::string& out, const request_info& ri, unsigned 
     if (ri.version < 11 && !ri.close) out += "connection: keep-alive\r\n";
 }
 
-awaitable<connection::after> connection::reply(const request_info& ri, unsigned status,
-                                               std::string_view body, std::string_view content_type,
-                                               std::string_view extra_headers) {
+template <class Stream>
+awaitable<after> connection<Stream>::reply(const request_info& ri, unsigned status,
+                                           std::string_view body, std::string_view content_type,
+                                           std::string_view extra_headers) {
     head_.clear();
     append_head(head_, ri, status);
     head_ += "content-type: ";
@@ -774,13 +876,14 @@ awaitable<connection::after> connection::reply(const request_info& ri, unsigned 
     if (ri.close) head_ += "connection: close\r\n";
     head_ += "\r\n";
     std::array<asio::const_buffer, 2> bufs{asio::buffer(head_), asio::buffer(body)};
-    auto [ec, n] = co_await asio::async_write(sock_, bufs, use_nothrow);
+    auto [ec, n] = co_await write(bufs);
     if (ec) co_return after::gone;
     co_return ri.close ? after::close : after::keep_alive;
 }
 
-awaitable<bool> connection::write_event(std::string_view event, bool chunked, bool last,
-                                        std::string_view head) {
+template <class Stream>
+awaitable<bool> connection<Stream>::write_event(std::string_view event, bool chunked, bool last,
+                                                std::string_view head) {
     char size_line[24];
     std::size_t size_len = 0;
     std::string_view trailer;
@@ -793,17 +896,18 @@ awaitable<bool> connection::write_event(std::string_view event, bool chunked, bo
     }
     std::array<asio::const_buffer, 4> bufs{asio::buffer(head), asio::buffer(size_line, size_len),
                                            asio::buffer(event), asio::buffer(trailer)};
-    auto [ec, n] = co_await asio::async_write(sock_, bufs, use_nothrow);
+    auto [ec, n] = co_await write(bufs);
     co_return !ec;
 }
 
-awaitable<bool> connection::pause(int ms) {
+template <class Stream>
+awaitable<bool> connection<Stream>::pause(int ms) {
     timer_.expires_after(std::chrono::milliseconds(ms));
     for (;;) {
         auto [order, timer_ec, wait_ec] =
             co_await asio::experimental::make_parallel_group(
                 timer_.async_wait(asio::deferred),
-                sock_.async_wait(tcp::socket::wait_read, asio::deferred))
+                lowest().async_wait(tcp::socket::wait_read, asio::deferred))
                 .async_wait(asio::experimental::wait_for_one(), asio::use_awaitable);
         (void)timer_ec;
         if (order[0] == 0) co_return true;  // the delay elapsed
@@ -811,10 +915,33 @@ awaitable<bool> connection::pause(int ms) {
         // Readable: EOF or RST means the peer is gone; real bytes are a pipelined request,
         // which we must leave alone, and then we can only sit out the rest of the delay.
         char byte;
-        ssize_t r = ::recv(sock_.native_handle(), &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+        ssize_t r = ::recv(lowest().native_handle(), &byte, 1, MSG_PEEK | MSG_DONTWAIT);
         if (r == 0) co_return false;
         if (r < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) co_return false;
         if (r > 0) {
+            if constexpr (is_tls) co_return co_await pause_tls_readable();
+            co_await timer_.async_wait(use_nothrow);
+            co_return true;
+        }
+    }
+}
+
+// Over TLS the bytes may also be the peer's close_notify (TLS 1.3 encrypts alerts too, so a
+// peek cannot tell) or a post-handshake message. So read them through TLS, racing the rest of
+// the delay, into the request buffer, where the next read finds a pipelined request.
+template <class Stream>
+awaitable<bool> connection<Stream>::pause_tls_readable() {
+    for (;;) {
+        auto [order, timer_ec, read_ec, n] =
+            co_await asio::experimental::make_parallel_group(
+                timer_.async_wait(asio::deferred),
+                sock_.async_read_some(buffer_.prepare(4096), asio::deferred))
+                .async_wait(asio::experimental::wait_for_one(), asio::use_awaitable);
+        (void)timer_ec;
+        if (!read_ec) buffer_.commit(n);    // even if the timer came first: keep the bytes
+        if (order[0] == 0) co_return true;  // the delay elapsed
+        if (read_ec) co_return false;       // close_notify (eof), truncation, reset
+        if (n > 0) {                        // a pipelined request: sit out the delay
             co_await timer_.async_wait(use_nothrow);
             co_return true;
         }
@@ -823,19 +950,24 @@ awaitable<bool> connection::pause(int ms) {
 
 // Aborts the connection with RST rather than FIN (SO_LINGER {1, 0} then close), which is how
 // a crashed or overloaded upstream looks to the gateway.
-void connection::reset() {
+template <class Stream>
+void connection<Stream>::reset() {
     boost::system::error_code ignored;
-    sock_.set_option(asio::socket_base::linger(true, 0), ignored);
-    sock_.close(ignored);
+    lowest().set_option(asio::socket_base::linger(true, 0), ignored);
+    lowest().close(ignored);
 }
 
+template <class Stream>
 awaitable<void> run_connection(shared_state& st, tcp::socket sock) {
     // Decrement on every exit path, including destruction of the frame at shutdown.
     struct open_guard {
         stats& s;
         ~open_guard() { s.connections_open.fetch_sub(1, std::memory_order_relaxed); }
     } guard{st.counters};
-    connection conn(st, std::move(sock));
+    // Built here, on the connection's own thread (for TLS this creates the SSL object).
+    connection<Stream> conn(st, std::move(sock));
+    if constexpr (std::is_same_v<Stream, tls_stream>)
+        if (!co_await conn.handshake()) co_return;  // just drop it; nothing else is counted
     co_await conn.serve();
 }
 
@@ -863,14 +995,17 @@ awaitable<void> accept_loop(tcp::acceptor& acceptor, context_list& contexts, sha
         sock.set_option(tcp::no_delay(true), ignored);
         st.counters.connections_accepted.fetch_add(1, std::memory_order_relaxed);
         st.counters.connections_open.fetch_add(1, std::memory_order_relaxed);
-        asio::co_spawn(ctx, run_connection(st, std::move(sock)), asio::detached);
+        if (st.tls)
+            asio::co_spawn(ctx, run_connection<tls_stream>(st, std::move(sock)), asio::detached);
+        else
+            asio::co_spawn(ctx, run_connection<tcp::socket>(st, std::move(sock)), asio::detached);
     }
 }
 
 void usage(const char* argv0) {
     std::fprintf(stderr,
                  "usage: %s [--listen HOST:PORT] [--threads N] [--chunks N] [--delay-ms D] "
-                 "[--api-key KEY]\n",
+                 "[--api-key KEY] [--tls-cert PEM --tls-key PEM]\n",
                  argv0);
 }
 
@@ -910,12 +1045,39 @@ bool parse_options(int argc, char** argv, options& opt) {
                 opt.delay_ms = *v;
         } else if (arg == "--api-key") {
             opt.api_key = value;
+        } else if (arg == "--tls-cert" || arg == "--tls-key") {
+            if (value.empty()) return false;
+            (arg == "--tls-cert" ? opt.tls_cert : opt.tls_key) = value;
         } else {
             std::fprintf(stderr, "unknown option %.*s\n", static_cast<int>(arg.size()), arg.data());
             return false;
         }
     }
+    if (opt.tls_cert.empty() != opt.tls_key.empty()) {
+        std::fprintf(stderr, "--tls-cert and --tls-key go together\n");
+        return false;
+    }
     return true;
+}
+
+// The server context for --tls-cert/--tls-key; throws boost::system::system_error.
+std::unique_ptr<asio::ssl::context> make_tls_context(const options& opt) {
+    namespace ssl = asio::ssl;
+    auto ctx = std::make_unique<ssl::context>(ssl::context::tls_server);
+    ctx->set_options(ssl::context::default_workarounds | ssl::context::no_sslv2 |
+                     ssl::context::no_sslv3 | ssl::context::no_tlsv1 | ssl::context::no_tlsv1_1);
+    ctx->use_certificate_chain_file(opt.tls_cert);
+    ctx->use_private_key_file(opt.tls_key, ssl::context::pem);
+    if (SSL_CTX_check_private_key(ctx->native_handle()) != 1)
+        throw boost::system::system_error(
+            boost::system::error_code(static_cast<int>(::ERR_get_error()),
+                                      asio::error::get_ssl_category()),
+            "private key does not match the certificate");
+    // No session tickets: nothing arrives unasked after the handshake, so a client peeking at
+    // an idle pooled connection sees bytes only when the mock really closed it.
+    SSL_CTX_set_options(ctx->native_handle(), SSL_OP_NO_TICKET);
+    SSL_CTX_set_num_tickets(ctx->native_handle(), 0);
+    return ctx;
 }
 
 int run(int argc, char** argv) {
@@ -927,6 +1089,15 @@ int run(int argc, char** argv) {
         return 2;
     }
     if (!st.opt.api_key.empty()) st.expected_auth = "Bearer " + st.opt.api_key;
+    if (!st.opt.tls_cert.empty()) {
+        try {
+            st.tls = make_tls_context(st.opt);
+        } catch (const std::exception& e) {
+            std::fprintf(stderr, "mock_upstream: cannot use TLS certificate %s / key %s: %s\n",
+                         st.opt.tls_cert.c_str(), st.opt.tls_key.c_str(), e.what());
+            return 1;
+        }
+    }
     std::signal(SIGPIPE, SIG_IGN);
 
     context_list contexts;

@@ -118,6 +118,7 @@ asio::awaitable<void> session::run() {
     proxy::responder out(client_, gen->snap->config.server.write_timeout);
     bool first = true;
     std::size_t pipelined = 0;
+    const auto accepted_at = core::clock::now();
 
     for (;;) {
         if (worker_.shared().draining.load(std::memory_order_relaxed)) break;
@@ -141,7 +142,11 @@ asio::awaitable<void> session::run() {
 
         core::request_context ctx;
         ctx.received_at = core::clock::now();
-        const auto head_deadline = ctx.received_at + sc.header_timeout;
+        // The whole head within header_timeout: from the accept for a new connection, from
+        // its first byte for a kept-alive one.
+        const auto head_deadline = (first_request_ ? accepted_at : ctx.received_at) +
+                                   sc.header_timeout;
+        first_request_ = false;
         http::request_parser<http::string_body> parser;
         parser.header_limit(static_cast<std::uint32_t>(
             std::min<std::size_t>(sc.max_header_bytes, std::numeric_limits<std::uint32_t>::max())));

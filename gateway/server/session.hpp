@@ -30,6 +30,7 @@ private:
     net::byte_stream client_;
     std::list<session*>::iterator registration_;
     bool idle_ = true;
+    bool first_request_ = true;
 };
 
 }  // namespace tollgate::server

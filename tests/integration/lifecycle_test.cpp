@@ -149,6 +149,26 @@ BOOST_AUTO_TEST_CASE(sigterm_lets_a_running_stream_finish_then_exits_zero) {
     BOOST_TEST((gw.process().wait_exit(20s) == std::optional<int>(0)));
 }
 
+BOOST_AUTO_TEST_CASE(idle_keep_alive_connection_is_closed_after_idle_timeout) {
+    mock_upstream mock;
+    gateway_process gw(standard_config(mock.port(), {.server_extra = "  idle_timeout: 300ms\n"}));
+    http_connection c(gw.port(), 20s);
+    BOOST_TEST(c.request("GET", "/healthz").status == 200);
+    BOOST_TEST(c.closed_by_peer());
+}
+
+BOOST_AUTO_TEST_CASE(request_body_that_stops_arriving_is_cut_by_idle_timeout) {
+    mock_upstream mock;
+    gateway_process gw(standard_config(mock.port(), {.server_extra = "  idle_timeout: 300ms\n"}));
+    http_connection c(gw.port(), 20s);
+    const auto body = chat_body("never finished");
+    c.send_raw("POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\nauthorization: Bearer " +
+               std::string(client_key_a) + "\r\ncontent-length: " + std::to_string(body.size()) +
+               "\r\n\r\n" + body.substr(0, 10));
+    BOOST_TEST(c.closed_by_peer());
+    BOOST_TEST(mock.stats().find(R"("requests":0)") != std::string::npos);
+}
+
 BOOST_AUTO_TEST_CASE(healthz_and_readyz_answer) {
     mock_upstream mock;
     gateway_process gw(standard_config(mock.port()));

@@ -5,6 +5,7 @@
 
 #include <signal.h>
 
+#include <algorithm>
 #include <fstream>
 #include <random>
 #include <stdexcept>
@@ -41,6 +42,7 @@ std::uint16_t port_from_line(const std::string& line) {
 }  // namespace
 
 mock_upstream::mock_upstream(std::vector<std::string> args) {
+    tls_ = std::find(args.begin(), args.end(), "--tls-cert") != args.end();
     std::vector<std::string> argv{mock_binary(), "--listen", "127.0.0.1:0"};
     argv.insert(argv.end(), args.begin(), args.end());
     proc_ = std::make_unique<child_process>(argv);
@@ -76,7 +78,7 @@ void check_clean_exit(const std::string& name, int exit_code, const std::string&
 }
 
 bool mock_upstream::wait_for(const std::string& field, int at_least, int timeout_ms) const {
-    http_connection c(port_, std::chrono::milliseconds(timeout_ms + 5000));
+    http_connection c(port_, std::chrono::milliseconds(timeout_ms + 5000), tls_);
     auto r = c.request("GET", "/mock/wait?field=" + field + "&atleast=" +
                                   std::to_string(at_least) +
                                   "&timeout_ms=" + std::to_string(timeout_ms));
@@ -84,10 +86,12 @@ bool mock_upstream::wait_for(const std::string& field, int at_least, int timeout
 }
 
 std::string mock_upstream::last_request() const {
-    return http_request(port_, "GET", "/mock/last").body;
+    return http_request(port_, "GET", "/mock/last", {}, {}, tls_).body;
 }
 
-std::string mock_upstream::stats() const { return http_request(port_, "GET", "/mock/stats").body; }
+std::string mock_upstream::stats() const {
+    return http_request(port_, "GET", "/mock/stats", {}, {}, tls_).body;
+}
 
 gateway_process::gateway_process(const std::string& yaml,
                                  std::vector<std::pair<std::string, std::string>> env)
@@ -102,10 +106,40 @@ gateway_process::gateway_process(const std::string& yaml,
     port_ = port_from_line(*line);
 }
 
+test_certs make_test_certs() {
+    test_certs c;
+    c.dir = make_temp_dir();
+    c.ca = c.dir / "ca.pem";
+    c.cert = c.dir / "server.pem";
+    c.key = c.dir / "server.key";
+    c.wrong_cert = c.dir / "wrong.pem";
+    c.wrong_key = c.dir / "wrong.key";
+    const std::string d = c.dir.string() + "/";
+    auto sh = [&](const std::string& cmd) {
+        auto r = run_command({"/bin/sh", "-c", "cd " + d + " && " + cmd}, 60s);
+        if (r.exit_code != 0) throw std::runtime_error("cert setup failed: " + cmd + "\n" + r.output);
+    };
+    sh("openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.pem -days 3650 "
+       "-subj '/CN=tollgate test CA' -addext 'basicConstraints=critical,CA:TRUE' "
+       "-addext 'keyUsage=critical,keyCertSign,cRLSign'");
+    for (const auto& [name, san] : {std::pair{"server", "IP:127.0.0.1,DNS:localhost"},
+                                    {"wrong", "DNS:wrong.example"}}) {
+        const std::string n = name;
+        sh("openssl req -newkey rsa:2048 -nodes -keyout " + n + ".key -out " + n +
+           ".csr -subj '/CN=" + (n == "server" ? "localhost" : "wrong.example") + "'");
+        sh("printf '%s\\n' 'subjectAltName=" + std::string(san) +
+           "' 'basicConstraints=CA:FALSE' 'keyUsage=critical,digitalSignature,keyEncipherment' "
+           "'extendedKeyUsage=serverAuth' > " + n + ".ext");
+        sh("openssl x509 -req -in " + n + ".csr -CA ca.pem -CAkey ca.key -set_serial " +
+           (n == "server" ? "1" : "2") + " -days 3650 -extfile " + n + ".ext -out " + n + ".pem");
+    }
+    return c;
+}
+
 std::string standard_config(std::uint16_t upstream_port, const config_options& o) {
     std::string y;
     y += "server:\n  listen: [\"127.0.0.1:0\"]\n  threads: 2\n" + o.server_extra;
-    y += "providers:\n  mock:\n    kind: openai\n    base_url: http://127.0.0.1:" +
+    y += "providers:\n  mock:\n    kind: openai\n    base_url: " + o.scheme + "://" + o.host + ":" +
          std::to_string(upstream_port) + "/v1\n    api_key: " + provider_key + "\n" +
          o.provider_extra;
     y += "models:\n"

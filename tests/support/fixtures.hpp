@@ -37,6 +37,7 @@ public:
 private:
     std::unique_ptr<child_process> proc_;
     std::uint16_t port_ = 0;
+    bool tls_ = false;
 };
 
 class gateway_process {
@@ -61,6 +62,8 @@ struct config_options {
     std::string provider_extra;  // more lines under the mock provider (4-space indented)
     std::string top_extra;       // more top-level sections
     std::string policies = "[auth, router]";
+    std::string scheme = "http";
+    std::string host = "127.0.0.1";
 };
 
 // The standard test config: provider `mock` → the mock upstream, models gpt-4o-mini and
@@ -76,6 +79,13 @@ header_map auth_headers(const std::string& key = client_key_a);
 // Fails the running test (or the process, outside a test) if `name` exited non-zero or
 // printed a sanitizer report.
 void check_clean_exit(const std::string& name, int exit_code, const std::string& output);
+
+// A throwaway CA and two server certificates signed by it: one for 127.0.0.1/localhost,
+// one for another host name only (made with the openssl command line).
+struct test_certs {
+    std::filesystem::path dir, ca, cert, key, wrong_cert, wrong_key;
+};
+test_certs make_test_certs();
 
 std::string tollgate_binary();
 std::string mock_binary();

@@ -2,6 +2,8 @@
 
 #include <boost/asio/connect.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/ssl/context.hpp>
+#include <boost/asio/ssl/stream.hpp>
 #include <boost/asio/write.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/http/buffer_body.hpp>
@@ -25,8 +27,16 @@ namespace http = beast::http;
 struct http_connection::impl {
     asio::io_context ioc;
     asio::ip::tcp::socket socket{ioc};
+    std::unique_ptr<asio::ssl::context> tls_ctx;
+    std::unique_ptr<asio::ssl::stream<asio::ip::tcp::socket&>> tls;
     beast::flat_buffer buffer;
     std::optional<http::response_parser<http::buffer_body>> stream_parser;
+
+    template <class F>
+    decltype(auto) with_stream(F&& f) {
+        if (tls) return f(*tls);
+        return f(socket);
+    }
 };
 
 namespace {
@@ -50,16 +60,23 @@ void copy_headers(const Fields& fields, http_response& out) {
 
 }  // namespace
 
-http_connection::http_connection(std::uint16_t port, std::chrono::milliseconds timeout)
+http_connection::http_connection(std::uint16_t port, std::chrono::milliseconds timeout, bool tls)
     : impl_(std::make_unique<impl>()) {
     impl_->socket.connect({asio::ip::make_address("127.0.0.1"), port});
     set_timeouts(impl_->socket, timeout);
+    if (tls) {
+        impl_->tls_ctx = std::make_unique<asio::ssl::context>(asio::ssl::context::tls_client);
+        impl_->tls_ctx->set_verify_mode(asio::ssl::verify_none);
+        impl_->tls = std::make_unique<asio::ssl::stream<asio::ip::tcp::socket&>>(impl_->socket,
+                                                                                *impl_->tls_ctx);
+        impl_->tls->handshake(asio::ssl::stream_base::client);
+    }
 }
 
 http_connection::~http_connection() = default;
 
 void http_connection::send_raw(const std::string& bytes) {
-    asio::write(impl_->socket, asio::buffer(bytes));
+    impl_->with_stream([&](auto& s) { asio::write(s, asio::buffer(bytes)); });
 }
 
 void http_connection::send_request(const std::string& method, const std::string& target,
@@ -82,7 +99,7 @@ void http_connection::send_request(const std::string& method, const std::string&
 http_response http_connection::read_response() {
     http::response_parser<http::string_body> parser;
     parser.body_limit(256u << 20);
-    http::read(impl_->socket, impl_->buffer, parser);
+    impl_->with_stream([&](auto& s) { http::read(s, impl_->buffer, parser); });
     http_response out;
     auto& msg = parser.get();
     out.status = static_cast<int>(msg.result_int());
@@ -101,7 +118,7 @@ http_response http_connection::request(const std::string& method, const std::str
 http_response http_connection::read_head() {
     auto& p = impl_->stream_parser.emplace();
     p.body_limit(boost::none);
-    http::read_header(impl_->socket, impl_->buffer, p);
+    impl_->with_stream([&](auto& s) { http::read_header(s, impl_->buffer, p); });
     http_response out;
     out.status = static_cast<int>(p.get().result_int());
     copy_headers(p.get(), out);
@@ -117,7 +134,7 @@ std::string http_connection::read_body_some() {
         p.get().body().data = buf;
         p.get().body().size = sizeof buf;
         boost::system::error_code ec;
-        http::read_some(impl_->socket, impl_->buffer, p, ec);
+        impl_->with_stream([&](auto& s) { http::read_some(s, impl_->buffer, p, ec); });
         if (ec == http::error::need_buffer) ec = {};
         if (ec) throw boost::system::system_error(ec);
         const std::size_t n = sizeof buf - p.get().body().size;
@@ -129,7 +146,8 @@ bool http_connection::closed_by_peer() {
     char c;
     boost::system::error_code ec;
     for (;;) {
-        const auto n = impl_->socket.read_some(asio::buffer(&c, 1), ec);
+        const auto n =
+            impl_->with_stream([&](auto& s) { return s.read_some(asio::buffer(&c, 1), ec); });
         if (ec == asio::error::eof || ec == asio::error::connection_reset) return true;
         if (ec) return false;  // timeout
         if (n == 0) return true;
@@ -144,8 +162,8 @@ void http_connection::close() {
 
 http_response http_request(std::uint16_t port, const std::string& method,
                            const std::string& target, const header_map& headers,
-                           const std::string& body) {
-    http_connection c(port);
+                           const std::string& body, bool tls) {
+    http_connection c(port, std::chrono::seconds(30), tls);
     return c.request(method, target, headers, body);
 }
 

@@ -28,7 +28,8 @@ using header_map = std::vector<std::pair<std::string, std::string>>;
 class http_connection {
 public:
     explicit http_connection(std::uint16_t port,
-                             std::chrono::milliseconds timeout = std::chrono::seconds(30));
+                             std::chrono::milliseconds timeout = std::chrono::seconds(30),
+                             bool tls = false);  // tls: unverified, for test servers
     ~http_connection();
 
     // Sends one request and reads the whole response.
@@ -55,7 +56,7 @@ private:
 // One-shot helpers.
 http_response http_request(std::uint16_t port, const std::string& method,
                            const std::string& target, const header_map& headers = {},
-                           const std::string& body = {});
+                           const std::string& body = {}, bool tls = false);
 
 // The `data:` payloads of an SSE body, in order.
 std::vector<std::string> sse_data(const std::string& body);
