@@ -7,13 +7,17 @@
 #include <cstdio>
 #include <filesystem>
 #include <iostream>
+#include <optional>
 #include <string>
 
 #include "config/loader.hpp"
 #include "gateway/core/snapshot.hpp"
 #include "gateway/server/server.hpp"
 #include "gateway/version.hpp"
+#include "gateway/server/admin_server.hpp"
 #include "policies/register_builtin.hpp"
+#include "policies/usage/ledger.hpp"
+#include "policies/usage/usage_report.hpp"
 
 namespace {
 
@@ -68,9 +72,20 @@ int main(int argc, char** argv) {
     auto loaded = tollgate::config::load_config_file(config_path);
     std::vector<tollgate::config::config_error> errors = std::move(loaded.errors);
     std::shared_ptr<const tollgate::proxy::generation> gen;
+    tollgate::policies::builtin_services services;
+    std::optional<tollgate::config::admin_config> admin;
+    if (errors.empty() && !check) {
+        // The ledger and the shared counters outlive every config snapshot.
+        try {
+            services = tollgate::policies::make_builtin_services(*loaded.config);
+        } catch (const std::exception& e) {
+            errors.push_back({0, e.what()});
+        }
+    }
     if (errors.empty()) {
+        if (loaded.config->admin.listen) admin = loaded.config->admin;
         tollgate::core::policy_registry registry;
-        tollgate::policies::register_builtin(registry);
+        tollgate::policies::register_builtin(registry, services);
         auto built = tollgate::core::build_snapshot(std::move(*loaded.config), registry);
         errors = std::move(built.errors);
         if (errors.empty()) {
@@ -96,7 +111,22 @@ int main(int argc, char** argv) {
     }
     try {
         tollgate::server::server srv(gen);
-        return srv.run();
+        std::unique_ptr<tollgate::server::admin_server> admin_srv;
+        if (admin) {
+            std::vector<tollgate::server::admin_route> routes;
+            if (auto l = services.usage_ledger) {
+                routes.push_back({"GET", "/admin/usage", [l](const tollgate::server::admin_request& r) {
+                                      auto [status, body] = tollgate::policies::usage_report(*l, r.query);
+                                      return tollgate::server::admin_reply{status, std::move(body)};
+                                  }});
+                srv.set_readiness([l] { return l->healthy(); });
+            }
+            admin_srv = std::make_unique<tollgate::server::admin_server>(*admin, std::move(routes));
+        }
+        const int code = srv.run();
+        admin_srv.reset();
+        if (services.usage_ledger) services.usage_ledger->flush();
+        return code;
     } catch (const std::exception& e) {
         spdlog::critical("{}", e.what());
         return 1;

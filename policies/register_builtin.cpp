@@ -1,14 +1,90 @@
 #include "policies/register_builtin.hpp"
 
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <chrono>
+#include <stdexcept>
+
 #include "policies/auth/auth_policy.hpp"
+#include "policies/budget/budget_policy.hpp"
+#include "policies/rate_limit/rate_limit_policy.hpp"
 #include "policies/router/router_policy.hpp"
+#include "policies/usage/ledger.hpp"
+#include "policies/usage/usage_policy.hpp"
 
 namespace tollgate::policies {
 
-void register_builtin(core::policy_registry& registry) {
-    // Registration order is the default chain order.
+namespace {
+
+// The default chain, also the order the registry lists them in.
+constexpr const char* default_chain[] = {"auth", "rate_limit", "budget", "router", "usage"};
+
+bool in_chain(const config::gateway_config& cfg, std::string_view name) {
+    if (cfg.policies.empty())
+        return std::find(std::begin(default_chain), std::end(default_chain), name) !=
+               std::end(default_chain);
+    return std::find(cfg.policies.begin(), cfg.policies.end(), name) != cfg.policies.end();
+}
+
+}  // namespace
+
+builtin_services make_builtin_services(const config::gateway_config& cfg) {
+    builtin_services s;
+    if (cfg.state.backend == config::state_backend::redis)
+        throw std::runtime_error("state.backend: redis is not supported yet; use memory");
+    s.rates = std::make_shared<memory_rate_store>();
+    s.budgets = std::make_shared<budget_book>();
+    if (in_chain(cfg, "usage") || in_chain(cfg, "budget")) {
+        ledger::options o;
+        o.database = cfg.usage.database;
+        o.jsonl = cfg.usage.jsonl;
+        s.usage_ledger = std::make_shared<ledger>(std::move(o));
+        // Rebuild each budget's spend in its current period from the ledger of record,
+        // so a restart never resets a budget.
+        const auto now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                                std::chrono::system_clock::now().time_since_epoch())
+                                .count();
+        for (const auto& k : cfg.keys) {
+            if (!k.budget) continue;
+            const auto b = budget_policy::to_budget(*k.budget);
+            const auto start = budget_book::period_start_ms(b.per, now_ms);
+            const auto t = s.usage_ledger->totals_since(k.id, start);
+            s.budgets->seed(k.id, t.tokens, t.usd, start);
+        }
+        // A record counts toward its key's budget from the moment it is durable.
+        std::weak_ptr<budget_book> book = s.budgets;
+        s.usage_ledger->on_commit([book](const std::vector<usage_record>& records) {
+            if (auto b = book.lock())
+                for (const auto& r : records)
+                    if (!r.key_id.empty())
+                        b->committed(r.key_id, billable_tokens(r), r.cost_usd.value_or(0), r.ts_ms);
+        });
+    }
+    return s;
+}
+
+void register_builtin(core::policy_registry& registry, const builtin_services& services) {
     registry.add("auth", &auth_policy::make, true);
+    registry.add(
+        "rate_limit",
+        [rates = services.rates](const core::policy_init& init) -> std::unique_ptr<core::policy> {
+            return std::make_unique<rate_limit_policy>(init.config, init.slot, rates);
+        },
+        true);
+    registry.add(
+        "budget",
+        [book = services.budgets](const core::policy_init& init) -> std::unique_ptr<core::policy> {
+            return std::make_unique<budget_policy>(init.config, init.slot, book);
+        },
+        true);
     registry.add("router", &router_policy::make, true);
+    registry.add(
+        "usage",
+        [l = services.usage_ledger](const core::policy_init& init) -> std::unique_ptr<core::policy> {
+            return std::make_unique<usage_policy>(init.config, init.slot, l);
+        },
+        true);
 }
 
 }  // namespace tollgate::policies

@@ -1,9 +1,32 @@
 #pragma once
+// The built-in policies and the process-wide services they share.
+
+#include <memory>
+
 #include "gateway/core/policy_registry.hpp"
 
 namespace tollgate::policies {
 
-// Registers every built-in policy. A new policy = its folder + one line here.
-void register_builtin(core::policy_registry& registry);
+class ledger;
+class rate_store;
+class budget_book;
+
+// Shared by every snapshot (a reload keeps them): the usage ledger, the rate-limit store
+// and the budget book. Each is thread-safe.
+struct builtin_services {
+    std::shared_ptr<ledger> usage_ledger;
+    std::shared_ptr<rate_store> rates;
+    std::shared_ptr<budget_book> budgets;
+};
+
+// Opens what `cfg` needs: the ledger (usage.database, usage.jsonl) when the chain has
+// usage or budget, the rate store (state.backend), the budget book seeded from the
+// ledger's records of the current period. Throws std::runtime_error with a message fit
+// for the log (never a secret) when something cannot be opened.
+builtin_services make_builtin_services(const config::gateway_config& cfg);
+
+// Registers every built-in policy; registration order is the default chain order.
+// `services` may be empty while only checking a config (`--check`).
+void register_builtin(core::policy_registry& registry, const builtin_services& services);
 
 }  // namespace tollgate::policies

@@ -106,8 +106,11 @@ struct request_context {
     const route_target* served_by = nullptr;  // last target tried
     std::optional<clock::time_point> first_byte_at;  // first byte of the answer sent to the client
     std::uint64_t bytes_to_client = 0;
-    usage_counts usage;
-    bool usage_seen = false;  // an upstream usage object was read
+    int upstream_status = 0;   // status of the last upstream answer's head (0: none)
+    usage_counts usage;        // filled by the usage policy: from the upstream, or estimated
+    bool usage_seen = false;   // an upstream usage object was read
+    bool usage_final = false;  // usage and cost_usd hold the request's final figures
+    std::optional<double> cost_usd;
 
     std::vector<std::unique_ptr<policy_state>> states;  // one slot per policy in the chain
 

@@ -336,6 +336,7 @@ asio::awaitable<failure> forwarder::try_target(const core::route_target& target)
         }
 
         const int status = a.parser.status();
+        ctx_.upstream_status = status;
         if (status >= 200 && status < 300 && a.parser.event_stream()) {
             co_await relay_stream(a, status);
             watch_->upstream = nullptr;

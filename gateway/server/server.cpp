@@ -80,6 +80,8 @@ server::server(std::shared_ptr<const generation> gen) : impl_(std::make_unique<i
 
 server::~server() = default;
 
+void server::set_readiness(std::function<bool()> probe) { impl_->shared.ready_probe = std::move(probe); }
+
 asio::awaitable<void> server::impl::accept_loop(tcp::acceptor& acceptor) {
     for (;;) {
         auto& w = *workers[next_worker];

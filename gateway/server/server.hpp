@@ -2,6 +2,7 @@
 // The listeners, the worker threads and the process lifecycle: accept, hand each
 // connection to a worker (round robin), drain on SIGTERM/SIGINT.
 
+#include <functional>
 #include <memory>
 #include <thread>
 #include <vector>
@@ -15,6 +16,9 @@ public:
     // Throws std::runtime_error if a listener cannot be bound or TLS files cannot be read.
     explicit server(std::shared_ptr<const generation> gen);
     ~server();
+
+    // /readyz answers 503 while `probe` returns false (called on worker threads). Call before run().
+    void set_readiness(std::function<bool()> probe);
 
     // Serves until a termination signal, then drains. Returns the process exit code.
     int run();

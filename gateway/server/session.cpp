@@ -258,7 +258,7 @@ asio::awaitable<void> session::run() {
                 wec = co_await out.send(ctx, 200, "application/json", R"({"status":"ok"})");
                 break;
             case route::readyz:
-                if (worker_.shared().ready.load() &&
+                if ((!worker_.shared().ready_probe || worker_.shared().ready_probe()) &&
                     !worker_.shared().draining.load(std::memory_order_relaxed))
                     wec = co_await out.send(ctx, 200, "application/json", R"({"status":"ready"})");
                 else

@@ -7,6 +7,7 @@
 #include <boost/asio/ssl/context.hpp>
 
 #include <atomic>
+#include <functional>
 #include <list>
 #include <map>
 #include <memory>
@@ -28,7 +29,7 @@ struct shared_state {
     std::atomic<std::shared_ptr<const generation>> current;
     std::atomic<bool> draining{false};
     std::atomic<std::size_t> connections{0};
-    std::atomic<bool> ready{true};
+    std::function<bool()> ready_probe;  // set before start; null = always ready
     unsigned threads = 1;
 };
 

@@ -1,0 +1,48 @@
+#pragma once
+// The admin listener (admin.listen): its own thread and io_context, so that a slow
+// admin query never delays the data plane. Every route needs `Authorization: Bearer
+// <admin.token>` (compared in constant time, as SHA-256 digests); without a configured
+// token the admin API refuses everything.
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "config/config.hpp"
+
+namespace tollgate::server {
+
+struct admin_request {
+    std::string_view method;
+    std::string_view path;
+    std::string_view query;  // after '?', undecoded
+    std::string_view body;
+};
+
+struct admin_reply {
+    int status = 200;
+    std::string body;
+    std::string content_type = "application/json";
+};
+
+struct admin_route {
+    std::string method;
+    std::string path;
+    std::function<admin_reply(const admin_request&)> handler;  // runs on the admin thread
+};
+
+class admin_server {
+public:
+    // Binds admin.listen (throws std::runtime_error if it cannot) and starts serving on
+    // its own thread. Logs the bound address.
+    admin_server(const config::admin_config& cfg, std::vector<admin_route> routes);
+    ~admin_server();  // stops the thread
+
+private:
+    struct impl;
+    std::unique_ptr<impl> impl_;
+};
+
+}  // namespace tollgate::server

@@ -1,0 +1,73 @@
+#include "policies/budget/budget_policy.hpp"
+
+#include <chrono>
+
+#include "policies/rate_limit/rate_limit_policy.hpp"
+#include "policies/usage/usage_extract.hpp"
+#include "policies/usage/usage_policy.hpp"
+
+namespace tollgate::policies {
+
+namespace {
+
+struct budget_state final : core::policy_state {
+    budget_book::reservation held;
+};
+
+std::int64_t now_ms() {
+    return std::chrono::duration_cast<std::chrono::milliseconds>(
+               std::chrono::system_clock::now().time_since_epoch())
+        .count();
+}
+
+}  // namespace
+
+budget_book::budget budget_policy::to_budget(const config::budget_config& b) noexcept {
+    budget_book::budget out;
+    out.tokens = b.tokens;
+    out.usd = b.usd;
+    out.per = b.period == config::budget_period::day     ? budget_book::period::day
+              : b.period == config::budget_period::month ? budget_book::period::month
+                                                         : budget_book::period::total;
+    return out;
+}
+
+budget_policy::budget_policy(const config::gateway_config& cfg, std::size_t slot,
+                             std::shared_ptr<budget_book> book)
+    : cfg_(cfg), slot_(slot), book_(std::move(book)) {}
+
+core::verdict budget_policy::on_request(core::request_context& ctx) const {
+    if (!ctx.key || !ctx.key->budget || ctx.ep == core::endpoint::models)
+        return core::verdict::next;
+    const std::uint64_t est_tokens = reserve_estimate(cfg_, ctx);
+    core::usage_counts worst;
+    worst.prompt_tokens = estimate_tokens(ctx.req.prompt_bytes);
+    worst.completion_tokens = est_tokens - worst.prompt_tokens;
+    const double est_usd = usage_policy::price(cfg_.find_model(ctx.req.model), worst);
+    auto d = book_->reserve(ctx.key->id, to_budget(*ctx.key->budget), est_tokens, est_usd, now_ms());
+    if (!d.admitted) {
+        ctx.set_error_reply(core::errc::budget_exceeded,
+                            d.why == budget_book::decision::reason::usd
+                                ? "the key's USD budget for this period is spent"
+                                : "the key's token budget for this period is spent");
+        return core::verdict::reply;
+    }
+    if (d.held.valid()) ctx.emplace_state<budget_state>(slot_).held = std::move(d.held);
+    return core::verdict::next;
+}
+
+void budget_policy::on_complete(core::request_context& ctx, const core::outcome&) const noexcept {
+    auto* st = ctx.state<budget_state>(slot_);
+    if (!st || !st->held.valid()) return;
+    if (!ctx.forwarded) {
+        book_->release(st->held);
+    } else if (ctx.usage_final) {
+        book_->settle(st->held, ctx.usage.prompt_tokens + ctx.usage.completion_tokens,
+                      ctx.cost_usd.value_or(0));
+    } else {
+        // No usage policy in the chain: the reserved worst case stands.
+        book_->settle(st->held, st->held.tokens, st->held.usd);
+    }
+}
+
+}  // namespace tollgate::policies

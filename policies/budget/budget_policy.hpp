@@ -1,0 +1,34 @@
+#pragma once
+// budget: per-key token and/or USD budgets per day, month (UTC calendar) or total.
+//
+// The worst case (prompt estimate + max_tokens, priced) is reserved before forwarding and
+// settled to the real usage after; a record counts as spent for good once the ledger made
+// it durable (budget_book::committed, wired to the ledger's commit callback). Spent →
+// 429 insufficient_quota / budget_exceeded.
+
+#include <memory>
+
+#include "gateway/core/policy.hpp"
+#include "gateway/core/policy_registry.hpp"
+#include "policies/budget/budget_book.hpp"
+
+namespace tollgate::policies {
+
+class budget_policy final : public core::policy {
+public:
+    budget_policy(const config::gateway_config& cfg, std::size_t slot,
+                  std::shared_ptr<budget_book> book);
+
+    std::string_view name() const noexcept override { return "budget"; }
+    core::verdict on_request(core::request_context& ctx) const override;
+    void on_complete(core::request_context& ctx, const core::outcome& out) const noexcept override;
+
+    static budget_book::budget to_budget(const config::budget_config& b) noexcept;
+
+private:
+    const config::gateway_config& cfg_;
+    std::size_t slot_;
+    std::shared_ptr<budget_book> book_;
+};
+
+}  // namespace tollgate::policies

@@ -1,0 +1,84 @@
+#include "policies/rate_limit/rate_limit_policy.hpp"
+
+#include "policies/usage/usage_extract.hpp"
+
+namespace tollgate::policies {
+
+namespace {
+
+struct rate_state final : core::policy_state {
+    limiter::reservation held;
+};
+
+void add_headers(core::header_list& out, const limiter::decision& d) {
+    if (d.limit_requests) {
+        out.emplace_back("x-ratelimit-limit-requests", std::to_string(*d.limit_requests));
+        out.emplace_back("x-ratelimit-remaining-requests",
+                         std::to_string(d.remaining_requests.value_or(0)));
+        out.emplace_back("x-ratelimit-reset-requests", limiter::format_reset(d.reset_requests));
+    }
+    if (d.limit_tokens) {
+        out.emplace_back("x-ratelimit-limit-tokens", std::to_string(*d.limit_tokens));
+        out.emplace_back("x-ratelimit-remaining-tokens",
+                         std::to_string(d.remaining_tokens.value_or(0)));
+        out.emplace_back("x-ratelimit-reset-tokens", limiter::format_reset(d.reset_tokens));
+    }
+}
+
+}  // namespace
+
+std::uint64_t reserve_estimate(const config::gateway_config& cfg, const core::request_context& ctx) {
+    std::uint64_t completion = 0;
+    if (ctx.ep == core::endpoint::embeddings) {
+        completion = 0;
+    } else if (ctx.req.max_tokens) {
+        completion = *ctx.req.max_tokens;
+    } else if (const auto* m = cfg.find_model(ctx.req.model); m && !m->targets.empty()) {
+        if (const auto* p = cfg.find_provider(m->targets.front().provider))
+            completion = p->default_max_tokens;
+    }
+    return estimate_tokens(ctx.req.prompt_bytes) + completion;
+}
+
+rate_limit_policy::rate_limit_policy(const config::gateway_config& cfg, std::size_t slot,
+                                     std::shared_ptr<rate_store> store)
+    : cfg_(cfg), slot_(slot), store_(std::move(store)) {}
+
+core::verdict rate_limit_policy::on_request(core::request_context& ctx) const {
+    if (!ctx.key || ctx.ep == core::endpoint::models) return core::verdict::next;
+    const auto& l = ctx.key->limits;
+    if (!l.rpm && !l.tpm && !l.concurrency) return core::verdict::next;
+    const limiter::limits limits{l.rpm, l.tpm, l.concurrency};
+    auto d = store_->admit(ctx.key->id, limits, reserve_estimate(cfg_, ctx), limiter::clock::now());
+    if (!d.admitted) {
+        ctx.set_error_reply(core::errc::rate_limited,
+                            d.why == limiter::decision::reason::concurrency
+                                ? "too many requests in flight for this key"
+                            : d.why == limiter::decision::reason::tpm
+                                ? "token rate limit reached for this key"
+                                : "request rate limit reached for this key");
+        const auto secs = std::max<std::int64_t>(1, (d.retry_after.count() + 999) / 1000);
+        ctx.reply.headers.emplace_back("retry-after", std::to_string(secs));
+        add_headers(ctx.reply.headers, d);
+        return core::verdict::reply;
+    }
+    add_headers(ctx.response_headers, d);
+    if (d.held.valid()) ctx.emplace_state<rate_state>(slot_).held = std::move(d.held);
+    return core::verdict::next;
+}
+
+void rate_limit_policy::on_complete(core::request_context& ctx, const core::outcome&) const noexcept {
+    auto* st = ctx.state<rate_state>(slot_);
+    if (!st || !st->held.valid()) return;
+    const auto now = limiter::clock::now();
+    if (!ctx.forwarded) {
+        store_->release(st->held, now);
+    } else {
+        // The real usage when the usage policy computed it, else what was reserved.
+        const auto tokens = ctx.usage_final ? ctx.usage.prompt_tokens + ctx.usage.completion_tokens
+                                            : st->held.tokens;
+        store_->settle(st->held, tokens, now);
+    }
+}
+
+}  // namespace tollgate::policies

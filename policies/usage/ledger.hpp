@@ -1,0 +1,186 @@
+#pragma once
+// ledger: the durable usage store (SPEC "Usage accounting", `usage:` config, /admin/usage).
+//
+// Worker threads push() finished-request records into a mutex-protected queue; ONE
+// background writer thread drains it in batches, each batch one SQLite transaction
+// (WAL, synchronous=FULL: a committed record survives a crash of the process), then
+// appends the batch to the optional JSONL log and tells on_commit() listeners. A record
+// counts (budgets, flush()) only once its transaction committed. A failed transaction is
+// rolled back and the same batch retried with backoff: records are never dropped.
+//
+// Reads (aggregate, totals_since) use a separate read-only connection, so the admin API
+// and budget seeding never wait for the writer (WAL lets readers run beside it).
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <vector>
+
+#include "policies/usage/usage_record.hpp"
+
+struct sqlite3;
+struct sqlite3_stmt;
+
+namespace tollgate::policies {
+
+// `since`/`until` of /admin/usage: RFC 3339 ("2026-11-25T10:00:00Z", optional fraction,
+// "z", "+hh:mm"/"-hh:mm" offsets, 't' or ' ' for 'T'; a ' ' where the offset's '+' was,
+// as form-decoding of an unescaped '+' leaves it) or "YYYY-MM-DD" (midnight UTC).
+// Returns unix milliseconds (fraction truncated to ms), or nullopt if malformed or out of
+// range (month 13, Feb 30, hour 24...). Thread-safe (pure function).
+std::optional<std::int64_t> parse_time_param(std::string_view text);
+
+struct usage_query {
+    std::optional<std::string> key, model;                  // filters (exact match)
+    std::optional<std::int64_t> since_ms, until_ms;         // since inclusive, until exclusive
+    bool by_key = false, by_model = false, by_day = false;  // group_by
+};
+
+struct usage_row {
+    std::optional<std::string> key, model, day;  // set only for the fields grouped on
+    std::uint64_t requests = 0, prompt_tokens = 0, completion_tokens = 0, total_tokens = 0;
+    double cost_usd = 0;
+};
+
+class ledger {
+  public:
+    struct options {
+        std::string database;                // SQLite file path; parent directories are created
+        std::string jsonl;                   // optional append-only log; empty = none
+        std::size_t queue_capacity = 65536;  // saturated() threshold; never a drop point
+        std::size_t batch_max = 1000;        // records per transaction (0 is taken as 1)
+        std::chrono::milliseconds flush_interval{20};  // longest wait to gather a batch
+        std::chrono::milliseconds busy_timeout{5000};  // SQLite waits this long for a lock
+    };
+
+    struct totals {
+        std::uint64_t tokens = 0;
+        double usd = 0;
+    };
+
+    using commit_callback = std::function<void(const std::vector<usage_record>&)>;
+
+    // Opens (creating it and its parent directories if missing) the database, sets WAL and
+    // synchronous=FULL, creates the schema, opens the JSONL log for append, and starts the
+    // writer thread. Throws std::runtime_error naming the path and the cause if any of it
+    // fails, and for a postgresql:// URL (not supported yet).
+    explicit ledger(options opts);
+
+    // Waits until every pushed record is committed (retrying failures, however long that
+    // takes: records are never dropped), then stops the writer and closes the files.
+    // Callers wanting a bounded shutdown call flush_for() first.
+    ~ledger();
+
+    ledger(const ledger&) = delete;
+    ledger& operator=(const ledger&) = delete;
+
+    // Thread-safe; called from worker threads on the request path. Moves the record into
+    // the queue and wakes the writer: no I/O, never blocks on the writer's I/O (only on
+    // the queue mutex, held for a push_back), never drops. The queue may grow past
+    // queue_capacity; admission control consults saturated().
+    void push(usage_record r);
+
+    // Thread-safe, lock-free: records pushed but not yet committed (the batch being
+    // written included) >= queue_capacity.
+    bool saturated() const noexcept;
+
+    // Thread-safe, lock-free: records pushed but not yet committed.
+    std::size_t pending() const noexcept;
+
+    // Thread-safe, lock-free: false while the last write attempt failed (for /readyz);
+    // true again after the next successful commit.
+    bool healthy() const noexcept;
+
+    // Thread-safe, lock-free: transactions committed so far (tests check batching).
+    std::uint64_t transactions() const noexcept;
+
+    // Sets the listener called on the writer thread after each committed batch (and after
+    // its JSONL lines were written), with that batch, each record exactly once. Set it
+    // before traffic: batches committed earlier are not replayed. Thread-safe. The
+    // callback must not throw (exceptions are logged and swallowed) and must not call
+    // flush() (it would wait for itself).
+    void on_commit(commit_callback cb);
+
+    // Blocks until every record pushed (by any thread) before the call is committed and
+    // its callback has run. Thread-safe; not from the commit callback.
+    void flush();
+    // The same, giving up after `timeout`; true if everything was committed.
+    bool flush_for(std::chrono::milliseconds timeout);
+
+    // Read side. Thread-safe; runs beside the writer on its own read-only connection
+    // (serialised among readers by a mutex) and sees every committed record. Throws
+    // std::runtime_error on an SQLite error (this is the admin path, not the data plane).
+    //
+    // One row per group of the chosen fields, ordered by them (key, model, day); no
+    // grouping = one row of totals (requests 0 when nothing matched). Unknown token counts
+    // add 0, except total_tokens falls back to prompt + completion (billable_tokens()).
+    std::vector<usage_row> aggregate(const usage_query& q) const;
+    // SPEC's {"data":[{"key":…,"model":…,"day":…,"requests":N,"prompt_tokens":N,
+    // "completion_tokens":N,"total_tokens":N,"cost_usd":X}]}, omitting fields not grouped
+    // on; cost_usd rounded to 1e-9 so sums print as 0.3, not 0.30000000000000004.
+    std::string aggregate_json(const usage_query& q) const;
+    // Budget seeding at start: billable tokens and cost of `key_id` since `since_ms`.
+    totals totals_since(const std::string& key_id, std::int64_t since_ms) const;
+
+  private:
+    struct db_closer {
+        void operator()(sqlite3* db) const noexcept;
+    };
+    struct stmt_finalizer {
+        void operator()(sqlite3_stmt* s) const noexcept;
+    };
+    using db_ptr = std::unique_ptr<sqlite3, db_closer>;
+    using stmt_ptr = std::unique_ptr<sqlite3_stmt, stmt_finalizer>;
+
+    void open_writer();
+    void open_reader();
+    void open_jsonl();
+    void run() noexcept;
+    void commit_with_retry(const std::vector<usage_record>& batch);
+    bool write_batch(const std::vector<usage_record>& batch, std::string& error);
+    void append_jsonl_batch(const std::vector<usage_record>& batch);
+    void notify_committed(const std::vector<usage_record>& batch);
+
+    const options options_;
+
+    // Writer-thread state (the thread is the only user after the constructor).
+    db_ptr db_;
+    stmt_ptr insert_, begin_, commit_, rollback_;
+    int jsonl_fd_ = -1;
+    std::string jsonl_buffer_;
+    bool jsonl_line_open_ = false;  // a failed write left a partial line behind
+
+    // Read side.
+    mutable std::mutex reader_mutex_;
+    db_ptr reader_;
+
+    // Queue and progress: guarded by mutex_.
+    mutable std::mutex mutex_;
+    std::condition_variable work_cv_;  // writer waits: records, flush request, stop
+    std::condition_variable done_cv_;  // flushers wait: committed_seq_ advanced
+    std::vector<usage_record> queue_;
+    std::uint64_t pushed_seq_ = 0;     // records ever pushed
+    std::uint64_t committed_seq_ = 0;  // records ever committed (FIFO, so a prefix)
+    std::size_t flush_waiters_ = 0;    // > 0: stop gathering, write now
+    bool stop_ = false;
+
+    std::mutex callback_mutex_;
+    commit_callback callback_;
+
+    std::atomic<std::size_t> pending_{0};
+    std::atomic<bool> healthy_{true};
+    std::atomic<std::uint64_t> transactions_{0};
+
+    std::thread writer_;  // last: starts after everything above is built
+};
+
+}  // namespace tollgate::policies

@@ -1,0 +1,159 @@
+#include "policies/usage/usage_extract.hpp"
+
+#include <cstring>
+
+namespace tollgate::policies {
+
+namespace {
+
+bool is_ws(char c) noexcept { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; }
+
+std::size_t skip_ws(std::string_view s, std::size_t i) noexcept {
+    while (i < s.size() && is_ws(s[i])) ++i;
+    return i;
+}
+
+// Index just past the closing quote of the string starting at s[i] == '"', or npos.
+std::size_t end_of_string(std::string_view s, std::size_t i) noexcept {
+    for (++i; i < s.size(); ++i) {
+        if (s[i] == '\\') {
+            ++i;
+            continue;
+        }
+        if (s[i] == '"') return i + 1;
+    }
+    return std::string_view::npos;
+}
+
+// Index just past the value starting at s[i], or npos if it is cut short.
+std::size_t end_of_value(std::string_view s, std::size_t i) noexcept {
+    if (i >= s.size()) return std::string_view::npos;
+    if (s[i] == '"') return end_of_string(s, i);
+    if (s[i] == '{' || s[i] == '[') {
+        std::size_t depth = 0;
+        while (i < s.size()) {
+            const char c = s[i];
+            if (c == '"') {
+                i = end_of_string(s, i);
+                if (i == std::string_view::npos) return i;
+                continue;
+            }
+            if (c == '{' || c == '[') {
+                if (++depth > 64) return std::string_view::npos;
+            } else if (c == '}' || c == ']') {
+                if (--depth == 0) return i + 1;
+            }
+            ++i;
+        }
+        return std::string_view::npos;
+    }
+    while (i < s.size() && s[i] != ',' && s[i] != '}' && s[i] != ']' && !is_ws(s[i])) ++i;
+    return i;
+}
+
+std::optional<std::uint64_t> as_uint(std::string_view v) noexcept {
+    if (v.empty() || v.size() > 19) return std::nullopt;
+    std::uint64_t n = 0;
+    for (char c : v) {
+        if (c < '0' || c > '9') return std::nullopt;
+        n = n * 10 + static_cast<std::uint64_t>(c - '0');
+    }
+    return n;
+}
+
+// Reads the members of the object at s[i] == '{' into `u`. False if malformed.
+bool read_usage_object(std::string_view s, std::size_t i, extracted_usage& u, int depth) noexcept {
+    i = skip_ws(s, i + 1);
+    if (i < s.size() && s[i] == '}') return true;
+    while (i < s.size()) {
+        if (s[i] != '"') return false;
+        const std::size_t key_end = end_of_string(s, i);
+        if (key_end == std::string_view::npos) return false;
+        const std::string_view key = s.substr(i + 1, key_end - i - 2);
+        i = skip_ws(s, key_end);
+        if (i >= s.size() || s[i] != ':') return false;
+        i = skip_ws(s, i + 1);
+        const std::size_t value_end = end_of_value(s, i);
+        if (value_end == std::string_view::npos) return false;
+        const std::string_view value = s.substr(i, value_end - i);
+        if (!value.empty() && value[0] == '{') {
+            if (depth < 2 && (key == "prompt_tokens_details" || key == "input_tokens_details"))
+                if (!read_usage_object(s, i, u, depth + 1)) return false;
+        } else if (key == "prompt_tokens" || key == "input_tokens") {
+            if (depth == 0) u.prompt_tokens = as_uint(value);
+        } else if (key == "completion_tokens" || key == "output_tokens") {
+            if (depth == 0) u.completion_tokens = as_uint(value);
+        } else if (key == "total_tokens") {
+            if (depth == 0) u.total_tokens = as_uint(value);
+        } else if (key == "cached_tokens" || key == "cache_read_input_tokens") {
+            u.cached_tokens = as_uint(value);
+        }
+        i = skip_ws(s, value_end);
+        if (i < s.size() && s[i] == ',') {
+            i = skip_ws(s, i + 1);
+            continue;
+        }
+        return i < s.size() && s[i] == '}';
+    }
+    return false;
+}
+
+// Calls f(position after the key's closing quote) for each `"key"` not inside a string
+// value (a quote preceded by a backslash is part of a string).
+template <class F>
+void for_each_key(std::string_view s, std::string_view quoted_key, F&& f) noexcept {
+    std::size_t pos = 0;
+    while (pos < s.size()) {
+        const void* hit = ::memmem(s.data() + pos, s.size() - pos, quoted_key.data(), quoted_key.size());
+        if (!hit) return;
+        const std::size_t at = static_cast<std::size_t>(static_cast<const char*>(hit) - s.data());
+        pos = at + quoted_key.size();
+        if (at > 0 && s[at - 1] == '\\') continue;
+        f(pos);
+    }
+}
+
+}  // namespace
+
+std::optional<extracted_usage> find_usage(std::string_view json) noexcept {
+    std::optional<extracted_usage> found;
+    for_each_key(json, "\"usage\"", [&](std::size_t after) {
+        std::size_t i = skip_ws(json, after);
+        if (i >= json.size() || json[i] != ':') return;
+        i = skip_ws(json, i + 1);
+        if (i >= json.size() || json[i] != '{') return;
+        extracted_usage u;
+        if (read_usage_object(json, i, u, 0) && u.any()) found = u;
+    });
+    return found;
+}
+
+std::size_t generated_text_bytes(std::string_view json) noexcept {
+    std::size_t total = 0;
+    for (std::string_view key : {std::string_view("\"content\""), std::string_view("\"arguments\""),
+                                 std::string_view("\"text\""),
+                                 std::string_view("\"reasoning_content\"")}) {
+        for_each_key(json, key, [&](std::size_t after) {
+            std::size_t i = skip_ws(json, after);
+            if (i >= json.size() || json[i] != ':') return;
+            i = skip_ws(json, i + 1);
+            if (i >= json.size() || json[i] != '"') return;
+            const std::size_t end = end_of_string(json, i);
+            if (end != std::string_view::npos) total += end - i - 2;
+        });
+    }
+    return total;
+}
+
+bool has_empty_choices(std::string_view json) noexcept {
+    bool empty = false;
+    for_each_key(json, "\"choices\"", [&](std::size_t after) {
+        std::size_t i = skip_ws(json, after);
+        if (i >= json.size() || json[i] != ':') return;
+        i = skip_ws(json, i + 1);
+        if (i + 1 < json.size() && json[i] == '[' && json[skip_ws(json, i + 1)] == ']') empty = true;
+    });
+    return empty;
+}
+
+}  // namespace tollgate::policies

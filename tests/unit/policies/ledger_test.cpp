@@ -1,0 +1,710 @@
+#define BOOST_TEST_MODULE ledger
+#include <boost/test/data/monomorphic.hpp>
+#include <boost/test/data/test_case.hpp>
+#include <boost/test/unit_test.hpp>
+
+#include <sqlite3.h>
+#include <stdlib.h>
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <mutex>
+#include <optional>
+#include <ostream>
+#include <set>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <tuple>
+#include <utility>
+#include <vector>
+
+#include "policies/usage/ledger.hpp"
+#include "policies/usage/usage_record.hpp"
+
+namespace bdata = boost::unit_test::data;
+namespace fs = std::filesystem;
+using namespace std::chrono_literals;
+using tollgate::policies::ledger;
+using tollgate::policies::parse_time_param;
+using tollgate::policies::to_jsonl;
+using tollgate::policies::usage_query;
+using tollgate::policies::usage_record;
+using tollgate::policies::usage_row;
+
+namespace {
+
+constexpr std::int64_t nov25_10h = 1795600800000;  // 2026-11-25T10:00:00Z
+constexpr std::int64_t nov25 = 1795564800000;      // 2026-11-25T00:00:00Z
+constexpr std::int64_t day_ms = 86'400'000;
+
+// A fresh directory per test case, removed with everything in it.
+struct temp_dir {
+    fs::path path;
+    temp_dir() {
+        std::string tmpl = (fs::temp_directory_path() / "tollgate-ledger-XXXXXX").string();
+        if (!::mkdtemp(tmpl.data())) throw std::runtime_error("mkdtemp failed");
+        path = tmpl;
+    }
+    ~temp_dir() {
+        std::error_code ec;
+        fs::remove_all(path, ec);
+    }
+    std::string file(const char* name) const { return (path / name).string(); }
+};
+
+ledger::options make_options(const temp_dir& dir) {
+    ledger::options o;
+    o.database = dir.file("data/usage.db");  // parent directory does not exist yet
+    o.jsonl = dir.file("data/usage.jsonl");
+    return o;
+}
+
+usage_record make_record(std::string id, std::string key = "team-a", std::string model = "m1",
+                         std::int64_t ts_ms = nov25_10h) {
+    usage_record r;
+    r.ts_ms = ts_ms;
+    r.request_id = std::move(id);
+    r.key_id = std::move(key);
+    r.model = std::move(model);
+    r.provider = "openai";
+    r.upstream_model = "gpt-4o-mini-2024-07-18";
+    r.status = 200;
+    r.attempts = 1;
+    r.prompt_tokens = 10;
+    r.completion_tokens = 5;
+    r.total_tokens = 15;
+    r.cost_usd = 0.000005;
+    r.latency_ms = 12.5;
+    return r;
+}
+
+// A separate connection, as another process would see the file.
+struct db_handle {
+    sqlite3* db = nullptr;
+    explicit db_handle(const std::string& path) {
+        if (sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READWRITE, nullptr) != SQLITE_OK)
+            throw std::runtime_error("test cannot open " + path);
+        sqlite3_busy_timeout(db, 5000);
+    }
+    ~db_handle() { sqlite3_close_v2(db); }
+    void exec(const char* sql) {
+        char* err = nullptr;
+        if (sqlite3_exec(db, sql, nullptr, nullptr, &err) != SQLITE_OK) {
+            std::string msg = err ? err : "?";
+            sqlite3_free(err);
+            throw std::runtime_error(std::string(sql) + ": " + msg);
+        }
+    }
+    std::int64_t scalar(const char* sql) {
+        sqlite3_stmt* s = nullptr;
+        if (sqlite3_prepare_v2(db, sql, -1, &s, nullptr) != SQLITE_OK)
+            throw std::runtime_error(sqlite3_errmsg(db));
+        std::int64_t v = -1;
+        if (sqlite3_step(s) == SQLITE_ROW) v = sqlite3_column_int64(s, 0);
+        sqlite3_finalize(s);
+        return v;
+    }
+};
+
+std::vector<std::string> read_lines(const std::string& path) {
+    std::ifstream in(path);
+    std::vector<std::string> lines;
+    for (std::string line; std::getline(in, line);) lines.push_back(line);
+    return lines;
+}
+
+// Minimal parser for one flat JSONL object: the keys in order and each value's raw text
+// (strings unescaped for \" \\ \n \uXXXX-free cases). Throws on anything malformed.
+std::vector<std::pair<std::string, std::string>> parse_flat_object(std::string_view s) {
+    std::vector<std::pair<std::string, std::string>> out;
+    std::size_t i = 0;
+    auto expect = [&](char c) {
+        if (i >= s.size() || s[i] != c)
+            throw std::runtime_error(std::string("expected '") + c + "' in " + std::string(s));
+        ++i;
+    };
+    auto parse_string = [&] {
+        expect('"');
+        std::string v;
+        while (i < s.size() && s[i] != '"') {
+            if (s[i] == '\\') {
+                ++i;
+                if (i >= s.size()) break;
+                switch (s[i]) {
+                    case 'n':
+                        v += '\n';
+                        break;
+                    case 't':
+                        v += '\t';
+                        break;
+                    case 'u':
+                        v += "\\u";
+                        break;  // kept escaped; tests compare the text
+                    default:
+                        v += s[i];
+                }
+            } else {
+                if (static_cast<unsigned char>(s[i]) < 0x20)
+                    throw std::runtime_error("raw control character in string");
+                v += s[i];
+            }
+            ++i;
+        }
+        expect('"');
+        return v;
+    };
+    expect('{');
+    while (true) {
+        std::string key = parse_string();
+        expect(':');
+        std::string value;
+        if (i < s.size() && s[i] == '"') {
+            value = "\"" + parse_string() + "\"";
+        } else {
+            const std::size_t start = i;
+            while (i < s.size() && s[i] != ',' && s[i] != '}') ++i;
+            value = std::string(s.substr(start, i - start));
+            if (value.empty()) throw std::runtime_error("empty value");
+        }
+        out.emplace_back(std::move(key), std::move(value));
+        if (i < s.size() && s[i] == ',') {
+            ++i;
+            continue;
+        }
+        expect('}');
+        break;
+    }
+    if (i != s.size()) throw std::runtime_error("trailing bytes");
+    return out;
+}
+
+const std::vector<std::string> spec_keys = {"ts",
+                                            "request_id",
+                                            "key_id",
+                                            "model",
+                                            "provider",
+                                            "upstream_model",
+                                            "status",
+                                            "stream",
+                                            "attempts",
+                                            "prompt_tokens",
+                                            "completion_tokens",
+                                            "total_tokens",
+                                            "usage_source",
+                                            "cost_usd",
+                                            "latency_ms",
+                                            "ttft_ms",
+                                            "error"};
+
+std::vector<std::string> keys_of(const std::vector<std::pair<std::string, std::string>>& kv) {
+    std::vector<std::string> keys;
+    for (const auto& [k, v] : kv) keys.push_back(k);
+    return keys;
+}
+
+std::string value_of(const std::vector<std::pair<std::string, std::string>>& kv,
+                     std::string_view key) {
+    for (const auto& [k, v] : kv)
+        if (k == key) return v;
+    throw std::runtime_error("no key " + std::string(key));
+}
+
+// Collects what the commit callback saw.
+struct commit_log {
+    std::mutex mutex;
+    std::condition_variable cv;
+    std::vector<std::string> ids;
+    std::size_t batches = 0;
+
+    ledger::commit_callback callback() {
+        return [this](const std::vector<usage_record>& batch) {
+            std::lock_guard lock(mutex);
+            for (const auto& r : batch) ids.push_back(r.request_id);
+            ++batches;
+            cv.notify_all();
+        };
+    }
+    bool wait_for_count(std::size_t n, std::chrono::milliseconds timeout) {
+        std::unique_lock lock(mutex);
+        return cv.wait_for(lock, timeout, [&] { return ids.size() >= n; });
+    }
+};
+
+template <class Pred>
+bool eventually(Pred pred, std::chrono::milliseconds timeout = 5s) {
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    while (!pred()) {
+        if (std::chrono::steady_clock::now() > deadline) return false;
+        std::this_thread::sleep_for(1ms);
+    }
+    return true;
+}
+
+struct time_case {
+    std::string text;
+    std::optional<std::int64_t> expected;
+};
+std::ostream& operator<<(std::ostream& os, const time_case& c) {
+    os << '"' << c.text << "\" -> ";
+    if (c.expected)
+        os << *c.expected;
+    else
+        os << "invalid";
+    return os;
+}
+
+const std::vector<time_case> time_cases = {
+    {"2026-11-25T10:00:00Z", nov25_10h},
+    {"2026-11-25t10:00:00z", nov25_10h},
+    {"2026-11-25 10:00:00Z", nov25_10h},
+    {"2026-11-25", nov25},
+    {"2026-11-25T15:04:05.123Z", 1795619045123},
+    {"2026-11-25T15:04:05.1Z", 1795619045100},
+    {"2026-11-25T15:04:05.123999Z", 1795619045123},  // truncated to ms
+    {"2026-11-25T12:00:00+02:00", nov25_10h},
+    {"2026-11-25T12:00:00 02:00", nov25_10h},  // '+' form-decoded to ' '
+    {"2026-11-25T05:30:00-04:30", nov25_10h},
+    {"2026-11-25T10:00:00.5+00:00", nov25_10h + 500},
+    {"2024-02-29", 1709164800000},
+    {"1970-01-01T00:00:00Z", 0},
+    {"2026-12-31T23:59:59.999Z", 1798761599999},
+    {"", std::nullopt},
+    {"2026-11-25T10:00:00", std::nullopt},  // no offset
+    {"2026-11-25T10:00Z", std::nullopt},
+    {"2026-13-01", std::nullopt},
+    {"2026-02-29", std::nullopt},
+    {"2026-11-31", std::nullopt},
+    {"2026-11-25T24:00:00Z", std::nullopt},
+    {"2026-11-25T10:60:00Z", std::nullopt},
+    {"2026-11-25T10:00:00.Z", std::nullopt},
+    {"2026-11-25T10:00:00+2:00", std::nullopt},
+    {"2026-11-25T10:00:00+02:60", std::nullopt},
+    {"2026-11-25T10:00:00Z ", std::nullopt},
+    {"26-11-25", std::nullopt},
+    {"2026/11/25", std::nullopt},
+    {"2026-11-25x", std::nullopt},
+    {"yesterday", std::nullopt},
+};
+
+// Reference aggregation, computed the obvious way, for comparing with the SQL.
+std::vector<usage_row> reference_aggregate(const std::vector<usage_record>& records,
+                                           const usage_query& q) {
+    using group_key = std::tuple<std::string, std::string, std::string>;
+    std::map<group_key, usage_row> groups;
+    for (const auto& r : records) {
+        if (q.key && r.key_id != *q.key) continue;
+        if (q.model && r.model != *q.model) continue;
+        if (q.since_ms && r.ts_ms < *q.since_ms) continue;
+        if (q.until_ms && r.ts_ms >= *q.until_ms) continue;
+        const std::string day = tollgate::policies::utc_day(r.ts_ms);
+        group_key g{q.by_key ? r.key_id : "", q.by_model ? r.model : "", q.by_day ? day : ""};
+        usage_row& row = groups[g];
+        if (q.by_key) row.key = r.key_id;
+        if (q.by_model) row.model = r.model;
+        if (q.by_day) row.day = day;
+        ++row.requests;
+        row.prompt_tokens += r.prompt_tokens.value_or(0);
+        row.completion_tokens += r.completion_tokens.value_or(0);
+        row.total_tokens += tollgate::policies::billable_tokens(r);
+        row.cost_usd += r.cost_usd.value_or(0);
+    }
+    std::vector<usage_row> rows;
+    for (auto& [g, row] : groups) rows.push_back(row);
+    if (rows.empty() && !q.by_key && !q.by_model && !q.by_day) rows.emplace_back();
+    return rows;
+}
+
+// Hand-made records: two keys, two models, three days, some unknown counts.
+std::vector<usage_record> sample_records() {
+    std::vector<usage_record> rs;
+    auto add = [&](std::string key, std::string model, std::int64_t ts,
+                   std::optional<std::uint64_t> p, std::optional<std::uint64_t> c,
+                   std::optional<std::uint64_t> t, std::optional<double> cost) {
+        usage_record r = make_record("r" + std::to_string(rs.size()), key, model, ts);
+        r.prompt_tokens = p;
+        r.completion_tokens = c;
+        r.total_tokens = t;
+        r.cost_usd = cost;
+        rs.push_back(std::move(r));
+    };
+    add("team-a", "m1", nov25 - day_ms + 1000, 100, 50, 150, 0.1);  // 11-24
+    add("team-a", "m1", nov25, 200, 100, 300, 0.2);                 // 11-25 00:00:00.000
+    add("team-a", "m2", nov25_10h, 1000, 10, 1010, 1.5);
+    add("team-a", "m2", nov25_10h + 1, std::nullopt, std::nullopt, std::nullopt, std::nullopt);
+    add("team-b", "m1", nov25_10h, 7, 3, std::nullopt, 0.25);  // total falls back to 10
+    add("team-b", "m1", nov25 + day_ms, 1, 1, 2, 0.001);       // 11-26
+    add("team-b", "m2", nov25 + day_ms + 5, 40, std::nullopt, 40, std::nullopt);
+    return rs;
+}
+
+// group_by as bits (1 key, 2 model, 4 day) and one of six filters.
+usage_query make_query(int grouping, int filter) {
+    usage_query q;
+    q.by_key = grouping & 1;
+    q.by_model = grouping & 2;
+    q.by_day = grouping & 4;
+    if (filter == 1) q.key = "team-a";
+    if (filter == 2) q.model = "m1";
+    if (filter == 3) q.since_ms = nov25;      // inclusive: the 00:00:00.000 record counts
+    if (filter == 4) q.until_ms = nov25_10h;  // exclusive: the 10:00 records do not
+    if (filter == 5) {
+        q.key = "team-b";
+        q.since_ms = nov25_10h;
+        q.until_ms = nov25 + day_ms + 5;  // excludes the record at exactly that instant
+    }
+    return q;
+}
+
+void check_rows_equal(const std::vector<usage_row>& got, const std::vector<usage_row>& want) {
+    BOOST_TEST_REQUIRE(got.size() == want.size());
+    for (std::size_t i = 0; i < got.size(); ++i) {
+        BOOST_TEST_CONTEXT("row " << i) {
+            BOOST_TEST((got[i].key == want[i].key));
+            BOOST_TEST((got[i].model == want[i].model));
+            BOOST_TEST((got[i].day == want[i].day));
+            BOOST_TEST(got[i].requests == want[i].requests);
+            BOOST_TEST(got[i].prompt_tokens == want[i].prompt_tokens);
+            BOOST_TEST(got[i].completion_tokens == want[i].completion_tokens);
+            BOOST_TEST(got[i].total_tokens == want[i].total_tokens);
+            BOOST_TEST(got[i].cost_usd == want[i].cost_usd, boost::test_tools::tolerance(1e-9));
+        }
+    }
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_SUITE(unit)
+
+BOOST_AUTO_TEST_CASE(jsonl_line_has_spec_keys_in_order_and_values) {
+    usage_record r = make_record("req-1");
+    r.ts_ms = 1795619045123;
+    r.stream = true;
+    r.attempts = 2;
+    r.cached_tokens = 4;
+    r.ttft_ms = 3.25;
+    r.error = "upstream_timeout";
+    r.estimated = true;
+    const std::string line = to_jsonl(r);
+    BOOST_TEST(line ==
+               R"({"ts":"2026-11-25T15:04:05.123Z","request_id":"req-1","key_id":"team-a",)"
+               R"("model":"m1","provider":"openai","upstream_model":"gpt-4o-mini-2024-07-18",)"
+               R"("status":200,"stream":true,"attempts":2,"prompt_tokens":10,)"
+               R"("completion_tokens":5,"total_tokens":15,"usage_source":"estimated",)"
+               R"("cost_usd":5e-06,"latency_ms":12.5,"ttft_ms":3.25,"error":"upstream_timeout"})");
+    BOOST_TEST(line.find("cached") == std::string::npos);
+    BOOST_TEST(line.find('\n') == std::string::npos);
+}
+
+BOOST_AUTO_TEST_CASE(jsonl_line_has_nulls_where_unknown) {
+    usage_record r;
+    r.request_id = "req-2";
+    r.key_id = "team-a";
+    r.model = "m1";
+    r.status = 502;
+    const auto kv = parse_flat_object(to_jsonl(r));
+    BOOST_TEST(keys_of(kv) == spec_keys, boost::test_tools::per_element());
+    BOOST_TEST(value_of(kv, "ts") == "\"1970-01-01T00:00:00.000Z\"");
+    for (const char* k : {"provider", "upstream_model", "prompt_tokens", "completion_tokens",
+                          "total_tokens", "cost_usd", "ttft_ms", "error"})
+        BOOST_TEST(value_of(kv, k) == "null", k);
+    BOOST_TEST(value_of(kv, "usage_source") == "\"upstream\"");
+    BOOST_TEST(value_of(kv, "stream") == "false");
+    BOOST_TEST(value_of(kv, "latency_ms") == "0");
+}
+
+BOOST_AUTO_TEST_CASE(jsonl_line_escapes_strings_and_replaces_bad_utf8) {
+    usage_record r = make_record(std::string("a\"b\\c\nd\x01") + "\xff" + "\xC3\xA9");
+    const std::string line = to_jsonl(r);
+    BOOST_TEST(line.find(R"("request_id":"a\"b\\c\nd\u0001)"
+                         "\xEF\xBF\xBD\xC3\xA9\"") != std::string::npos);
+    BOOST_CHECK_NO_THROW(parse_flat_object(line));
+}
+
+BOOST_DATA_TEST_CASE(parse_time_param_accepts_rfc3339_and_dates, bdata::make(time_cases), c) {
+    BOOST_TEST((parse_time_param(c.text) == c.expected));
+}
+
+BOOST_AUTO_TEST_CASE(postgresql_url_is_refused_without_echoing_it) {
+    ledger::options o;
+    o.database = "postgresql://billing:s3cret@db.internal/usage";
+    try {
+        ledger l(o);
+        BOOST_FAIL("a postgresql:// URL was accepted");
+    } catch (const std::runtime_error& e) {
+        const std::string msg = e.what();
+        BOOST_TEST(msg.find("not supported yet") != std::string::npos, msg);
+        BOOST_TEST(msg.find("s3cret") == std::string::npos, msg);
+    }
+}
+
+BOOST_AUTO_TEST_CASE(unopenable_database_throws_naming_the_path) {
+    temp_dir dir;
+    { std::ofstream(dir.file("not-a-dir")) << "x"; }
+    ledger::options o;
+    o.database = dir.file("not-a-dir") + "/usage.db";  // parent is a regular file
+    try {
+        ledger l(o);
+        BOOST_FAIL("opening under a regular file succeeded");
+    } catch (const std::runtime_error& e) {
+        BOOST_TEST(std::string(e.what()).find(o.database) != std::string::npos, e.what());
+    }
+    o.database = dir.path.string();  // a directory, not a database file
+    try {
+        ledger l(o);
+        BOOST_FAIL("opening a directory succeeded");
+    } catch (const std::runtime_error& e) {
+        BOOST_TEST(std::string(e.what()).find(o.database) != std::string::npos, e.what());
+    }
+}
+
+BOOST_AUTO_TEST_CASE(records_pushed_from_8_threads_land_exactly_once) {
+    temp_dir dir;
+    const auto o = make_options(dir);
+    constexpr int threads = 8, per_thread = 2500, total = threads * per_thread;
+    commit_log log;
+    {
+        ledger l(o);
+        l.on_commit(log.callback());
+        // A reader running beside the writer sees a growing, consistent count.
+        // (Boost.Test assertions are not thread-safe: the reader only counts problems.)
+        std::atomic<bool> done{false};
+        std::atomic<int> reader_errors{0};
+        std::thread reader([&] {
+            std::uint64_t last = 0;
+            while (!done.load()) {
+                try {
+                    const auto rows = l.aggregate({});
+                    if (rows.size() != 1 || rows[0].requests < last) ++reader_errors;
+                    if (!rows.empty()) last = rows[0].requests;
+                } catch (const std::exception&) {
+                    ++reader_errors;
+                }
+            }
+        });
+        std::vector<std::thread> pushers;
+        for (int t = 0; t < threads; ++t)
+            pushers.emplace_back([&l, t] {
+                for (int i = 0; i < per_thread; ++i)
+                    l.push(make_record("t" + std::to_string(t) + "-" + std::to_string(i)));
+            });
+        for (auto& p : pushers) p.join();
+        l.flush();
+        done = true;
+        reader.join();
+        BOOST_TEST(reader_errors.load() == 0);
+        BOOST_TEST(l.pending() == 0u);
+        BOOST_TEST(!l.saturated());
+        BOOST_TEST(l.healthy());
+        BOOST_TEST(l.aggregate({}).at(0).requests == static_cast<std::uint64_t>(total));
+    }
+    db_handle db(o.database);
+    BOOST_TEST(db.scalar("SELECT COUNT(*) FROM usage") == total);
+    BOOST_TEST(db.scalar("SELECT COUNT(DISTINCT request_id) FROM usage") == total);
+
+    const auto lines = read_lines(o.jsonl);
+    BOOST_TEST(lines.size() == static_cast<std::size_t>(total));
+    std::set<std::string> jsonl_ids;
+    for (const auto& line : lines) {
+        const auto kv = parse_flat_object(line);
+        BOOST_REQUIRE(keys_of(kv) == spec_keys);
+        jsonl_ids.insert(value_of(kv, "request_id"));
+    }
+    BOOST_TEST(jsonl_ids.size() == static_cast<std::size_t>(total));
+
+    std::set<std::string> callback_ids(log.ids.begin(), log.ids.end());
+    BOOST_TEST(log.ids.size() == static_cast<std::size_t>(total));
+    BOOST_TEST(callback_ids.size() == static_cast<std::size_t>(total));
+}
+
+BOOST_AUTO_TEST_CASE(many_records_share_few_transactions) {
+    temp_dir dir;
+    auto o = make_options(dir);
+    ledger l(o);
+    l.push(make_record("warm-up"));
+    l.flush();
+    BOOST_TEST(l.transactions() == 1u);
+    // Hold the write lock while pushing so the test does not race the writer: its BEGIN
+    // waits (busy_timeout, no failure) and the backlog is then written in full batches,
+    // however fast or slow this machine pushes.
+    db_handle locker(o.database);
+    locker.exec("BEGIN EXCLUSIVE");
+    for (int i = 0; i < 20000; ++i) l.push(make_record("r" + std::to_string(i)));
+    locker.exec("COMMIT");
+    l.flush();
+    BOOST_TEST(l.healthy());
+    // batch_max 1000: 20 full batches, plus at most one partial first batch the writer took
+    // before the backlog built up.
+    const auto txns = l.transactions() - 1;
+    BOOST_TEST(txns >= 20u);
+    BOOST_TEST(txns <= 21u);
+    BOOST_TEST(l.aggregate({}).at(0).requests == 20001u);
+}
+
+BOOST_AUTO_TEST_CASE(batch_max_bounds_records_per_transaction) {
+    temp_dir dir;
+    auto o = make_options(dir);
+    o.batch_max = 10;
+    commit_log log;
+    ledger l(o);
+    l.on_commit(log.callback());
+    for (int i = 0; i < 100; ++i) l.push(make_record("r" + std::to_string(i)));
+    l.flush();
+    BOOST_TEST(l.transactions() >= 10u);
+    BOOST_TEST(log.batches == l.transactions());
+    BOOST_TEST(log.ids.size() == 100u);
+}
+
+BOOST_AUTO_TEST_CASE(lone_record_is_committed_without_flush) {
+    temp_dir dir;
+    auto o = make_options(dir);
+    o.flush_interval = 20ms;
+    commit_log log;
+    ledger l(o);
+    l.on_commit(log.callback());
+    l.push(make_record("alone"));
+    // The writer gathers for at most flush_interval; generous bound for a loaded machine.
+    BOOST_TEST(log.wait_for_count(1, 5s));
+    BOOST_TEST(l.transactions() == 1u);
+}
+
+BOOST_AUTO_TEST_CASE(failed_write_is_retried_and_loses_nothing) {
+    temp_dir dir;
+    auto o = make_options(dir);
+    o.busy_timeout = 20ms;
+    o.queue_capacity = 50;
+    commit_log log;
+    ledger l(o);
+    l.on_commit(log.callback());
+    l.push(make_record("before"));
+    l.flush();
+    BOOST_TEST(l.healthy());
+
+    db_handle locker(o.database);
+    locker.exec("BEGIN EXCLUSIVE");  // the writer's BEGIN IMMEDIATE now gets SQLITE_BUSY
+    for (int i = 0; i < 100; ++i) l.push(make_record("r" + std::to_string(i)));
+    BOOST_TEST(eventually([&] { return !l.healthy(); }));
+    BOOST_TEST(l.pending() == 100u);
+    BOOST_TEST(l.saturated());
+    BOOST_TEST(!l.flush_for(50ms));
+    // Reads keep working while the writer is locked out.
+    BOOST_TEST(l.aggregate({}).at(0).requests == 1u);
+    locker.exec("COMMIT");
+
+    l.flush();
+    BOOST_TEST(l.healthy());
+    BOOST_TEST(l.pending() == 0u);
+    BOOST_TEST(!l.saturated());
+    BOOST_TEST(locker.scalar("SELECT COUNT(*) FROM usage") == 101);
+    BOOST_TEST(locker.scalar("SELECT COUNT(DISTINCT request_id) FROM usage") == 101);
+    BOOST_TEST(read_lines(o.jsonl).size() == 101u);
+    BOOST_TEST(log.ids.size() == 101u);
+    BOOST_TEST(std::set<std::string>(log.ids.begin(), log.ids.end()).size() == 101u);
+}
+
+BOOST_AUTO_TEST_CASE(records_survive_a_restart) {
+    temp_dir dir;
+    const auto o = make_options(dir);
+    {
+        ledger l(o);
+        usage_record r = make_record("first");
+        r.cached_tokens = 7;
+        l.push(std::move(r));
+        for (int i = 0; i < 9; ++i) l.push(make_record("r" + std::to_string(i)));
+        // No flush: the destructor must write everything.
+    }
+    {
+        ledger l(o);
+        BOOST_TEST(l.aggregate({}).at(0).requests == 10u);
+        l.push(make_record("after-restart"));
+        l.flush();
+        BOOST_TEST(l.aggregate({}).at(0).requests == 11u);
+    }
+    db_handle db(o.database);
+    BOOST_TEST(db.scalar("SELECT cached_tokens FROM usage WHERE request_id = 'first'") == 7);
+    BOOST_TEST(db.scalar("SELECT day = '2026-11-25' FROM usage WHERE request_id = 'first'") == 1);
+    BOOST_TEST(db.scalar("SELECT journal_mode = 'wal' FROM pragma_journal_mode") == 1);
+    BOOST_TEST(read_lines(o.jsonl).size() == 11u);
+}
+
+// A plain list, not bdata::xrange: that trips GCC 12's -Wmaybe-uninitialized under ASan.
+BOOST_DATA_TEST_CASE(aggregate_matches_reference_for_every_grouping_and_filter,
+                     bdata::make(std::vector<int>{0, 1, 2, 3, 4, 5, 6, 7}), grouping) {
+    temp_dir dir;
+    const auto records = sample_records();
+    ledger l(make_options(dir));
+    for (const auto& r : records) l.push(r);
+    l.flush();
+
+    for (int filter = 0; filter < 6; ++filter) {
+        BOOST_TEST_CONTEXT("filter " << filter) {
+            const usage_query q = make_query(grouping, filter);
+            check_rows_equal(l.aggregate(q), reference_aggregate(records, q));
+        }
+    }
+}
+
+BOOST_AUTO_TEST_CASE(aggregate_json_has_spec_shape) {
+    temp_dir dir;
+    ledger l(make_options(dir));
+    for (const auto& r : sample_records()) l.push(r);
+    l.flush();
+
+    usage_query all;
+    BOOST_TEST(l.aggregate_json(all) ==
+               R"({"data":[{"requests":7,"prompt_tokens":1348,"completion_tokens":164,)"
+               R"("total_tokens":1512,"cost_usd":2.051}]})");
+
+    usage_query by_key;
+    by_key.by_key = true;
+    BOOST_TEST(l.aggregate_json(by_key) ==
+               R"({"data":[{"key":"team-a","requests":4,"prompt_tokens":1300,)"
+               R"("completion_tokens":160,"total_tokens":1460,"cost_usd":1.8},)"
+               R"({"key":"team-b","requests":3,"prompt_tokens":48,"completion_tokens":4,)"
+               R"("total_tokens":52,"cost_usd":0.251}]})");
+
+    usage_query full;
+    full.by_key = full.by_model = full.by_day = true;
+    full.key = "team-a";
+    full.model = "m1";
+    BOOST_TEST(l.aggregate_json(full) ==
+               R"({"data":[{"key":"team-a","model":"m1","day":"2026-11-24","requests":1,)"
+               R"("prompt_tokens":100,"completion_tokens":50,"total_tokens":150,"cost_usd":0.1},)"
+               R"({"key":"team-a","model":"m1","day":"2026-11-25","requests":1,)"
+               R"("prompt_tokens":200,"completion_tokens":100,"total_tokens":300,)"
+               R"("cost_usd":0.2}]})");
+
+    usage_query none;
+    none.by_model = true;
+    none.key = "nobody";
+    BOOST_TEST(l.aggregate_json(none) == R"({"data":[]})");
+}
+
+BOOST_AUTO_TEST_CASE(totals_since_sums_one_key_from_an_instant) {
+    temp_dir dir;
+    ledger l(make_options(dir));
+    for (const auto& r : sample_records()) l.push(r);
+    l.flush();
+
+    auto t = l.totals_since("team-a", nov25);  // inclusive: 300 + 1010 + 0
+    BOOST_TEST(t.tokens == 1310u);
+    BOOST_TEST(t.usd == 1.7, boost::test_tools::tolerance(1e-9));
+    t = l.totals_since("team-a", 0);
+    BOOST_TEST(t.tokens == 1460u);
+    t = l.totals_since("team-b", nov25_10h);  // 10 (fallback from 7 + 3) + 2 + 40
+    BOOST_TEST(t.tokens == 52u);
+    BOOST_TEST(t.usd == 0.251, boost::test_tools::tolerance(1e-9));
+    t = l.totals_since("team-b", nov25_10h + 1);
+    BOOST_TEST(t.tokens == 42u);
+    t = l.totals_since("nobody", 0);
+    BOOST_TEST(t.tokens == 0u);
+    BOOST_TEST(t.usd == 0.0);
+}
+
+BOOST_AUTO_TEST_SUITE_END()
