@@ -1,0 +1,88 @@
+// Reading usage out of upstream answers and chunks, on good and hostile input.
+#define BOOST_TEST_MODULE usage_extract
+#include <boost/test/data/test_case.hpp>
+#include <boost/test/unit_test.hpp>
+
+#include <string>
+
+#include "policies/usage/usage_extract.hpp"
+
+using namespace tollgate::policies;
+namespace bdata = boost::unit_test::data;
+
+BOOST_AUTO_TEST_SUITE(unit)
+
+BOOST_AUTO_TEST_CASE(openai_answer_usage_with_cached_tokens_is_read) {
+    const std::string body =
+        R"({"id":"x","choices":[{"message":{"content":"hi \"usage\":{\"prompt_tokens\":99}"}}],)"
+        R"("usage":{"prompt_tokens":12,"completion_tokens":7,"total_tokens":19,)"
+        R"("prompt_tokens_details":{"cached_tokens":4},"completion_tokens_details":{"reasoning_tokens":0}}})";
+    auto u = find_usage(body);
+    BOOST_REQUIRE(u);
+    BOOST_TEST(*u->prompt_tokens == 12u);
+    BOOST_TEST(*u->completion_tokens == 7u);
+    BOOST_TEST(*u->total_tokens == 19u);
+    BOOST_TEST(*u->cached_tokens == 4u);
+}
+
+BOOST_AUTO_TEST_CASE(anthropic_usage_is_read) {
+    auto start = find_usage(
+        R"({"type":"message_start","message":{"usage":{"input_tokens":25,"cache_read_input_tokens":10,"output_tokens":1}}})");
+    BOOST_REQUIRE(start);
+    BOOST_TEST(*start->prompt_tokens == 25u);
+    BOOST_TEST(*start->cached_tokens == 10u);
+    auto delta = find_usage(R"({"type":"message_delta","usage":{"output_tokens":15}})");
+    BOOST_REQUIRE(delta);
+    BOOST_TEST(*delta->completion_tokens == 15u);
+    BOOST_TEST(!delta->prompt_tokens);
+}
+
+BOOST_AUTO_TEST_CASE(null_or_absent_usage_is_nothing) {
+    BOOST_TEST(!find_usage(R"({"choices":[{"delta":{"content":"a"}}],"usage":null})"));
+    BOOST_TEST(!find_usage(R"({"choices":[]})"));
+    BOOST_TEST(!find_usage(R"({"usage":{}})"));
+    BOOST_TEST(!find_usage("[DONE]"));
+}
+
+BOOST_DATA_TEST_CASE(truncated_or_garbage_input_never_reads_out_of_bounds,
+                     bdata::make({std::string(R"({"usage":{"prompt_tokens":1)"),
+                                  std::string(R"({"usage":{"prompt_tokens":)"),
+                                  std::string(R"({"usage":)"), std::string(R"({"usage")"),
+                                  std::string(R"({"usage":{"a":"unterminated)"),
+                                  std::string(R"({"usage":{"prompt_tokens":-5,"x":[[[[)"),
+                                  std::string(R"("usage":{"prompt_tokens":123456789012345678901234})"),
+                                  std::string(200, '{'), std::string(""), std::string("\"")}),
+                     input) {
+    // Copy into an exactly-sized buffer so ASan sees any read past the end.
+    std::unique_ptr<char[]> buf(new char[input.size()]);
+    std::copy(input.begin(), input.end(), buf.get());
+    const std::string_view v(buf.get(), input.size());
+    auto u = find_usage(v);
+    if (u) BOOST_TEST(u->any());
+    (void)generated_text_bytes(v);
+    (void)has_empty_choices(v);
+}
+
+BOOST_AUTO_TEST_CASE(generated_text_counts_content_and_tool_arguments) {
+    BOOST_TEST(generated_text_bytes(R"({"choices":[{"delta":{"content":"word0 "}}]})") == 6u);
+    BOOST_TEST(generated_text_bytes(
+                   R"({"choices":[{"delta":{"tool_calls":[{"function":{"arguments":"{\"a\":1}"}}]}}]})") ==
+               std::string(R"({\"a\":1})").size());
+    BOOST_TEST(generated_text_bytes(R"({"choices":[{"delta":{"role":"assistant"}}]})") == 0u);
+    BOOST_TEST(generated_text_bytes(R"({"type":"content_block_delta","delta":{"type":"text_delta","text":"Hello"}})") == 5u);
+}
+
+BOOST_AUTO_TEST_CASE(usage_only_chunk_is_recognised) {
+    BOOST_TEST(has_empty_choices(R"({"id":"x","choices":[],"usage":{"prompt_tokens":1}})"));
+    BOOST_TEST(has_empty_choices(R"({"id":"x","choices": [ ],"usage":{"prompt_tokens":1}})"));
+    BOOST_TEST(!has_empty_choices(R"({"id":"x","choices":[{"delta":{}}],"usage":null})"));
+}
+
+BOOST_AUTO_TEST_CASE(estimates_round_up_at_four_bytes_a_token) {
+    BOOST_TEST(estimate_tokens(0) == 0u);
+    BOOST_TEST(estimate_tokens(1) == 1u);
+    BOOST_TEST(estimate_tokens(4) == 1u);
+    BOOST_TEST(estimate_tokens(5) == 2u);
+}
+
+BOOST_AUTO_TEST_SUITE_END()
