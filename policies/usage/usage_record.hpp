@@ -16,8 +16,8 @@ struct usage_record {
     bool stream = false;
     std::uint32_t attempts = 0;
     std::optional<std::uint64_t> prompt_tokens, completion_tokens, total_tokens;
-    std::uint64_t cached_tokens =
-        0;                   // stored in SQLite; NOT in the JSONL line (SPEC lists exact keys)
+    // Stored in SQLite; NOT in the JSONL line (SPEC lists its exact keys).
+    std::uint64_t cached_tokens = 0;
     bool estimated = false;  // usage_source: "estimated" when true else "upstream"
     std::optional<double> cost_usd;
     double latency_ms = 0;
