@@ -38,6 +38,14 @@ event_action chain::response_event(request_context& ctx, const sse_event& ev) co
     return action;
 }
 
+void chain::attempt_start(request_context& ctx, const route_target& t) const {
+    for (const auto& p : policies_) p->on_attempt_start(ctx, t);
+}
+
+void chain::attempt_end(request_context& ctx, const route_target& t, const attempt_result& r) const {
+    for (auto it = policies_.rbegin(); it != policies_.rend(); ++it) (*it)->on_attempt_end(ctx, t, r);
+}
+
 void chain::complete(request_context& ctx, const outcome& out) const noexcept {
     for (auto it = policies_.rbegin(); it != policies_.rend(); ++it) (*it)->on_complete(ctx, out);
 }

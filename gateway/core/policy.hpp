@@ -8,7 +8,9 @@
 
 #include <boost/asio/awaitable.hpp>
 
+#include <chrono>
 #include <cstddef>
+#include <optional>
 #include <memory>
 #include <string_view>
 
@@ -38,6 +40,15 @@ struct response_head {
     bool stream = false;  // text/event-stream
 };
 
+// How one upstream attempt ended, for the router's health and latency bookkeeping.
+struct attempt_result {
+    enum class kind { ok, connect_error, timeout, status, auth, protocol, stream_error, client_gone };
+    kind how = kind::ok;
+    int status = 0;                                      // upstream status, if a head came
+    std::optional<std::chrono::milliseconds> retry_after;  // from an upstream 429/503
+    std::optional<clock::duration> time_to_head;         // time to the upstream's response head
+};
+
 struct outcome {
     int status = 0;        // what the client got (499: client gone before the answer ended)
     errc error = errc::ok;
@@ -65,6 +76,10 @@ public:
     virtual event_action on_response_event(request_context&, const sse_event&) const {
         return event_action::pass;
     }
+    // Around each upstream attempt (several per request with retries and fallbacks).
+    virtual void on_attempt_start(request_context&, const route_target&) const {}
+    virtual void on_attempt_end(request_context&, const route_target&, const attempt_result&) const {}
+
     // Exactly once for every request that entered the chain, whatever its ending.
     virtual void on_complete(request_context&, const outcome&) const noexcept {}
 };

@@ -50,6 +50,8 @@ struct route_target {
     std::size_t provider_index = 0;  // index into the snapshot's providers
     const config::provider_config* provider = nullptr;
     std::string upstream_model;
+    std::uint16_t group = 0;         // 0: the model asked for; n: its n-th fallback
+    std::uint32_t health_slot = 0;   // the router's index for this target's health
 };
 
 // A policy that answers the request itself sets this and returns verdict::reply.

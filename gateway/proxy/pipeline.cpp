@@ -97,11 +97,43 @@ private:
 
 enum class failure_kind { none, connect_error, timeout, status, auth, protocol, client_gone };
 
+// How an attempt went: `none` is an answer relayed to the client (success, or a
+// client-fault 4xx passed through).
 struct failure {
     failure_kind kind = failure_kind::none;
     int status = 0;
     std::string message;
+    std::optional<std::chrono::milliseconds> retry_after = {};
 };
+
+std::optional<std::chrono::milliseconds> parse_retry_after(const std::string& v) {
+    if (v.empty() || v.size() > 9) return std::nullopt;
+    std::int64_t secs = 0;
+    for (char c : v) {
+        if (c < '0' || c > '9') return std::nullopt;  // an HTTP-date: not worth honouring
+        secs = secs * 10 + (c - '0');
+    }
+    return std::chrono::milliseconds(std::min<std::int64_t>(secs, 3600) * 1000);
+}
+
+core::attempt_result to_attempt_result(const failure& f, bool stream_error,
+                                       std::optional<core::clock::duration> time_to_head) {
+    using k = core::attempt_result::kind;
+    core::attempt_result r;
+    r.status = f.status;
+    r.retry_after = f.retry_after;
+    r.time_to_head = time_to_head;
+    switch (f.kind) {
+        case failure_kind::none: r.how = stream_error ? k::stream_error : k::ok; break;
+        case failure_kind::connect_error: r.how = k::connect_error; break;
+        case failure_kind::timeout: r.how = k::timeout; break;
+        case failure_kind::status: r.how = k::status; break;
+        case failure_kind::auth: r.how = k::auth; break;
+        case failure_kind::protocol: r.how = k::protocol; break;
+        case failure_kind::client_gone: r.how = k::client_gone; break;
+    }
+    return r;
+}
 
 bool is_timeout(const boost::system::error_code& ec) {
     return ec == beast::error::timeout || ec == asio::error::timed_out;
@@ -213,6 +245,8 @@ private:
     asio::awaitable<void> relay_stream(attempt& a, int status);
     asio::awaitable<void> send_failure(const failure& f, bool all_timeouts);
     void on_event(const core::sse_event& ev) {
+        // An error inside a 200 stream counts as a failure of the target.
+        if (ev.event == "error" || ev.data.starts_with("{\"error\"")) stream_error_ = true;
         if (chain_.response_event(ctx_, ev) == core::event_action::pass) out_.append(ev.raw);
     }
 
@@ -226,19 +260,30 @@ private:
     std::string head_;
     std::string out_;
     bool answered_ = false;
+    bool stream_error_ = false;
+    std::optional<core::clock::duration> time_to_head_;
 };
 
 asio::awaitable<void> forwarder::run() {
     failure last;
     bool all_timeouts = true;
-    for (const auto& target : ctx_.plan) {
+    const auto& plan = ctx_.plan;
+    for (std::size_t i = 0; i < plan.size(); ++i) {
         if (watch_->gone) break;
+        const auto& target = plan[i];
+        time_to_head_.reset();
+        stream_error_ = false;
+        chain_.attempt_start(ctx_, target);
         last = co_await try_target(target);
+        chain_.attempt_end(ctx_, target, to_attempt_result(last, stream_error_, time_to_head_));
         if (answered_ || last.kind == failure_kind::client_gone) break;
         if (last.kind != failure_kind::timeout) all_timeouts = false;
         spdlog::debug("request {}: attempt {} at provider {} failed: {}", ctx_.request_id,
                       ctx_.attempts, target.provider->name, last.message);
-        if (!retryable(snap_.config.routing, last)) break;
+        // Another target of the same model only for a retryable failure; the model's
+        // fallbacks whatever the failure.
+        if (!retryable(snap_.config.routing, last))
+            while (i + 1 < plan.size() && plan[i + 1].group == target.group) ++i;
     }
     if (answered_) co_return;
     if (watch_->gone || last.kind == failure_kind::client_gone) {
@@ -337,6 +382,7 @@ asio::awaitable<failure> forwarder::try_target(const core::route_target& target)
 
         const int status = a.parser.status();
         ctx_.upstream_status = status;
+        time_to_head_ = core::clock::now() - a.sent_at;
         if (status >= 200 && status < 300 && a.parser.event_stream()) {
             co_await relay_stream(a, status);
             watch_->upstream = nullptr;
@@ -379,7 +425,8 @@ asio::awaitable<failure> forwarder::try_target(const core::route_target& target)
                                   std::to_string(status) + ")"};
         } else if (!client_fault_status(status)) {
             co_return failure{failure_kind::status, status,
-                              "provider " + pc.name + " answered HTTP " + std::to_string(status)};
+                              "provider " + pc.name + " answered HTTP " + std::to_string(status),
+                              parse_retry_after(a.parser.retry_after())};
         }
         // Success, or a client-fault 4xx passed through as the upstream sent it.
         const auto now = core::clock::now();

@@ -1,10 +1,22 @@
 #pragma once
-// router: which upstream serves the request. Maps the model name the client asked for
-// to its target (provider + upstream model) and answers GET /v1/models with the models
-// the key may use.
+// router: which upstream serves the request, and what to try when it fails.
+//
+// A model has weighted targets (provider + upstream model). Per request the router plans
+// the attempts: one target chosen by routing.strategy (weighted | least_busy |
+// lowest_latency), up to routing.retries other targets of the same model, then each of
+// the model's fallbacks in order with its own targets. Targets failing
+// cooldown_after_failures times in a row (or answering 429 with retry-after) are skipped
+// while they cool down; when all of a model's targets cool down, the one whose cooldown
+// ends first still gets one attempt. The proxy reports every attempt back
+// (on_attempt_start/end), which keeps in-flight counts, failure streaks and a latency
+// EWMA per target. That state is atomics shared by all worker threads. Also answers
+// GET /v1/models with the models the key may use.
 
+#include <atomic>
+#include <memory>
 #include <string>
 #include <unordered_map>
+#include <vector>
 
 #include "gateway/core/policy.hpp"
 #include "gateway/core/policy_registry.hpp"
@@ -17,18 +29,41 @@ public:
 
     std::string_view name() const noexcept override { return "router"; }
     core::verdict on_request(core::request_context& ctx) const override;
+    void on_attempt_start(core::request_context& ctx, const core::route_target& t) const override;
+    void on_attempt_end(core::request_context& ctx, const core::route_target& t,
+                        const core::attempt_result& r) const override;
 
     static std::unique_ptr<core::policy> make(const core::policy_init& init);
 
-private:
-    struct model_route {
-        const config::model_config* model;
-        std::vector<core::route_target> targets;  // weight > 0, in config order
+    // For tests and metrics: a target's state, by model name and target index.
+    struct health_view {
+        int in_flight;
+        std::uint32_t failures;
+        bool cooling;
     };
+    health_view health(const std::string& model, std::size_t target) const;
+
+private:
+    struct target_health {
+        std::atomic<int> in_flight{0};
+        std::atomic<std::uint32_t> failures{0};        // in a row
+        std::atomic<std::int64_t> cooldown_until_ns{0};  // steady clock
+        std::atomic<std::int64_t> ewma_us{-1};           // time to head; -1: no sample yet
+    };
+    struct model_route {
+        const config::model_config* model = nullptr;
+        std::vector<core::route_target> targets;  // weight > 0, config order
+        std::vector<std::uint32_t> weights;
+        std::vector<const model_route*> fallbacks;
+    };
+    void plan_group(const model_route& r, std::uint16_t group, std::uint64_t& rng,
+                    std::int64_t now_ns, std::vector<core::route_target>& plan) const;
     void list_models(core::request_context& ctx) const;
 
     const config::gateway_config& cfg_;
     std::unordered_map<std::string, model_route> routes_;
+    std::unique_ptr<target_health[]> health_;
+    std::size_t health_count_ = 0;
 };
 
 }  // namespace tollgate::policies

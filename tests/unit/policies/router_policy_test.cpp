@@ -126,20 +126,21 @@ BOOST_DATA_TEST_CASE_F(fixture, unknown_model_is_404_model_not_found,
     BOOST_TEST(!ctx.model);
 }
 
-BOOST_FIXTURE_TEST_CASE(known_model_plans_its_first_target_with_weight, fixture) {
+BOOST_FIXTURE_TEST_CASE(known_model_plans_its_weighted_targets_and_skips_weight_zero, fixture) {
     BOOST_TEST((route("gpt-4o-mini") == core::verdict::next));
     BOOST_REQUIRE(ctx.model);
     BOOST_TEST(ctx.model->name == "gpt-4o-mini");
     BOOST_TEST(ctx.model == cfg.find_model("gpt-4o-mini"));
-    BOOST_REQUIRE(!ctx.plan.empty());
-    const auto& first = ctx.plan.front();
-    BOOST_TEST(first.upstream_model == "Qwen/Qwen2.5-7B-Instruct");
-    BOOST_REQUIRE(first.provider);
-    BOOST_TEST(first.provider->name == "local");
-    BOOST_REQUIRE(first.provider_index < cfg.providers.size());
-    BOOST_TEST(&cfg.providers[first.provider_index] == first.provider);
-    // A weight-0 target is never planned.
-    for (const auto& t : ctx.plan) BOOST_TEST(t.upstream_model != "gpt-4o-mini-2024-07-18");
+    // Two targets with weight > 0 and routing.retries (2) > 1: both planned, distinct.
+    BOOST_REQUIRE(ctx.plan.size() == 2u);
+    BOOST_TEST(ctx.plan[0].upstream_model != ctx.plan[1].upstream_model);
+    for (const auto& t : ctx.plan) {
+        BOOST_TEST(t.upstream_model != "gpt-4o-mini-2024-07-18");
+        BOOST_REQUIRE(t.provider);
+        BOOST_REQUIRE(t.provider_index < cfg.providers.size());
+        BOOST_TEST(&cfg.providers[t.provider_index] == t.provider);
+        BOOST_TEST(t.group == 0);
+    }
     BOOST_TEST(ctx.reply.status == 0);
 }
 
