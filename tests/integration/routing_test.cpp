@@ -121,4 +121,29 @@ BOOST_AUTO_TEST_CASE(non_retryable_status_is_not_retried_on_the_same_model) {
     BOOST_TEST(requests_of(a) + requests_of(b) == 1);  // 503 is not in retry_on
 }
 
+BOOST_AUTO_TEST_CASE(drain_mode_keeps_reading_after_the_client_left_and_bills_exact_usage) {
+    mock_upstream a;
+    const auto dir = make_temp_dir().string();
+    {
+        gateway_process gw(config(a.port(), closed_port(), "  m:\n    targets: [{provider: one, model: x}]\n",
+                                  "  on_client_disconnect: drain\n  drain_limit: 30s\n", dir));
+        {
+            http_connection c(gw.port());
+            c.send_request("POST", "/v1/chat/completions", auth_headers(),
+                           chat_body("d #mock chunks=40 delay_ms=20", true, "m"));
+            BOOST_TEST(c.read_head().status == 200);
+            BOOST_TEST(!c.read_body_some().empty());
+            c.close();
+        }
+        // The gateway reads the upstream to its end: the mock sees a completed stream.
+        BOOST_TEST(a.wait_for("streams_completed", 1, 20000));
+        BOOST_TEST(a.stats().find(R"("streams_aborted":0)") != std::string::npos);
+    }
+    const auto lines = jsonl_lines(dir + "/usage.jsonl");
+    BOOST_REQUIRE(lines.size() == 1u);
+    BOOST_TEST(lines[0].find(R"("usage_source":"upstream")") != std::string::npos);
+    BOOST_TEST(lines[0].find(R"("completion_tokens":40)") != std::string::npos);
+    BOOST_TEST(lines[0].find(R"("status":499)") != std::string::npos);
+}
+
 BOOST_AUTO_TEST_SUITE_END()
