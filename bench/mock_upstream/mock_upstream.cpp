@@ -1,8 +1,9 @@
 // mock_upstream: an OpenAI-compatible HTTP/1.1 server for the quickstart, the integration
 // tests and the benchmarks. It answers /chat/completions (plain and SSE streaming, with
-// tool calls) and /embeddings deterministically, takes per-request fault-injection
-// directives from the prompt ("#mock key=value ..."), and exposes counters under /mock/*
-// so a test can wait for and assert on what the gateway did to it.
+// tool calls), /embeddings and the Anthropic Messages API (.../v1/messages, plain and SSE,
+// with tool use) deterministically, takes per-request fault-injection directives from the
+// prompt ("#mock key=value ..."), and exposes counters under /mock/* so a test can wait
+// for and assert on what the gateway did to it.
 //
 // It is benchmarked side by side with nginx, so the hot path avoids per-request logging,
 // sleeping, and copies: one io_context per thread, buffers reused per connection, responses
@@ -183,6 +184,16 @@ std::string error_json(std::string_view message, std::string_view type, std::str
     return out;
 }
 
+// Anthropic's error shape: {"type":"error","error":{"type":...,"message":...}}.
+std::string anthropic_error_json(std::string_view type, std::string_view message) {
+    std::string out = R"({"type":"error","error":{"type":)";
+    append_json_string(out, type);
+    out += R"(,"message":)";
+    append_json_string(out, message);
+    out += "}}";
+    return out;
+}
+
 std::string stats_json(const stats& s) {
     std::string out;
     out.reserve(160);
@@ -303,6 +314,12 @@ struct chat_request {
     std::string tool_name = "mock_function";
     std::size_t text_bytes = 0;
     directives dirs;
+    bool max_tokens = false;  // Anthropic only: an integer `max_tokens` was present
+
+    void add_text(std::string_view text) {
+        text_bytes += text.size();
+        dirs.scan(text);
+    }
 };
 
 bool parse_chat(std::string& body, chat_request& out) {
@@ -333,6 +350,52 @@ bool parse_chat(std::string& body, chat_request& out) {
                 out.dirs.scan(sv);
             }
         }
+    }
+    return true;
+}
+
+// Anthropic Messages: text comes from `system` (string or text blocks) and from each
+// message's content (string, or blocks: `text`, and the string / text blocks of a
+// `tool_result`; image and tool_use blocks carry no text).
+bool parse_messages(std::string& body, chat_request& out) {
+    simdjson::dom::object root;
+    if (!parse_object(body, root)) return false;
+    std::string_view sv;
+    if (!root["model"].get(sv)) out.model = sv;
+    bool b = false;
+    if (!root["stream"].get(b)) out.stream = b;
+    std::int64_t max_tokens = 0;
+    out.max_tokens = !root["max_tokens"].get(max_tokens);
+    simdjson::dom::array tools;
+    if (!root["tools"].get(tools) && tools.size() > 0) {
+        out.tools = true;
+        if (!tools.at(0)["name"].get(sv)) out.tool_name = sv;
+    }
+    // A string, or an array of blocks whose `text` strings count; a tool_result block's
+    // `content` is the same again.
+    auto add_content = [&](simdjson::dom::element content, auto& self) -> void {
+        simdjson::dom::array blocks;
+        if (!content.get(sv)) {
+            out.add_text(sv);
+        } else if (!content.get(blocks)) {
+            for (simdjson::dom::element block : blocks) {
+                if (!block["text"].get(sv)) {
+                    out.add_text(sv);
+                } else if (std::string_view type;
+                           !block["type"].get(type) && type == "tool_result") {
+                    simdjson::dom::element inner;
+                    if (!block["content"].get(inner)) self(inner, self);
+                }
+            }
+        }
+    };
+    simdjson::dom::element system;
+    if (!root["system"].get(system)) add_content(system, add_content);
+    simdjson::dom::array messages;
+    if (root["messages"].get(messages)) return true;
+    for (simdjson::dom::element m : messages) {
+        simdjson::dom::element content;
+        if (!m["content"].get(content)) add_content(content, add_content);
     }
     return true;
 }
@@ -415,6 +478,9 @@ class connection {
 
     awaitable<after> route(request& req);
     awaitable<after> handle_chat(request& req, const request_info& ri);
+    awaitable<after> handle_messages(request& req, const request_info& ri);
+    awaitable<after> stream_messages(const chat_request& rq, const request_info& ri, int chunks,
+                                     int delay_ms, long long prompt_tokens);
     awaitable<after> handle_embeddings(request& req, const request_info& ri);
     awaitable<after> handle_wait(std::string_view query, const request_info& ri);
     awaitable<after> stream_chat(const chat_request& rq, const request_info& ri, int chunks,
@@ -453,6 +519,12 @@ class connection {
         // A coroutine of its own (not `return reply(...)`) so the body outlives the write.
         std::string body = error_json(message, "invalid_request_error", code);
         co_return co_await reply(ri, status, body);
+    }
+    awaitable<after> reply_anthropic_error(const request_info& ri, unsigned status,
+                                           std::string_view type, std::string_view message,
+                                           std::string_view extra_headers = {}) {
+        std::string body = anthropic_error_json(type, message);
+        co_return co_await reply(ri, status, body, "application/json", extra_headers);
     }
     bool authorized(const request& req) const {
         return st_.opt.api_key.empty() || req[http::field::authorization] == st_.expected_auth;
@@ -558,6 +630,7 @@ awaitable<after> connection<Stream>::route(request& req) {
     if (req.method() == http::verb::post) {
         if (path.ends_with("/chat/completions")) co_return co_await handle_chat(req, ri);
         if (path.ends_with("/embeddings")) co_return co_await handle_embeddings(req, ri);
+        if (path.ends_with("/v1/messages")) co_return co_await handle_messages(req, ri);
         if (!authorized(req))
             co_return co_await reply_error(ri, 401, "invalid api key", "invalid_api_key");
     } else if (req.method() == http::verb::get) {
@@ -785,6 +858,190 @@ awaitable<after> connection<Stream>::stream_chat(const chat_request& rq, const r
         if (!co_await write_event(event_, chunked, false)) co_return aborted();
     }
     if (!co_await write_event("data: [DONE]\n\n", chunked, true)) co_return aborted();
+    counters.streams_completed.fetch_add(1, std::memory_order_relaxed);
+    co_return close ? after::close : after::keep_alive;
+}
+
+// Anthropic Messages API: same content, usage rule and directives as handle_chat, in
+// Anthropic's request / response / SSE shapes and with Anthropic-shaped errors.
+template <class Stream>
+awaitable<after> connection<Stream>::handle_messages(request& req, const request_info& ri) {
+    bool ok_auth = st_.opt.api_key.empty() || req["x-api-key"] == st_.opt.api_key;
+    bool ok_version = req.find("anthropic-version") != req.end();
+    chat_request rq;
+    bool ok = parse_messages(req.body(), rq);
+    record_last(req);  // `req` is moved from after this point
+
+    if (!ok_auth)
+        co_return co_await reply_anthropic_error(ri, 401, "authentication_error",
+                                                 "invalid x-api-key");
+    if (!ok_version)
+        co_return co_await reply_anthropic_error(ri, 400, "invalid_request_error",
+                                                 "anthropic-version: header is required");
+    if (!ok)
+        co_return co_await reply_anthropic_error(ri, 400, "invalid_request_error",
+                                                 "request body is not a valid JSON object");
+    if (!rq.max_tokens)
+        co_return co_await reply_anthropic_error(ri, 400, "invalid_request_error",
+                                                 "max_tokens: Field required");
+
+    const directives& d = rq.dirs;
+    request_info out_ri = ri;
+    out_ri.close = ri.close || d.close;
+    int chunks = d.chunks.value_or(st_.opt.chunks);
+    int delay_ms = d.delay_ms.value_or(st_.opt.delay_ms);
+    long long prompt_tokens =
+        d.prompt_tokens.value_or(static_cast<int>(std::max<std::size_t>(1, rq.text_bytes / 4)));
+
+    if (d.status && *d.status >= 400 && *d.status <= 599) {
+        if (d.head_delay_ms.value_or(0) > 0 && !co_await pause(*d.head_delay_ms))
+            co_return after::gone;
+        const int status = *d.status;
+        std::string_view body =
+            status == 429 ? R"({"type":"error","error":{"type":"rate_limit_error",)"
+                            R"("message":"mock error"}})"
+            : status == 529
+                ? R"({"type":"error","error":{"type":"overloaded_error",)"
+                  R"("message":"mock error"}})"
+                : R"({"type":"error","error":{"type":"api_error","message":"mock error"}})";
+        co_return co_await reply(out_ri, static_cast<unsigned>(status), body, "application/json",
+                                 status == 429 ? "retry-after: 1\r\n" : "");
+    }
+    if (rq.stream) co_return co_await stream_messages(rq, out_ri, chunks, delay_ms, prompt_tokens);
+    if (d.reset_after) {
+        reset();
+        co_return after::gone;
+    }
+    if (d.head_delay_ms.value_or(0) > 0 && !co_await pause(*d.head_delay_ms)) co_return after::gone;
+
+    body_.clear();
+    body_ += R"({"id":"msg_mock)";
+    append_int(body_, static_cast<long long>(st_.next_id.fetch_add(1) + 1));
+    body_ += R"(","type":"message","role":"assistant","model":)";
+    append_json_string(body_, rq.model);
+    if (rq.tools) {
+        body_ += R"(,"content":[{"type":"tool_use","id":"toolu_mock1","name":)";
+        append_json_string(body_, rq.tool_name);
+        body_ += R"(,"input":{"arg":"value"}}],"stop_reason":"tool_use")";
+    } else {
+        body_ += R"(,"content":[{"type":"text","text":")";
+        for (int i = 0; i < chunks; ++i) {
+            body_ += "word";
+            append_int(body_, i);
+            body_ += ' ';
+        }
+        body_ += R"("}],"stop_reason":"end_turn")";
+    }
+    body_ += R"(,"stop_sequence":null,"usage":{"input_tokens":)";
+    append_int(body_, prompt_tokens);
+    body_ += R"(,"output_tokens":)";
+    append_int(body_, chunks);
+    body_ += R"(,"cache_read_input_tokens":0,"cache_creation_input_tokens":0}})";
+    co_return co_await reply(out_ri, 200, body_);
+}
+
+// The Anthropic event sequence: message_start, content_block_start, the deltas (N text
+// deltas, or with tools two input_json_delta pieces of {"arg":"value"}), content_block_stop,
+// message_delta, message_stop. Directives act on the deltas as on handle_chat's content chunks.
+template <class Stream>
+awaitable<after> connection<Stream>::stream_messages(const chat_request& rq, const request_info& ri,
+                                                     int chunks, int delay_ms,
+                                                     long long prompt_tokens) {
+    const directives& d = rq.dirs;
+    auto& counters = st_.counters;
+    counters.streams_started.fetch_add(1, std::memory_order_relaxed);
+    auto aborted = [&] {
+        counters.streams_aborted.fetch_add(1, std::memory_order_relaxed);
+        return after::gone;
+    };
+    if (d.head_delay_ms.value_or(0) > 0 && !co_await pause(*d.head_delay_ms)) co_return aborted();
+
+    const bool chunked = ri.version >= 11;
+    const bool close = ri.close || !chunked;
+
+    request_info stream_ri = ri;
+    stream_ri.close = close;
+    head_.clear();
+    append_head(head_, stream_ri, 200);
+    head_ += "content-type: text/event-stream\r\ncache-control: no-cache\r\n";
+    if (chunked) head_ += "transfer-encoding: chunked\r\n";
+    if (close) head_ += "connection: close\r\n";
+    head_ += "\r\n";
+
+    event_.assign(
+        "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"id\":\"msg_mock");
+    append_int(event_, static_cast<long long>(st_.next_id.fetch_add(1) + 1));
+    event_ += R"(","type":"message","role":"assistant","model":)";
+    append_json_string(event_, rq.model);
+    event_ += R"(,"content":[],"stop_reason":null,"usage":{"input_tokens":)";
+    append_int(event_, prompt_tokens);
+    event_ += ",\"output_tokens\":1}}}\n\n";
+    if (!co_await write_event(event_, chunked, false, head_)) co_return aborted();
+
+    event_.assign(
+        "event: content_block_start\ndata: {\"type\":\"content_block_start\",\"index\":0,"
+        "\"content_block\":");
+    if (rq.tools) {
+        event_ += R"({"type":"tool_use","id":"toolu_mock1","name":)";
+        append_json_string(event_, rq.tool_name);
+        event_ += R"(,"input":{}})";
+    } else {
+        event_ += R"({"type":"text","text":""})";
+    }
+    event_ += "}\n\n";
+    if (!co_await write_event(event_, chunked, false)) co_return aborted();
+
+    const int events = rq.tools ? 2 : chunks;
+    const int reset_at = d.reset_after ? std::min(*d.reset_after, events) : -1;
+    const int error_at = d.sse_error ? std::min(*d.sse_error, events) : -1;
+    for (int i = 0;; ++i) {
+        if (i == reset_at) {
+            reset();  // our own fault injection: neither completed nor aborted
+            co_return after::gone;
+        }
+        if (i == error_at) {
+            static constexpr std::string_view error_event =
+                "event: error\ndata: {\"type\":\"error\",\"error\":{\"type\":\"overloaded_error\","
+                "\"message\":\"mock stream error\"}}\n\n";
+            if (!co_await write_event(error_event, chunked, true)) co_return aborted();
+            counters.streams_completed.fetch_add(1, std::memory_order_relaxed);
+            co_return close ? after::close : after::keep_alive;
+        }
+        if (i == events) break;
+        if (delay_ms > 0 && !co_await pause(delay_ms)) co_return aborted();
+        if (d.comments &&
+            !co_await write_event("event: ping\ndata: {\"type\": \"ping\"}\n\n", chunked, false))
+            co_return aborted();
+
+        event_.assign(
+            "event: content_block_delta\ndata: {\"type\":\"content_block_delta\","
+            "\"index\":0,\"delta\":");
+        if (rq.tools) {
+            event_ += i == 0 ? R"({"type":"input_json_delta","partial_json":"{\"arg\":"})"
+                             : R"({"type":"input_json_delta","partial_json":"\"value\"}"})";
+        } else {
+            event_ += R"({"type":"text_delta","text":"word)";
+            append_int(event_, i);
+            event_ += R"( "})";
+        }
+        event_ += "}\n\n";
+        if (!co_await write_event(event_, chunked, false)) co_return aborted();
+    }
+
+    if (!co_await write_event("event: content_block_stop\ndata: "
+                              "{\"type\":\"content_block_stop\",\"index\":0}\n\n",
+                              chunked, false))
+        co_return aborted();
+    event_.assign(
+        "event: message_delta\ndata: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":");
+    event_ += rq.tools ? R"("tool_use")" : R"("end_turn")";
+    event_ += R"(,"stop_sequence":null},"usage":{"output_tokens":)";
+    append_int(event_, chunks);
+    event_ += "}}\n\n";
+    if (!co_await write_event(event_, chunked, false)) co_return aborted();
+    if (!co_await write_event("event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n", chunked,
+                              true))
+        co_return aborted();
     counters.streams_completed.fetch_add(1, std::memory_order_relaxed);
     co_return close ? after::close : after::keep_alive;
 }

@@ -18,6 +18,7 @@
 #include <cerrno>
 
 #include "gateway/core/sse_framer.hpp"
+#include "gateway/upstream/providers/anthropic_translate.hpp"
 #include "gateway/upstream/response_parser.hpp"
 
 namespace tollgate::proxy {
@@ -169,6 +170,33 @@ double ms_between(core::clock::time_point a, core::clock::time_point b) {
     return std::chrono::duration<double, std::milli>(b - a).count();
 }
 
+// Which API the client speaks and which the upstream speaks, when they differ.
+enum class translation {
+    none,
+    chat_to_messages,  // OpenAI client, Anthropic upstream
+    messages_to_chat,  // Anthropic client (/v1/messages), OpenAI-kind upstream
+};
+
+translation translation_for(core::endpoint ep, config::provider_kind kind) {
+    if (ep == core::endpoint::chat_completions && kind == config::provider_kind::anthropic)
+        return translation::chat_to_messages;
+    if (ep == core::endpoint::messages && kind != config::provider_kind::anthropic)
+        return translation::messages_to_chat;
+    return translation::none;
+}
+
+std::int64_t unix_seconds() {
+    return std::chrono::duration_cast<std::chrono::seconds>(
+               std::chrono::system_clock::now().time_since_epoch())
+        .count();
+}
+
+// Extracts a human-readable message from an upstream error body of either API.
+std::string upstream_error_text(std::string_view body) {
+    auto m = upstream::anthropic::error_message(body);
+    return m.empty() ? std::string("the upstream refused the request") : m;
+}
+
 // State of one upstream attempt.
 struct attempt {
     upstream::lease conn;
@@ -259,6 +287,8 @@ private:
     core::spliced_body body_;
     std::string head_;
     std::string out_;
+    std::string translated_body_;
+    translation mode_ = translation::none;
     bool answered_ = false;
     bool stream_error_ = false;
     std::optional<core::clock::duration> time_to_head_;
@@ -318,11 +348,33 @@ asio::awaitable<failure> forwarder::try_target(const core::route_target& target)
                               ") does not serve this endpoint"};
 
     const bool openai_like = pc.kind != config::provider_kind::anthropic;
-    core::splice_body(ctx_.body, ctx_.req, target.upstream_model,
-                      ctx_.want_stream_usage && openai_like &&
-                          ctx_.ep == core::endpoint::chat_completions,
-                      body_);
-    prov.render_head(head_, ctx_.ep, target.upstream_model, body_.size(), ctx_.req.stream,
+    mode_ = translation_for(ctx_.ep, pc.kind);
+    core::endpoint upstream_ep = ctx_.ep;
+    if (mode_ == translation::none) {
+        core::splice_body(ctx_.body, ctx_.req, target.upstream_model,
+                          ctx_.want_stream_usage && openai_like &&
+                              ctx_.ep == core::endpoint::chat_completions,
+                          body_);
+    } else {
+        // Another API: the body is rewritten whole (sans-io translation).
+        auto t = mode_ == translation::chat_to_messages
+                     ? upstream::anthropic::chat_to_messages_request(ctx_.body, target.upstream_model,
+                                                                     pc.default_max_tokens)
+                     : upstream::anthropic::messages_to_chat_request(ctx_.body, target.upstream_model);
+        if (!t.ok()) {
+            answered_ = true;
+            done_.out.status = 400;
+            done_.out.error = errc::invalid_request;
+            if (co_await io_.out.send_error(ctx_, errc::invalid_request, t.error)) io_.out.set_close();
+            co_return failure{};
+        }
+        translated_body_ = std::move(t.body);
+        body_.count = 1;
+        body_.pieces[0] = translated_body_;
+        upstream_ep = mode_ == translation::chat_to_messages ? core::endpoint::messages
+                                                             : core::endpoint::chat_completions;
+    }
+    prov.render_head(head_, upstream_ep, target.upstream_model, body_.size(), ctx_.req.stream,
                      ctx_.request_id);
     std::array<asio::const_buffer, 6> bufs;
     bufs[0] = asio::buffer(head_);
@@ -414,7 +466,19 @@ asio::awaitable<failure> forwarder::try_target(const core::route_target& target)
         const auto upstream_done = core::clock::now();
         a.conn.release(a.parser.keep_alive());
 
+        std::string content_type =
+            a.parser.content_type().empty() ? "application/json" : a.parser.content_type();
         if (status >= 200 && status < 300) {
+            if (mode_ != translation::none) {
+                body = mode_ == translation::chat_to_messages
+                           ? upstream::anthropic::messages_to_chat_response(body, ctx_.req.model,
+                                                                            unix_seconds())
+                           : upstream::anthropic::chat_to_messages_response(body, ctx_.req.model);
+                if (body.empty())
+                    co_return failure{failure_kind::protocol, status,
+                                      "provider " + pc.name + " sent an answer that could not be translated"};
+                content_type = "application/json";
+            }
             chain_.response_head(ctx_, core::response_head{status, false});
             chain_.response_body(ctx_, body);
         } else if (status == 401 || status == 403) {
@@ -428,14 +492,17 @@ asio::awaitable<failure> forwarder::try_target(const core::route_target& target)
                               "provider " + pc.name + " answered HTTP " + std::to_string(status),
                               parse_retry_after(a.parser.retry_after())};
         }
-        // Success, or a client-fault 4xx passed through as the upstream sent it.
+        // Success, or a client-fault 4xx passed through as the upstream sent it (in the
+        // client's API shape when translating).
+        if ((status < 200 || status >= 300) && mode_ != translation::none) {
+            body = responder::error_body(ctx_, errc::invalid_request, upstream_error_text(body));
+            content_type = "application/json";
+        }
         const auto now = core::clock::now();
         const double overhead = ms_between(ctx_.received_at, now) - ms_between(a.sent_at, upstream_done);
         answered_ = true;
         done_.out.status = status;
         done_.out.error = errc::ok;
-        const std::string content_type =
-            a.parser.content_type().empty() ? "application/json" : a.parser.content_type();
         ctx_.first_byte_at = now;
         if (co_await io_.out.send(ctx_, status, content_type, body, std::max(0.0, overhead))) {
             done_.out.client_gone = true;
@@ -454,9 +521,31 @@ asio::awaitable<void> forwarder::relay_stream(attempt& a, int status) {
     a.parser.body_limit(boost::none);
     chain_.response_head(ctx_, core::response_head{status, true});
 
+    // When the upstream speaks another API, its events go through a translator whose
+    // output (complete events) is framed again so the policies see the client's API.
+    std::optional<upstream::anthropic::messages_stream_to_chat> to_chat;
+    std::optional<upstream::anthropic::chat_stream_to_messages> to_messages;
+    if (mode_ == translation::chat_to_messages)
+        to_chat.emplace(ctx_.req.model, unix_seconds(),
+                        ctx_.want_stream_usage || ctx_.req.client_include_usage);
+    else if (mode_ == translation::messages_to_chat)
+        to_messages.emplace(ctx_.req.model);
+    core::sse_framer out_framer(pc->max_event_bytes);
+    std::vector<std::string> translated;
+    auto upstream_event = [&](const core::sse_event& ev) {
+        if (mode_ == translation::none) return on_event(ev);
+        if (!ev.has_data) return;  // comments and pings have no meaning in the other API
+        translated.clear();
+        if (to_chat)
+            to_chat->on_event(ev.event, ev.data, translated);
+        else
+            to_messages->on_data(ev.data, translated);
+        for (const auto& t : translated) out_framer.feed(t, [&](const core::sse_event& e) { on_event(e); });
+    };
+
     core::sse_framer framer(pc->max_event_bytes);
     auto feed = [&]() {
-        const bool ok = framer.feed(a.parser.body(), [&](const core::sse_event& ev) { on_event(ev); });
+        const bool ok = framer.feed(a.parser.body(), upstream_event);
         a.parser.body().clear();
         return ok;
     };
@@ -502,8 +591,7 @@ asio::awaitable<void> forwarder::relay_stream(attempt& a, int status) {
             upstream_message = "upstream sent an SSE event larger than max_event_bytes";
             break;
         }
-        if (a.parser.is_done())
-            framer.finish([&](const core::sse_event& ev) { on_event(ev); });
+        if (a.parser.is_done()) framer.finish(upstream_event);
         if (client_ok && !out_.empty()) {
             if (!ctx_.first_byte_at) ctx_.first_byte_at = core::clock::now();
             client_ok = !co_await io_.out.stream_piece(out_);
@@ -528,8 +616,13 @@ asio::awaitable<void> forwarder::relay_stream(attempt& a, int status) {
         }
         done_.out.error = upstream_error;
         // After a 200 head, the error goes as one SSE event; then the stream ends.
-        out_ = "data: ";
-        out_ += core::openai_error_body(upstream_error, upstream_message);
+        if (ctx_.ep == core::endpoint::messages) {
+            out_ = "event: error\ndata: ";
+            out_ += core::anthropic_error_body(upstream_error, upstream_message);
+        } else {
+            out_ = "data: ";
+            out_ += core::openai_error_body(upstream_error, upstream_message);
+        }
         out_ += "\n\n";
         if (co_await io_.out.stream_piece(out_)) {
             io_.out.set_close();

@@ -31,13 +31,17 @@ bool provider::supports(core::endpoint ep) const noexcept {
     switch (cfg_.kind) {
         case config::provider_kind::openai:
         case config::provider_kind::azure:
-            return ep == core::endpoint::chat_completions || ep == core::endpoint::embeddings;
-        case config::provider_kind::anthropic: return ep == core::endpoint::messages;
+            // /v1/messages is translated to chat completions.
+            return ep != core::endpoint::models;
+        case config::provider_kind::anthropic:
+            // Chat completions are translated to the Messages API.
+            return ep == core::endpoint::messages || ep == core::endpoint::chat_completions;
     }
     return false;
 }
 
 std::string provider::target_for(core::endpoint ep, std::string_view upstream_model) const {
+    // `ep` is the upstream's endpoint (after any translation).
     const char* suffix = ep == core::endpoint::embeddings ? "/embeddings" : "/chat/completions";
     switch (cfg_.kind) {
         case config::provider_kind::openai: return cfg_.base_path + suffix;

@@ -46,4 +46,130 @@ BOOST_AUTO_TEST_CASE(azure_gets_its_deployment_url_and_api_key_header) {
                std::string::npos);
 }
 
+namespace {
+
+struct anthropic_env {
+    mock_upstream anth;  // serves /v1/messages (Anthropic mode)
+    mock_upstream oai;   // serves /v1/chat/completions
+    gateway_process gw{config(
+        "  anthropic: {kind: anthropic, base_url: \"http://127.0.0.1:" + std::to_string(anth.port()) +
+            "\", api_key: " + provider_key + "}\n"
+            "  openai: {kind: openai, base_url: \"http://127.0.0.1:" + std::to_string(oai.port()) +
+            "/v1\", api_key: " + provider_key + "}\n",
+        "  claude: {targets: [{provider: anthropic, model: claude-3-5-haiku-latest}]}\n"
+        "  gpt: {targets: [{provider: openai, model: gpt-upstream}]}\n")};
+};
+
+std::string reassemble_openai(const std::vector<std::string>& events) {
+    std::string out;
+    for (const auto& e : events) {
+        const std::string key = R"("content":")";
+        for (auto p = e.find(key); p != std::string::npos; p = e.find(key, p + 1)) {
+            const auto start = p + key.size();
+            out += e.substr(start, e.find('"', start) - start);
+        }
+    }
+    return out;
+}
+
+std::string reassemble_anthropic(const std::vector<std::string>& events) {
+    std::string out;
+    for (const auto& e : events) {
+        const std::string key = R"("text_delta","text":")";
+        const auto p = e.find(key);
+        if (p == std::string::npos) continue;
+        const auto start = p + key.size();
+        out += e.substr(start, e.find('"', start) - start);
+    }
+    return out;
+}
+
+const std::string tools_openai =
+    R"("tools":[{"type":"function","function":{"name":"get_weather","description":"d","parameters":{"type":"object","properties":{}}}}])";
+const std::string tools_anthropic =
+    R"("tools":[{"name":"get_weather","description":"d","input_schema":{"type":"object","properties":{}}}])";
+
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(openai_request_to_an_anthropic_target_is_translated_both_ways) {
+    anthropic_env e;
+    auto r = http_request(e.gw.port(), "POST", "/v1/chat/completions", auth_headers(),
+                          R"({"model":"claude","messages":[{"role":"system","content":"be brief"},{"role":"user","content":"hi #mock chunks=4"}]})");
+    BOOST_TEST(r.status == 200);
+    BOOST_TEST(r.body.find(R"("object":"chat.completion")") != std::string::npos);
+    BOOST_TEST(r.body.find(R"("content":")" + expected_content(4) + "\"") != std::string::npos);
+    BOOST_TEST(r.body.find(R"("completion_tokens":4)") != std::string::npos);
+    const auto last = e.anth.last_request();
+    BOOST_TEST(last.find(R"("target":"/v1/messages")") != std::string::npos);
+    BOOST_TEST(last.find(R"(\"system\":\"be brief\")") != std::string::npos);
+    BOOST_TEST(last.find(R"(\"max_tokens\":4096)") != std::string::npos);  // default_max_tokens
+    BOOST_TEST(last.find(std::string(R"("x-api-key":")") + provider_key) != std::string::npos);
+    BOOST_TEST(last.find(client_key_a) == std::string::npos);
+
+    auto s = http_request(e.gw.port(), "POST", "/v1/chat/completions", auth_headers(),
+                          R"({"model":"claude","stream":true,"messages":[{"role":"user","content":"hi #mock chunks=6"}]})");
+    BOOST_TEST(s.status == 200);
+    const auto events = sse_data(s.body);
+    BOOST_REQUIRE(!events.empty());
+    BOOST_TEST(events.back() == "[DONE]");
+    BOOST_TEST(reassemble_openai(events) == expected_content(6));
+    for (const auto& ev : events) BOOST_TEST(ev.find(R"("choices":[])") == std::string::npos);
+
+    auto t = http_request(e.gw.port(), "POST", "/v1/chat/completions", auth_headers(),
+                          R"({"model":"claude","stream":true,"messages":[{"role":"user","content":"w"}],)" + tools_openai + "}");
+    BOOST_TEST(t.status == 200);
+    BOOST_TEST(t.body.find(R"("name":"get_weather")") != std::string::npos);
+    BOOST_TEST(t.body.find(R"("finish_reason":"tool_calls")") != std::string::npos);
+}
+
+BOOST_AUTO_TEST_CASE(anthropic_client_reaches_an_anthropic_target_natively) {
+    anthropic_env e;
+    auto r = http_request(e.gw.port(), "POST", "/v1/messages", {{"x-api-key", client_key_a}, {"anthropic-version", "2023-06-01"}},
+                          R"({"model":"claude","max_tokens":100,"messages":[{"role":"user","content":"hi #mock chunks=3"}]})");
+    BOOST_TEST(r.status == 200);
+    BOOST_TEST(r.body.find(R"("type":"message")") != std::string::npos);
+    BOOST_TEST(r.body.find(expected_content(3)) != std::string::npos);
+    BOOST_TEST(e.anth.last_request().find(R"(\"model\":\"claude-3-5-haiku-latest\")") != std::string::npos);
+}
+
+BOOST_AUTO_TEST_CASE(anthropic_client_reaches_an_openai_target_through_translation) {
+    anthropic_env e;
+    const header_map h{{"x-api-key", client_key_a}, {"anthropic-version", "2023-06-01"}};
+    auto r = http_request(e.gw.port(), "POST", "/v1/messages", h,
+                          R"({"model":"gpt","max_tokens":100,"system":"sys","messages":[{"role":"user","content":"hi #mock chunks=5"}]})");
+    BOOST_TEST(r.status == 200);
+    BOOST_TEST(r.body.find(R"("type":"message")") != std::string::npos);
+    BOOST_TEST(r.body.find(R"("text":")" + expected_content(5) + "\"") != std::string::npos);
+    BOOST_TEST(r.body.find(R"("output_tokens":5)") != std::string::npos);
+    const auto last = e.oai.last_request();
+    BOOST_TEST(last.find(R"("target":"/v1/chat/completions")") != std::string::npos);
+    BOOST_TEST(last.find(R"(\"model\":\"gpt-upstream\")") != std::string::npos);
+
+    auto s = http_request(e.gw.port(), "POST", "/v1/messages", h,
+                          R"({"model":"gpt","max_tokens":100,"stream":true,"messages":[{"role":"user","content":"hi #mock chunks=7"}]})");
+    BOOST_TEST(s.status == 200);
+    BOOST_TEST(s.body.find("event: message_start") != std::string::npos);
+    BOOST_TEST(s.body.find("event: message_stop") != std::string::npos);
+    BOOST_TEST(reassemble_anthropic(sse_data(s.body)) == expected_content(7));
+
+    auto t = http_request(e.gw.port(), "POST", "/v1/messages", h,
+                          R"({"model":"gpt","max_tokens":100,"messages":[{"role":"user","content":"w"}],)" + tools_anthropic + "}");
+    BOOST_TEST(t.status == 200);
+    BOOST_TEST(t.body.find(R"("type":"tool_use")") != std::string::npos);
+    BOOST_TEST(t.body.find(R"("name":"get_weather")") != std::string::npos);
+    BOOST_TEST(t.body.find(R"("stop_reason":"tool_use")") != std::string::npos);
+}
+
+BOOST_AUTO_TEST_CASE(anthropic_upstream_errors_reach_an_openai_client_in_its_shape) {
+    anthropic_env e;
+    auto r = http_request(e.gw.port(), "POST", "/v1/chat/completions", auth_headers(),
+                          R"({"model":"claude","messages":[{"role":"user","content":"#mock status=400"}]})");
+    BOOST_TEST(r.status == 400);
+    BOOST_TEST(r.body.find(R"({"error":{"message":"mock error")") == 0u);
+    auto s = http_request(e.gw.port(), "POST", "/v1/chat/completions", auth_headers(),
+                          R"({"model":"claude","stream":true,"messages":[{"role":"user","content":"#mock chunks=5 sse_error=2"}]})");
+    BOOST_TEST(s.status == 200);
+    BOOST_TEST(s.body.find(R"("error")") != std::string::npos);
+}
+
 BOOST_AUTO_TEST_SUITE_END()

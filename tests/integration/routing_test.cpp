@@ -87,6 +87,27 @@ BOOST_AUTO_TEST_CASE(a_dead_target_is_retried_elsewhere_then_cooled_down) {
     BOOST_TEST(two_attempts <= 2);
 }
 
+BOOST_AUTO_TEST_CASE(a_cooled_down_target_gets_traffic_again_once_it_recovers) {
+    mock_upstream b;
+    const std::uint16_t dead = closed_port();
+    const auto dir = make_temp_dir().string();
+    gateway_process gw(config(dead, b.port(),
+                              "  m:\n    targets: [{provider: one, model: x}, {provider: two, model: y}]\n",
+                              "  retries: 1\n  cooldown_after_failures: 1\n  cooldown: 300ms\n", dir));
+    http_connection c(gw.port());
+    for (int i = 0; i < 10; ++i)
+        BOOST_REQUIRE(c.request("POST", "/v1/chat/completions", auth_headers(), chat_body("a", false, "m")).status == 200);
+    // The dead target comes back on its port: once its cooldown ends it is tried again
+    // and, succeeding, gets its share.
+    mock_upstream revived({"--listen", "127.0.0.1:" + std::to_string(dead)});
+    bool served = false;
+    for (int i = 0; i < 2000 && !served; ++i) {
+        BOOST_REQUIRE(c.request("POST", "/v1/chat/completions", auth_headers(), chat_body("b", false, "m")).status == 200);
+        served = requests_of(revived) > 0;
+    }
+    BOOST_TEST(served);
+}
+
 BOOST_AUTO_TEST_CASE(fallback_model_serves_when_every_target_fails) {
     mock_upstream b;
     const auto dir = make_temp_dir().string();
