@@ -112,6 +112,8 @@ int main(int argc, char** argv) {
     try {
         tollgate::server::server srv(gen);
         std::unique_ptr<tollgate::server::admin_server> admin_srv;
+        // Ready means: config loaded and the usage store writable.
+        if (auto l = services.usage_ledger) srv.set_readiness([l] { return l->healthy(); });
         if (admin) {
             std::vector<tollgate::server::admin_route> routes;
             if (auto l = services.usage_ledger) {
@@ -119,7 +121,6 @@ int main(int argc, char** argv) {
                                       auto [status, body] = tollgate::policies::usage_report(*l, r.query);
                                       return tollgate::server::admin_reply{status, std::move(body)};
                                   }});
-                srv.set_readiness([l] { return l->healthy(); });
             }
             admin_srv = std::make_unique<tollgate::server::admin_server>(*admin, std::move(routes));
         }

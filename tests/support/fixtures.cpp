@@ -56,7 +56,7 @@ mock_upstream::~mock_upstream() {
 }
 
 gateway_process::~gateway_process() {
-    check_clean_exit("tollgate", proc_->stop(SIGTERM, 60s), proc_->output());
+    if (!stopped_) check_clean_exit("tollgate", proc_->stop(SIGTERM, 60s), proc_->output());
     std::error_code ec;
     std::filesystem::remove_all(dir_, ec);
 }
@@ -106,6 +106,20 @@ gateway_process::gateway_process(const std::string& yaml,
     port_ = port_from_line(*line);
 }
 
+std::uint16_t gateway_process::admin_port() {
+    if (admin_port_ == 0) {
+        auto line = proc_->wait_for_line("admin listening on", 20s);
+        if (!line) throw std::runtime_error("tollgate admin did not start: " + proc_->output());
+        admin_port_ = port_from_line(*line);
+    }
+    return admin_port_;
+}
+
+int gateway_process::stop(int sig, std::chrono::milliseconds timeout) {
+    stopped_ = true;
+    return proc_->stop(sig, timeout);
+}
+
 test_certs make_test_certs() {
     test_certs c;
     c.dir = make_temp_dir();
@@ -145,9 +159,11 @@ std::string standard_config(std::uint16_t upstream_port, const config_options& o
     y += "models:\n"
          "  gpt-4o-mini:\n    targets: [{provider: mock, model: mock-gpt}]\n"
          "    price: {input_per_mtok: 0.15, output_per_mtok: 0.60}\n"
-         "  other-model:\n    targets: [{provider: mock, model: mock-other}]\n";
+         "  other-model:\n    targets: [{provider: mock, model: mock-other}]\n" +
+         o.models_extra;
     y += std::string("keys:\n") + "  - id: team-a\n    key: " + client_key_a + "\n" +
-         "  - id: team-b\n    key: " + client_key_b + "\n    models: [gpt-4o-mini]\n";
+         "  - id: team-b\n    key: " + client_key_b + "\n    models: [gpt-4o-mini]\n" +
+         o.keys_extra;
     y += o.top_extra;
     y += "policies: " + o.policies + "\n";
     return y;

@@ -48,6 +48,11 @@ public:
     // Stops it with SIGTERM and checks it exited 0 with no sanitizer report.
     ~gateway_process();
     std::uint16_t port() const noexcept { return port_; }
+    // The admin listener's port, from its "admin listening on" log line (waited for).
+    std::uint16_t admin_port();
+    // Stops it with `sig` now and returns the exit code (128+signal if killed); the
+    // destructor then checks nothing more (the caller judges the exit, e.g. after SIGKILL).
+    int stop(int sig, std::chrono::milliseconds timeout = std::chrono::seconds(60));
     child_process& process() noexcept { return *proc_; }
     const std::filesystem::path& dir() const noexcept { return dir_; }
 
@@ -55,6 +60,8 @@ private:
     std::filesystem::path dir_;
     std::unique_ptr<child_process> proc_;
     std::uint16_t port_ = 0;
+    std::uint16_t admin_port_ = 0;
+    bool stopped_ = false;
 };
 
 struct config_options {
@@ -64,6 +71,8 @@ struct config_options {
     std::string policies = "[auth, router]";
     std::string scheme = "http";
     std::string host = "127.0.0.1";
+    std::string models_extra;  // more models (2-space indented), after the standard ones
+    std::string keys_extra;    // more `keys:` items ("  - id: ..."), after team-a and team-b
 };
 
 // The standard test config: provider `mock` → the mock upstream, models gpt-4o-mini and
