@@ -23,6 +23,9 @@ using boost::system::error_code;
 namespace {
 
 constexpr std::size_t read_chunk = 16 * 1024;
+// Lingering close after an early error answer (as nginx's lingering_close).
+constexpr auto lingering_time = std::chrono::seconds(2);
+constexpr std::size_t lingering_bytes = 8u << 20;
 
 class request_headers final : public core::header_source {
 public:
@@ -117,6 +120,7 @@ asio::awaitable<void> session::run() {
     beast::flat_buffer buf;
     proxy::responder out(client_, gen->snap->config.server.write_timeout);
     bool first = true;
+    bool linger = false;
     std::size_t pipelined = 0;
     const auto accepted_at = core::clock::now();
 
@@ -196,6 +200,7 @@ asio::awaitable<void> session::run() {
             out.begin(true, false);
             ctx.request_id = worker_.new_request_id();
             co_await out.send_error(ctx, map_parse_error(ec));
+            linger = true;
             break;
         }
 
@@ -230,12 +235,14 @@ asio::awaitable<void> session::run() {
             if (ec == http::error::body_limit) {
                 out.set_close();
                 co_await out.send_error(ctx, core::errc::request_too_large);
+                linger = true;
                 break;
             }
             if (ec) {
                 if (ec.category() == make_error_code(http::error::bad_method).category()) {
                     out.set_close();
                     co_await out.send_error(ctx, core::errc::bad_framing);
+                    linger = true;
                 }
                 break;
             }
@@ -282,6 +289,23 @@ asio::awaitable<void> session::run() {
             }
         }
         if (wec || !out.keep_alive()) break;
+    }
+    if (linger) {
+        // We answered before reading the whole request: stop sending, then read and drop
+        // what the client still sends (bounded), so that closing with unread data does
+        // not reset the connection before the client has read our answer.
+        boost::system::error_code ignored;
+        client_.socket().shutdown(asio::ip::tcp::socket::shutdown_send, ignored);
+        const auto deadline = core::clock::now() + lingering_time;
+        std::size_t drained = 0;
+        char sink[16 * 1024];
+        while (drained < lingering_bytes) {
+            const auto left = deadline - core::clock::now();
+            if (left <= core::clock::duration::zero()) break;
+            auto [rec, n] = co_await client_.read_some(asio::buffer(sink), left);
+            if (rec || n == 0) break;
+            drained += n;
+        }
     }
 }
 
