@@ -51,6 +51,7 @@ struct route_target {
     const config::provider_config* provider = nullptr;
     std::string upstream_model;
     std::uint16_t group = 0;         // 0: the model asked for; n: its n-th fallback
+    const config::model_config* model = nullptr;  // the model this target belongs to (prices)
     std::uint32_t health_slot = 0;   // the router's index for this target's health
 };
 

@@ -340,12 +340,18 @@ asio::awaitable<failure> forwarder::try_target(const core::route_target& target)
     const auto& pc = prov.config();
     ctx_.served_by = &target;
     ++ctx_.attempts;
-    if (!prov.supports(ctx_.ep))
-        co_return failure{failure_kind::protocol, 0,
-                          "provider " + pc.name + " (kind " +
-                              std::string(pc.kind == config::provider_kind::anthropic ? "anthropic"
-                                                                                      : "openai") +
-                              ") does not serve this endpoint"};
+    if (!prov.supports(ctx_.ep)) {
+        // The client asked a model for something its provider cannot do: the client's
+        // error, and not a failure of the target (it must not cool it down).
+        answered_ = true;
+        done_.out.status = 400;
+        done_.out.error = errc::invalid_request;
+        if (co_await io_.out.send_error(ctx_, errc::invalid_request,
+                                        "model '" + ctx_.req.model.substr(0, 200) +
+                                            "' does not support this endpoint"))
+            io_.out.set_close();
+        co_return failure{};
+    }
 
     const bool openai_like = pc.kind != config::provider_kind::anthropic;
     mode_ = translation_for(ctx_.ep, pc.kind);
@@ -596,6 +602,13 @@ asio::awaitable<void> forwarder::relay_stream(attempt& a, int status) {
             if (!ctx_.first_byte_at) ctx_.first_byte_at = core::clock::now();
             client_ok = !co_await io_.out.stream_piece(out_);
         }
+        out_.clear();
+    }
+    // A stream that arrived whole with its head never entered the loop: flush the last
+    // event (one without its blank line) and what is left to write.
+    if (framing_ok && a.parser.is_done() && framer.pending_bytes() > 0) {
+        framer.finish(upstream_event);
+        if (client_ok && !out_.empty()) client_ok = !co_await io_.out.stream_piece(out_);
         out_.clear();
     }
     watch_->upstream = nullptr;

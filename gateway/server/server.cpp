@@ -138,11 +138,22 @@ asio::awaitable<void> server::impl::drain() {
 }
 
 asio::awaitable<void> server::impl::signal_loop() {
+    // SIGHUP (reload) and SIGUSR1 (reopen logs) must never kill the process and lose the
+    // usage queue: until reload and the access log exist they are logged and ignored.
     asio::signal_set signals(main_ctx, SIGTERM, SIGINT);
-    auto [ec, sig] = co_await signals.async_wait(use_tuple);
-    if (ec) co_return;
-    spdlog::info("signal {}: shutting down", sig);
-    co_await drain();
+    signals.add(SIGHUP);
+    signals.add(SIGUSR1);
+    for (;;) {
+        auto [ec, sig] = co_await signals.async_wait(use_tuple);
+        if (ec) co_return;
+        if (sig == SIGHUP || sig == SIGUSR1) {
+            spdlog::warn("signal {}: not supported yet (config reload / log reopen); ignored", sig);
+            continue;
+        }
+        spdlog::info("signal {}: shutting down", sig);
+        co_await drain();
+        co_return;
+    }
 }
 
 int server::run() {

@@ -205,6 +205,8 @@ asio::awaitable<void> session::run() {
         }
 
         auto& req = parser.get();
+        // The endpoint decides the error shape, also for errors while reading the body.
+        if (req.target().starts_with("/v1/messages")) ctx.ep = core::endpoint::messages;
         const std::string_view rid = req["x-request-id"];
         ctx.request_id = valid_request_id(rid) ? std::string(rid) : worker_.new_request_id();
         out.begin(req.version() >= 11, req.keep_alive() &&
@@ -217,8 +219,15 @@ asio::awaitable<void> session::run() {
                 const asio::const_buffer b = asio::buffer(cont.data(), cont.size());
                 if (co_await client_.write(std::span(&b, 1), sc.write_timeout)) break;
             }
+            // Read whenever the parser cannot go on with what is buffered (a partial chunk
+            // header leaves bytes in `buf` that put() does not consume).
+            bool need_read = buf.size() == 0;
             while (!parser.is_done()) {
-                if (buf.size() == 0) {
+                if (need_read) {
+                    if (buf.size() >= sc.max_header_bytes + 64 * 1024) {
+                        ec = http::error::bad_chunk;  // a chunk header that never ends
+                        break;
+                    }
                     auto [rec, n] = co_await client_.read_some(buf.prepare(64 * 1024),
                                                                sc.idle_timeout);
                     if (rec || n == 0) {
@@ -231,6 +240,7 @@ asio::awaitable<void> session::run() {
                 buf.consume(used);
                 if (ec == http::error::need_more) ec = {};
                 if (ec) break;
+                need_read = used == 0 || buf.size() == 0;
             }
             if (ec == http::error::body_limit) {
                 out.set_close();

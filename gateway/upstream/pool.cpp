@@ -90,6 +90,7 @@ asio::awaitable<std::pair<error_code, lease>> pool::acquire(bool fresh) {
             if (ec) {
                 --open_;
                 endpoints_ = {};  // resolve again next time
+                wake_one();
                 co_return std::pair{ec, lease{}};
             }
             co_return std::pair{error_code{}, lease(this, std::move(conn), false)};
@@ -97,10 +98,18 @@ asio::awaitable<std::pair<error_code, lease>> pool::acquire(bool fresh) {
         // Full: wait for a connection to come back or the deadline.
         asio::steady_timer timer(ex_, deadline);
         waiters_.push_back({&timer, false});
-        auto it = std::prev(waiters_.end());
+        // Leaves the list however this frame ends, also when it is destroyed suspended
+        // (forced shutdown), so that give_back() never touches a dead timer.
+        struct waiter_guard {
+            pool* p;
+            std::shared_ptr<bool> alive;
+            std::list<waiter>::iterator it;
+            ~waiter_guard() {
+                if (*alive) p->waiters_.erase(it);
+            }
+        } guard{this, alive, std::prev(waiters_.end())};
         auto [ec] = co_await timer.async_wait(use_tuple);
         if (!*alive) co_return std::pair{asio::error::operation_aborted, lease{}};
-        waiters_.erase(it);
         if (!ec) co_return std::pair{error_code(asio::error::no_buffer_space), lease{}};
     }
 }
@@ -113,6 +122,10 @@ void pool::give_back(std::unique_ptr<net::byte_stream> conn, bool reusable) noex
         conn->close();
         --open_;
     }
+    wake_one();
+}
+
+void pool::wake_one() noexcept {
     for (auto& w : waiters_) {
         if (!w.woken) {
             w.woken = true;

@@ -61,6 +61,7 @@ public:
 private:
     friend class lease;
     void give_back(std::unique_ptr<net::byte_stream> conn, bool reusable) noexcept;
+    void wake_one() noexcept;
     boost::asio::awaitable<boost::system::error_code> resolve();
 
     boost::asio::any_io_executor ex_;

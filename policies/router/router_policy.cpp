@@ -55,6 +55,7 @@ router_policy::router_policy(const config::gateway_config& cfg) : cfg_(cfg) {
             rt.provider = &*it;
             rt.upstream_model = t.model;
             rt.health_slot = this_slot;
+            rt.model = &m;
             r.targets.push_back(std::move(rt));
             r.weights.push_back(t.weight);
         }

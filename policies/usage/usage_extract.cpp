@@ -62,7 +62,8 @@ std::optional<std::uint64_t> as_uint(std::string_view v) noexcept {
 }
 
 // Reads the members of the object at s[i] == '{' into `u`. False if malformed.
-bool read_usage_object(std::string_view s, std::size_t i, extracted_usage& u, int depth) noexcept {
+bool read_usage_object(std::string_view s, std::size_t i, extracted_usage& u, int depth,
+                       bool& anthropic, std::uint64_t& cache_creation) noexcept {
     i = skip_ws(s, i + 1);
     if (i < s.size() && s[i] == '}') return true;
     while (i < s.size()) {
@@ -78,9 +79,17 @@ bool read_usage_object(std::string_view s, std::size_t i, extracted_usage& u, in
         const std::string_view value = s.substr(i, value_end - i);
         if (!value.empty() && value[0] == '{') {
             if (depth < 2 && (key == "prompt_tokens_details" || key == "input_tokens_details"))
-                if (!read_usage_object(s, i, u, depth + 1)) return false;
-        } else if (key == "prompt_tokens" || key == "input_tokens") {
+                if (!read_usage_object(s, i, u, depth + 1, anthropic, cache_creation)) return false;
+        } else if (key == "prompt_tokens") {
             if (depth == 0) u.prompt_tokens = as_uint(value);
+        } else if (key == "input_tokens") {
+            // Anthropic: input_tokens excludes cache reads and writes; they are added below.
+            if (depth == 0) {
+                u.prompt_tokens = as_uint(value);
+                anthropic = true;
+            }
+        } else if (key == "cache_creation_input_tokens") {
+            if (depth == 0) cache_creation = as_uint(value).value_or(0);
         } else if (key == "completion_tokens" || key == "output_tokens") {
             if (depth == 0) u.completion_tokens = as_uint(value);
         } else if (key == "total_tokens") {
@@ -123,7 +132,13 @@ std::optional<extracted_usage> find_usage(std::string_view json) noexcept {
         i = skip_ws(json, i + 1);
         if (i >= json.size() || json[i] != '{') return;
         extracted_usage u;
-        if (read_usage_object(json, i, u, 0) && u.any()) found = u;
+        bool anthropic = false;
+        std::uint64_t cache_creation = 0;
+        if (read_usage_object(json, i, u, 0, anthropic, cache_creation) && u.any()) {
+            if (anthropic && u.prompt_tokens)
+                *u.prompt_tokens += u.cached_tokens.value_or(0) + cache_creation;
+            found = u;
+        }
     });
     return found;
 }

@@ -101,7 +101,9 @@ void usage_policy::finalize(core::request_context& ctx, const core::outcome& out
         ctx.usage.prompt_tokens = upstream_took_it ? estimate_tokens(ctx.req.prompt_bytes) : 0;
         ctx.usage.from_upstream = false;
     }
-    ctx.cost_usd = price(ctx.model, ctx.usage);
+    // Priced as the model that served (a fallback may cost more than the one asked for).
+    ctx.cost_usd = price(ctx.served_by && ctx.served_by->model ? ctx.served_by->model : ctx.model,
+                         ctx.usage);
 }
 
 void usage_policy::on_complete(core::request_context& ctx, const core::outcome& out) const noexcept {

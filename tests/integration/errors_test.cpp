@@ -163,6 +163,22 @@ BOOST_AUTO_TEST_CASE(smuggling_shaped_heads_get_400_and_the_connection_closed) {
     BOOST_TEST(e.mock.stats().find(R"("requests":0)") != std::string::npos);
 }
 
+BOOST_AUTO_TEST_CASE(chunked_body_split_inside_a_chunk_header_does_not_stall_the_worker) {
+    mock_upstream mock;
+    gateway_process gw(standard_config(mock.port(), {.server_extra = "  threads: 1\n"}));
+    const std::string body = chat_body("chunked");
+    char size_hex[16];
+    std::snprintf(size_hex, sizeof size_hex, "%zx", body.size());
+    http_connection c(gw.port());
+    c.send_raw("POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\nauthorization: Bearer " +
+               std::string(client_key_a) + "\r\ntransfer-encoding: chunked\r\n\r\n" + size_hex);
+    // The only worker must still serve others while that chunk header is incomplete.
+    BOOST_TEST(http_request(gw.port(), "GET", "/healthz").status == 200);
+    c.send_raw("\r\n" + body + "\r\n0\r\n\r\n");
+    auto r = c.read_response();
+    BOOST_TEST(r.status == 200);
+}
+
 BOOST_AUTO_TEST_CASE(slow_head_is_cut_by_header_timeout) {
     env e;
     http_connection c(e.gw.port(), 20s);

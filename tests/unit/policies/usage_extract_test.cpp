@@ -29,7 +29,8 @@ BOOST_AUTO_TEST_CASE(anthropic_usage_is_read) {
     auto start = find_usage(
         R"({"type":"message_start","message":{"usage":{"input_tokens":25,"cache_read_input_tokens":10,"output_tokens":1}}})");
     BOOST_REQUIRE(start);
-    BOOST_TEST(*start->prompt_tokens == 25u);
+    // Anthropic's input_tokens excludes cache reads and writes: the prompt is their sum.
+    BOOST_TEST(*start->prompt_tokens == 35u);
     BOOST_TEST(*start->cached_tokens == 10u);
     auto delta = find_usage(R"({"type":"message_delta","usage":{"output_tokens":15}})");
     BOOST_REQUIRE(delta);
