@@ -291,6 +291,8 @@ private:
     translation mode_ = translation::none;
     bool answered_ = false;
     bool stream_error_ = false;
+    core::clock::duration upstream_time_{};  // spent in failed attempts so far
+    core::clock::time_point attempt_started_{};
     std::optional<core::clock::duration> time_to_head_;
 };
 
@@ -304,7 +306,9 @@ asio::awaitable<void> forwarder::run() {
         time_to_head_.reset();
         stream_error_ = false;
         chain_.attempt_start(ctx_, target);
+        const auto attempt_started = core::clock::now();
         last = co_await try_target(target);
+        if (!answered_) upstream_time_ += core::clock::now() - attempt_started;
         chain_.attempt_end(ctx_, target, to_attempt_result(last, stream_error_, time_to_head_));
         if (answered_ || last.kind == failure_kind::client_gone) break;
         if (last.kind != failure_kind::timeout) all_timeouts = false;
@@ -331,7 +335,9 @@ asio::awaitable<void> forwarder::send_failure(const failure& f, bool all_timeout
     std::string message = f.message.empty() ? std::string(core::describe(e).message) : f.message;
     done_.out.status = core::describe(e).status;
     done_.out.error = e;
-    if (co_await io_.out.send_error(ctx_, e, message)) io_.out.set_close();
+    const double overhead = ms_between(ctx_.received_at, core::clock::now()) -
+                            std::chrono::duration<double, std::milli>(upstream_time_).count();
+    if (co_await io_.out.send_error(ctx_, e, message, std::max(0.0, overhead))) io_.out.set_close();
 }
 
 asio::awaitable<failure> forwarder::try_target(const core::route_target& target) {
@@ -340,6 +346,7 @@ asio::awaitable<failure> forwarder::try_target(const core::route_target& target)
     const auto& pc = prov.config();
     ctx_.served_by = &target;
     ++ctx_.attempts;
+    attempt_started_ = core::clock::now();
     if (!prov.supports(ctx_.ep)) {
         // The client asked a model for something its provider cannot do: the client's
         // error, and not a failure of the target (it must not cool it down).
@@ -505,7 +512,11 @@ asio::awaitable<failure> forwarder::try_target(const core::route_target& target)
             content_type = "application/json";
         }
         const auto now = core::clock::now();
-        const double overhead = ms_between(ctx_.received_at, now) - ms_between(a.sent_at, upstream_done);
+        // Time in the gateway: all of it but the upstream's (this attempt's and any
+        // failed earlier ones, connects included).
+        const double overhead = ms_between(ctx_.received_at, now) - ms_between(a.sent_at, upstream_done) -
+                                std::chrono::duration<double, std::milli>(upstream_time_).count() -
+                                ms_between(attempt_started_, a.sent_at);
         answered_ = true;
         done_.out.status = status;
         done_.out.error = errc::ok;
@@ -646,6 +657,11 @@ asio::awaitable<void> forwarder::relay_stream(attempt& a, int status) {
     if (co_await io_.out.end_stream()) io_.out.set_close();
 }
 
+// A local answer: all of its time was spent in the gateway.
+double overhead_ms(const core::request_context& ctx) {
+    return ms_between(ctx.received_at, core::clock::now());
+}
+
 asio::awaitable<void> send_local_reply(pipeline_io& io, core::request_context& ctx) {
     auto& r = ctx.reply;
     for (auto& h : r.headers) ctx.response_headers.push_back(std::move(h));
@@ -653,9 +669,9 @@ asio::awaitable<void> send_local_reply(pipeline_io& io, core::request_context& c
     boost::system::error_code ec;
     if (r.error != errc::ok) {
         const std::string body = responder::error_body(ctx, r.error, r.message);
-        ec = co_await io.out.send(ctx, r.status, "application/json", body);
+        ec = co_await io.out.send(ctx, r.status, "application/json", body, overhead_ms(ctx));
     } else {
-        ec = co_await io.out.send(ctx, r.status, r.content_type, r.body);
+        ec = co_await io.out.send(ctx, r.status, r.content_type, r.body, overhead_ms(ctx));
     }
     if (ec) io.out.set_close();
 }
@@ -666,7 +682,8 @@ asio::awaitable<void> run_pipeline(pipeline_io& io, core::request_context& ctx) 
     const auto& snap = *io.gen.snap;
     if (ctx.ep != core::endpoint::models) {
         if (auto err = io.parser.parse(ctx.ep, ctx.body, ctx.req)) {
-            if (co_await io.out.send_error(ctx, err.code, err.message)) io.out.set_close();
+            if (co_await io.out.send_error(ctx, err.code, err.message, overhead_ms(ctx)))
+                io.out.set_close();
             co_return;
         }
     }

@@ -86,9 +86,10 @@ std::string responder::error_body(const core::request_context& ctx, core::errc e
 }
 
 asio::awaitable<error_code> responder::send_error(const core::request_context& ctx, core::errc e,
-                                                  std::string_view message) {
+                                                  std::string_view message,
+                                                  std::optional<double> overhead_ms) {
     const std::string body = error_body(ctx, e, message);
-    co_return co_await send(ctx, core::describe(e).status, "application/json", body);
+    co_return co_await send(ctx, core::describe(e).status, "application/json", body, overhead_ms);
 }
 
 asio::awaitable<error_code> responder::start_stream(const core::request_context& ctx, int status,

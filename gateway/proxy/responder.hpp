@@ -39,7 +39,8 @@ public:
                                             std::optional<double> overhead_ms = {});
     // An error in the shape of the request's endpoint (OpenAI, or Anthropic on /v1/messages).
     boost::asio::awaitable<error_code> send_error(const core::request_context& ctx, core::errc e,
-                                                  std::string_view message = {});
+                                                  std::string_view message = {},
+                                                  std::optional<double> overhead_ms = {});
     // The error body for ctx's endpoint.
     static std::string error_body(const core::request_context& ctx, core::errc e,
                                   std::string_view message);

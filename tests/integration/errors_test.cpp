@@ -67,6 +67,7 @@ BOOST_AUTO_TEST_CASE(missing_or_unknown_key_is_401) {
     auto none = http_request(e.gw.port(), "POST", "/v1/chat/completions", {}, chat_body("x"));
     BOOST_TEST(none.status == 401);
     BOOST_TEST(openai_error(none, "authentication_error", "invalid_api_key"));
+    BOOST_TEST(!none.header("x-tollgate-overhead-ms").empty());  // every non-streamed answer
     auto wrong = http_request(e.gw.port(), "POST", "/v1/chat/completions",
                               auth_headers("tg-wrong-key-000"), chat_body("x"));
     BOOST_TEST(wrong.status == 401);

@@ -70,6 +70,7 @@ BOOST_AUTO_TEST_CASE(upstream_down_is_502) {
     BOOST_TEST(r.status == 502);
     BOOST_TEST(r.body.find(R"("code":"upstream_unavailable")") != std::string::npos);
     BOOST_TEST(r.body.find(R"("type":"upstream_error")") != std::string::npos);
+    BOOST_TEST(!r.header("x-tollgate-overhead-ms").empty());
     auto s = http_request(gw.port(), "POST", "/v1/chat/completions", auth_headers(), chat_body("x", true));
     BOOST_TEST(s.status == 502);
 }
