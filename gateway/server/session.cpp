@@ -125,7 +125,12 @@ asio::awaitable<void> session::run() {
     const auto accepted_at = core::clock::now();
 
     for (;;) {
-        if (worker_.shared().draining.load(std::memory_order_relaxed)) break;
+        // Draining: an idle connection closes; a request already buffered is answered
+        // (503 shutting_down) rather than dropped.
+        if (worker_.shared().draining.load(std::memory_order_relaxed) && buf.size() == 0) {
+            boost::system::error_code aec;
+            if (client_.socket().available(aec) == 0 || aec) break;
+        }
         gen = worker_.shared().current.load();
         const auto& sc = gen->snap->config.server;
 
@@ -270,6 +275,11 @@ asio::awaitable<void> session::run() {
         ctx.body = req.body();
 
         error_code wec;
+        if (worker_.shared().draining.load(std::memory_order_relaxed) && r != route::healthz) {
+            out.set_close();
+            co_await out.send_error(ctx, core::errc::shutting_down);
+            break;
+        }
         switch (r) {
             case route::healthz:
                 wec = co_await out.send(ctx, 200, "application/json", R"({"status":"ok"})");

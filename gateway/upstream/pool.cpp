@@ -38,7 +38,7 @@ pool::pool(asio::any_io_executor ex, std::shared_ptr<const provider> p, std::siz
 
 pool::~pool() {
     *alive_ = false;
-    for (auto& c : idle_) c->close();
+    for (auto& c : idle_) c.conn->close();
 }
 
 asio::awaitable<error_code> pool::resolve() {
@@ -59,8 +59,16 @@ asio::awaitable<std::pair<error_code, lease>> pool::acquire(bool fresh) {
     const auto deadline = std::chrono::steady_clock::now() + cfg.connect_timeout;
     auto alive = alive_;
     for (;;) {
+        // Idle longer than the provider's idle timeout: a middlebox may have dropped it
+        // silently, and a request sent on it would wait out first_byte_timeout.
+        const auto stale_before = std::chrono::steady_clock::now() - cfg.idle_timeout;
+        while (!idle_.empty() && idle_.front().since < stale_before) {
+            idle_.front().conn->close();
+            idle_.erase(idle_.begin());
+            --open_;
+        }
         while (!fresh && !idle_.empty()) {
-            auto conn = std::move(idle_.back());
+            auto conn = std::move(idle_.back().conn);
             idle_.pop_back();
             if (conn->peer_closed()) {
                 conn->close();
@@ -71,7 +79,7 @@ asio::awaitable<std::pair<error_code, lease>> pool::acquire(bool fresh) {
         }
         if (fresh && !idle_.empty() && open_ >= limit_) {
             // Make room for a fresh connection by closing an idle one.
-            idle_.front()->close();
+            idle_.front().conn->close();
             idle_.erase(idle_.begin());
             --open_;
         }
@@ -117,7 +125,7 @@ asio::awaitable<std::pair<error_code, lease>> pool::acquire(bool fresh) {
 void pool::give_back(std::unique_ptr<net::byte_stream> conn, bool reusable) noexcept {
     if (reusable && conn->socket().is_open()) {
         conn->lowest().expires_never();
-        idle_.push_back(std::move(conn));
+        idle_.push_back({std::move(conn), std::chrono::steady_clock::now()});
     } else {
         conn->close();
         --open_;

@@ -68,7 +68,11 @@ private:
     std::shared_ptr<const provider> provider_;
     std::size_t limit_;
     std::size_t open_ = 0;
-    std::vector<std::unique_ptr<net::byte_stream>> idle_;
+    struct idle_conn {
+        std::unique_ptr<net::byte_stream> conn;
+        std::chrono::steady_clock::time_point since;
+    };
+    std::vector<idle_conn> idle_;  // most recently returned last
     struct waiter {
         boost::asio::steady_timer* timer;
         bool woken;

@@ -170,6 +170,29 @@ BOOST_AUTO_TEST_CASE(request_body_that_stops_arriving_is_cut_by_idle_timeout) {
     BOOST_TEST(mock.stats().find(R"("requests":0)") != std::string::npos);
 }
 
+BOOST_AUTO_TEST_CASE(a_request_pipelined_behind_a_stream_during_drain_gets_503_shutting_down) {
+    mock_upstream mock;
+    gateway_process gw(standard_config(mock.port(), {.server_extra = "  drain_timeout: 20s\n"}));
+    http_connection c(gw.port());
+    const auto b1 = chat_body("drain #mock chunks=20 delay_ms=50", true), b2 = chat_body("late");
+    std::string both;
+    for (const auto& b : {b1, b2})
+        both += "POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\nauthorization: Bearer " +
+                std::string(client_key_a) + "\r\ncontent-type: application/json\r\ncontent-length: " +
+                std::to_string(b.size()) + "\r\n\r\n" + b;
+    c.send_raw(both);
+    BOOST_TEST(c.read_head().status == 200);
+    gw.process().signal(SIGTERM);
+    BOOST_TEST(gw.process().wait_for_line("draining", 10s).has_value());
+    std::string got;
+    for (std::string piece; !(piece = c.read_body_some()).empty();) got += piece;
+    BOOST_TEST(sse_data(got).back() == "[DONE]");
+    auto late = c.read_response();
+    BOOST_TEST(late.status == 503);
+    BOOST_TEST(late.body.find(R"("code":"shutting_down")") != std::string::npos);
+    BOOST_TEST((gw.process().wait_exit(20s) == std::optional<int>(0)));
+}
+
 BOOST_AUTO_TEST_CASE(healthz_and_readyz_answer) {
     mock_upstream mock;
     gateway_process gw(standard_config(mock.port()));
