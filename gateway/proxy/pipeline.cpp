@@ -426,7 +426,8 @@ asio::awaitable<failure> forwarder::try_target(const core::route_target& target)
         auto wec = co_await a.conn.stream().write(request, pc.idle_timeout);
         std::size_t bytes_in = 0;
         if (!wec) wec = co_await read_head(a, pc.first_byte_timeout, bytes_in);
-        if (watch_->gone) {
+        const bool drain = snap_.config.routing.on_client_disconnect == config::disconnect_mode::drain;
+        if (watch_->gone && (!drain || wec)) {
             watch_->upstream = nullptr;
             co_return failure{failure_kind::client_gone, 0, {}};
         }
@@ -458,14 +459,32 @@ asio::awaitable<failure> forwarder::try_target(const core::route_target& target)
         std::string body = std::move(a.parser.body());
         a.parser.body().clear();
         boost::system::error_code bec;
+        // drain: a client that left does not stop the read (bounded by drain_limit), so
+        // the answer's exact usage is billed.
+        std::optional<core::clock::time_point> drain_deadline;
         while (!a.parser.is_done()) {
-            bec = co_await read_body_piece(a, pc.idle_timeout);
+            auto timeout = std::chrono::duration_cast<core::clock::duration>(pc.idle_timeout);
+            if (watch_->gone) {
+                if (!drain) break;
+                if (!drain_deadline) drain_deadline = core::clock::now() + snap_.config.routing.drain_limit;
+                const auto left = *drain_deadline - core::clock::now();
+                if (left <= core::clock::duration::zero()) break;
+                timeout = std::min(timeout, left);
+            }
+            bec = co_await read_body_piece(a, timeout);
             body += a.parser.body();
             a.parser.body().clear();
-            if (bec || watch_->gone) break;
+            if (bec) break;
         }
         watch_->upstream = nullptr;
-        if (watch_->gone) co_return failure{failure_kind::client_gone, 0, {}};
+        if (watch_->gone) {
+            if (drain && !bec && a.parser.is_done() && status >= 200 && status < 300 &&
+                mode_ == translation::none) {
+                chain_.response_head(ctx_, core::response_head{status, false});
+                chain_.response_body(ctx_, body);
+            }
+            co_return failure{failure_kind::client_gone, 0, {}};
+        }
         if (bec) {
             if (is_timeout(bec))
                 co_return failure{failure_kind::timeout, 0,

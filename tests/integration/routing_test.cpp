@@ -167,4 +167,25 @@ BOOST_AUTO_TEST_CASE(drain_mode_keeps_reading_after_the_client_left_and_bills_ex
     BOOST_TEST(lines[0].find(R"("status":499)") != std::string::npos);
 }
 
+BOOST_AUTO_TEST_CASE(drain_mode_bills_a_non_streamed_answer_after_the_client_left) {
+    mock_upstream a;
+    const auto dir = make_temp_dir().string();
+    {
+        gateway_process gw(config(a.port(), closed_port(), "  m:\n    targets: [{provider: one, model: x}]\n",
+                                  "  on_client_disconnect: drain\n  drain_limit: 30s\n", dir));
+        {
+            http_connection c(gw.port());
+            c.send_request("POST", "/v1/chat/completions", auth_headers(),
+                           chat_body("n #mock chunks=9 head_delay_ms=500", false, "m"));
+            BOOST_TEST(a.wait_for("requests", 1));
+            c.close();
+        }
+    }  // SIGTERM flushes the ledger
+    const auto lines = jsonl_lines(dir + "/usage.jsonl");
+    BOOST_REQUIRE(lines.size() == 1u);
+    BOOST_TEST(lines[0].find(R"("usage_source":"upstream")") != std::string::npos);
+    BOOST_TEST(lines[0].find(R"("completion_tokens":9)") != std::string::npos);
+    BOOST_TEST(lines[0].find(R"("status":499)") != std::string::npos);
+}
+
 BOOST_AUTO_TEST_SUITE_END()
