@@ -49,9 +49,11 @@ int main(int argc, char** argv) {
         });
     for (auto& t : pushers) t.join();
     l.flush();
-    const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-    std::printf("ledger: %ld records from %d threads in %.2f s = %.0f records/s, %llu transactions\n",
-                records, threads, secs, static_cast<double>(records) / secs,
-                static_cast<unsigned long long>(l.transactions()));
+    const double secs =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    std::printf(
+        "ledger: %ld records from %d threads in %.2f s = %.0f records/s, %llu transactions\n",
+        records, threads, secs, static_cast<double>(records) / secs,
+        static_cast<unsigned long long>(l.transactions()));
     return 0;
 }

@@ -30,8 +30,10 @@ models:
       - {provider: c, model: x, weight: 2}
       - {provider: d, model: x, weight: 1}
     fallbacks: [one]
-routing: {strategy: )") + strategy + "}\n";
-        auto loaded = config::load_config_text(yaml, "bench", [](std::string_view) { return std::nullopt; });
+routing: {strategy: )") + strategy +
+                                 "}\n";
+        auto loaded =
+            config::load_config_text(yaml, "bench", [](std::string_view) { return std::nullopt; });
         if (!loaded.config) {
             std::fprintf(stderr, "config: %s\n", loaded.errors[0].text().c_str());
             return 1;
@@ -48,9 +50,12 @@ routing: {strategy: )") + strategy + "}\n";
                 router.on_request(ctx);
                 planned += ctx.plan.size();
             }
-            const double ns = std::chrono::duration<double, std::nano>(std::chrono::steady_clock::now() - start).count() / static_cast<double>(n);
-            std::printf("%-15s model %-4s: %6.1f ns per decision (%.1f attempts planned)\n", strategy, model, ns,
-                        static_cast<double>(planned) / static_cast<double>(n));
+            const double ns =
+                std::chrono::duration<double, std::nano>(std::chrono::steady_clock::now() - start)
+                    .count() /
+                static_cast<double>(n);
+            std::printf("%-15s model %-4s: %6.1f ns per decision (%.1f attempts planned)\n",
+                        strategy, model, ns, static_cast<double>(planned) / static_cast<double>(n));
         }
     }
     return 0;

@@ -51,8 +51,8 @@ struct provider_config {
     std::string name;
     provider_kind kind = provider_kind::openai;
     std::string base_url;
-    std::string api_key;  // secret; may be empty (self-hosted servers)
-    std::string api_version;  // azure
+    std::string api_key;                      // secret; may be empty (self-hosted servers)
+    std::string api_version;                  // azure
     std::uint32_t default_max_tokens = 4096;  // anthropic
     duration connect_timeout{5'000};
     duration first_byte_timeout{120'000};
@@ -94,7 +94,8 @@ enum class disconnect_mode { cancel, drain };
 struct routing_config {
     routing_strategy strategy = routing_strategy::weighted;
     std::uint32_t retries = 2;
-    std::vector<std::string> retry_on{"connect_error", "timeout", "429", "500", "502", "503", "504"};
+    std::vector<std::string> retry_on{"connect_error", "timeout", "429", "500",
+                                      "502",           "503",     "504"};
     std::uint32_t cooldown_after_failures = 3;
     duration cooldown{30'000};
     disconnect_mode on_client_disconnect = disconnect_mode::cancel;

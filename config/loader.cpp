@@ -71,8 +71,8 @@ std::optional<std::size_t> parse_size(std::string_view s) {
         std::string_view suffix;
         std::size_t mult;
     };
-    static constexpr unit units[] = {{"KiB", 1u << 10}, {"MiB", 1u << 20}, {"GiB", 1u << 30},
-                                     {"B", 1}};
+    static constexpr unit units[] = {
+        {"KiB", 1u << 10}, {"MiB", 1u << 20}, {"GiB", 1u << 30}, {"B", 1}};
     for (const auto& u : units) {
         if (s.size() > u.suffix.size() && s.ends_with(u.suffix)) {
             auto n = parse_number<std::size_t>(s.substr(0, s.size() - u.suffix.size()));
@@ -108,9 +108,8 @@ namespace {
 
 // Walks the YAML tree, collecting every error with its line.
 class reader {
-public:
-    reader(std::vector<config_error>& errors, const env_lookup& env)
-        : errors_(errors), env_(env) {}
+  public:
+    reader(std::vector<config_error>& errors, const env_lookup& env) : errors_(errors), env_(env) {}
 
     void error(const YAML::Node& n, std::string message) {
         const int line = n.IsDefined() && n.Mark().line >= 0 ? n.Mark().line + 1 : 0;
@@ -156,11 +155,11 @@ public:
                 return std::nullopt;
             }
             const std::string name = raw.substr(start + 2, end - start - 2);
-            const bool valid =
-                !name.empty() && !std::isdigit(static_cast<unsigned char>(name[0])) &&
-                std::all_of(name.begin(), name.end(), [](char c) {
-                    return std::isalnum(static_cast<unsigned char>(c)) || c == '_';
-                });
+            const bool valid = !name.empty() &&
+                               !std::isdigit(static_cast<unsigned char>(name[0])) &&
+                               std::all_of(name.begin(), name.end(), [](char c) {
+                                   return std::isalnum(static_cast<unsigned char>(c)) || c == '_';
+                               });
             if (!valid) {
                 error(n, std::string(what) + ": bad environment variable name '" + name + "'");
                 return std::nullopt;
@@ -294,7 +293,7 @@ public:
         return a;
     }
 
-private:
+  private:
     std::vector<config_error>& errors_;
     const env_lookup& env_;
 };
@@ -324,8 +323,8 @@ void read_server(reader& r, const YAML::Node& n, server_config& s) {
     r.read_duration(n["idle_timeout"], "server.idle_timeout", s.idle_timeout);
     r.read_duration(n["drain_timeout"], "server.drain_timeout", s.drain_timeout);
     r.read_duration(n["write_timeout"], "server.write_timeout", s.write_timeout);
-    r.read_uint(n["max_connections"], "server.max_connections", s.max_connections,
-                std::size_t{1}, std::size_t{10'000'000});
+    r.read_uint(n["max_connections"], "server.max_connections", s.max_connections, std::size_t{1},
+                std::size_t{10'000'000});
     r.read_uint(n["max_pipelined"], "server.max_pipelined", s.max_pipelined, std::size_t{1},
                 std::size_t{1024});
     r.read_string(n["access_log"], "server.access_log", s.access_log);
@@ -339,7 +338,8 @@ void read_server(reader& r, const YAML::Node& n, server_config& s) {
         s.tls = f;
     }
     for (auto [d, name] : {std::pair{s.header_timeout, "header_timeout"},
-                           {s.idle_timeout, "idle_timeout"}, {s.write_timeout, "write_timeout"}})
+                           {s.idle_timeout, "idle_timeout"},
+                           {s.write_timeout, "write_timeout"}})
         if (d.count() == 0) r.error(n[name], std::string("server.") + name + ": must be > 0");
 }
 
@@ -410,11 +410,11 @@ void read_providers(reader& r, const YAML::Node& n, std::vector<provider_config>
         p.name = kv.first.Scalar();
         const auto where = "providers." + p.name;
         const auto& v = kv.second;
-        if (!r.check_map(v, where,
-                         {"kind", "base_url", "api_key", "api_version", "default_max_tokens",
-                          "connect_timeout", "first_byte_timeout", "idle_timeout",
-                          "max_connections", "ca_file", "tls_verify", "max_response_bytes",
-                          "max_event_bytes"}))
+        if (!r.check_map(
+                v, where,
+                {"kind", "base_url", "api_key", "api_version", "default_max_tokens",
+                 "connect_timeout", "first_byte_timeout", "idle_timeout", "max_connections",
+                 "ca_file", "tls_verify", "max_response_bytes", "max_event_bytes"}))
             continue;
         r.read_enum(v["kind"], where + ".kind", p.kind,
                     {{"openai", provider_kind::openai},
@@ -470,7 +470,8 @@ void read_models(reader& r, const YAML::Node& n, std::vector<model_config>& out)
         if (!r.check_map(v, where, {"targets", "fallbacks", "price"})) continue;
         const auto targets = v["targets"];
         if (!targets.IsSequence() || targets.size() == 0) {
-            r.error(targets.IsDefined() ? targets : v, where + ".targets: expected a non-empty list");
+            r.error(targets.IsDefined() ? targets : v,
+                    where + ".targets: expected a non-empty list");
         } else {
             for (const auto& t : targets) {
                 target_config tc;
@@ -495,8 +496,8 @@ void read_models(reader& r, const YAML::Node& n, std::vector<model_config>& out)
                               pc.output_per_mtok);
                 if (p["cached_input_per_mtok"].IsDefined()) {
                     double c = 0;
-                    r.read_double(p["cached_input_per_mtok"], where + ".price.cached_input_per_mtok",
-                                  c);
+                    r.read_double(p["cached_input_per_mtok"],
+                                  where + ".price.cached_input_per_mtok", c);
                     pc.cached_input_per_mtok = c;
                 }
             }
@@ -523,8 +524,10 @@ void read_routing(reader& r, const YAML::Node& n, routing_config& c) {
             const bool status = v.size() == 3 && std::all_of(v.begin(), v.end(), ::isdigit) &&
                                 v[0] >= '4' && v[0] <= '5';
             if (!status && v != "connect_error" && v != "timeout")
-                r.error(n["retry_on"], "routing.retry_on: expected connect_error, timeout or a "
-                                       "4xx/5xx status, got '" + v + "'");
+                r.error(n["retry_on"],
+                        "routing.retry_on: expected connect_error, timeout or a "
+                        "4xx/5xx status, got '" +
+                            v + "'");
         }
     }
     r.read_uint(n["cooldown_after_failures"], "routing.cooldown_after_failures",
@@ -569,8 +572,8 @@ void read_keys(reader& r, const YAML::Node& n, std::vector<key_config>& out) {
                 r.error(v["key_sha256"], where + ".key_sha256: expected 64 hex digits");
         }
         if (v["models"].IsDefined()) k.models = r.read_string_list(v["models"], where + ".models");
-        if (const auto l = v["limits"]; l.IsDefined() &&
-                                        r.check_map(l, where + ".limits", {"rpm", "tpm", "concurrency"})) {
+        if (const auto l = v["limits"];
+            l.IsDefined() && r.check_map(l, where + ".limits", {"rpm", "tpm", "concurrency"})) {
             r.read_opt_uint(l["rpm"], where + ".limits.rpm", k.limits.rpm);
             r.read_opt_uint(l["tpm"], where + ".limits.tpm", k.limits.tpm);
             r.read_opt_uint(l["concurrency"], where + ".limits.concurrency", k.limits.concurrency);
@@ -619,8 +622,8 @@ void check_references(reader& r, const YAML::Node& root, gateway_config& c) {
     for (const auto& m : c.models) {
         for (const auto& t : m.targets)
             if (!t.provider.empty() && !c.find_provider(t.provider))
-                r.error(root["models"][m.name], "models." + m.name + ": unknown provider '" +
-                                                    t.provider + "'");
+                r.error(root["models"][m.name],
+                        "models." + m.name + ": unknown provider '" + t.provider + "'");
         if (!m.targets.empty() &&
             std::all_of(m.targets.begin(), m.targets.end(), [](auto& t) { return t.weight == 0; }))
             r.error(root["models"][m.name], "models." + m.name + ": every target has weight 0");

@@ -12,9 +12,9 @@
 
 #include "config/loader.hpp"
 #include "gateway/core/snapshot.hpp"
+#include "gateway/server/admin_server.hpp"
 #include "gateway/server/server.hpp"
 #include "gateway/version.hpp"
-#include "gateway/server/admin_server.hpp"
 #include "policies/register_builtin.hpp"
 #include "policies/usage/ledger.hpp"
 #include "policies/usage/usage_report.hpp"
@@ -117,10 +117,11 @@ int main(int argc, char** argv) {
         if (admin) {
             std::vector<tollgate::server::admin_route> routes;
             if (auto l = services.usage_ledger) {
-                routes.push_back({"GET", "/admin/usage", [l](const tollgate::server::admin_request& r) {
-                                      auto [status, body] = tollgate::policies::usage_report(*l, r.query);
-                                      return tollgate::server::admin_reply{status, std::move(body)};
-                                  }});
+                routes.push_back(
+                    {"GET", "/admin/usage", [l](const tollgate::server::admin_request& r) {
+                         auto [status, body] = tollgate::policies::usage_report(*l, r.query);
+                         return tollgate::server::admin_reply{status, std::move(body)};
+                     }});
             }
             admin_srv = std::make_unique<tollgate::server::admin_server>(*admin, std::move(routes));
         }

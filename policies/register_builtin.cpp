@@ -81,7 +81,8 @@ void register_builtin(core::policy_registry& registry, const builtin_services& s
     registry.add("router", &router_policy::make, true);
     registry.add(
         "usage",
-        [l = services.usage_ledger](const core::policy_init& init) -> std::unique_ptr<core::policy> {
+        [l = services.usage_ledger](
+            const core::policy_init& init) -> std::unique_ptr<core::policy> {
             return std::make_unique<usage_policy>(init.config, init.slot, l);
         },
         true);

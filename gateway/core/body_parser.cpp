@@ -125,7 +125,8 @@ std::size_t string_bytes(simdjson::dom::element e, int depth = 0) {
             }
             return n;
         }
-        default: return 0;
+        default:
+            return 0;
     }
 }
 
@@ -136,8 +137,7 @@ std::size_t string_bytes(simdjson::dom::element e, int depth = 0) {
 struct body_parser::impl {
     simdjson::dom::parser parser;
     impl() {
-        if (parser.allocate(64 * 1024, max_depth + 1) != simdjson::SUCCESS)
-            throw std::bad_alloc();
+        if (parser.allocate(64 * 1024, max_depth + 1) != simdjson::SUCCESS) throw std::bad_alloc();
     }
 };
 

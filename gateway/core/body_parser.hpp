@@ -20,7 +20,7 @@ struct body_error {
 };
 
 class body_parser {
-public:
+  public:
     static constexpr std::size_t max_depth = 128;
 
     body_parser();
@@ -30,7 +30,7 @@ public:
 
     body_error parse(endpoint ep, std::string_view body, request_body& out);
 
-private:
+  private:
     struct impl;
     std::unique_ptr<impl> impl_;
 };

@@ -24,11 +24,13 @@ boost::asio::awaitable<verdict> chain::run_request(request_context& ctx) const {
 }
 
 void chain::response_head(request_context& ctx, const struct response_head& head) const {
-    for (auto it = policies_.rbegin(); it != policies_.rend(); ++it) (*it)->on_response_head(ctx, head);
+    for (auto it = policies_.rbegin(); it != policies_.rend(); ++it)
+        (*it)->on_response_head(ctx, head);
 }
 
 void chain::response_body(request_context& ctx, std::string_view body) const {
-    for (auto it = policies_.rbegin(); it != policies_.rend(); ++it) (*it)->on_response_body(ctx, body);
+    for (auto it = policies_.rbegin(); it != policies_.rend(); ++it)
+        (*it)->on_response_body(ctx, body);
 }
 
 event_action chain::response_event(request_context& ctx, const sse_event& ev) const {
@@ -42,8 +44,10 @@ void chain::attempt_start(request_context& ctx, const route_target& t) const {
     for (const auto& p : policies_) p->on_attempt_start(ctx, t);
 }
 
-void chain::attempt_end(request_context& ctx, const route_target& t, const attempt_result& r) const {
-    for (auto it = policies_.rbegin(); it != policies_.rend(); ++it) (*it)->on_attempt_end(ctx, t, r);
+void chain::attempt_end(request_context& ctx, const route_target& t,
+                        const attempt_result& r) const {
+    for (auto it = policies_.rbegin(); it != policies_.rend(); ++it)
+        (*it)->on_attempt_end(ctx, t, r);
 }
 
 void chain::complete(request_context& ctx, const outcome& out) const noexcept {

@@ -10,7 +10,7 @@
 namespace tollgate::core {
 
 class chain {
-public:
+  public:
     explicit chain(std::vector<std::unique_ptr<policy>> policies);
 
     // Runs the request phase in order. verdict::reply: ctx.reply is set, the chain stopped.
@@ -27,7 +27,7 @@ public:
     std::size_t size() const noexcept { return policies_.size(); }
     const policy* find(std::string_view name) const noexcept;
 
-private:
+  private:
     std::vector<std::unique_ptr<policy>> policies_;
 };
 

@@ -38,7 +38,7 @@ constexpr std::array<error_info, 19> table{{
 }};
 
 class category final : public boost::system::error_category {
-public:
+  public:
     const char* name() const noexcept override { return "tollgate"; }
     std::string message(int ev) const override {
         if (ev < 0 || static_cast<std::size_t>(ev) >= table.size()) return "unknown error";
@@ -67,11 +67,21 @@ void append_json_escaped(std::string& out, std::string_view s) {
     for (char ch : s) {
         const auto c = static_cast<unsigned char>(ch);
         switch (c) {
-            case '"': out += "\\\""; break;
-            case '\\': out += "\\\\"; break;
-            case '\n': out += "\\n"; break;
-            case '\r': out += "\\r"; break;
-            case '\t': out += "\\t"; break;
+            case '"':
+                out += "\\\"";
+                break;
+            case '\\':
+                out += "\\\\";
+                break;
+            case '\n':
+                out += "\\n";
+                break;
+            case '\r':
+                out += "\\r";
+                break;
+            case '\t':
+                out += "\\t";
+                break;
             default:
                 if (c < 0x20 || c == 0x7f) {
                     out += "\\u00";

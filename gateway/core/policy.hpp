@@ -10,8 +10,8 @@
 
 #include <chrono>
 #include <cstddef>
-#include <optional>
 #include <memory>
+#include <optional>
 #include <string_view>
 
 #include "gateway/core/request_context.hpp"
@@ -42,22 +42,31 @@ struct response_head {
 
 // How one upstream attempt ended, for the router's health and latency bookkeeping.
 struct attempt_result {
-    enum class kind { ok, connect_error, timeout, status, auth, protocol, stream_error, client_gone };
+    enum class kind {
+        ok,
+        connect_error,
+        timeout,
+        status,
+        auth,
+        protocol,
+        stream_error,
+        client_gone
+    };
     kind how = kind::ok;
-    int status = 0;                                      // upstream status, if a head came
+    int status = 0;                                        // upstream status, if a head came
     std::optional<std::chrono::milliseconds> retry_after;  // from an upstream 429/503
-    std::optional<clock::duration> time_to_head;         // time to the upstream's response head
+    std::optional<clock::duration> time_to_head;           // time to the upstream's response head
 };
 
 struct outcome {
-    int status = 0;        // what the client got (499: client gone before the answer ended)
+    int status = 0;  // what the client got (499: client gone before the answer ended)
     errc error = errc::ok;
     bool stream = false;
     bool client_gone = false;
 };
 
 class policy {
-public:
+  public:
     virtual ~policy() = default;
     virtual std::string_view name() const noexcept = 0;
 
@@ -78,7 +87,8 @@ public:
     }
     // Around each upstream attempt (several per request with retries and fallbacks).
     virtual void on_attempt_start(request_context&, const route_target&) const {}
-    virtual void on_attempt_end(request_context&, const route_target&, const attempt_result&) const {}
+    virtual void on_attempt_end(request_context&, const route_target&,
+                                const attempt_result&) const {}
 
     // Exactly once for every request that entered the chain, whatever its ending.
     virtual void on_complete(request_context&, const outcome&) const noexcept {}

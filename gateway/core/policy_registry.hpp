@@ -23,14 +23,14 @@ struct policy_init {
 using policy_factory = std::function<std::unique_ptr<policy>(const policy_init&)>;
 
 class policy_registry {
-public:
+  public:
     void add(std::string name, policy_factory factory, bool in_default_chain);
     const policy_factory* find(std::string_view name) const noexcept;
     // The chain used when the config has no `policies:` list, in registration order.
     std::vector<std::string> default_chain() const;
     std::vector<std::string> names() const;
 
-private:
+  private:
     struct entry {
         std::string name;
         policy_factory factory;

@@ -22,10 +22,10 @@ enum class endpoint : std::uint8_t { chat_completions, embeddings, messages, mod
 
 // Request headers, looked up by case-insensitive name. Implemented by the session.
 class header_source {
-public:
+  public:
     virtual std::string_view get(std::string_view name) const noexcept = 0;
 
-protected:
+  protected:
     ~header_source() = default;
 };
 
@@ -50,9 +50,9 @@ struct route_target {
     std::size_t provider_index = 0;  // index into the snapshot's providers
     const config::provider_config* provider = nullptr;
     std::string upstream_model;
-    std::uint16_t group = 0;         // 0: the model asked for; n: its n-th fallback
+    std::uint16_t group = 0;                      // 0: the model asked for; n: its n-th fallback
     const config::model_config* model = nullptr;  // the model this target belongs to (prices)
-    std::uint32_t health_slot = 0;   // the router's index for this target's health
+    std::uint32_t health_slot = 0;                // the router's index for this target's health
 };
 
 // A policy that answers the request itself sets this and returns verdict::reply.
@@ -104,9 +104,9 @@ struct request_context {
     header_list response_headers;
 
     // Progress, filled by the proxy; read by on_complete.
-    bool forwarded = false;       // at least one upstream attempt was made
+    bool forwarded = false;  // at least one upstream attempt was made
     std::uint32_t attempts = 0;
-    const route_target* served_by = nullptr;  // last target tried
+    const route_target* served_by = nullptr;         // last target tried
     std::optional<clock::time_point> first_byte_at;  // first byte of the answer sent to the client
     std::uint64_t bytes_to_client = 0;
     int upstream_status = 0;   // status of the last upstream answer's head (0: none)

@@ -18,8 +18,8 @@ snapshot_result build_snapshot(config::gateway_config cfg, const policy_registry
         if (!registry.find(name)) {
             std::string known;
             for (const auto& n : registry.names()) known += (known.empty() ? "" : ", ") + n;
-            result.errors.push_back(
-                {c.policies_line, "policies: unknown policy '" + name + "' (known: " + known + ")"});
+            result.errors.push_back({c.policies_line, "policies: unknown policy '" + name +
+                                                          "' (known: " + known + ")"});
         } else if (!seen.insert(name).second) {
             result.errors.push_back({c.policies_line, "policies: '" + name + "' listed twice"});
         }

@@ -15,7 +15,7 @@
 namespace tollgate::core {
 
 class sse_framer {
-public:
+  public:
     explicit sse_framer(std::size_t max_event_bytes) : max_event_bytes_(max_event_bytes) {}
 
     // Feeds one piece; calls on_event(const sse_event&) for every event completed by it.
@@ -47,7 +47,7 @@ public:
 
     std::size_t pending_bytes() const noexcept { return pending_.size(); }
 
-private:
+  private:
     // Dispatches complete events in `buf`; returns the number of bytes consumed.
     template <class F>
     std::size_t scan(std::string_view buf, F&& on_event) {

@@ -93,7 +93,9 @@ asio::awaitable<error_code> byte_stream::write(std::span<const asio::const_buffe
     co_return ec;
 }
 
-void byte_stream::cancel() noexcept { lowest().cancel(); }
+void byte_stream::cancel() noexcept {
+    lowest().cancel();
+}
 
 void byte_stream::close() noexcept {
     error_code ec;

@@ -24,7 +24,7 @@ using tcp = asio::ip::tcp;
 using duration = std::chrono::steady_clock::duration;
 
 class byte_stream {
-public:
+  public:
     // An accepted client connection; TLS when `tls` is non-null (then call handshake_server).
     byte_stream(tcp::socket&& socket, asio::ssl::context* tls);
     // An unconnected upstream connection; TLS when `tls` is non-null.
@@ -55,7 +55,7 @@ public:
     // pooled keep-alive connection may have been while idle.
     bool peer_closed() noexcept;
 
-private:
+  private:
     std::unique_ptr<boost::beast::tcp_stream> plain_;
     std::unique_ptr<asio::ssl::stream<boost::beast::tcp_stream>> tls_;
 };

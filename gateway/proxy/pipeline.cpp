@@ -1,5 +1,6 @@
 #include "gateway/proxy/pipeline.hpp"
 
+#include <spdlog/spdlog.h>
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
@@ -8,7 +9,6 @@
 #include <boost/beast/core/error.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/http/error.hpp>
-#include <spdlog/spdlog.h>
 
 #include <openssl/err.h>
 #include <openssl/x509.h>
@@ -44,8 +44,8 @@ struct client_watch {
 
 asio::awaitable<void> watch_client(net::byte_stream& client, std::shared_ptr<client_watch> w) {
     while (w->active) {
-        auto [ec] = co_await client.socket().async_wait(asio::ip::tcp::socket::wait_read,
-                                                        use_tuple);
+        auto [ec] =
+            co_await client.socket().async_wait(asio::ip::tcp::socket::wait_read, use_tuple);
         // After a cancel the session may be gone: touch nothing but `w` until checked.
         if (!w->active) co_return;
         if (!ec) {
@@ -61,7 +61,7 @@ asio::awaitable<void> watch_client(net::byte_stream& client, std::shared_ptr<cli
 }
 
 class watch_scope {
-public:
+  public:
     watch_scope(net::byte_stream& client, bool cancel_upstream)
         : client_(client), w_(std::make_shared<client_watch>()) {
         w_->cancel_upstream = cancel_upstream;
@@ -76,14 +76,14 @@ public:
     client_watch& operator*() const noexcept { return *w_; }
     client_watch* operator->() const noexcept { return w_.get(); }
 
-private:
+  private:
     net::byte_stream& client_;
     std::shared_ptr<client_watch> w_;
 };
 
 // on_complete exactly once, also when the coroutine is destroyed mid-way.
 class completion {
-public:
+  public:
     completion(const core::chain& c, core::request_context& ctx) : chain_(c), ctx_(ctx) {
         out.status = 499;
         out.error = errc::client_closed;
@@ -91,7 +91,7 @@ public:
     ~completion() { chain_.complete(ctx_, out); }
     core::outcome out;
 
-private:
+  private:
     const core::chain& chain_;
     core::request_context& ctx_;
 };
@@ -125,13 +125,27 @@ core::attempt_result to_attempt_result(const failure& f, bool stream_error,
     r.retry_after = f.retry_after;
     r.time_to_head = time_to_head;
     switch (f.kind) {
-        case failure_kind::none: r.how = stream_error ? k::stream_error : k::ok; break;
-        case failure_kind::connect_error: r.how = k::connect_error; break;
-        case failure_kind::timeout: r.how = k::timeout; break;
-        case failure_kind::status: r.how = k::status; break;
-        case failure_kind::auth: r.how = k::auth; break;
-        case failure_kind::protocol: r.how = k::protocol; break;
-        case failure_kind::client_gone: r.how = k::client_gone; break;
+        case failure_kind::none:
+            r.how = stream_error ? k::stream_error : k::ok;
+            break;
+        case failure_kind::connect_error:
+            r.how = k::connect_error;
+            break;
+        case failure_kind::timeout:
+            r.how = k::timeout;
+            break;
+        case failure_kind::status:
+            r.how = k::status;
+            break;
+        case failure_kind::auth:
+            r.how = k::auth;
+            break;
+        case failure_kind::protocol:
+            r.how = k::protocol;
+            break;
+        case failure_kind::client_gone:
+            r.how = k::client_gone;
+            break;
     }
     return r;
 }
@@ -153,18 +167,25 @@ bool retryable(const config::routing_config& r, const failure& f) {
     std::string_view cls;
     std::string status;
     switch (f.kind) {
-        case failure_kind::connect_error: cls = "connect_error"; break;
-        case failure_kind::timeout: cls = "timeout"; break;
+        case failure_kind::connect_error:
+            cls = "connect_error";
+            break;
+        case failure_kind::timeout:
+            cls = "timeout";
+            break;
         case failure_kind::status:
             status = std::to_string(f.status);
             cls = status;
             break;
-        default: return false;
+        default:
+            return false;
     }
     return std::find(r.retry_on.begin(), r.retry_on.end(), cls) != r.retry_on.end();
 }
 
-bool client_fault_status(int s) { return s == 400 || s == 404 || s == 413 || s == 415 || s == 422; }
+bool client_fault_status(int s) {
+    return s == 400 || s == 404 || s == 413 || s == 415 || s == 422;
+}
 
 double ms_between(core::clock::time_point a, core::clock::time_point b) {
     return std::chrono::duration<double, std::milli>(b - a).count();
@@ -221,7 +242,8 @@ asio::awaitable<boost::system::error_code> read_head(attempt& a, core::clock::du
         }
         const auto left = deadline - core::clock::now();
         if (left <= core::clock::duration::zero()) co_return beast::error::timeout;
-        auto [rec, n] = co_await a.conn.stream().read_some(a.buf.prepare(upstream_read_chunk), left);
+        auto [rec, n] =
+            co_await a.conn.stream().read_some(a.buf.prepare(upstream_read_chunk), left);
         if (rec) co_return rec;
         bytes_in += n;
         a.buf.commit(n);
@@ -256,7 +278,7 @@ asio::awaitable<boost::system::error_code> read_body_piece(attempt& a,
 }
 
 class forwarder {
-public:
+  public:
     forwarder(pipeline_io& io, core::request_context& ctx, completion& done)
         : io_(io),
           ctx_(ctx),
@@ -268,7 +290,7 @@ public:
 
     asio::awaitable<void> run();
 
-private:
+  private:
     asio::awaitable<failure> try_target(const core::route_target& target);
     asio::awaitable<void> relay_stream(attempt& a, int status);
     asio::awaitable<void> send_failure(const failure& f, bool all_timeouts);
@@ -353,9 +375,9 @@ asio::awaitable<failure> forwarder::try_target(const core::route_target& target)
         answered_ = true;
         done_.out.status = 400;
         done_.out.error = errc::invalid_request;
-        if (co_await io_.out.send_error(ctx_, errc::invalid_request,
-                                        "model '" + ctx_.req.model.substr(0, 200) +
-                                            "' does not support this endpoint"))
+        if (co_await io_.out.send_error(
+                ctx_, errc::invalid_request,
+                "model '" + ctx_.req.model.substr(0, 200) + "' does not support this endpoint"))
             io_.out.set_close();
         co_return failure{};
     }
@@ -364,21 +386,23 @@ asio::awaitable<failure> forwarder::try_target(const core::route_target& target)
     mode_ = translation_for(ctx_.ep, pc.kind);
     core::endpoint upstream_ep = ctx_.ep;
     if (mode_ == translation::none) {
-        core::splice_body(ctx_.body, ctx_.req, target.upstream_model,
-                          ctx_.want_stream_usage && openai_like &&
-                              ctx_.ep == core::endpoint::chat_completions,
-                          body_);
+        core::splice_body(
+            ctx_.body, ctx_.req, target.upstream_model,
+            ctx_.want_stream_usage && openai_like && ctx_.ep == core::endpoint::chat_completions,
+            body_);
     } else {
         // Another API: the body is rewritten whole (sans-io translation).
-        auto t = mode_ == translation::chat_to_messages
-                     ? upstream::anthropic::chat_to_messages_request(ctx_.body, target.upstream_model,
-                                                                     pc.default_max_tokens)
-                     : upstream::anthropic::messages_to_chat_request(ctx_.body, target.upstream_model);
+        auto t =
+            mode_ == translation::chat_to_messages
+                ? upstream::anthropic::chat_to_messages_request(ctx_.body, target.upstream_model,
+                                                                pc.default_max_tokens)
+                : upstream::anthropic::messages_to_chat_request(ctx_.body, target.upstream_model);
         if (!t.ok()) {
             answered_ = true;
             done_.out.status = 400;
             done_.out.error = errc::invalid_request;
-            if (co_await io_.out.send_error(ctx_, errc::invalid_request, t.error)) io_.out.set_close();
+            if (co_await io_.out.send_error(ctx_, errc::invalid_request, t.error))
+                io_.out.set_close();
             co_return failure{};
         }
         translated_body_ = std::move(t.body);
@@ -426,7 +450,8 @@ asio::awaitable<failure> forwarder::try_target(const core::route_target& target)
         auto wec = co_await a.conn.stream().write(request, pc.idle_timeout);
         std::size_t bytes_in = 0;
         if (!wec) wec = co_await read_head(a, pc.first_byte_timeout, bytes_in);
-        const bool drain = snap_.config.routing.on_client_disconnect == config::disconnect_mode::drain;
+        const bool drain =
+            snap_.config.routing.on_client_disconnect == config::disconnect_mode::drain;
         if (watch_->gone && (!drain || wec)) {
             watch_->upstream = nullptr;
             co_return failure{failure_kind::client_gone, 0, {}};
@@ -441,9 +466,9 @@ asio::awaitable<failure> forwarder::try_target(const core::route_target& target)
             if (is_timeout(wec))
                 co_return failure{failure_kind::timeout, 0,
                                   "provider " + pc.name + ": no answer within first_byte_timeout"};
-            co_return failure{failure_kind::connect_error, 0,
-                              "provider " + pc.name + ": connection failed (" + wec.message() +
-                                  ")"};
+            co_return failure{
+                failure_kind::connect_error, 0,
+                "provider " + pc.name + ": connection failed (" + wec.message() + ")"};
         }
 
         const int status = a.parser.status();
@@ -466,7 +491,8 @@ asio::awaitable<failure> forwarder::try_target(const core::route_target& target)
             auto timeout = std::chrono::duration_cast<core::clock::duration>(pc.idle_timeout);
             if (watch_->gone) {
                 if (!drain) break;
-                if (!drain_deadline) drain_deadline = core::clock::now() + snap_.config.routing.drain_limit;
+                if (!drain_deadline)
+                    drain_deadline = core::clock::now() + snap_.config.routing.drain_limit;
                 const auto left = *drain_deadline - core::clock::now();
                 if (left <= core::clock::duration::zero()) break;
                 timeout = std::min(timeout, left);
@@ -490,8 +516,9 @@ asio::awaitable<failure> forwarder::try_target(const core::route_target& target)
                 co_return failure{failure_kind::timeout, 0,
                                   "provider " + pc.name + ": answer stalled"};
             if (bec == http::error::body_limit)
-                co_return failure{failure_kind::protocol, 0,
-                                  "provider " + pc.name + ": answer larger than max_response_bytes"};
+                co_return failure{
+                    failure_kind::protocol, 0,
+                    "provider " + pc.name + ": answer larger than max_response_bytes"};
             co_return failure{failure_kind::connect_error, 0,
                               "provider " + pc.name + ": answer cut short (" + bec.message() + ")"};
         }
@@ -507,8 +534,9 @@ asio::awaitable<failure> forwarder::try_target(const core::route_target& target)
                                                                             unix_seconds())
                            : upstream::anthropic::chat_to_messages_response(body, ctx_.req.model);
                 if (body.empty())
-                    co_return failure{failure_kind::protocol, status,
-                                      "provider " + pc.name + " sent an answer that could not be translated"};
+                    co_return failure{
+                        failure_kind::protocol, status,
+                        "provider " + pc.name + " sent an answer that could not be translated"};
                 content_type = "application/json";
             }
             chain_.response_head(ctx_, core::response_head{status, false});
@@ -533,7 +561,8 @@ asio::awaitable<failure> forwarder::try_target(const core::route_target& target)
         const auto now = core::clock::now();
         // Time in the gateway: all of it but the upstream's (this attempt's and any
         // failed earlier ones, connects included).
-        const double overhead = ms_between(ctx_.received_at, now) - ms_between(a.sent_at, upstream_done) -
+        const double overhead = ms_between(ctx_.received_at, now) -
+                                ms_between(a.sent_at, upstream_done) -
                                 std::chrono::duration<double, std::milli>(upstream_time_).count() -
                                 ms_between(attempt_started_, a.sent_at);
         answered_ = true;
@@ -576,7 +605,8 @@ asio::awaitable<void> forwarder::relay_stream(attempt& a, int status) {
             to_chat->on_event(ev.event, ev.data, translated);
         else
             to_messages->on_data(ev.data, translated);
-        for (const auto& t : translated) out_framer.feed(t, [&](const core::sse_event& e) { on_event(e); });
+        for (const auto& t : translated)
+            out_framer.feed(t, [&](const core::sse_event& e) { on_event(e); });
     };
 
     core::sse_framer framer(pc->max_event_bytes);
@@ -601,7 +631,8 @@ asio::awaitable<void> forwarder::relay_stream(attempt& a, int status) {
         if (!client_ok || watch_->gone) {
             client_ok = false;
             if (!drain) break;
-            if (!drain_deadline) drain_deadline = core::clock::now() + snap_.config.routing.drain_limit;
+            if (!drain_deadline)
+                drain_deadline = core::clock::now() + snap_.config.routing.drain_limit;
         }
         auto timeout = std::chrono::duration_cast<core::clock::duration>(pc->idle_timeout);
         if (drain_deadline) {
@@ -617,9 +648,9 @@ asio::awaitable<void> forwarder::relay_stream(attempt& a, int status) {
                 break;
             }
             upstream_error = is_timeout(ec) ? errc::upstream_timeout : errc::upstream_unavailable;
-            upstream_message = is_timeout(ec) ? "upstream stream stalled (idle_timeout)"
-                                              : "upstream stream ended abnormally (" +
-                                                    ec.message() + ")";
+            upstream_message = is_timeout(ec)
+                                   ? "upstream stream stalled (idle_timeout)"
+                                   : "upstream stream ended abnormally (" + ec.message() + ")";
             break;
         }
         if (!framing_ok) {

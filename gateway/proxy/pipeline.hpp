@@ -25,10 +25,10 @@ struct generation {
 
 // Where the pipeline gets upstream connections (a worker's pools).
 class pool_source {
-public:
+  public:
     virtual upstream::pool& pool_for(const std::shared_ptr<const upstream::provider>& p) = 0;
 
-protected:
+  protected:
     ~pool_source() = default;
 };
 

@@ -18,7 +18,7 @@ namespace tollgate::proxy {
 using boost::system::error_code;
 
 class responder {
-public:
+  public:
     responder(net::byte_stream& client, std::chrono::milliseconds write_timeout)
         : client_(client), write_timeout_(write_timeout) {}
 
@@ -54,10 +54,9 @@ public:
 
     std::uint64_t bytes_sent() const noexcept { return bytes_sent_; }
 
-private:
+  private:
     void render_head(const core::request_context& ctx, int status, std::string_view content_type,
-                     std::optional<std::size_t> content_length,
-                     std::optional<double> overhead_ms);
+                     std::optional<std::size_t> content_length, std::optional<double> overhead_ms);
     boost::asio::awaitable<error_code> write(std::string_view a, std::string_view b = {},
                                              std::string_view c = {});
 

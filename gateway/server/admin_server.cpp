@@ -1,5 +1,8 @@
 #include "gateway/server/admin_server.hpp"
 
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <spdlog/spdlog.h>
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
@@ -11,9 +14,6 @@
 #include <boost/beast/http/read.hpp>
 #include <boost/beast/http/string_body.hpp>
 #include <boost/beast/http/write.hpp>
-#include <openssl/crypto.h>
-#include <openssl/evp.h>
-#include <spdlog/spdlog.h>
 
 #include <array>
 #include <thread>
@@ -71,7 +71,8 @@ admin_server::admin_server(const config::admin_config& cfg, std::vector<admin_ro
     if (ec) throw std::runtime_error("cannot listen on admin " + l.text() + ": " + ec.message());
     const auto bound = impl_->acceptor.local_endpoint();
     spdlog::info("admin listening on {}:{}", bound.address().to_string(), bound.port());
-    if (!impl_->has_token) spdlog::warn("admin.token is not set: the admin API refuses every request");
+    if (!impl_->has_token)
+        spdlog::warn("admin.token is not set: the admin API refuses every request");
     asio::co_spawn(impl_->ioc, impl_->accept_loop(), asio::detached);
     impl_->thread = std::thread([i = impl_.get()] {
         for (;;) {
@@ -102,16 +103,16 @@ asio::awaitable<void> admin_server::impl::accept_loop() {
 admin_reply admin_server::impl::dispatch(const http::request<http::string_body>& req) {
     const std::string_view target = req.target();
     const auto qpos = target.find('?');
-    const admin_request r{req.method_string(), target.substr(0, qpos),
-                          qpos == std::string_view::npos ? std::string_view{} : target.substr(qpos + 1),
-                          req.body()};
+    const admin_request r{
+        req.method_string(), target.substr(0, qpos),
+        qpos == std::string_view::npos ? std::string_view{} : target.substr(qpos + 1), req.body()};
     // Authenticate before routing, so that nothing about the routes leaks to strangers.
     std::string_view auth = req[http::field::authorization];
     const bool bearer = auth.size() > 7 && beast::iequals(auth.substr(0, 7), "bearer ");
     if (!has_token || !bearer) {
-        return {401, core::openai_error_body(core::errc::invalid_api_key,
-                                             has_token ? "admin token required"
-                                                       : "admin.token is not configured")};
+        return {401, core::openai_error_body(
+                         core::errc::invalid_api_key,
+                         has_token ? "admin token required" : "admin.token is not configured")};
     }
     const digest d = sha256(auth.substr(7));
     if (CRYPTO_memcmp(d.data(), token_digest.data(), d.size()) != 0)

@@ -34,13 +34,13 @@ struct admin_route {
 };
 
 class admin_server {
-public:
+  public:
     // Binds admin.listen (throws std::runtime_error if it cannot) and starts serving on
     // its own thread. Logs the bound address.
     admin_server(const config::admin_config& cfg, std::vector<admin_route> routes);
     ~admin_server();  // stops the thread
 
-private:
+  private:
     struct impl;
     std::unique_ptr<impl> impl_;
 };

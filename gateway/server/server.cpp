@@ -1,5 +1,6 @@
 #include "gateway/server/server.hpp"
 
+#include <spdlog/spdlog.h>
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
@@ -8,7 +9,6 @@
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
-#include <spdlog/spdlog.h>
 
 #include <stdexcept>
 
@@ -50,7 +50,8 @@ server::server(std::shared_ptr<const generation> gen) : impl_(std::make_unique<i
         boost::system::error_code ec;
         impl_->tls->use_certificate_chain_file(sc.tls->cert, ec);
         if (!ec) impl_->tls->use_private_key_file(sc.tls->key, asio::ssl::context::pem, ec);
-        if (ec) throw std::runtime_error("server.tls: cannot load certificate or key: " + ec.message());
+        if (ec)
+            throw std::runtime_error("server.tls: cannot load certificate or key: " + ec.message());
     }
 
     for (const auto& l : sc.listen) {
@@ -63,24 +64,25 @@ server::server(std::shared_ptr<const generation> gen) : impl_(std::make_unique<i
         if (!ec) acc->set_option(tcp::acceptor::reuse_address(true), ec);
         if (!ec) acc->bind(ep, ec);
         if (!ec) acc->listen(asio::socket_base::max_listen_connections, ec);
-        if (ec)
-            throw std::runtime_error("cannot listen on " + l.text() + ": " + ec.message());
+        if (ec) throw std::runtime_error("cannot listen on " + l.text() + ": " + ec.message());
         const auto bound = acc->local_endpoint();
         spdlog::info("listening on {}:{}", bound.address().to_string(), bound.port());
         impl_->acceptors.push_back(std::move(acc));
     }
     spdlog::info("{} worker thread(s), {} provider(s), {} model(s), policies: {}", threads,
-                 gen->snap->config.providers.size(), gen->snap->config.models.size(),
-                 [&] {
+                 gen->snap->config.providers.size(), gen->snap->config.models.size(), [&] {
                      std::string s;
-                     for (const auto& p : gen->snap->config.policies) s += (s.empty() ? "" : ",") + p;
+                     for (const auto& p : gen->snap->config.policies)
+                         s += (s.empty() ? "" : ",") + p;
                      return s;
                  }());
 }
 
 server::~server() = default;
 
-void server::set_readiness(std::function<bool()> probe) { impl_->shared.ready_probe = std::move(probe); }
+void server::set_readiness(std::function<bool()> probe) {
+    impl_->shared.ready_probe = std::move(probe);
+}
 
 asio::awaitable<void> server::impl::accept_loop(tcp::acceptor& acceptor) {
     for (;;) {

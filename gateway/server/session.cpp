@@ -1,11 +1,11 @@
 #include "gateway/server/session.hpp"
 
+#include <spdlog/spdlog.h>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/http/error.hpp>
-#include <boost/beast/http/string_body.hpp>
 #include <boost/beast/http/parser.hpp>
-#include <spdlog/spdlog.h>
+#include <boost/beast/http/string_body.hpp>
 
 #include <cstring>
 
@@ -28,7 +28,7 @@ constexpr auto lingering_time = std::chrono::seconds(2);
 constexpr std::size_t lingering_bytes = 8u << 20;
 
 class request_headers final : public core::header_source {
-public:
+  public:
     explicit request_headers(const http::fields& f) : fields_(f) {}
     std::string_view get(std::string_view name) const noexcept override {
         auto it = fields_.find(name);
@@ -36,7 +36,7 @@ public:
         return it->value();
     }
 
-private:
+  private:
     const http::fields& fields_;
 };
 
@@ -153,8 +153,8 @@ asio::awaitable<void> session::run() {
         ctx.received_at = core::clock::now();
         // The whole head within header_timeout: from the accept for a new connection, from
         // its first byte for a kept-alive one.
-        const auto head_deadline = (first_request_ ? accepted_at : ctx.received_at) +
-                                   sc.header_timeout;
+        const auto head_deadline =
+            (first_request_ ? accepted_at : ctx.received_at) + sc.header_timeout;
         first_request_ = false;
         http::request_parser<http::string_body> parser;
         parser.header_limit(static_cast<std::uint32_t>(
@@ -214,8 +214,8 @@ asio::awaitable<void> session::run() {
         if (req.target().starts_with("/v1/messages")) ctx.ep = core::endpoint::messages;
         const std::string_view rid = req["x-request-id"];
         ctx.request_id = valid_request_id(rid) ? std::string(rid) : worker_.new_request_id();
-        out.begin(req.version() >= 11, req.keep_alive() &&
-                                           !worker_.shared().draining.load(std::memory_order_relaxed));
+        out.begin(req.version() >= 11,
+                  req.keep_alive() && !worker_.shared().draining.load(std::memory_order_relaxed));
 
         // The body: each piece must arrive within the idle timeout.
         if (!parser.is_done()) {
@@ -233,8 +233,8 @@ asio::awaitable<void> session::run() {
                         ec = http::error::bad_chunk;  // a chunk header that never ends
                         break;
                     }
-                    auto [rec, n] = co_await client_.read_some(buf.prepare(64 * 1024),
-                                                               sc.idle_timeout);
+                    auto [rec, n] =
+                        co_await client_.read_some(buf.prepare(64 * 1024), sc.idle_timeout);
                     if (rec || n == 0) {
                         ec = rec ? rec : error_code(asio::error::eof);
                         break;
@@ -295,9 +295,9 @@ asio::awaitable<void> session::run() {
             case route::not_found:
                 ctx.ep = path.starts_with("/v1/messages") ? core::endpoint::messages
                                                           : core::endpoint::chat_completions;
-                wec = co_await out.send_error(ctx, core::errc::not_found,
-                                              "no such endpoint: " + std::string(path.substr(
-                                                                         0, 100)));
+                wec = co_await out.send_error(
+                    ctx, core::errc::not_found,
+                    "no such endpoint: " + std::string(path.substr(0, 100)));
                 break;
             case route::bad_method:
                 wec = co_await out.send_error(ctx, core::errc::method_not_allowed);

@@ -17,7 +17,7 @@ namespace tollgate::server {
 class worker;
 
 class session {
-public:
+  public:
     session(worker& w, boost::asio::ip::tcp::socket socket, boost::asio::ssl::context* tls);
     ~session();
 
@@ -25,7 +25,7 @@ public:
     // Drain: close now if idle between requests, else after the current response.
     void drain() noexcept;
 
-private:
+  private:
     worker& worker_;
     net::byte_stream client_;
     std::list<session*>::iterator registration_;

@@ -1,8 +1,8 @@
 #include "gateway/server/worker.hpp"
 
+#include <spdlog/spdlog.h>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
-#include <spdlog/spdlog.h>
 
 #include "gateway/server/session.hpp"
 
@@ -33,7 +33,8 @@ std::string worker::new_request_id() {
     std::string id(32, '0');
     for (int half = 0; half < 2; ++half) {
         auto v = rng_();
-        for (int i = 0; i < 16; ++i, v >>= 4) id[static_cast<std::size_t>(half * 16 + i)] = hex[v & 15];
+        for (int i = 0; i < 16; ++i, v >>= 4)
+            id[static_cast<std::size_t>(half * 16 + i)] = hex[v & 15];
     }
     return id;
 }

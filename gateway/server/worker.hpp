@@ -38,13 +38,13 @@ class session;
 // An io_context whose pending handlers can be destroyed on demand, while everything they
 // refer to still exists (io_context's own destructor does it too late for us).
 class worker_context : public boost::asio::io_context {
-public:
+  public:
     worker_context() : boost::asio::io_context(1) {}
     void destroy_handlers() { shutdown(); }
 };
 
 class worker final : public proxy::pool_source {
-public:
+  public:
     worker(shared_state& shared, unsigned index);
     ~worker();
 
@@ -65,16 +65,16 @@ public:
     void begin_drain();
     std::size_t session_count() const noexcept { return sessions_.size(); }
 
-private:
+  private:
     friend class session;
 
-// An io_context whose pending handlers can be destroyed on demand, while everything they
-// refer to still exists (io_context's own destructor does it too late for us).
-class worker_context : public boost::asio::io_context {
-public:
-    worker_context() : boost::asio::io_context(1) {}
-    void destroy_handlers() { shutdown(); }
-};
+    // An io_context whose pending handlers can be destroyed on demand, while everything they
+    // refer to still exists (io_context's own destructor does it too late for us).
+    class worker_context : public boost::asio::io_context {
+      public:
+        worker_context() : boost::asio::io_context(1) {}
+        void destroy_handlers() { shutdown(); }
+    };
     shared_state& shared_;
     worker_context ioc_;  // before pools_ and sessions_: destroyed after them
     core::body_parser parser_;

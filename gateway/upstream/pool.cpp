@@ -46,8 +46,8 @@ asio::awaitable<error_code> pool::resolve() {
     if (!endpoints_.empty() && now - resolved_at_ < resolve_ttl) co_return error_code{};
     asio::ip::tcp::resolver resolver(ex_);
     const auto& cfg = provider_->config();
-    auto [ec, results] = co_await resolver.async_resolve(cfg.host, std::to_string(cfg.port),
-                                                         use_tuple);
+    auto [ec, results] =
+        co_await resolver.async_resolve(cfg.host, std::to_string(cfg.port), use_tuple);
     if (ec) co_return ec;
     endpoints_ = std::move(results);
     resolved_at_ = now;
@@ -90,9 +90,9 @@ asio::awaitable<std::pair<error_code, lease>> pool::acquire(bool fresh) {
             if (!*alive) co_return std::pair{asio::error::operation_aborted, lease{}};
             if (!ec) {
                 const auto left = deadline - std::chrono::steady_clock::now();
-                ec = left.count() <= 0 ? error_code(asio::error::timed_out)
-                                       : co_await conn->connect(endpoints_, cfg.host,
-                                                                cfg.tls_verify, left);
+                ec = left.count() <= 0
+                         ? error_code(asio::error::timed_out)
+                         : co_await conn->connect(endpoints_, cfg.host, cfg.tls_verify, left);
             }
             if (!*alive) co_return std::pair{asio::error::operation_aborted, lease{}};
             if (ec) {

@@ -24,7 +24,7 @@ class pool;
 // A connection taken from a pool. Closed on destruction unless release(true) was called
 // after a complete response: no path can leak a slot.
 class lease {
-public:
+  public:
     lease() = default;
     lease(pool* owner, std::unique_ptr<net::byte_stream> conn, bool reused)
         : owner_(owner), conn_(std::move(conn)), reused_(reused) {}
@@ -37,14 +37,14 @@ public:
     bool reused() const noexcept { return reused_; }
     void release(bool reusable) noexcept;
 
-private:
+  private:
     pool* owner_ = nullptr;
     std::unique_ptr<net::byte_stream> conn_;
     bool reused_ = false;
 };
 
 class pool {
-public:
+  public:
     pool(boost::asio::any_io_executor ex, std::shared_ptr<const provider> p, std::size_t limit);
     ~pool();
     pool(const pool&) = delete;
@@ -58,7 +58,7 @@ public:
     std::size_t open() const noexcept { return open_; }
     std::size_t idle() const noexcept { return idle_.size(); }
 
-private:
+  private:
     friend class lease;
     void give_back(std::unique_ptr<net::byte_stream> conn, bool reusable) noexcept;
     void wake_one() noexcept;

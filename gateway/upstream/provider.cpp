@@ -7,10 +7,10 @@ namespace tollgate::upstream {
 provider::provider(const config::provider_config& cfg) : cfg_(cfg) {
     if (cfg_.tls) {
         tls_ = std::make_shared<boost::asio::ssl::context>(boost::asio::ssl::context::tls_client);
-        tls_->set_options(boost::asio::ssl::context::default_workarounds |
-                          boost::asio::ssl::context::no_sslv2 |
-                          boost::asio::ssl::context::no_sslv3 | boost::asio::ssl::context::no_tlsv1 |
-                          boost::asio::ssl::context::no_tlsv1_1);
+        tls_->set_options(
+            boost::asio::ssl::context::default_workarounds | boost::asio::ssl::context::no_sslv2 |
+            boost::asio::ssl::context::no_sslv3 | boost::asio::ssl::context::no_tlsv1 |
+            boost::asio::ssl::context::no_tlsv1_1);
         boost::system::error_code ec;
         if (!cfg_.ca_file.empty())
             tls_->load_verify_file(cfg_.ca_file, ec);
@@ -44,7 +44,8 @@ std::string provider::target_for(core::endpoint ep, std::string_view upstream_mo
     // `ep` is the upstream's endpoint (after any translation).
     const char* suffix = ep == core::endpoint::embeddings ? "/embeddings" : "/chat/completions";
     switch (cfg_.kind) {
-        case config::provider_kind::openai: return cfg_.base_path + suffix;
+        case config::provider_kind::openai:
+            return cfg_.base_path + suffix;
         case config::provider_kind::azure: {
             std::string t = cfg_.base_path + "/openai/deployments/";
             // A deployment name is a path segment: escape what would change the path.
@@ -60,7 +61,8 @@ std::string provider::target_for(core::endpoint ep, std::string_view upstream_mo
             }
             return t + suffix + "?api-version=" + cfg_.api_version;
         }
-        case config::provider_kind::anthropic: return cfg_.base_path + "/v1/messages";
+        case config::provider_kind::anthropic:
+            return cfg_.base_path + "/v1/messages";
     }
     return cfg_.base_path + suffix;
 }

@@ -14,7 +14,7 @@
 namespace tollgate::upstream {
 
 class provider {
-public:
+  public:
     // Throws std::runtime_error when the TLS setup fails (bad CA file).
     explicit provider(const config::provider_config& cfg);
 
@@ -27,11 +27,10 @@ public:
     // The request head (request line and headers, blank line included). The provider's
     // key is set here; nothing of the client's credentials is ever copied.
     void render_head(std::string& out, core::endpoint ep, std::string_view upstream_model,
-                     std::size_t content_length, bool stream,
-                     std::string_view request_id) const;
+                     std::size_t content_length, bool stream, std::string_view request_id) const;
     bool supports(core::endpoint ep) const noexcept;
 
-private:
+  private:
     config::provider_config cfg_;
     std::shared_ptr<boost::asio::ssl::context> tls_;
     std::string host_header_;

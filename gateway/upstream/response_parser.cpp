@@ -6,8 +6,8 @@
 
 namespace tollgate::upstream {
 
-void response_parser::on_field_impl(boost::beast::http::field name, string_view,
-                                    string_view value, error_code&) {
+void response_parser::on_field_impl(boost::beast::http::field name, string_view, string_view value,
+                                    error_code&) {
     using boost::beast::http::field;
     if (name == field::content_type) {
         content_type_.assign(value.data(), std::min<std::size_t>(value.size(), 200));

@@ -11,7 +11,7 @@
 namespace tollgate::upstream {
 
 class response_parser final : public boost::beast::http::basic_parser<false> {
-public:
+  public:
     response_parser() = default;
 
     int status() const noexcept { return status_; }
@@ -22,7 +22,7 @@ public:
     // Body bytes parsed so far and not yet taken.
     std::string& body() noexcept { return body_; }
 
-private:
+  private:
     using error_code = boost::system::error_code;
     using string_view = boost::beast::string_view;
 

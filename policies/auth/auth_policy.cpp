@@ -74,7 +74,8 @@ std::string_view auth_policy::presented_key(const core::header_source& headers) 
     return trim(headers.get("api-key"));
 }
 
-std::shared_ptr<const config::key_config> auth_policy::find(std::string_view secret) const noexcept {
+std::shared_ptr<const config::key_config> auth_policy::find(
+    std::string_view secret) const noexcept {
     if (secret.empty() || secret.size() > 4096) return nullptr;
     const key_digest d = digest_of(secret);
     const auto it = keys_.find(d);

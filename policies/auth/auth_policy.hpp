@@ -16,7 +16,7 @@ namespace tollgate::policies {
 using key_digest = std::array<unsigned char, 32>;
 
 class auth_policy final : public core::policy {
-public:
+  public:
     explicit auth_policy(const config::gateway_config& cfg);
 
     std::string_view name() const noexcept override { return "auth"; }
@@ -29,7 +29,7 @@ public:
 
     static std::unique_ptr<core::policy> make(const core::policy_init& init);
 
-private:
+  private:
     struct digest_hash {
         std::size_t operator()(const key_digest& d) const noexcept;
     };

@@ -44,7 +44,8 @@ core::verdict budget_policy::on_request(core::request_context& ctx) const {
     worst.prompt_tokens = estimate_tokens(ctx.req.prompt_bytes);
     worst.completion_tokens = est_tokens - worst.prompt_tokens;
     const double est_usd = usage_policy::price(cfg_.find_model(ctx.req.model), worst);
-    auto d = book_->reserve(ctx.key->id, to_budget(*ctx.key->budget), est_tokens, est_usd, now_ms());
+    auto d =
+        book_->reserve(ctx.key->id, to_budget(*ctx.key->budget), est_tokens, est_usd, now_ms());
     if (!d.admitted) {
         ctx.set_error_reply(core::errc::budget_exceeded,
                             d.why == budget_book::decision::reason::usd

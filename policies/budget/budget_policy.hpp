@@ -15,7 +15,7 @@
 namespace tollgate::policies {
 
 class budget_policy final : public core::policy {
-public:
+  public:
     budget_policy(const config::gateway_config& cfg, std::size_t slot,
                   std::shared_ptr<budget_book> book);
 
@@ -25,7 +25,7 @@ public:
 
     static budget_book::budget to_budget(const config::budget_config& b) noexcept;
 
-private:
+  private:
     const config::gateway_config& cfg_;
     std::size_t slot_;
     std::shared_ptr<budget_book> book_;

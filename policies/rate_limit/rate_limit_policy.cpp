@@ -27,7 +27,8 @@ void add_headers(core::header_list& out, const limiter::decision& d) {
 
 }  // namespace
 
-std::uint64_t reserve_estimate(const config::gateway_config& cfg, const core::request_context& ctx) {
+std::uint64_t reserve_estimate(const config::gateway_config& cfg,
+                               const core::request_context& ctx) {
     std::uint64_t completion = 0;
     if (ctx.ep == core::endpoint::embeddings) {
         completion = 0;
@@ -67,7 +68,8 @@ core::verdict rate_limit_policy::on_request(core::request_context& ctx) const {
     return core::verdict::next;
 }
 
-void rate_limit_policy::on_complete(core::request_context& ctx, const core::outcome&) const noexcept {
+void rate_limit_policy::on_complete(core::request_context& ctx,
+                                    const core::outcome&) const noexcept {
     auto* st = ctx.state<rate_state>(slot_);
     if (!st || !st->held.valid()) return;
     const auto now = limiter::clock::now();

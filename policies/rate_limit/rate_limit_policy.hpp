@@ -19,7 +19,7 @@ namespace tollgate::policies {
 // Where the counters live (state.backend). `memory` is one limiter shared by every worker
 // thread of this process; thread-safe.
 class rate_store {
-public:
+  public:
     virtual ~rate_store() = default;
     virtual limiter::decision admit(const std::string& key, const limiter::limits& l,
                                     std::uint64_t estimated_tokens, limiter::time_point now) = 0;
@@ -29,7 +29,7 @@ public:
 };
 
 class memory_rate_store final : public rate_store {
-public:
+  public:
     limiter::decision admit(const std::string& key, const limiter::limits& l,
                             std::uint64_t estimated_tokens, limiter::time_point now) override {
         return limiter_.admit(key, l, estimated_tokens, now);
@@ -41,7 +41,7 @@ public:
         limiter_.release(r, now);
     }
 
-private:
+  private:
     limiter limiter_;
 };
 
@@ -49,7 +49,7 @@ private:
 std::uint64_t reserve_estimate(const config::gateway_config& cfg, const core::request_context& ctx);
 
 class rate_limit_policy final : public core::policy {
-public:
+  public:
     rate_limit_policy(const config::gateway_config& cfg, std::size_t slot,
                       std::shared_ptr<rate_store> store);
 
@@ -57,7 +57,7 @@ public:
     core::verdict on_request(core::request_context& ctx) const override;
     void on_complete(core::request_context& ctx, const core::outcome& out) const noexcept override;
 
-private:
+  private:
     const config::gateway_config& cfg_;
     std::size_t slot_;
     std::shared_ptr<rate_store> store_;

@@ -98,7 +98,8 @@ void router_policy::plan_group(const model_route& r, std::uint16_t group, std::u
     std::size_t soonest = 0;
     std::int64_t soonest_end = INT64_MAX;
     for (std::size_t i = 0; i < r.targets.size(); ++i) {
-        const auto until = health_[r.targets[i].health_slot].cooldown_until_ns.load(std::memory_order_relaxed);
+        const auto until =
+            health_[r.targets[i].health_slot].cooldown_until_ns.load(std::memory_order_relaxed);
         if (until <= now_ns)
             ready.push_back(i);
         else if (until < soonest_end) {
@@ -181,7 +182,8 @@ core::verdict router_policy::on_request(core::request_context& ctx) const {
 }
 
 void router_policy::on_attempt_start(core::request_context&, const core::route_target& t) const {
-    if (t.health_slot < health_count_) health_[t.health_slot].in_flight.fetch_add(1, std::memory_order_relaxed);
+    if (t.health_slot < health_count_)
+        health_[t.health_slot].in_flight.fetch_add(1, std::memory_order_relaxed);
 }
 
 void router_policy::on_attempt_end(core::request_context&, const core::route_target& t,
@@ -194,7 +196,8 @@ void router_policy::on_attempt_end(core::request_context&, const core::route_tar
     if (r.how == k::ok) {
         h.failures.store(0, std::memory_order_relaxed);
         if (r.time_to_head) {
-            const auto us = std::chrono::duration_cast<std::chrono::microseconds>(*r.time_to_head).count();
+            const auto us =
+                std::chrono::duration_cast<std::chrono::microseconds>(*r.time_to_head).count();
             const auto old = h.ewma_us.load(std::memory_order_relaxed);
             // EWMA with alpha 0.3; a lost update under a race only skips one sample.
             h.ewma_us.store(old < 0 ? us : (old * 7 + us * 3) / 10, std::memory_order_relaxed);
@@ -205,18 +208,23 @@ void router_policy::on_attempt_end(core::request_context&, const core::route_tar
     std::int64_t until = 0;
     const auto streak = h.failures.fetch_add(1, std::memory_order_relaxed) + 1;
     if (streak >= cfg_.routing.cooldown_after_failures)
-        until = now + std::chrono::duration_cast<std::chrono::nanoseconds>(cfg_.routing.cooldown).count();
+        until = now +
+                std::chrono::duration_cast<std::chrono::nanoseconds>(cfg_.routing.cooldown).count();
     if (r.retry_after)
-        until = std::max(until, now + std::chrono::duration_cast<std::chrono::nanoseconds>(*r.retry_after).count());
+        until = std::max(
+            until,
+            now + std::chrono::duration_cast<std::chrono::nanoseconds>(*r.retry_after).count());
     if (until > 0) {
         auto cur = h.cooldown_until_ns.load(std::memory_order_relaxed);
         while (cur < until && !h.cooldown_until_ns.compare_exchange_weak(cur, until)) {
         }
-        if (streak >= cfg_.routing.cooldown_after_failures) h.failures.store(0, std::memory_order_relaxed);
+        if (streak >= cfg_.routing.cooldown_after_failures)
+            h.failures.store(0, std::memory_order_relaxed);
     }
 }
 
-router_policy::health_view router_policy::health(const std::string& model, std::size_t target) const {
+router_policy::health_view router_policy::health(const std::string& model,
+                                                 std::size_t target) const {
     const auto it = routes_.find(model);
     if (it == routes_.end() || target >= it->second.targets.size()) return {0, 0, false};
     const auto& h = health_[it->second.targets[target].health_slot];

@@ -24,7 +24,7 @@
 namespace tollgate::policies {
 
 class router_policy final : public core::policy {
-public:
+  public:
     explicit router_policy(const config::gateway_config& cfg);
 
     std::string_view name() const noexcept override { return "router"; }
@@ -43,10 +43,10 @@ public:
     };
     health_view health(const std::string& model, std::size_t target) const;
 
-private:
+  private:
     struct target_health {
         std::atomic<int> in_flight{0};
-        std::atomic<std::uint32_t> failures{0};        // in a row
+        std::atomic<std::uint32_t> failures{0};          // in a row
         std::atomic<std::int64_t> cooldown_until_ns{0};  // steady clock
         std::atomic<std::int64_t> ewma_us{-1};           // time to head; -1: no sample yet
     };

@@ -6,7 +6,9 @@ namespace tollgate::policies {
 
 namespace {
 
-bool is_ws(char c) noexcept { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; }
+bool is_ws(char c) noexcept {
+    return c == ' ' || c == '\t' || c == '\n' || c == '\r';
+}
 
 std::size_t skip_ws(std::string_view s, std::size_t i) noexcept {
     while (i < s.size() && is_ws(s[i])) ++i;
@@ -113,7 +115,8 @@ template <class F>
 void for_each_key(std::string_view s, std::string_view quoted_key, F&& f) noexcept {
     std::size_t pos = 0;
     while (pos < s.size()) {
-        const void* hit = ::memmem(s.data() + pos, s.size() - pos, quoted_key.data(), quoted_key.size());
+        const void* hit =
+            ::memmem(s.data() + pos, s.size() - pos, quoted_key.data(), quoted_key.size());
         if (!hit) return;
         const std::size_t at = static_cast<std::size_t>(static_cast<const char*>(hit) - s.data());
         pos = at + quoted_key.size();
@@ -145,9 +148,9 @@ std::optional<extracted_usage> find_usage(std::string_view json) noexcept {
 
 std::size_t generated_text_bytes(std::string_view json) noexcept {
     std::size_t total = 0;
-    for (std::string_view key : {std::string_view("\"content\""), std::string_view("\"arguments\""),
-                                 std::string_view("\"text\""),
-                                 std::string_view("\"reasoning_content\"")}) {
+    for (std::string_view key :
+         {std::string_view("\"content\""), std::string_view("\"arguments\""),
+          std::string_view("\"text\""), std::string_view("\"reasoning_content\"")}) {
         for_each_key(json, key, [&](std::size_t after) {
             std::size_t i = skip_ws(json, after);
             if (i >= json.size() || json[i] != ':') return;
@@ -166,7 +169,8 @@ bool has_empty_choices(std::string_view json) noexcept {
         std::size_t i = skip_ws(json, after);
         if (i >= json.size() || json[i] != ':') return;
         i = skip_ws(json, i + 1);
-        if (i + 1 < json.size() && json[i] == '[' && json[skip_ws(json, i + 1)] == ']') empty = true;
+        if (i + 1 < json.size() && json[i] == '[' && json[skip_ws(json, i + 1)] == ']')
+            empty = true;
     });
     return empty;
 }

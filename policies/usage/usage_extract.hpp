@@ -33,6 +33,8 @@ std::size_t generated_text_bytes(std::string_view json) noexcept;
 bool has_empty_choices(std::string_view json) noexcept;
 
 // Token estimate for `bytes` of text: about four bytes a token, rounded up.
-constexpr std::uint64_t estimate_tokens(std::size_t bytes) noexcept { return (bytes + 3) / 4; }
+constexpr std::uint64_t estimate_tokens(std::size_t bytes) noexcept {
+    return (bytes + 3) / 4;
+}
 
 }  // namespace tollgate::policies

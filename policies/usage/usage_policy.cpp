@@ -29,11 +29,14 @@ void take(core::request_context& ctx, const extracted_usage& u) {
     ctx.usage_seen = true;
 }
 
-double ms(core::clock::duration d) { return std::chrono::duration<double, std::milli>(d).count(); }
+double ms(core::clock::duration d) {
+    return std::chrono::duration<double, std::milli>(d).count();
+}
 
 }  // namespace
 
-usage_policy::usage_policy(const config::gateway_config&, std::size_t slot, std::shared_ptr<ledger> l)
+usage_policy::usage_policy(const config::gateway_config&, std::size_t slot,
+                           std::shared_ptr<ledger> l)
     : slot_(slot), ledger_(std::move(l)) {}
 
 core::verdict usage_policy::on_request(core::request_context& ctx) const {
@@ -42,7 +45,8 @@ core::verdict usage_policy::on_request(core::request_context& ctx) const {
     return ledger_->saturated() ? core::verdict::suspend : core::verdict::next;
 }
 
-boost::asio::awaitable<core::verdict> usage_policy::on_request_async(core::request_context& ctx) const {
+boost::asio::awaitable<core::verdict> usage_policy::on_request_async(
+    core::request_context& ctx) const {
     // Backpressure: the ledger is behind, so admit more slowly instead of dropping records.
     boost::asio::steady_timer timer(co_await boost::asio::this_coro::executor);
     const auto deadline = core::clock::now() + max_admission_wait;
@@ -74,11 +78,13 @@ core::event_action usage_policy::on_response_event(core::request_context& ctx,
             has_empty_choices(ev.data))
             return core::event_action::drop;
     }
-    if (auto* st = ctx.state<usage_state>(slot_)) st->generated_bytes += generated_text_bytes(ev.data);
+    if (auto* st = ctx.state<usage_state>(slot_))
+        st->generated_bytes += generated_text_bytes(ev.data);
     return core::event_action::pass;
 }
 
-double usage_policy::price(const config::model_config* model, const core::usage_counts& u) noexcept {
+double usage_policy::price(const config::model_config* model,
+                           const core::usage_counts& u) noexcept {
     if (!model || !model->price) return 0;
     const auto& p = *model->price;
     const std::uint64_t cached = std::min(u.cached_tokens, u.prompt_tokens);
@@ -102,15 +108,17 @@ void usage_policy::finalize(core::request_context& ctx, const core::outcome& out
         ctx.usage.from_upstream = false;
     }
     // Priced as the model that served (a fallback may cost more than the one asked for).
-    ctx.cost_usd = price(ctx.served_by && ctx.served_by->model ? ctx.served_by->model : ctx.model,
-                         ctx.usage);
+    ctx.cost_usd =
+        price(ctx.served_by && ctx.served_by->model ? ctx.served_by->model : ctx.model, ctx.usage);
 }
 
-void usage_policy::on_complete(core::request_context& ctx, const core::outcome& out) const noexcept {
+void usage_policy::on_complete(core::request_context& ctx,
+                               const core::outcome& out) const noexcept {
     if (!ctx.forwarded) return;  // refused by a policy: no record (SPEC)
     try {
         auto* st = ctx.state<usage_state>(slot_);
-        if (!ctx.usage_seen && st) ctx.usage.completion_tokens = estimate_tokens(st->generated_bytes);
+        if (!ctx.usage_seen && st)
+            ctx.usage.completion_tokens = estimate_tokens(st->generated_bytes);
         finalize(ctx, out);
 
         usage_record r;

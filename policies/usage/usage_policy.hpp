@@ -17,12 +17,13 @@
 namespace tollgate::policies {
 
 class usage_policy final : public core::policy {
-public:
+  public:
     usage_policy(const config::gateway_config& cfg, std::size_t slot, std::shared_ptr<ledger> l);
 
     std::string_view name() const noexcept override { return "usage"; }
     core::verdict on_request(core::request_context& ctx) const override;
-    boost::asio::awaitable<core::verdict> on_request_async(core::request_context& ctx) const override;
+    boost::asio::awaitable<core::verdict> on_request_async(
+        core::request_context& ctx) const override;
     void on_response_body(core::request_context& ctx, std::string_view body) const override;
     core::event_action on_response_event(core::request_context& ctx,
                                          const core::sse_event& ev) const override;
@@ -35,7 +36,7 @@ public:
     // How long admission waits for room in a full ledger queue before answering 503.
     static constexpr std::chrono::seconds max_admission_wait{10};
 
-private:
+  private:
     std::size_t slot_;
     std::shared_ptr<ledger> ledger_;
 };

@@ -38,7 +38,8 @@ std::pair<int, std::string> usage_report(const ledger& l, std::string_view query
         if (pair.empty()) continue;
         const auto eq = pair.find('=');
         const std::string name = url_decode(pair.substr(0, eq));
-        const std::string value = eq == std::string_view::npos ? "" : url_decode(pair.substr(eq + 1));
+        const std::string value =
+            eq == std::string_view::npos ? "" : url_decode(pair.substr(eq + 1));
         if (name == "key") {
             q.key = value;
         } else if (name == "model") {

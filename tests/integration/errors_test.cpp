@@ -16,8 +16,9 @@ namespace {
 struct env {
     mock_upstream mock;
     gateway_process gw{standard_config(
-        mock.port(), config_options{.server_extra = "  max_request_bytes: 64KiB\n  max_header_bytes: 8KiB\n"
-                                    "  header_timeout: 500ms\n"})};
+        mock.port(),
+        config_options{.server_extra = "  max_request_bytes: 64KiB\n  max_header_bytes: 8KiB\n"
+                                       "  header_timeout: 500ms\n"})};
 };
 
 bool openai_error(const http_response& r, const std::string& type, const std::string& code) {
@@ -31,7 +32,9 @@ bool openai_error(const http_response& r, const std::string& type, const std::st
 struct bad_body {
     std::string name, body;
 };
-std::ostream& operator<<(std::ostream& os, const bad_body& b) { return os << b.name; }
+std::ostream& operator<<(std::ostream& os, const bad_body& b) {
+    return os << b.name;
+}
 
 const bad_body bad_bodies[] = {
     {"not json", "this is not json"},
@@ -46,7 +49,8 @@ const bad_body bad_bodies[] = {
     {"duplicate model", R"({"model":"gpt-4o-mini","model":"other-model","messages":[]})"},
     {"too deep", R"({"model":"gpt-4o-mini","messages":[],"x":)" + std::string(200, '[') +
                      std::string(200, ']') + "}"},
-    {"invalid utf-8", "{\"model\":\"gpt-4o-mini\",\"messages\":[{\"role\":\"user\",\"content\":\"\xff\xfe\"}]}"},
+    {"invalid utf-8",
+     "{\"model\":\"gpt-4o-mini\",\"messages\":[{\"role\":\"user\",\"content\":\"\xff\xfe\"}]}"},
 };
 
 }  // namespace
@@ -129,8 +133,8 @@ BOOST_AUTO_TEST_CASE(messages_endpoint_errors_use_the_anthropic_shape) {
                            R"({"model":"nope","max_tokens":10,"messages":[]})");
     BOOST_TEST(nf.status == 404);
     BOOST_TEST(nf.body.find(R"("type":"not_found_error")") != std::string::npos);
-    auto bad = http_request(e.gw.port(), "POST", "/v1/messages", {{"x-api-key", client_key_a}},
-                            "nope");
+    auto bad =
+        http_request(e.gw.port(), "POST", "/v1/messages", {{"x-api-key", client_key_a}}, "nope");
     BOOST_TEST(bad.status == 400);
     BOOST_TEST(bad.body.find(R"("type":"invalid_request_error")") != std::string::npos);
 }
@@ -144,14 +148,14 @@ BOOST_AUTO_TEST_CASE(smuggling_shaped_heads_get_400_and_the_connection_closed) {
         "POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\n" + key + "content-length: " +
             std::to_string(body.size()) + "\r\ntransfer-encoding: chunked\r\n\r\n",
         // Two different Content-Length values.
-        "POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\n" + key + "content-length: " +
-            std::to_string(body.size()) + "\r\ncontent-length: 3\r\n\r\n",
+        "POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\n" + key +
+            "content-length: " + std::to_string(body.size()) + "\r\ncontent-length: 3\r\n\r\n",
         // obs-fold.
-        "POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\n" + key + "x-folded: a\r\n b\r\ncontent-length: " +
-            std::to_string(body.size()) + "\r\n\r\n",
+        "POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\n" + key +
+            "x-folded: a\r\n b\r\ncontent-length: " + std::to_string(body.size()) + "\r\n\r\n",
         // Whitespace before the colon.
-        "POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\n" + key + "content-length : " +
-            std::to_string(body.size()) + "\r\n\r\n",
+        "POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\n" + key +
+            "content-length : " + std::to_string(body.size()) + "\r\n\r\n",
     };
     for (const auto& head : heads) {
         http_connection c(e.gw.port());

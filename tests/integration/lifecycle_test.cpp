@@ -23,7 +23,8 @@ BOOST_AUTO_TEST_CASE(version_prints_and_exits_zero) {
 BOOST_AUTO_TEST_CASE(check_accepts_a_good_config_and_lists_every_problem_of_a_bad_one) {
     const auto dir = make_temp_dir();
     std::ofstream(dir / "good.yaml") << standard_config(9);
-    auto good = run_command({tollgate_binary(), "--check", "--config", (dir / "good.yaml").string()}, 10s);
+    auto good =
+        run_command({tollgate_binary(), "--check", "--config", (dir / "good.yaml").string()}, 10s);
     BOOST_TEST(good.exit_code == 0);
     BOOST_TEST(good.output.find("OK") != std::string::npos);
 
@@ -38,7 +39,8 @@ BOOST_AUTO_TEST_CASE(check_accepts_a_good_config_and_lists_every_problem_of_a_ba
                                        "    api_key: ${TOLLGATE_TEST_UNSET_VARIABLE}\n"
                                        "models:\n"
                                        "  m: {targets: [{provider: nope, model: x}]}\n";
-    auto bad = run_command({tollgate_binary(), "--check", "--config", (dir / "bad.yaml").string()}, 10s);
+    auto bad =
+        run_command({tollgate_binary(), "--check", "--config", (dir / "bad.yaml").string()}, 10s);
     BOOST_TEST(bad.exit_code == 1);
     BOOST_TEST(bad.output.find("line 3") != std::string::npos);  // idle_timeout
     BOOST_TEST(bad.output.find("line 4") != std::string::npos);  // unknown key colour
@@ -58,7 +60,8 @@ BOOST_AUTO_TEST_CASE(env_substitution_feeds_secrets_that_never_reach_the_log) {
     const std::string secret = "sk-from-the-environment-42";
     yaml.replace(yaml.find(provider_key), std::string(provider_key).size(), "${TEST_PROVIDER_KEY}");
     gateway_process gw(yaml, {{"TEST_PROVIDER_KEY", secret}});
-    auto r = http_request(gw.port(), "POST", "/v1/chat/completions", auth_headers(), chat_body("x"));
+    auto r =
+        http_request(gw.port(), "POST", "/v1/chat/completions", auth_headers(), chat_body("x"));
     BOOST_TEST(r.status == 200);
     BOOST_TEST(mock.last_request().find("Bearer " + secret) != std::string::npos);
     BOOST_TEST(gw.process().output().find(secret) == std::string::npos);
@@ -66,18 +69,21 @@ BOOST_AUTO_TEST_CASE(env_substitution_feeds_secrets_that_never_reach_the_log) {
 
 BOOST_AUTO_TEST_CASE(upstream_down_is_502) {
     gateway_process gw(standard_config(closed_port()));
-    auto r = http_request(gw.port(), "POST", "/v1/chat/completions", auth_headers(), chat_body("x"));
+    auto r =
+        http_request(gw.port(), "POST", "/v1/chat/completions", auth_headers(), chat_body("x"));
     BOOST_TEST(r.status == 502);
     BOOST_TEST(r.body.find(R"("code":"upstream_unavailable")") != std::string::npos);
     BOOST_TEST(r.body.find(R"("type":"upstream_error")") != std::string::npos);
     BOOST_TEST(!r.header("x-tollgate-overhead-ms").empty());
-    auto s = http_request(gw.port(), "POST", "/v1/chat/completions", auth_headers(), chat_body("x", true));
+    auto s = http_request(gw.port(), "POST", "/v1/chat/completions", auth_headers(),
+                          chat_body("x", true));
     BOOST_TEST(s.status == 502);
 }
 
 BOOST_AUTO_TEST_CASE(slow_upstream_is_504) {
     mock_upstream mock;
-    gateway_process gw(standard_config(mock.port(), {.provider_extra = "    first_byte_timeout: 300ms\n"}));
+    gateway_process gw(
+        standard_config(mock.port(), {.provider_extra = "    first_byte_timeout: 300ms\n"}));
     auto r = http_request(gw.port(), "POST", "/v1/chat/completions", auth_headers(),
                           chat_body("#mock head_delay_ms=5000"));
     BOOST_TEST(r.status == 504);
@@ -86,7 +92,8 @@ BOOST_AUTO_TEST_CASE(slow_upstream_is_504) {
 
 BOOST_AUTO_TEST_CASE(stalled_stream_ends_with_an_error_event_after_the_idle_timeout) {
     mock_upstream mock;
-    gateway_process gw(standard_config(mock.port(), {.provider_extra = "    idle_timeout: 300ms\n"}));
+    gateway_process gw(
+        standard_config(mock.port(), {.provider_extra = "    idle_timeout: 300ms\n"}));
     auto r = http_request(gw.port(), "POST", "/v1/chat/completions", auth_headers(),
                           chat_body("#mock chunks=5 delay_ms=5000", true));
     BOOST_TEST(r.status == 200);
@@ -98,7 +105,8 @@ BOOST_AUTO_TEST_CASE(stalled_stream_ends_with_an_error_event_after_the_idle_time
 BOOST_AUTO_TEST_CASE(provider_refusing_the_gateway_key_is_502_naming_no_key) {
     mock_upstream mock({"--api-key", "sk-the-right-one"});
     gateway_process gw(standard_config(mock.port()));
-    auto r = http_request(gw.port(), "POST", "/v1/chat/completions", auth_headers(), chat_body("x"));
+    auto r =
+        http_request(gw.port(), "POST", "/v1/chat/completions", auth_headers(), chat_body("x"));
     BOOST_TEST(r.status == 502);
     BOOST_TEST(r.body.find("credentials") != std::string::npos);
     BOOST_TEST(r.body.find(provider_key) == std::string::npos);
@@ -177,9 +185,11 @@ BOOST_AUTO_TEST_CASE(a_request_pipelined_behind_a_stream_during_drain_gets_503_s
     const auto b1 = chat_body("drain #mock chunks=20 delay_ms=50", true), b2 = chat_body("late");
     std::string both;
     for (const auto& b : {b1, b2})
-        both += "POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\nauthorization: Bearer " +
-                std::string(client_key_a) + "\r\ncontent-type: application/json\r\ncontent-length: " +
-                std::to_string(b.size()) + "\r\n\r\n" + b;
+        both +=
+            "POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\nauthorization: Bearer " +
+            std::string(client_key_a) +
+            "\r\ncontent-type: application/json\r\ncontent-length: " + std::to_string(b.size()) +
+            "\r\n\r\n" + b;
     c.send_raw(both);
     BOOST_TEST(c.read_head().status == 200);
     gw.process().signal(SIGTERM);

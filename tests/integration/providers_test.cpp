@@ -15,7 +15,8 @@ namespace {
 
 std::string config(const std::string& providers, const std::string& models) {
     return "server: {listen: [\"127.0.0.1:0\"], threads: 2}\nproviders:\n" + providers +
-           "models:\n" + models + "keys: [{id: k, key: " + client_key_a + "}]\npolicies: [auth, router]\n";
+           "models:\n" + models + "keys: [{id: k, key: " + client_key_a +
+           "}]\npolicies: [auth, router]\n";
 }
 
 std::string expected_content(int chunks) {
@@ -30,20 +31,26 @@ BOOST_AUTO_TEST_SUITE(integration)
 
 BOOST_AUTO_TEST_CASE(azure_gets_its_deployment_url_and_api_key_header) {
     mock_upstream mock;
-    gateway_process gw(config("  az: {kind: azure, base_url: \"http://127.0.0.1:" + std::to_string(mock.port()) +
-                                  "\", api_key: " + provider_key + ", api_version: \"2024-10-21\"}\n",
-                              "  gpt: {targets: [{provider: az, model: my-deployment}]}\n"));
-    auto r = http_request(gw.port(), "POST", "/v1/chat/completions", auth_headers(), chat_body("az", false, "gpt"));
+    gateway_process gw(
+        config("  az: {kind: azure, base_url: \"http://127.0.0.1:" + std::to_string(mock.port()) +
+                   "\", api_key: " + provider_key + ", api_version: \"2024-10-21\"}\n",
+               "  gpt: {targets: [{provider: az, model: my-deployment}]}\n"));
+    auto r = http_request(gw.port(), "POST", "/v1/chat/completions", auth_headers(),
+                          chat_body("az", false, "gpt"));
     BOOST_TEST(r.status == 200);
     const auto last = mock.last_request();
-    BOOST_TEST(last.find(R"("target":"/openai/deployments/my-deployment/chat/completions?api-version=2024-10-21")") !=
-               std::string::npos);
+    BOOST_TEST(
+        last.find(
+            R"("target":"/openai/deployments/my-deployment/chat/completions?api-version=2024-10-21")") !=
+        std::string::npos);
     BOOST_TEST(last.find(std::string(R"("api-key":")") + provider_key + "\"") != std::string::npos);
     BOOST_TEST(last.find("authorization") == std::string::npos);
-    auto e = http_request(gw.port(), "POST", "/v1/embeddings", auth_headers(), R"({"model":"gpt","input":"x"})");
+    auto e = http_request(gw.port(), "POST", "/v1/embeddings", auth_headers(),
+                          R"({"model":"gpt","input":"x"})");
     BOOST_TEST(e.status == 200);
-    BOOST_TEST(mock.last_request().find("/openai/deployments/my-deployment/embeddings?api-version=") !=
-               std::string::npos);
+    BOOST_TEST(
+        mock.last_request().find("/openai/deployments/my-deployment/embeddings?api-version=") !=
+        std::string::npos);
 }
 
 namespace {
@@ -51,13 +58,14 @@ namespace {
 struct anthropic_env {
     mock_upstream anth;  // serves /v1/messages (Anthropic mode)
     mock_upstream oai;   // serves /v1/chat/completions
-    gateway_process gw{config(
-        "  anthropic: {kind: anthropic, base_url: \"http://127.0.0.1:" + std::to_string(anth.port()) +
-            "\", api_key: " + provider_key + "}\n"
-            "  openai: {kind: openai, base_url: \"http://127.0.0.1:" + std::to_string(oai.port()) +
-            "/v1\", api_key: " + provider_key + "}\n",
-        "  claude: {targets: [{provider: anthropic, model: claude-3-5-haiku-latest}]}\n"
-        "  gpt: {targets: [{provider: openai, model: gpt-upstream}]}\n")};
+    gateway_process gw{
+        config("  anthropic: {kind: anthropic, base_url: \"http://127.0.0.1:" +
+                   std::to_string(anth.port()) + "\", api_key: " + provider_key +
+                   "}\n"
+                   "  openai: {kind: openai, base_url: \"http://127.0.0.1:" +
+                   std::to_string(oai.port()) + "/v1\", api_key: " + provider_key + "}\n",
+               "  claude: {targets: [{provider: anthropic, model: claude-3-5-haiku-latest}]}\n"
+               "  gpt: {targets: [{provider: openai, model: gpt-upstream}]}\n")};
 };
 
 std::string reassemble_openai(const std::vector<std::string>& events) {
@@ -93,8 +101,9 @@ const std::string tools_anthropic =
 
 BOOST_AUTO_TEST_CASE(openai_request_to_an_anthropic_target_is_translated_both_ways) {
     anthropic_env e;
-    auto r = http_request(e.gw.port(), "POST", "/v1/chat/completions", auth_headers(),
-                          R"({"model":"claude","messages":[{"role":"system","content":"be brief"},{"role":"user","content":"hi #mock chunks=4"}]})");
+    auto r = http_request(
+        e.gw.port(), "POST", "/v1/chat/completions", auth_headers(),
+        R"({"model":"claude","messages":[{"role":"system","content":"be brief"},{"role":"user","content":"hi #mock chunks=4"}]})");
     BOOST_TEST(r.status == 200);
     BOOST_TEST(r.body.find(R"("object":"chat.completion")") != std::string::npos);
     BOOST_TEST(r.body.find(R"("content":")" + expected_content(4) + "\"") != std::string::npos);
@@ -106,8 +115,9 @@ BOOST_AUTO_TEST_CASE(openai_request_to_an_anthropic_target_is_translated_both_wa
     BOOST_TEST(last.find(std::string(R"("x-api-key":")") + provider_key) != std::string::npos);
     BOOST_TEST(last.find(client_key_a) == std::string::npos);
 
-    auto s = http_request(e.gw.port(), "POST", "/v1/chat/completions", auth_headers(),
-                          R"({"model":"claude","stream":true,"messages":[{"role":"user","content":"hi #mock chunks=6"}]})");
+    auto s = http_request(
+        e.gw.port(), "POST", "/v1/chat/completions", auth_headers(),
+        R"({"model":"claude","stream":true,"messages":[{"role":"user","content":"hi #mock chunks=6"}]})");
     BOOST_TEST(s.status == 200);
     const auto events = sse_data(s.body);
     BOOST_REQUIRE(!events.empty());
@@ -115,8 +125,10 @@ BOOST_AUTO_TEST_CASE(openai_request_to_an_anthropic_target_is_translated_both_wa
     BOOST_TEST(reassemble_openai(events) == expected_content(6));
     for (const auto& ev : events) BOOST_TEST(ev.find(R"("choices":[])") == std::string::npos);
 
-    auto t = http_request(e.gw.port(), "POST", "/v1/chat/completions", auth_headers(),
-                          R"({"model":"claude","stream":true,"messages":[{"role":"user","content":"w"}],)" + tools_openai + "}");
+    auto t = http_request(
+        e.gw.port(), "POST", "/v1/chat/completions", auth_headers(),
+        R"({"model":"claude","stream":true,"messages":[{"role":"user","content":"w"}],)" +
+            tools_openai + "}");
     BOOST_TEST(t.status == 200);
     BOOST_TEST(t.body.find(R"("name":"get_weather")") != std::string::npos);
     BOOST_TEST(t.body.find(R"("finish_reason":"tool_calls")") != std::string::npos);
@@ -124,19 +136,23 @@ BOOST_AUTO_TEST_CASE(openai_request_to_an_anthropic_target_is_translated_both_wa
 
 BOOST_AUTO_TEST_CASE(anthropic_client_reaches_an_anthropic_target_natively) {
     anthropic_env e;
-    auto r = http_request(e.gw.port(), "POST", "/v1/messages", {{"x-api-key", client_key_a}, {"anthropic-version", "2023-06-01"}},
-                          R"({"model":"claude","max_tokens":100,"messages":[{"role":"user","content":"hi #mock chunks=3"}]})");
+    auto r = http_request(
+        e.gw.port(), "POST", "/v1/messages",
+        {{"x-api-key", client_key_a}, {"anthropic-version", "2023-06-01"}},
+        R"({"model":"claude","max_tokens":100,"messages":[{"role":"user","content":"hi #mock chunks=3"}]})");
     BOOST_TEST(r.status == 200);
     BOOST_TEST(r.body.find(R"("type":"message")") != std::string::npos);
     BOOST_TEST(r.body.find(expected_content(3)) != std::string::npos);
-    BOOST_TEST(e.anth.last_request().find(R"(\"model\":\"claude-3-5-haiku-latest\")") != std::string::npos);
+    BOOST_TEST(e.anth.last_request().find(R"(\"model\":\"claude-3-5-haiku-latest\")") !=
+               std::string::npos);
 }
 
 BOOST_AUTO_TEST_CASE(anthropic_client_reaches_an_openai_target_through_translation) {
     anthropic_env e;
     const header_map h{{"x-api-key", client_key_a}, {"anthropic-version", "2023-06-01"}};
-    auto r = http_request(e.gw.port(), "POST", "/v1/messages", h,
-                          R"({"model":"gpt","max_tokens":100,"system":"sys","messages":[{"role":"user","content":"hi #mock chunks=5"}]})");
+    auto r = http_request(
+        e.gw.port(), "POST", "/v1/messages", h,
+        R"({"model":"gpt","max_tokens":100,"system":"sys","messages":[{"role":"user","content":"hi #mock chunks=5"}]})");
     BOOST_TEST(r.status == 200);
     BOOST_TEST(r.body.find(R"("type":"message")") != std::string::npos);
     BOOST_TEST(r.body.find(R"("text":")" + expected_content(5) + "\"") != std::string::npos);
@@ -145,15 +161,18 @@ BOOST_AUTO_TEST_CASE(anthropic_client_reaches_an_openai_target_through_translati
     BOOST_TEST(last.find(R"("target":"/v1/chat/completions")") != std::string::npos);
     BOOST_TEST(last.find(R"(\"model\":\"gpt-upstream\")") != std::string::npos);
 
-    auto s = http_request(e.gw.port(), "POST", "/v1/messages", h,
-                          R"({"model":"gpt","max_tokens":100,"stream":true,"messages":[{"role":"user","content":"hi #mock chunks=7"}]})");
+    auto s = http_request(
+        e.gw.port(), "POST", "/v1/messages", h,
+        R"({"model":"gpt","max_tokens":100,"stream":true,"messages":[{"role":"user","content":"hi #mock chunks=7"}]})");
     BOOST_TEST(s.status == 200);
     BOOST_TEST(s.body.find("event: message_start") != std::string::npos);
     BOOST_TEST(s.body.find("event: message_stop") != std::string::npos);
     BOOST_TEST(reassemble_anthropic(sse_data(s.body)) == expected_content(7));
 
-    auto t = http_request(e.gw.port(), "POST", "/v1/messages", h,
-                          R"({"model":"gpt","max_tokens":100,"messages":[{"role":"user","content":"w"}],)" + tools_anthropic + "}");
+    auto t = http_request(
+        e.gw.port(), "POST", "/v1/messages", h,
+        R"({"model":"gpt","max_tokens":100,"messages":[{"role":"user","content":"w"}],)" +
+            tools_anthropic + "}");
     BOOST_TEST(t.status == 200);
     BOOST_TEST(t.body.find(R"("type":"tool_use")") != std::string::npos);
     BOOST_TEST(t.body.find(R"("name":"get_weather")") != std::string::npos);
@@ -162,12 +181,14 @@ BOOST_AUTO_TEST_CASE(anthropic_client_reaches_an_openai_target_through_translati
 
 BOOST_AUTO_TEST_CASE(anthropic_upstream_errors_reach_an_openai_client_in_its_shape) {
     anthropic_env e;
-    auto r = http_request(e.gw.port(), "POST", "/v1/chat/completions", auth_headers(),
-                          R"({"model":"claude","messages":[{"role":"user","content":"#mock status=400"}]})");
+    auto r = http_request(
+        e.gw.port(), "POST", "/v1/chat/completions", auth_headers(),
+        R"({"model":"claude","messages":[{"role":"user","content":"#mock status=400"}]})");
     BOOST_TEST(r.status == 400);
     BOOST_TEST(r.body.find(R"({"error":{"message":"mock error")") == 0u);
-    auto s = http_request(e.gw.port(), "POST", "/v1/chat/completions", auth_headers(),
-                          R"({"model":"claude","stream":true,"messages":[{"role":"user","content":"#mock chunks=5 sse_error=2"}]})");
+    auto s = http_request(
+        e.gw.port(), "POST", "/v1/chat/completions", auth_headers(),
+        R"({"model":"claude","stream":true,"messages":[{"role":"user","content":"#mock chunks=5 sse_error=2"}]})");
     BOOST_TEST(s.status == 200);
     BOOST_TEST(s.body.find(R"("error")") != std::string::npos);
 }

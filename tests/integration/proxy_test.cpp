@@ -142,9 +142,10 @@ BOOST_AUTO_TEST_CASE(models_lists_only_what_the_key_may_use) {
 
 BOOST_AUTO_TEST_CASE(every_header_form_of_the_client_key_is_accepted) {
     env e;
-    for (const auto& h : std::vector<header_map>{{{"authorization", std::string("bearer ") + client_key_a}},
-                                                 {{"x-api-key", client_key_a}},
-                                                 {{"api-key", client_key_a}}}) {
+    for (const auto& h :
+         std::vector<header_map>{{{"authorization", std::string("bearer ") + client_key_a}},
+                                 {{"x-api-key", client_key_a}},
+                                 {{"api-key", client_key_a}}}) {
         auto r = http_request(e.gw.port(), "POST", "/v1/chat/completions", h, chat_body("k"));
         BOOST_TEST(r.status == 200);
     }
@@ -152,10 +153,10 @@ BOOST_AUTO_TEST_CASE(every_header_form_of_the_client_key_is_accepted) {
 
 BOOST_AUTO_TEST_CASE(provider_key_never_reaches_the_client_nor_client_key_the_upstream) {
     env e;
-    auto r = http_request(e.gw.port(), "POST", "/v1/chat/completions",
-                          {{"authorization", std::string("Bearer ") + client_key_a},
-                           {"x-api-key", client_key_a}},
-                          chat_body("secret check"));
+    auto r = http_request(
+        e.gw.port(), "POST", "/v1/chat/completions",
+        {{"authorization", std::string("Bearer ") + client_key_a}, {"x-api-key", client_key_a}},
+        chat_body("secret check"));
     BOOST_TEST(r.status == 200);
     const auto last = e.mock.last_request();
     BOOST_TEST(last.find(client_key_a) == std::string::npos);
@@ -174,8 +175,10 @@ BOOST_AUTO_TEST_CASE(provider_key_never_reaches_the_client_nor_client_key_the_up
 BOOST_AUTO_TEST_CASE(keep_alive_and_pipelined_requests_are_answered_in_order) {
     env e;
     http_connection c(e.gw.port());
-    auto r1 = c.request("POST", "/v1/chat/completions", auth_headers(), chat_body("one #mock chunks=1"));
-    auto r2 = c.request("POST", "/v1/chat/completions", auth_headers(), chat_body("two #mock chunks=2"));
+    auto r1 =
+        c.request("POST", "/v1/chat/completions", auth_headers(), chat_body("one #mock chunks=1"));
+    auto r2 =
+        c.request("POST", "/v1/chat/completions", auth_headers(), chat_body("two #mock chunks=2"));
     BOOST_TEST(r1.status == 200);
     BOOST_TEST(r2.status == 200);
     BOOST_TEST(r2.body.find("word1") != std::string::npos);
@@ -183,9 +186,11 @@ BOOST_AUTO_TEST_CASE(keep_alive_and_pipelined_requests_are_answered_in_order) {
     const auto b1 = chat_body("p1 #mock chunks=1"), b2 = chat_body("p2 #mock chunks=3");
     std::string both;
     for (const auto& b : {b1, b2})
-        both += "POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\nauthorization: Bearer " +
-                std::string(client_key_a) + "\r\ncontent-type: application/json\r\ncontent-length: " +
-                std::to_string(b.size()) + "\r\n\r\n" + b;
+        both +=
+            "POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\nauthorization: Bearer " +
+            std::string(client_key_a) +
+            "\r\ncontent-type: application/json\r\ncontent-length: " + std::to_string(b.size()) +
+            "\r\n\r\n" + b;
     c.send_raw(both);
     auto p1 = c.read_response();
     auto p2 = c.read_response();
@@ -223,7 +228,8 @@ BOOST_AUTO_TEST_CASE(client_gone_mid_stream_cancels_the_upstream_request) {
     BOOST_TEST(e.mock.wait_for("streams_aborted", 1, 10000));
     BOOST_TEST(e.mock.stats().find(R"("streams_completed":0)") != std::string::npos);
     // And the gateway keeps serving.
-    auto r = http_request(e.gw.port(), "POST", "/v1/chat/completions", auth_headers(), chat_body("after"));
+    auto r = http_request(e.gw.port(), "POST", "/v1/chat/completions", auth_headers(),
+                          chat_body("after"));
     BOOST_TEST(r.status == 200);
 }
 

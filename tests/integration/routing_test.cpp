@@ -26,11 +26,18 @@ std::string config(std::uint16_t p1, std::uint16_t p2, const std::string& models
                    const std::string& routing, const std::string& dir) {
     return "server: {listen: [\"127.0.0.1:0\"], threads: 2}\n"
            "providers:\n"
-           "  one: {kind: openai, base_url: \"http://127.0.0.1:" + std::to_string(p1) + "/v1\"}\n"
-           "  two: {kind: openai, base_url: \"http://127.0.0.1:" + std::to_string(p2) + "/v1\"}\n"
-           "models:\n" + models + "routing:\n" + routing +
-           "keys: [{id: k, key: " + client_key_a + "}]\n"
-           "usage: {database: " + dir + "/usage.db, jsonl: " + dir + "/usage.jsonl}\n"
+           "  one: {kind: openai, base_url: \"http://127.0.0.1:" +
+           std::to_string(p1) +
+           "/v1\"}\n"
+           "  two: {kind: openai, base_url: \"http://127.0.0.1:" +
+           std::to_string(p2) +
+           "/v1\"}\n"
+           "models:\n" +
+           models + "routing:\n" + routing + "keys: [{id: k, key: " + client_key_a +
+           "}]\n"
+           "usage: {database: " +
+           dir + "/usage.db, jsonl: " + dir +
+           "/usage.jsonl}\n"
            "policies: [auth, router, usage]\n";
 }
 
@@ -49,11 +56,14 @@ BOOST_AUTO_TEST_CASE(weighted_targets_split_traffic_by_weight) {
     mock_upstream a, b;
     const auto dir = make_temp_dir().string();
     gateway_process gw(config(a.port(), b.port(),
-                              "  m:\n    targets: [{provider: one, model: x, weight: 3}, {provider: two, model: y, weight: 1}]\n",
+                              "  m:\n    targets: [{provider: one, model: x, weight: 3}, "
+                              "{provider: two, model: y, weight: 1}]\n",
                               "  strategy: weighted\n", dir));
     http_connection c(gw.port());
     for (int i = 0; i < 400; ++i)
-        BOOST_REQUIRE(c.request("POST", "/v1/chat/completions", auth_headers(), chat_body("w", false, "m")).status == 200);
+        BOOST_REQUIRE(
+            c.request("POST", "/v1/chat/completions", auth_headers(), chat_body("w", false, "m"))
+                .status == 200);
     const int ra = requests_of(a), rb = requests_of(b);
     BOOST_TEST(ra + rb == 400);
     BOOST_TEST(ra > 240);  // expected 300; the bounds are far outside random noise
@@ -64,13 +74,16 @@ BOOST_AUTO_TEST_CASE(a_dead_target_is_retried_elsewhere_then_cooled_down) {
     mock_upstream b;
     const auto dir = make_temp_dir().string();
     {
-        gateway_process gw(config(closed_port(), b.port(),
-                                  "  m:\n    targets: [{provider: one, model: x}, {provider: two, model: y}]\n",
-                                  "  strategy: weighted\n  retries: 1\n  cooldown_after_failures: 2\n  cooldown: 60s\n",
-                                  dir));
+        gateway_process gw(config(
+            closed_port(), b.port(),
+            "  m:\n    targets: [{provider: one, model: x}, {provider: two, model: y}]\n",
+            "  strategy: weighted\n  retries: 1\n  cooldown_after_failures: 2\n  cooldown: 60s\n",
+            dir));
         http_connection c(gw.port());
         for (int i = 0; i < 30; ++i)
-            BOOST_TEST(c.request("POST", "/v1/chat/completions", auth_headers(), chat_body("r", false, "m")).status == 200);
+            BOOST_TEST(c.request("POST", "/v1/chat/completions", auth_headers(),
+                                 chat_body("r", false, "m"))
+                           .status == 200);
     }  // SIGTERM: the ledger is flushed
     BOOST_TEST(requests_of(b) == 30);
     // Attempts: a request that picked the dead target first took 2, but only until the
@@ -91,18 +104,23 @@ BOOST_AUTO_TEST_CASE(a_cooled_down_target_gets_traffic_again_once_it_recovers) {
     mock_upstream b;
     const std::uint16_t dead = closed_port();
     const auto dir = make_temp_dir().string();
-    gateway_process gw(config(dead, b.port(),
-                              "  m:\n    targets: [{provider: one, model: x}, {provider: two, model: y}]\n",
-                              "  retries: 1\n  cooldown_after_failures: 1\n  cooldown: 300ms\n", dir));
+    gateway_process gw(
+        config(dead, b.port(),
+               "  m:\n    targets: [{provider: one, model: x}, {provider: two, model: y}]\n",
+               "  retries: 1\n  cooldown_after_failures: 1\n  cooldown: 300ms\n", dir));
     http_connection c(gw.port());
     for (int i = 0; i < 10; ++i)
-        BOOST_REQUIRE(c.request("POST", "/v1/chat/completions", auth_headers(), chat_body("a", false, "m")).status == 200);
+        BOOST_REQUIRE(
+            c.request("POST", "/v1/chat/completions", auth_headers(), chat_body("a", false, "m"))
+                .status == 200);
     // The dead target comes back on its port: once its cooldown ends it is tried again
     // and, succeeding, gets its share.
     mock_upstream revived({"--listen", "127.0.0.1:" + std::to_string(dead)});
     bool served = false;
     for (int i = 0; i < 2000 && !served; ++i) {
-        BOOST_REQUIRE(c.request("POST", "/v1/chat/completions", auth_headers(), chat_body("b", false, "m")).status == 200);
+        BOOST_REQUIRE(
+            c.request("POST", "/v1/chat/completions", auth_headers(), chat_body("b", false, "m"))
+                .status == 200);
         served = requests_of(revived) > 0;
     }
     BOOST_TEST(served);
@@ -115,17 +133,20 @@ BOOST_AUTO_TEST_CASE(fallback_model_serves_when_every_target_fails) {
                               "  m:\n    targets: [{provider: one, model: x}]\n    fallbacks: [f]\n"
                               "  f:\n    targets: [{provider: two, model: fallback-model}]\n",
                               "  retries: 0\n", dir));
-    auto r = http_request(gw.port(), "POST", "/v1/chat/completions", auth_headers(), chat_body("fb", false, "m"));
+    auto r = http_request(gw.port(), "POST", "/v1/chat/completions", auth_headers(),
+                          chat_body("fb", false, "m"));
     BOOST_TEST(r.status == 200);
     BOOST_TEST(b.last_request().find(R"(\"model\":\"fallback-model\")") != std::string::npos);
 }
 
 BOOST_AUTO_TEST_CASE(every_target_and_fallback_failing_is_502_saying_why) {
     const auto dir = make_temp_dir().string();
-    gateway_process gw(config(closed_port(), closed_port(),
-                              "  m:\n    targets: [{provider: one, model: x}, {provider: two, model: y}]\n",
-                              "  retries: 1\n", dir));
-    auto r = http_request(gw.port(), "POST", "/v1/chat/completions", auth_headers(), chat_body("x", false, "m"));
+    gateway_process gw(
+        config(closed_port(), closed_port(),
+               "  m:\n    targets: [{provider: one, model: x}, {provider: two, model: y}]\n",
+               "  retries: 1\n", dir));
+    auto r = http_request(gw.port(), "POST", "/v1/chat/completions", auth_headers(),
+                          chat_body("x", false, "m"));
     BOOST_TEST(r.status == 502);
     BOOST_TEST(r.body.find("cannot connect") != std::string::npos);
 }
@@ -133,9 +154,10 @@ BOOST_AUTO_TEST_CASE(every_target_and_fallback_failing_is_502_saying_why) {
 BOOST_AUTO_TEST_CASE(non_retryable_status_is_not_retried_on_the_same_model) {
     mock_upstream a, b;
     const auto dir = make_temp_dir().string();
-    gateway_process gw(config(a.port(), b.port(),
-                              "  m:\n    targets: [{provider: one, model: x}, {provider: two, model: y}]\n",
-                              "  retries: 1\n  retry_on: [connect_error]\n", dir));
+    gateway_process gw(
+        config(a.port(), b.port(),
+               "  m:\n    targets: [{provider: one, model: x}, {provider: two, model: y}]\n",
+               "  retries: 1\n  retry_on: [connect_error]\n", dir));
     auto r = http_request(gw.port(), "POST", "/v1/chat/completions", auth_headers(),
                           chat_body("#mock status=503", false, "m"));
     BOOST_TEST(r.status == 502);
@@ -146,7 +168,8 @@ BOOST_AUTO_TEST_CASE(drain_mode_keeps_reading_after_the_client_left_and_bills_ex
     mock_upstream a;
     const auto dir = make_temp_dir().string();
     {
-        gateway_process gw(config(a.port(), closed_port(), "  m:\n    targets: [{provider: one, model: x}]\n",
+        gateway_process gw(config(a.port(), closed_port(),
+                                  "  m:\n    targets: [{provider: one, model: x}]\n",
                                   "  on_client_disconnect: drain\n  drain_limit: 30s\n", dir));
         {
             http_connection c(gw.port());
@@ -171,7 +194,8 @@ BOOST_AUTO_TEST_CASE(drain_mode_bills_a_non_streamed_answer_after_the_client_lef
     mock_upstream a;
     const auto dir = make_temp_dir().string();
     {
-        gateway_process gw(config(a.port(), closed_port(), "  m:\n    targets: [{provider: one, model: x}]\n",
+        gateway_process gw(config(a.port(), closed_port(),
+                                  "  m:\n    targets: [{provider: one, model: x}]\n",
                                   "  on_client_disconnect: drain\n  drain_limit: 30s\n", dir));
         {
             http_connection c(gw.port());

@@ -14,8 +14,12 @@ namespace tollgate::test {
 
 using namespace std::chrono_literals;
 
-std::string tollgate_binary() { return TOLLGATE_BIN; }
-std::string mock_binary() { return MOCK_BIN; }
+std::string tollgate_binary() {
+    return TOLLGATE_BIN;
+}
+std::string mock_binary() {
+    return MOCK_BIN;
+}
 
 std::filesystem::path make_temp_dir() {
     std::random_device rd;
@@ -63,8 +67,8 @@ gateway_process::~gateway_process() {
 
 void check_clean_exit(const std::string& name, int exit_code, const std::string& output) {
     bool report = false;
-    for (const char* marker : {"AddressSanitizer", "LeakSanitizer", "runtime error:",
-                               "UndefinedBehaviorSanitizer"})
+    for (const char* marker :
+         {"AddressSanitizer", "LeakSanitizer", "runtime error:", "UndefinedBehaviorSanitizer"})
         if (output.find(marker) != std::string::npos) report = true;
     if (exit_code == 0 && !report) return;
     const std::string tail = output.size() > 6000 ? output.substr(output.size() - 6000) : output;
@@ -79,8 +83,7 @@ void check_clean_exit(const std::string& name, int exit_code, const std::string&
 
 bool mock_upstream::wait_for(const std::string& field, int at_least, int timeout_ms) const {
     http_connection c(port_, std::chrono::milliseconds(timeout_ms + 5000), tls_);
-    auto r = c.request("GET", "/mock/wait?field=" + field + "&atleast=" +
-                                  std::to_string(at_least) +
+    auto r = c.request("GET", "/mock/wait?field=" + field + "&atleast=" + std::to_string(at_least) +
                                   "&timeout_ms=" + std::to_string(timeout_ms));
     return r.status == 200;
 }
@@ -131,19 +134,21 @@ test_certs make_test_certs() {
     const std::string d = c.dir.string() + "/";
     auto sh = [&](const std::string& cmd) {
         auto r = run_command({"/bin/sh", "-c", "cd " + d + " && " + cmd}, 60s);
-        if (r.exit_code != 0) throw std::runtime_error("cert setup failed: " + cmd + "\n" + r.output);
+        if (r.exit_code != 0)
+            throw std::runtime_error("cert setup failed: " + cmd + "\n" + r.output);
     };
     sh("openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.pem -days 3650 "
        "-subj '/CN=tollgate test CA' -addext 'basicConstraints=critical,CA:TRUE' "
        "-addext 'keyUsage=critical,keyCertSign,cRLSign'");
-    for (const auto& [name, san] : {std::pair{"server", "IP:127.0.0.1,DNS:localhost"},
-                                    {"wrong", "DNS:wrong.example"}}) {
+    for (const auto& [name, san] :
+         {std::pair{"server", "IP:127.0.0.1,DNS:localhost"}, {"wrong", "DNS:wrong.example"}}) {
         const std::string n = name;
         sh("openssl req -newkey rsa:2048 -nodes -keyout " + n + ".key -out " + n +
            ".csr -subj '/CN=" + (n == "server" ? "localhost" : "wrong.example") + "'");
         sh("printf '%s\\n' 'subjectAltName=" + std::string(san) +
            "' 'basicConstraints=CA:FALSE' 'keyUsage=critical,digitalSignature,keyEncipherment' "
-           "'extendedKeyUsage=serverAuth' > " + n + ".ext");
+           "'extendedKeyUsage=serverAuth' > " +
+           n + ".ext");
         sh("openssl x509 -req -in " + n + ".csr -CA ca.pem -CAkey ca.key -set_serial " +
            (n == "server" ? "1" : "2") + " -days 3650 -extfile " + n + ".ext -out " + n + ".pem");
     }
@@ -174,6 +179,8 @@ std::string chat_body(const std::string& content, bool stream, const std::string
            R"("}])" + (stream ? R"(,"stream":true)" : "") + "}";
 }
 
-header_map auth_headers(const std::string& key) { return {{"authorization", "Bearer " + key}}; }
+header_map auth_headers(const std::string& key) {
+    return {{"authorization", "Bearer " + key}};
+}
 
 }  // namespace tollgate::test

@@ -24,7 +24,7 @@ std::filesystem::path make_temp_dir();
 std::uint16_t closed_port();
 
 class mock_upstream {
-public:
+  public:
     explicit mock_upstream(std::vector<std::string> args = {});
     ~mock_upstream();
     std::uint16_t port() const noexcept { return port_; }
@@ -34,14 +34,14 @@ public:
     std::string stats() const;
     child_process& process() noexcept { return *proc_; }
 
-private:
+  private:
     std::unique_ptr<child_process> proc_;
     std::uint16_t port_ = 0;
     bool tls_ = false;
 };
 
 class gateway_process {
-public:
+  public:
     // Writes `yaml` to a temporary tollgate.yaml and starts the gateway on it.
     explicit gateway_process(const std::string& yaml,
                              std::vector<std::pair<std::string, std::string>> env = {});
@@ -56,7 +56,7 @@ public:
     child_process& process() noexcept { return *proc_; }
     const std::filesystem::path& dir() const noexcept { return dir_; }
 
-private:
+  private:
     std::filesystem::path dir_;
     std::unique_ptr<child_process> proc_;
     std::uint16_t port_ = 0;

@@ -68,7 +68,7 @@ http_connection::http_connection(std::uint16_t port, std::chrono::milliseconds t
         impl_->tls_ctx = std::make_unique<asio::ssl::context>(asio::ssl::context::tls_client);
         impl_->tls_ctx->set_verify_mode(asio::ssl::verify_none);
         impl_->tls = std::make_unique<asio::ssl::stream<asio::ip::tcp::socket&>>(impl_->socket,
-                                                                                *impl_->tls_ctx);
+                                                                                 *impl_->tls_ctx);
         impl_->tls->handshake(asio::ssl::stream_base::client);
     }
 }
@@ -160,9 +160,8 @@ void http_connection::close() {
     impl_->socket.close(ec);
 }
 
-http_response http_request(std::uint16_t port, const std::string& method,
-                           const std::string& target, const header_map& headers,
-                           const std::string& body, bool tls) {
+http_response http_request(std::uint16_t port, const std::string& method, const std::string& target,
+                           const header_map& headers, const std::string& body, bool tls) {
     http_connection c(port, std::chrono::seconds(30), tls);
     return c.request(method, target, headers, body);
 }

@@ -26,7 +26,7 @@ struct http_response {
 using header_map = std::vector<std::pair<std::string, std::string>>;
 
 class http_connection {
-public:
+  public:
     explicit http_connection(std::uint16_t port,
                              std::chrono::milliseconds timeout = std::chrono::seconds(30),
                              bool tls = false);  // tls: unverified, for test servers
@@ -48,15 +48,15 @@ public:
     bool closed_by_peer();
     void close();
 
-private:
+  private:
     struct impl;
     std::unique_ptr<impl> impl_;
 };
 
 // One-shot helpers.
-http_response http_request(std::uint16_t port, const std::string& method,
-                           const std::string& target, const header_map& headers = {},
-                           const std::string& body = {}, bool tls = false);
+http_response http_request(std::uint16_t port, const std::string& method, const std::string& target,
+                           const header_map& headers = {}, const std::string& body = {},
+                           bool tls = false);
 
 // The `data:` payloads of an SSE body, in order.
 std::vector<std::string> sse_data(const std::string& body);

@@ -15,7 +15,7 @@
 namespace tollgate::test {
 
 class child_process {
-public:
+  public:
     explicit child_process(std::vector<std::string> argv,
                            std::vector<std::pair<std::string, std::string>> env = {});
     ~child_process();
@@ -36,7 +36,7 @@ public:
     pid_t pid() const noexcept { return pid_; }
     std::string output() const;
 
-private:
+  private:
     void reader();
     pid_t pid_ = -1;
     int out_fd_ = -1;

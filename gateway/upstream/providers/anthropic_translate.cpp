@@ -19,7 +19,7 @@ namespace dom = simdjson::dom;
 // A small streaming JSON writer: commas and string escaping in one place, so no output
 // can come out malformed however odd the input strings are.
 class json_writer {
-public:
+  public:
     json_writer& begin_object() {
         before_value();
         out_.push_back('{');
@@ -98,57 +98,57 @@ public:
     // Re-serialises a parsed value. Depth is bounded by the parser's maximum depth.
     json_writer& element(dom::element e) {
         switch (e.type()) {
-        case dom::element_type::ARRAY: {
-            dom::array a;
-            begin_array();
-            if (e.get(a) == SUCCESS)
-                for (dom::element x : a) element(x);
-            return end_array();
-        }
-        case dom::element_type::OBJECT: {
-            dom::object o;
-            begin_object();
-            if (e.get(o) == SUCCESS)
-                for (dom::key_value_pair kv : o) {
-                    key(kv.key);
-                    element(kv.value);
-                }
-            return end_object();
-        }
-        case dom::element_type::INT64: {
-            std::int64_t v = 0;
-            if (e.get(v) != SUCCESS) break;
-            return integer(v);
-        }
-        case dom::element_type::UINT64: {
-            std::uint64_t v = 0;
-            if (e.get(v) != SUCCESS) break;
-            return uinteger(v);
-        }
-        case dom::element_type::DOUBLE: {
-            double v = 0;
-            if (e.get(v) != SUCCESS) break;
-            return number(v);
-        }
-        case dom::element_type::STRING: {
-            std::string_view v;
-            if (e.get(v) != SUCCESS) break;
-            return string(v);
-        }
-        case dom::element_type::BOOL: {
-            bool v = false;
-            if (e.get(v) != SUCCESS) break;
-            return boolean(v);
-        }
-        case dom::element_type::NULL_VALUE:
-            break;
+            case dom::element_type::ARRAY: {
+                dom::array a;
+                begin_array();
+                if (e.get(a) == SUCCESS)
+                    for (dom::element x : a) element(x);
+                return end_array();
+            }
+            case dom::element_type::OBJECT: {
+                dom::object o;
+                begin_object();
+                if (e.get(o) == SUCCESS)
+                    for (dom::key_value_pair kv : o) {
+                        key(kv.key);
+                        element(kv.value);
+                    }
+                return end_object();
+            }
+            case dom::element_type::INT64: {
+                std::int64_t v = 0;
+                if (e.get(v) != SUCCESS) break;
+                return integer(v);
+            }
+            case dom::element_type::UINT64: {
+                std::uint64_t v = 0;
+                if (e.get(v) != SUCCESS) break;
+                return uinteger(v);
+            }
+            case dom::element_type::DOUBLE: {
+                double v = 0;
+                if (e.get(v) != SUCCESS) break;
+                return number(v);
+            }
+            case dom::element_type::STRING: {
+                std::string_view v;
+                if (e.get(v) != SUCCESS) break;
+                return string(v);
+            }
+            case dom::element_type::BOOL: {
+                bool v = false;
+                if (e.get(v) != SUCCESS) break;
+                return boolean(v);
+            }
+            case dom::element_type::NULL_VALUE:
+                break;
         }
         return null();
     }
 
     std::string take() { return std::move(out_); }
 
-private:
+  private:
     void comma() {
         if (first_.empty()) return;
         if (!first_.back()) out_.push_back(',');
@@ -170,23 +170,37 @@ private:
         for (const char ch : s) {
             const auto c = static_cast<unsigned char>(ch);
             switch (c) {
-            case '"': out_ += "\\\""; break;
-            case '\\': out_ += "\\\\"; break;
-            case '\n': out_ += "\\n"; break;
-            case '\r': out_ += "\\r"; break;
-            case '\t': out_ += "\\t"; break;
-            case '\b': out_ += "\\b"; break;
-            case '\f': out_ += "\\f"; break;
-            default:
-                if (c < 0x20) {
-                    out_ += "\\u00";
-                    out_.push_back(hex[c >> 4]);
-                    out_.push_back(hex[c & 0xf]);
-                } else if (c >= 0x80 && !valid) {
-                    out_ += "\\ufffd";
-                } else {
-                    out_.push_back(ch);
-                }
+                case '"':
+                    out_ += "\\\"";
+                    break;
+                case '\\':
+                    out_ += "\\\\";
+                    break;
+                case '\n':
+                    out_ += "\\n";
+                    break;
+                case '\r':
+                    out_ += "\\r";
+                    break;
+                case '\t':
+                    out_ += "\\t";
+                    break;
+                case '\b':
+                    out_ += "\\b";
+                    break;
+                case '\f':
+                    out_ += "\\f";
+                    break;
+                default:
+                    if (c < 0x20) {
+                        out_ += "\\u00";
+                        out_.push_back(hex[c >> 4]);
+                        out_.push_back(hex[c & 0xf]);
+                    } else if (c >= 0x80 && !valid) {
+                        out_ += "\\ufffd";
+                    } else {
+                        out_.push_back(ch);
+                    }
             }
         }
         out_.push_back('"');
@@ -266,7 +280,9 @@ bool parse_object(dom::parser& p, std::string_view text, dom::object& out) {
     return parse(p, text, e) && e.get(out) == SUCCESS;
 }
 
-std::string sse_data(std::string body) { return "data: " + std::move(body) + "\n\n"; }
+std::string sse_data(std::string body) {
+    return "data: " + std::move(body) + "\n\n";
+}
 
 std::string sse_event(std::string_view name, std::string body) {
     std::string s;
@@ -356,12 +372,14 @@ std::string collect_text(dom::element content, std::string& into, std::string_vi
         return {};
     }
     dom::array parts;
-    if (content.get(parts) != SUCCESS) return std::string(what) + " content must be a string or an array";
+    if (content.get(parts) != SUCCESS)
+        return std::string(what) + " content must be a string or an array";
     bool first = true;
     for (dom::element p : parts) {
         dom::object po;
         std::string_view text;
-        if (p.get(po) != SUCCESS || string_or(po, "type") != "text" || !member_string(po, "text", text))
+        if (p.get(po) != SUCCESS || string_or(po, "type") != "text" ||
+            !member_string(po, "text", text))
             return std::string(what) + " content parts must be text";
         if (!first) into += "\n";
         into += text;
@@ -383,7 +401,12 @@ std::string image_block(dom::object part, std::string& error) {
     if (is_http_url(url)) {
         w.key("type").string("url").key("url").string(url);
     } else if (split_data_url(url, media_type, data)) {
-        w.key("type").string("base64").key("media_type").string(media_type).key("data").string(data);
+        w.key("type")
+            .string("base64")
+            .key("media_type")
+            .string(media_type)
+            .key("data")
+            .string(data);
     } else {
         error = "image_url must be an http(s) URL or a base64 data URL";
         return {};
@@ -434,7 +457,8 @@ std::string user_blocks(dom::element content, std::vector<block>& out) {
             if (!error.empty()) return error;
             out.push_back({std::move(b)});
         } else {
-            return "content part type '" + std::string(type) + "' is not supported by this model's provider";
+            return "content part type '" + std::string(type) +
+                   "' is not supported by this model's provider";
         }
     }
     return {};
@@ -476,7 +500,13 @@ std::string assistant_blocks(dom::object msg, dom::parser& args_parser, std::vec
         std::string_view arguments = string_or(fn, "arguments");
         const bool blank = arguments.find_first_not_of(" \t\r\n") == std::string_view::npos;
         json_writer w;
-        w.begin_object().key("type").string("tool_use").key("id").string(id).key("name").string(name);
+        w.begin_object()
+            .key("type")
+            .string("tool_use")
+            .key("id")
+            .string(id)
+            .key("name")
+            .string(name);
         w.key("input");
         if (blank) {
             // Some clients send "" for a call without arguments; Anthropic needs an object.
@@ -568,7 +598,8 @@ std::string image_part(dom::object blk, std::string& error) {
     } else if (type == "base64") {
         url = data_url(string_or(src, "media_type"), string_or(src, "data"));
     } else {
-        error = "image source type '" + std::string(type) + "' is not supported by this model's provider";
+        error = "image source type '" + std::string(type) +
+                "' is not supported by this model's provider";
         return {};
     }
     json_writer w;
@@ -643,7 +674,8 @@ std::string anthropic_user_message(dom::element content, json_writer& msgs) {
             // OpenAI wants tool messages right after the assistant's tool_calls, and they
             // carry text only: emit them now, and move any image to the user message.
             std::string_view id;
-            if (!member_string(bo, "tool_use_id", id)) return "tool_result blocks need a tool_use_id";
+            if (!member_string(bo, "tool_use_id", id))
+                return "tool_result blocks need a tool_use_id";
             std::string text;
             dom::element rc;
             if (member(bo, "content", rc)) {
@@ -654,7 +686,8 @@ std::string anthropic_user_message(dom::element content, json_writer& msgs) {
                 } else if (rc.get(ra) == SUCCESS) {
                     for (dom::element x : ra) {
                         dom::object xo;
-                        if (x.get(xo) != SUCCESS) return "tool_result content blocks must be objects";
+                        if (x.get(xo) != SUCCESS)
+                            return "tool_result content blocks must be objects";
                         const std::string_view xt = string_or(xo, "type");
                         if (xt == "text") {
                             if (!text.empty()) text += "\n";
@@ -675,7 +708,8 @@ std::string anthropic_user_message(dom::element content, json_writer& msgs) {
             msgs.begin_object().key("role").string("tool").key("tool_call_id").string(id);
             msgs.key("content").string(text).end_object();
         } else {
-            return "content block type '" + std::string(type) + "' is not supported in user messages";
+            return "content block type '" + std::string(type) +
+                   "' is not supported in user messages";
         }
     }
     if (!parts.empty()) write_user_message(msgs, parts, texts);
@@ -714,7 +748,8 @@ std::string anthropic_assistant_message(dom::element content, json_writer& msgs)
             } else if (type == "thinking" || type == "redacted_thinking") {
                 // No OpenAI equivalent; the answer text is what the next turn needs.
             } else {
-                return "content block type '" + std::string(type) + "' is not supported in assistant messages";
+                return "content block type '" + std::string(type) +
+                       "' is not supported in assistant messages";
             }
         }
     } else {
@@ -823,13 +858,20 @@ translated chat_to_messages_request(std::string_view openai_body, std::string_vi
                 !member_object(to, "function", fn) || !member_string(fn, "name", name))
                 return {{}, "tools must be functions with a name"};
             w.begin_object().key("name").string(name);
-            if (member_string(fn, "description", description)) w.key("description").string(description);
+            if (member_string(fn, "description", description))
+                w.key("description").string(description);
             w.key("input_schema");
             dom::element params;
             if (member(fn, "parameters", params) && params.is_object())
                 w.element(params);
             else  // Anthropic requires a schema; a function without parameters takes none
-                w.begin_object().key("type").string("object").key("properties").begin_object().end_object().end_object();
+                w.begin_object()
+                    .key("type")
+                    .string("object")
+                    .key("properties")
+                    .begin_object()
+                    .end_object()
+                    .end_object();
             w.end_object();
             ++tool_count;
         }
@@ -849,10 +891,14 @@ translated chat_to_messages_request(std::string_view openai_body, std::string_vi
             std::string_view s;
             dom::object co, fn;
             if (e.get(s) == SUCCESS) {
-                if (s == "auto") choice_type = "auto";
-                else if (s == "required") choice_type = "any";
-                else if (s == "none") choice_type = "none";
-                else return {{}, "'tool_choice' must be auto, required, none or a function"};
+                if (s == "auto")
+                    choice_type = "auto";
+                else if (s == "required")
+                    choice_type = "any";
+                else if (s == "none")
+                    choice_type = "none";
+                else
+                    return {{}, "'tool_choice' must be auto, required, none or a function"};
             } else if (e.get(co) == SUCCESS && member_object(co, "function", fn) &&
                        member_string(fn, "name", choice_name)) {
                 choice_type = "tool";
@@ -861,7 +907,8 @@ translated chat_to_messages_request(std::string_view openai_body, std::string_vi
             }
             w.key("tool_choice").begin_object().key("type").string(choice_type);
             if (choice_type == "tool") w.key("name").string(choice_name);
-            if (!parallel && choice_type != "none") w.key("disable_parallel_tool_use").boolean(true);
+            if (!parallel && choice_type != "none")
+                w.key("disable_parallel_tool_use").boolean(true);
             w.end_object();
         } else if (!parallel) {
             w.key("tool_choice").begin_object().key("type").string("auto");
@@ -877,7 +924,8 @@ translated chat_to_messages_request(std::string_view openai_body, std::string_vi
         } else if (e.get(a) == SUCCESS) {
             w.key("stop_sequences").begin_array();
             for (dom::element x : a) {
-                if (x.get(s) != SUCCESS) return {{}, "'stop' must be a string or an array of strings"};
+                if (x.get(s) != SUCCESS)
+                    return {{}, "'stop' must be a string or an array of strings"};
                 w.string(s);
             }
             w.end_array();
@@ -905,8 +953,8 @@ translated chat_to_messages_request(std::string_view openai_body, std::string_vi
 // =======================================================================================
 // 2. Anthropic response -> OpenAI chat.completion
 
-std::string messages_to_chat_response(std::string_view anthropic_body, std::string_view client_model,
-                                      std::int64_t created) {
+std::string messages_to_chat_response(std::string_view anthropic_body,
+                                      std::string_view client_model, std::int64_t created) {
     dom::parser parser;
     dom::object msg;
     if (!parse_object(parser, anthropic_body, msg)) return {};
@@ -987,10 +1035,12 @@ std::string error_message(std::string_view anthropic_error_body) {
     dom::object body, err;
     std::string_view message;
     if (parse_object(parser, anthropic_error_body, body)) {
-        if (member_object(body, "error", err) && member_string(err, "message", message) && !message.empty())
+        if (member_object(body, "error", err) && member_string(err, "message", message) &&
+            !message.empty())
             return std::string(message);
         if (member_string(body, "error", message) && !message.empty()) return std::string(message);
-        if (member_string(body, "message", message) && !message.empty()) return std::string(message);
+        if (member_string(body, "message", message) && !message.empty())
+            return std::string(message);
     }
     return "the upstream provider returned an error";
 }
@@ -1044,12 +1094,15 @@ std::string tool_delta_chunk(const chunk_meta& m, int tool_index, std::string_vi
 
 messages_stream_to_chat::messages_stream_to_chat(std::string client_model, std::int64_t created,
                                                  bool include_usage)
-    : parser_(std::make_unique<dom::parser>()), model_(std::move(client_model)), created_(created),
+    : parser_(std::make_unique<dom::parser>()),
+      model_(std::move(client_model)),
+      created_(created),
       include_usage_(include_usage) {}
 
 messages_stream_to_chat::~messages_stream_to_chat() = default;
 messages_stream_to_chat::messages_stream_to_chat(messages_stream_to_chat&&) noexcept = default;
-messages_stream_to_chat& messages_stream_to_chat::operator=(messages_stream_to_chat&&) noexcept = default;
+messages_stream_to_chat& messages_stream_to_chat::operator=(messages_stream_to_chat&&) noexcept =
+    default;
 
 void messages_stream_to_chat::fail(std::string message, std::vector<std::string>& out) {
     failed_ = true;
@@ -1099,7 +1152,8 @@ void messages_stream_to_chat::on_event(std::string_view event_name, std::string_
         dom::object cb;
         dom::element ie;
         std::int64_t index = 0;
-        if (!member_object(ev, "content_block", cb) || !member(ev, "index", ie) || !as_integer(ie, index))
+        if (!member_object(ev, "content_block", cb) || !member(ev, "index", ie) ||
+            !as_integer(ie, index))
             return fail("malformed content_block_start from the upstream provider", out);
         const std::string_view bt = string_or(cb, "type");
         if (bt == "text") {
@@ -1113,7 +1167,12 @@ void messages_stream_to_chat::on_event(std::string_view event_name, std::string_
             out.push_back(chunk(meta, [&](json_writer& w) {
                 w.key("tool_calls").begin_array().begin_object().key("index").integer(tool_index);
                 w.key("id").string(id).key("type").string("function");
-                w.key("function").begin_object().key("name").string(name).key("arguments").string("");
+                w.key("function")
+                    .begin_object()
+                    .key("name")
+                    .string(name)
+                    .key("arguments")
+                    .string("");
                 w.end_object().end_object().end_array();
             }));
         }
@@ -1122,7 +1181,8 @@ void messages_stream_to_chat::on_event(std::string_view event_name, std::string_
         dom::object delta;
         dom::element ie;
         std::int64_t index = 0;
-        if (!member_object(ev, "delta", delta) || !member(ev, "index", ie) || !as_integer(ie, index))
+        if (!member_object(ev, "delta", delta) || !member(ev, "index", ie) ||
+            !as_integer(ie, index))
             return fail("malformed content_block_delta from the upstream provider", out);
         const std::string_view dt = string_or(delta, "type");
         if (dt == "text_delta") {
@@ -1157,7 +1217,8 @@ void messages_stream_to_chat::on_event(std::string_view event_name, std::string_
         if (member_object(ev, "usage", usage)) {
             // Cumulative counts; newer API versions repeat the input counts here too.
             dom::element x;
-            if (member(usage, "output_tokens", x)) output_tokens_ = count_of(usage, "output_tokens");
+            if (member(usage, "output_tokens", x))
+                output_tokens_ = count_of(usage, "output_tokens");
             if (member(usage, "input_tokens", x)) input_tokens_ = count_of(usage, "input_tokens");
             if (member(usage, "cache_read_input_tokens", x))
                 cache_read_tokens_ = count_of(usage, "cache_read_input_tokens");
@@ -1165,7 +1226,8 @@ void messages_stream_to_chat::on_event(std::string_view event_name, std::string_
                 cache_creation_tokens_ = count_of(usage, "cache_creation_input_tokens");
         }
         if (member_object(ev, "delta", delta) && member_string(delta, "stop_reason", stop_reason))
-            out.push_back(chunk(meta, [](json_writer&) {}, finish_from_stop_reason(stop_reason)));
+            out.push_back(chunk(
+                meta, [](json_writer&) {}, finish_from_stop_reason(stop_reason)));
     } else if (type == "message_stop") {
         if (include_usage_) {
             json_writer w;
@@ -1176,7 +1238,8 @@ void messages_stream_to_chat::on_event(std::string_view event_name, std::string_
             w.key("model").string(model_);
             w.key("choices").begin_array().end_array();
             w.key("usage");
-            write_openai_usage(w, input_tokens_, cache_read_tokens_, cache_creation_tokens_, output_tokens_);
+            write_openai_usage(w, input_tokens_, cache_read_tokens_, cache_creation_tokens_,
+                               output_tokens_);
             w.end_object();
             out.push_back(sse_data(w.take()));
         }
@@ -1185,7 +1248,8 @@ void messages_stream_to_chat::on_event(std::string_view event_name, std::string_
     } else if (type == "error") {
         dom::object err;
         std::string_view message;
-        if (member_object(ev, "error", err) && member_string(err, "message", message) && !message.empty())
+        if (member_object(ev, "error", err) && member_string(err, "message", message) &&
+            !message.empty())
             fail(std::string(message), out);
         else
             fail("the upstream provider reported an error", out);
@@ -1196,10 +1260,12 @@ void messages_stream_to_chat::on_event(std::string_view event_name, std::string_
 // =======================================================================================
 // 4. Anthropic request -> OpenAI request, OpenAI answer -> Anthropic message
 
-translated messages_to_chat_request(std::string_view anthropic_body, std::string_view upstream_model) {
+translated messages_to_chat_request(std::string_view anthropic_body,
+                                    std::string_view upstream_model) {
     dom::parser parser;
     dom::object req;
-    if (!parse_object(parser, anthropic_body, req)) return {{}, "request body must be a JSON object"};
+    if (!parse_object(parser, anthropic_body, req))
+        return {{}, "request body must be a JSON object"};
     dom::array messages;
     if (!member_array(req, "messages", messages)) return {{}, "messages: must be an array"};
 
@@ -1219,7 +1285,8 @@ translated messages_to_chat_request(std::string_view anthropic_body, std::string
             for (dom::element b : blocks) {
                 dom::object bo;
                 std::string_view text;
-                if (b.get(bo) != SUCCESS || string_or(bo, "type") != "text" || !member_string(bo, "text", text))
+                if (b.get(bo) != SUCCESS || string_or(bo, "type") != "text" ||
+                    !member_string(bo, "text", text))
                     return {{}, "system: blocks must be text"};
                 if (!system.empty()) system += "\n\n";
                 system += text;
@@ -1228,14 +1295,20 @@ translated messages_to_chat_request(std::string_view anthropic_body, std::string
             return {{}, "system: must be a string or an array of text blocks"};
         }
         if (!system.empty())
-            w.begin_object().key("role").string("system").key("content").string(system).end_object();
+            w.begin_object()
+                .key("role")
+                .string("system")
+                .key("content")
+                .string(system)
+                .end_object();
     }
 
     for (dom::element m : messages) {
         dom::object mo;
         std::string_view role;
         dom::element content;
-        if (m.get(mo) != SUCCESS || !member_string(mo, "role", role) || !member(mo, "content", content))
+        if (m.get(mo) != SUCCESS || !member_string(mo, "role", role) ||
+            !member(mo, "content", content))
             return {{}, "messages: each message needs a role and content"};
         std::string error;
         if (role == "user")
@@ -1280,10 +1353,13 @@ translated messages_to_chat_request(std::string_view anthropic_body, std::string
                 return {{}, "tools: each tool needs a name"};
             const std::string_view tt = string_or(to, "type", "custom");
             if (tt != "custom")  // server tools (web search, bash...) run at Anthropic only
-                return {{}, "tools: tool type '" + std::string(tt) + "' is not supported by this model's provider"};
+                return {{},
+                        "tools: tool type '" + std::string(tt) +
+                            "' is not supported by this model's provider"};
             w.begin_object().key("type").string("function").key("function").begin_object();
             w.key("name").string(name);
-            if (member_string(to, "description", description)) w.key("description").string(description);
+            if (member_string(to, "description", description))
+                w.key("description").string(description);
             dom::element schema;
             if (member(to, "input_schema", schema)) w.key("parameters").element(schema);
             w.end_object().end_object();
@@ -1302,7 +1378,8 @@ translated messages_to_chat_request(std::string_view anthropic_body, std::string
             w.key("tool_choice").string("none");
         } else if (ct == "tool") {
             std::string_view name;
-            if (!member_string(choice, "name", name)) return {{}, "tool_choice: type tool needs a name"};
+            if (!member_string(choice, "name", name))
+                return {{}, "tool_choice: type tool needs a name"};
             w.key("tool_choice").begin_object().key("type").string("function");
             w.key("function").begin_object().key("name").string(name).end_object().end_object();
         } else {
@@ -1310,7 +1387,8 @@ translated messages_to_chat_request(std::string_view anthropic_body, std::string
         }
         if (member(choice, "disable_parallel_tool_use", e)) {
             bool b = false;
-            if (e.get(b) == SUCCESS && b && ct != "none") w.key("parallel_tool_calls").boolean(false);
+            if (e.get(b) == SUCCESS && b && ct != "none")
+                w.key("parallel_tool_calls").boolean(false);
         }
     }
 
@@ -1319,7 +1397,8 @@ translated messages_to_chat_request(std::string_view anthropic_body, std::string
         if (e.get(b) != SUCCESS) return {{}, "stream: must be a boolean"};
         w.key("stream").boolean(b);
         // The gateway bills from the final usage chunk, so always ask for it.
-        if (b) w.key("stream_options").begin_object().key("include_usage").boolean(true).end_object();
+        if (b)
+            w.key("stream_options").begin_object().key("include_usage").boolean(true).end_object();
     }
     dom::object metadata;
     std::string_view user;
@@ -1355,12 +1434,18 @@ std::string chat_to_messages_response(std::string_view openai_body, std::string_
                 } else if (c.get(parts) == SUCCESS) {
                     for (dom::element p : parts) {
                         dom::object po;
-                        if (p.get(po) == SUCCESS && string_or(po, "type") == "text") text += string_or(po, "text");
+                        if (p.get(po) == SUCCESS && string_or(po, "type") == "text")
+                            text += string_or(po, "text");
                     }
                 }
             }
             if (!text.empty())
-                content.begin_object().key("type").string("text").key("text").string(text).end_object();
+                content.begin_object()
+                    .key("type")
+                    .string("text")
+                    .key("text")
+                    .string(text)
+                    .end_object();
             dom::array calls;
             if (member_array(msg, "tool_calls", calls)) {
                 std::size_t n = 0;
@@ -1382,7 +1467,8 @@ std::string chat_to_messages_response(std::string_view openai_body, std::string_
                     // Anthropic's input is an object; arguments a model got wrong (not a
                     // JSON object) cannot be represented and become {}.
                     dom::element input;
-                    if (has_fn && parse(args_parser, string_or(fn, "arguments"), input) && input.is_object())
+                    if (has_fn && parse(args_parser, string_or(fn, "arguments"), input) &&
+                        input.is_object())
                         content.element(input);
                     else
                         content.begin_object().end_object();
@@ -1434,7 +1520,8 @@ chat_stream_to_messages::chat_stream_to_messages(std::string client_model)
 
 chat_stream_to_messages::~chat_stream_to_messages() = default;
 chat_stream_to_messages::chat_stream_to_messages(chat_stream_to_messages&&) noexcept = default;
-chat_stream_to_messages& chat_stream_to_messages::operator=(chat_stream_to_messages&&) noexcept = default;
+chat_stream_to_messages& chat_stream_to_messages::operator=(chat_stream_to_messages&&) noexcept =
+    default;
 
 void chat_stream_to_messages::start(std::vector<std::string>& out) {
     if (started_) return;
@@ -1450,7 +1537,13 @@ void chat_stream_to_messages::start(std::vector<std::string>& out) {
     w.key("stop_reason").null();
     w.key("stop_sequence").null();
     // OpenAI reports usage only at the end; message_delta carries the real counts.
-    w.key("usage").begin_object().key("input_tokens").integer(0).key("output_tokens").integer(0).end_object();
+    w.key("usage")
+        .begin_object()
+        .key("input_tokens")
+        .integer(0)
+        .key("output_tokens")
+        .integer(0)
+        .end_object();
     w.end_object().end_object();
     out.push_back(sse_event("message_start", w.take()));
 }
@@ -1458,7 +1551,12 @@ void chat_stream_to_messages::start(std::vector<std::string>& out) {
 void chat_stream_to_messages::close_block(std::vector<std::string>& out) {
     if (open_ == block_kind::none) return;
     json_writer w;
-    w.begin_object().key("type").string("content_block_stop").key("index").integer(open_index_).end_object();
+    w.begin_object()
+        .key("type")
+        .string("content_block_stop")
+        .key("index")
+        .integer(open_index_)
+        .end_object();
     out.push_back(sse_event("content_block_stop", w.take()));
     open_ = block_kind::none;
     open_index_ = -1;
@@ -1478,14 +1576,16 @@ void chat_stream_to_messages::on_data(std::string_view data, std::vector<std::st
     if (finished_ || failed_ || !parser_) return;
     const auto b = data.find_first_not_of(" \t\r\n");
     const auto e = data.find_last_not_of(" \t\r\n");
-    const std::string_view trimmed = b == std::string_view::npos ? std::string_view{} : data.substr(b, e - b + 1);
+    const std::string_view trimmed =
+        b == std::string_view::npos ? std::string_view{} : data.substr(b, e - b + 1);
 
     if (trimmed == "[DONE]") {
         start(out);
         close_block(out);
         json_writer w;
         w.begin_object().key("type").string("message_delta").key("delta").begin_object();
-        w.key("stop_reason").string(stop_reason_.empty() ? std::string_view("end_turn") : stop_reason_);
+        w.key("stop_reason")
+            .string(stop_reason_.empty() ? std::string_view("end_turn") : stop_reason_);
         w.key("stop_sequence").null().end_object();
         w.key("usage").begin_object();
         if (usage_seen_) {
@@ -1501,7 +1601,8 @@ void chat_stream_to_messages::on_data(std::string_view data, std::vector<std::st
     }
 
     dom::object chunk;
-    if (!parse_object(*parser_, trimmed, chunk)) return fail("malformed chunk from the upstream provider", out);
+    if (!parse_object(*parser_, trimmed, chunk))
+        return fail("malformed chunk from the upstream provider", out);
     dom::element err;
     if (member(chunk, "error", err)) {
         dom::object eo;
@@ -1541,14 +1642,32 @@ void chat_stream_to_messages::on_data(std::string_view data, std::vector<std::st
                     open_ = block_kind::text;
                     open_index_ = next_index_++;
                     json_writer w;
-                    w.begin_object().key("type").string("content_block_start").key("index").integer(open_index_);
-                    w.key("content_block").begin_object().key("type").string("text").key("text").string("");
+                    w.begin_object()
+                        .key("type")
+                        .string("content_block_start")
+                        .key("index")
+                        .integer(open_index_);
+                    w.key("content_block")
+                        .begin_object()
+                        .key("type")
+                        .string("text")
+                        .key("text")
+                        .string("");
                     w.end_object().end_object();
                     out.push_back(sse_event("content_block_start", w.take()));
                 }
                 json_writer w;
-                w.begin_object().key("type").string("content_block_delta").key("index").integer(open_index_);
-                w.key("delta").begin_object().key("type").string("text_delta").key("text").string(text);
+                w.begin_object()
+                    .key("type")
+                    .string("content_block_delta")
+                    .key("index")
+                    .integer(open_index_);
+                w.key("delta")
+                    .begin_object()
+                    .key("type")
+                    .string("text_delta")
+                    .key("text")
+                    .string(text);
                 w.end_object().end_object();
                 out.push_back(sse_event("content_block_delta", w.take()));
             }
@@ -1562,8 +1681,9 @@ void chat_stream_to_messages::on_data(std::string_view data, std::vector<std::st
                     if (member(tc, "index", ie)) as_integer(ie, tool_index);
                     // A default dom::object has no document behind it: never look into one.
                     const bool has_fn = member_object(tc, "function", fn);
-                    auto it = std::find_if(tools_.begin(), tools_.end(),
-                                           [&](const tool_block& t) { return t.tool_index == tool_index; });
+                    auto it = std::find_if(tools_.begin(), tools_.end(), [&](const tool_block& t) {
+                        return t.tool_index == tool_index;
+                    });
                     std::int64_t block_index = 0;
                     if (it == tools_.end()) {
                         close_block(out);
@@ -1578,9 +1698,14 @@ void chat_stream_to_messages::on_data(std::string_view data, std::vector<std::st
                             id = fallback_id;
                         }
                         json_writer w;
-                        w.begin_object().key("type").string("content_block_start").key("index").integer(block_index);
+                        w.begin_object()
+                            .key("type")
+                            .string("content_block_start")
+                            .key("index")
+                            .integer(block_index);
                         w.key("content_block").begin_object().key("type").string("tool_use");
-                        w.key("id").string(id).key("name").string(has_fn ? string_or(fn, "name") : std::string_view{});
+                        w.key("id").string(id).key("name").string(has_fn ? string_or(fn, "name")
+                                                                         : std::string_view{});
                         w.key("input").begin_object().end_object();
                         w.end_object().end_object();
                         out.push_back(sse_event("content_block_start", w.take()));
@@ -1589,10 +1714,15 @@ void chat_stream_to_messages::on_data(std::string_view data, std::vector<std::st
                         // interleave, the piece still goes to its own block's index.
                         block_index = it->block_index;
                     }
-                    const std::string_view arguments = has_fn ? string_or(fn, "arguments") : std::string_view{};
+                    const std::string_view arguments =
+                        has_fn ? string_or(fn, "arguments") : std::string_view{};
                     if (!arguments.empty()) {
                         json_writer w;
-                        w.begin_object().key("type").string("content_block_delta").key("index").integer(block_index);
+                        w.begin_object()
+                            .key("type")
+                            .string("content_block_delta")
+                            .key("index")
+                            .integer(block_index);
                         w.key("delta").begin_object().key("type").string("input_json_delta");
                         w.key("partial_json").string(arguments).end_object().end_object();
                         out.push_back(sse_event("content_block_delta", w.take()));

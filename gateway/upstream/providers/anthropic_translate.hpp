@@ -65,7 +65,7 @@ std::string error_message(std::string_view anthropic_error_body);
 // (its `event:` name and `data:` payload) in order; every string appended to `out` is one
 // complete SSE event ("data: {...}\n\n"), produced as soon as the input event allows.
 class messages_stream_to_chat {
-public:
+  public:
     messages_stream_to_chat(std::string client_model, std::int64_t created, bool include_usage);
     ~messages_stream_to_chat();
     messages_stream_to_chat(messages_stream_to_chat&&) noexcept;
@@ -73,7 +73,8 @@ public:
 
     // `event_name` may be empty: the data's "type" is used then. Events after the end
     // (message_stop) or after a failure are ignored.
-    void on_event(std::string_view event_name, std::string_view data, std::vector<std::string>& out);
+    void on_event(std::string_view event_name, std::string_view data,
+                  std::vector<std::string>& out);
 
     bool finished() const noexcept { return finished_; }  // message_stop seen, [DONE] sent
     bool failed() const noexcept { return failed_; }      // error event or malformed data
@@ -86,7 +87,7 @@ public:
     }
     std::int64_t completion_tokens() const noexcept { return output_tokens_; }
 
-private:
+  private:
     struct tool_block {
         std::int64_t block_index;  // Anthropic content block index
         int tool_index;            // OpenAI tool_calls index
@@ -111,7 +112,8 @@ private:
 
 // Anthropic Messages request -> OpenAI chat-completions request. A streamed request also
 // asks for the final usage chunk (stream_options.include_usage).
-translated messages_to_chat_request(std::string_view anthropic_body, std::string_view upstream_model);
+translated messages_to_chat_request(std::string_view anthropic_body,
+                                    std::string_view upstream_model);
 
 // OpenAI chat.completion -> Anthropic message. Returns an empty string when the body is
 // not a chat completion (not JSON, not an object).
@@ -122,7 +124,7 @@ std::string chat_to_messages_response(std::string_view openai_body, std::string_
 // ("event: <name>\ndata: {...}\n\n"). message_delta (stop_reason and usage) and
 // message_stop are sent at [DONE], because the usage chunk comes after the finish chunk.
 class chat_stream_to_messages {
-public:
+  public:
     explicit chat_stream_to_messages(std::string client_model);
     ~chat_stream_to_messages();
     chat_stream_to_messages(chat_stream_to_messages&&) noexcept;
@@ -137,11 +139,11 @@ public:
     std::int64_t prompt_tokens() const noexcept { return prompt_tokens_; }
     std::int64_t completion_tokens() const noexcept { return completion_tokens_; }
 
-private:
+  private:
     enum class block_kind { none, text, tool };
     struct tool_block {
-        std::int64_t tool_index;  // OpenAI tool_calls index
-        std::int64_t block_index; // Anthropic content block index
+        std::int64_t tool_index;   // OpenAI tool_calls index
+        std::int64_t block_index;  // Anthropic content block index
     };
 
     void start(std::vector<std::string>& out);

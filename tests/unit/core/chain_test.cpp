@@ -25,7 +25,7 @@ struct journal {
 };
 
 class recording_policy final : public policy {
-public:
+  public:
     recording_policy(std::string name, journal& j, verdict v = verdict::next,
                      event_action drop = event_action::pass)
         : name_(std::move(name)), j_(j), v_(v), drop_(drop) {}
@@ -52,7 +52,7 @@ public:
         j_.calls.push_back(name_ + ".complete." + std::to_string(o.status));
     }
 
-private:
+  private:
     std::string name_;
     journal& j_;
     verdict v_;
@@ -90,9 +90,9 @@ BOOST_AUTO_TEST_CASE(request_hooks_run_in_order_and_response_hooks_in_reverse) {
     BOOST_TEST((run(c, ctx) == verdict::next));
     c.response_head(ctx, response_head{200, true});
     c.complete(ctx, outcome{200});
-    const std::vector<std::string> want{"a.request", "b.request", "c.request", "c.head",
-                                        "b.head",    "a.head",    "c.complete.200",
-                                        "b.complete.200", "a.complete.200"};
+    const std::vector<std::string> want{"a.request",      "b.request",      "c.request",
+                                        "c.head",         "b.head",         "a.head",
+                                        "c.complete.200", "b.complete.200", "a.complete.200"};
     BOOST_TEST(j.calls == want, boost::test_tools::per_element());
     BOOST_TEST(ctx.states.size() == 3u);
 }
@@ -143,8 +143,10 @@ BOOST_AUTO_TEST_CASE(a_reply_without_a_status_becomes_an_internal_error) {
 
 BOOST_AUTO_TEST_CASE(snapshot_refuses_unknown_duplicate_or_routerless_chains) {
     policy_registry reg;
-    reg.add("auth", [](const policy_init&) -> std::unique_ptr<policy> { return nullptr; }, true);
-    reg.add("router", [](const policy_init&) -> std::unique_ptr<policy> { return nullptr; }, true);
+    reg.add(
+        "auth", [](const policy_init&) -> std::unique_ptr<policy> { return nullptr; }, true);
+    reg.add(
+        "router", [](const policy_init&) -> std::unique_ptr<policy> { return nullptr; }, true);
     auto build = [&](std::vector<std::string> names) {
         tollgate::config::gateway_config cfg;
         cfg.policies = std::move(names);

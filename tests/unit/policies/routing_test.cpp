@@ -30,7 +30,8 @@ models:
   backup:
     targets: [{provider: c, model: mc}]
 routing:
-  strategy: )" + strategy + R"(
+  strategy: )" +
+           strategy + R"(
   retries: 1
   cooldown_after_failures: 2
   cooldown: 30s
@@ -57,7 +58,8 @@ struct fixture {
         BOOST_TEST((router->on_request(ctx) == core::verdict::next));
         return ctx.plan;
     }
-    void attempt(const core::route_target& t, kind how, std::optional<std::chrono::milliseconds> retry_after = {},
+    void attempt(const core::route_target& t, kind how,
+                 std::optional<std::chrono::milliseconds> retry_after = {},
                  std::chrono::milliseconds head = std::chrono::milliseconds(10)) {
         core::request_context ctx;
         router->on_attempt_start(ctx, t);

@@ -45,15 +45,15 @@ BOOST_AUTO_TEST_CASE(null_or_absent_usage_is_nothing) {
     BOOST_TEST(!find_usage("[DONE]"));
 }
 
-BOOST_DATA_TEST_CASE(truncated_or_garbage_input_never_reads_out_of_bounds,
-                     bdata::make({std::string(R"({"usage":{"prompt_tokens":1)"),
-                                  std::string(R"({"usage":{"prompt_tokens":)"),
-                                  std::string(R"({"usage":)"), std::string(R"({"usage")"),
-                                  std::string(R"({"usage":{"a":"unterminated)"),
-                                  std::string(R"({"usage":{"prompt_tokens":-5,"x":[[[[)"),
-                                  std::string(R"("usage":{"prompt_tokens":123456789012345678901234})"),
-                                  std::string(200, '{'), std::string(""), std::string("\"")}),
-                     input) {
+BOOST_DATA_TEST_CASE(
+    truncated_or_garbage_input_never_reads_out_of_bounds,
+    bdata::make({std::string(R"({"usage":{"prompt_tokens":1)"),
+                 std::string(R"({"usage":{"prompt_tokens":)"), std::string(R"({"usage":)"),
+                 std::string(R"({"usage")"), std::string(R"({"usage":{"a":"unterminated)"),
+                 std::string(R"({"usage":{"prompt_tokens":-5,"x":[[[[)"),
+                 std::string(R"("usage":{"prompt_tokens":123456789012345678901234})"),
+                 std::string(200, '{'), std::string(""), std::string("\"")}),
+    input) {
     // Copy into an exactly-sized buffer so ASan sees any read past the end.
     std::unique_ptr<char[]> buf(new char[input.size()]);
     std::copy(input.begin(), input.end(), buf.get());
@@ -66,11 +66,15 @@ BOOST_DATA_TEST_CASE(truncated_or_garbage_input_never_reads_out_of_bounds,
 
 BOOST_AUTO_TEST_CASE(generated_text_counts_content_and_tool_arguments) {
     BOOST_TEST(generated_text_bytes(R"({"choices":[{"delta":{"content":"word0 "}}]})") == 6u);
-    BOOST_TEST(generated_text_bytes(
-                   R"({"choices":[{"delta":{"tool_calls":[{"function":{"arguments":"{\"a\":1}"}}]}}]})") ==
-               std::string(R"({\"a\":1})").size());
+    BOOST_TEST(
+        generated_text_bytes(
+            R"({"choices":[{"delta":{"tool_calls":[{"function":{"arguments":"{\"a\":1}"}}]}}]})") ==
+        std::string(R"({\"a\":1})").size());
     BOOST_TEST(generated_text_bytes(R"({"choices":[{"delta":{"role":"assistant"}}]})") == 0u);
-    BOOST_TEST(generated_text_bytes(R"({"type":"content_block_delta","delta":{"type":"text_delta","text":"Hello"}})") == 5u);
+    BOOST_TEST(
+        generated_text_bytes(
+            R"({"type":"content_block_delta","delta":{"type":"text_delta","text":"Hello"}})") ==
+        5u);
 }
 
 BOOST_AUTO_TEST_CASE(usage_only_chunk_is_recognised) {

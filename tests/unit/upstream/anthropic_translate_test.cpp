@@ -22,7 +22,7 @@ namespace {
 // A parsed output document with JSON-pointer accessors; a missing or mistyped value
 // reads as a marker string so the failing check shows what went wrong.
 class doc {
-public:
+  public:
     explicit doc(std::string_view text) : text_(text) {
         ok_ = parser_.parse(text_.data(), text_.size()).get(root_) == SUCCESS;
     }
@@ -37,7 +37,8 @@ public:
     }
     std::string str(std::string_view ptr) const {
         std::string_view s;
-        if (!ok_ || root_.at_pointer(ptr).get(s) != SUCCESS) return "<no string at " + std::string(ptr) + ">";
+        if (!ok_ || root_.at_pointer(ptr).get(s) != SUCCESS)
+            return "<no string at " + std::string(ptr) + ">";
         return std::string(s);
     }
     std::int64_t num(std::string_view ptr) const {
@@ -66,11 +67,12 @@ public:
     // The value at ptr, minified: for comparing whole sub-documents.
     std::string json(std::string_view ptr) const {
         dom::element e;
-        if (!ok_ || root_.at_pointer(ptr).get(e) != SUCCESS) return "<missing " + std::string(ptr) + ">";
+        if (!ok_ || root_.at_pointer(ptr).get(e) != SUCCESS)
+            return "<missing " + std::string(ptr) + ">";
         return simdjson::minify(e);
     }
 
-private:
+  private:
     std::string text_;
     dom::parser parser_;
     dom::element root_;
@@ -86,7 +88,8 @@ std::string minify(std::string_view text) {
 
 // "data: {...}\n\n" -> "{...}"
 std::string data_of(const std::string& event) {
-    BOOST_REQUIRE_MESSAGE(event.starts_with("data: ") && event.ends_with("\n\n"), "not one SSE event: " << event);
+    BOOST_REQUIRE_MESSAGE(event.starts_with("data: ") && event.ends_with("\n\n"),
+                          "not one SSE event: " << event);
     const std::string body = event.substr(6, event.size() - 8);
     BOOST_REQUIRE_MESSAGE(body.find('\n') == std::string::npos, "data spans lines: " << event);
     return body;
@@ -98,7 +101,8 @@ struct named_event {
 
 // "event: x\ndata: {...}\n\n" -> {x, {...}}
 named_event split_event(const std::string& event) {
-    BOOST_REQUIRE_MESSAGE(event.starts_with("event: ") && event.ends_with("\n\n"), "not one SSE event: " << event);
+    BOOST_REQUIRE_MESSAGE(event.starts_with("event: ") && event.ends_with("\n\n"),
+                          "not one SSE event: " << event);
     const auto nl = event.find('\n');
     BOOST_REQUIRE(event.compare(nl + 1, 6, "data: ") == 0);
     named_event e{event.substr(7, nl - 7), event.substr(nl + 7, event.size() - nl - 9)};
@@ -107,11 +111,14 @@ named_event split_event(const std::string& event) {
 }
 
 void require_valid_json(std::string_view text) {
-    BOOST_TEST_CONTEXT(text) { BOOST_TEST(doc(text).ok()); }
+    BOOST_TEST_CONTEXT(text) {
+        BOOST_TEST(doc(text).ok());
+    }
 }
 
 xl::translated to_anthropic(std::string_view openai_body, std::uint32_t default_max = 4096) {
-    xl::translated t = xl::chat_to_messages_request(openai_body, "claude-3-5-haiku-latest", default_max);
+    xl::translated t =
+        xl::chat_to_messages_request(openai_body, "claude-3-5-haiku-latest", default_max);
     if (t.ok()) require_valid_json(t.body);
     return t;
 }
@@ -173,19 +180,29 @@ constexpr std::string_view anthropic_tool_answer = R"({
 
 // A realistic Anthropic stream (event name, data) with text then a tool call.
 const std::vector<std::pair<std::string, std::string>> anthropic_stream = {
-    {"message_start", R"({"type":"message_start","message":{"id":"msg_1nZdL29xx5MUA1yADyHTEsnR8uuvGzszyY","type":"message","role":"assistant","content":[],"model":"claude-3-5-haiku-20241022","stop_reason":null,"stop_sequence":null,"usage":{"input_tokens":472,"cache_read_input_tokens":8,"output_tokens":2}}})"},
-    {"content_block_start", R"({"type":"content_block_start","index":0,"content_block":{"type":"text","text":""}})"},
+    {"message_start",
+     R"({"type":"message_start","message":{"id":"msg_1nZdL29xx5MUA1yADyHTEsnR8uuvGzszyY","type":"message","role":"assistant","content":[],"model":"claude-3-5-haiku-20241022","stop_reason":null,"stop_sequence":null,"usage":{"input_tokens":472,"cache_read_input_tokens":8,"output_tokens":2}}})"},
+    {"content_block_start",
+     R"({"type":"content_block_start","index":0,"content_block":{"type":"text","text":""}})"},
     {"ping", R"({"type": "ping"})"},
-    {"content_block_delta", R"({"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"Okay, let\u0027s check"}})"},
-    {"content_block_delta", R"({"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":" the weather \"now\"."}})"},
+    {"content_block_delta",
+     R"({"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"Okay, let\u0027s check"}})"},
+    {"content_block_delta",
+     R"({"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":" the weather \"now\"."}})"},
     {"content_block_stop", R"({"type":"content_block_stop","index":0})"},
-    {"content_block_start", R"({"type":"content_block_start","index":1,"content_block":{"type":"tool_use","id":"toolu_01T1x1fJ34qAmk2tNTrN7Up6","name":"get_weather","input":{}}})"},
-    {"content_block_delta", R"({"type":"content_block_delta","index":1,"delta":{"type":"input_json_delta","partial_json":""}})"},
-    {"content_block_delta", R"({"type":"content_block_delta","index":1,"delta":{"type":"input_json_delta","partial_json":"{\"location\":"}})"},
-    {"content_block_delta", R"({"type":"content_block_delta","index":1,"delta":{"type":"input_json_delta","partial_json":" \"San Fra"}})"},
-    {"content_block_delta", R"({"type":"content_block_delta","index":1,"delta":{"type":"input_json_delta","partial_json":"ncisco, CA\"}"}})"},
+    {"content_block_start",
+     R"({"type":"content_block_start","index":1,"content_block":{"type":"tool_use","id":"toolu_01T1x1fJ34qAmk2tNTrN7Up6","name":"get_weather","input":{}}})"},
+    {"content_block_delta",
+     R"({"type":"content_block_delta","index":1,"delta":{"type":"input_json_delta","partial_json":""}})"},
+    {"content_block_delta",
+     R"({"type":"content_block_delta","index":1,"delta":{"type":"input_json_delta","partial_json":"{\"location\":"}})"},
+    {"content_block_delta",
+     R"({"type":"content_block_delta","index":1,"delta":{"type":"input_json_delta","partial_json":" \"San Fra"}})"},
+    {"content_block_delta",
+     R"({"type":"content_block_delta","index":1,"delta":{"type":"input_json_delta","partial_json":"ncisco, CA\"}"}})"},
     {"content_block_stop", R"({"type":"content_block_stop","index":1})"},
-    {"message_delta", R"({"type":"message_delta","delta":{"stop_reason":"tool_use","stop_sequence":null},"usage":{"output_tokens":89}})"},
+    {"message_delta",
+     R"({"type":"message_delta","delta":{"stop_reason":"tool_use","stop_sequence":null},"usage":{"output_tokens":89}})"},
     {"message_stop", R"({"type":"message_stop"})"},
 };
 
@@ -234,12 +251,14 @@ void reassemble(openai_reassembled& r, const std::string& event) {
     if (d.has("/choices/0/delta/role")) r.role = d.str("/choices/0/delta/role");
     if (d.has("/choices/0/delta/content")) r.content += d.str("/choices/0/delta/content");
     if (!d.is_null("/choices/0/finish_reason")) r.finish_reason = d.str("/choices/0/finish_reason");
-    for (std::size_t i = 0; i < d.size("/choices/0/delta/tool_calls") && d.has("/choices/0/delta/tool_calls"); ++i) {
+    for (std::size_t i = 0;
+         i < d.size("/choices/0/delta/tool_calls") && d.has("/choices/0/delta/tool_calls"); ++i) {
         const std::string p = "/choices/0/delta/tool_calls/" + std::to_string(i);
         const std::int64_t index = d.num(p + "/index");
         if (d.has(p + "/id")) r.tool_ids[index] = d.str(p + "/id");
         if (d.has(p + "/function/name")) r.tool_names[index] = d.str(p + "/function/name");
-        if (d.has(p + "/function/arguments")) r.tool_arguments[index] += d.str(p + "/function/arguments");
+        if (d.has(p + "/function/arguments"))
+            r.tool_arguments[index] += d.str(p + "/function/arguments");
     }
 }
 
@@ -278,7 +297,8 @@ void reassemble(anthropic_reassembled& r, const std::string& event) {
         const std::int64_t i = d.num("/index");
         BOOST_TEST((std::find(r.open.begin(), r.open.end(), i) != r.open.end()));
         if (d.str("/delta/type") == "text_delta") r.text[i] += d.str("/delta/text");
-        if (d.str("/delta/type") == "input_json_delta") r.partial_json[i] += d.str("/delta/partial_json");
+        if (d.str("/delta/type") == "input_json_delta")
+            r.partial_json[i] += d.str("/delta/partial_json");
     } else if (e.name == "content_block_stop") {
         const std::int64_t i = d.num("/index");
         auto it = std::find(r.open.begin(), r.open.end(), i);
@@ -287,7 +307,8 @@ void reassemble(anthropic_reassembled& r, const std::string& event) {
     } else if (e.name == "message_delta") {
         r.stop_reason = d.str("/delta/stop_reason");
         if (d.has("/usage/input_tokens")) r.input_tokens = d.num("/usage/input_tokens");
-        if (d.has("/usage/cache_read_input_tokens")) r.cache_read = d.num("/usage/cache_read_input_tokens");
+        if (d.has("/usage/cache_read_input_tokens"))
+            r.cache_read = d.num("/usage/cache_read_input_tokens");
         r.output_tokens = d.num("/usage/output_tokens");
     }
 }
@@ -317,7 +338,8 @@ BOOST_AUTO_TEST_CASE(openai_request_basic_fields_map_to_messages_request) {
     BOOST_TEST(d.num("/max_tokens") == 4096);  // the provider default: the client gave none
     BOOST_TEST(d.str("/system") == "Be brief.\n\nAnswer in French.\nNo emoji.");
     BOOST_TEST(d.size("/messages") == 1u);
-    BOOST_TEST(d.json("/messages/0") == R"({"role":"user","content":[{"type":"text","text":"Hello"}]})");
+    BOOST_TEST(d.json("/messages/0") ==
+               R"({"role":"user","content":[{"type":"text","text":"Hello"}]})");
     BOOST_TEST(d.dbl("/temperature") == 0.7);
     BOOST_TEST(d.dbl("/top_p") == 0.9);
     BOOST_TEST(d.json("/stop_sequences") == R"(["END"])");
@@ -336,9 +358,11 @@ BOOST_AUTO_TEST_CASE(max_completion_tokens_wins_and_stop_array_maps) {
     BOOST_TEST(d.num("/max_tokens") == 20);
     BOOST_TEST(d.json("/stop_sequences") == R"(["a","b\n"])");
 
-    const auto only_max = to_anthropic(R"({"model":"m","messages":[{"role":"user","content":"hi"}],"max_tokens":55})");
+    const auto only_max = to_anthropic(
+        R"({"model":"m","messages":[{"role":"user","content":"hi"}],"max_tokens":55})");
     BOOST_TEST(doc(only_max.body).num("/max_tokens") == 55);
-    const auto custom_default = to_anthropic(R"({"model":"m","messages":[{"role":"user","content":"hi"}]})", 777);
+    const auto custom_default =
+        to_anthropic(R"({"model":"m","messages":[{"role":"user","content":"hi"}]})", 777);
     BOOST_TEST(doc(custom_default.body).num("/max_tokens") == 777);
 }
 
@@ -360,7 +384,8 @@ BOOST_AUTO_TEST_CASE(consecutive_same_role_turns_are_merged_to_alternate) {
     BOOST_TEST(d.size("/messages/0/content") == 3u);
     BOOST_TEST(d.str("/messages/0/content/2/text") == "three");
     BOOST_TEST(d.str("/messages/1/role") == "assistant");
-    BOOST_TEST(d.json("/messages/1/content") == R"([{"type":"text","text":"a"},{"type":"text","text":"b"}])");
+    BOOST_TEST(d.json("/messages/1/content") ==
+               R"([{"type":"text","text":"a"},{"type":"text","text":"b"}])");
     BOOST_TEST(d.str("/messages/2/role") == "user");
     BOOST_TEST(d.str("/system") == "mid-conversation system");
 }
@@ -376,10 +401,12 @@ BOOST_AUTO_TEST_CASE(image_parts_map_to_url_and_base64_sources) {
     const doc d(t.body);
     BOOST_TEST(d.json("/messages/0/content/1") ==
                R"({"type":"image","source":{"type":"url","url":"https://example.com/cat.jpg"}})");
-    BOOST_TEST(d.json("/messages/0/content/2") ==
-               R"({"type":"image","source":{"type":"base64","media_type":"image/png","data":"iVBORw0KGgo="}})");
-    BOOST_TEST(d.json("/messages/0/content/3") ==
-               R"({"type":"document","source":{"type":"base64","media_type":"application/pdf","data":"JVBERi0="}})");
+    BOOST_TEST(
+        d.json("/messages/0/content/2") ==
+        R"({"type":"image","source":{"type":"base64","media_type":"image/png","data":"iVBORw0KGgo="}})");
+    BOOST_TEST(
+        d.json("/messages/0/content/3") ==
+        R"({"type":"document","source":{"type":"base64","media_type":"application/pdf","data":"JVBERi0="}})");
 }
 
 BOOST_AUTO_TEST_CASE(tool_calls_and_tool_messages_map_to_tool_use_and_tool_result) {
@@ -396,20 +423,26 @@ BOOST_AUTO_TEST_CASE(tool_calls_and_tool_messages_map_to_tool_use_and_tool_resul
 
     BOOST_REQUIRE(d.size("/messages") == 5u);
     BOOST_TEST(d.str("/messages/1/role") == "assistant");
-    BOOST_TEST(d.json("/messages/1/content") ==
-               R"([{"type":"tool_use","id":"call_1","name":"get_weather","input":{"city":"Paris"}},)"
-               R"({"type":"tool_use","id":"call_2","name":"get_weather","input":{"city":"Oslo","unit":"c"}}])");
+    BOOST_TEST(
+        d.json("/messages/1/content") ==
+        R"([{"type":"tool_use","id":"call_1","name":"get_weather","input":{"city":"Paris"}},)"
+        R"({"type":"tool_use","id":"call_2","name":"get_weather","input":{"city":"Oslo","unit":"c"}}])");
     // Both tool messages form one user turn of tool_result blocks.
     BOOST_TEST(d.str("/messages/2/role") == "user");
-    BOOST_TEST(d.json("/messages/2/content") ==
-               R"([{"type":"tool_result","tool_use_id":"call_1","content":"18C sunny"},)"
-               R"({"type":"tool_result","tool_use_id":"call_2","content":[{"type":"text","text":"4C snow"}]}])");
-    BOOST_TEST(d.json("/messages/3") == R"({"role":"assistant","content":[{"type":"text","text":"Paris is 18C, Oslo 4C."}]})");
+    BOOST_TEST(
+        d.json("/messages/2/content") ==
+        R"([{"type":"tool_result","tool_use_id":"call_1","content":"18C sunny"},)"
+        R"({"type":"tool_result","tool_use_id":"call_2","content":[{"type":"text","text":"4C snow"}]}])");
+    BOOST_TEST(
+        d.json("/messages/3") ==
+        R"({"role":"assistant","content":[{"type":"text","text":"Paris is 18C, Oslo 4C."}]})");
     BOOST_TEST(d.str("/messages/4/content/0/text") == "Thanks!");
 
-    BOOST_TEST(d.json("/tools/0") ==
-               R"({"name":"get_weather","description":"Current weather","input_schema":{"type":"object","properties":{"city":{"type":"string"},"unit":{"type":"string","enum":["c","f"]}},"required":["city"]}})");
-    BOOST_TEST(d.json("/tools/1") == R"({"name":"now","input_schema":{"type":"object","properties":{}}})");
+    BOOST_TEST(
+        d.json("/tools/0") ==
+        R"({"name":"get_weather","description":"Current weather","input_schema":{"type":"object","properties":{"city":{"type":"string"},"unit":{"type":"string","enum":["c","f"]}},"required":["city"]}})");
+    BOOST_TEST(d.json("/tools/1") ==
+               R"({"name":"now","input_schema":{"type":"object","properties":{}}})");
     BOOST_TEST(d.json("/tool_choice") == R"({"type":"any","disable_parallel_tool_use":true})");
 }
 
@@ -432,12 +465,15 @@ BOOST_AUTO_TEST_CASE(tool_choice_forms_map) {
         {R"("auto")", R"({"type":"auto"})"},
         {R"("required")", R"({"type":"any"})"},
         {R"("none")", R"({"type":"none"})"},
-        {R"({"type":"function","function":{"name":"get_weather"}})", R"({"type":"tool","name":"get_weather"})"},
+        {R"({"type":"function","function":{"name":"get_weather"}})",
+         R"({"type":"tool","name":"get_weather"})"},
     };
     for (const auto& [in, want] : cases) {
-        const std::string body = R"({"model":"m","messages":[{"role":"user","content":"x"}],)"
-                                 R"("tools":[{"type":"function","function":{"name":"get_weather","parameters":{"type":"object"}}}],)"
-                                 R"("tool_choice":)" + in + "}";
+        const std::string body =
+            R"({"model":"m","messages":[{"role":"user","content":"x"}],)"
+            R"("tools":[{"type":"function","function":{"name":"get_weather","parameters":{"type":"object"}}}],)"
+            R"("tool_choice":)" +
+            in + "}";
         const auto t = to_anthropic(body);
         BOOST_TEST_CONTEXT(in) {
             BOOST_REQUIRE_MESSAGE(t.ok(), t.error);
@@ -445,20 +481,25 @@ BOOST_AUTO_TEST_CASE(tool_choice_forms_map) {
         }
     }
     // Without tools a tool_choice means nothing to Anthropic and is not sent.
-    const auto no_tools = to_anthropic(R"({"model":"m","messages":[{"role":"user","content":"x"}],"tool_choice":"auto"})");
+    const auto no_tools = to_anthropic(
+        R"({"model":"m","messages":[{"role":"user","content":"x"}],"tool_choice":"auto"})");
     BOOST_TEST(!doc(no_tools.body).has("/tool_choice"));
     // parallel_tool_calls: false alone still reaches Anthropic.
-    const auto serial = to_anthropic(R"({"model":"m","messages":[{"role":"user","content":"x"}],"parallel_tool_calls":false,)"
-                                     R"("tools":[{"type":"function","function":{"name":"f"}}]})");
-    BOOST_TEST(doc(serial.body).json("/tool_choice") == R"({"type":"auto","disable_parallel_tool_use":true})");
+    const auto serial = to_anthropic(
+        R"({"model":"m","messages":[{"role":"user","content":"x"}],"parallel_tool_calls":false,)"
+        R"("tools":[{"type":"function","function":{"name":"f"}}]})");
+    BOOST_TEST(doc(serial.body).json("/tool_choice") ==
+               R"({"type":"auto","disable_parallel_tool_use":true})");
 }
 
 BOOST_AUTO_TEST_CASE(invalid_tool_call_arguments_are_a_client_error) {
-    const std::vector<std::string> bad_arguments = {R"("{not json")", R"("[1,2]")", R"("{\"a\":1")", R"("42")"};
+    const std::vector<std::string> bad_arguments = {R"("{not json")", R"("[1,2]")", R"("{\"a\":1")",
+                                                    R"("42")"};
     for (const auto& args : bad_arguments) {
-        const std::string body = R"({"model":"m","messages":[{"role":"user","content":"x"},)"
-                                 R"({"role":"assistant","tool_calls":[{"id":"c","type":"function","function":{"name":"f","arguments":)" +
-                                 args + "}}]}]}";
+        const std::string body =
+            R"({"model":"m","messages":[{"role":"user","content":"x"},)"
+            R"({"role":"assistant","tool_calls":[{"id":"c","type":"function","function":{"name":"f","arguments":)" +
+            args + "}}]}]}";
         BOOST_TEST_CONTEXT(body) {
             BOOST_REQUIRE(doc(body).ok());  // the fixture itself is valid JSON
             const auto t = to_anthropic(body);
@@ -470,11 +511,14 @@ BOOST_AUTO_TEST_CASE(invalid_tool_call_arguments_are_a_client_error) {
 }
 
 BOOST_AUTO_TEST_CASE(n_greater_than_one_is_refused) {
-    const auto t = to_anthropic(R"({"model":"m","messages":[{"role":"user","content":"x"}],"n":2})");
+    const auto t =
+        to_anthropic(R"({"model":"m","messages":[{"role":"user","content":"x"}],"n":2})");
     BOOST_TEST(!t.ok());
     BOOST_TEST(t.error.find("'n'") != std::string::npos);
-    BOOST_TEST(to_anthropic(R"({"model":"m","messages":[{"role":"user","content":"x"}],"n":1})").ok());
-    BOOST_TEST(to_anthropic(R"({"model":"m","messages":[{"role":"user","content":"x"}],"n":null})").ok());
+    BOOST_TEST(
+        to_anthropic(R"({"model":"m","messages":[{"role":"user","content":"x"}],"n":1})").ok());
+    BOOST_TEST(
+        to_anthropic(R"({"model":"m","messages":[{"role":"user","content":"x"}],"n":null})").ok());
 }
 
 BOOST_AUTO_TEST_CASE(malformed_openai_requests_are_client_errors) {
@@ -520,7 +564,8 @@ BOOST_AUTO_TEST_CASE(malformed_openai_requests_are_client_errors) {
 // Anthropic answer -> OpenAI chat.completion
 
 BOOST_AUTO_TEST_CASE(anthropic_answer_maps_to_chat_completion) {
-    const std::string out = xl::messages_to_chat_response(anthropic_tool_answer, "claude-haiku", 1700000123);
+    const std::string out =
+        xl::messages_to_chat_response(anthropic_tool_answer, "claude-haiku", 1700000123);
     const doc d(out);
     BOOST_REQUIRE_MESSAGE(d.ok(), out);
     BOOST_TEST(d.str("/id") == "msg_01XFDUDYJgAACzvnptvVoYEL");
@@ -537,8 +582,9 @@ BOOST_AUTO_TEST_CASE(anthropic_answer_maps_to_chat_completion) {
     BOOST_TEST(d.str("/choices/0/message/tool_calls/0/function/name") == "get_weather");
     BOOST_TEST(minify(d.str("/choices/0/message/tool_calls/0/function/arguments")) ==
                R"({"city":"Paris","days":[1,2],"exact":true,"ratio":0.5})");
-    BOOST_TEST(d.json("/usage") ==
-               R"({"prompt_tokens":150,"completion_tokens":40,"total_tokens":190,"prompt_tokens_details":{"cached_tokens":30}})");
+    BOOST_TEST(
+        d.json("/usage") ==
+        R"({"prompt_tokens":150,"completion_tokens":40,"total_tokens":190,"prompt_tokens_details":{"cached_tokens":30}})");
 }
 
 BOOST_AUTO_TEST_CASE(answer_without_text_has_null_content_and_no_tool_calls_key) {
@@ -550,18 +596,23 @@ BOOST_AUTO_TEST_CASE(answer_without_text_has_null_content_and_no_tool_calls_key)
     BOOST_TEST(d.is_null("/choices/0/message/content"));
     BOOST_TEST(!d.has("/choices/0/message/tool_calls"));
     BOOST_TEST(d.str("/choices/0/finish_reason") == "length");
-    BOOST_TEST(d.json("/usage") ==
-               R"({"prompt_tokens":5,"completion_tokens":0,"total_tokens":5,"prompt_tokens_details":{"cached_tokens":0}})");
+    BOOST_TEST(
+        d.json("/usage") ==
+        R"({"prompt_tokens":5,"completion_tokens":0,"total_tokens":5,"prompt_tokens_details":{"cached_tokens":0}})");
 }
 
 BOOST_AUTO_TEST_CASE(stop_reasons_map_to_finish_reasons) {
     const std::vector<std::pair<std::string, std::string>> cases = {
-        {"end_turn", "stop"}, {"stop_sequence", "stop"}, {"max_tokens", "length"},
+        {"end_turn", "stop"},       {"stop_sequence", "stop"},     {"max_tokens", "length"},
         {"tool_use", "tool_calls"}, {"refusal", "content_filter"}, {"pause_turn", "stop"}};
     for (const auto& [reason, finish] : cases) {
-        const std::string body = R"({"id":"msg_1","type":"message","role":"assistant","content":[{"type":"text","text":"x"}],"stop_reason":")" +
-                                 reason + R"(","usage":{"input_tokens":1,"output_tokens":1}})";
-        BOOST_TEST(doc(xl::messages_to_chat_response(body, "c", 1)).str("/choices/0/finish_reason") == finish, reason);
+        const std::string body =
+            R"({"id":"msg_1","type":"message","role":"assistant","content":[{"type":"text","text":"x"}],"stop_reason":")" +
+            reason + R"(","usage":{"input_tokens":1,"output_tokens":1}})";
+        BOOST_TEST(
+            doc(xl::messages_to_chat_response(body, "c", 1)).str("/choices/0/finish_reason") ==
+                finish,
+            reason);
     }
 }
 
@@ -578,12 +629,17 @@ BOOST_AUTO_TEST_CASE(malformed_anthropic_answer_gives_empty_result) {
 }
 
 BOOST_AUTO_TEST_CASE(error_message_is_extracted) {
-    BOOST_TEST(xl::error_message(R"({"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}})") ==
-               "Overloaded");
-    BOOST_TEST(xl::error_message(R"({"error":{"message":"bad key","type":"invalid_request_error"}})") == "bad key");
+    BOOST_TEST(
+        xl::error_message(
+            R"({"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}})") ==
+        "Overloaded");
+    BOOST_TEST(
+        xl::error_message(R"({"error":{"message":"bad key","type":"invalid_request_error"}})") ==
+        "bad key");
     BOOST_TEST(xl::error_message("<html>502</html>") == "the upstream provider returned an error");
     BOOST_TEST(xl::error_message("") == "the upstream provider returned an error");
-    BOOST_TEST(xl::error_message(R"({"error":{"message":""}})") == "the upstream provider returned an error");
+    BOOST_TEST(xl::error_message(R"({"error":{"message":""}})") ==
+               "the upstream provider returned an error");
 }
 
 // =======================================================================================
@@ -615,8 +671,9 @@ BOOST_AUTO_TEST_CASE(anthropic_stream_becomes_openai_chunks_as_events_arrive) {
     BOOST_TEST(r.finish_reason == "tool_calls");
     BOOST_TEST(r.every_chunk_has_usage_key);
     BOOST_REQUIRE(r.usage_chunks.size() == 1u);
-    BOOST_TEST(r.usage_chunks[0] ==
-               R"({"prompt_tokens":480,"completion_tokens":89,"total_tokens":569,"prompt_tokens_details":{"cached_tokens":8}})");
+    BOOST_TEST(
+        r.usage_chunks[0] ==
+        R"({"prompt_tokens":480,"completion_tokens":89,"total_tokens":569,"prompt_tokens_details":{"cached_tokens":8}})");
     BOOST_TEST(s.prompt_tokens() == 480);
     BOOST_TEST(s.completion_tokens() == 89);
 
@@ -659,13 +716,18 @@ BOOST_AUTO_TEST_CASE(tool_call_without_arguments_streams_empty_object) {
     openai_reassembled r;
     const std::vector<std::pair<std::string, std::string>> events = {
         anthropic_stream[0],
-        {"content_block_start", R"({"type":"content_block_start","index":0,"content_block":{"type":"tool_use","id":"toolu_a","name":"now","input":{}}})"},
-        {"content_block_delta", R"({"type":"content_block_delta","index":0,"delta":{"type":"input_json_delta","partial_json":""}})"},
+        {"content_block_start",
+         R"({"type":"content_block_start","index":0,"content_block":{"type":"tool_use","id":"toolu_a","name":"now","input":{}}})"},
+        {"content_block_delta",
+         R"({"type":"content_block_delta","index":0,"delta":{"type":"input_json_delta","partial_json":""}})"},
         {"content_block_stop", R"({"type":"content_block_stop","index":0})"},
-        {"content_block_start", R"({"type":"content_block_start","index":1,"content_block":{"type":"tool_use","id":"toolu_b","name":"get_weather","input":{}}})"},
-        {"content_block_delta", R"({"type":"content_block_delta","index":1,"delta":{"type":"input_json_delta","partial_json":"{\"city\":\"Rome\"}"}})"},
+        {"content_block_start",
+         R"({"type":"content_block_start","index":1,"content_block":{"type":"tool_use","id":"toolu_b","name":"get_weather","input":{}}})"},
+        {"content_block_delta",
+         R"({"type":"content_block_delta","index":1,"delta":{"type":"input_json_delta","partial_json":"{\"city\":\"Rome\"}"}})"},
         {"content_block_stop", R"({"type":"content_block_stop","index":1})"},
-        {"message_delta", R"({"type":"message_delta","delta":{"stop_reason":"tool_use","stop_sequence":null},"usage":{"output_tokens":9}})"},
+        {"message_delta",
+         R"({"type":"message_delta","delta":{"stop_reason":"tool_use","stop_sequence":null},"usage":{"output_tokens":9}})"},
         {"message_stop", R"({"type":"message_stop"})"},
     };
     for (const auto& [name, data] : events) {
@@ -682,9 +744,12 @@ BOOST_AUTO_TEST_CASE(tool_call_without_arguments_streams_empty_object) {
 BOOST_AUTO_TEST_CASE(anthropic_error_event_becomes_one_error_chunk_and_fails) {
     xl::messages_stream_to_chat s("claude-haiku", 1700000123, true);
     std::vector<std::string> out;
-    for (std::size_t i = 0; i < 4; ++i) s.on_event(anthropic_stream[i].first, anthropic_stream[i].second, out);
+    for (std::size_t i = 0; i < 4; ++i)
+        s.on_event(anthropic_stream[i].first, anthropic_stream[i].second, out);
     const std::size_t before = out.size();
-    s.on_event("error", R"({"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}})", out);
+    s.on_event("error",
+               R"({"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}})",
+               out);
     BOOST_REQUIRE(out.size() == before + 1);
     const doc d(data_of(out.back()));
     BOOST_TEST(d.str("/error/message") == "Overloaded");
@@ -702,7 +767,8 @@ BOOST_AUTO_TEST_CASE(anthropic_error_event_becomes_one_error_chunk_and_fails) {
 }
 
 BOOST_AUTO_TEST_CASE(malformed_anthropic_event_fails_without_crashing) {
-    for (const std::string_view bad : {"", "{", "not json", "[1]", "{\"type\":\"content_block_delta\"}"}) {
+    for (const std::string_view bad :
+         {"", "{", "not json", "[1]", "{\"type\":\"content_block_delta\"}"}) {
         xl::messages_stream_to_chat s("claude-haiku", 1, true);
         std::vector<std::string> out;
         s.on_event("message_start", anthropic_stream[0].second, out);
@@ -779,27 +845,34 @@ BOOST_AUTO_TEST_CASE(anthropic_request_maps_to_chat_request) {
     BOOST_TEST(d.str("/user") == "user-7");
 
     BOOST_REQUIRE(d.size("/messages") == 7u);
-    BOOST_TEST(d.json("/messages/0") == R"({"role":"system","content":"You are Claude Code.\n\nBe careful."})");
+    BOOST_TEST(d.json("/messages/0") ==
+               R"({"role":"system","content":"You are Claude Code.\n\nBe careful."})");
     BOOST_TEST(d.json("/messages/1") == R"({"role":"user","content":"List the files."})");
     BOOST_TEST(d.str("/messages/2/role") == "assistant");
     BOOST_TEST(d.str("/messages/2/content") == "Running ls.");  // thinking dropped
     BOOST_TEST(d.str("/messages/2/tool_calls/0/id") == "toolu_1");
     BOOST_TEST(d.str("/messages/2/tool_calls/0/type") == "function");
     BOOST_TEST(d.str("/messages/2/tool_calls/0/function/name") == "bash");
-    BOOST_TEST(minify(d.str("/messages/2/tool_calls/0/function/arguments")) == R"({"command":"ls -la","timeout":30})");
+    BOOST_TEST(minify(d.str("/messages/2/tool_calls/0/function/arguments")) ==
+               R"({"command":"ls -la","timeout":30})");
     // The tool message comes straight after the tool call, before the user's own parts.
-    BOOST_TEST(d.json("/messages/3") == R"({"role":"tool","tool_call_id":"toolu_1","content":"a.txt\nb.txt"})");
+    BOOST_TEST(d.json("/messages/3") ==
+               R"({"role":"tool","tool_call_id":"toolu_1","content":"a.txt\nb.txt"})");
     BOOST_TEST(d.json("/messages/4") ==
                R"({"role":"user","content":[{"type":"text","text":"And the image?"},)"
                R"({"type":"image_url","image_url":{"url":"data:image/jpeg;base64,/9j/4AAQ"}},)"
                R"({"type":"image_url","image_url":{"url":"https://example.com/x.png"}}]})");
     BOOST_TEST(d.is_null("/messages/5/content"));
     BOOST_TEST(d.str("/messages/5/tool_calls/0/function/arguments") == "{}");
-    BOOST_TEST(d.json("/messages/6") == R"({"role":"tool","tool_call_id":"toolu_2","content":"line 1\nline 2"})");
+    BOOST_TEST(d.json("/messages/6") ==
+               R"({"role":"tool","tool_call_id":"toolu_2","content":"line 1\nline 2"})");
 
-    BOOST_TEST(d.json("/tools/0") ==
-               R"({"type":"function","function":{"name":"bash","description":"Run a command","parameters":{"type":"object","properties":{"command":{"type":"string"}},"required":["command"]}}})");
-    BOOST_TEST(d.json("/tools/1") == R"({"type":"function","function":{"name":"read","parameters":{"type":"object","properties":{}}}})");
+    BOOST_TEST(
+        d.json("/tools/0") ==
+        R"({"type":"function","function":{"name":"bash","description":"Run a command","parameters":{"type":"object","properties":{"command":{"type":"string"}},"required":["command"]}}})");
+    BOOST_TEST(
+        d.json("/tools/1") ==
+        R"({"type":"function","function":{"name":"read","parameters":{"type":"object","properties":{}}}})");
     BOOST_TEST(d.str("/tool_choice") == "required");
     BOOST_TEST(!d.boolean("/parallel_tool_calls"));
     BOOST_TEST(d.has("/parallel_tool_calls"));
@@ -813,8 +886,10 @@ BOOST_AUTO_TEST_CASE(anthropic_tool_choice_and_plain_fields_map) {
         {R"({"type":"tool","name":"bash"})", R"({"type":"function","function":{"name":"bash"}})"},
     };
     for (const auto& [in, want] : cases) {
-        const std::string body = R"({"model":"m","max_tokens":5,"messages":[{"role":"user","content":"x"}],)"
-                                 R"("tools":[{"name":"bash","input_schema":{"type":"object"}}],"tool_choice":)" + in + "}";
+        const std::string body =
+            R"({"model":"m","max_tokens":5,"messages":[{"role":"user","content":"x"}],)"
+            R"("tools":[{"name":"bash","input_schema":{"type":"object"}}],"tool_choice":)" +
+            in + "}";
         const auto t = to_openai(body);
         BOOST_TEST_CONTEXT(in) {
             BOOST_REQUIRE_MESSAGE(t.ok(), t.error);
@@ -822,7 +897,8 @@ BOOST_AUTO_TEST_CASE(anthropic_tool_choice_and_plain_fields_map) {
             BOOST_TEST(!doc(t.body).has("/parallel_tool_calls"));
         }
     }
-    const auto plain = to_openai(R"({"model":"m","max_tokens":5,"system":"sys","stream":false,"messages":[{"role":"user","content":"x"}]})");
+    const auto plain = to_openai(
+        R"({"model":"m","max_tokens":5,"system":"sys","stream":false,"messages":[{"role":"user","content":"x"}]})");
     BOOST_REQUIRE_MESSAGE(plain.ok(), plain.error);
     const doc d(plain.body);
     BOOST_TEST(d.json("/messages/0") == R"({"role":"system","content":"sys"})");
@@ -832,7 +908,11 @@ BOOST_AUTO_TEST_CASE(anthropic_tool_choice_and_plain_fields_map) {
 
 BOOST_AUTO_TEST_CASE(malformed_anthropic_requests_are_client_errors) {
     const std::vector<std::string> bad = {
-        "", "{}", "[]", "null", "{\"messages\":{}}",
+        "",
+        "{}",
+        "[]",
+        "null",
+        "{\"messages\":{}}",
         R"({"messages":[{"role":"user"}]})",
         R"({"messages":[{"role":"system","content":"x"}]})",
         R"({"messages":[{"role":"user","content":5}]})",
@@ -865,16 +945,18 @@ BOOST_AUTO_TEST_CASE(chat_completion_maps_to_anthropic_message) {
                        {"id": "call_10", "type": "function", "function": {"name": "bad", "arguments": "{oops"}}]},
         "logprobs": null, "finish_reason": "tool_calls"}],
       "usage": {"prompt_tokens": 50, "completion_tokens": 12, "total_tokens": 62, "prompt_tokens_details": {"cached_tokens": 10}}
-    })", "claude-sonnet-4");
+    })",
+                                                          "claude-sonnet-4");
     const doc d(out);
     BOOST_REQUIRE_MESSAGE(d.ok(), out);
     BOOST_TEST(d.str("/id") == "chatcmpl-123");
     BOOST_TEST(d.str("/type") == "message");
     BOOST_TEST(d.str("/role") == "assistant");
     BOOST_TEST(d.str("/model") == "claude-sonnet-4");
-    BOOST_TEST(d.json("/content") ==
-               R"([{"type":"text","text":"Sure."},{"type":"tool_use","id":"call_9","name":"bash","input":{"command":"ls"}},)"
-               R"({"type":"tool_use","id":"call_10","name":"bad","input":{}}])");
+    BOOST_TEST(
+        d.json("/content") ==
+        R"([{"type":"text","text":"Sure."},{"type":"tool_use","id":"call_9","name":"bash","input":{"command":"ls"}},)"
+        R"({"type":"tool_use","id":"call_10","name":"bad","input":{}}])");
     BOOST_TEST(d.str("/stop_reason") == "tool_use");
     BOOST_TEST(d.is_null("/stop_sequence"));
     BOOST_TEST(d.num("/usage/input_tokens") == 40);
@@ -883,12 +965,15 @@ BOOST_AUTO_TEST_CASE(chat_completion_maps_to_anthropic_message) {
 }
 
 BOOST_AUTO_TEST_CASE(finish_reasons_map_back_to_stop_reasons) {
-    const std::vector<std::pair<std::string, std::string>> cases = {
-        {"stop", "end_turn"}, {"length", "max_tokens"}, {"tool_calls", "tool_use"},
-        {"function_call", "tool_use"}, {"content_filter", "refusal"}};
+    const std::vector<std::pair<std::string, std::string>> cases = {{"stop", "end_turn"},
+                                                                    {"length", "max_tokens"},
+                                                                    {"tool_calls", "tool_use"},
+                                                                    {"function_call", "tool_use"},
+                                                                    {"content_filter", "refusal"}};
     for (const auto& [finish, reason] : cases) {
-        const std::string body = R"({"id":"c","choices":[{"index":0,"message":{"role":"assistant","content":"x"},"finish_reason":")" +
-                                 finish + R"("}],"usage":{"prompt_tokens":3,"completion_tokens":4}})";
+        const std::string body =
+            R"({"id":"c","choices":[{"index":0,"message":{"role":"assistant","content":"x"},"finish_reason":")" +
+            finish + R"("}],"usage":{"prompt_tokens":3,"completion_tokens":4}})";
         const doc d(xl::chat_to_messages_response(body, "m"));
         BOOST_TEST(d.str("/stop_reason") == reason, finish);
         BOOST_TEST(d.num("/usage/input_tokens") == 3);
@@ -899,9 +984,10 @@ BOOST_AUTO_TEST_CASE(finish_reasons_map_back_to_stop_reasons) {
 BOOST_AUTO_TEST_CASE(malformed_chat_completion_gives_empty_or_valid_result) {
     for (const std::string_view body : {"", "{", "[]", "true", "{\"choices\":"})
         BOOST_TEST(xl::chat_to_messages_response(body, "m").empty(), body);
-    for (const std::string_view body : {R"({})", R"({"choices":[]})", R"({"choices":[1]})",
-                                        R"({"choices":[{"message":{"tool_calls":[{"id":"x"},5]}}]})",
-                                        R"({"choices":[{"message":{"content":[{"type":"text","text":"a"},7]}}]})"}) {
+    for (const std::string_view body :
+         {R"({})", R"({"choices":[]})", R"({"choices":[1]})",
+          R"({"choices":[{"message":{"tool_calls":[{"id":"x"},5]}}]})",
+          R"({"choices":[{"message":{"content":[{"type":"text","text":"a"},7]}}]})"}) {
         const std::string out = xl::chat_to_messages_response(body, "m");
         BOOST_TEST_CONTEXT(body) {
             require_valid_json(out);
@@ -926,13 +1012,14 @@ BOOST_AUTO_TEST_CASE(openai_stream_becomes_anthropic_events) {
     BOOST_TEST(s.finished());
     BOOST_TEST(!s.failed());
     BOOST_TEST(r.names == (std::vector<std::string>{
-                              "message_start",
+                              "message_start", "content_block_start", "content_block_delta",
+                              "content_block_delta", "content_block_stop", "content_block_start",
+                              "content_block_delta", "content_block_delta", "content_block_stop",
                               "content_block_start", "content_block_delta", "content_block_delta",
-                              "content_block_stop", "content_block_start", "content_block_delta", "content_block_delta",
-                              "content_block_stop", "content_block_start", "content_block_delta", "content_block_delta",
                               "content_block_stop", "message_delta", "message_stop"}),
                boost::test_tools::per_element());
-    BOOST_TEST(produced == (std::vector<std::size_t>{1, 2, 1, 2, 1, 1, 3, 1, 1, 0, 2}), boost::test_tools::per_element());
+    BOOST_TEST(produced == (std::vector<std::size_t>{1, 2, 1, 2, 1, 1, 3, 1, 1, 0, 2}),
+               boost::test_tools::per_element());
     BOOST_TEST(r.id == "chatcmpl-abc");
     BOOST_TEST(r.model == "claude-sonnet-4");
     BOOST_TEST(r.block_type[0] == "text");
@@ -980,8 +1067,9 @@ BOOST_AUTO_TEST_CASE(openai_stream_without_usage_and_with_empty_choices_still_en
     std::vector<std::string> out;
     empty.on_data("[DONE]", out);
     for (const auto& ev : out) reassemble(e, ev);
-    BOOST_TEST(e.names == (std::vector<std::string>{"message_start", "message_delta", "message_stop"}),
-               boost::test_tools::per_element());
+    BOOST_TEST(
+        e.names == (std::vector<std::string>{"message_start", "message_delta", "message_stop"}),
+        boost::test_tools::per_element());
     std::vector<std::string> late;
     empty.on_data(openai_stream[1], late);
     BOOST_TEST(late.empty());
@@ -1025,14 +1113,18 @@ BOOST_AUTO_TEST_CASE(multi_turn_tool_conversation_round_trips) {
     const doc d(o.body);
     BOOST_TEST(d.str("/model") == "gpt-4o-mini");
     BOOST_REQUIRE(d.size("/messages") == 7u);
-    const std::vector<std::string> roles = {"system", "user", "assistant", "tool", "tool", "assistant", "user"};
+    const std::vector<std::string> roles = {"system", "user",      "assistant", "tool",
+                                            "tool",   "assistant", "user"};
     for (std::size_t i = 0; i < roles.size(); ++i)
         BOOST_TEST(d.str("/messages/" + std::to_string(i) + "/role") == roles[i]);
     BOOST_TEST(d.str("/messages/0/content") == "You are a weather bot.");
     BOOST_TEST(d.str("/messages/2/tool_calls/1/id") == "call_2");
-    BOOST_TEST(minify(d.str("/messages/2/tool_calls/1/function/arguments")) == R"({"city":"Oslo","unit":"c"})");
-    BOOST_TEST(d.json("/messages/3") == R"({"role":"tool","tool_call_id":"call_1","content":"18C sunny"})");
-    BOOST_TEST(d.json("/messages/4") == R"({"role":"tool","tool_call_id":"call_2","content":"4C snow"})");
+    BOOST_TEST(minify(d.str("/messages/2/tool_calls/1/function/arguments")) ==
+               R"({"city":"Oslo","unit":"c"})");
+    BOOST_TEST(d.json("/messages/3") ==
+               R"({"role":"tool","tool_call_id":"call_1","content":"18C sunny"})");
+    BOOST_TEST(d.json("/messages/4") ==
+               R"({"role":"tool","tool_call_id":"call_2","content":"4C snow"})");
     BOOST_TEST(d.str("/messages/5/content") == "Paris is 18C, Oslo 4C.");
     BOOST_TEST(d.str("/messages/6/content") == "Thanks!");
     BOOST_TEST(d.str("/tool_choice") == "required");
@@ -1045,7 +1137,8 @@ BOOST_AUTO_TEST_CASE(multi_turn_tool_conversation_round_trips) {
     const std::string chat = xl::messages_to_chat_response(anthropic_tool_answer, "c", 1);
     const doc back(xl::chat_to_messages_response(chat, "c"));
     BOOST_TEST(back.json("/content/0") == R"({"type":"text","text":"Let me check. One moment."})");
-    BOOST_TEST(back.json("/content/1/input") == R"({"city":"Paris","days":[1,2],"exact":true,"ratio":0.5})");
+    BOOST_TEST(back.json("/content/1/input") ==
+               R"({"city":"Paris","days":[1,2],"exact":true,"ratio":0.5})");
     BOOST_TEST(back.str("/stop_reason") == "tool_use");
     BOOST_TEST(back.num("/usage/input_tokens") + back.num("/usage/cache_read_input_tokens") == 150);
     BOOST_TEST(back.num("/usage/output_tokens") == 40);
@@ -1053,9 +1146,11 @@ BOOST_AUTO_TEST_CASE(multi_turn_tool_conversation_round_trips) {
 
 BOOST_AUTO_TEST_CASE(strings_are_escaped_and_unicode_passes_through) {
     // JSON escapes in the request text: quote, backslash, newline, tab, NUL, BEL, U+2028.
-    const std::string nasty = std::string(R"(quote\" backslash\\ newline\n tab\t nul\u0000 bell\u0007 del)") + "\x7f" +
-                              R"( é 日本 😀 \u2028)";
-    const std::string body = R"({"model":"m","messages":[{"role":"user","content":")" + nasty + R"("}]})";
+    const std::string nasty =
+        std::string(R"(quote\" backslash\\ newline\n tab\t nul\u0000 bell\u0007 del)") + "\x7f" +
+        R"( é 日本 😀 \u2028)";
+    const std::string body =
+        R"({"model":"m","messages":[{"role":"user","content":")" + nasty + R"("}]})";
     BOOST_REQUIRE(doc(body).ok());
     const auto t = xl::chat_to_messages_request(body, "up\"stream\n\xff\xfe", 10);
     BOOST_REQUIRE_MESSAGE(t.ok(), t.error);
@@ -1064,23 +1159,28 @@ BOOST_AUTO_TEST_CASE(strings_are_escaped_and_unicode_passes_through) {
     const std::string expected = doc(body).str("/messages/0/content");
     BOOST_TEST(d.str("/messages/0/content/0/text") == expected);
     BOOST_TEST(expected.find(std::string(1, '\0')) != std::string::npos);
-    BOOST_TEST(t.body.find("日本 😀") != std::string::npos);      // UTF-8 passes through unescaped
-    BOOST_TEST(d.str("/model") == "up\"stream\n\xEF\xBF\xBD\xEF\xBF\xBD");  // invalid bytes replaced
+    BOOST_TEST(t.body.find("日本 😀") != std::string::npos);  // UTF-8 passes through unescaped
+    BOOST_TEST(d.str("/model") ==
+               "up\"stream\n\xEF\xBF\xBD\xEF\xBF\xBD");  // invalid bytes replaced
 
     // Stream translators escape too.
     xl::messages_stream_to_chat s("model\x01", 1, true);
     std::vector<std::string> out;
     s.on_event("message_start", anthropic_stream[0].second, out);
-    s.on_event("content_block_delta",
-               R"({"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"a\u0000b\"c\n"}})", out);
+    s.on_event(
+        "content_block_delta",
+        R"({"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"a\u0000b\"c\n"}})",
+        out);
     for (const auto& ev : out) require_valid_json(data_of(ev));
-    BOOST_TEST(doc(data_of(out.back())).str("/choices/0/delta/content") == std::string("a\0b\"c\n", 6));
+    BOOST_TEST(doc(data_of(out.back())).str("/choices/0/delta/content") ==
+               std::string("a\0b\"c\n", 6));
 }
 
 BOOST_AUTO_TEST_CASE(truncated_inputs_never_crash_and_outputs_stay_valid_json) {
     // Every prefix of every fixture: a translation error or a valid document, never a crash
     // (the sanitizer build runs this too).
-    const std::vector<std::string_view> fixtures = {openai_tool_conversation, anthropic_tool_answer, anthropic_tool_request};
+    const std::vector<std::string_view> fixtures = {openai_tool_conversation, anthropic_tool_answer,
+                                                    anthropic_tool_request};
     for (const auto f : fixtures) {
         for (std::size_t n = 0; n <= f.size(); ++n) {
             const std::string_view p = f.substr(0, n);
