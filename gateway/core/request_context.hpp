@@ -108,7 +108,6 @@ struct request_context {
     std::uint32_t attempts = 0;
     const route_target* served_by = nullptr;         // last target tried
     std::optional<clock::time_point> first_byte_at;  // first byte of the answer sent to the client
-    std::uint64_t bytes_to_client = 0;
     int upstream_status = 0;   // status of the last upstream answer's head (0: none)
     usage_counts usage;        // filled by the usage policy: from the upstream, or estimated
     bool usage_seen = false;   // an upstream usage object was read

@@ -66,7 +66,6 @@ asio::awaitable<error_code> responder::write(std::string_view a, std::string_vie
                                            asio::buffer(b.data(), b.size()),
                                            asio::buffer(c.data(), c.size())};
     const std::size_t n = c.empty() ? (b.empty() ? 1 : 2) : 3;
-    bytes_sent_ += a.size() + b.size() + c.size();
     co_return co_await client_.write(std::span<const asio::const_buffer>(bufs.data(), n),
                                      write_timeout_);
 }

@@ -52,8 +52,6 @@ class responder {
     boost::asio::awaitable<error_code> stream_piece(std::string_view piece);
     boost::asio::awaitable<error_code> end_stream();
 
-    std::uint64_t bytes_sent() const noexcept { return bytes_sent_; }
-
   private:
     void render_head(const core::request_context& ctx, int status, std::string_view content_type,
                      std::optional<std::size_t> content_length, std::optional<double> overhead_ms);
@@ -64,7 +62,6 @@ class responder {
     std::chrono::milliseconds write_timeout_;
     bool http11_ = true, keep_alive_ = true, head_sent_ = false, chunked_ = false;
     std::string head_;
-    std::uint64_t bytes_sent_ = 0;
 };
 
 }  // namespace tollgate::proxy
