@@ -18,11 +18,13 @@ struct listen_address {
     std::string host;
     std::uint16_t port = 0;
     std::string text() const { return host + ":" + std::to_string(port); }
+    bool operator==(const listen_address&) const = default;
 };
 
 struct tls_files {
     std::string cert;
     std::string key;
+    bool operator==(const tls_files&) const = default;
 };
 
 struct server_config {
@@ -43,6 +45,7 @@ struct server_config {
 struct admin_config {
     std::optional<listen_address> listen;
     std::string token;  // secret
+    bool operator==(const admin_config&) const = default;
 };
 
 enum class provider_kind { openai, azure, anthropic };
@@ -67,6 +70,7 @@ struct provider_config {
     std::string host;
     std::uint16_t port = 0;
     std::string base_path;  // without trailing '/'
+    bool operator==(const provider_config&) const = default;
 };
 
 struct target_config {

@@ -110,6 +110,8 @@ namespace {
 class reader {
   public:
     reader(std::vector<config_error>& errors, const env_lookup& env) : errors_(errors), env_(env) {}
+    // Values taken literally, without ${NAME} substitution (admin API bodies).
+    void literal() noexcept { literal_ = true; }
 
     void error(const YAML::Node& n, std::string message) {
         const int line = n.IsDefined() && n.Mark().line >= 0 ? n.Mark().line + 1 : 0;
@@ -139,6 +141,7 @@ class reader {
             return std::nullopt;
         }
         const std::string& raw = n.Scalar();
+        if (literal_) return raw;
         std::string out;
         out.reserve(raw.size());
         std::size_t i = 0;
@@ -296,6 +299,7 @@ class reader {
   private:
     std::vector<config_error>& errors_;
     const env_lookup& env_;
+    bool literal_ = false;
 };
 
 void read_server(reader& r, const YAML::Node& n, server_config& s) {
@@ -538,6 +542,32 @@ void read_routing(reader& r, const YAML::Node& n, routing_config& c) {
     r.read_duration(n["drain_limit"], "routing.drain_limit", c.drain_limit);
 }
 
+// A key's models, limits and budget (shared by `keys:` and the admin API).
+void read_key_terms(reader& r, const YAML::Node& v, const std::string& where, key_config& k) {
+    if (v["models"].IsDefined()) k.models = r.read_string_list(v["models"], where + ".models");
+    if (const auto l = v["limits"];
+        l.IsDefined() && r.check_map(l, where + ".limits", {"rpm", "tpm", "concurrency"})) {
+        r.read_opt_uint(l["rpm"], where + ".limits.rpm", k.limits.rpm);
+        r.read_opt_uint(l["tpm"], where + ".limits.tpm", k.limits.tpm);
+        r.read_opt_uint(l["concurrency"], where + ".limits.concurrency", k.limits.concurrency);
+    }
+    if (const auto b = v["budget"];
+        b.IsDefined() && r.check_map(b, where + ".budget", {"tokens", "usd", "period"})) {
+        budget_config bc;
+        r.read_opt_uint(b["tokens"], where + ".budget.tokens", bc.tokens);
+        if (b["usd"].IsDefined()) {
+            double usd = 0;
+            r.read_double(b["usd"], where + ".budget.usd", usd);
+            bc.usd = usd;
+        }
+        r.read_enum(b["period"], where + ".budget.period", bc.period,
+                    {{"day", budget_period::day},
+                     {"month", budget_period::month},
+                     {"total", budget_period::total}});
+        k.budget = bc;
+    }
+}
+
 void read_keys(reader& r, const YAML::Node& n, std::vector<key_config>& out) {
     if (!n.IsDefined()) return;
     if (!n.IsSequence()) {
@@ -571,28 +601,7 @@ void read_keys(reader& r, const YAML::Node& n, std::vector<key_config>& out) {
                 !std::all_of(k.key_sha256.begin(), k.key_sha256.end(), ::isxdigit))
                 r.error(v["key_sha256"], where + ".key_sha256: expected 64 hex digits");
         }
-        if (v["models"].IsDefined()) k.models = r.read_string_list(v["models"], where + ".models");
-        if (const auto l = v["limits"];
-            l.IsDefined() && r.check_map(l, where + ".limits", {"rpm", "tpm", "concurrency"})) {
-            r.read_opt_uint(l["rpm"], where + ".limits.rpm", k.limits.rpm);
-            r.read_opt_uint(l["tpm"], where + ".limits.tpm", k.limits.tpm);
-            r.read_opt_uint(l["concurrency"], where + ".limits.concurrency", k.limits.concurrency);
-        }
-        if (const auto b = v["budget"];
-            b.IsDefined() && r.check_map(b, where + ".budget", {"tokens", "usd", "period"})) {
-            budget_config bc;
-            r.read_opt_uint(b["tokens"], where + ".budget.tokens", bc.tokens);
-            if (b["usd"].IsDefined()) {
-                double usd = 0;
-                r.read_double(b["usd"], where + ".budget.usd", usd);
-                bc.usd = usd;
-            }
-            r.read_enum(b["period"], where + ".budget.period", bc.period,
-                        {{"day", budget_period::day},
-                         {"month", budget_period::month},
-                         {"total", budget_period::total}});
-            k.budget = bc;
-        }
+        read_key_terms(r, v, where, k);
         out.push_back(std::move(k));
     }
 }
@@ -697,6 +706,46 @@ load_result load_config_text(std::string_view yaml, std::string_view source_name
         result.errors.push_back({e.mark.line >= 0 ? e.mark.line + 1 : 0, e.msg});
     }
     if (result.errors.empty()) result.config = std::move(c);
+    return result;
+}
+
+key_patch_result parse_key_patch(std::string_view json) {
+    key_patch_result result;
+    auto& p = result.patch;
+    YAML::Node v;
+    try {
+        v = YAML::Load(std::string(json));
+    } catch (const YAML::Exception& e) {
+        result.errors.push_back({0, "the body is not valid JSON: " + e.msg});
+        return result;
+    }
+    const env_lookup none = [](std::string_view) { return std::optional<std::string>{}; };
+    reader r(result.errors, none);
+    r.literal();
+    try {
+        if (!r.check_map(v, "the body", {"id", "models", "limits", "budget"})) return result;
+        if (v["id"].IsDefined()) {
+            std::string id;
+            if (r.read_string(v["id"], "id", id)) p.id = std::move(id);
+        }
+        YAML::Node terms(YAML::NodeType::Map);
+        if (const auto m = v["models"]; m.IsDefined()) {
+            p.has_models = true;
+            if (!m.IsNull()) terms["models"] = m;
+        }
+        if (const auto l = v["limits"]; l.IsDefined()) {
+            p.has_limits = true;
+            if (!l.IsNull()) terms["limits"] = l;
+        }
+        if (const auto b = v["budget"]; b.IsDefined()) {
+            p.has_budget = true;
+            if (!b.IsNull()) terms["budget"] = b;
+        }
+        read_key_terms(r, terms, "key", p.terms);
+    } catch (const YAML::Exception& e) {
+        result.errors.push_back({0, e.msg});
+    }
+    for (auto& e : result.errors) e.line = 0;  // a JSON body has no useful line numbers
     return result;
 }
 

@@ -32,6 +32,20 @@ load_result load_config_text(std::string_view yaml, std::string_view source_name
                              const env_lookup& env = process_env);
 load_result load_config_file(const std::string& path, const env_lookup& env = process_env);
 
+// The body of POST /admin/keys or PATCH /admin/keys/{id} (JSON): the fields it gives, read
+// with the same rules as a `keys:` entry. `null` models means every model, `null` budget
+// none. Values are taken literally (no ${NAME}). Unknown fields are errors.
+struct key_patch {
+    std::optional<std::string> id;
+    bool has_models = false, has_limits = false, has_budget = false;
+    key_config terms;  // models, limits and budget as given
+};
+struct key_patch_result {
+    key_patch patch;
+    std::vector<config_error> errors;
+};
+key_patch_result parse_key_patch(std::string_view json);
+
 // Parsers shared with the admin API and the tests. Return nullopt on a bad value.
 std::optional<duration> parse_duration(std::string_view text);
 std::optional<std::size_t> parse_size(std::string_view text);

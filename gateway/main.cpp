@@ -4,17 +4,23 @@
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
+#include <chrono>
 #include <cstdio>
 #include <filesystem>
 #include <iostream>
+#include <mutex>
 #include <optional>
 #include <string>
+#include <thread>
 
 #include "config/loader.hpp"
+#include "gateway/core/json_text.hpp"
 #include "gateway/core/snapshot.hpp"
+#include "gateway/observe/metrics.hpp"
 #include "gateway/server/admin_server.hpp"
 #include "gateway/server/server.hpp"
 #include "gateway/version.hpp"
+#include "policies/auth/key_admin.hpp"
 #include "policies/register_builtin.hpp"
 #include "policies/usage/ledger.hpp"
 #include "policies/usage/usage_report.hpp"
@@ -34,6 +40,65 @@ std::string default_config_path() {
     for (const char* p : {"tollgate.yaml", "config/tollgate.yaml"})
         if (std::filesystem::exists(p)) return p;
     return "tollgate.yaml";
+}
+
+// One data-plane generation for `snap`: providers whose config did not change are taken
+// over from `previous` (so their workers' pools and TLS contexts live on), and so is the
+// access log when its target is the same. Throws std::runtime_error (bad CA file, access
+// log not writable).
+std::shared_ptr<const tollgate::proxy::generation> make_generation(
+    std::shared_ptr<const tollgate::core::snapshot> snap,
+    const tollgate::proxy::generation* previous) {
+    auto g = std::make_shared<tollgate::proxy::generation>();
+    const auto& cfg = snap->config;
+    for (const auto& pc : cfg.providers) {
+        std::shared_ptr<const tollgate::upstream::provider> same;
+        if (previous)
+            for (const auto& old : previous->providers)
+                if (old->config() == pc) same = old;
+        g->providers.push_back(same ? same
+                                    : std::make_shared<const tollgate::upstream::provider>(pc));
+    }
+    const auto& target = cfg.server.access_log;
+    if (target != "off" && !target.empty()) {
+        if (previous && previous->access_log && previous->access_log->target() == target)
+            g->access_log = previous->access_log;
+        else
+            g->access_log = std::make_shared<tollgate::observe::access_log>(target);
+    }
+    g->snap = std::move(snap);
+    return g;
+}
+
+// What a reload cannot change in a running process: said in the log, applied at the next
+// start.
+std::vector<std::string> restart_only_changes(const tollgate::config::gateway_config& a,
+                                              const tollgate::config::gateway_config& b) {
+    std::vector<std::string> out;
+    if (a.server.listen != b.server.listen) out.emplace_back("server.listen");
+    if (a.server.threads != b.server.threads) out.emplace_back("server.threads");
+    if (a.server.tls != b.server.tls) out.emplace_back("server.tls");
+    if (!(a.admin == b.admin)) out.emplace_back("admin");
+    if (a.usage.database != b.usage.database || a.usage.jsonl != b.usage.jsonl)
+        out.emplace_back("usage");
+    if (a.state.backend != b.state.backend || a.state.redis_url != b.state.redis_url)
+        out.emplace_back("state");
+    return out;
+}
+
+std::int64_t unix_ms() {
+    return std::chrono::duration_cast<std::chrono::milliseconds>(
+               std::chrono::system_clock::now().time_since_epoch())
+        .count();
+}
+
+std::string error_json(std::string_view code, std::string_view message) {
+    std::string out = R"({"error":{"message":)";
+    tollgate::core::json_text::append_string(out, message);
+    out += R"(,"type":"invalid_request_error","param":null,"code":)";
+    tollgate::core::json_text::append_string(out, code);
+    out += "}}";
+    return out;
 }
 
 }  // namespace
@@ -74,6 +139,7 @@ int main(int argc, char** argv) {
     std::shared_ptr<const tollgate::proxy::generation> gen;
     tollgate::policies::builtin_services services;
     std::optional<tollgate::config::admin_config> admin;
+    tollgate::core::policy_registry registry;
     if (errors.empty() && !check) {
         // The ledger and the shared counters outlive every config snapshot.
         try {
@@ -84,16 +150,12 @@ int main(int argc, char** argv) {
     }
     if (errors.empty()) {
         if (loaded.config->admin.listen) admin = loaded.config->admin;
-        tollgate::core::policy_registry registry;
         tollgate::policies::register_builtin(registry, services);
         auto built = tollgate::core::build_snapshot(std::move(*loaded.config), registry);
         errors = std::move(built.errors);
         if (errors.empty()) {
             try {
-                auto g = std::make_shared<tollgate::proxy::generation>();
-                g->snap = built.snap;
-                g->providers = tollgate::upstream::make_providers(built.snap->config);
-                gen = std::move(g);
+                gen = make_generation(built.snap, nullptr);
             } catch (const std::exception& e) {
                 errors.push_back({0, e.what()});
             }
@@ -110,20 +172,146 @@ int main(int argc, char** argv) {
         return 0;
     }
     try {
-        tollgate::server::server srv(gen);
-        std::unique_ptr<tollgate::server::admin_server> admin_srv;
+        namespace ts = tollgate::server;
+        const auto& sc = gen->snap->config.server;
+        const unsigned threads =
+            sc.threads ? sc.threads : std::max(1u, std::thread::hardware_concurrency());
+        tollgate::observe::metrics metrics(threads);
+        const std::int64_t started_ms = unix_ms();
+        metrics.add_source([started_ms](std::string& out) {
+            out +=
+                "# HELP tollgate_build_info Version of the running binary.\n"
+                "# TYPE tollgate_build_info gauge\n"
+                "tollgate_build_info{version=\"";
+            tollgate::observe::append_label_value(out, tollgate::version);
+            out +=
+                "\"} 1\n# HELP tollgate_process_start_time_seconds Start time of the "
+                "process, Unix seconds.\n# TYPE tollgate_process_start_time_seconds gauge\n"
+                "tollgate_process_start_time_seconds ";
+            out += std::to_string(started_ms / 1000);
+            out += '\n';
+        });
+        if (auto l = services.usage_ledger) {
+            metrics.add_source([l](std::string& out) {
+                out +=
+                    "# HELP tollgate_ledger_queue_depth Usage records waiting to be made "
+                    "durable.\n# TYPE tollgate_ledger_queue_depth gauge\n"
+                    "tollgate_ledger_queue_depth ";
+                out += std::to_string(l->pending());
+                out +=
+                    "\n# HELP tollgate_ledger_healthy 1 while the usage ledger accepts "
+                    "writes.\n# TYPE tollgate_ledger_healthy gauge\ntollgate_ledger_healthy ";
+                out += l->healthy() ? "1\n" : "0\n";
+            });
+        }
+
+        ts::server srv(gen, &metrics);
         // Ready means: config loaded and the usage store writable.
         if (auto l = services.usage_ledger) srv.set_readiness([l] { return l->healthy(); });
-        if (admin) {
-            std::vector<tollgate::server::admin_route> routes;
-            if (auto l = services.usage_ledger) {
-                routes.push_back(
-                    {"GET", "/admin/usage", [l](const tollgate::server::admin_request& r) {
-                         auto [status, body] = tollgate::policies::usage_report(*l, r.query);
-                         return tollgate::server::admin_reply{status, std::move(body)};
-                     }});
+
+        // Reload (SIGHUP, POST /admin/reload): a config that fails --check is refused and
+        // the running one stays; a good one is swapped in for new requests.
+        std::mutex reload_mu;
+        auto reload = [&]() -> std::pair<bool, std::string> {
+            std::lock_guard lock(reload_mu);
+            auto loaded = tollgate::config::load_config_file(config_path);
+            auto errors = std::move(loaded.errors);
+            std::shared_ptr<const tollgate::proxy::generation> next;
+            const auto now = srv.current();
+            if (errors.empty()) {
+                for (const auto& what : restart_only_changes(now->snap->config, *loaded.config))
+                    spdlog::warn("reload: {} changed; that takes effect at the next start", what);
+                auto built = tollgate::core::build_snapshot(std::move(*loaded.config), registry);
+                errors = std::move(built.errors);
+                if (errors.empty()) {
+                    try {
+                        next = make_generation(std::move(built.snap), now.get());
+                    } catch (const std::exception& e) {
+                        errors.push_back({0, e.what()});
+                    }
+                }
             }
-            admin_srv = std::make_unique<tollgate::server::admin_server>(*admin, std::move(routes));
+            if (!errors.empty()) {
+                std::string text;
+                for (const auto& e : errors) {
+                    spdlog::error("reload refused: {}: {}", config_path, e.text());
+                    text += (text.empty() ? "" : "; ") + e.text();
+                }
+                metrics.count_reload(false);
+                return {false, text};
+            }
+            // Keys whose budget is new or changed start from the ledger's figures.
+            for (const auto& k : next->snap->config.keys) {
+                const tollgate::config::key_config* before = nullptr;
+                for (const auto& o : now->snap->config.keys)
+                    if (o.id == k.id) before = &o;
+                if (k.budget &&
+                    (!before || !before->budget || before->budget->period != k.budget->period))
+                    tollgate::policies::seed_budget(services, k);
+            }
+            srv.install(next);
+            metrics.count_reload(true);
+            spdlog::info("configuration reloaded from {}: {} provider(s), {} model(s), {} key(s)",
+                         config_path, next->snap->config.providers.size(),
+                         next->snap->config.models.size(), next->snap->config.keys.size());
+            return {true, {}};
+        };
+        srv.on_reload([&reload] { reload(); });
+
+        std::unique_ptr<ts::admin_server> admin_srv;
+        std::shared_ptr<tollgate::policies::key_admin> keys;
+        if (services.keys) {
+            keys = std::make_shared<tollgate::policies::key_admin>(
+                services.keys,
+                [&srv]() {
+                    auto g = srv.current();
+                    return std::shared_ptr<const tollgate::config::gateway_config>(
+                        g, &g->snap->config);
+                },
+                [&services](const tollgate::config::key_config& k) {
+                    tollgate::policies::seed_budget(services, k);
+                });
+        }
+        if (admin) {
+            std::vector<ts::admin_route> routes;
+            const auto reply = [](std::pair<int, std::string> r) {
+                return ts::admin_reply{r.first, std::move(r.second)};
+            };
+            ts::admin_route m{
+                "GET", "/metrics", [&metrics](const ts::admin_request&) {
+                    return ts::admin_reply{200, metrics.render(), "text/plain; version=0.0.4"};
+                }};
+            m.open_on_loopback = true;
+            routes.push_back(std::move(m));
+            if (auto l = services.usage_ledger) {
+                routes.push_back({"GET", "/admin/usage", [l, reply](const ts::admin_request& r) {
+                                      return reply(tollgate::policies::usage_report(*l, r.query));
+                                  }});
+            }
+            if (keys) {
+                routes.push_back({"POST", "/admin/keys", [keys, reply](const ts::admin_request& r) {
+                                      return reply(keys->create(r.body, unix_ms()));
+                                  }});
+                routes.push_back({"GET", "/admin/keys", [keys, reply](const ts::admin_request&) {
+                                      return reply(keys->list());
+                                  }});
+                routes.push_back({"PATCH", "/admin/keys/",
+                                  [keys, reply](const ts::admin_request& r) {
+                                      return reply(keys->patch(r.path.substr(12), r.body));
+                                  },
+                                  true});
+                routes.push_back({"DELETE", "/admin/keys/",
+                                  [keys, reply](const ts::admin_request& r) {
+                                      return reply(keys->remove(r.path.substr(12)));
+                                  },
+                                  true});
+            }
+            routes.push_back({"POST", "/admin/reload", [&reload](const ts::admin_request&) {
+                                  auto [ok, text] = reload();
+                                  if (ok) return ts::admin_reply{200, R"({"status":"reloaded"})"};
+                                  return ts::admin_reply{400, error_json("invalid_config", text)};
+                              }});
+            admin_srv = std::make_unique<ts::admin_server>(*admin, std::move(routes));
         }
         const int code = srv.run();
         admin_srv.reset();

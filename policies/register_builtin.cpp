@@ -7,6 +7,7 @@
 #include <stdexcept>
 
 #include "policies/auth/auth_policy.hpp"
+#include "policies/auth/key_store.hpp"
 #include "policies/budget/budget_policy.hpp"
 #include "policies/rate_limit/rate_limit_policy.hpp"
 #include "policies/router/router_policy.hpp"
@@ -42,16 +43,7 @@ builtin_services make_builtin_services(const config::gateway_config& cfg) {
         s.usage_ledger = std::make_shared<ledger>(std::move(o));
         // Rebuild each budget's spend in its current period from the ledger of record,
         // so a restart never resets a budget.
-        const auto now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
-                                std::chrono::system_clock::now().time_since_epoch())
-                                .count();
-        for (const auto& k : cfg.keys) {
-            if (!k.budget) continue;
-            const auto b = budget_policy::to_budget(*k.budget);
-            const auto start = budget_book::period_start_ms(b.per, now_ms);
-            const auto t = s.usage_ledger->totals_since(k.id, start);
-            s.budgets->seed(k.id, t.tokens, t.usd, start);
-        }
+        for (const auto& k : cfg.keys) seed_budget(s, k);
         // A record counts toward its key's budget from the moment it is durable.
         std::weak_ptr<budget_book> book = s.budgets;
         s.usage_ledger->on_commit([book](const std::vector<usage_record>& records) {
@@ -61,11 +53,44 @@ builtin_services make_builtin_services(const config::gateway_config& cfg) {
                         b->committed(r.key_id, billable_tokens(r), r.cost_usd.value_or(0), r.ts_ms);
         });
     }
+    // Keys created through the admin API live beside the usage records.
+    if (s.usage_ledger || cfg.admin.listen) {
+        s.keys = std::make_shared<key_store>(cfg.usage.database);
+        const auto stored = s.keys->current();
+        for (const auto& [id, e] : stored->by_id) {
+            if (std::any_of(cfg.keys.begin(), cfg.keys.end(),
+                            [&](const config::key_config& k) { return k.id == id; }))
+                spdlog::warn(
+                    "key {} is defined in the config file and by the admin API: the "
+                    "config file's wins",
+                    id);
+            else
+                seed_budget(s, *e.key);
+        }
+        if (!stored->by_id.empty())
+            spdlog::info("{} key(s) created through the admin API loaded", stored->by_id.size());
+    }
     return s;
 }
 
+void seed_budget(const builtin_services& services, const config::key_config& key) {
+    if (!key.budget || !services.usage_ledger || !services.budgets) return;
+    const auto now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                            std::chrono::system_clock::now().time_since_epoch())
+                            .count();
+    const auto b = budget_policy::to_budget(*key.budget);
+    const auto start = budget_book::period_start_ms(b.per, now_ms);
+    const auto t = services.usage_ledger->totals_since(key.id, start);
+    services.budgets->seed(key.id, t.tokens, t.usd, start);
+}
+
 void register_builtin(core::policy_registry& registry, const builtin_services& services) {
-    registry.add("auth", &auth_policy::make, true);
+    registry.add(
+        "auth",
+        [keys = services.keys](const core::policy_init& init) -> std::unique_ptr<core::policy> {
+            return std::make_unique<auth_policy>(init.config, keys);
+        },
+        true);
     registry.add(
         "rate_limit",
         [rates = services.rates](const core::policy_init& init) -> std::unique_ptr<core::policy> {

@@ -1,5 +1,7 @@
 #include "gateway/core/errors.hpp"
 
+#include "gateway/core/json_text.hpp"
+
 #include <array>
 
 namespace tollgate::core {
@@ -63,35 +65,7 @@ boost::system::error_code make_error_code(errc e) noexcept {
 }
 
 void append_json_escaped(std::string& out, std::string_view s) {
-    static constexpr char hex[] = "0123456789abcdef";
-    for (char ch : s) {
-        const auto c = static_cast<unsigned char>(ch);
-        switch (c) {
-            case '"':
-                out += "\\\"";
-                break;
-            case '\\':
-                out += "\\\\";
-                break;
-            case '\n':
-                out += "\\n";
-                break;
-            case '\r':
-                out += "\\r";
-                break;
-            case '\t':
-                out += "\\t";
-                break;
-            default:
-                if (c < 0x20 || c == 0x7f) {
-                    out += "\\u00";
-                    out += hex[c >> 4];
-                    out += hex[c & 15];
-                } else {
-                    out += ch;
-                }
-        }
-    }
+    json_text::append_escaped(out, s);
 }
 
 std::string openai_error_body(errc e, std::string_view message) {

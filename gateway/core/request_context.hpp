@@ -100,6 +100,8 @@ struct request_context {
 
     // A local answer (verdict::reply).
     local_reply reply;
+    // Why a limit refused the request (for metrics): rpm, tpm, concurrency or budget.
+    std::string_view refusal_reason;
     // Headers policies add to the client's response (rate-limit headers, ...).
     header_list response_headers;
 

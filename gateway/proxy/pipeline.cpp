@@ -81,19 +81,132 @@ class watch_scope {
     std::shared_ptr<client_watch> w_;
 };
 
-// on_complete exactly once, also when the coroutine is destroyed mid-way.
+double ms_between(core::clock::time_point a, core::clock::time_point b) {
+    return std::chrono::duration<double, std::milli>(b - a).count();
+}
+
+// on_complete exactly once, also when the coroutine is destroyed mid-way. `out` belongs
+// to the request's observation, which reads it after the policies' on_complete.
 class completion {
   public:
-    completion(const core::chain& c, core::request_context& ctx) : chain_(c), ctx_(ctx) {
+    completion(const core::chain& c, core::request_context& ctx, core::outcome& o)
+        : out(o), chain_(c), ctx_(ctx) {
         out.status = 499;
         out.error = errc::client_closed;
     }
     ~completion() { chain_.complete(ctx_, out); }
-    core::outcome out;
+    core::outcome& out;
 
   private:
     const core::chain& chain_;
     core::request_context& ctx_;
+};
+
+std::string_view failure_reason(const core::attempt_result& r) {
+    using k = core::attempt_result::kind;
+    switch (r.how) {
+        case k::connect_error:
+            return "connect_error";
+        case k::timeout:
+            return "timeout";
+        case k::status:
+            return r.status == 429 ? "status_429" : r.status >= 500 ? "status_5xx" : "status_4xx";
+        case k::auth:
+            return "auth";
+        case k::protocol:
+            return "protocol";
+        case k::stream_error:
+            return "stream_error";
+        case k::ok:
+        case k::client_gone:
+            break;
+    }
+    return {};
+}
+
+// Metrics and the access log for one API request, written when it ends (after the
+// policies' on_complete, so usage and cost are final), on every path.
+class observation {
+  public:
+    observation(pipeline_io& io, core::request_context& ctx)
+        : io_(io), ctx_(ctx), bytes_before_(io.out.bytes_written()) {
+        if (io_.metrics) io_.metrics->inflight.fetch_add(1, std::memory_order_relaxed);
+    }
+    ~observation() {
+        if (io_.metrics) io_.metrics->inflight.fetch_sub(1, std::memory_order_relaxed);
+        if (!io_.metrics && !io_.gen.access_log) return;
+        try {
+            record();
+        } catch (...) {
+            // Out of memory while recording: the request itself is done.
+        }
+    }
+    core::outcome out;
+
+  private:
+    void record() {
+        const auto now = core::clock::now();
+        const auto& cfg = io_.gen.snap->config;
+        const config::model_config* model = ctx_.model;
+        if (!model && !ctx_.req.model.empty()) model = cfg.find_model(ctx_.req.model);
+        const std::string_view key = ctx_.key ? std::string_view(ctx_.key->id) : "";
+        const std::string_view provider = ctx_.served_by && ctx_.served_by->provider
+                                              ? std::string_view(ctx_.served_by->provider->name)
+                                              : "";
+        const double duration_ms = ms_between(ctx_.received_at, now);
+        std::optional<double> ttft_ms;
+        if (ctx_.first_byte_at) ttft_ms = ms_between(ctx_.received_at, *ctx_.first_byte_at);
+        const bool counted = ctx_.usage_final;
+        if (io_.metrics) {
+            observe::request_sample s;
+            s.key = key;
+            s.model = model ? std::string_view(model->name) : "";
+            s.provider = provider;
+            s.status = out.status;
+            s.duration_s = duration_ms / 1000;
+            if (ttft_ms) s.ttft_s = *ttft_ms / 1000;
+            if (auto o = io_.out.overhead_ms()) s.overhead_s = *o / 1000;
+            if (counted) {
+                s.prompt_tokens = ctx_.usage.prompt_tokens;
+                s.completion_tokens = ctx_.usage.completion_tokens;
+                s.cost_usd = ctx_.cost_usd.value_or(0);
+            }
+            if (out.status == 429) s.refusal_reason = ctx_.refusal_reason;
+            io_.metrics->record(io_.shard, s);
+        }
+        if (io_.gen.access_log) {
+            observe::access_entry e;
+            e.ts_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                          std::chrono::system_clock::now().time_since_epoch())
+                          .count();
+            e.request_id = ctx_.request_id;
+            e.key = key;
+            e.method = ctx_.method;
+            const auto q = ctx_.target.find('?');
+            e.path = ctx_.target.substr(0, q);
+            e.model = model ? std::string_view(model->name) : std::string_view{};
+            e.provider = provider;
+            e.status = out.status;
+            e.stream = out.stream;
+            e.attempts = ctx_.attempts;
+            e.latency_ms = duration_ms;
+            e.ttft_ms = ttft_ms;
+            e.overhead_ms = io_.out.overhead_ms();
+            if (counted) {
+                e.prompt_tokens = ctx_.usage.prompt_tokens;
+                e.completion_tokens = ctx_.usage.completion_tokens;
+                e.cost_usd = ctx_.cost_usd;
+            }
+            e.bytes_in = ctx_.body.size();
+            e.bytes_out = io_.out.bytes_written() - bytes_before_;
+            if (out.error != errc::ok) e.error = core::describe(out.error).code;
+            io_.gen.access_log->write(e);
+        }
+    }
+
+    pipeline_io& io_;
+    core::request_context& ctx_;
+    std::uint64_t bytes_before_;
 };
 
 enum class failure_kind { none, connect_error, timeout, status, auth, protocol, client_gone };
@@ -185,10 +298,6 @@ bool retryable(const config::routing_config& r, const failure& f) {
 
 bool client_fault_status(int s) {
     return s == 400 || s == 404 || s == 413 || s == 415 || s == 422;
-}
-
-double ms_between(core::clock::time_point a, core::clock::time_point b) {
-    return std::chrono::duration<double, std::milli>(b - a).count();
 }
 
 // Which API the client speaks and which the upstream speaks, when they differ.
@@ -331,7 +440,11 @@ asio::awaitable<void> forwarder::run() {
         const auto attempt_started = core::clock::now();
         last = co_await try_target(target);
         if (!answered_) upstream_time_ += core::clock::now() - attempt_started;
-        chain_.attempt_end(ctx_, target, to_attempt_result(last, stream_error_, time_to_head_));
+        const auto result = to_attempt_result(last, stream_error_, time_to_head_);
+        chain_.attempt_end(ctx_, target, result);
+        if (io_.metrics)
+            if (const auto reason = failure_reason(result); !reason.empty())
+                io_.metrics->upstream_failure(io_.shard, target.provider->name, reason);
         if (answered_ || last.kind == failure_kind::client_gone) break;
         if (last.kind != failure_kind::timeout) all_timeouts = false;
         spdlog::debug("request {}: attempt {} at provider {} failed: {}", ctx_.request_id,
@@ -618,7 +731,11 @@ asio::awaitable<void> forwarder::relay_stream(attempt& a, int status) {
     bool framing_ok = feed();
     bool client_ok = !watch_->gone;
     if (client_ok) {
-        client_ok = !co_await io_.out.start_stream(ctx_, status, "text/event-stream", out_);
+        // The gateway's time before the upstream took over (failed attempts excluded).
+        const double overhead = ms_between(ctx_.received_at, attempt_started_) -
+                                std::chrono::duration<double, std::milli>(upstream_time_).count();
+        client_ok = !co_await io_.out.start_stream(ctx_, status, "text/event-stream", out_,
+                                                   std::max(0.0, overhead));
         if (!out_.empty()) ctx_.first_byte_at = core::clock::now();
         out_.clear();
     }
@@ -730,14 +847,17 @@ asio::awaitable<void> send_local_reply(pipeline_io& io, core::request_context& c
 
 asio::awaitable<void> run_pipeline(pipeline_io& io, core::request_context& ctx) {
     const auto& snap = *io.gen.snap;
+    observation seen(io, ctx);
     if (ctx.ep != core::endpoint::models) {
         if (auto err = io.parser.parse(ctx.ep, ctx.body, ctx.req)) {
+            seen.out.status = core::describe(err.code).status;
+            seen.out.error = err.code;
             if (co_await io.out.send_error(ctx, err.code, err.message, overhead_ms(ctx)))
                 io.out.set_close();
             co_return;
         }
     }
-    completion done(*snap.policies, ctx);
+    completion done(*snap.policies, ctx, seen.out);
     const auto v = co_await snap.policies->run_request(ctx);
     if (v == core::verdict::reply) {
         done.out.status = ctx.reply.status;

@@ -11,6 +11,8 @@
 #include "gateway/core/body_parser.hpp"
 #include "gateway/core/snapshot.hpp"
 #include "gateway/net/byte_stream.hpp"
+#include "gateway/observe/access_log.hpp"
+#include "gateway/observe/metrics.hpp"
 #include "gateway/proxy/responder.hpp"
 #include "gateway/upstream/pool.hpp"
 #include "gateway/upstream/provider.hpp"
@@ -20,7 +22,8 @@ namespace tollgate::proxy {
 // One configuration generation as the data plane uses it.
 struct generation {
     std::shared_ptr<const core::snapshot> snap;
-    upstream::provider_list providers;  // same order as snap->config.providers
+    upstream::provider_list providers;                // same order as snap->config.providers
+    std::shared_ptr<observe::access_log> access_log;  // null: server.access_log is off
 };
 
 // Where the pipeline gets upstream connections (a worker's pools).
@@ -38,6 +41,8 @@ struct pipeline_io {
     responder& out;
     net::byte_stream& client;
     const generation& gen;
+    observe::metrics* metrics = nullptr;  // null: not recorded
+    unsigned shard = 0;                   // the worker's metrics shard
 };
 
 // Answers the request on io.out. On return, io.out.keep_alive() says whether the

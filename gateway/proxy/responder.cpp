@@ -35,6 +35,7 @@ void responder::render_head(const core::request_context& ctx, int status,
         head_ += value;
         head_ += "\r\n";
     }
+    overhead_ms_ = overhead_ms;
     if (overhead_ms) {
         char buf[32];
         const int n = std::snprintf(buf, sizeof buf, "%.3f", *overhead_ms);
@@ -66,6 +67,7 @@ asio::awaitable<error_code> responder::write(std::string_view a, std::string_vie
                                            asio::buffer(b.data(), b.size()),
                                            asio::buffer(c.data(), c.size())};
     const std::size_t n = c.empty() ? (b.empty() ? 1 : 2) : 3;
+    bytes_written_ += a.size() + b.size() + c.size();
     co_return co_await client_.write(std::span<const asio::const_buffer>(bufs.data(), n),
                                      write_timeout_);
 }
@@ -93,8 +95,9 @@ asio::awaitable<error_code> responder::send_error(const core::request_context& c
 
 asio::awaitable<error_code> responder::start_stream(const core::request_context& ctx, int status,
                                                     std::string_view content_type,
-                                                    std::string_view first_piece) {
-    render_head(ctx, status, content_type, std::nullopt, std::nullopt);
+                                                    std::string_view first_piece,
+                                                    std::optional<double> overhead_ms) {
+    render_head(ctx, status, content_type, std::nullopt, overhead_ms);
     head_sent_ = true;
     if (first_piece.empty()) co_return co_await write(head_);
     if (!chunked_) co_return co_await write(head_, first_piece);

@@ -28,10 +28,15 @@ class responder {
         keep_alive_ = keep_alive;
         head_sent_ = false;
         chunked_ = false;
+        overhead_ms_.reset();
     }
     bool keep_alive() const noexcept { return keep_alive_; }
     void set_close() noexcept { keep_alive_ = false; }
     bool head_sent() const noexcept { return head_sent_; }
+    // Bytes written to the client on this connection so far (heads and framing included).
+    std::uint64_t bytes_written() const noexcept { return bytes_written_; }
+    // The overhead reported in this response's head (x-tollgate-overhead-ms), if any.
+    std::optional<double> overhead_ms() const noexcept { return overhead_ms_; }
 
     // A complete response. `ctx` supplies x-request-id and the policies' headers.
     boost::asio::awaitable<error_code> send(const core::request_context& ctx, int status,
@@ -48,7 +53,8 @@ class responder {
     // Streams: the head, then pieces, then the end.
     boost::asio::awaitable<error_code> start_stream(const core::request_context& ctx, int status,
                                                     std::string_view content_type,
-                                                    std::string_view first_piece);
+                                                    std::string_view first_piece,
+                                                    std::optional<double> overhead_ms = {});
     boost::asio::awaitable<error_code> stream_piece(std::string_view piece);
     boost::asio::awaitable<error_code> end_stream();
 
@@ -61,6 +67,8 @@ class responder {
     net::byte_stream& client_;
     std::chrono::milliseconds write_timeout_;
     bool http11_ = true, keep_alive_ = true, head_sent_ = false, chunked_ = false;
+    std::uint64_t bytes_written_ = 0;
+    std::optional<double> overhead_ms_;
     std::string head_;
 };
 

@@ -46,6 +46,7 @@ struct admin_server::impl {
     tcp::acceptor acceptor{ioc};
     std::vector<admin_route> routes;
     bool has_token = false;
+    bool loopback = false;
     digest token_digest{};
     std::thread thread;
 
@@ -70,6 +71,7 @@ admin_server::admin_server(const config::admin_config& cfg, std::vector<admin_ro
     if (!ec) impl_->acceptor.listen(asio::socket_base::max_listen_connections, ec);
     if (ec) throw std::runtime_error("cannot listen on admin " + l.text() + ": " + ec.message());
     const auto bound = impl_->acceptor.local_endpoint();
+    impl_->loopback = bound.address().is_loopback();
     spdlog::info("admin listening on {}:{}", bound.address().to_string(), bound.port());
     if (!impl_->has_token)
         spdlog::warn("admin.token is not set: the admin API refuses every request");
@@ -106,20 +108,30 @@ admin_reply admin_server::impl::dispatch(const http::request<http::string_body>&
     const admin_request r{
         req.method_string(), target.substr(0, qpos),
         qpos == std::string_view::npos ? std::string_view{} : target.substr(qpos + 1), req.body()};
+    const auto matches = [&](const admin_route& route) {
+        return route.prefix ? r.path.size() > route.path.size() && r.path.starts_with(route.path)
+                            : r.path == route.path;
+    };
     // Authenticate before routing, so that nothing about the routes leaks to strangers.
-    std::string_view auth = req[http::field::authorization];
-    const bool bearer = auth.size() > 7 && beast::iequals(auth.substr(0, 7), "bearer ");
-    if (!has_token || !bearer) {
-        return {401, core::openai_error_body(
-                         core::errc::invalid_api_key,
-                         has_token ? "admin token required" : "admin.token is not configured")};
+    bool open = false;
+    if (loopback)
+        for (const auto& route : routes)
+            if (route.open_on_loopback && route.method == r.method && matches(route)) open = true;
+    if (!open) {
+        std::string_view auth = req[http::field::authorization];
+        const bool bearer = auth.size() > 7 && beast::iequals(auth.substr(0, 7), "bearer ");
+        if (!has_token || !bearer) {
+            return {401, core::openai_error_body(
+                             core::errc::invalid_api_key,
+                             has_token ? "admin token required" : "admin.token is not configured")};
+        }
+        const digest d = sha256(auth.substr(7));
+        if (CRYPTO_memcmp(d.data(), token_digest.data(), d.size()) != 0)
+            return {401, core::openai_error_body(core::errc::invalid_api_key, "wrong admin token")};
     }
-    const digest d = sha256(auth.substr(7));
-    if (CRYPTO_memcmp(d.data(), token_digest.data(), d.size()) != 0)
-        return {401, core::openai_error_body(core::errc::invalid_api_key, "wrong admin token")};
     bool path_known = false;
     for (const auto& route : routes) {
-        if (route.path != r.path) continue;
+        if (!matches(route)) continue;
         path_known = true;
         if (route.method == r.method) {
             try {
@@ -147,8 +159,10 @@ asio::awaitable<void> admin_server::impl::session(tcp::socket socket) {
         const auto& req = parser.get();
         admin_reply reply = dispatch(req);
         http::response<http::string_body> res{static_cast<http::status>(reply.status), 11};
-        res.set(http::field::content_type, reply.content_type);
-        res.body() = std::move(reply.body);
+        if (reply.status != 204) {
+            res.set(http::field::content_type, reply.content_type);
+            res.body() = std::move(reply.body);
+        }
         res.keep_alive(req.keep_alive());
         res.prepare_payload();
         stream.expires_after(std::chrono::seconds(30));

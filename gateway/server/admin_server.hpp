@@ -2,7 +2,8 @@
 // The admin listener (admin.listen): its own thread and io_context, so that a slow
 // admin query never delays the data plane. Every route needs `Authorization: Bearer
 // <admin.token>` (compared in constant time, as SHA-256 digests); without a configured
-// token the admin API refuses everything.
+// token the admin API refuses everything, except routes marked open_on_loopback while
+// the listener is bound to a loopback address.
 
 #include <functional>
 #include <memory>
@@ -29,8 +30,12 @@ struct admin_reply {
 
 struct admin_route {
     std::string method;
-    std::string path;
+    std::string path;  // exact, or a prefix when `prefix` (e.g. "/admin/keys/" + id)
     std::function<admin_reply(const admin_request&)> handler;  // runs on the admin thread
+    bool prefix = false;
+    // Answers without the token when the admin listener is on a loopback address
+    // (SPEC: /metrics).
+    bool open_on_loopback = false;
 };
 
 class admin_server {

@@ -28,13 +28,16 @@ struct server::impl {
     std::unique_ptr<asio::ssl::context> tls;
     std::size_t next_worker = 0;
     int exit_code = 0;
+    std::function<void()> reload;
 
     asio::awaitable<void> accept_loop(tcp::acceptor& acceptor);
     asio::awaitable<void> signal_loop();
     asio::awaitable<void> drain();
 };
 
-server::server(std::shared_ptr<const generation> gen) : impl_(std::make_unique<impl>()) {
+server::server(std::shared_ptr<const generation> gen, observe::metrics* metrics)
+    : impl_(std::make_unique<impl>()) {
+    impl_->shared.metrics = metrics;
     const auto& sc = gen->snap->config.server;
     unsigned threads = sc.threads ? sc.threads : std::max(1u, std::thread::hardware_concurrency());
     impl_->shared.threads = threads;
@@ -82,6 +85,18 @@ server::~server() = default;
 
 void server::set_readiness(std::function<bool()> probe) {
     impl_->shared.ready_probe = std::move(probe);
+}
+
+void server::on_reload(std::function<void()> reload) {
+    impl_->reload = std::move(reload);
+}
+
+void server::install(std::shared_ptr<const generation> gen) {
+    impl_->shared.current.store(gen);
+}
+
+std::shared_ptr<const generation> server::current() const {
+    return impl_->shared.current.load();
 }
 
 asio::awaitable<void> server::impl::accept_loop(tcp::acceptor& acceptor) {
@@ -140,16 +155,27 @@ asio::awaitable<void> server::impl::drain() {
 }
 
 asio::awaitable<void> server::impl::signal_loop() {
-    // SIGHUP (reload) and SIGUSR1 (reopen logs) must never kill the process and lose the
-    // usage queue: until reload and the access log exist they are logged and ignored.
+    // SIGHUP reloads the config, SIGUSR1 reopens the access log (logrotate); neither may
+    // ever kill the process and lose the usage queue.
     asio::signal_set signals(main_ctx, SIGTERM, SIGINT);
     signals.add(SIGHUP);
     signals.add(SIGUSR1);
     for (;;) {
         auto [ec, sig] = co_await signals.async_wait(use_tuple);
         if (ec) co_return;
-        if (sig == SIGHUP || sig == SIGUSR1) {
-            spdlog::warn("signal {}: not supported yet (config reload / log reopen); ignored", sig);
+        if (sig == SIGHUP) {
+            spdlog::info("SIGHUP: reloading the configuration");
+            if (reload)
+                reload();
+            else
+                spdlog::warn("SIGHUP: reload is not available; ignored");
+            continue;
+        }
+        if (sig == SIGUSR1) {
+            if (const auto gen = shared.current.load(); gen->access_log)
+                gen->access_log->reopen();
+            else
+                spdlog::info("SIGUSR1: no access log to reopen");
             continue;
         }
         spdlog::info("signal {}: shutting down", sig);

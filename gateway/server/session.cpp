@@ -303,7 +303,8 @@ asio::awaitable<void> session::run() {
                 wec = co_await out.send_error(ctx, core::errc::method_not_allowed);
                 break;
             case route::api: {
-                proxy::pipeline_io io{worker_.parser(), worker_, out, client_, *gen};
+                proxy::pipeline_io io{worker_.parser(),         worker_,        out, client_, *gen,
+                                      worker_.shared().metrics, worker_.index()};
                 co_await proxy::run_pipeline(io, ctx);
                 break;
             }

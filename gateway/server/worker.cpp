@@ -9,7 +9,7 @@
 namespace tollgate::server {
 
 worker::worker(shared_state& shared, unsigned index)
-    : shared_(shared), rng_(std::random_device{}() ^ (std::uint64_t{index} << 32)) {}
+    : shared_(shared), index_(index), rng_(std::random_device{}() ^ (std::uint64_t{index} << 32)) {}
 
 worker::~worker() {
     // Coroutines still suspended (after a drain timeout) are destroyed here, while the
@@ -18,13 +18,22 @@ worker::~worker() {
 }
 
 upstream::pool& worker::pool_for(const std::shared_ptr<const upstream::provider>& p) {
-    auto& slot = pools_[p.get()];
-    if (!slot) {
-        // The provider's connection limit is shared out between the workers.
-        const auto threads = std::max(1u, shared_.threads);
-        const auto limit = (p->config().max_connections + threads - 1) / threads;
-        slot = std::make_unique<upstream::pool>(ioc_.get_executor(), p, limit);
+    auto it = pools_.find(p.get());
+    if (it != pools_.end()) return *it->second;
+    // A provider seen for the first time (start, or a reload): drop the pools of providers
+    // no generation uses any more (the pool holds the last reference) once they are empty.
+    for (auto old = pools_.begin(); old != pools_.end();) {
+        if (old->second->unused() && old->second->open() == 0)
+            old = pools_.erase(old);
+        else
+            ++old;
     }
+    // The provider's connection limit is shared out between the workers.
+    const auto threads = std::max(1u, shared_.threads);
+    const auto limit = (p->config().max_connections + threads - 1) / threads;
+    auto& slot = pools_[p.get()];
+    slot = std::make_unique<upstream::pool>(ioc_.get_executor(), p, limit);
+    if (shared_.metrics) slot->set_gauge(&shared_.metrics->connections(p->config().name));
     return *slot;
 }
 

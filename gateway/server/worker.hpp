@@ -29,7 +29,8 @@ struct shared_state {
     std::atomic<std::shared_ptr<const generation>> current;
     std::atomic<bool> draining{false};
     std::atomic<std::size_t> connections{0};
-    std::function<bool()> ready_probe;  // set before start; null = always ready
+    std::function<bool()> ready_probe;    // set before start; null = always ready
+    observe::metrics* metrics = nullptr;  // set before start; null = not recorded
     unsigned threads = 1;
 };
 
@@ -50,9 +51,11 @@ class worker final : public proxy::pool_source {
 
     boost::asio::io_context& context() noexcept { return ioc_; }
     shared_state& shared() noexcept { return shared_; }
+    unsigned index() const noexcept { return index_; }
     core::body_parser& parser() noexcept { return parser_; }
 
-    // The pool for a provider of the current generation (created on first use).
+    // The pool for a provider of the current generation (created on first use). Pools of
+    // providers that a reload removed are dropped once they hold no connection.
     upstream::pool& pool_for(const std::shared_ptr<const upstream::provider>& p) override;
 
     // A new random request id (32 hex digits).
@@ -76,6 +79,7 @@ class worker final : public proxy::pool_source {
         void destroy_handlers() { shutdown(); }
     };
     shared_state& shared_;
+    unsigned index_;
     worker_context ioc_;  // before pools_ and sessions_: destroyed after them
     core::body_parser parser_;
     std::mt19937_64 rng_;

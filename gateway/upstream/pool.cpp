@@ -39,6 +39,19 @@ pool::pool(asio::any_io_executor ex, std::shared_ptr<const provider> p, std::siz
 pool::~pool() {
     *alive_ = false;
     for (auto& c : idle_) c.conn->close();
+    idle_.clear();
+    open_ = 0;
+    publish();
+}
+
+void pool::publish() noexcept {
+    if (!gauge_) return;
+    const auto idle = static_cast<std::int64_t>(idle_.size());
+    const auto active = static_cast<std::int64_t>(open_) - idle;
+    gauge_->active.fetch_add(active - published_active_, std::memory_order_relaxed);
+    gauge_->idle.fetch_add(idle - published_idle_, std::memory_order_relaxed);
+    published_active_ = active;
+    published_idle_ = idle;
 }
 
 asio::awaitable<error_code> pool::resolve() {
@@ -58,6 +71,14 @@ asio::awaitable<std::pair<error_code, lease>> pool::acquire(bool fresh) {
     const auto& cfg = provider_->config();
     const auto deadline = std::chrono::steady_clock::now() + cfg.connect_timeout;
     auto alive = alive_;
+    // The gauge follows every change this call makes, however it returns.
+    struct publisher {
+        pool* p;
+        std::shared_ptr<bool> alive;
+        ~publisher() {
+            if (*alive) p->publish();
+        }
+    } on_exit{this, alive};
     for (;;) {
         // Idle longer than the provider's idle timeout: a middlebox may have dropped it
         // silently, and a request sent on it would wait out first_byte_timeout.
@@ -85,6 +106,7 @@ asio::awaitable<std::pair<error_code, lease>> pool::acquire(bool fresh) {
         }
         if (open_ < limit_) {
             ++open_;
+            publish();
             auto conn = std::make_unique<net::byte_stream>(ex_, provider_->tls());
             error_code ec = co_await resolve();
             if (!*alive) co_return std::pair{asio::error::operation_aborted, lease{}};
@@ -130,6 +152,7 @@ void pool::give_back(std::unique_ptr<net::byte_stream> conn, bool reusable) noex
         conn->close();
         --open_;
     }
+    publish();
     wake_one();
 }
 

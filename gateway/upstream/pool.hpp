@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "gateway/net/byte_stream.hpp"
+#include "gateway/observe/metrics.hpp"
 #include "gateway/upstream/provider.hpp"
 
 namespace tollgate::upstream {
@@ -55,7 +56,14 @@ class pool {
     boost::asio::awaitable<std::pair<boost::system::error_code, lease>> acquire(bool fresh = false);
 
     const provider& target() const noexcept { return *provider_; }
+    // Where this pool adds its open connections (active and idle) for /metrics.
+    void set_gauge(observe::connection_gauge* g) noexcept {
+        gauge_ = g;
+        publish();
+    }
     std::size_t open() const noexcept { return open_; }
+    // No configuration generation refers to this pool's provider any more.
+    bool unused() const noexcept { return provider_.use_count() == 1; }
     std::size_t idle() const noexcept { return idle_.size(); }
 
   private:
@@ -63,6 +71,8 @@ class pool {
     void give_back(std::unique_ptr<net::byte_stream> conn, bool reusable) noexcept;
     void wake_one() noexcept;
     boost::asio::awaitable<boost::system::error_code> resolve();
+    // Adds the change of open/idle counts since the last call to the gauge.
+    void publish() noexcept;
 
     boost::asio::any_io_executor ex_;
     std::shared_ptr<const provider> provider_;
@@ -81,6 +91,8 @@ class pool {
     boost::asio::ip::tcp::resolver::results_type endpoints_;
     std::chrono::steady_clock::time_point resolved_at_{};
     std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
+    observe::connection_gauge* gauge_ = nullptr;
+    std::int64_t published_active_ = 0, published_idle_ = 0;
 };
 
 }  // namespace tollgate::upstream

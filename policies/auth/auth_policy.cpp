@@ -11,29 +11,6 @@ namespace tollgate::policies {
 
 namespace {
 
-bool from_hex(std::string_view hex, key_digest& out) {
-    if (hex.size() != 64) return false;
-    auto nibble = [](char c) -> int {
-        if (c >= '0' && c <= '9') return c - '0';
-        if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-        if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-        return -1;
-    };
-    for (std::size_t i = 0; i < 32; ++i) {
-        const int hi = nibble(hex[2 * i]), lo = nibble(hex[2 * i + 1]);
-        if (hi < 0 || lo < 0) return false;
-        out[i] = static_cast<unsigned char>(hi << 4 | lo);
-    }
-    return true;
-}
-
-key_digest digest_of(std::string_view secret) noexcept {
-    key_digest d{};
-    unsigned int len = 0;
-    EVP_Digest(secret.data(), secret.size(), d.data(), &len, EVP_sha256(), nullptr);
-    return d;
-}
-
 std::string_view trim(std::string_view s) noexcept {
     while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
     while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
@@ -42,23 +19,15 @@ std::string_view trim(std::string_view s) noexcept {
 
 }  // namespace
 
-std::size_t auth_policy::digest_hash::operator()(const key_digest& d) const noexcept {
-    std::size_t h;
-    std::memcpy(&h, d.data(), sizeof h);  // a SHA-256 digest is already uniform
-    return h;
-}
-
-auth_policy::auth_policy(const config::gateway_config& cfg) {
+auth_policy::auth_policy(const config::gateway_config& cfg, std::shared_ptr<const key_store> stored)
+    : stored_(std::move(stored)) {
     for (const auto& k : cfg.keys) {
         key_digest d;
-        if (!from_hex(k.key_sha256, d))
+        if (!digest_from_hex(k.key_sha256, d))
             throw std::runtime_error("key " + k.id + ": bad key digest");
         keys_.emplace(d, std::make_shared<const config::key_config>(k));
+        config_ids_.insert(k.id);
     }
-}
-
-std::unique_ptr<core::policy> auth_policy::make(const core::policy_init& init) {
-    return std::make_unique<auth_policy>(init.config);
 }
 
 std::string_view auth_policy::presented_key(const core::header_source& headers) noexcept {
@@ -78,10 +47,15 @@ std::shared_ptr<const config::key_config> auth_policy::find(
     std::string_view secret) const noexcept {
     if (secret.empty() || secret.size() > 4096) return nullptr;
     const key_digest d = digest_of(secret);
-    const auto it = keys_.find(d);
-    // The table lookup found a candidate by digest; confirm it without an early exit.
-    if (it == keys_.end() || CRYPTO_memcmp(it->first.data(), d.data(), d.size()) != 0)
+    // A table lookup finds a candidate by digest; it is confirmed without an early exit.
+    if (const auto it = keys_.find(d); it != keys_.end())
+        return CRYPTO_memcmp(it->first.data(), d.data(), d.size()) == 0 ? it->second : nullptr;
+    if (!stored_) return nullptr;
+    const auto table = stored_->current();
+    const auto it = table->by_digest.find(d);
+    if (it == table->by_digest.end() || CRYPTO_memcmp(it->first.data(), d.data(), d.size()) != 0)
         return nullptr;
+    if (config_ids_.contains(it->second->id)) return nullptr;  // the config file's key wins
     return it->second;
 }
 

@@ -1,23 +1,25 @@
 #pragma once
 // auth: who is calling. Takes the client key from `Authorization: Bearer`, `x-api-key`
-// or `api-key`, hashes it (SHA-256) and looks the digest up; keys are held only as
-// digests and compared in constant time. Enforces the key's model allow-list.
+// or `api-key`, hashes it (SHA-256) and looks the digest up, first among the config
+// file's keys, then among the keys created through the admin API (key_store); keys are
+// held only as digests and compared in constant time. A stored key whose id the config
+// also defines is ignored (the config wins). Enforces the key's model allow-list.
 
-#include <array>
 #include <memory>
+#include <set>
 #include <unordered_map>
 #include <vector>
 
 #include "gateway/core/policy.hpp"
 #include "gateway/core/policy_registry.hpp"
+#include "policies/auth/key_store.hpp"
 
 namespace tollgate::policies {
 
-using key_digest = std::array<unsigned char, 32>;
-
 class auth_policy final : public core::policy {
   public:
-    explicit auth_policy(const config::gateway_config& cfg);
+    explicit auth_policy(const config::gateway_config& cfg,
+                         std::shared_ptr<const key_store> stored = nullptr);
 
     std::string_view name() const noexcept override { return "auth"; }
     core::verdict on_request(core::request_context& ctx) const override;
@@ -27,13 +29,10 @@ class auth_policy final : public core::policy {
     // Finds the key whose digest matches `secret` (constant-time comparison of digests).
     std::shared_ptr<const config::key_config> find(std::string_view secret) const noexcept;
 
-    static std::unique_ptr<core::policy> make(const core::policy_init& init);
-
   private:
-    struct digest_hash {
-        std::size_t operator()(const key_digest& d) const noexcept;
-    };
     std::unordered_map<key_digest, std::shared_ptr<const config::key_config>, digest_hash> keys_;
+    std::set<std::string, std::less<>> config_ids_;
+    std::shared_ptr<const key_store> stored_;
 };
 
 }  // namespace tollgate::policies

@@ -47,6 +47,7 @@ core::verdict budget_policy::on_request(core::request_context& ctx) const {
     auto d =
         book_->reserve(ctx.key->id, to_budget(*ctx.key->budget), est_tokens, est_usd, now_ms());
     if (!d.admitted) {
+        ctx.refusal_reason = "budget";
         ctx.set_error_reply(core::errc::budget_exceeded,
                             d.why == budget_book::decision::reason::usd
                                 ? "the key's USD budget for this period is spent"

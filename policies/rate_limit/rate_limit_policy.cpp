@@ -52,6 +52,9 @@ core::verdict rate_limit_policy::on_request(core::request_context& ctx) const {
     const limiter::limits limits{l.rpm, l.tpm, l.concurrency};
     auto d = store_->admit(ctx.key->id, limits, reserve_estimate(cfg_, ctx), limiter::clock::now());
     if (!d.admitted) {
+        ctx.refusal_reason = d.why == limiter::decision::reason::concurrency ? "concurrency"
+                             : d.why == limiter::decision::reason::tpm       ? "tpm"
+                                                                             : "rpm";
         ctx.set_error_reply(core::errc::rate_limited,
                             d.why == limiter::decision::reason::concurrency
                                 ? "too many requests in flight for this key"

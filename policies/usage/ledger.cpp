@@ -17,9 +17,10 @@
 
 #include <spdlog/spdlog.h>
 
-#include "policies/usage/json_text.hpp"
+#include "gateway/core/json_text.hpp"
 
 namespace tollgate::policies {
+namespace json_text = core::json_text;
 
 namespace {
 

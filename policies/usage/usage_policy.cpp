@@ -6,6 +6,7 @@
 #include <boost/asio/use_awaitable.hpp>
 
 #include <chrono>
+#include <cstdio>
 
 #include "policies/usage/usage_extract.hpp"
 
@@ -62,9 +63,19 @@ boost::asio::awaitable<core::verdict> usage_policy::on_request_async(
 }
 
 void usage_policy::on_response_body(core::request_context& ctx, std::string_view body) const {
-    if (auto u = find_usage(body))
+    if (auto u = find_usage(body)) {
         take(ctx, *u);
-    else if (auto* st = ctx.state<usage_state>(slot_))
+        // The client sees what this answer cost when its model has a price.
+        const auto* model =
+            ctx.served_by && ctx.served_by->model ? ctx.served_by->model : ctx.model;
+        if (model && model->price) {
+            char buf[48];
+            int n = std::snprintf(buf, sizeof buf, "%.10f", price(model, ctx.usage));
+            while (n > 3 && buf[n - 1] == '0' && buf[n - 2] != '.') --n;
+            ctx.response_headers.emplace_back("x-tollgate-cost-usd",
+                                              std::string(buf, static_cast<std::size_t>(n)));
+        }
+    } else if (auto* st = ctx.state<usage_state>(slot_))
         st->generated_bytes += generated_text_bytes(body);
 }
 

@@ -2,9 +2,10 @@
 
 #include <chrono>
 
-#include "policies/usage/json_text.hpp"
+#include "gateway/core/json_text.hpp"
 
 namespace tollgate::policies {
+namespace json_text = core::json_text;
 
 namespace {
 

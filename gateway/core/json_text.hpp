@@ -1,6 +1,6 @@
 #pragma once
-// json_text: the few JSON-writing helpers the usage ledger needs (a JSONL line, the
-// /admin/usage answer). Header-only, allocation only through the caller's string; no
+// json_text: the few JSON-writing helpers the gateway needs (JSONL lines, admin answers,
+// error bodies). Header-only, allocation only through the caller's string; no
 // JSON library because the output shapes are fixed and small.
 
 #include <charconv>
@@ -9,15 +9,15 @@
 #include <string>
 #include <string_view>
 
-namespace tollgate::policies::json_text {
+namespace tollgate::core::json_text {
 
-// Appends `s` as a JSON string literal. Control characters are escaped; bytes that are not
-// well-formed UTF-8 (stray continuation bytes, overlongs, surrogates, truncated sequences)
-// become U+FFFD, so the output is valid JSON for any input bytes.
-inline void append_string(std::string& out, std::string_view s) {
+// Appends `s` as the inside of a JSON string literal (no quotes). Control characters are
+// escaped; bytes that are not well-formed UTF-8 (stray continuation bytes, overlongs,
+// surrogates, truncated sequences) become U+FFFD, so the output is valid JSON for any
+// input bytes.
+inline void append_escaped(std::string& out, std::string_view s) {
     static constexpr char hex[] = "0123456789abcdef";
     static constexpr std::string_view replacement = "\xEF\xBF\xBD";
-    out.push_back('"');
     std::size_t i = 0;
     const std::size_t n = s.size();
     while (i < n) {
@@ -84,6 +84,12 @@ inline void append_string(std::string& out, std::string_view s) {
             ++i;  // resynchronise on the next byte
         }
     }
+}
+
+// Appends `s` as a JSON string literal, quotes included (see append_escaped).
+inline void append_string(std::string& out, std::string_view s) {
+    out.push_back('"');
+    append_escaped(out, s);
     out.push_back('"');
 }
 
@@ -112,4 +118,4 @@ inline void append_double(std::string& out, double v) {
     out.append(buf, r.ptr);
 }
 
-}  // namespace tollgate::policies::json_text
+}  // namespace tollgate::core::json_text
