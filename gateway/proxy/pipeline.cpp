@@ -1,5 +1,7 @@
 #include "gateway/proxy/pipeline.hpp"
 
+#include <poll.h>
+
 #include <spdlog/spdlog.h>
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
@@ -42,17 +44,36 @@ struct client_watch {
     net::byte_stream* upstream = nullptr;
 };
 
+// True when the peer has shut down its sending side (a FIN arrived), even with unread
+// bytes before it.
+bool peer_hung_up(int fd) noexcept {
+    pollfd p{fd, POLLRDHUP, 0};
+    return ::poll(&p, 1, 0) == 1 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR)) != 0;
+}
+
 asio::awaitable<void> watch_client(net::byte_stream& client, std::shared_ptr<client_watch> w) {
+    int tls_rechecks = 3;
     while (w->active) {
         auto [ec] =
             co_await client.socket().async_wait(asio::ip::tcp::socket::wait_read, use_tuple);
         // After a cancel the session may be gone: touch nothing but `w` until checked.
         if (!w->active) co_return;
         if (!ec) {
+            const int fd = client.socket().native_handle();
             char c;
-            const auto r = ::recv(client.socket().native_handle(), &c, 1, MSG_PEEK | MSG_DONTWAIT);
-            if (r > 0) co_return;  // the client sent more (a pipelined request): stop watching
-            if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) continue;
+            const auto r = ::recv(fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
+            if (r > 0 && !client.is_tls()) co_return;  // a pipelined request: stop watching
+            if (r > 0 && !peer_hung_up(fd)) {
+                // TLS: the bytes may be the client's close_notify, with its FIN a moment
+                // behind: look again shortly, a few times, before giving up watching.
+                if (tls_rechecks-- == 0) co_return;
+                asio::steady_timer t(client.socket().get_executor(), std::chrono::milliseconds(50));
+                co_await t.async_wait(use_tuple);
+                if (!w->active) co_return;
+                if (!peer_hung_up(fd)) continue;
+            } else if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) {
+                continue;
+            }
         }
         w->gone = true;
         if (w->cancel_upstream && w->upstream) w->upstream->cancel();

@@ -1,6 +1,7 @@
 #include "gateway/server/session.hpp"
 
 #include <spdlog/spdlog.h>
+#include <boost/asio/post.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/http/error.hpp>
@@ -145,7 +146,10 @@ asio::awaitable<void> session::run() {
             if (ec || n == 0) break;
             buf.commit(n);
         } else if (++pipelined > sc.max_pipelined) {
-            break;  // bounded pipelining: the client may reconnect
+            // Bounded pipelining: after max_pipelined answers from one read, let the
+            // worker's other connections run before answering the rest.
+            pipelined = 0;
+            co_await asio::post(client_.socket().get_executor(), asio::use_awaitable);
         }
         first = false;
 

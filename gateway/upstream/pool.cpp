@@ -12,6 +12,9 @@ namespace {
 constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
 // How long a resolved address list is reused before asking the resolver again.
 constexpr auto resolve_ttl = std::chrono::seconds(30);
+// An idle connection older than this is checked (a peek) for a close by the server
+// before it is reused. Servers' keep-alive timeouts are seconds at least.
+constexpr auto recheck_after = std::chrono::seconds(1);
 }  // namespace
 
 lease& lease::operator=(lease&& o) noexcept {
@@ -57,10 +60,22 @@ void pool::publish() noexcept {
 asio::awaitable<error_code> pool::resolve() {
     const auto now = std::chrono::steady_clock::now();
     if (!endpoints_.empty() && now - resolved_at_ < resolve_ttl) co_return error_code{};
-    asio::ip::tcp::resolver resolver(ex_);
+    // Shared with the timer's handler, which may run after this frame is gone.
+    auto resolver = std::make_shared<asio::ip::tcp::resolver>(ex_);
     const auto& cfg = provider_->config();
+    // The resolver has no deadline of its own: a timer cancels it at the connect timeout
+    // (a hung DNS server must not hold the request past it).
+    asio::steady_timer limit(ex_, cfg.connect_timeout);
+    auto timed_out = std::make_shared<bool>(false);
+    limit.async_wait([resolver, timed_out](const error_code& tec) {
+        if (tec) return;  // cancelled: the resolve finished first
+        *timed_out = true;
+        resolver->cancel();
+    });
     auto [ec, results] =
-        co_await resolver.async_resolve(cfg.host, std::to_string(cfg.port), use_tuple);
+        co_await resolver->async_resolve(cfg.host, std::to_string(cfg.port), use_tuple);
+    limit.cancel();
+    if (*timed_out) co_return error_code(asio::error::timed_out);
     if (ec) co_return ec;
     endpoints_ = std::move(results);
     resolved_at_ = now;
@@ -90,8 +105,13 @@ asio::awaitable<std::pair<error_code, lease>> pool::acquire(bool fresh) {
         }
         while (!fresh && !idle_.empty()) {
             auto conn = std::move(idle_.back().conn);
+            const bool recent =
+                idle_.back().since > std::chrono::steady_clock::now() - recheck_after;
             idle_.pop_back();
-            if (conn->peer_closed()) {
+            // A connection back from a request moments ago is taken as it is (a syscall
+            // saved per request); if the server closed it after all, the request is
+            // retried once on a fresh connection before any byte was read.
+            if (!recent && conn->peer_closed()) {
                 conn->close();
                 --open_;
                 continue;

@@ -198,6 +198,31 @@ BOOST_AUTO_TEST_CASE(keep_alive_and_pipelined_requests_are_answered_in_order) {
     BOOST_TEST(p2.body.find("word2") != std::string::npos);
 }
 
+BOOST_AUTO_TEST_CASE(more_pipelined_requests_than_max_pipelined_are_all_answered) {
+    // 20 requests in one write, past server.max_pipelined (16): the worker pauses between
+    // batches but answers every one on the same connection.
+    env e;
+    http_connection c(e.gw.port());
+    std::string all;
+    for (int i = 0; i < 20; ++i) {
+        const auto b = chat_body("n" + std::to_string(i) + " #mock chunks=1");
+        all += "POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\nauthorization: Bearer " +
+               std::string(client_key_a) +
+               "\r\ncontent-type: application/json\r\ncontent-length: " + std::to_string(b.size()) +
+               "\r\n\r\n" + b;
+    }
+    c.send_raw(all);
+    for (int i = 0; i < 20; ++i) {
+        auto r = c.read_response();
+        BOOST_TEST_CONTEXT("response " << i) {
+            BOOST_TEST(r.status == 200);
+            BOOST_TEST(r.keep_alive);
+        }
+    }
+    auto again = c.request("POST", "/v1/chat/completions", auth_headers(), chat_body("after"));
+    BOOST_TEST(again.status == 200);
+}
+
 BOOST_AUTO_TEST_CASE(client_request_id_is_echoed_and_a_bad_one_replaced) {
     env e;
     auto headers = auth_headers();
