@@ -1,4 +1,5 @@
 -- POSTs a ~1 KB chat completion with a bearer key (non-streamed; set STREAM=1 for SSE).
+-- Env: STREAM=1, CHUNKS=N (the mock's content chunks, default 8), KEY (default tg-demo-key).
 local stream = os.getenv("STREAM") == "1"
 local key = os.getenv("KEY") or "tg-demo-key"
 local filler = string.rep("lorem ipsum dolor sit amet ", 32)
@@ -8,3 +9,15 @@ wrk.headers["Authorization"] = "Bearer " .. key
 wrk.body = '{"model":"gpt-4o-mini","stream":' .. tostring(stream) ..
   ',"messages":[{"role":"system","content":"You are terse."},{"role":"user","content":"' ..
   filler .. ' #mock chunks=' .. (os.getenv("CHUNKS") or "8") .. '"}],"temperature":0.2,"max_tokens":64}'
+
+-- One machine-readable line after wrk's own summary (bench/run.sh parses it); latencies in µs.
+function done(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format(
+    "TGBENCH requests=%d duration_us=%d p50=%d p75=%d p90=%d p99=%d max=%d " ..
+    "err_connect=%d err_read=%d err_write=%d err_status=%d err_timeout=%d\n",
+    summary.requests, summary.duration,
+    latency:percentile(50), latency:percentile(75), latency:percentile(90),
+    latency:percentile(99), latency.max,
+    e.connect, e.read, e.write, e.status, e.timeout))
+end

@@ -33,7 +33,10 @@ using core::errc;
 namespace {
 
 constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
-constexpr std::size_t upstream_read_chunk = 16 * 1024;
+// Upstream reads: heads and SSE streams in 4 KiB pieces (an open stream holds no more),
+// non-streamed bodies in 16 KiB ones.
+constexpr std::size_t upstream_read_chunk = 4 * 1024;
+constexpr std::size_t upstream_body_chunk = 16 * 1024;
 
 // Watches the client socket while the upstream works, so that a client that goes away
 // is noticed at once rather than at the next write (which may be minutes away).
@@ -383,7 +386,8 @@ asio::awaitable<boost::system::error_code> read_head(attempt& a, core::clock::du
 // Reads more of the body into a.parser.body(). Returns eof-as-success when a
 // close-delimited body ends.
 asio::awaitable<boost::system::error_code> read_body_piece(attempt& a,
-                                                           core::clock::duration timeout) {
+                                                           core::clock::duration timeout,
+                                                           std::size_t chunk) {
     boost::system::error_code ec;
     if (a.buf.size() > 0) {
         const auto used = a.parser.put(a.buf.data(), ec);
@@ -391,7 +395,7 @@ asio::awaitable<boost::system::error_code> read_body_piece(attempt& a,
         if (ec != http::error::need_more && ec) co_return ec;
         if (!a.parser.body().empty() || a.parser.is_done()) co_return boost::system::error_code{};
     }
-    auto [rec, n] = co_await a.conn.stream().read_some(a.buf.prepare(upstream_read_chunk), timeout);
+    auto [rec, n] = co_await a.conn.stream().read_some(a.buf.prepare(chunk), timeout);
     if (rec == asio::error::eof || (rec == asio::ssl::error::stream_truncated)) {
         if (a.parser.need_eof()) {
             a.parser.put_eof(ec);
@@ -631,7 +635,7 @@ asio::awaitable<failure> forwarder::try_target(const core::route_target& target)
                 if (left <= core::clock::duration::zero()) break;
                 timeout = std::min(timeout, left);
             }
-            bec = co_await read_body_piece(a, timeout);
+            bec = co_await read_body_piece(a, timeout, upstream_body_chunk);
             body += a.parser.body();
             a.parser.body().clear();
             if (bec) break;
@@ -778,7 +782,7 @@ asio::awaitable<void> forwarder::relay_stream(attempt& a, int status) {
             if (left <= core::clock::duration::zero()) break;
             timeout = std::min(timeout, left);
         }
-        const auto ec = co_await read_body_piece(a, timeout);
+        const auto ec = co_await read_body_piece(a, timeout, upstream_read_chunk);
         framing_ok = feed();
         if (ec) {
             if (watch_->gone || ec == asio::error::operation_aborted) {

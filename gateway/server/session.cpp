@@ -23,7 +23,9 @@ using boost::system::error_code;
 
 namespace {
 
-constexpr std::size_t read_chunk = 16 * 1024;
+// Request heads (and small bodies) are read 4 KiB at a time: a chat request fits, and an
+// idle keep-alive connection holds no more than that. Bodies past it read 64 KiB at once.
+constexpr std::size_t read_chunk = 4 * 1024;
 // Lingering close after an early error answer (as nginx's lingering_close).
 constexpr auto lingering_time = std::chrono::seconds(2);
 constexpr std::size_t lingering_bytes = 8u << 20;
@@ -323,7 +325,9 @@ asio::awaitable<void> session::run() {
         client_.socket().shutdown(asio::ip::tcp::socket::shutdown_send, ignored);
         const auto deadline = core::clock::now() + lingering_time;
         std::size_t drained = 0;
-        char sink[16 * 1024];
+        // Not a local: it would sit in every connection's coroutine frame. What is read
+        // into it is thrown away, so the worker thread's one buffer serves all sessions.
+        static thread_local char sink[16 * 1024];
         while (drained < lingering_bytes) {
             const auto left = deadline - core::clock::now();
             if (left <= core::clock::duration::zero()) break;

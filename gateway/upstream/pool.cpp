@@ -1,5 +1,6 @@
 #include "gateway/upstream/pool.hpp"
 
+#include <spdlog/spdlog.h>
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
@@ -139,6 +140,16 @@ asio::awaitable<std::pair<error_code, lease>> pool::acquire(bool fresh) {
             if (!*alive) co_return std::pair{asio::error::operation_aborted, lease{}};
             if (ec) {
                 --open_;
+                if (ec == asio::error::no_descriptors &&
+                    std::chrono::steady_clock::now() - last_fd_warning_ >
+                        std::chrono::seconds(10)) {
+                    // Otherwise only the client's 502 would tell: say it where operators look.
+                    last_fd_warning_ = std::chrono::steady_clock::now();
+                    spdlog::error(
+                        "provider {}: cannot open a connection: out of file descriptors "
+                        "(raise the open-files limit, e.g. LimitNOFILE / ulimit -n)",
+                        cfg.name);
+                }
                 endpoints_ = {};  // resolve again next time
                 wake_one();
                 co_return std::pair{ec, lease{}};

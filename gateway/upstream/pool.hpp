@@ -92,6 +92,7 @@ class pool {
     std::chrono::steady_clock::time_point resolved_at_{};
     std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
     observe::connection_gauge* gauge_ = nullptr;
+    std::chrono::steady_clock::time_point last_fd_warning_{};
     std::int64_t published_active_ = 0, published_idle_ = 0;
 };
 
