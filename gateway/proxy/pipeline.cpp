@@ -751,6 +751,9 @@ asio::awaitable<void> forwarder::relay_stream(attempt& a, int status) {
     auto feed = [&]() {
         const bool ok = framer.feed(a.parser.body(), upstream_event);
         a.parser.body().clear();
+        // An open stream waits between events most of its life: it holds no read buffer
+        // meanwhile (the next read allocates one again).
+        if (a.buf.size() == 0) a.buf.shrink_to_fit();
         return ok;
     };
     bool framing_ok = feed();
@@ -761,6 +764,9 @@ asio::awaitable<void> forwarder::relay_stream(attempt& a, int status) {
                                 std::chrono::duration<double, std::milli>(upstream_time_).count();
         client_ok = !co_await io_.out.start_stream(ctx_, status, "text/event-stream", out_,
                                                    std::max(0.0, overhead));
+        // The head is out: its parts are not needed for the rest of the stream.
+        core::header_list().swap(ctx_.response_headers);
+        std::string().swap(head_);
         if (!out_.empty()) ctx_.first_byte_at = core::clock::now();
         out_.clear();
     }

@@ -99,6 +99,11 @@ asio::awaitable<error_code> responder::start_stream(const core::request_context&
                                                     std::optional<double> overhead_ms) {
     render_head(ctx, status, content_type, std::nullopt, overhead_ms);
     head_sent_ = true;
+    // A stream's head is written once; its buffer is not kept for the stream's lifetime.
+    struct release {
+        std::string& s;
+        ~release() { std::string().swap(s); }
+    } released{head_};
     if (first_piece.empty()) co_return co_await write(head_);
     if (!chunked_) co_return co_await write(head_, first_piece);
     char size_line[24];

@@ -309,6 +309,9 @@ asio::awaitable<void> session::run() {
                 wec = co_await out.send_error(ctx, core::errc::method_not_allowed);
                 break;
             case route::api: {
+                // Nothing buffered behind this request: give the read buffer back while the
+                // answer (perhaps a stream of minutes) is relayed.
+                if (buf.size() == 0) buf.shrink_to_fit();
                 proxy::pipeline_io io{worker_.parser(),         worker_,        out, client_, *gen,
                                       worker_.shared().metrics, worker_.index()};
                 co_await proxy::run_pipeline(io, ctx);

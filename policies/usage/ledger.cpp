@@ -407,11 +407,16 @@ void ledger::run() noexcept {
             const bool was_idle = queue_.empty();
             work_cv_.wait(lock, [&] { return stop_ || !queue_.empty(); });
             if (queue_.empty()) break;  // stopping, and everything is written
-            // Coming out of idle with a small queue: wait (at most flush_interval after
-            // the first record arrived) for more, so a trickle shares one fsync. When the
-            // queue filled while we were writing, the write itself was the wait.
-            if (was_idle && queue_.size() < options_.batch_max && !stop_ && flush_waiters_ == 0)
-                work_cv_.wait_for(lock, options_.flush_interval, [&] {
+            // Group commit: a transaction starts at most every flush_interval unless a full
+            // batch is waiting (or someone flushes). Coming out of idle, that gathers a
+            // trickle into one fsync; under load it makes batches of hundreds rather than
+            // of the few records that arrive during one fsync, which rewrote the same
+            // B-tree pages for every few records (most of the ledger's CPU time).
+            const auto gather_until =
+                was_idle ? std::chrono::steady_clock::now() + options_.flush_interval
+                         : last_commit_ + options_.flush_interval;
+            if (queue_.size() < options_.batch_max && !stop_ && flush_waiters_ == 0)
+                work_cv_.wait_until(lock, gather_until, [&] {
                     return stop_ || flush_waiters_ > 0 || queue_.size() >= options_.batch_max;
                 });
             work.swap(queue_);
@@ -422,6 +427,7 @@ void ledger::run() noexcept {
                   work.begin() + static_cast<std::ptrdiff_t>(pos + n), std::back_inserter(batch));
         pos += n;
 
+        last_commit_ = std::chrono::steady_clock::now();
         commit_with_retry(batch);
         append_jsonl_batch(batch);
         notify_committed(batch);

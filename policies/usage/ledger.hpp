@@ -170,7 +170,8 @@ class ledger {
     std::vector<usage_record> queue_;
     std::uint64_t pushed_seq_ = 0;     // records ever pushed
     std::uint64_t committed_seq_ = 0;  // records ever committed (FIFO, so a prefix)
-    std::size_t flush_waiters_ = 0;    // > 0: stop gathering, write now
+    std::chrono::steady_clock::time_point last_commit_{};  // writer thread only
+    std::size_t flush_waiters_ = 0;                        // > 0: stop gathering, write now
     bool stop_ = false;
 
     std::mutex callback_mutex_;
