@@ -5,6 +5,7 @@
 #include <spdlog/spdlog.h>
 
 #include <chrono>
+#include <csignal>
 #include <cstdio>
 #include <filesystem>
 #include <iostream>
@@ -127,6 +128,10 @@ int main(int argc, char** argv) {
         }
     }
     if (config_path.empty()) config_path = default_config_path();
+    // Until the server handles them, SIGHUP (reload) and SIGUSR1 (reopen logs) must not
+    // kill a starting process (their default action): logrotate or a reload may come early.
+    std::signal(SIGHUP, SIG_IGN);
+    std::signal(SIGUSR1, SIG_IGN);
 
     auto logger = spdlog::stderr_color_mt("tollgate");
     spdlog::set_default_logger(logger);

@@ -96,9 +96,13 @@ void histogram_samples(std::string& out, std::string_view name, std::string_view
             out += "\",";
         }
         out += "le=\"";
-        if (i < N)
-            append_number(out, bounds[i]);
-        else
+        if (i < N) {
+            // Plain decimals ("0.0001", not "1e-04"), as Prometheus clients write them.
+            char buf[32];
+            const auto [p, ec] =
+                std::to_chars(buf, buf + sizeof buf, bounds[i], std::chars_format::fixed);
+            out.append(buf, ec == std::errc{} ? static_cast<std::size_t>(p - buf) : 0);
+        } else
             out += "+Inf";
         out += "\"} ";
         append_number(out, cumulative);

@@ -134,20 +134,27 @@ asio::awaitable<void> session::run() {
             boost::system::error_code aec;
             if (client_.socket().available(aec) == 0 || aec) break;
         }
-        gen = worker_.shared().current.load();
-        const auto& sc = gen->snap->config.server;
-
         // Wait for the next request: the first one within the header timeout, later ones
-        // within the keep-alive idle timeout.
-        if (buf.size() == 0) {
+        // within the keep-alive idle timeout. A waiting connection holds no configuration
+        // generation: the request that comes next runs on the one in force when it
+        // arrives (a reload meanwhile applies to it).
+        const bool waited = buf.size() == 0;
+        if (waited) {
             pipelined = 0;
+            const auto wait = first ? gen->snap->config.server.header_timeout
+                                    : gen->snap->config.server.idle_timeout;
+            gen.reset();
             idle_ = true;
-            auto [ec, n] = co_await client_.read_some(buf.prepare(read_chunk),
-                                                      first ? sc.header_timeout : sc.idle_timeout);
+            auto [ec, n] = co_await client_.read_some(buf.prepare(read_chunk), wait);
             idle_ = false;
+            gen = worker_.shared().current.load();
             if (ec || n == 0) break;
             buf.commit(n);
-        } else if (++pipelined > sc.max_pipelined) {
+        } else {
+            gen = worker_.shared().current.load();
+        }
+        const auto& sc = gen->snap->config.server;
+        if (!waited && ++pipelined > sc.max_pipelined) {
             // Bounded pipelining: after max_pipelined answers from one read, let the
             // worker's other connections run before answering the rest.
             pipelined = 0;
