@@ -69,6 +69,16 @@ builtin_services make_builtin_services(const config::gateway_config& cfg) {
         }
         if (!stored->by_id.empty())
             spdlog::info("{} key(s) created through the admin API loaded", stored->by_id.size());
+        // Instances sharing this database see each other's key changes within a second.
+        s.keys->set_listener(
+            [book = std::weak_ptr<budget_book>(s.budgets),
+             l = std::weak_ptr<ledger>(s.usage_ledger)](const config::key_config& k) {
+                builtin_services view;
+                view.budgets = book.lock();
+                view.usage_ledger = l.lock();
+                seed_budget(view, k);
+            });
+        s.keys->start_refresh(std::chrono::seconds(1));
     }
     return s;
 }

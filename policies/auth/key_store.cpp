@@ -1,6 +1,7 @@
 #include "policies/auth/key_store.hpp"
 
 #include <openssl/evp.h>
+#include <spdlog/spdlog.h>
 #include <sqlite3.h>
 
 #include <climits>
@@ -66,6 +67,17 @@ const char* period_name(config::budget_period p) {
     return "month";
 }
 
+bool same_key(const config::key_config& a, const config::key_config& b) {
+    const auto same_budget = [](const std::optional<config::budget_config>& x,
+                                const std::optional<config::budget_config>& y) {
+        if (x.has_value() != y.has_value()) return false;
+        return !x || (x->tokens == y->tokens && x->usd == y->usd && x->period == y->period);
+    };
+    return a.key_sha256 == b.key_sha256 && a.models == b.models && a.limits.rpm == b.limits.rpm &&
+           a.limits.tpm == b.limits.tpm && a.limits.concurrency == b.limits.concurrency &&
+           same_budget(a.budget, b.budget);
+}
+
 }  // namespace
 
 std::size_t digest_hash::operator()(const key_digest& d) const noexcept {
@@ -119,46 +131,8 @@ key_store::key_store(const std::string& path) : path_(path) {
             " rpm INTEGER, tpm INTEGER, concurrency INTEGER,"
             " budget_tokens INTEGER, budget_usd REAL, budget_period TEXT,"
             " created_at INTEGER NOT NULL)");
-        auto t = std::make_shared<table>();
-        stmt q(db_,
-               "SELECT id, key_sha256, models, rpm, tpm, concurrency, budget_tokens, budget_usd,"
-               " budget_period, created_at FROM api_keys");
-        while (sqlite3_step(q) == SQLITE_ROW) {
-            auto k = std::make_shared<config::key_config>();
-            k->id = column_text(q, 0);
-            k->key_sha256 = column_text(q, 1);
-            key_digest d;
-            if (!digest_from_hex(k->key_sha256, d)) continue;
-            if (sqlite3_column_type(q, 2) != SQLITE_NULL) {
-                std::vector<std::string> models;
-                const std::string joined = column_text(q, 2);
-                std::size_t start = 0;
-                while (start <= joined.size() && !joined.empty()) {
-                    const auto end = joined.find(list_sep, start);
-                    models.push_back(joined.substr(start, end - start));
-                    if (end == std::string::npos) break;
-                    start = end + 1;
-                }
-                k->models = std::move(models);
-            }
-            k->limits.rpm = column_opt(q, 3);
-            k->limits.tpm = column_opt(q, 4);
-            k->limits.concurrency = column_opt(q, 5);
-            if (sqlite3_column_type(q, 8) != SQLITE_NULL) {
-                config::budget_config b;
-                b.tokens = column_opt(q, 6);
-                if (sqlite3_column_type(q, 7) != SQLITE_NULL) b.usd = sqlite3_column_double(q, 7);
-                const std::string per = column_text(q, 8);
-                b.period = per == "day"     ? config::budget_period::day
-                           : per == "total" ? config::budget_period::total
-                                            : config::budget_period::month;
-                k->budget = b;
-            }
-            const std::int64_t created = sqlite3_column_int64(q, 9);
-            t->by_digest.emplace(d, k);
-            t->by_id.emplace(k->id, entry{k, created});
-        }
-        publish(std::move(t));
+        data_version_ = read_data_version();
+        publish(load_table());
     } catch (...) {
         sqlite3_close(db_);
         db_ = nullptr;
@@ -167,7 +141,102 @@ key_store::key_store(const std::string& path) : path_(path) {
 }
 
 key_store::~key_store() {
+    {
+        std::lock_guard lock(stop_mu_);
+        stopping_ = true;
+    }
+    stop_cv_.notify_all();
+    if (refresher_.joinable()) refresher_.join();
     sqlite3_close(db_);
+}
+
+std::shared_ptr<key_store::table> key_store::load_table() {
+    auto t = std::make_shared<table>();
+    stmt q(db_,
+           "SELECT id, key_sha256, models, rpm, tpm, concurrency, budget_tokens, budget_usd,"
+           " budget_period, created_at FROM api_keys");
+    while (sqlite3_step(q) == SQLITE_ROW) {
+        auto k = std::make_shared<config::key_config>();
+        k->id = column_text(q, 0);
+        k->key_sha256 = column_text(q, 1);
+        key_digest d;
+        if (!digest_from_hex(k->key_sha256, d)) continue;
+        if (sqlite3_column_type(q, 2) != SQLITE_NULL) {
+            std::vector<std::string> models;
+            const std::string joined = column_text(q, 2);
+            std::size_t start = 0;
+            while (start <= joined.size() && !joined.empty()) {
+                const auto end = joined.find(list_sep, start);
+                models.push_back(joined.substr(start, end - start));
+                if (end == std::string::npos) break;
+                start = end + 1;
+            }
+            k->models = std::move(models);
+        }
+        k->limits.rpm = column_opt(q, 3);
+        k->limits.tpm = column_opt(q, 4);
+        k->limits.concurrency = column_opt(q, 5);
+        if (sqlite3_column_type(q, 8) != SQLITE_NULL) {
+            config::budget_config b;
+            b.tokens = column_opt(q, 6);
+            if (sqlite3_column_type(q, 7) != SQLITE_NULL) b.usd = sqlite3_column_double(q, 7);
+            const std::string per = column_text(q, 8);
+            b.period = per == "day"     ? config::budget_period::day
+                       : per == "total" ? config::budget_period::total
+                                        : config::budget_period::month;
+            k->budget = b;
+        }
+        const std::int64_t created = sqlite3_column_int64(q, 9);
+        t->by_digest.emplace(d, k);
+        t->by_id.emplace(k->id, entry{k, created});
+    }
+    return t;
+}
+
+std::int64_t key_store::read_data_version() {
+    stmt q(db_, "PRAGMA data_version");
+    return sqlite3_step(q) == SQLITE_ROW ? sqlite3_column_int64(q, 0) : 0;
+}
+
+bool key_store::refresh() {
+    std::lock_guard lock(mu_);
+    const auto version = read_data_version();
+    if (version == data_version_) return false;  // no other connection committed
+    data_version_ = version;
+    auto fresh = load_table();
+    const auto old = current();
+    std::vector<std::shared_ptr<const config::key_config>> changed;
+    for (const auto& [id, e] : fresh->by_id) {
+        const auto it = old->by_id.find(id);
+        if (it == old->by_id.end() || !same_key(*it->second.key, *e.key)) changed.push_back(e.key);
+    }
+    bool removed = false;
+    for (const auto& [id, e] : old->by_id) removed = removed || !fresh->by_id.contains(id);
+    if (changed.empty() && !removed) return false;
+    publish(std::move(fresh));
+    if (listener_)
+        for (const auto& k : changed) listener_(*k);
+    return true;
+}
+
+void key_store::set_listener(std::function<void(const config::key_config&)> listener) {
+    std::lock_guard lock(mu_);
+    listener_ = std::move(listener);
+}
+
+void key_store::start_refresh(std::chrono::milliseconds every) {
+    refresher_ = std::thread([this, every] {
+        std::unique_lock lock(stop_mu_);
+        while (!stop_cv_.wait_for(lock, every, [this] { return stopping_; })) {
+            lock.unlock();
+            try {
+                if (refresh()) spdlog::info("keys changed by another instance: reloaded");
+            } catch (const std::exception& e) {
+                spdlog::warn("key store refresh: {}", e.what());
+            }
+            lock.lock();
+        }
+    });
 }
 
 void key_store::exec(const char* sql) {

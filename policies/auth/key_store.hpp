@@ -11,11 +11,15 @@
 
 #include <array>
 #include <atomic>
+#include <chrono>
+#include <condition_variable>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
+#include <thread>
 #include <unordered_map>
 #include <vector>
 
@@ -58,6 +62,15 @@ class key_store {
     // The keys now. Never null.
     std::shared_ptr<const table> current() const noexcept { return table_.load(); }
 
+    // Other instances sharing the database (one host, one SQLite file) change keys too:
+    // re-reads the table when another connection committed since the last look (SQLite's
+    // data_version) and publishes it. Calls the listener for keys added or changed.
+    // Returns true when the keys changed. Thread-safe.
+    bool refresh();
+    void set_listener(std::function<void(const config::key_config&)> listener);
+    // Calls refresh() every `every` on a thread of its own until destruction.
+    void start_refresh(std::chrono::milliseconds every);
+
     enum class result { ok, exists, not_found };
     // Stores a new key (its key_sha256 set). exists: the id or the digest is taken.
     // Throws std::runtime_error when the database refuses the write (nothing published).
@@ -68,13 +81,21 @@ class key_store {
 
   private:
     void publish(std::shared_ptr<table> t) { table_.store(std::move(t)); }
+    std::shared_ptr<table> load_table();
+    std::int64_t read_data_version();
     void exec(const char* sql);
     void write(const config::key_config& k, std::int64_t created_at_ms, bool insert);
 
     std::string path_;
     sqlite3* db_ = nullptr;
-    std::mutex mu_;  // serialises changes
+    std::mutex mu_;  // serialises changes and refreshes; guards the members up to table_
+    std::int64_t data_version_ = 0;
+    std::function<void(const config::key_config&)> listener_;
     std::atomic<std::shared_ptr<const table>> table_;
+    std::mutex stop_mu_;
+    std::condition_variable stop_cv_;
+    bool stopping_ = false;
+    std::thread refresher_;
 };
 
 }  // namespace tollgate::policies

@@ -1531,3 +1531,27 @@ BOOST_AUTO_TEST_CASE(cost_header_matches_the_usage_only_on_non_streamed_priced_a
 }
 
 BOOST_AUTO_TEST_SUITE_END()
+
+BOOST_AUTO_TEST_CASE(
+    a_key_created_or_revoked_on_one_instance_reaches_another_sharing_the_database) {
+    // Two gateways on one host share the usage database (and so the api_keys table): a
+    // key created through A's admin API starts working on B, and stops there once A
+    // revokes it, each within a bounded wait (B re-reads the table within a second).
+    ops_env a;
+    gateway_process b(a.yaml);
+    b.admin_port();
+    const std::string body = chat_json("hello from a shared key");
+
+    const auto secret = a.create_key(R"({"id":"shared-1"})");
+    BOOST_TEST_REQUIRE(!secret.empty());
+    BOOST_TEST(chat(a.port(), body, secret).status == 200);
+    const bool on_b =
+        poll_until([&] { return chat(b.port(), body, secret).status == 200; }, 10s, 50ms);
+    BOOST_TEST(on_b, "the key created on A never worked on B");
+
+    BOOST_TEST(a.admin("DELETE", "/admin/keys/shared-1").status == 204);
+    BOOST_TEST(chat(a.port(), body, secret).status == 401);
+    const bool gone_on_b =
+        poll_until([&] { return chat(b.port(), body, secret).status == 401; }, 10s, 50ms);
+    BOOST_TEST(gone_on_b, "the key revoked on A still worked on B");
+}
