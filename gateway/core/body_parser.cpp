@@ -208,10 +208,13 @@ body_error body_parser::parse(endpoint ep, std::string_view body, request_body& 
         if (el.get_bool().get(out.stream) != SUCCESS)
             return {errc::invalid_request, "'stream' must be a boolean"};
     }
+    int usage_keys = 0;  // include_usage keys in stream_options, as decoded
     if (field("stream_options", el) && !el.is_null()) {
         dom::object o;
         if (el.get_object().get(o) != SUCCESS)
             return {errc::invalid_request, "'stream_options' must be an object"};
+        for (const auto m : o)
+            if (m.key == "include_usage") ++usage_keys;
         dom::element iu;
         if (o.at_key("include_usage").get(iu) == SUCCESS && !iu.is_null()) {
             if (iu.get_bool().get(out.client_include_usage) != SUCCESS)
@@ -251,6 +254,17 @@ body_error body_parser::parse(endpoint ep, std::string_view body, request_body& 
     if (model_seen != 1 || so_seen > 1 || stream_seen > 1)
         return {errc::invalid_request,
                 "duplicate or escaped top-level keys are not accepted in the request body"};
+    // The same inside stream_options, whose include_usage the gateway may force: a
+    // duplicate or escaped spelling could hide a `false` from the check above.
+    if (so_seen == 1 && body[out.stream_options_begin] == '{') {
+        int usage_seen = 0;  // spelled plainly
+        for_each_member(body, out.stream_options_begin, [&](const member_span& m) {
+            if (m.key == "include_usage") ++usage_seen;
+        });
+        if (usage_keys > 1 || usage_seen != usage_keys)
+            return {errc::invalid_request,
+                    "'stream_options.include_usage' must appear once, unescaped"};
+    }
     return {};
 }
 

@@ -447,7 +447,8 @@ class forwarder {
     translation mode_ = translation::none;
     bool answered_ = false;
     bool stream_error_ = false;
-    core::clock::duration upstream_time_{};  // spent in failed attempts so far
+    std::optional<core::attempt_result::kind> stream_failure_;  // the stream broke mid-way
+    core::clock::duration upstream_time_{};                     // spent in failed attempts so far
     core::clock::time_point attempt_started_{};
     std::optional<core::clock::duration> time_to_head_;
 };
@@ -461,11 +462,13 @@ asio::awaitable<void> forwarder::run() {
         const auto& target = plan[i];
         time_to_head_.reset();
         stream_error_ = false;
+        stream_failure_.reset();
         chain_.attempt_start(ctx_, target);
         const auto attempt_started = core::clock::now();
         last = co_await try_target(target);
         if (!answered_) upstream_time_ += core::clock::now() - attempt_started;
-        const auto result = to_attempt_result(last, stream_error_, time_to_head_);
+        auto result = to_attempt_result(last, stream_error_, time_to_head_);
+        if (stream_failure_) result.how = *stream_failure_;
         chain_.attempt_end(ctx_, target, result);
         if (io_.metrics)
             if (const auto reason = failure_reason(result); !reason.empty())
@@ -661,7 +664,9 @@ asio::awaitable<failure> forwarder::try_target(const core::route_target& target)
                               "provider " + pc.name + ": answer cut short (" + bec.message() + ")"};
         }
         const auto upstream_done = core::clock::now();
-        a.conn.release(a.parser.keep_alive());
+        // Bytes past the end of the answer: the connection is out of step (a broken
+        // Content-Length); reusing it could hand them to another client as its answer.
+        a.conn.release(a.parser.keep_alive() && a.buf.size() == 0);
 
         std::string content_type =
             a.parser.content_type().empty() ? "application/json" : a.parser.content_type();
@@ -822,7 +827,7 @@ asio::awaitable<void> forwarder::relay_stream(attempt& a, int status) {
     }
     watch_->upstream = nullptr;
     const bool complete = a.parser.is_done() && upstream_error == errc::ok && framing_ok;
-    a.conn.release(complete && a.parser.keep_alive());
+    a.conn.release(complete && a.parser.keep_alive() && a.buf.size() == 0);
 
     if (!client_ok || watch_->gone) {
         done_.out.client_gone = true;
@@ -831,11 +836,21 @@ asio::awaitable<void> forwarder::relay_stream(attempt& a, int status) {
         io_.out.set_close();
         co_return;
     }
+    if (complete && stream_error_) {
+        // The upstream ended the stream with its own error event (relayed as it came):
+        // the request failed, and its record says so.
+        done_.out.error = errc::upstream_unavailable;
+    }
     if (!complete) {
         if (upstream_error == errc::ok) {
             upstream_error = errc::upstream_unavailable;
             upstream_message = "upstream stream ended abnormally";
         }
+        // A stream that broke after its head is a failure of the target, for the
+        // router's health and the failure metrics, like one that never started.
+        stream_failure_ = upstream_error == errc::upstream_timeout
+                              ? core::attempt_result::kind::timeout
+                              : core::attempt_result::kind::protocol;
         done_.out.error = upstream_error;
         // After a 200 head, the error goes as one SSE event; then the stream ends.
         if (ctx_.ep == core::endpoint::messages) {

@@ -175,29 +175,24 @@ asio::awaitable<void> session::run() {
         parser.body_limit(sc.max_request_bytes);
         parser.eager(true);
 
-        // The head.
+        // The head: gathered whole first, checked for obs-fold as a whole, then given to
+        // the parser in one piece. (Fed piecewise, the parser takes complete header lines
+        // as they come and a check on what is left would see only the tail of the head.)
         error_code ec;
-        bool fold_checked = false;
+        std::size_t head_end = std::string_view::npos, scanned = 0;
         for (;;) {
-            if (!fold_checked) {
-                const std::string_view view(static_cast<const char*>(buf.data().data()),
-                                            buf.size());
-                if (view.find("\r\n\r\n") != std::string_view::npos) {
-                    fold_checked = true;
-                    if (head_has_obs_fold(view)) {
-                        ec = http::error::bad_field;
-                        break;
-                    }
-                }
-            }
-            const auto used = parser.put(buf.data(), ec);
-            buf.consume(used);
-            if (parser.is_header_done()) {
-                if (ec == http::error::need_more) ec = {};
+            const std::string_view view(static_cast<const char*>(buf.data().data()), buf.size());
+            if (const auto p = view.find("\r\n\r\n", scanned); p != std::string_view::npos) {
+                head_end = p + 4;
                 break;
             }
-            if (ec && ec != http::error::need_more) break;
-            ec = {};
+            if (view.find("\n\n") != std::string_view::npos)
+                break;  // bare LF: the parser refuses it
+            if (buf.size() > sc.max_header_bytes) {
+                ec = http::error::header_limit;
+                break;
+            }
+            scanned = buf.size() >= 3 ? buf.size() - 3 : 0;
             const auto left = head_deadline - core::clock::now();
             if (left <= core::clock::duration::zero()) {
                 ec = asio::error::timed_out;
@@ -209,6 +204,17 @@ asio::awaitable<void> session::run() {
                 break;
             }
             buf.commit(n);
+        }
+        if (!ec) {
+            const std::string_view view(static_cast<const char*>(buf.data().data()), buf.size());
+            if (head_end != std::string_view::npos && head_has_obs_fold(view.substr(0, head_end))) {
+                ec = http::error::bad_field;
+            } else {
+                const auto used = parser.put(buf.data(), ec);
+                buf.consume(used);
+                if (ec == http::error::need_more) ec = {};
+                if (!ec && !parser.is_header_done()) ec = http::error::bad_line_ending;
+            }
         }
         if (ec) {
             if (ec == asio::error::timed_out || ec == asio::error::eof ||

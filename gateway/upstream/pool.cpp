@@ -13,9 +13,6 @@ namespace {
 constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
 // How long a resolved address list is reused before asking the resolver again.
 constexpr auto resolve_ttl = std::chrono::seconds(30);
-// An idle connection older than this is checked (a peek) for a close by the server
-// before it is reused. Servers' keep-alive timeouts are seconds at least.
-constexpr auto recheck_after = std::chrono::seconds(1);
 }  // namespace
 
 lease& lease::operator=(lease&& o) noexcept {
@@ -106,13 +103,11 @@ asio::awaitable<std::pair<error_code, lease>> pool::acquire(bool fresh) {
         }
         while (!fresh && !idle_.empty()) {
             auto conn = std::move(idle_.back().conn);
-            const bool recent =
-                idle_.back().since > std::chrono::steady_clock::now() - recheck_after;
             idle_.pop_back();
-            // A connection back from a request moments ago is taken as it is (a syscall
-            // saved per request); if the server closed it after all, the request is
-            // retried once on a fresh connection before any byte was read.
-            if (!recent && conn->peer_closed()) {
+            // Closed by the server, or holding bytes nobody asked for: not reusable. (A
+            // peek per reuse; skipping it for recently returned connections would let
+            // stray bytes reach the next request as its answer.)
+            if (conn->peer_closed()) {
                 conn->close();
                 --open_;
                 continue;

@@ -1,5 +1,6 @@
 #include "policies/usage/usage_extract.hpp"
 
+#include <algorithm>
 #include <cstring>
 
 namespace tollgate::policies {
@@ -53,6 +54,8 @@ std::size_t end_of_value(std::string_view s, std::size_t i) noexcept {
     return i;
 }
 
+// A token count; capped at 10^15 (no real count comes near) so that the few counts a
+// usage object adds up can never wrap around.
 std::optional<std::uint64_t> as_uint(std::string_view v) noexcept {
     if (v.empty() || v.size() > 19) return std::nullopt;
     std::uint64_t n = 0;
@@ -60,7 +63,7 @@ std::optional<std::uint64_t> as_uint(std::string_view v) noexcept {
         if (c < '0' || c > '9') return std::nullopt;
         n = n * 10 + static_cast<std::uint64_t>(c - '0');
     }
-    return n;
+    return std::min<std::uint64_t>(n, 1'000'000'000'000'000);
 }
 
 // Reads the members of the object at s[i] == '{' into `u`. False if malformed.
@@ -169,8 +172,10 @@ bool has_empty_choices(std::string_view json) noexcept {
         std::size_t i = skip_ws(json, after);
         if (i >= json.size() || json[i] != ':') return;
         i = skip_ws(json, i + 1);
-        if (i + 1 < json.size() && json[i] == '[' && json[skip_ws(json, i + 1)] == ']')
-            empty = true;
+        if (i + 1 < json.size() && json[i] == '[') {
+            const std::size_t j = skip_ws(json, i + 1);
+            if (j < json.size() && json[j] == ']') empty = true;
+        }
     });
     return empty;
 }

@@ -261,12 +261,13 @@ bool as_integer(dom::element e, std::int64_t& out) {
     return false;
 }
 
-// A token count: 0 when absent, null, negative or not a number.
+// A token count: 0 when absent, null, negative or not a number; capped at 10^15 (no
+// real count comes near), so that sums of a few counts cannot overflow.
 std::int64_t count_of(dom::object o, std::string_view k) {
     dom::element e;
     std::int64_t v = 0;
     if (!member(o, k, e) || !as_integer(e, v) || v < 0) return 0;
-    return v;
+    return std::min<std::int64_t>(v, max_token_count);
 }
 
 bool parse(dom::parser& p, std::string_view text, dom::element& out) {

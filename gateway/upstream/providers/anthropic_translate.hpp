@@ -24,6 +24,7 @@
 //    equivalent and is dropped (its text stays); images inside a tool_result move to a
 //    user message right after the tool messages (OpenAI tool messages carry text only).
 
+#include <algorithm>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -35,6 +36,10 @@ class parser;
 }
 
 namespace tollgate::upstream::anthropic {
+
+// The largest token count taken from an upstream (10^15): sums of a few stay far from
+// overflowing an int64.
+inline constexpr std::int64_t max_token_count = 1'000'000'000'000'000;
 
 // A translated request body, or why the client's request cannot be translated.
 struct translated {
@@ -83,7 +88,9 @@ class messages_stream_to_chat {
     // Usage seen so far, for billing a stream cut short. prompt_tokens includes cached
     // input (cache reads and cache writes), as OpenAI counts it.
     std::int64_t prompt_tokens() const noexcept {
-        return input_tokens_ + cache_read_tokens_ + cache_creation_tokens_;
+        return std::min(input_tokens_, max_token_count) +
+               std::min(cache_read_tokens_, max_token_count) +
+               std::min(cache_creation_tokens_, max_token_count);
     }
     std::int64_t completion_tokens() const noexcept { return output_tokens_; }
 

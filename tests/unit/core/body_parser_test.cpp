@@ -99,6 +99,14 @@ const std::vector<invalid_case> invalid_cases{
     {"embeddings input a number", endpoint::embeddings, R"({"model":"e","input":5})", "input"},
     {"messages endpoint without messages", endpoint::messages,
      R"({"model":"claude-haiku","max_tokens":10})", "messages"},
+    // An upstream keeping the last duplicate would see `false` where we checked `true`
+    // (found by fuzz_body_parser).
+    {"include_usage twice", endpoint::chat_completions,
+     R"({"model":"m","messages":[],"stream":true,"stream_options":{"include_usage":true,"include_usage":false}})",
+     "include_usage"},
+    {"include_usage escaped", endpoint::chat_completions,
+     R"({"model":"m","messages":[],"stream":true,"stream_options":{"include_usage":true,"include\u005fusage":false}})",
+     "include_usage"},
 };
 
 // The splice result must be JSON whose model is the upstream one.

@@ -52,7 +52,9 @@ BOOST_DATA_TEST_CASE(
                  std::string(R"({"usage")"), std::string(R"({"usage":{"a":"unterminated)"),
                  std::string(R"({"usage":{"prompt_tokens":-5,"x":[[[[)"),
                  std::string(R"("usage":{"prompt_tokens":123456789012345678901234})"),
-                 std::string(200, '{'), std::string(""), std::string("\"")}),
+                 std::string(200, '{'), std::string(""), std::string("\""),
+                 // found by fuzz_usage_extract: only whitespace after the '['
+                 std::string(R"({"choices":[ )"), std::string(R"({"choices":[)")}),
     input) {
     // Copy into an exactly-sized buffer so ASan sees any read past the end.
     std::unique_ptr<char[]> buf(new char[input.size()]);
@@ -81,6 +83,14 @@ BOOST_AUTO_TEST_CASE(usage_only_chunk_is_recognised) {
     BOOST_TEST(has_empty_choices(R"({"id":"x","choices":[],"usage":{"prompt_tokens":1}})"));
     BOOST_TEST(has_empty_choices(R"({"id":"x","choices": [ ],"usage":{"prompt_tokens":1}})"));
     BOOST_TEST(!has_empty_choices(R"({"id":"x","choices":[{"delta":{}}],"usage":null})"));
+}
+
+BOOST_AUTO_TEST_CASE(absurd_token_counts_are_capped_so_sums_cannot_wrap) {
+    const auto u = find_usage(
+        R"({"usage":{"input_tokens":9999999999999999999,"cache_read_input_tokens":9999999999999999999,"output_tokens":1}})");
+    BOOST_TEST_REQUIRE(u.has_value());
+    BOOST_TEST(u->prompt_tokens.value_or(0) <= 3'000'000'000'000'000ull);
+    BOOST_TEST(u->prompt_tokens.value_or(0) >= 1'000'000'000'000'000ull);
 }
 
 BOOST_AUTO_TEST_CASE(estimates_round_up_at_four_bytes_a_token) {
