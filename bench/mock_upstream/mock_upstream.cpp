@@ -238,6 +238,12 @@ struct directives {
         prompt_tokens;
     bool close = false;
     bool comments = false;
+    // Framing and protocol faults (see README "Directives").
+    bool reset_before_head = false;
+    bool slow_head = false;
+    bool sse_garbage = false;
+    bool sse_events = false;
+    std::optional<int> chunk_truncate, cl_short, cl_long, sse_huge, done, pad;
 
     void apply(std::string_view key, std::string_view value) {
         auto v = parse_int(value);
@@ -261,6 +267,26 @@ struct directives {
             close = n != 0;
         else if (key == "comments")
             comments = n != 0;
+        else if (key == "reset_before_head")
+            reset_before_head = n != 0;
+        else if (key == "slow_head")
+            slow_head = n != 0;
+        else if (key == "sse_garbage")
+            sse_garbage = n != 0;
+        else if (key == "sse_events")
+            sse_events = n != 0;
+        else if (key == "chunk_truncate")
+            chunk_truncate = n;
+        else if (key == "cl_short")
+            cl_short = n;
+        else if (key == "cl_long")
+            cl_long = n;
+        else if (key == "sse_huge")
+            sse_huge = n;
+        else if (key == "done")
+            done = n;
+        else if (key == "pad")
+            pad = n;
     }
 
     void scan(std::string_view text) {
@@ -494,6 +520,10 @@ class connection {
     // followed by the terminating zero chunk), so the gateway sees events arrive separately.
     awaitable<bool> write_event(std::string_view event, bool chunked, bool last,
                                 std::string_view head = {});
+    // slow_head: writes `bytes` one byte per write, 1 ms apart (false: the peer is gone).
+    awaitable<bool> write_slowly(std::string_view bytes);
+    // cl_short / cl_long / chunk_truncate on a non-streamed answer (the body is in body_).
+    awaitable<after> reply_misframed(const request_info& ri, const directives& d);
     // Waits `ms` but returns false as soon as the peer has closed or reset the connection, so
     // an abandoned stream is noticed within one chunk interval instead of at the next write.
     awaitable<bool> pause(int ms);
@@ -543,6 +573,8 @@ class connection {
     std::string event_;  // reused for SSE events
     std::string wbuf_;   // TLS only: a joined response / event
     std::string sni_;    // TLS only: the server name the client sent
+
+    bool slow_head_ = false;  // the current request asked for slow_head=1
 };
 
 template <class Stream>
@@ -621,6 +653,7 @@ awaitable<void> connection<Stream>::tls_shutdown() {
 template <class Stream>
 awaitable<after> connection<Stream>::route(request& req) {
     request_info ri{req.version(), !req.keep_alive()};
+    slow_head_ = false;
     std::string_view target = req.target();
     std::size_t qmark = target.find('?');
     std::string_view path = target.substr(0, qmark);
@@ -706,6 +739,11 @@ awaitable<after> connection<Stream>::handle_chat(request& req, const request_inf
                                        "invalid_json");
 
     const directives& d = rq.dirs;
+    if (d.reset_before_head) {
+        reset();  // our own fault injection: no byte of an answer, streams_* untouched
+        co_return after::gone;
+    }
+    slow_head_ = d.slow_head;
     request_info out_ri = ri;
     out_ri.close = ri.close || d.close;
     int chunks = d.chunks.value_or(st_.opt.chunks);
@@ -754,7 +792,51 @@ awaitable<after> connection<Stream>::handle_chat(request& req, const request_inf
     body_ += R"(,"usage":)";
     append_usage(body_, prompt_tokens, chunks);
     body_ += '}';
+    if (d.chunk_truncate || d.cl_short.value_or(0) > 0 || d.cl_long)
+        co_return co_await reply_misframed(out_ri, d);
     co_return co_await reply(out_ri, 200, body_);
+}
+
+// The answer in body_, framed wrongly on purpose: a chunk that promises more bytes than
+// follow, or a Content-Length below / above the body's size. Promised bytes that never come
+// are followed by a close (FIN), as from a server that died mid-answer.
+template <class Stream>
+awaitable<after> connection<Stream>::reply_misframed(const request_info& ri, const directives& d) {
+    head_.clear();
+    append_head(head_, ri, 200);
+    head_ += "content-type: application/json\r\n";
+    char size_line[24];
+    std::size_t size_len = 0;
+    after next = after::close;
+    if (d.chunk_truncate) {
+        head_ += "transfer-encoding: chunked\r\n";
+        auto r = std::to_chars(size_line, size_line + 16, body_.size() + 64, 16);
+        r.ptr[0] = '\r';
+        r.ptr[1] = '\n';
+        size_len = static_cast<std::size_t>(r.ptr + 2 - size_line);
+    } else if (d.cl_short.value_or(0) > 0) {
+        // Declares fewer bytes than it sends; the rest follows the "end" of the answer on a
+        // connection that stays open (unless the request closes it).
+        const auto less =
+            std::min<std::size_t>(static_cast<std::size_t>(*d.cl_short), body_.size());
+        head_ += "content-length: ";
+        append_int(head_, static_cast<long long>(body_.size() - less));
+        head_ += "\r\n";
+        next = ri.close ? after::close : after::keep_alive;
+    } else {
+        head_ += "content-length: ";
+        append_int(head_, static_cast<long long>(body_.size()) + std::max(1, *d.cl_long));
+        head_ += "\r\n";
+    }
+    if (ri.close) head_ += "connection: close\r\n";
+    head_ += "\r\n";
+    if (slow_head_ && !co_await write_slowly(head_)) co_return after::gone;
+    std::array<asio::const_buffer, 3> bufs{
+        asio::buffer(head_.data(), slow_head_ ? 0 : head_.size()),
+        asio::buffer(size_line, size_len), asio::buffer(body_)};
+    auto [ec, n] = co_await write(bufs);
+    if (ec) co_return after::gone;
+    co_return next;
 }
 
 template <class Stream>
@@ -775,7 +857,8 @@ awaitable<after> connection<Stream>::stream_chat(const chat_request& rq, const r
     const bool close = ri.close || !chunked;
 
     // Every chunk shares the same prefix and suffix; build them once per stream.
-    std::string prefix = R"(data: {"id":"chatcmpl-mock)";
+    std::string prefix = d.sse_events ? "event: completion\n" : "";
+    prefix += R"(data: {"id":"chatcmpl-mock)";
     append_int(prefix, static_cast<long long>(st_.next_id.fetch_add(1) + 1));
     prefix += R"(","object":"chat.completion.chunk","created":)";
     append_int(prefix, static_cast<long long>(std::time(nullptr)));
@@ -808,10 +891,37 @@ awaitable<after> connection<Stream>::stream_chat(const chat_request& rq, const r
     const int events = rq.tools ? 3 : chunks;
     const int reset_at = d.reset_after ? std::min(*d.reset_after, events) : -1;
     const int error_at = d.sse_error ? std::min(*d.sse_error, events) : -1;
+    const int truncate_at = d.chunk_truncate ? std::min(*d.chunk_truncate, events) : -1;
+    if (d.sse_huge) {
+        // One event whose single data line is N bytes (not JSON), as its own chunk.
+        std::string huge;
+        huge.reserve(static_cast<std::size_t>(*d.sse_huge) + 8);
+        huge += "data: ";
+        huge.append(static_cast<std::size_t>(*d.sse_huge), 'x');
+        huge += "\n\n";
+        if (!co_await write_event(huge, chunked, false)) co_return aborted();
+    }
     for (int i = 0;; ++i) {
         if (i == reset_at) {
             reset();  // our own fault injection: neither completed nor aborted
             co_return after::gone;
+        }
+        if (i == truncate_at) {
+            // A chunk size line promising the whole next event, half of it, then FIN
+            // (neither completed nor aborted). Without chunking: half an event, then FIN.
+            const std::string_view ev =
+                build(R"({"index":0,"delta":{"content":"truncated "},"finish_reason":null})");
+            head_.clear();
+            if (chunked) {
+                char size_line[24];
+                auto r = std::to_chars(size_line, size_line + 16, ev.size(), 16);
+                head_.append(size_line, r.ptr);
+                head_ += "\r\n";
+            }
+            head_.append(ev.substr(0, ev.size() / 2));
+            std::array<asio::const_buffer, 1> bufs{asio::buffer(head_)};
+            auto [ec, n] = co_await write(bufs);
+            co_return ec ? after::gone : after::close;
         }
         if (i == error_at) {
             static constexpr std::string_view error_event =
@@ -824,6 +934,16 @@ awaitable<after> connection<Stream>::stream_chat(const chat_request& rq, const r
         if (i == events) break;
         if (delay_ms > 0 && !co_await pause(delay_ms)) co_return aborted();
         if (d.comments && !co_await write_event(": ping\n\n", chunked, false)) co_return aborted();
+        if (d.sse_garbage) {
+            // Not JSON, a truncated usage object, a line without a colon, stray control and
+            // non-UTF-8 bytes: each its own "event", all in one chunk.
+            static constexpr std::string_view garbage =
+                "data: not json {{{\n\n"
+                "data: {\"id\":\"garbage\",\"usage\":{\"prompt_tokens\":\n\n"
+                "a line without a colon\n\n"
+                "\x01\x7f\xc3 stray bytes\n\n";
+            if (!co_await write_event(garbage, chunked, false)) co_return aborted();
+        }
 
         body_.clear();
         if (rq.tools) {
@@ -840,7 +960,13 @@ awaitable<after> connection<Stream>::stream_chat(const chat_request& rq, const r
         } else {
             body_ += R"({"index":0,"delta":{"content":"word)";
             append_int(body_, i);
-            body_ += R"( "},"finish_reason":null})";
+            body_ += R"( "},"finish_reason":null)";
+            if (d.pad) {
+                body_ += R"(,"pad":")";
+                body_.append(static_cast<std::size_t>(*d.pad), 'p');
+                body_ += '"';
+            }
+            body_ += '}';
         }
         if (!co_await write_event(build(body_), chunked, false)) co_return aborted();
     }
@@ -857,7 +983,22 @@ awaitable<after> connection<Stream>::stream_chat(const chat_request& rq, const r
         event_ += "}\n\n";
         if (!co_await write_event(event_, chunked, false)) co_return aborted();
     }
-    if (!co_await write_event("data: [DONE]\n\n", chunked, true)) co_return aborted();
+    // done=V: the [DONE] variants seen in the wild (default: "data: [DONE]\n\n").
+    static constexpr std::string_view done_variants[] = {
+        "",                      // 0: no [DONE] at all, the stream just ends
+        "data:[DONE]\n\n",       // 1: no space after the colon
+        "data: [DONE]\r\n\r\n",  // 2: CRLF line endings
+        "data: [DONE]\n",        // 3: no blank line: the body ends inside the event
+    };
+    const std::string_view done_event =
+        d.done && *d.done < 4 ? done_variants[*d.done] : std::string_view("data: [DONE]\n\n");
+    if (!done_event.empty()) {
+        if (!co_await write_event(done_event, chunked, true)) co_return aborted();
+    } else if (chunked) {
+        std::array<asio::const_buffer, 1> last{asio::buffer("0\r\n\r\n", 5)};
+        auto [ec, n] = co_await write(last);
+        if (ec) co_return aborted();
+    }
     counters.streams_completed.fetch_add(1, std::memory_order_relaxed);
     co_return close ? after::close : after::keep_alive;
 }
@@ -886,6 +1027,11 @@ awaitable<after> connection<Stream>::handle_messages(request& req, const request
                                                  "max_tokens: Field required");
 
     const directives& d = rq.dirs;
+    if (d.reset_before_head) {
+        reset();
+        co_return after::gone;
+    }
+    slow_head_ = d.slow_head;
     request_info out_ri = ri;
     out_ri.close = ri.close || d.close;
     int chunks = d.chunks.value_or(st_.opt.chunks);
@@ -1132,7 +1278,9 @@ awaitable<after> connection<Stream>::reply(const request_info& ri, unsigned stat
     head_ += extra_headers;
     if (ri.close) head_ += "connection: close\r\n";
     head_ += "\r\n";
-    std::array<asio::const_buffer, 2> bufs{asio::buffer(head_), asio::buffer(body)};
+    if (slow_head_ && !co_await write_slowly(head_)) co_return after::gone;
+    std::array<asio::const_buffer, 2> bufs{
+        asio::buffer(head_.data(), slow_head_ ? 0 : head_.size()), asio::buffer(body)};
     auto [ec, n] = co_await write(bufs);
     if (ec) co_return after::gone;
     co_return ri.close ? after::close : after::keep_alive;
@@ -1141,6 +1289,10 @@ awaitable<after> connection<Stream>::reply(const request_info& ri, unsigned stat
 template <class Stream>
 awaitable<bool> connection<Stream>::write_event(std::string_view event, bool chunked, bool last,
                                                 std::string_view head) {
+    if (slow_head_ && !head.empty()) {
+        if (!co_await write_slowly(head)) co_return false;
+        head = {};
+    }
     char size_line[24];
     std::size_t size_len = 0;
     std::string_view trailer;
@@ -1155,6 +1307,20 @@ awaitable<bool> connection<Stream>::write_event(std::string_view event, bool chu
                                            asio::buffer(event), asio::buffer(trailer)};
     auto [ec, n] = co_await write(bufs);
     co_return !ec;
+}
+
+template <class Stream>
+awaitable<bool> connection<Stream>::write_slowly(std::string_view bytes) {
+    for (std::size_t i = 0; i < bytes.size(); ++i) {
+        if (i > 0) {
+            timer_.expires_after(1ms);
+            co_await timer_.async_wait(use_nothrow);
+        }
+        std::array<asio::const_buffer, 1> one{asio::buffer(bytes.data() + i, 1)};
+        auto [ec, n] = co_await write(one);
+        if (ec) co_return false;
+    }
+    co_return true;
 }
 
 template <class Stream>

@@ -1,0 +1,290 @@
+// Fuzzes the client request path of server::session (gateway/server/session.cpp) without
+// sockets: raw bytes -> our obs-fold check -> Beast request_parser<string_body> (eager,
+// header limit 64 KiB as configured by default, body limit 1 MiB) fed as the session
+// feeds it -> for a complete POST to /v1/chat/completions, /v1/messages or /v1/embeddings,
+// the body parser -> splice_body for an upstream model.
+//
+// The session's loops are reproduced below (keep them in step with session.cpp): a
+// "read" appends the next piece of the input to the buffer. Beast itself refuses CL+TE,
+// differing duplicate Content-Length and bad Transfer-Encoding; the only framing check
+// of ours is head_has_obs_fold, a file-local function of session.cpp copied here.
+//
+// Invariants checked (besides ASan/UBSan):
+//  - a request is accepted whether its bytes arrive in one read, in small pieces (1 byte
+//    for short inputs, else data-derived), or in two reads cut just before the head's
+//    final CRLF - or in none of these; when accepted it is the same request (method,
+//    target, version, fields, body, and the bytes left for the next request);
+//  - a complete request's body is at most the body limit and, with Content-Length, exactly
+//    that long; no request smuggles past the fold check;
+//  - an accepted body passes fuzz/splice_check.hpp.
+
+#include <boost/asio/buffer.hpp>
+#include <boost/asio/error.hpp>
+#include <boost/beast/core/string.hpp>
+#include <boost/beast/http/error.hpp>
+#include <boost/beast/http/parser.hpp>
+#include <boost/beast/http/string_body.hpp>
+
+#include <algorithm>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "fuzz/fuzz_common.hpp"
+#include "fuzz/splice_check.hpp"
+#include "gateway/core/body_parser.hpp"
+
+namespace {
+
+namespace beast = boost::beast;
+namespace http = beast::http;
+namespace asio = boost::asio;
+using boost::system::error_code;
+using namespace tollgate;
+
+constexpr std::size_t max_header_bytes = 64u << 10;  // config default
+constexpr std::size_t max_request_bytes = 1u << 20;  // the brief's 1 MiB, below the default
+
+// Copied from session.cpp (file-local there). RFC 9112 §5.2: obs-fold is rejected.
+bool head_has_obs_fold(std::string_view buf) {
+    const auto end = buf.find("\r\n\r\n");
+    const std::string_view head = buf.substr(0, end == std::string_view::npos ? buf.size() : end);
+    for (std::size_t i = head.find('\n'); i != std::string_view::npos && i + 1 < head.size();
+         i = head.find('\n', i + 1))
+        if (head[i + 1] == ' ' || head[i + 1] == '\t') return true;
+    return false;
+}
+
+// Copied from session.cpp: a header value we echo back.
+bool valid_request_id(std::string_view id) {
+    if (id.empty() || id.size() > 200) return false;
+    for (unsigned char c : id)
+        if (c <= 0x20 || c >= 0x7f) return false;
+    return true;
+}
+
+struct outcome {
+    enum kind { incomplete, error, done } k = incomplete;
+    error_code ec;
+    std::string method, target, fields, body;
+    unsigned version = 0;
+    bool keep_alive = false, chunked = false;
+    std::optional<std::uint64_t> content_length;
+    bool operator==(const outcome& o) const {
+        return k == o.k && ec == o.ec && method == o.method && target == o.target &&
+               fields == o.fields && body == o.body && version == o.version &&
+               keep_alive == o.keep_alive && chunked == o.chunked;
+    }
+};
+
+std::string describe(const outcome& o) {
+    static constexpr const char* kinds[] = {"incomplete", "error", "done"};
+    std::string s = kinds[o.k];
+    if (o.k == outcome::error) s += " (" + o.ec.message() + ")";
+    if (o.k == outcome::done)
+        s += " " + o.method + " " + o.target + " v" + std::to_string(o.version) + " body " +
+             std::to_string(o.body.size()) + " bytes";
+    return s;
+}
+
+// The bytes of `input`, read in pieces ending at `cuts` (sorted) and at the end.
+class reader {
+  public:
+    reader(std::string_view input, std::vector<std::size_t> cuts)
+        : input_(input), cuts_(std::move(cuts)) {}
+    bool read(std::string& buf) {
+        if (at_ >= input_.size()) return false;
+        std::size_t end = input_.size();
+        for (std::size_t c : cuts_)
+            if (c > at_) {
+                end = std::min(c, end);
+                break;
+            }
+        buf.append(input_.substr(at_, end - at_));
+        at_ = end;
+        return true;
+    }
+
+  private:
+    std::string_view input_;
+    std::vector<std::size_t> cuts_;
+    std::size_t at_ = 0;
+};
+
+// session::run's head and body loops for the first request on a connection.
+outcome run_session(std::string_view input, std::vector<std::size_t> cuts, std::string& rest) {
+    outcome o;
+    reader in(input, std::move(cuts));
+    std::string buf;
+    if (!in.read(buf)) return o;
+
+    http::request_parser<http::string_body> parser;
+    parser.header_limit(static_cast<std::uint32_t>(max_header_bytes));
+    parser.body_limit(max_request_bytes);
+    parser.eager(true);
+
+    // As session.cpp: the head is gathered whole, checked for obs-fold as a whole, then
+    // given to the parser in one piece.
+    error_code ec;
+    std::size_t head_end = std::string::npos, scanned = 0;
+    for (;;) {
+        if (const auto p = buf.find("\r\n\r\n", scanned); p != std::string::npos) {
+            head_end = p + 4;
+            break;
+        }
+        if (buf.find("\n\n") != std::string::npos) break;  // bare LF: the parser refuses it
+        if (buf.size() > max_header_bytes) {
+            ec = http::error::header_limit;
+            break;
+        }
+        scanned = buf.size() >= 3 ? buf.size() - 3 : 0;
+        if (!in.read(buf)) {
+            ec = asio::error::eof;
+            break;
+        }
+    }
+    if (!ec) {
+        if (head_end != std::string::npos &&
+            head_has_obs_fold(std::string_view(buf).substr(0, head_end))) {
+            ec = http::error::bad_field;
+        } else {
+            const auto used = parser.put(asio::buffer(buf), ec);
+            buf.erase(0, used);
+            if (ec == http::error::need_more) ec = {};
+            if (!ec && !parser.is_header_done()) ec = http::error::bad_line_ending;
+        }
+    }
+    if (ec == asio::error::eof) return o;  // client gone: nothing to answer
+    if (ec) {
+        o.k = outcome::error;
+        o.ec = ec;
+        return o;
+    }
+
+    auto& req = parser.get();
+    // What the session reads from the head before the body.
+    (void)req.target().starts_with("/v1/messages");
+    (void)valid_request_id(req["x-request-id"]);
+    (void)req.keep_alive();
+
+    if (!parser.is_done()) {
+        (void)beast::iequals(req[http::field::expect], "100-continue");
+        bool need_read = buf.empty();
+        while (!parser.is_done()) {
+            if (need_read) {
+                if (buf.size() >= max_header_bytes + 64 * 1024) {
+                    ec = http::error::bad_chunk;  // a chunk header that never ends
+                    break;
+                }
+                if (!in.read(buf)) {
+                    ec = asio::error::eof;
+                    break;
+                }
+            }
+            const auto used = parser.put(asio::buffer(buf), ec);
+            buf.erase(0, used);
+            if (ec == http::error::need_more) ec = {};
+            if (ec) break;
+            need_read = used == 0 || buf.empty();
+        }
+        if (ec == asio::error::eof) return o;
+        if (ec) {
+            o.k = outcome::error;
+            o.ec = ec;
+            return o;
+        }
+    }
+    o.k = outcome::done;
+    o.method = std::string(req.method_string());
+    o.target = std::string(req.target());
+    o.version = req.version();
+    o.keep_alive = req.keep_alive();
+    o.chunked = parser.chunked();
+    if (const auto cl = parser.content_length()) o.content_length = *cl;
+    for (const auto& f : req) {
+        o.fields += f.name_string();
+        o.fields += ": ";
+        o.fields += f.value();
+        o.fields += '\n';
+    }
+    o.body = req.body();
+    // What is left for the next (pipelined) request.
+    rest = buf;
+    std::string more;
+    while (in.read(more)) {
+    }
+    rest += more;
+    return o;
+}
+
+}  // namespace
+
+extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
+    static core::body_parser body_parser;
+    const std::string_view input(reinterpret_cast<const char*>(data), size);
+
+    std::string rest_whole;
+    const outcome whole = run_session(input, {}, rest_whole);
+
+    // A request accepted one way is accepted the other way, identically. Rejections may
+    // differ: on a malformed start line Beast fails at once when the whole line is there,
+    // but in pieces it waits for the end of the head (and the session's header timeout).
+    auto same_as_whole = [&](const std::vector<std::size_t>& cuts) {
+        std::string rest;
+        const outcome cut = run_session(input, cuts, rest);
+        const auto why = [&] {
+            return std::string(input) + "\n  in one read: " + describe(whole) +
+                   "\n  in pieces:   " + describe(cut);
+        };
+        // The session rejects obs-fold (RFC 9112 5.2) however the head arrives.
+        if (cut.k == outcome::done)
+            FUZZ_CHECK(!head_has_obs_fold(input), "obs-fold accepted in pieces: " + why());
+        FUZZ_CHECK((whole.k == outcome::done) == (cut.k == outcome::done), why());
+        if (whole.k == outcome::done) {
+            FUZZ_CHECK(whole == cut, why());
+            FUZZ_CHECK(rest_whole == rest, why());
+        }
+    };
+    // 1. Small reads: 1 byte each for short inputs, else data-derived pieces.
+    std::vector<std::size_t> cuts;
+    if (size <= 256) {
+        for (std::size_t i = 1; i < size; ++i) cuts.push_back(i);
+    } else {
+        fuzz::rng g{fuzz::hash(input) | 1};
+        const std::size_t n = 1 + g.below(16);
+        for (std::size_t i = 0; i < n; ++i) cuts.push_back(1 + g.below(size));
+        std::sort(cuts.begin(), cuts.end());
+    }
+    same_as_whole(cuts);
+    // 2. Two reads: the head but its final CRLF, then the rest (a client's two segments).
+    if (const auto eoh = input.find("\r\n\r\n"); eoh != std::string_view::npos)
+        same_as_whole({eoh + 2});
+
+    if (whole.k != outcome::done) return 0;
+    FUZZ_CHECK(whole.body.size() <= max_request_bytes, input);
+    if (whole.content_length) FUZZ_CHECK(whole.body.size() == *whole.content_length, input);
+    FUZZ_CHECK(!(whole.chunked && whole.content_length), input);
+    FUZZ_CHECK(!head_has_obs_fold(input), input);
+
+    // session.cpp classify(): exact paths, query string ignored.
+    const std::string_view target = whole.target;
+    const std::string_view path = target.substr(0, target.find('?'));
+    core::endpoint ep;
+    if (path == "/v1/chat/completions")
+        ep = core::endpoint::chat_completions;
+    else if (path == "/v1/messages")
+        ep = core::endpoint::messages;
+    else if (path == "/v1/embeddings")
+        ep = core::endpoint::embeddings;
+    else
+        return 0;
+    if (whole.method != "POST") return 0;
+
+    core::request_body req;
+    if (body_parser.parse(ep, whole.body, req)) return 0;
+    const std::string_view upstream =
+        fuzz::model_names[fuzz::hash(whole.body) % (std::size(fuzz::model_names) - 1)];
+    fuzz::check_splice(body_parser, ep, whole.body, req, upstream, true);
+    return 0;
+}

@@ -1,0 +1,157 @@
+// Fuzzes the usage scanner of policies/usage/usage_extract.cpp (find_usage,
+// generated_text_bytes, has_empty_choices) with the input as an upstream answer body or
+// one event's data. The input stays in libFuzzer's exactly-sized buffer, so a read one
+// byte past the end is an ASan report.
+//
+// Invariants checked:
+//  - appending whitespace changes nothing (the scanner must not depend on what lies past
+//    the end of a value);
+//  - generated_text_bytes is at most the input size;
+//  - an oracle: for valid JSON (simdjson) with no backslash, no '-', at most 60 brackets
+//    and exactly one occurrence of "usage", find_usage must agree with a DOM walk that
+//    applies the documented rules (the last usage object; prompt_tokens | input_tokens,
+//    completion_tokens | output_tokens, total_tokens at its top level; cached tokens also
+//    inside *_tokens_details; Anthropic input_tokens plus cache reads and writes; a count
+//    is a plain unsigned integer of at most 19 digits; nothing when no count is set).
+//
+// The source is compiled into this target (not tollgate_policies, which would bring the
+// whole policy library, SQLite and Asio into a scanner test).
+
+#include <cstring>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "fuzz/fuzz_common.hpp"
+#include "policies/usage/usage_extract.hpp"
+
+namespace {
+
+namespace dom = simdjson::dom;
+using simdjson::SUCCESS;
+using tollgate::policies::extracted_usage;
+
+bool same(const std::optional<extracted_usage>& a, const std::optional<extracted_usage>& b) {
+    if (a.has_value() != b.has_value()) return false;
+    if (!a) return true;
+    return a->prompt_tokens == b->prompt_tokens && a->completion_tokens == b->completion_tokens &&
+           a->total_tokens == b->total_tokens && a->cached_tokens == b->cached_tokens;
+}
+
+std::string describe(const std::optional<extracted_usage>& u) {
+    if (!u) return "none";
+    auto f = [](const std::optional<std::uint64_t>& v) {
+        return v ? std::to_string(*v) : std::string("-");
+    };
+    return "prompt=" + f(u->prompt_tokens) + " completion=" + f(u->completion_tokens) +
+           " total=" + f(u->total_tokens) + " cached=" + f(u->cached_tokens);
+}
+
+// A count as the scanner reads it: only a plain unsigned integer of at most 19 digits.
+std::optional<std::uint64_t> count(dom::element v) {
+    std::uint64_t n = 0;
+    if (v.type() == dom::element_type::INT64) {
+        std::int64_t i = 0;
+        if (v.get(i) != SUCCESS || i < 0) return std::nullopt;
+        n = static_cast<std::uint64_t>(i);
+    } else if (v.type() == dom::element_type::UINT64) {
+        if (v.get(n) != SUCCESS) return std::nullopt;
+    } else {
+        return std::nullopt;
+    }
+    if (std::to_string(n).size() > 19) return std::nullopt;
+    return n;
+}
+
+void read_usage(dom::object o, int depth, extracted_usage& u, bool& anthropic,
+                std::uint64_t& cache_creation) {
+    for (dom::key_value_pair kv : o) {
+        const std::string_view k = kv.key;
+        if (kv.value.is_object()) {
+            if (depth < 2 && (k == "prompt_tokens_details" || k == "input_tokens_details"))
+                read_usage(dom::object(kv.value), depth + 1, u, anthropic, cache_creation);
+        } else if (k == "prompt_tokens") {
+            if (depth == 0) u.prompt_tokens = count(kv.value);
+        } else if (k == "input_tokens") {
+            if (depth == 0) {
+                u.prompt_tokens = count(kv.value);
+                anthropic = true;
+            }
+        } else if (k == "cache_creation_input_tokens") {
+            if (depth == 0) cache_creation = count(kv.value).value_or(0);
+        } else if (k == "completion_tokens" || k == "output_tokens") {
+            if (depth == 0) u.completion_tokens = count(kv.value);
+        } else if (k == "total_tokens") {
+            if (depth == 0) u.total_tokens = count(kv.value);
+        } else if (k == "cached_tokens" || k == "cache_read_input_tokens") {
+            u.cached_tokens = count(kv.value);
+        }
+    }
+}
+
+// The value of the (only) "usage" key anywhere in the document, if it is an object.
+bool find_usage_object(dom::element e, dom::object& out) {
+    if (e.is_object()) {
+        for (dom::key_value_pair kv : dom::object(e)) {
+            if (kv.key == "usage") {
+                if (!kv.value.is_object()) return false;
+                out = dom::object(kv.value);
+                return true;
+            }
+            if (find_usage_object(kv.value, out)) return true;
+        }
+    } else if (e.is_array()) {
+        for (dom::element x : dom::array(e))
+            if (find_usage_object(x, out)) return true;
+    }
+    return false;
+}
+
+std::optional<extracted_usage> oracle(dom::element root) {
+    dom::object o;
+    if (!find_usage_object(root, o)) return std::nullopt;
+    extracted_usage u;
+    bool anthropic = false;
+    std::uint64_t cache_creation = 0;
+    read_usage(o, 0, u, anthropic, cache_creation);
+    if (!u.any()) return std::nullopt;
+    if (anthropic && u.prompt_tokens)
+        *u.prompt_tokens += u.cached_tokens.value_or(0) + cache_creation;
+    return u;
+}
+
+std::size_t occurrences(std::string_view s, std::string_view needle) {
+    std::size_t n = 0;
+    for (std::size_t at = s.find(needle); at != std::string_view::npos; at = s.find(needle, at + 1))
+        ++n;
+    return n;
+}
+
+}  // namespace
+
+extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
+    using namespace tollgate::policies;
+    const std::string_view input(reinterpret_cast<const char*>(data), size);
+
+    const auto usage = find_usage(input);
+    const std::size_t text = generated_text_bytes(input);
+    const bool empty_choices = has_empty_choices(input);
+    FUZZ_CHECK(text <= size, input);
+
+    const std::string padded = std::string(input) + " \n\t ";
+    FUZZ_CHECK(same(usage, find_usage(padded)), input);
+    FUZZ_CHECK(text == generated_text_bytes(padded), input);
+    FUZZ_CHECK(empty_choices == has_empty_choices(padded), input);
+
+    if (input.find_first_of("\\-") != std::string_view::npos) return 0;
+    if (occurrences(input, "\"usage\"") != 1) return 0;
+    std::size_t brackets = 0;
+    for (char c : input) brackets += c == '{' || c == '[';
+    if (brackets > 60) return 0;
+    dom::element root;
+    if (!tollgate::fuzz::simdjson_accepts(input, root)) return 0;
+    const auto expected = oracle(root);
+    FUZZ_CHECK(same(usage, expected), std::string(input) + "\n  scanner: " + describe(usage) +
+                                          "\n  oracle:  " + describe(expected));
+    return 0;
+}
