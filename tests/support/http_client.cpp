@@ -156,6 +156,13 @@ bool http_connection::closed_by_peer() {
 
 void http_connection::close() {
     boost::system::error_code ec;
+    if (impl_->tls) {
+        // As browsers and HTTP libraries do: our close_notify, then the FIN right behind
+        // it, without waiting for the server's close_notify (a non-blocking socket makes
+        // the shutdown return once ours is written).
+        impl_->socket.non_blocking(true, ec);
+        impl_->tls->shutdown(ec);
+    }
     impl_->socket.shutdown(asio::ip::tcp::socket::shutdown_both, ec);
     impl_->socket.close(ec);
 }
