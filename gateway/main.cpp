@@ -211,14 +211,14 @@ int main(int argc, char** argv) {
         }
 
         ts::server srv(gen, &metrics);
+        gen.reset();  // the server holds it; a reload must be able to let it go
         // Ready means: config loaded and the usage store writable.
         if (auto l = services.usage_ledger) srv.set_readiness([l] { return l->healthy(); });
 
         // Reload (SIGHUP, POST /admin/reload): a config that fails --check is refused and
         // the running one stays; a good one is swapped in for new requests.
         std::mutex reload_mu;
-        auto reload = [&]() -> std::pair<bool, std::string> {
-            std::lock_guard lock(reload_mu);
+        auto reload_once = [&]() -> std::pair<bool, std::string> {
             auto loaded = tollgate::config::load_config_file(config_path);
             auto errors = std::move(loaded.errors);
             std::shared_ptr<const tollgate::proxy::generation> next;
@@ -260,6 +260,18 @@ int main(int argc, char** argv) {
                          config_path, next->snap->config.providers.size(),
                          next->snap->config.models.size(), next->snap->config.keys.size());
             return {true, {}};
+        };
+        // Never throws: a failure anywhere (e.g. the ledger while seeding a budget) is a
+        // refused reload, and the signal handling that called it goes on.
+        auto reload = [&]() -> std::pair<bool, std::string> {
+            std::lock_guard lock(reload_mu);
+            try {
+                return reload_once();
+            } catch (const std::exception& e) {
+                spdlog::error("reload failed: {}", e.what());
+                metrics.count_reload(false);
+                return {false, e.what()};
+            }
         };
         srv.on_reload([&reload] { reload(); });
 
@@ -319,6 +331,10 @@ int main(int argc, char** argv) {
             admin_srv = std::make_unique<ts::admin_server>(*admin, std::move(routes));
         }
         const int code = srv.run();
+        // The server's signal handling is gone: a late logrotate or reload signal must not
+        // kill the process before the ledger is flushed.
+        std::signal(SIGHUP, SIG_IGN);
+        std::signal(SIGUSR1, SIG_IGN);
         admin_srv.reset();
         if (services.usage_ledger) services.usage_ledger->flush();
         return code;

@@ -70,14 +70,19 @@ builtin_services make_builtin_services(const config::gateway_config& cfg) {
         if (!stored->by_id.empty())
             spdlog::info("{} key(s) created through the admin API loaded", stored->by_id.size());
         // Instances sharing this database see each other's key changes within a second.
-        s.keys->set_listener(
-            [book = std::weak_ptr<budget_book>(s.budgets),
-             l = std::weak_ptr<ledger>(s.usage_ledger)](const config::key_config& k) {
-                builtin_services view;
-                view.budgets = book.lock();
-                view.usage_ledger = l.lock();
-                seed_budget(view, k);
-            });
+        s.keys->set_listener([book = std::weak_ptr<budget_book>(s.budgets),
+                              l = std::weak_ptr<ledger>(s.usage_ledger)](
+                                 const config::key_config* before, const config::key_config& k) {
+            // Only a budget that is new or changed its period: re-seeding one in use would
+            // race the records being committed.
+            if (!k.budget ||
+                (before && before->budget && before->budget->period == k.budget->period))
+                return;
+            builtin_services view;
+            view.budgets = book.lock();
+            view.usage_ledger = l.lock();
+            seed_budget(view, k);
+        });
         s.keys->start_refresh(std::chrono::seconds(1));
     }
     return s;
@@ -107,17 +112,31 @@ void register_builtin(core::policy_registry& registry, const builtin_services& s
             return std::make_unique<rate_limit_policy>(init.config, init.slot, rates);
         },
         true);
+    // The ledger opens at start, for a chain that has usage or budget then; a reload that
+    // adds them to a chain without it is refused (restart instead). While only checking a
+    // config (`--check`: no services at all) nothing is required.
+    const bool live = services.rates != nullptr;
+    const bool have_ledger = services.usage_ledger != nullptr;
     registry.add(
         "budget",
-        [book = services.budgets](const core::policy_init& init) -> std::unique_ptr<core::policy> {
+        [book = services.budgets, live,
+         have_ledger](const core::policy_init& init) -> std::unique_ptr<core::policy> {
+            if (live && !have_ledger)
+                throw std::runtime_error(
+                    "needs the usage ledger, which opens at start: restart "
+                    "tollgate to add budget to the chain");
             return std::make_unique<budget_policy>(init.config, init.slot, book);
         },
         true);
     registry.add("router", &router_policy::make, true);
     registry.add(
         "usage",
-        [l = services.usage_ledger](
-            const core::policy_init& init) -> std::unique_ptr<core::policy> {
+        [l = services.usage_ledger,
+         live](const core::policy_init& init) -> std::unique_ptr<core::policy> {
+            if (live && !l)
+                throw std::runtime_error(
+                    "needs the usage ledger, which opens at start: restart "
+                    "tollgate to add usage to the chain");
             return std::make_unique<usage_policy>(init.config, init.slot, l);
         },
         true);

@@ -4,9 +4,11 @@
 #include <spdlog/spdlog.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <stdexcept>
+#include <utility>
 
 #include "gateway/core/json_text.hpp"
 
@@ -53,14 +55,22 @@ void ms_value(std::string& out, double v) {
 
 }  // namespace
 
-access_log::access_log(std::string target) : target_(std::move(target)) {
+access_log::access_log(std::string target, std::size_t max_queued)
+    : target_(std::move(target)), max_queued_(std::max<std::size_t>(1, max_queued)) {
     fd_ = open_target(target_);
     if (fd_ < 0)
         throw std::runtime_error("server.access_log: cannot open " + target_ + ": " +
                                  std::strerror(errno));
+    writer_ = std::thread([this] { run(); });
 }
 
 access_log::~access_log() {
+    {
+        std::lock_guard lock(mu_);
+        stop_ = true;
+    }
+    work_cv_.notify_one();
+    writer_.join();
     if (fd_ >= 0) ::close(fd_);
 }
 
@@ -121,38 +131,96 @@ std::string access_log::format(const access_entry& e) {
 void access_log::write(const access_entry& e) noexcept {
     try {
         const std::string line = format(e);
-        std::lock_guard lock(mu_);
-        std::size_t done = 0;
-        while (done < line.size()) {
-            const ssize_t n = ::write(fd_, line.data() + done, line.size() - done);
-            if (n < 0 && errno == EINTR) continue;
-            if (n <= 0) {
-                spdlog::warn("access log {}: write failed: {}", target_, std::strerror(errno));
+        bool wake = false;
+        {
+            std::lock_guard lock(mu_);
+            if (queued_lines_ >= max_queued_) {
+                ++dropped_;
                 return;
             }
-            done += static_cast<std::size_t>(n);
+            wake = queue_.empty();
+            queue_ += line;
+            ++queued_lines_;
+            ++queued_seq_;
         }
+        if (wake) work_cv_.notify_one();
     } catch (...) {
         // Out of memory formatting one line: the request itself is unaffected.
     }
 }
 
+void access_log::flush() {
+    std::unique_lock lock(mu_);
+    const auto target = queued_seq_;
+    work_cv_.notify_one();
+    done_cv_.wait(lock, [&] { return written_seq_ >= target || stop_; });
+}
+
 void access_log::reopen() noexcept {
     if (target_ == "stdout") return;
-    const int fd = open_target(target_);
-    if (fd < 0) {
-        spdlog::error("access log: cannot reopen {}: {}; still writing to the old file", target_,
-                      std::strerror(errno));
-        return;
-    }
-    int old;
     {
         std::lock_guard lock(mu_);
-        old = fd_;
-        fd_ = fd;
+        reopen_ = true;
     }
-    ::close(old);
-    spdlog::info("access log reopened: {}", target_);
+    work_cv_.notify_one();
+}
+
+void access_log::run() noexcept {
+    std::string batch;
+    std::uint64_t reported_drops = 0;
+    for (;;) {
+        std::uint64_t seq = 0, dropped = 0;
+        bool reopen = false;
+        int fd = -1;
+        {
+            std::unique_lock lock(mu_);
+            work_cv_.wait(lock, [&] { return stop_ || reopen_ || !queue_.empty(); });
+            if (queue_.empty() && !reopen_ && stop_) return;
+            batch.swap(queue_);
+            queue_.clear();
+            queued_lines_ = 0;
+            seq = queued_seq_;
+            reopen = std::exchange(reopen_, false);
+            dropped = dropped_;
+            fd = fd_;
+        }
+        if (reopen) {
+            const int nfd = open_target(target_);
+            if (nfd < 0) {
+                spdlog::error("access log: cannot reopen {}: {}; still writing to the old file",
+                              target_, std::strerror(errno));
+            } else {
+                ::close(fd);
+                fd = nfd;
+                {
+                    std::lock_guard lock(mu_);
+                    fd_ = nfd;
+                }
+                spdlog::info("access log reopened: {}", target_);
+            }
+        }
+        std::size_t done = 0;
+        while (done < batch.size()) {
+            const ssize_t n = ::write(fd, batch.data() + done, batch.size() - done);
+            if (n < 0 && errno == EINTR) continue;
+            if (n <= 0) {
+                spdlog::warn("access log {}: write failed: {}", target_, std::strerror(errno));
+                break;
+            }
+            done += static_cast<std::size_t>(n);
+        }
+        batch.clear();
+        if (dropped > reported_drops) {
+            spdlog::warn("access log {}: {} line(s) dropped so far (the writer could not keep up)",
+                         target_, dropped);
+            reported_drops = dropped;
+        }
+        {
+            std::lock_guard lock(mu_);
+            written_seq_ = seq;
+        }
+        done_cv_.notify_all();
+    }
 }
 
 }  // namespace tollgate::observe

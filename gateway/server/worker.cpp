@@ -1,5 +1,7 @@
 #include "gateway/server/worker.hpp"
 
+#include <algorithm>
+
 #include <spdlog/spdlog.h>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
@@ -20,10 +22,15 @@ worker::~worker() {
 upstream::pool& worker::pool_for(const std::shared_ptr<const upstream::provider>& p) {
     auto it = pools_.find(p.get());
     if (it != pools_.end()) return *it->second;
-    // A provider seen for the first time (start, or a reload): drop the pools of providers
-    // no generation uses any more (the pool holds the last reference) once they are empty.
+    // A provider seen for the first time (start, or a reload): pools of providers the
+    // current generation no longer has are retired (idle connections closed now, busy ones
+    // when they come back) and dropped once empty.
+    const auto now = shared_.current.load();
     for (auto old = pools_.begin(); old != pools_.end();) {
-        if (old->second->unused() && old->second->open() == 0)
+        const bool current = std::any_of(now->providers.begin(), now->providers.end(),
+                                         [&](const auto& q) { return q.get() == old->first; });
+        if (!current) old->second->retire();
+        if (!current && old->second->open() == 0)
             old = pools_.erase(old);
         else
             ++old;

@@ -58,24 +58,35 @@ void pool::publish() noexcept {
 asio::awaitable<error_code> pool::resolve() {
     const auto now = std::chrono::steady_clock::now();
     if (!endpoints_.empty() && now - resolved_at_ < resolve_ttl) co_return error_code{};
-    // Shared with the timer's handler, which may run after this frame is gone.
-    auto resolver = std::make_shared<asio::ip::tcp::resolver>(ex_);
     const auto& cfg = provider_->config();
-    // The resolver has no deadline of its own: a timer cancels it at the connect timeout
-    // (a hung DNS server must not hold the request past it).
-    asio::steady_timer limit(ex_, cfg.connect_timeout);
-    auto timed_out = std::make_shared<bool>(false);
-    limit.async_wait([resolver, timed_out](const error_code& tec) {
-        if (tec) return;  // cancelled: the resolve finished first
-        *timed_out = true;
-        resolver->cancel();
-    });
-    auto [ec, results] =
-        co_await resolver->async_resolve(cfg.host, std::to_string(cfg.port), use_tuple);
-    limit.cancel();
-    if (*timed_out) co_return error_code(asio::error::timed_out);
-    if (ec) co_return ec;
-    endpoints_ = std::move(results);
+    // getaddrinfo runs on Asio's resolver thread and cannot be interrupted (cancel() only
+    // stops a lookup not yet started): the request waits on a timer instead, bounded by
+    // the connect timeout, which the lookup's completion cuts short. A lookup that hangs
+    // finishes (or not) on its own; its result lands in `st`, kept alive by the handler.
+    struct state {
+        explicit state(const asio::any_io_executor& ex) : timer(ex), resolver(ex) {}
+        asio::steady_timer timer;
+        asio::ip::tcp::resolver resolver;
+        bool done = false;
+        error_code ec;
+        asio::ip::tcp::resolver::results_type results;
+    };
+    auto st = std::make_shared<state>(ex_);
+    st->timer.expires_after(cfg.connect_timeout);
+    st->resolver.async_resolve(cfg.host, std::to_string(cfg.port),
+                               [st](const error_code& ec, auto results) {
+                                   st->done = true;
+                                   st->ec = ec;
+                                   st->results = std::move(results);
+                                   st->timer.cancel();
+                               });
+    co_await st->timer.async_wait(use_tuple);
+    if (!st->done) {
+        st->resolver.cancel();
+        co_return error_code(asio::error::timed_out);
+    }
+    if (st->ec) co_return st->ec;
+    endpoints_ = std::move(st->results);
     resolved_at_ = now;
     co_return error_code{};
 }
@@ -170,8 +181,17 @@ asio::awaitable<std::pair<error_code, lease>> pool::acquire(bool fresh) {
     }
 }
 
+void pool::retire() noexcept {
+    if (retired_) return;
+    retired_ = true;
+    for (auto& c : idle_) c.conn->close();
+    open_ -= idle_.size();
+    idle_.clear();
+    publish();
+}
+
 void pool::give_back(std::unique_ptr<net::byte_stream> conn, bool reusable) noexcept {
-    if (reusable && conn->socket().is_open()) {
+    if (reusable && !retired_ && conn->socket().is_open()) {
         conn->lowest().expires_never();
         idle_.push_back({std::move(conn), std::chrono::steady_clock::now()});
     } else {

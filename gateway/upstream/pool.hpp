@@ -62,8 +62,9 @@ class pool {
         publish();
     }
     std::size_t open() const noexcept { return open_; }
-    // No configuration generation refers to this pool's provider any more.
-    bool unused() const noexcept { return provider_.use_count() == 1; }
+    // The provider left the configuration: idle connections are closed now, busy ones
+    // when they come back; nothing is pooled any more.
+    void retire() noexcept;
     std::size_t idle() const noexcept { return idle_.size(); }
 
   private:
@@ -92,6 +93,7 @@ class pool {
     std::chrono::steady_clock::time_point resolved_at_{};
     std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
     observe::connection_gauge* gauge_ = nullptr;
+    bool retired_ = false;
     std::chrono::steady_clock::time_point last_fd_warning_{};
     std::int64_t published_active_ = 0, published_idle_ = 0;
 };

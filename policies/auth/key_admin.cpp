@@ -182,7 +182,7 @@ std::pair<int, std::string> key_admin::create(std::string_view body, std::int64_
     const auto copy = k;
     if (store_->create(std::move(k), now_ms) == key_store::result::exists)
         return error(409, "key_exists", "a key with this id already exists");
-    if (has_budget && on_budget_) on_budget_(copy);
+    if (has_budget && on_budget_) seed(copy);
     spdlog::info("admin: key {} created", copy.id);
     std::string out = R"({"id":)";
     json_text::append_string(out, copy.id);
@@ -190,6 +190,15 @@ std::pair<int, std::string> key_admin::create(std::string_view body, std::int64_
     json_text::append_string(out, secret);
     out += '}';
     return {201, std::move(out)};
+}
+
+void key_admin::seed(const config::key_config& k) const noexcept {
+    // The key is stored already: a failure here must not cost the caller its secret.
+    try {
+        on_budget_(k);
+    } catch (const std::exception& e) {
+        spdlog::error("admin: key {}: budget not seeded from the ledger: {}", k.id, e.what());
+    }
 }
 
 std::pair<int, std::string> key_admin::list() const {
@@ -229,13 +238,17 @@ std::pair<int, std::string> key_admin::patch(std::string_view raw_id, std::strin
     auto& p = parsed.patch;
     if (p.id && *p.id != id) return error(400, "invalid_value", "id cannot be changed");
     config::key_config k = *it->second.key;
+    // The budget book is seeded from the ledger only for a budget that is new or changed
+    // its period: re-seeding one in use would race the records being committed.
+    const bool reseed =
+        p.has_budget && p.terms.budget && (!k.budget || k.budget->period != p.terms.budget->period);
     if (p.has_models) k.models = p.terms.models;
     if (p.has_limits) k.limits = p.terms.limits;
     if (p.has_budget) k.budget = p.terms.budget;
     if (auto bad = check_models(*cfg, k)) return *bad;
     if (store_->update(k) == key_store::result::not_found)
         return error(404, "key_not_found", "no key with this id");
-    if (p.has_budget && k.budget && on_budget_) on_budget_(k);
+    if (reseed && on_budget_) seed(k);
     spdlog::info("admin: key {} changed", id);
     return {200, key_json(k, false, it->second.created_at_ms)};
 }

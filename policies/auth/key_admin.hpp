@@ -39,6 +39,8 @@ class key_admin {
                                 std::int64_t created_at_ms);
 
   private:
+    void seed(const config::key_config& k) const noexcept;
+
     std::shared_ptr<key_store> store_;
     std::function<std::shared_ptr<const config::gateway_config>()> current_config_;
     std::function<void(const config::key_config&)> on_budget_;

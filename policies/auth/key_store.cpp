@@ -155,7 +155,8 @@ std::shared_ptr<key_store::table> key_store::load_table() {
     stmt q(db_,
            "SELECT id, key_sha256, models, rpm, tpm, concurrency, budget_tokens, budget_usd,"
            " budget_period, created_at FROM api_keys");
-    while (sqlite3_step(q) == SQLITE_ROW) {
+    int rc;
+    while ((rc = sqlite3_step(q)) == SQLITE_ROW) {
         auto k = std::make_shared<config::key_config>();
         k->id = column_text(q, 0);
         k->key_sha256 = column_text(q, 1);
@@ -190,6 +191,9 @@ std::shared_ptr<key_store::table> key_store::load_table() {
         t->by_digest.emplace(d, k);
         t->by_id.emplace(k->id, entry{k, created});
     }
+    // A read cut short (a lock, an I/O error) must not pass for the whole table.
+    if (rc != SQLITE_DONE)
+        throw std::runtime_error("key store: " + std::string(sqlite3_errmsg(db_)));
     return t;
 }
 
@@ -202,26 +206,31 @@ bool key_store::refresh() {
     std::lock_guard lock(mu_);
     const auto version = read_data_version();
     if (version == data_version_) return false;  // no other connection committed
+    auto fresh = load_table();  // throws on a failed read: retried at the next look
     data_version_ = version;
-    auto fresh = load_table();
     const auto old = current();
-    std::vector<std::shared_ptr<const config::key_config>> changed;
+    std::vector<std::pair<std::shared_ptr<const config::key_config>,
+                          std::shared_ptr<const config::key_config>>>
+        changed;  // before (or null), now
     for (const auto& [id, e] : fresh->by_id) {
         const auto it = old->by_id.find(id);
-        if (it == old->by_id.end() || !same_key(*it->second.key, *e.key)) changed.push_back(e.key);
+        if (it == old->by_id.end())
+            changed.emplace_back(nullptr, e.key);
+        else if (!same_key(*it->second.key, *e.key))
+            changed.emplace_back(it->second.key, e.key);
     }
     bool removed = false;
     for (const auto& [id, e] : old->by_id) removed = removed || !fresh->by_id.contains(id);
     if (changed.empty() && !removed) return false;
     publish(std::move(fresh));
     if (listener_)
-        for (const auto& k : changed) listener_(*k);
+        for (const auto& [before, now] : changed) listener_(before.get(), *now);
     return true;
 }
 
-void key_store::set_listener(std::function<void(const config::key_config&)> listener) {
+void key_store::set_listener(listener l) {
     std::lock_guard lock(mu_);
-    listener_ = std::move(listener);
+    listener_ = std::move(l);
 }
 
 void key_store::start_refresh(std::chrono::milliseconds every) {
@@ -248,7 +257,7 @@ void key_store::exec(const char* sql) {
     }
 }
 
-void key_store::write(const config::key_config& k, std::int64_t created_at_ms, bool insert) {
+bool key_store::write(const config::key_config& k, std::int64_t created_at_ms, bool insert) {
     stmt s(db_, insert ? "INSERT INTO api_keys (models, rpm, tpm, concurrency, budget_tokens,"
                          " budget_usd, budget_period, id, key_sha256, created_at)"
                          " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"
@@ -285,8 +294,11 @@ void key_store::write(const config::key_config& k, std::int64_t created_at_ms, b
                           SQLITE_TRANSIENT);
         sqlite3_bind_int64(s, 10, created_at_ms);
     }
-    if (sqlite3_step(s) != SQLITE_DONE)
+    const int rc = sqlite3_step(s);
+    if (insert && (rc & 0xff) == SQLITE_CONSTRAINT) return false;  // id or digest taken
+    if (rc != SQLITE_DONE)
         throw std::runtime_error("key store " + path_ + ": " + sqlite3_errmsg(db_));
+    return insert || sqlite3_changes(db_) > 0;
 }
 
 key_store::result key_store::create(config::key_config key, std::int64_t now_ms) {
@@ -296,7 +308,7 @@ key_store::result key_store::create(config::key_config key, std::int64_t now_ms)
     if (!digest_from_hex(key.key_sha256, d)) throw std::runtime_error("key store: bad digest");
     key.key_sha256 = to_hex(d);
     if (old->by_id.contains(key.id) || old->by_digest.contains(d)) return result::exists;
-    write(key, now_ms, true);
+    if (!write(key, now_ms, true)) return result::exists;  // another instance took it
     auto t = std::make_shared<table>(*old);
     auto k = std::make_shared<const config::key_config>(std::move(key));
     t->by_digest.emplace(d, k);
@@ -312,7 +324,7 @@ key_store::result key_store::update(const config::key_config& updated) {
     if (it == old->by_id.end()) return result::not_found;
     auto k = std::make_shared<config::key_config>(updated);
     k->key_sha256 = it->second.key->key_sha256;  // the secret never changes
-    write(*k, it->second.created_at_ms, false);
+    if (!write(*k, it->second.created_at_ms, false)) return result::not_found;
     auto t = std::make_shared<table>(*old);
     key_digest d;
     digest_from_hex(k->key_sha256, d);

@@ -64,18 +64,23 @@ class key_store {
 
     // Other instances sharing the database (one host, one SQLite file) change keys too:
     // re-reads the table when another connection committed since the last look (SQLite's
-    // data_version) and publishes it. Calls the listener for keys added or changed.
+    // data_version) and publishes it. Calls the listener for keys added or changed (with
+    // the key as it was before, or null for a new one).
     // Returns true when the keys changed. Thread-safe.
     bool refresh();
-    void set_listener(std::function<void(const config::key_config&)> listener);
+    using listener =
+        std::function<void(const config::key_config* before, const config::key_config& now)>;
+    void set_listener(listener l);
     // Calls refresh() every `every` on a thread of its own until destruction.
     void start_refresh(std::chrono::milliseconds every);
 
     enum class result { ok, exists, not_found };
     // Stores a new key (its key_sha256 set). exists: the id or the digest is taken.
     // Throws std::runtime_error when the database refuses the write (nothing published).
+    // (Another instance sharing the database may have taken the id a moment ago: exists.)
     result create(config::key_config key, std::int64_t now_ms);
     // Replaces the key's models, limits and budget with those of `updated` (same id).
+    // not_found also when another instance deleted it meanwhile.
     result update(const config::key_config& updated);
     result remove(const std::string& id);
 
@@ -84,13 +89,15 @@ class key_store {
     std::shared_ptr<table> load_table();
     std::int64_t read_data_version();
     void exec(const char* sql);
-    void write(const config::key_config& k, std::int64_t created_at_ms, bool insert);
+    // False when the row was not written: the id or digest is taken (insert), or the
+    // row is gone (update).
+    bool write(const config::key_config& k, std::int64_t created_at_ms, bool insert);
 
     std::string path_;
     sqlite3* db_ = nullptr;
     std::mutex mu_;  // serialises changes and refreshes; guards the members up to table_
     std::int64_t data_version_ = 0;
-    std::function<void(const config::key_config&)> listener_;
+    listener listener_;
     std::atomic<std::shared_ptr<const table>> table_;
     std::mutex stop_mu_;
     std::condition_variable stop_cv_;

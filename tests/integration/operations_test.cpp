@@ -1555,3 +1555,30 @@ BOOST_AUTO_TEST_CASE(
         poll_until([&] { return chat(b.port(), body, secret).status == 401; }, 10s, 50ms);
     BOOST_TEST(gone_on_b, "the key revoked on A still worked on B");
 }
+
+BOOST_AUTO_TEST_CASE(a_reload_that_needs_the_ledger_is_refused_when_it_was_not_opened) {
+    // Started without usage or budget in the chain, the gateway has no ledger open: a
+    // reload adding them is refused (restart needed), not accepted into a chain that would
+    // dereference a missing ledger, and the old config keeps serving.
+    mock_upstream mock;
+    const auto dir = make_temp_dir();
+    config_options o;
+    o.policies = "[auth, router]";
+    o.top_extra = std::string("admin: {listen: \"127.0.0.1:0\", token: ") + admin_token + "}\n";
+    const std::string yaml = standard_config(mock.port(), o);
+    gateway_process gw(yaml);
+    const auto admin_port = gw.admin_port();
+    o.policies = "[auth, rate_limit, budget, router, usage]";
+    o.top_extra += "usage: {database: \"" + (dir / "usage.db").string() + "\"}\n";
+    std::ofstream(gw.dir() / "tollgate.yaml") << standard_config(mock.port(), o);
+    http_connection c(admin_port);
+    auto r = c.request("POST", "/admin/reload",
+                       {{"authorization", std::string("Bearer ") + admin_token}});
+    BOOST_TEST(r.status == 400, r.body);
+    BOOST_TEST(r.body.find("restart") != std::string::npos, r.body);
+    auto ok = http_request(gw.port(), "POST", "/v1/chat/completions", auth_headers(),
+                           chat_body("still served"));
+    BOOST_TEST(ok.status == 200);
+    std::error_code ec;
+    std::filesystem::remove_all(dir, ec);
+}
