@@ -952,10 +952,13 @@ BOOST_AUTO_TEST_CASE(half_closed_client_is_taken_as_gone) {
     std::string received;
     BOOST_TEST(c.read_until_closed(received, 20s));
     BOOST_TEST(received.empty(), "answered: " << received);
-    BOOST_TEST(e.mock.wait_for("streams_aborted", 1));
     const auto rec = e.record_of(id);
     BOOST_TEST(rec.status == 499, rec.line);
     BOOST_TEST(str(rec.error) == "client_closed", rec.line);
+    // The upstream request was stopped: the gateway closed that upstream connection
+    // (expect_recovered: no connection active, the pool's count equal to what the mock
+    // still holds). The mock's own stream counters are not asserted: pausing in its head
+    // delay it may not notice the close and count the stream as written.
     expect_recovered(e);
 }
 

@@ -6,6 +6,7 @@
 #include <signal.h>
 
 #include <algorithm>
+#include <cstdio>
 #include <fstream>
 #include <random>
 #include <stdexcept>
@@ -32,9 +33,28 @@ std::filesystem::path make_temp_dir() {
 }
 
 std::uint16_t closed_port() {
-    boost::asio::io_context ioc;
-    boost::asio::ip::tcp::acceptor a(ioc, {boost::asio::ip::make_address("127.0.0.1"), 0});
-    return a.local_endpoint().port();
+    // Below the kernel's ephemeral range (ip_local_port_range, 32768+ by default): a port
+    // handed out for port 0 (a mock, an admin listener of the same test) can never be
+    // this one, as it could be if we took an ephemeral port and released it. Bound once
+    // here to check that nothing listens on it now.
+    unsigned lo = 32768, hi = 60999;
+    if (std::FILE* f = std::fopen("/proc/sys/net/ipv4/ip_local_port_range", "r")) {
+        if (std::fscanf(f, "%u %u", &lo, &hi) != 2) lo = 32768;
+        std::fclose(f);
+    }
+    const unsigned top = std::max(2048u, std::min(lo, 65536u)) - 1;
+    std::random_device rd;
+    for (int i = 0; i < 1000; ++i) {
+        const auto port = static_cast<std::uint16_t>(1024 + rd() % (top - 1024));
+        boost::asio::io_context ioc;
+        boost::asio::ip::tcp::acceptor a(ioc);
+        boost::system::error_code ec;
+        const boost::asio::ip::tcp::endpoint ep(boost::asio::ip::make_address("127.0.0.1"), port);
+        a.open(ep.protocol(), ec);
+        if (!ec) a.bind(ep, ec);
+        if (!ec) return port;  // free now; released when `a` goes
+    }
+    throw std::runtime_error("closed_port: no free port below the ephemeral range");
 }
 
 namespace {
