@@ -51,24 +51,6 @@ constexpr const char* admin_token = "adm-faults-test-token-7373737373737373";
 // ---------------------------------------------------------------------------------------
 // Small utilities
 
-template <class F>
-bool poll_until(F&& done, std::chrono::milliseconds bound = 10s,
-                std::chrono::milliseconds every = 10ms) {
-    const auto deadline = std::chrono::steady_clock::now() + bound;
-    for (;;) {
-        if (done()) return true;
-        if (std::chrono::steady_clock::now() >= deadline) return false;
-        std::this_thread::sleep_for(every);
-    }
-}
-
-std::string read_file(const std::filesystem::path& p) {
-    std::ifstream in(p, std::ios::binary);
-    std::ostringstream s;
-    s << in.rdbuf();
-    return s.str();
-}
-
 std::string expected_content(int chunks) {
     std::string s;
     for (int i = 0; i < chunks; ++i) s += "word" + std::to_string(i) + " ";

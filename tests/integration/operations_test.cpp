@@ -54,24 +54,6 @@ constexpr double in_price = 0.15, out_price = 0.60;
 // ---------------------------------------------------------------------------------------
 // Small utilities
 
-template <class F>
-bool poll_until(F&& done, std::chrono::milliseconds bound = 10s,
-                std::chrono::milliseconds every = 10ms) {
-    const auto deadline = std::chrono::steady_clock::now() + bound;
-    for (;;) {
-        if (done()) return true;
-        if (std::chrono::steady_clock::now() >= deadline) return false;
-        std::this_thread::sleep_for(every);
-    }
-}
-
-std::string read_text(const std::filesystem::path& p) {
-    std::ifstream in(p, std::ios::binary);
-    std::ostringstream s;
-    s << in.rdbuf();
-    return s.str();
-}
-
 std::vector<std::string> lines_of(const std::string& text) {
     std::vector<std::string> out;
     std::istringstream in(text);
@@ -589,7 +571,7 @@ access_line parse_access_line(const std::string& text) {
 
 std::vector<access_line> read_access_log(const std::filesystem::path& p) {
     std::vector<access_line> out;
-    for (const auto& l : lines_of(read_text(p))) out.push_back(parse_access_line(l));
+    for (const auto& l : lines_of(read_file(p))) out.push_back(parse_access_line(l));
     return out;
 }
 
@@ -1400,7 +1382,7 @@ BOOST_AUTO_TEST_CASE(access_log_has_a_line_per_request_no_secret_anywhere_and_re
     BOOST_TEST(e.admin("DELETE", std::string("/admin/keys/") + client_key_a).status == 404);
 
     // Lines are written as requests end, just after the answer: wait for all five.
-    BOOST_TEST(poll_until([&] { return lines_of(read_text(e.access_log_path())).size() >= 5; }));
+    BOOST_TEST(poll_until([&] { return lines_of(read_file(e.access_log_path())).size() >= 5; }));
     const auto lines = read_access_log(e.access_log_path());
     BOOST_TEST(lines.size() == 5u);
     const std::vector<std::string> fields = {
@@ -1453,7 +1435,7 @@ BOOST_AUTO_TEST_CASE(access_log_has_a_line_per_request_no_secret_anywhere_and_re
     // No secret in the access log, the metrics or the gateway's output.
     const std::string metrics = e.metrics_text();
     const std::string output = e.gw->process().output();
-    const std::string log_text = read_text(e.access_log_path());
+    const std::string log_text = read_file(e.access_log_path());
     for (const std::string& secret :
          {std::string(client_key_a), std::string(client_key_b), std::string(provider_key),
           std::string(admin_token), admin_secret, std::string(wrong_key)}) {
@@ -1475,7 +1457,7 @@ BOOST_AUTO_TEST_CASE(access_log_has_a_line_per_request_no_secret_anywhere_and_re
     const std::string rid = after.header("x-request-id");
     BOOST_TEST(poll_until([&] {
         return std::filesystem::exists(e.access_log_path()) &&
-               !lines_of(read_text(e.access_log_path())).empty();
+               !lines_of(read_file(e.access_log_path())).empty();
     }));
     const auto fresh = read_access_log(e.access_log_path());
     BOOST_TEST(fresh.size() == 1u);

@@ -73,30 +73,12 @@ const std::vector<std::string> spec_keys = {"ts",
 // ---------------------------------------------------------------------------------------
 // Small utilities
 
-template <class F>
-bool poll_until(F&& done, std::chrono::milliseconds bound = 10s,
-                std::chrono::milliseconds every = 10ms) {
-    const auto deadline = std::chrono::steady_clock::now() + bound;
-    for (;;) {
-        if (done()) return true;
-        if (std::chrono::steady_clock::now() >= deadline) return false;
-        std::this_thread::sleep_for(every);
-    }
-}
-
 std::string utc_date(std::chrono::system_clock::time_point t) {
     const std::chrono::year_month_day ymd{std::chrono::floor<std::chrono::days>(t)};
     char buf[16];
     std::snprintf(buf, sizeof buf, "%04d-%02u-%02u", static_cast<int>(ymd.year()),
                   static_cast<unsigned>(ymd.month()), static_cast<unsigned>(ymd.day()));
     return buf;
-}
-
-std::string read_file(const std::filesystem::path& p) {
-    std::ifstream in(p, std::ios::binary);
-    std::ostringstream s;
-    s << in.rdbuf();
-    return s.str();
 }
 
 // The mock's prompt_tokens rule: max(1, bytes of all message text / 4).

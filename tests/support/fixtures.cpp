@@ -9,6 +9,7 @@
 #include <cstdio>
 #include <fstream>
 #include <random>
+#include <sstream>
 #include <stdexcept>
 
 namespace tollgate::test {
@@ -30,6 +31,13 @@ std::filesystem::path make_temp_dir() {
         if (std::filesystem::create_directory(p)) return p;
     }
     throw std::runtime_error("cannot create a temp dir");
+}
+
+std::string read_file(const std::filesystem::path& p) {
+    std::ifstream in(p, std::ios::binary);
+    std::ostringstream s;
+    s << in.rdbuf();
+    return s.str();
 }
 
 std::uint16_t closed_port() {

@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "tests/support/http_client.hpp"
@@ -97,6 +98,22 @@ struct test_certs {
 test_certs make_test_certs();
 
 std::string tollgate_binary();
+
+// Polls `done` every `every` until it returns true (true) or `bound` passes (false): a
+// bounded wait for an event a test can only observe, never a sleep standing in for one.
+template <class F>
+bool poll_until(F&& done, std::chrono::milliseconds bound = std::chrono::seconds(10),
+                std::chrono::milliseconds every = std::chrono::milliseconds(10)) {
+    const auto deadline = std::chrono::steady_clock::now() + bound;
+    for (;;) {
+        if (done()) return true;
+        if (std::chrono::steady_clock::now() >= deadline) return false;
+        std::this_thread::sleep_for(every);
+    }
+}
+
+// The whole file (empty if it cannot be read).
+std::string read_file(const std::filesystem::path& p);
 std::string mock_binary();
 
 }  // namespace tollgate::test
