@@ -616,13 +616,28 @@ void read_usage(reader& r, const YAML::Node& n, usage_config& u) {
 
 void read_state(reader& r, const YAML::Node& n, state_config& s) {
     if (!n.IsDefined()) return;
-    if (!r.check_map(n, "state", {"backend", "redis_url", "fail_mode", "timeout"})) return;
+    if (!r.check_map(n, "state",
+                     {"backend", "redis_url", "fail_mode", "timeout", "key_prefix", "lease",
+                      "pool_size", "tls_ca_file"}))
+        return;
     r.read_enum(n["backend"], "state.backend", s.backend,
                 {{"memory", state_backend::memory}, {"redis", state_backend::redis}});
     r.read_string(n["redis_url"], "state.redis_url", s.redis_url);
     r.read_enum(n["fail_mode"], "state.fail_mode", s.on_failure,
                 {{"closed", fail_mode::closed}, {"open", fail_mode::open}});
     r.read_duration(n["timeout"], "state.timeout", s.timeout);
+    r.read_string(n["key_prefix"], "state.key_prefix", s.key_prefix);
+    r.read_duration(n["lease"], "state.lease", s.lease);
+    r.read_string(n["tls_ca_file"], "state.tls_ca_file", s.tls_ca_file);
+    r.read_uint(n["pool_size"], "state.pool_size", s.pool_size, 1u, 64u);
+    if (s.timeout.count() <= 0) r.error(n["timeout"], "state.timeout: must be more than 0");
+    if (s.lease < std::chrono::seconds(3))
+        r.error(n["lease"], "state.lease: must be at least 3s");
+    if (s.backend == state_backend::redis && !s.redis_url.starts_with("redis://") &&
+        !s.redis_url.starts_with("rediss://"))
+        r.error(n["redis_url"],
+                "state.redis_url: expected redis://[[user]:password@]host[:port][/db] or "
+                "rediss://... (TLS)");
 }
 
 // Cross-references between sections: names that must exist, ids that must be unique.

@@ -6,4 +6,5 @@ apt-get update -q
 apt-get install -y -q --no-install-recommends \
     g++ cmake ninja-build ccache pkg-config ca-certificates curl openssl \
     libboost1.81-dev libboost-system1.81-dev libboost-test1.81-dev \
-    libsimdjson-dev libspdlog-dev libfmt-dev libyaml-cpp-dev libssl-dev libsqlite3-dev
+    libsimdjson-dev libspdlog-dev libfmt-dev libyaml-cpp-dev libssl-dev libsqlite3-dev \
+    libpq-dev postgresql redis-server

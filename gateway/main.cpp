@@ -23,6 +23,7 @@
 #include "gateway/version.hpp"
 #include "policies/auth/key_admin.hpp"
 #include "policies/register_builtin.hpp"
+#include "policies/state/shared_state.hpp"
 #include "policies/usage/ledger.hpp"
 #include "policies/usage/usage_report.hpp"
 
@@ -82,7 +83,7 @@ std::vector<std::string> restart_only_changes(const tollgate::config::gateway_co
     if (!(a.admin == b.admin)) out.emplace_back("admin");
     if (a.usage.database != b.usage.database || a.usage.jsonl != b.usage.jsonl)
         out.emplace_back("usage");
-    if (a.state.backend != b.state.backend || a.state.redis_url != b.state.redis_url)
+    if (a.state != b.state)
         out.emplace_back("state");
     return out;
 }
@@ -210,10 +211,20 @@ int main(int argc, char** argv) {
             });
         }
 
+        if (auto st = services.shared)
+            metrics.add_source([st](std::string& out) { st->render_metrics(out); });
+
         ts::server srv(gen, &metrics);
         gen.reset();  // the server holds it; a reload must be able to let it go
-        // Ready means: config loaded and the usage store writable.
-        if (auto l = services.usage_ledger) srv.set_readiness([l] { return l->healthy(); });
+        // Ready means: config loaded, the usage store writable and, with a shared state
+        // store under fail_mode closed, Redis reachable (a load balancer then sends the
+        // traffic to instances that can admit it). /healthz never depends on either.
+        srv.set_readiness([l = services.usage_ledger, st = services.shared] {
+            if (l && !l->healthy()) return false;
+            if (st && st->mode() == tollgate::config::fail_mode::closed && !st->connected())
+                return false;
+            return true;
+        });
 
         // Reload (SIGHUP, POST /admin/reload): a config that fails --check is refused and
         // the running one stays; a good one is swapped in for new requests.
@@ -287,6 +298,9 @@ int main(int argc, char** argv) {
                 },
                 [&services](const tollgate::config::key_config& k) {
                     tollgate::policies::seed_budget(services, k);
+                },
+                [st = services.shared] {
+                    if (st) st->publish_keys_changed();
                 });
         }
         if (admin) {

@@ -11,6 +11,7 @@
 #include "policies/budget/budget_policy.hpp"
 #include "policies/rate_limit/rate_limit_policy.hpp"
 #include "policies/router/router_policy.hpp"
+#include "policies/state/shared_state.hpp"
 #include "policies/usage/ledger.hpp"
 #include "policies/usage/usage_policy.hpp"
 
@@ -32,8 +33,6 @@ bool in_chain(const config::gateway_config& cfg, std::string_view name) {
 
 builtin_services make_builtin_services(const config::gateway_config& cfg) {
     builtin_services s;
-    if (cfg.state.backend == config::state_backend::redis)
-        throw std::runtime_error("state.backend: redis is not supported yet; use memory");
     s.rates = std::make_shared<memory_rate_store>();
     s.budgets = std::make_shared<budget_book>();
     if (in_chain(cfg, "usage") || in_chain(cfg, "budget")) {
@@ -85,6 +84,25 @@ builtin_services make_builtin_services(const config::gateway_config& cfg) {
         });
         s.keys->start_refresh(std::chrono::seconds(1));
     }
+    if (cfg.state.backend == config::state_backend::redis) {
+        try {
+            s.shared = std::make_shared<shared_state>(cfg.state, s.usage_ledger);
+        } catch (const std::invalid_argument& e) {
+            throw std::runtime_error(e.what());
+        }
+        // A key changed on another instance: re-read the key store now, not at the next
+        // 1-s refresh (also after each (re)subscription, to catch up on missed news).
+        if (s.keys)
+            s.shared->on_keys_changed([keys = std::weak_ptr<key_store>(s.keys)] {
+                if (auto k = keys.lock()) {
+                    try {
+                        k->refresh();
+                    } catch (const std::exception& e) {
+                        spdlog::warn("state: key store refresh failed: {}", e.what());
+                    }
+                }
+            });
+    }
     return s;
 }
 
@@ -108,8 +126,10 @@ void register_builtin(core::policy_registry& registry, const builtin_services& s
         true);
     registry.add(
         "rate_limit",
-        [rates = services.rates](const core::policy_init& init) -> std::unique_ptr<core::policy> {
-            return std::make_unique<rate_limit_policy>(init.config, init.slot, rates);
+        [rates = services.rates,
+         shared = services.shared](const core::policy_init& init) -> std::unique_ptr<core::policy> {
+            return std::make_unique<rate_limit_policy>(init.config, init.slot, rates, shared,
+                                                       in_chain(init.config, "budget"));
         },
         true);
     // The ledger opens at start, for a chain that has usage or budget then; a reload that
@@ -119,13 +139,14 @@ void register_builtin(core::policy_registry& registry, const builtin_services& s
     const bool have_ledger = services.usage_ledger != nullptr;
     registry.add(
         "budget",
-        [book = services.budgets, live,
-         have_ledger](const core::policy_init& init) -> std::unique_ptr<core::policy> {
+        [book = services.budgets, live, have_ledger,
+         shared = services.shared](const core::policy_init& init) -> std::unique_ptr<core::policy> {
             if (live && !have_ledger)
                 throw std::runtime_error(
                     "needs the usage ledger, which opens at start: restart "
                     "tollgate to add budget to the chain");
-            return std::make_unique<budget_policy>(init.config, init.slot, book);
+            return std::make_unique<budget_policy>(init.config, init.slot, book, shared,
+                                                   in_chain(init.config, "rate_limit"));
         },
         true);
     registry.add("router", &router_policy::make, true);

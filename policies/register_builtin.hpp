@@ -11,6 +11,7 @@ class ledger;
 class rate_store;
 class budget_book;
 class key_store;
+class shared_state;
 
 // Shared by every snapshot (a reload keeps them): the usage ledger, the rate-limit store,
 // the budget book and the store of keys created through the admin API. Each is
@@ -20,6 +21,9 @@ struct builtin_services {
     std::shared_ptr<rate_store> rates;
     std::shared_ptr<budget_book> budgets;
     std::shared_ptr<key_store> keys;  // null when neither the ledger nor the admin API is on
+    // state.backend: redis — limits and budgets shared by every instance; key changes
+    // announced to them. Null with the memory backend.
+    std::shared_ptr<shared_state> shared;
 };
 
 // Opens what `cfg` needs: the ledger (usage.database, usage.jsonl) when the chain has

@@ -117,6 +117,9 @@ struct request_context {
     std::optional<double> cost_usd;
 
     std::vector<std::unique_ptr<policy_state>> states;  // one slot per policy in the chain
+    // Shared by the policies that admit together (rate_limit + budget on a shared state
+    // store: one Redis step for both).
+    std::unique_ptr<policy_state> shared_admission;
 
     template <class T>
     T* state(std::size_t slot) const noexcept {

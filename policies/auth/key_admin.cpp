@@ -76,10 +76,21 @@ const char* period_name(config::budget_period p) {
 
 key_admin::key_admin(std::shared_ptr<key_store> store,
                      std::function<std::shared_ptr<const config::gateway_config>()> current_config,
-                     std::function<void(const config::key_config&)> on_budget)
+                     std::function<void(const config::key_config&)> on_budget,
+                     std::function<void()> on_change)
     : store_(std::move(store)),
       current_config_(std::move(current_config)),
-      on_budget_(std::move(on_budget)) {}
+      on_budget_(std::move(on_budget)),
+      on_change_(std::move(on_change)) {}
+
+void key_admin::changed() const noexcept {
+    if (!on_change_) return;
+    try {
+        on_change_();
+    } catch (const std::exception& e) {
+        spdlog::error("admin: key change not announced to other instances: {}", e.what());
+    }
+}
 
 std::string key_admin::new_secret() {
     static constexpr char alphabet[] =
@@ -183,6 +194,7 @@ std::pair<int, std::string> key_admin::create(std::string_view body, std::int64_
     if (store_->create(std::move(k), now_ms) == key_store::result::exists)
         return error(409, "key_exists", "a key with this id already exists");
     if (has_budget && on_budget_) seed(copy);
+    changed();
     spdlog::info("admin: key {} created", copy.id);
     std::string out = R"({"id":)";
     json_text::append_string(out, copy.id);
@@ -249,6 +261,7 @@ std::pair<int, std::string> key_admin::patch(std::string_view raw_id, std::strin
     if (store_->update(k) == key_store::result::not_found)
         return error(404, "key_not_found", "no key with this id");
     if (reseed && on_budget_) seed(k);
+    changed();
     spdlog::info("admin: key {} changed", id);
     return {200, key_json(k, false, it->second.created_at_ms)};
 }
@@ -261,6 +274,7 @@ std::pair<int, std::string> key_admin::remove(std::string_view raw_id) {
                      "this key is defined in the config file; remove it there and reload");
     if (store_->remove(id) == key_store::result::not_found)
         return error(404, "key_not_found", "no key with this id");
+    changed();
     spdlog::info("admin: key {} revoked", id);
     return {204, std::string()};
 }

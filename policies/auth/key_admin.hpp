@@ -20,10 +20,12 @@ class key_admin {
   public:
     // `current_config` returns the configuration in force (reloads change it);
     // `on_budget` is called after a key with a budget was created or its budget changed
-    // (the budget book is seeded from the ledger there).
+    // (the budget book is seeded from the ledger there); `on_change` after every key
+    // created, changed or revoked (announced to the other instances there).
     key_admin(std::shared_ptr<key_store> store,
               std::function<std::shared_ptr<const config::gateway_config>()> current_config,
-              std::function<void(const config::key_config&)> on_budget);
+              std::function<void(const config::key_config&)> on_budget,
+              std::function<void()> on_change = {});
 
     // Each returns the HTTP status and the JSON body (OpenAI error shape on errors).
     // Thread-safe.
@@ -40,10 +42,12 @@ class key_admin {
 
   private:
     void seed(const config::key_config& k) const noexcept;
+    void changed() const noexcept;
 
     std::shared_ptr<key_store> store_;
     std::function<std::shared_ptr<const config::gateway_config>()> current_config_;
     std::function<void(const config::key_config&)> on_budget_;
+    std::function<void()> on_change_;
 };
 
 }  // namespace tollgate::policies

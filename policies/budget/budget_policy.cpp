@@ -3,6 +3,7 @@
 #include <chrono>
 
 #include "policies/rate_limit/rate_limit_policy.hpp"
+#include "policies/state/shared_state.hpp"
 #include "policies/usage/usage_extract.hpp"
 #include "policies/usage/usage_policy.hpp"
 
@@ -33,12 +34,65 @@ budget_book::budget budget_policy::to_budget(const config::budget_config& b) noe
 }
 
 budget_policy::budget_policy(const config::gateway_config& cfg, std::size_t slot,
-                             std::shared_ptr<budget_book> book)
-    : cfg_(cfg), slot_(slot), book_(std::move(book)) {}
+                             std::shared_ptr<budget_book> book,
+                             std::shared_ptr<shared_state> shared, bool rate_in_chain)
+    : cfg_(cfg),
+      slot_(slot),
+      book_(std::move(book)),
+      shared_(std::move(shared)),
+      rate_in_chain_(rate_in_chain) {}
+
+namespace {
+
+void refuse(core::request_context& ctx, budget_book::decision::reason why) {
+    ctx.refusal_reason = "budget";
+    ctx.set_error_reply(core::errc::budget_exceeded,
+                        why == budget_book::decision::reason::usd
+                            ? "the key's USD budget for this period is spent"
+                            : "the key's token budget for this period is spent");
+}
+
+}  // namespace
 
 core::verdict budget_policy::on_request(core::request_context& ctx) const {
     if (!ctx.key || !ctx.key->budget || ctx.ep == core::endpoint::models)
         return core::verdict::next;
+    if (shared_) {
+        if (const auto* adm = static_cast<const shared_admission*>(ctx.shared_admission.get()))
+            return apply_shared(ctx, *adm);
+        return core::verdict::suspend;
+    }
+    return reserve_local(ctx);
+}
+
+boost::asio::awaitable<core::verdict> budget_policy::on_request_async(
+    core::request_context& ctx) const {
+    co_await admit_shared(ctx, *shared_, cfg_, rate_in_chain_, true);
+    const auto* adm = static_cast<const shared_admission*>(ctx.shared_admission.get());
+    co_return adm ? apply_shared(ctx, *adm) : core::verdict::next;
+}
+
+core::verdict budget_policy::apply_shared(core::request_context& ctx,
+                                          const shared_admission& adm) const {
+    switch (adm.res.how) {
+    case shared_state::result::kind::unavailable:
+        if (adm.fallback) return reserve_local(ctx);
+        ctx.refusal_reason = "state_unavailable";
+        ctx.set_error_reply(core::errc::state_unavailable,
+                            "the shared budget store is unreachable; try again shortly");
+        return core::verdict::reply;
+    case shared_state::result::kind::refused:
+        if (adm.res.budget_why == budget_book::decision::reason::none)
+            return core::verdict::next;  // a rate refusal: the rate_limit policy's to answer
+        refuse(ctx, adm.res.budget_why);
+        return core::verdict::reply;
+    case shared_state::result::kind::admitted:
+        return core::verdict::next;
+    }
+    return core::verdict::next;
+}
+
+core::verdict budget_policy::reserve_local(core::request_context& ctx) const {
     const std::uint64_t est_tokens = reserve_estimate(cfg_, ctx);
     core::usage_counts worst;
     worst.prompt_tokens = estimate_tokens(ctx.req.prompt_bytes);
@@ -47,11 +101,7 @@ core::verdict budget_policy::on_request(core::request_context& ctx) const {
     auto d =
         book_->reserve(ctx.key->id, to_budget(*ctx.key->budget), est_tokens, est_usd, now_ms());
     if (!d.admitted) {
-        ctx.refusal_reason = "budget";
-        ctx.set_error_reply(core::errc::budget_exceeded,
-                            d.why == budget_book::decision::reason::usd
-                                ? "the key's USD budget for this period is spent"
-                                : "the key's token budget for this period is spent");
+        refuse(ctx, d.why);
         return core::verdict::reply;
     }
     if (d.held.valid()) ctx.emplace_state<budget_state>(slot_).held = std::move(d.held);
@@ -59,6 +109,7 @@ core::verdict budget_policy::on_request(core::request_context& ctx) const {
 }
 
 void budget_policy::on_complete(core::request_context& ctx, const core::outcome&) const noexcept {
+    if (shared_) finish_shared(ctx, *shared_);
     auto* st = ctx.state<budget_state>(slot_);
     if (!st || !st->held.valid()) return;
     if (!ctx.forwarded) {

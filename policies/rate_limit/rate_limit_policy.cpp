@@ -1,5 +1,6 @@
 #include "policies/rate_limit/rate_limit_policy.hpp"
 
+#include "policies/state/shared_state.hpp"
 #include "policies/usage/usage_extract.hpp"
 
 namespace tollgate::policies {
@@ -42,28 +43,84 @@ std::uint64_t reserve_estimate(const config::gateway_config& cfg,
 }
 
 rate_limit_policy::rate_limit_policy(const config::gateway_config& cfg, std::size_t slot,
-                                     std::shared_ptr<rate_store> store)
-    : cfg_(cfg), slot_(slot), store_(std::move(store)) {}
+                                     std::shared_ptr<rate_store> store,
+                                     std::shared_ptr<shared_state> shared, bool budget_in_chain)
+    : cfg_(cfg),
+      slot_(slot),
+      store_(std::move(store)),
+      shared_(std::move(shared)),
+      budget_in_chain_(budget_in_chain) {}
+
+namespace {
+
+void refuse(core::request_context& ctx, const limiter::decision& d) {
+    ctx.refusal_reason = d.why == limiter::decision::reason::concurrency ? "concurrency"
+                         : d.why == limiter::decision::reason::tpm       ? "tpm"
+                                                                         : "rpm";
+    ctx.set_error_reply(core::errc::rate_limited,
+                        d.why == limiter::decision::reason::concurrency
+                            ? "too many requests in flight for this key"
+                        : d.why == limiter::decision::reason::tpm
+                            ? "token rate limit reached for this key"
+                            : "request rate limit reached for this key");
+    const auto secs = std::max<std::int64_t>(1, (d.retry_after.count() + 999) / 1000);
+    ctx.reply.headers.emplace_back("retry-after", std::to_string(secs));
+    add_headers(ctx.reply.headers, d);
+}
+
+bool has_limits(const core::request_context& ctx) {
+    const auto& l = ctx.key->limits;
+    return l.rpm || l.tpm || l.concurrency;
+}
+
+}  // namespace
 
 core::verdict rate_limit_policy::on_request(core::request_context& ctx) const {
     if (!ctx.key || ctx.ep == core::endpoint::models) return core::verdict::next;
+    if (shared_) {
+        if (const auto* adm = static_cast<const shared_admission*>(ctx.shared_admission.get()))
+            return apply_shared(ctx, *adm);
+        if (has_limits(ctx) || (budget_in_chain_ && ctx.key->budget)) return core::verdict::suspend;
+        return core::verdict::next;
+    }
+    return admit_local(ctx);
+}
+
+boost::asio::awaitable<core::verdict> rate_limit_policy::on_request_async(
+    core::request_context& ctx) const {
+    co_await admit_shared(ctx, *shared_, cfg_, true, budget_in_chain_);
+    const auto* adm = static_cast<const shared_admission*>(ctx.shared_admission.get());
+    co_return adm ? apply_shared(ctx, *adm) : core::verdict::next;
+}
+
+core::verdict rate_limit_policy::apply_shared(core::request_context& ctx,
+                                              const shared_admission& adm) const {
+    switch (adm.res.how) {
+    case shared_state::result::kind::unavailable:
+        if (adm.fallback) return admit_local(ctx);
+        ctx.refusal_reason = "state_unavailable";
+        ctx.set_error_reply(core::errc::state_unavailable,
+                            "the shared rate-limit store is unreachable; try again shortly");
+        return core::verdict::reply;
+    case shared_state::result::kind::refused:
+        // A budget refusal is the budget policy's to answer.
+        if (adm.res.budget_why != budget_book::decision::reason::none) return core::verdict::next;
+        refuse(ctx, adm.res.rate);
+        return core::verdict::reply;
+    case shared_state::result::kind::admitted:
+        add_headers(ctx.response_headers, adm.res.rate);
+        return core::verdict::next;
+    }
+    return core::verdict::next;
+}
+
+core::verdict rate_limit_policy::admit_local(core::request_context& ctx) const {
+    if (!has_limits(ctx)) return core::verdict::next;
     const auto& l = ctx.key->limits;
-    if (!l.rpm && !l.tpm && !l.concurrency) return core::verdict::next;
     const limiter::limits limits{l.rpm, l.tpm, l.concurrency};
     auto d = store_->admit(ctx.key->id, limits, reserve_estimate(cfg_, ctx), limiter::clock::now());
     if (!d.admitted) {
-        ctx.refusal_reason = d.why == limiter::decision::reason::concurrency ? "concurrency"
-                             : d.why == limiter::decision::reason::tpm       ? "tpm"
-                                                                             : "rpm";
-        ctx.set_error_reply(core::errc::rate_limited,
-                            d.why == limiter::decision::reason::concurrency
-                                ? "too many requests in flight for this key"
-                            : d.why == limiter::decision::reason::tpm
-                                ? "token rate limit reached for this key"
-                                : "request rate limit reached for this key");
-        const auto secs = std::max<std::int64_t>(1, (d.retry_after.count() + 999) / 1000);
-        ctx.reply.headers.emplace_back("retry-after", std::to_string(secs));
-        add_headers(ctx.reply.headers, d);
+        refuse(ctx, d);
         return core::verdict::reply;
     }
     add_headers(ctx.response_headers, d);
@@ -73,6 +130,7 @@ core::verdict rate_limit_policy::on_request(core::request_context& ctx) const {
 
 void rate_limit_policy::on_complete(core::request_context& ctx,
                                     const core::outcome&) const noexcept {
+    if (shared_) finish_shared(ctx, *shared_);
     auto* st = ctx.state<rate_state>(slot_);
     if (!st || !st->held.valid()) return;
     const auto now = limiter::clock::now();

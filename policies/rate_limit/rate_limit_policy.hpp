@@ -48,19 +48,33 @@ class memory_rate_store final : public rate_store {
 // The tokens a request may use, reserved before it is forwarded.
 std::uint64_t reserve_estimate(const config::gateway_config& cfg, const core::request_context& ctx);
 
+class shared_state;
+struct shared_admission;
+
+// With a shared state store (state.backend: redis, `shared` non-null) the limits are
+// checked and reserved there, in the same Redis step as the budget when the chain has
+// the budget policy too (`budget_in_chain`); `store` then holds the per-instance limits
+// used while Redis is unreachable under fail_mode: open.
 class rate_limit_policy final : public core::policy {
   public:
     rate_limit_policy(const config::gateway_config& cfg, std::size_t slot,
-                      std::shared_ptr<rate_store> store);
+                      std::shared_ptr<rate_store> store,
+                      std::shared_ptr<shared_state> shared = nullptr, bool budget_in_chain = false);
 
     std::string_view name() const noexcept override { return "rate_limit"; }
     core::verdict on_request(core::request_context& ctx) const override;
+    boost::asio::awaitable<core::verdict> on_request_async(core::request_context& ctx) const override;
     void on_complete(core::request_context& ctx, const core::outcome& out) const noexcept override;
 
   private:
+    core::verdict admit_local(core::request_context& ctx) const;
+    core::verdict apply_shared(core::request_context& ctx, const shared_admission& adm) const;
+
     const config::gateway_config& cfg_;
     std::size_t slot_;
     std::shared_ptr<rate_store> store_;
+    std::shared_ptr<shared_state> shared_;
+    bool budget_in_chain_;
 };
 
 }  // namespace tollgate::policies

@@ -1,0 +1,595 @@
+#include "policies/state/shared_state.hpp"
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
+
+#include <openssl/rand.h>
+#include <spdlog/spdlog.h>
+
+#include <cmath>
+
+#include "gateway/state/redis_client.hpp"
+#include "policies/budget/budget_policy.hpp"
+#include "policies/rate_limit/rate_limit_policy.hpp"
+#include "policies/usage/ledger.hpp"
+#include "policies/usage/usage_extract.hpp"
+#include "policies/usage/usage_policy.hpp"
+
+namespace tollgate::policies {
+
+namespace asio = boost::asio;
+using state::redis_client;
+using state::redis_reply;
+
+namespace {
+
+// Shared by the scripts: integer formatting (Lua 5.1 prints big numbers as 1e+15, which
+// HINCRBY refuses), and dropping a window entry's tokens or a budget hold.
+constexpr const char* lua_common = R"LUA(
+local function I(x) return string.format('%d', x) end
+local function drop_tokens(id)
+  local tk = redis.call('HGET', KEYS[2], id)
+  if tk then
+    redis.call('HDEL', KEYS[2], id)
+    redis.call('HINCRBY', KEYS[2], '#sum', I(-tonumber(tk)))
+  end
+end
+local function drop_hold(id)
+  local bt = redis.call('HGET', KEYS[5], id)
+  if not bt then return false end
+  local bn = redis.call('HGET', KEYS[5], id .. '#n') or '0'
+  redis.call('HDEL', KEYS[5], id, id .. '#n')
+  redis.call('HINCRBY', KEYS[4], 'rtok', I(-tonumber(bt)))
+  redis.call('HINCRBY', KEYS[4], 'rnano', I(-tonumber(bn)))
+  return true
+end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local W = 60000
+)LUA";
+
+// KEYS: w t l b h. ARGV: 1 rid, 2 lease ms, 3 rpm, 4 tpm, 5 concurrency (-1 = none),
+// 6 estimated tokens, 7 budget part (0/1), 8 token cap, 9 nano-dollar cap (-1 = none),
+// 10 period start ms, 11 estimated nano-dollars, 12 seed tokens, 13 seed nano (-1 = none
+// given), 14 period kind.
+// Returns {code (1 admitted, 0 refused, -1 needs a seed), why (1 rpm, 2 tpm,
+// 3 concurrency, 4 budget tokens, 5 budget usd), wait ms, requests in window, tokens
+// counted, ms until the window is empty, in flight}.
+const std::string admit_lua = std::string(lua_common) + R"LUA(
+local rid, lease = ARGV[1], tonumber(ARGV[2])
+local rpm, tpm, conc = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
+local est = tonumber(ARGV[6])
+local budget_on = ARGV[7] == '1'
+-- Leases that ran out: their holders stopped renewing them (crashed, cut off).
+for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', now)) do
+  redis.call('ZREM', KEYS[3], id)
+  if not redis.call('ZSCORE', KEYS[1], id) then drop_tokens(id) end
+  drop_hold(id)
+end
+-- Entries leaving the window; one still in flight keeps its tokens counted.
+for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now - W)) do
+  redis.call('ZREM', KEYS[1], id)
+  if not redis.call('ZSCORE', KEYS[3], id) then drop_tokens(id) end
+end
+local requests = redis.call('ZCARD', KEYS[1])
+local tokens = tonumber(redis.call('HGET', KEYS[2], '#sum') or '0')
+local inflight = redis.call('ZCARD', KEYS[3])
+local function wait_tokens(amount)
+  local e = redis.call('ZRANGE', KEYS[1], 0, -1, 'WITHSCORES')
+  if #e == 0 then return 0 end
+  local freed = 0
+  for i = 1, #e, 2 do
+    freed = freed + tonumber(redis.call('HGET', KEYS[2], e[i]) or '0')
+    if freed >= amount then return tonumber(e[i + 1]) + W - now end
+  end
+  return tonumber(e[#e]) + W - now
+end
+local why, wait = 0, -1
+local function refuse(w, r) if w > wait then wait = w; why = r end end
+if rpm >= 0 then
+  if rpm == 0 then refuse(W, 1)
+  elseif requests >= rpm then
+    local e = redis.call('ZRANGE', KEYS[1], requests - rpm, requests - rpm, 'WITHSCORES')
+    refuse(tonumber(e[2]) + W - now, 1)
+  end
+end
+if tpm >= 0 then
+  if tpm == 0 then refuse(W, 2)
+  elseif est > tpm then
+    if tokens > 0 then refuse(wait_tokens(tokens), 2) end
+  elseif tokens + est > tpm then refuse(wait_tokens(tokens + est - tpm), 2) end
+end
+if conc >= 0 then
+  if conc == 0 then refuse(W, 3)
+  elseif inflight >= conc then refuse(0, 3) end
+end
+local function newest()
+  local e = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
+  if #e == 0 then return 0 end
+  return tonumber(e[2]) + W - now
+end
+if budget_on and why == 0 then
+  local pstart = tonumber(ARGV[10])
+  local b = redis.call('HMGET', KEYS[4], 'start', 'tok', 'nano', 'rtok', 'rnano', 'per')
+  if not b[1] or b[6] ~= ARGV[14] then
+    if tonumber(ARGV[12]) < 0 then return {-1, 0, 0, 0, 0, 0, 0} end
+    -- Settles after Redis lost the key's data may have added spend since: keep the larger.
+    local tok, nano = tonumber(ARGV[12]), tonumber(ARGV[13])
+    if not b[1] then
+      tok = math.max(tok, tonumber(b[2] or '0'))
+      nano = math.max(nano, tonumber(b[3] or '0'))
+    end
+    redis.call('HSET', KEYS[4], 'start', ARGV[10], 'per', ARGV[14], 'tok', I(tok), 'nano', I(nano))
+    b[1] = ARGV[10]; b[2] = I(tok); b[3] = I(nano)
+  elseif tonumber(b[1]) < pstart then
+    redis.call('HSET', KEYS[4], 'start', ARGV[10], 'tok', '0', 'nano', '0')
+    b[2] = '0'; b[3] = '0'
+  end
+  local use_tok = tonumber(b[2] or '0') + tonumber(b[4] or '0')
+  local use_nano = tonumber(b[3] or '0') + tonumber(b[5] or '0')
+  local cap_tok, cap_nano = tonumber(ARGV[8]), tonumber(ARGV[9])
+  local est_nano = tonumber(ARGV[11])
+  if cap_tok >= 0 and (use_tok >= cap_tok or use_tok + est > cap_tok) then why = 4
+  elseif cap_nano >= 0 and (use_nano >= cap_nano or use_nano + est_nano > cap_nano) then why = 5 end
+end
+if why ~= 0 then return {0, why, wait, requests, tokens, newest(), inflight} end
+local keep = I(W + 2 * lease)
+if rpm >= 0 or tpm >= 0 then
+  redis.call('ZADD', KEYS[1], I(now), rid)
+  redis.call('HSET', KEYS[2], rid, ARGV[6])
+  redis.call('HINCRBY', KEYS[2], '#sum', ARGV[6])
+  requests = requests + 1
+  tokens = tokens + est
+end
+redis.call('ZADD', KEYS[3], I(now + lease), rid)
+if budget_on then
+  redis.call('HSET', KEYS[5], rid, ARGV[6], rid .. '#n', ARGV[11])
+  redis.call('HINCRBY', KEYS[4], 'rtok', ARGV[6])
+  redis.call('HINCRBY', KEYS[4], 'rnano', ARGV[11])
+  redis.call('PEXPIRE', KEYS[5], keep)
+end
+for i = 1, 3 do redis.call('PEXPIRE', KEYS[i], keep) end
+return {1, 0, 0, requests, tokens, newest(), inflight + 1}
+)LUA";
+
+// KEYS: w t l b h. ARGV: 1 rid, 2 tokens, 3 nano-dollars, 4 budget part (0/1).
+const std::string settle_lua = std::string(lua_common) + R"LUA(
+local rid = ARGV[1]
+redis.call('ZREM', KEYS[3], rid)
+local tk = redis.call('HGET', KEYS[2], rid)
+if tk then
+  if redis.call('ZSCORE', KEYS[1], rid) then
+    redis.call('HSET', KEYS[2], rid, ARGV[2])
+    redis.call('HINCRBY', KEYS[2], '#sum', I(tonumber(ARGV[2]) - tonumber(tk)))
+  else
+    drop_tokens(rid)
+  end
+end
+if drop_hold(rid) and ARGV[4] == '1' then
+  redis.call('HINCRBY', KEYS[4], 'tok', ARGV[2])
+  redis.call('HINCRBY', KEYS[4], 'nano', ARGV[3])
+end
+return 1
+)LUA";
+
+// KEYS: w t l b h. ARGV: 1 rid.
+const std::string release_lua = std::string(lua_common) + R"LUA(
+local rid = ARGV[1]
+redis.call('ZREM', KEYS[3], rid)
+redis.call('ZREM', KEYS[1], rid)
+drop_tokens(rid)
+drop_hold(rid)
+return 1
+)LUA";
+
+// KEYS: w t l b h. ARGV: 1 lease ms, 2.. rids: extends the leases still held.
+const std::string renew_lua = std::string(lua_common) + R"LUA(
+local lease = tonumber(ARGV[1])
+local n = 0
+for i = 2, #ARGV do
+  n = n + redis.call('ZADD', KEYS[3], 'XX', 'CH', I(now + lease), ARGV[i])
+end
+local keep = I(W + 2 * lease)
+for _, k in ipairs({KEYS[1], KEYS[2], KEYS[3], KEYS[5]}) do redis.call('PEXPIRE', k, keep) end
+return n
+)LUA";
+
+const redis_client::script& script_at(int i) {
+    static const redis_client::script scripts[] = {
+        redis_client::script(admit_lua), redis_client::script(settle_lua),
+        redis_client::script(release_lua), redis_client::script(renew_lua)};
+    return scripts[i];
+}
+constexpr int admit_script = 0, settle_script = 1, release_script = 2, renew_script = 3;
+
+std::string limit_arg(const std::optional<std::uint64_t>& v) {
+    return v ? std::to_string(*v) : std::string("-1");
+}
+
+std::int64_t to_nano(double usd) {
+    if (!(usd > 0)) return 0;
+    const double n = std::ceil(usd * 1e9);
+    return n > 9e15 ? static_cast<std::int64_t>(9e15) : static_cast<std::int64_t>(n);
+}
+
+const char* period_arg(budget_book::period p) {
+    return p == budget_book::period::day ? "day" : p == budget_book::period::month ? "month" : "total";
+}
+
+std::int64_t unix_now_ms() {
+    return std::chrono::duration_cast<std::chrono::milliseconds>(
+               std::chrono::system_clock::now().time_since_epoch())
+        .count();
+}
+
+}  // namespace
+
+shared_state::shared_state(const config::state_config& cfg, std::shared_ptr<ledger> seed_from)
+    : cfg_(cfg), ledger_(std::move(seed_from)) {
+    state::redis_options o;
+    o.endpoint = state::parse_redis_url(cfg.redis_url);
+    o.timeout = cfg.timeout;
+    o.pool_size = cfg.pool_size;
+    o.tls_ca_file = cfg.tls_ca_file;
+    unsigned char r[8];
+    if (RAND_bytes(r, sizeof r) != 1) throw std::runtime_error("state: no random bytes");
+    static constexpr char hex[] = "0123456789abcdef";
+    for (unsigned char c : r) {
+        instance_ += hex[c >> 4];
+        instance_ += hex[c & 15];
+    }
+    spdlog::info("state: redis {} (fail_mode {}, timeout {} ms, lease {} ms)",
+                 o.endpoint.redacted(), cfg.on_failure == config::fail_mode::closed ? "closed" : "open",
+                 cfg.timeout.count(), cfg.lease.count());
+    redis_ = std::make_unique<redis_client>(std::move(o));
+    if (!redis_->wait_connected(std::max<std::chrono::milliseconds>(cfg.timeout, std::chrono::seconds(1))))
+        spdlog::warn("state: redis not reachable yet; fail_mode {} applies until it is",
+                     cfg.on_failure == config::fail_mode::closed ? "closed (503)"
+                                                                 : "open (per-instance limits)");
+    asio::co_spawn(redis_->executor(), renew_loop(), asio::detached);
+}
+
+shared_state::~shared_state() {
+    stopping_ = true;
+    redis_.reset();  // joins the client's thread; the renew loop ends with it
+}
+
+std::string shared_state::key(const std::string& id, char part) const {
+    std::string k;
+    k.reserve(cfg_.key_prefix.size() + id.size() + 4);
+    k += cfg_.key_prefix;
+    k += '{';
+    k += id;
+    k += "}:";
+    k += part;
+    return k;
+}
+
+std::vector<std::string> shared_state::keys_of(const std::string& id) const {
+    return {key(id, 'w'), key(id, 't'), key(id, 'l'), key(id, 'b'), key(id, 'h')};
+}
+
+void shared_state::track(const std::string& key_id, const std::string& rid) {
+    std::lock_guard lock(live_mu_);
+    live_[key_id].insert(rid);
+}
+
+void shared_state::untrack(const std::string& key_id, const std::string& rid) {
+    std::lock_guard lock(live_mu_);
+    const auto it = live_.find(key_id);
+    if (it == live_.end()) return;
+    it->second.erase(rid);
+    if (it->second.empty()) live_.erase(it);
+}
+
+asio::awaitable<shared_state::result> shared_state::admit(request r) {
+    result out;
+    const std::string rid = instance_ + ':' + std::to_string(next_rid_.fetch_add(1));
+    std::vector<std::string> args;
+    args.reserve(14);
+    args.push_back(rid);
+    args.push_back(std::to_string(cfg_.lease.count()));
+    args.push_back(r.rate ? limit_arg(r.rate->rpm) : "-1");
+    args.push_back(r.rate ? limit_arg(r.rate->tpm) : "-1");
+    args.push_back(r.rate ? limit_arg(r.rate->concurrency) : "-1");
+    args.push_back(std::to_string(r.est_tokens));
+    std::int64_t pstart = 0;
+    if (r.budget) {
+        const auto now = unix_now_ms();
+        pstart = budget_book::period_start_ms(r.budget->per, now);
+        args.emplace_back("1");
+        args.push_back(limit_arg(r.budget->tokens));
+        args.push_back(r.budget->usd ? std::to_string(to_nano(*r.budget->usd)) : "-1");
+        args.push_back(std::to_string(pstart));
+        args.push_back(std::to_string(to_nano(r.est_usd)));
+        args.emplace_back("-1");
+        args.emplace_back("-1");
+        args.emplace_back(period_arg(r.budget->per));
+    } else {
+        for (const char* a : {"0", "-1", "-1", "0", "0", "-1", "-1", "total"}) args.emplace_back(a);
+    }
+    redis_reply rep;
+    for (int round = 0; round < 2; ++round) {
+        rep = co_await redis_->call_eval(script_at(admit_script), keys_of(r.key_id), args);
+        if (!rep.ok()) break;
+        const auto& e = rep.value.elements;
+        if (rep.value.type != state::resp_value::kind::array || e.size() < 7) {
+            rep.value.type = state::resp_value::kind::error;
+            rep.value.str = "unexpected reply from the admission script";
+            break;
+        }
+        if (e[0].as_int().value_or(0) != -1 || round == 1) break;
+        // Redis holds no spend for this budget: seed it from the ledger of record.
+        ledger::totals t;
+        if (ledger_) {
+            try {
+                t = ledger_->totals_since(r.key_id, pstart);
+            } catch (const std::exception& ex) {
+                spdlog::warn("state: cannot read the ledger to seed key {}'s budget: {}",
+                             r.key_id, ex.what());
+            }
+        }
+        seeds_.fetch_add(1, std::memory_order_relaxed);
+        args[11] = std::to_string(t.tokens);
+        args[12] = std::to_string(to_nano(t.usd));
+    }
+    if (rep.how == redis_reply::status::timeout) {
+        timeouts_.fetch_add(1, std::memory_order_relaxed);
+        co_return out;
+    }
+    if (rep.how != redis_reply::status::ok) {
+        unavailable_.fetch_add(1, std::memory_order_relaxed);
+        co_return out;
+    }
+    if (rep.value.is_error()) {
+        script_errors_.fetch_add(1, std::memory_order_relaxed);
+        spdlog::error("state: admission script failed: {}", rep.value.str.substr(0, 300));
+        co_return out;
+    }
+    const auto& e = rep.value.elements;
+    const auto at = [&](std::size_t i) { return e[i].as_int().value_or(0); };
+    const auto code = at(0);
+    const auto why = at(1);
+    const auto requests = static_cast<std::uint64_t>(std::max<std::int64_t>(0, at(3)));
+    const auto tokens = static_cast<std::uint64_t>(std::max<std::int64_t>(0, at(4)));
+    const auto reset = std::chrono::milliseconds(std::max<std::int64_t>(0, at(5)));
+    auto& d = out.rate;
+    if (r.rate && r.rate->rpm) {
+        d.limit_requests = *r.rate->rpm;
+        d.remaining_requests = *r.rate->rpm > requests ? *r.rate->rpm - requests : 0;
+        d.reset_requests = reset;
+    }
+    if (r.rate && r.rate->tpm) {
+        d.limit_tokens = *r.rate->tpm;
+        d.remaining_tokens = *r.rate->tpm > tokens ? *r.rate->tpm - tokens : 0;
+        d.reset_tokens = reset;
+    }
+    if (code == 1) {
+        admissions_.fetch_add(1, std::memory_order_relaxed);
+        out.how = result::kind::admitted;
+        d.admitted = true;
+        out.rid = rid;
+        track(r.key_id, rid);
+        co_return out;
+    }
+    refusals_.fetch_add(1, std::memory_order_relaxed);
+    out.how = result::kind::refused;
+    if (why >= 1 && why <= 3) {
+        d.why = why == 1   ? limiter::decision::reason::rpm
+                : why == 2 ? limiter::decision::reason::tpm
+                           : limiter::decision::reason::concurrency;
+        const auto wait = std::max<std::int64_t>(at(2), 1);
+        d.retry_after = std::chrono::milliseconds(std::max<std::int64_t>(1, (wait + 999) / 1000) * 1000);
+    } else {
+        out.budget_why = why == 5 ? budget_book::decision::reason::usd
+                                  : budget_book::decision::reason::tokens;
+    }
+    co_return out;
+}
+
+void shared_state::send_with_retry(int script, std::vector<std::string> keys,
+                                   std::vector<std::string> args,
+                                   std::chrono::steady_clock::time_point give_up) {
+    auto k = keys;
+    auto a = args;
+    redis_->eval(script_at(script), std::move(k), std::move(a),
+                 [this, script, keys = std::move(keys), args = std::move(args),
+                  give_up](redis_reply r) mutable {
+                     if (r.how == redis_reply::status::ok) {
+                         if (r.value.is_error())
+                             spdlog::error("state: script failed: {}", r.value.str.substr(0, 300));
+                         return;
+                     }
+                     if (stopping_ || std::chrono::steady_clock::now() >= give_up) {
+                         settle_dropped_.fetch_add(1, std::memory_order_relaxed);
+                         return;
+                     }
+                     settle_retries_.fetch_add(1, std::memory_order_relaxed);
+                     auto timer = std::make_shared<asio::steady_timer>(redis_->executor());
+                     timer->expires_after(std::chrono::milliseconds(250));
+                     timer->async_wait([this, timer, script, keys = std::move(keys),
+                                        args = std::move(args), give_up](boost::system::error_code ec) mutable {
+                         if (ec || stopping_) return;
+                         send_with_retry(script, std::move(keys), std::move(args), give_up);
+                     });
+                 });
+}
+
+void shared_state::settle(const std::string& key_id, const std::string& rid, std::uint64_t tokens,
+                          double usd, bool with_budget) {
+    untrack(key_id, rid);
+    send_with_retry(settle_script, keys_of(key_id),
+                    {rid, std::to_string(tokens), std::to_string(to_nano(usd)),
+                     with_budget ? "1" : "0"},
+                    std::chrono::steady_clock::now() + cfg_.lease);
+}
+
+void shared_state::release(const std::string& key_id, const std::string& rid) {
+    untrack(key_id, rid);
+    send_with_retry(release_script, keys_of(key_id), {rid},
+                    std::chrono::steady_clock::now() + cfg_.lease);
+}
+
+asio::awaitable<void> shared_state::renew_loop() {
+    asio::steady_timer timer(co_await asio::this_coro::executor);
+    while (!stopping_) {
+        timer.expires_after(cfg_.lease / 3);
+        auto [ec] = co_await timer.async_wait(asio::as_tuple(asio::use_awaitable));
+        if (ec || stopping_) co_return;
+        std::vector<std::pair<std::string, std::vector<std::string>>> batch;
+        {
+            std::lock_guard lock(live_mu_);
+            batch.reserve(live_.size());
+            for (const auto& [id, rids] : live_)
+                batch.emplace_back(id, std::vector<std::string>(rids.begin(), rids.end()));
+        }
+        // One script call per key (a script touches one hash slot), all pipelined.
+        for (auto& [id, rids] : batch) {
+            for (std::size_t i = 0; i < rids.size(); i += 512) {
+                std::vector<std::string> args;
+                args.push_back(std::to_string(cfg_.lease.count()));
+                for (std::size_t j = i; j < std::min(rids.size(), i + 512); ++j)
+                    args.push_back(std::move(rids[j]));
+                renewals_.fetch_add(1, std::memory_order_relaxed);
+                redis_->eval(script_at(renew_script), keys_of(id), std::move(args),
+                             [](redis_reply) {});
+            }
+        }
+    }
+}
+
+void shared_state::publish_keys_changed() {
+    redis_->exec({"PUBLISH", cfg_.key_prefix + "keys", "changed"}, [](redis_reply) {});
+}
+
+void shared_state::on_keys_changed(std::function<void()> cb) {
+    {
+        std::lock_guard lock(keys_cb_mu_);
+        keys_changed_ = std::move(cb);
+    }
+    redis_->subscribe(cfg_.key_prefix + "keys", [this](std::string_view) {
+        std::function<void()> cb;
+        {
+            std::lock_guard lock(keys_cb_mu_);
+            cb = keys_changed_;
+        }
+        if (cb) cb();
+    });
+}
+
+bool shared_state::connected() const noexcept {
+    return redis_->connected();
+}
+
+void shared_state::render_metrics(std::string& out) const {
+    const auto counter = [&](const char* name, const char* help, const char* labels,
+                             std::uint64_t v, bool first) {
+        if (first) {
+            out += "# HELP ";
+            out += name;
+            out += ' ';
+            out += help;
+            out += "\n# TYPE ";
+            out += name;
+            out += " counter\n";
+        }
+        out += name;
+        out += labels;
+        out += ' ';
+        out += std::to_string(v);
+        out += '\n';
+    };
+    out += "# HELP tollgate_state_up 1 while a connection to the shared state store (Redis) is up.\n"
+           "# TYPE tollgate_state_up gauge\ntollgate_state_up ";
+    out += connected() ? "1\n" : "0\n";
+    const char* adm = "tollgate_state_admissions_total";
+    const char* adm_help = "Admissions decided by the shared state store, by result.";
+    counter(adm, adm_help, "{result=\"admitted\"}", admissions_.load(), true);
+    counter(adm, adm_help, "{result=\"refused\"}", refusals_.load(), false);
+    const char* err = "tollgate_state_errors_total";
+    const char* err_help = "Admissions the shared state store could not decide, by reason.";
+    counter(err, err_help, "{reason=\"unavailable\"}", unavailable_.load(), true);
+    counter(err, err_help, "{reason=\"timeout\"}", timeouts_.load(), false);
+    counter(err, err_help, "{reason=\"script\"}", script_errors_.load(), false);
+    const char* fb = "tollgate_state_failures_handled_total";
+    const char* fb_help =
+        "Requests admitted by per-instance limits (fail_mode open) or refused with 503 "
+        "(fail_mode closed) while the shared state store was unreachable.";
+    counter(fb, fb_help, "{mode=\"open\"}", fallbacks_.load(), true);
+    counter(fb, fb_help, "{mode=\"closed\"}", refused_503_.load(), false);
+    counter("tollgate_state_budget_seeds_total",
+            "Budgets seeded into the shared state store from the ledger.", "", seeds_.load(), true);
+    counter("tollgate_state_lease_renewals_total",
+            "Lease renewal calls for requests in flight.", "", renewals_.load(), true);
+    const char* st = "tollgate_state_settles_total";
+    const char* st_help = "Settle/release calls retried, or given up after a lease's time.";
+    counter(st, st_help, "{result=\"retried\"}", settle_retries_.load(), true);
+    counter(st, st_help, "{result=\"dropped\"}", settle_dropped_.load(), false);
+    out += "# HELP tollgate_state_redis_reconnects_total Connections to Redis re-established.\n"
+           "# TYPE tollgate_state_redis_reconnects_total counter\ntollgate_state_redis_reconnects_total ";
+    out += std::to_string(redis_->reconnects());
+    out += '\n';
+}
+
+asio::awaitable<void> admit_shared(core::request_context& ctx, shared_state& st,
+                                   const config::gateway_config& cfg, bool rate_part,
+                                   bool budget_part) {
+    if (ctx.shared_admission || !ctx.key) co_return;
+    auto adm = std::make_unique<shared_admission>();
+    adm->key_id = ctx.key->id;
+    shared_state::request r;
+    r.key_id = ctx.key->id;
+    const auto& l = ctx.key->limits;
+    if (rate_part && (l.rpm || l.tpm || l.concurrency))
+        r.rate = limiter::limits{l.rpm, l.tpm, l.concurrency};
+    if (budget_part && ctx.key->budget) r.budget = budget_policy::to_budget(*ctx.key->budget);
+    if (!r.rate && !r.budget) co_return;
+    r.est_tokens = reserve_estimate(cfg, ctx);
+    if (r.budget) {
+        core::usage_counts worst;
+        worst.prompt_tokens = estimate_tokens(ctx.req.prompt_bytes);
+        worst.completion_tokens = r.est_tokens - worst.prompt_tokens;
+        r.est_usd = usage_policy::price(cfg.find_model(ctx.req.model), worst);
+    }
+    adm->with_budget = r.budget.has_value();
+    adm->est_tokens = r.est_tokens;
+    adm->est_usd = r.est_usd;
+    adm->res = co_await st.admit(std::move(r));
+    if (adm->res.how == shared_state::result::kind::unavailable) {
+        if (st.mode() == config::fail_mode::open) {
+            adm->fallback = true;
+            st.count_fallback();
+        } else {
+            st.count_refusal();
+        }
+    }
+    ctx.shared_admission = std::move(adm);
+}
+
+void finish_shared(core::request_context& ctx, shared_state& st) {
+    auto* adm = static_cast<shared_admission*>(ctx.shared_admission.get());
+    if (!adm || adm->finished || adm->res.how != shared_state::result::kind::admitted) return;
+    adm->finished = true;
+    if (!ctx.forwarded) {
+        st.release(adm->key_id, adm->res.rid);
+        return;
+    }
+    // The real usage when the usage policy computed it, else what was reserved.
+    std::uint64_t tokens = 0;
+    double usd = 0;
+    if (ctx.usage_final) {
+        tokens = ctx.usage.prompt_tokens + ctx.usage.completion_tokens;
+        usd = ctx.cost_usd.value_or(0);
+    } else {
+        // No usage policy in the chain: the reserved worst case stands.
+        tokens = adm->est_tokens;
+        usd = adm->est_usd;
+    }
+    st.settle(adm->key_id, adm->res.rid, tokens, usd, adm->with_budget);
+}
+
+}  // namespace tollgate::policies

@@ -1,0 +1,147 @@
+#pragma once
+// shared_state: rate limits and budgets held in Redis, shared by every instance
+// (state.backend: redis).
+//
+// Admission is ONE atomic Redis step per request: a Lua script (EVALSHA, re-sent as EVAL
+// on NOSCRIPT) that checks and reserves the key's rpm/tpm/concurrency AND its budget in
+// one go, under Redis's single-threaded execution, so a burst spread over many instances
+// admits exactly what one instance would (200 requests for rpm 50 → 50). Time comes from
+// Redis (TIME), not from the instances, so their clocks do not matter for the window.
+// Settle and release are atomic scripts too.
+//
+// Data per client key, all under the hash tag {<key id>} so that Redis Cluster keeps
+// them in one slot (a script may only touch one slot):
+//   <prefix>{id}:w   ZSET rid → admission ms: the 60-s sliding window (rpm, tpm)
+//   <prefix>{id}:t   HASH rid → tokens of window entries, '#sum' → their total
+//   <prefix>{id}:l   ZSET rid → lease expiry ms: requests in flight (concurrency)
+//   <prefix>{id}:b   HASH start, per, tok, nano (spent in the period), rtok, rnano (held)
+//   <prefix>{id}:h   HASH rid → budget hold tokens, rid#n → its nano-dollars
+// Every reservation carries a lease (state.lease). The instance renews the leases of its
+// requests in flight every lease/3; a crashed or cut-off instance stops renewing, and
+// the next admission for the key drops its expired holds: the capacity returns by itself.
+//
+// Budgets: the spend of the key's current period lives in Redis, shared. When Redis has
+// none for the key (first use, Redis restarted or flushed, the period kind changed), the
+// script says so and the instance seeds it from the ledger of record (the max of what
+// Redis holds and what the ledger sums, so an instance's restart never resets it) and
+// asks again. A settle adds the real spend once, only if its hold was still there.
+
+#include <boost/asio/awaitable.hpp>
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <unordered_map>
+#include <unordered_set>
+
+#include "config/config.hpp"
+#include "gateway/core/request_context.hpp"
+#include "policies/budget/budget_book.hpp"
+#include "policies/rate_limit/limiter.hpp"
+
+namespace tollgate::state {
+class redis_client;
+}
+
+namespace tollgate::policies {
+
+class ledger;
+
+class shared_state {
+  public:
+    struct request {
+        std::string key_id;
+        std::optional<limiter::limits> rate;  // nullopt: no rate part
+        std::optional<budget_book::budget> budget;  // nullopt: no budget part
+        std::uint64_t est_tokens = 0;
+        double est_usd = 0;
+    };
+
+    struct result {
+        enum class kind { admitted, refused, unavailable };
+        kind how = kind::unavailable;
+        // Refusals and headers in the limiter's terms (why: rpm/tpm/concurrency).
+        limiter::decision rate;
+        budget_book::decision::reason budget_why = budget_book::decision::reason::none;
+        std::string rid;  // admitted: the reservation, for settle/release
+    };
+
+    // Connects (waiting up to state.timeout, at least 1 s, for the first connection; a
+    // Redis that is not there yet is not an error: fail_mode applies until it is) and
+    // subscribes to the key-change channel when `on_keys_changed` is set.
+    shared_state(const config::state_config& cfg, std::shared_ptr<ledger> seed_from);
+    ~shared_state();
+
+    // Thread-safe; from a worker coroutine. Never longer than state.timeout (twice in
+    // the rare case of a budget seed: then the ledger is read in between).
+    boost::asio::awaitable<result> admit(request r);
+
+    // Fire-and-forget from on_complete; retried while Redis is unreachable, until the
+    // hold's lease would have expired anyway. Thread-safe.
+    void settle(const std::string& key_id, const std::string& rid, std::uint64_t tokens,
+                double usd, bool with_budget);
+    void release(const std::string& key_id, const std::string& rid);
+
+    // Key changes made through the admin API: published to every instance.
+    void publish_keys_changed();
+    void on_keys_changed(std::function<void()> cb);
+
+    bool connected() const noexcept;
+    config::fail_mode mode() const noexcept { return cfg_.on_failure; }
+    // Metrics: tollgate_state_*.
+    void render_metrics(std::string& out) const;
+    void count_fallback() noexcept { fallbacks_.fetch_add(1, std::memory_order_relaxed); }
+    void count_refusal() noexcept { refused_503_.fetch_add(1, std::memory_order_relaxed); }
+
+  private:
+    std::string key(const std::string& id, char part) const;
+    std::vector<std::string> keys_of(const std::string& id) const;
+    void track(const std::string& key_id, const std::string& rid);
+    void untrack(const std::string& key_id, const std::string& rid);
+    void send_with_retry(int script, std::vector<std::string> keys, std::vector<std::string> args,
+                         std::chrono::steady_clock::time_point give_up);
+    boost::asio::awaitable<void> renew_loop();
+
+    config::state_config cfg_;
+    std::shared_ptr<ledger> ledger_;
+    std::unique_ptr<state::redis_client> redis_;
+    std::string instance_;  // random, in every reservation id
+    std::atomic<std::uint64_t> next_rid_{1};
+
+    std::mutex live_mu_;  // the holds this instance must keep renewing
+    std::unordered_map<std::string, std::unordered_set<std::string>> live_;
+
+    std::mutex keys_cb_mu_;
+    std::function<void()> keys_changed_;
+
+    std::atomic<bool> stopping_{false};
+    std::atomic<std::uint64_t> admissions_{0}, refusals_{0}, unavailable_{0}, timeouts_{0},
+        script_errors_{0}, seeds_{0}, fallbacks_{0}, refused_503_{0}, renewals_{0},
+        settle_retries_{0}, settle_dropped_{0};
+};
+
+// The combined admission's outcome for one request, shared by the rate_limit and budget
+// policies (whichever runs first performs it for both). Lives in
+// request_context::shared_admission.
+struct shared_admission final : core::policy_state {
+    shared_state::result res;
+    bool fallback = false;  // Redis unreachable and fail_mode open: per-instance limits
+    bool finished = false;  // settled or released
+    bool with_budget = false;
+    std::uint64_t est_tokens = 0;
+    double est_usd = 0;
+    std::string key_id;
+};
+
+// Performs the combined admission once per request (stores it in ctx.shared_admission).
+boost::asio::awaitable<void> admit_shared(core::request_context& ctx, shared_state& st,
+                                          const config::gateway_config& cfg, bool rate_part,
+                                          bool budget_part);
+// Settles (forwarded) or releases the combined hold once; later calls do nothing.
+void finish_shared(core::request_context& ctx, shared_state& st);
+
+}  // namespace tollgate::policies
