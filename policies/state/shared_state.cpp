@@ -250,12 +250,14 @@ shared_state::shared_state(const config::state_config& cfg, std::shared_ptr<ledg
         spdlog::warn("state: redis not reachable yet; fail_mode {} applies until it is",
                      cfg.on_failure == config::fail_mode::closed ? "closed (503)"
                                                                  : "open (per-instance limits)");
+    renew_timer_ = std::make_unique<asio::steady_timer>(redis_->executor());
     asio::co_spawn(redis_->executor(), renew_loop(), asio::detached);
 }
 
 shared_state::~shared_state() {
     stopping_ = true;
-    redis_.reset();  // joins the client's thread; the renew loop ends with it
+    asio::post(redis_->executor(), [t = renew_timer_.get()] { t->cancel(); });
+    redis_.reset();  // joins the client's thread once the renew loop has ended
 }
 
 std::string shared_state::key(const std::string& id, char part) const {
@@ -435,7 +437,7 @@ void shared_state::release(const std::string& key_id, const std::string& rid) {
 }
 
 asio::awaitable<void> shared_state::renew_loop() {
-    asio::steady_timer timer(co_await asio::this_coro::executor);
+    auto& timer = *renew_timer_;
     while (!stopping_) {
         timer.expires_after(cfg_.lease / 3);
         auto [ec] = co_await timer.async_wait(asio::as_tuple(asio::use_awaitable));
@@ -471,7 +473,11 @@ void shared_state::on_keys_changed(std::function<void()> cb) {
         std::lock_guard lock(keys_cb_mu_);
         keys_changed_ = std::move(cb);
     }
-    redis_->subscribe(cfg_.key_prefix + "keys", [this](std::string_view) {
+    redis_->subscribe(cfg_.key_prefix + "keys", [this](std::string_view payload) {
+        if (payload.empty())
+            spdlog::debug("state: subscribed to key changes; re-reading the key store");
+        else
+            spdlog::debug("state: keys changed on an instance; re-reading the key store");
         std::function<void()> cb;
         {
             std::lock_guard lock(keys_cb_mu_);

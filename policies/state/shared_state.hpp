@@ -27,6 +27,7 @@
 // asks again. A settle adds the real spend once, only if its hold was still there.
 
 #include <boost/asio/awaitable.hpp>
+#include <boost/asio/steady_timer.hpp>
 
 #include <atomic>
 #include <chrono>
@@ -109,6 +110,7 @@ class shared_state {
     config::state_config cfg_;
     std::shared_ptr<ledger> ledger_;
     std::unique_ptr<state::redis_client> redis_;
+    std::unique_ptr<boost::asio::steady_timer> renew_timer_;  // on the client's thread
     std::string instance_;  // random, in every reservation id
     std::atomic<std::uint64_t> next_rid_{1};
 

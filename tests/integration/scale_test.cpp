@@ -1,0 +1,326 @@
+// Scale-out: several real gateway processes sharing one real redis-server (started by
+// the fixture on its own port) in front of one mock upstream. Limits, budgets, leases,
+// fail modes, NOSCRIPT and key propagation across instances.
+#define BOOST_TEST_MODULE scale_integration
+#include <boost/test/unit_test.hpp>
+
+#include <atomic>
+#include <csignal>
+#include <mutex>
+#include <thread>
+
+#include "tests/support/fixtures.hpp"
+#include "tests/support/redis_server.hpp"
+
+using namespace tollgate::test;
+using namespace std::chrono_literals;
+
+namespace {
+
+constexpr const char* admin_token = "admin-token-scale-0123456789";
+constexpr const char* key_shared = "tg-test-key-shared-0123456789abcdef";
+
+struct cluster_options {
+    std::string state_extra;  // more lines under `state:` (2-space indented)
+    std::string key_terms = "    limits: {rpm: 50}\n";
+    std::string policies = "[auth, rate_limit, budget, router, usage]";
+    std::filesystem::path database;  // empty: one of each instance's own
+    bool admin = false;
+};
+
+std::string cluster_config(std::uint16_t upstream, const redis_server& redis,
+                           const cluster_options& c) {
+    config_options o;
+    o.policies = c.policies;
+    o.keys_extra = std::string("  - id: shared\n    key: ") + key_shared + "\n" + c.key_terms;
+    o.top_extra = "state:\n  backend: redis\n  redis_url: " + redis.url() +
+                  "\n  timeout: 500ms\n" + c.state_extra;
+    if (!c.database.empty()) o.top_extra += "usage:\n  database: " + c.database.string() + "\n";
+    if (c.admin)
+        o.top_extra += std::string("admin: {listen: \"127.0.0.1:0\", token: ") + admin_token + "}\n";
+    return standard_config(upstream, o);
+}
+
+struct tally {
+    std::mutex mu;
+    std::map<int, int> by_status;
+    std::map<std::string, int> by_code;
+    void add(const http_response& r) {
+        std::lock_guard lock(mu);
+        ++by_status[r.status];
+        const auto at = r.body.find("\"code\":\"");
+        if (r.status != 200 && at != std::string::npos)
+            ++by_code[r.body.substr(at + 8, r.body.find('"', at + 8) - at - 8)];
+    }
+};
+
+// `total` requests spread round robin over the instances' ports, `parallel` at a time.
+void burst(const std::vector<std::uint16_t>& ports, int total, int parallel, tally& t,
+           const std::string& body = chat_body("hi")) {
+    std::atomic<int> next{0};
+    std::vector<std::thread> threads;
+    for (int i = 0; i < parallel; ++i)
+        threads.emplace_back([&] {
+            for (int n; (n = next.fetch_add(1)) < total;) {
+                try {
+                    t.add(http_request(ports[static_cast<std::size_t>(n) % ports.size()], "POST",
+                                       "/v1/chat/completions", auth_headers(key_shared), body));
+                } catch (const std::exception&) {
+                    std::lock_guard lock(t.mu);
+                    ++t.by_status[-1];
+                }
+            }
+        });
+    for (auto& th : threads) th.join();
+}
+
+int status_of(std::uint16_t port, const std::string& key = key_shared,
+              const std::string& body = chat_body("hi")) {
+    return http_request(port, "POST", "/v1/chat/completions", auth_headers(key), body).status;
+}
+
+std::string metrics_of(gateway_process& g) {
+    return http_request(g.admin_port(), "GET", "/metrics",
+                        {{"authorization", std::string("Bearer ") + admin_token}})
+        .body;
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_SUITE(integration)
+
+BOOST_AUTO_TEST_CASE(rpm_50_holds_across_three_instances_for_200_concurrent_requests) {
+    redis_server redis;
+    mock_upstream mock;
+    cluster_options c;
+    gateway_process a(cluster_config(mock.port(), redis, c));
+    gateway_process b(cluster_config(mock.port(), redis, c));
+    gateway_process d(cluster_config(mock.port(), redis, c));
+    tally t;
+    burst({a.port(), b.port(), d.port()}, 200, 24, t);
+    BOOST_TEST(t.by_status[200] == 50);
+    BOOST_TEST(t.by_status[429] == 150);
+    BOOST_TEST(t.by_code["rate_limit_exceeded"] == 150);
+    BOOST_TEST(mock.wait_for("requests", 50));
+    // The window lives in Redis, under the key's hash tag.
+    BOOST_TEST(redis.cli({"ZCARD", "tollgate:{shared}:w"}) == "50");
+}
+
+BOOST_AUTO_TEST_CASE(a_token_budget_shared_by_two_instances_is_not_overshot) {
+    redis_server redis;
+    mock_upstream mock;
+    cluster_options c;
+    const auto dir = make_temp_dir();
+    c.database = dir / "usage.db";  // one ledger file: both instances on one host
+    c.admin = true;
+    // Each request reserves its prompt estimate + max_tokens 40 and uses 30 completion
+    // tokens (#mock chunks=30), so the budget admits a bounded number of them.
+    c.key_terms = "    budget: {tokens: 1000, period: day}\n";
+    gateway_process a(cluster_config(mock.port(), redis, c));
+    gateway_process b(cluster_config(mock.port(), redis, c));
+    const std::string body =
+        R"({"model":"gpt-4o-mini","max_tokens":40,"messages":[{"role":"user","content":"hi #mock chunks=30"}]})";
+    tally t;
+    burst({a.port(), b.port()}, 80, 16, t, body);
+    BOOST_TEST(t.by_status[200] > 0);
+    BOOST_TEST(t.by_code["budget_exceeded"] > 0);
+    BOOST_TEST(t.by_status[200] + t.by_status[429] == 80);
+    // What the ledger of record says was used, through either instance's admin API.
+    const header_map admin{{"authorization", std::string("Bearer ") + admin_token}};
+    std::string usage;
+    BOOST_TEST(poll_until([&] {
+        usage = http_request(a.admin_port(), "GET", "/admin/usage?key=shared", admin).body;
+        return usage.find("\"requests\":" + std::to_string(t.by_status[200])) != std::string::npos;
+    }));
+    const auto at = usage.find("\"total_tokens\":");
+    BOOST_REQUIRE(at != std::string::npos);
+    const long used = std::stol(usage.substr(at + 15));
+    const long one_request = 60;  // the largest single request's worth (estimate)
+    BOOST_TEST(used <= 1000 + one_request, "used " << used);
+    BOOST_TEST(used >= 1000 - 2 * one_request, "used " << used);
+    BOOST_TEST(http_request(b.admin_port(), "GET", "/admin/usage?key=shared", admin).body == usage);
+}
+
+BOOST_AUTO_TEST_CASE(a_killed_instance_holds_return_when_their_leases_expire) {
+    redis_server redis;
+    mock_upstream mock;
+    cluster_options c;
+    c.key_terms = "    limits: {concurrency: 3}\n";
+    c.state_extra = "  lease: 3s\n";
+    auto victim = std::make_unique<gateway_process>(cluster_config(mock.port(), redis, c));
+    gateway_process survivor(cluster_config(mock.port(), redis, c));
+    // Three slow requests hold every concurrency slot through the victim.
+    std::vector<std::unique_ptr<http_connection>> held;
+    for (int i = 0; i < 3; ++i) {
+        held.push_back(std::make_unique<http_connection>(victim->port(), 30s));
+        held.back()->send_request("POST", "/v1/chat/completions", auth_headers(key_shared),
+                                  chat_body("slow #mock head_delay_ms=20000"));
+    }
+    BOOST_REQUIRE(mock.wait_for("requests", 3));
+    BOOST_TEST(status_of(survivor.port()) == 429);
+    BOOST_TEST(victim->stop(SIGKILL) == 128 + SIGKILL);
+    victim.reset();
+    // Nobody renews the victim's leases now: within the lease (3 s) the slots return.
+    BOOST_TEST(redis.cli({"ZCARD", "tollgate:{shared}:l"}) == "3");
+    BOOST_TEST(poll_until([&] { return status_of(survivor.port()) == 200; }, 20s, 200ms));
+    held.clear();
+}
+
+BOOST_AUTO_TEST_CASE(leases_of_a_live_instance_are_renewed_past_the_lease_time) {
+    redis_server redis;
+    mock_upstream mock;
+    cluster_options c;
+    c.key_terms = "    limits: {concurrency: 1}\n";
+    c.state_extra = "  lease: 3s\n";
+    gateway_process a(cluster_config(mock.port(), redis, c));
+    gateway_process b(cluster_config(mock.port(), redis, c));
+    http_connection slow(a.port(), 30s);
+    slow.send_request("POST", "/v1/chat/completions", auth_headers(key_shared),
+                      chat_body("slow #mock head_delay_ms=7000"));
+    BOOST_REQUIRE(mock.wait_for("requests", 1));
+    // Well past one lease, the request is still in flight and still holds its slot.
+    const auto until = std::chrono::steady_clock::now() + 5s;
+    int refusals = 0;
+    while (std::chrono::steady_clock::now() < until) {
+        BOOST_TEST_REQUIRE(status_of(b.port()) == 429);
+        ++refusals;
+        std::this_thread::sleep_for(500ms);  // pacing the probe, not synchronisation
+    }
+    BOOST_TEST(refusals >= 5);
+    BOOST_TEST(slow.read_response().status == 200);
+    BOOST_TEST(poll_until([&] { return status_of(b.port()) == 200; }));
+}
+
+BOOST_AUTO_TEST_CASE(redis_down_fail_closed_refuses_with_503_and_recovers) {
+    redis_server redis;
+    mock_upstream mock;
+    cluster_options c;
+    c.admin = true;
+    gateway_process a(cluster_config(mock.port(), redis, c));
+    BOOST_TEST(status_of(a.port()) == 200);
+    redis.stop();
+    const auto r = http_request(a.port(), "POST", "/v1/chat/completions", auth_headers(key_shared),
+                                chat_body("hi"));
+    BOOST_TEST(r.status == 503);
+    BOOST_TEST(r.body.find("\"code\":\"state_unavailable\"") != std::string::npos);
+    BOOST_TEST(r.body.find("server_error") != std::string::npos);
+    BOOST_TEST(http_request(a.port(), "GET", "/healthz").status == 200);  // never on Redis
+    BOOST_TEST(http_request(a.port(), "GET", "/readyz").status == 503);
+    // Keys without limits or budget do not need the store.
+    BOOST_TEST(status_of(a.port(), client_key_a) == 200);
+    const auto m = metrics_of(a);
+    BOOST_TEST(m.find("tollgate_state_up 0") != std::string::npos);
+    BOOST_TEST(m.find("tollgate_state_failures_handled_total{mode=\"closed\"} 1") !=
+               std::string::npos);
+    redis.start();
+    BOOST_TEST(poll_until([&] { return status_of(a.port()) == 200; }, 15s, 50ms));
+    BOOST_TEST(http_request(a.port(), "GET", "/readyz").status == 200);
+    BOOST_TEST(a.process().output().find("reconnecting") != std::string::npos);
+}
+
+BOOST_AUTO_TEST_CASE(redis_down_fail_open_applies_per_instance_limits) {
+    redis_server redis;
+    mock_upstream mock;
+    cluster_options c;
+    c.key_terms = "    limits: {rpm: 3}\n";
+    c.state_extra = "  fail_mode: open\n";
+    c.admin = true;
+    gateway_process a(cluster_config(mock.port(), redis, c));
+    redis.stop();
+    // The instance's own limiter: rpm 3 still holds, per instance.
+    tally t;
+    burst({a.port()}, 5, 1, t);
+    BOOST_TEST(t.by_status[200] == 3);
+    BOOST_TEST(t.by_status[429] == 2);
+    BOOST_TEST(http_request(a.port(), "GET", "/readyz").status == 200);
+    BOOST_TEST(metrics_of(a).find("tollgate_state_failures_handled_total{mode=\"open\"} 5") !=
+               std::string::npos);
+}
+
+BOOST_AUTO_TEST_CASE(noscript_after_a_script_flush_or_a_redis_restart_is_handled) {
+    redis_server redis;
+    mock_upstream mock;
+    cluster_options c;
+    gateway_process a(cluster_config(mock.port(), redis, c));
+    BOOST_TEST(status_of(a.port()) == 200);
+    BOOST_TEST(redis.cli({"SCRIPT", "FLUSH"}) == "OK");
+    BOOST_TEST(status_of(a.port()) == 200);  // EVALSHA → NOSCRIPT → EVAL, same request
+    BOOST_TEST(redis.cli({"ZCARD", "tollgate:{shared}:w"}) == "2");
+    redis.stop();
+    redis.start();
+    BOOST_TEST(poll_until([&] { return status_of(a.port()) == 200; }, 15s, 50ms));
+    BOOST_TEST(redis.cli({"ZCARD", "tollgate:{shared}:w"}) == "1");
+}
+
+BOOST_AUTO_TEST_CASE(a_budget_is_reseeded_from_the_ledger_when_redis_lost_it) {
+    redis_server redis;
+    mock_upstream mock;
+    cluster_options c;
+    const auto dir = make_temp_dir();
+    c.database = dir / "usage.db";
+    c.key_terms = "    budget: {tokens: 100000, period: month}\n";
+    gateway_process a(cluster_config(mock.port(), redis, c));
+    const std::string body =
+        R"({"model":"gpt-4o-mini","max_tokens":40,"messages":[{"role":"user","content":"hi #mock chunks=30"}]})";
+    for (int i = 0; i < 3; ++i) BOOST_TEST(status_of(a.port(), key_shared, body) == 200);
+    std::string spent;
+    BOOST_TEST(poll_until([&] {
+        spent = redis.cli({"HGET", "tollgate:{shared}:b", "tok"});
+        return spent != "" && spent != "0";
+    }));
+    BOOST_TEST(redis.cli({"FLUSHALL"}) == "OK");
+    BOOST_TEST(status_of(a.port(), key_shared, body) == 200);
+    // Seeded from the ledger (the 3 records) + the new request's spend once settled.
+    const long before = std::stol(spent);
+    BOOST_TEST(poll_until([&] {
+        const auto now = redis.cli({"HGET", "tollgate:{shared}:b", "tok"});
+        return !now.empty() && std::stol(now) >= before + before / 3;
+    }));
+}
+
+BOOST_AUTO_TEST_CASE(admin_key_changes_reach_the_other_instance_through_redis) {
+    redis_server redis;
+    mock_upstream mock;
+    cluster_options c;
+    const auto dir = make_temp_dir();
+    c.database = dir / "usage.db";  // the key store both instances read
+    c.admin = true;
+    gateway_process a(cluster_config(mock.port(), redis, c));
+    gateway_process b(cluster_config(mock.port(), redis, c));
+    const header_map admin{{"authorization", std::string("Bearer ") + admin_token},
+                           {"content-type", "application/json"}};
+    const auto created = http_request(a.admin_port(), "POST", "/admin/keys", admin,
+                                      R"({"id":"late","limits":{"rpm":5}})");
+    BOOST_REQUIRE(created.status == 201);
+    const auto at = created.body.find("\"key\":\"");
+    const auto secret = created.body.substr(at + 7, created.body.find('"', at + 7) - at - 7);
+    BOOST_TEST(poll_until([&] { return status_of(b.port(), secret) == 200; }, 5s));
+    // Told through Redis (not only found by the store's own 1-s poll).
+    BOOST_TEST(b.process().wait_for_line("keys changed on an instance", 5s).has_value());
+    BOOST_TEST(http_request(a.admin_port(), "DELETE", "/admin/keys/late", admin).status == 204);
+    BOOST_TEST(poll_until([&] { return status_of(b.port(), secret) == 401; }, 5s));
+    BOOST_TEST(b.process().output().find(secret) == std::string::npos);
+    BOOST_TEST(a.process().output().find(secret) == std::string::npos);
+}
+
+BOOST_AUTO_TEST_CASE(a_wrong_redis_password_is_an_outage_and_never_logged) {
+    redis_server redis;
+    BOOST_TEST(redis.cli({"CONFIG", "SET", "requirepass", "right-pass-123"}) == "OK");
+    mock_upstream mock;
+    config_options o;
+    o.policies = "[auth, rate_limit, router]";
+    o.keys_extra = std::string("  - id: shared\n    key: ") + key_shared + "\n    limits: {rpm: 5}\n";
+    o.top_extra = "state:\n  backend: redis\n  redis_url: redis://:wrong-pass-456@127.0.0.1:" +
+                  std::to_string(redis.port()) + "/0\n";
+    gateway_process bad(standard_config(mock.port(), o));
+    BOOST_TEST(status_of(bad.port()) == 503);
+    BOOST_TEST(bad.process().output().find("wrong-pass-456") == std::string::npos);
+    BOOST_TEST(bad.process().output().find("WRONGPASS") != std::string::npos);
+    o.top_extra = "state:\n  backend: redis\n  redis_url: redis://:right-pass-123@127.0.0.1:" +
+                  std::to_string(redis.port()) + "/0\n";
+    gateway_process good(standard_config(mock.port(), o));
+    BOOST_TEST(status_of(good.port()) == 200);
+    BOOST_TEST(good.process().output().find("right-pass-123") == std::string::npos);
+}
+
+BOOST_AUTO_TEST_SUITE_END()
