@@ -218,6 +218,27 @@ BOOST_AUTO_TEST_CASE(redis_down_fail_closed_refuses_with_503_and_recovers) {
     BOOST_TEST(a.process().output().find("reconnecting") != std::string::npos);
 }
 
+BOOST_AUTO_TEST_CASE(a_hung_redis_costs_a_request_at_most_state_timeout_then_503) {
+    redis_server redis;
+    mock_upstream mock;
+    cluster_options c;
+    c.admin = true;
+    c.state_extra = "  timeout: 300ms\n";
+    gateway_process a(cluster_config(mock.port(), redis, c));
+    BOOST_TEST(status_of(a.port()) == 200);
+    redis.pause();  // connections stay open; nothing is answered
+    // The client's own timeout (5 s) is far above state.timeout: the gateway answers.
+    http_connection conn(a.port(), 5s);
+    const auto r = conn.request("POST", "/v1/chat/completions", auth_headers(key_shared),
+                                chat_body("hi"));
+    BOOST_TEST(r.status == 503);
+    BOOST_TEST(r.body.find("state_unavailable") != std::string::npos);
+    BOOST_TEST(metrics_of(a).find("tollgate_state_errors_total{reason=\"timeout\"} 1") !=
+               std::string::npos);
+    redis.resume();
+    BOOST_TEST(poll_until([&] { return status_of(a.port()) == 200; }, 15s, 50ms));
+}
+
 BOOST_AUTO_TEST_CASE(redis_down_fail_open_applies_per_instance_limits) {
     redis_server redis;
     mock_upstream mock;

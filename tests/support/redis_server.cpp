@@ -63,8 +63,17 @@ void redis_server::start() {
     }
 }
 
+void redis_server::pause() {
+    if (proc_) proc_->signal(SIGSTOP);
+}
+
+void redis_server::resume() {
+    if (proc_) proc_->signal(SIGCONT);
+}
+
 void redis_server::stop() {
     if (!proc_) return;
+    proc_->signal(SIGCONT);
     proc_->stop(SIGTERM, 20s);
     proc_.reset();
 }

@@ -25,6 +25,10 @@ class redis_server {
     void stop();
     // Starts it again on the same port (empty: no persistence, no script cache).
     void start();
+    // SIGSTOP / SIGCONT: a Redis that accepts nothing and answers nothing (a hung or
+    // partitioned server) without closing its connections.
+    void pause();
+    void resume();
     bool running() const noexcept { return proc_ != nullptr; }
     // Runs redis-cli against it; returns its output with the trailing newline removed.
     std::string cli(const std::vector<std::string>& args) const;
