@@ -344,4 +344,26 @@ BOOST_AUTO_TEST_CASE(a_wrong_redis_password_is_an_outage_and_never_logged) {
     BOOST_TEST(good.process().output().find("right-pass-123") == std::string::npos);
 }
 
+BOOST_AUTO_TEST_CASE(rediss_verifies_the_server_certificate) {
+    const auto certs = make_test_certs();
+    redis_server redis(certs);
+    mock_upstream mock;
+    config_options o;
+    o.policies = "[auth, rate_limit, router]";
+    o.keys_extra = std::string("  - id: shared\n    key: ") + key_shared + "\n    limits: {rpm: 5}\n";
+    // Trusting the test CA: admitted through Redis over TLS.
+    o.top_extra = "state:\n  backend: redis\n  redis_url: " + redis.url() + "\n  tls_ca_file: " +
+                  certs.ca.string() + "\n";
+    {
+        gateway_process good(standard_config(mock.port(), o));
+        BOOST_TEST(status_of(good.port()) == 200);
+        BOOST_TEST(redis.cli({"ZCARD", "tollgate:{shared}:w"}) == "1");
+    }
+    // Trusting only the system's CAs: the handshake fails, Redis counts as down.
+    o.top_extra = "state:\n  backend: redis\n  redis_url: " + redis.url() + "\n";
+    gateway_process bad(standard_config(mock.port(), o));
+    BOOST_TEST(status_of(bad.port()) == 503);
+    BOOST_TEST(bad.process().output().find("TLS handshake failed") != std::string::npos);
+}
+
 BOOST_AUTO_TEST_SUITE_END()

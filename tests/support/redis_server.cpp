@@ -31,6 +31,15 @@ std::string which(const std::string& name) {
 }  // namespace
 
 redis_server::redis_server() : dir_(make_temp_dir()) {
+    start_on_free_port();
+}
+
+redis_server::redis_server(const test_certs& certs)
+    : dir_(make_temp_dir()), tls_(true), cert_(certs.cert), key_(certs.key), ca_(certs.ca) {
+    start_on_free_port();
+}
+
+void redis_server::start_on_free_port() {
     // A port below the ephemeral range that nothing listens on; if another process of
     // the suite takes it between the check and redis's bind, try another one.
     for (int attempt = 0; attempt < 5; ++attempt) {
@@ -52,9 +61,21 @@ redis_server::~redis_server() {
 
 void redis_server::start() {
     if (proc_) return;
-    proc_ = std::make_unique<child_process>(std::vector<std::string>{
-        which("redis-server"), "--port", std::to_string(port_), "--bind", "127.0.0.1", "--save", "",
-        "--appendonly", "no", "--dir", dir_.string(), "--protected-mode", "no"});
+    std::vector<std::string> argv{which("redis-server"), "--bind", "127.0.0.1", "--save", "",
+                                  "--appendonly", "no", "--dir", dir_.string(),
+                                  "--protected-mode", "no"};
+    if (tls_) {
+        for (const auto& a : {std::string("--port"), std::string("0"), std::string("--tls-port"),
+                              std::to_string(port_), std::string("--tls-cert-file"), cert_.string(),
+                              std::string("--tls-key-file"), key_.string(),
+                              std::string("--tls-ca-cert-file"), ca_.string(),
+                              std::string("--tls-auth-clients"), std::string("no")})
+            argv.push_back(a);
+    } else {
+        argv.push_back("--port");
+        argv.push_back(std::to_string(port_));
+    }
+    proc_ = std::make_unique<child_process>(argv);
     if (!proc_->wait_for_line("Ready to accept connections", 20s)) {
         const auto out = proc_->output();
         proc_->stop(SIGKILL, 5s);
@@ -80,6 +101,11 @@ void redis_server::stop() {
 
 std::string redis_server::cli(const std::vector<std::string>& args) const {
     std::vector<std::string> argv{which("redis-cli"), "-h", "127.0.0.1", "-p", std::to_string(port_)};
+    if (tls_) {
+        argv.push_back("--tls");
+        argv.push_back("--cacert");
+        argv.push_back(ca_.string());
+    }
     argv.insert(argv.end(), args.begin(), args.end());
     auto r = run_command(argv, 10s);
     while (!r.output.empty() && (r.output.back() == '\n' || r.output.back() == '\r'))

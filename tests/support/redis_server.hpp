@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "tests/support/fixtures.hpp"
 #include "tests/support/process.hpp"
 
 namespace tollgate::test {
@@ -18,9 +19,15 @@ class redis_server {
     // Starts it (waits for "Ready to accept connections"). Throws if redis-server is
     // missing or does not start.
     redis_server();
+    // TLS only (rediss://), with the server certificate and key of `certs` (for
+    // 127.0.0.1); clients are not asked for certificates.
+    explicit redis_server(const test_certs& certs);
     ~redis_server();
     std::uint16_t port() const noexcept { return port_; }
-    std::string url() const { return "redis://127.0.0.1:" + std::to_string(port_) + "/0"; }
+    std::string url() const {
+        return std::string(tls_ ? "rediss" : "redis") + "://127.0.0.1:" + std::to_string(port_) +
+               "/0";
+    }
     // Stops it (SIGTERM, no save) and waits for the exit.
     void stop();
     // Starts it again on the same port (empty: no persistence, no script cache).
@@ -34,7 +41,10 @@ class redis_server {
     std::string cli(const std::vector<std::string>& args) const;
 
   private:
+    void start_on_free_port();
     std::filesystem::path dir_;
+    bool tls_ = false;
+    std::filesystem::path cert_, key_, ca_;
     std::uint16_t port_ = 0;
     std::unique_ptr<child_process> proc_;
 };
