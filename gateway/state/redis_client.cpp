@@ -243,7 +243,7 @@ class redis_client::connection {
         co_return ec;
     }
 
-    // Connect, TLS, AUTH, SELECT; true when the connection is ready for commands.
+    // Connect, TLS, AUTH, SELECT, PING; true when the connection is ready for commands.
     asio::awaitable<bool> open() {
         const auto& ep = im_.opts.endpoint;
         plain_.reset();
@@ -287,8 +287,13 @@ class redis_client::connection {
             append_command(hello, {"SELECT", std::to_string(ep.db)});
             ++expect;
         }
+        // A PING answered proves a Redis that serves, not just a kernel that accepted the
+        // connection into the backlog of a hung (or stopped) server.
+        if (!subscriber()) {
+            append_command(hello, {"PING"});
+            ++expect;
+        }
         if (subscriber()) append_command(hello, {"SUBSCRIBE", channel_});
-        if (hello.empty()) co_return true;
         if (auto ec = co_await write_all(hello)) {
             last_error_ = "write failed: " + ec.message();
             co_return false;

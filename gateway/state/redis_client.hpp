@@ -22,7 +22,8 @@
 // fails with status::timeout, and its connection is dropped (every command on it fails)
 // and reconnected: a Redis that does not answer in time is treated as unreachable.
 // Reconnects back off exponentially from 50 ms to 2 s. On every (re)connect the
-// connection sends AUTH (password/user from the URL), SELECT (db) and, for the
+// connection sends AUTH (password/user from the URL), SELECT (db), PING (a connection
+// counts as up only once Redis answered) and, for the
 // subscriber, SUBSCRIBE.
 
 #include <boost/asio/any_io_executor.hpp>
