@@ -106,6 +106,30 @@ BOOST_AUTO_TEST_CASE(rpm_50_holds_across_three_instances_for_200_concurrent_requ
     BOOST_TEST(redis.cli({"ZCARD", "tollgate:{shared}:w"}) == "50");
 }
 
+BOOST_AUTO_TEST_CASE(tpm_reserves_the_estimate_across_instances_and_settles_to_the_usage) {
+    redis_server redis;
+    mock_upstream mock;
+    cluster_options c;
+    c.key_terms = "    limits: {tpm: 1000}\n";
+    gateway_process a(cluster_config(mock.port(), redis, c));
+    gateway_process b(cluster_config(mock.port(), redis, c));
+    // Each reserves its prompt estimate + max_tokens 200 while in flight (all 20 at once:
+    // the mock holds each answer 500 ms), and uses 5 completion tokens.
+    const std::string body =
+        R"({"model":"gpt-4o-mini","max_tokens":200,"messages":[{"role":"user","content":"hi #mock chunks=5 head_delay_ms=500"}]})";
+    tally t;
+    burst({a.port(), b.port()}, 20, 20, t, body);
+    BOOST_TEST(t.by_status[200] >= 1);
+    BOOST_TEST(t.by_status[200] <= 4);  // 5 × (200 + prompt) > 1000
+    BOOST_TEST(t.by_status[429] == 20 - t.by_status[200]);
+    // Settled to the real usage: the window now counts a few tokens per request.
+    BOOST_TEST(poll_until([&] {
+        const auto sum = redis.cli({"HGET", "tollgate:{shared}:t", "#sum"});
+        return !sum.empty() && std::stol(sum) <= 20L * t.by_status[200];
+    }));
+    BOOST_TEST(status_of(b.port(), key_shared, body) == 200);
+}
+
 BOOST_AUTO_TEST_CASE(a_token_budget_shared_by_two_instances_is_not_overshot) {
     redis_server redis;
     mock_upstream mock;
