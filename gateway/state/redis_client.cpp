@@ -292,13 +292,17 @@ class redis_client::connection {
         if (!subscriber()) {
             append_command(hello, {"PING"});
             ++expect;
+            for (const auto& src : im_.opts.preload) {
+                append_command(hello, {"SCRIPT", "LOAD", src});
+                ++expect;
+            }
         }
         if (subscriber()) append_command(hello, {"SUBSCRIBE", channel_});
         if (auto ec = co_await write_all(hello)) {
             last_error_ = "write failed: " + ec.message();
             co_return false;
         }
-        std::array<char, 512> buf;
+        std::array<char, 4096> buf;
         while (expect > 0) {
             auto [ec, n] = co_await read_some(asio::buffer(buf));
             if (ec) {

@@ -235,6 +235,7 @@ shared_state::shared_state(const config::state_config& cfg, std::shared_ptr<ledg
     o.timeout = cfg.timeout;
     o.pool_size = cfg.pool_size;
     o.tls_ca_file = cfg.tls_ca_file;
+    for (int i = 0; i < 4; ++i) o.preload.push_back(script_at(i).source);
     unsigned char r[8];
     if (RAND_bytes(r, sizeof r) != 1) throw std::runtime_error("state: no random bytes");
     static constexpr char hex[] = "0123456789abcdef";
