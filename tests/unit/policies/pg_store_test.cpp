@@ -2,7 +2,7 @@
 // PostgreSQL server started by the postgres_server fixture (127.0.0.1, a temp dir):
 // batching, the same /admin/usage answers as the SQLite ledger for the same records,
 // budget seeding totals, a writer that outlives a server restart without losing or
-// doubling a record.
+// doubling a record, and key changes seen by a second key store after refresh().
 //
 // Synchronisation: flush()/flush_for() (they return when the records committed) and
 // bounded poll loops (poll_until) for what can only be observed.
@@ -26,12 +26,14 @@
 #include <thread>
 #include <vector>
 
+#include "policies/auth/key_store.hpp"
 #include "policies/usage/ledger.hpp"
 #include "policies/usage/usage_record.hpp"
 #include "tests/support/fixtures.hpp"
 
 namespace fs = std::filesystem;
 using namespace std::chrono_literals;
+using tollgate::policies::key_store;
 using tollgate::policies::ledger;
 using tollgate::policies::usage_query;
 using tollgate::policies::usage_record;
@@ -262,6 +264,7 @@ BOOST_AUTO_TEST_CASE(schema_creation_is_safe_when_instances_start_at_once) {
         starters.emplace_back([&] {
             try {
                 ledger l(o);
+                key_store k(o.database);
                 ++built;
             } catch (const std::exception& e) {
                 ++failed;
@@ -337,6 +340,86 @@ BOOST_AUTO_TEST_CASE(a_killed_idle_session_is_replaced_without_a_failed_write) {
     BOOST_TEST(l.healthy());
     BOOST_TEST(l.transactions() == 2u);  // no failed attempt in between
     BOOST_TEST(l.aggregate({}).at(0).requests == 2u);
+}
+
+BOOST_AUTO_TEST_CASE(keys_created_on_one_store_are_seen_by_another_after_refresh) {
+    const std::string db = fresh_database();
+    const std::string url = server().url(db);
+    key_store a(url);
+    key_store b(url);
+    std::vector<std::string> seen;
+    b.set_listener(
+        [&](const tollgate::config::key_config* before, const tollgate::config::key_config& now) {
+            seen.push_back((before ? "changed " : "new ") + now.id);
+        });
+    BOOST_TEST(!b.refresh());  // nothing changed yet
+
+    tollgate::config::key_config k;
+    k.id = "svc-1";
+    k.key_sha256 = std::string(64, 'a');
+    k.models = std::vector<std::string>{"gpt-4o-mini", "other"};
+    k.limits.rpm = 60;
+    tollgate::config::budget_config budget;
+    budget.tokens = 1000;
+    budget.usd = 2.5;
+    budget.period = tollgate::config::budget_period::day;
+    k.budget = budget;
+    BOOST_TEST((a.create(k, 1795600800000) == key_store::result::ok));
+    BOOST_TEST(b.refresh());
+    {
+        const auto t = b.current();
+        BOOST_TEST_REQUIRE(t->by_id.count("svc-1") == 1u);
+        const auto& e = t->by_id.at("svc-1");
+        BOOST_TEST(e.created_at_ms == 1795600800000);
+        BOOST_TEST((e.key->models == k.models));
+        BOOST_TEST((e.key->limits.rpm == std::optional<std::uint64_t>(60)));
+        BOOST_TEST(!e.key->limits.tpm.has_value());
+        BOOST_TEST_REQUIRE(e.key->budget.has_value());
+        BOOST_TEST(e.key->budget->usd.value_or(0) == 2.5);
+        BOOST_TEST((e.key->budget->period == tollgate::config::budget_period::day));
+        BOOST_TEST(t->by_digest.size() == 1u);
+    }
+    BOOST_TEST(!b.refresh());  // no change since
+
+    // The same id or the same secret from the other store: exists.
+    BOOST_TEST((b.create(k, 1) == key_store::result::exists));
+    tollgate::config::key_config same_secret = k;
+    same_secret.id = "svc-2";
+    BOOST_TEST((b.create(same_secret, 1) == key_store::result::exists));
+
+    k.limits.rpm = 5;
+    k.models.reset();
+    BOOST_TEST((a.update(k) == key_store::result::ok));
+    BOOST_TEST(b.refresh());
+    BOOST_TEST((b.current()->by_id.at("svc-1").key->limits.rpm == std::optional<std::uint64_t>(5)));
+    BOOST_TEST(!b.current()->by_id.at("svc-1").key->models.has_value());
+
+    BOOST_TEST((b.remove("svc-1") == key_store::result::ok));
+    BOOST_TEST(a.refresh());
+    BOOST_TEST(a.current()->by_id.empty());
+    BOOST_TEST((a.update(k) == key_store::result::not_found));
+    BOOST_TEST((seen == std::vector<std::string>{"new svc-1", "changed svc-1"}));
+
+    // A third store opening the database later loads what is there.
+    BOOST_TEST((a.create(same_secret, 7) == key_store::result::ok));
+    key_store c(url);
+    BOOST_TEST(c.current()->by_id.count("svc-2") == 1u);
+}
+
+BOOST_AUTO_TEST_CASE(key_store_refresh_recovers_after_a_server_restart) {
+    postgres_server own;
+    key_store a(own.url());
+    key_store b(own.url());
+    own.stop();
+    BOOST_CHECK_THROW(b.refresh(), std::runtime_error);
+    own.start();
+    tollgate::config::key_config k;
+    k.id = "after-restart";
+    k.key_sha256 = std::string(64, 'b');
+    // The first call after the restart reconnects (the refresher would have done it).
+    BOOST_TEST((a.create(k, 1) == key_store::result::ok));
+    BOOST_TEST(b.refresh());
+    BOOST_TEST(b.current()->by_id.count("after-restart") == 1u);
 }
 
 BOOST_AUTO_TEST_SUITE_END()
