@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
 # Installs what building and testing tollgate needs on Debian 12 (run as root).
+# postgresql: the server programs the PostgreSQL tests start themselves (a temp dir, as
+# the `postgres` user); the packaged cluster it also sets up is not used.
 set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -q

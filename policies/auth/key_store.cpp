@@ -2,30 +2,18 @@
 
 #include <openssl/evp.h>
 #include <spdlog/spdlog.h>
-#include <sqlite3.h>
 
-#include <climits>
 #include <cstring>
-#include <filesystem>
 #include <stdexcept>
+
+#include "policies/auth/key_store_backend.hpp"
+#include "policies/usage/pg_connection.hpp"
 
 namespace tollgate::policies {
 
 namespace {
 
 constexpr char list_sep = '\x1f';  // joins a key's model names in one column
-
-struct stmt {
-    sqlite3_stmt* s = nullptr;
-    stmt(sqlite3* db, const char* sql) {
-        if (sqlite3_prepare_v2(db, sql, -1, &s, nullptr) != SQLITE_OK)
-            throw std::runtime_error(std::string("key store: ") + sqlite3_errmsg(db));
-    }
-    ~stmt() { sqlite3_finalize(s); }
-    stmt(const stmt&) = delete;
-    stmt& operator=(const stmt&) = delete;
-    operator sqlite3_stmt*() const noexcept { return s; }
-};
 
 std::string to_hex(const key_digest& d) {
     static constexpr char hex[] = "0123456789abcdef";
@@ -35,24 +23,6 @@ std::string to_hex(const key_digest& d) {
         out[2 * i + 1] = hex[d[i] & 15];
     }
     return out;
-}
-
-void bind_opt(sqlite3_stmt* s, int i, const std::optional<std::uint64_t>& v) {
-    if (v)
-        sqlite3_bind_int64(s, i,
-                           static_cast<sqlite3_int64>(std::min<std::uint64_t>(*v, LLONG_MAX)));
-    else
-        sqlite3_bind_null(s, i);
-}
-
-std::optional<std::uint64_t> column_opt(sqlite3_stmt* s, int i) {
-    if (sqlite3_column_type(s, i) == SQLITE_NULL) return std::nullopt;
-    return static_cast<std::uint64_t>(sqlite3_column_int64(s, i));
-}
-
-std::string column_text(sqlite3_stmt* s, int i) {
-    const auto* p = reinterpret_cast<const char*>(sqlite3_column_text(s, i));
-    return p ? std::string(p, static_cast<std::size_t>(sqlite3_column_bytes(s, i))) : std::string();
 }
 
 const char* period_name(config::budget_period p) {
@@ -76,6 +46,62 @@ bool same_key(const config::key_config& a, const config::key_config& b) {
     return a.key_sha256 == b.key_sha256 && a.models == b.models && a.limits.rpm == b.limits.rpm &&
            a.limits.tpm == b.limits.tpm && a.limits.concurrency == b.limits.concurrency &&
            same_budget(a.budget, b.budget);
+}
+
+key_row to_row(const config::key_config& k, std::int64_t created_at_ms) {
+    key_row r;
+    r.id = k.id;
+    r.key_sha256 = k.key_sha256;
+    if (k.models) {
+        std::string joined;
+        for (const auto& m : *k.models) {
+            if (!joined.empty()) joined += list_sep;
+            joined += m;
+        }
+        r.models = std::move(joined);
+    }
+    r.rpm = k.limits.rpm;
+    r.tpm = k.limits.tpm;
+    r.concurrency = k.limits.concurrency;
+    if (k.budget) {
+        r.budget_tokens = k.budget->tokens;
+        r.budget_usd = k.budget->usd;
+        r.budget_period = period_name(k.budget->period);
+    }
+    r.created_at_ms = created_at_ms;
+    return r;
+}
+
+std::shared_ptr<config::key_config> from_row(const key_row& r) {
+    auto k = std::make_shared<config::key_config>();
+    k->id = r.id;
+    k->key_sha256 = r.key_sha256;
+    if (r.models) {
+        std::vector<std::string> models;
+        const std::string& joined = *r.models;
+        std::size_t start = 0;
+        while (start <= joined.size() && !joined.empty()) {
+            const auto end = joined.find(list_sep, start);
+            models.push_back(joined.substr(start, end - start));
+            if (end == std::string::npos) break;
+            start = end + 1;
+        }
+        k->models = std::move(models);
+    }
+    k->limits.rpm = r.rpm;
+    k->limits.tpm = r.tpm;
+    k->limits.concurrency = r.concurrency;
+    if (r.budget_period) {
+        config::budget_config b;
+        b.tokens = r.budget_tokens;
+        b.usd = r.budget_usd;
+        const std::string& per = *r.budget_period;
+        b.period = per == "day"     ? config::budget_period::day
+                   : per == "total" ? config::budget_period::total
+                                    : config::budget_period::month;
+        k->budget = b;
+    }
+    return k;
 }
 
 }  // namespace
@@ -109,35 +135,11 @@ key_digest digest_of(std::string_view secret) noexcept {
     return d;
 }
 
-key_store::key_store(const std::string& path) : path_(path) {
-    std::error_code fec;
-    if (const auto dir = std::filesystem::path(path).parent_path(); !dir.empty())
-        std::filesystem::create_directories(dir, fec);
-    if (sqlite3_open_v2(path.c_str(), &db_,
-                        SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
-                        nullptr) != SQLITE_OK) {
-        const std::string why = db_ ? sqlite3_errmsg(db_) : "out of memory";
-        sqlite3_close(db_);
-        db_ = nullptr;
-        throw std::runtime_error("key store: cannot open " + path + ": " + why);
-    }
-    sqlite3_busy_timeout(db_, 5000);
-    try {
-        exec("PRAGMA journal_mode=WAL");
-        exec("PRAGMA synchronous=FULL");
-        exec(
-            "CREATE TABLE IF NOT EXISTS api_keys ("
-            " id TEXT PRIMARY KEY, key_sha256 TEXT NOT NULL UNIQUE, models TEXT,"
-            " rpm INTEGER, tpm INTEGER, concurrency INTEGER,"
-            " budget_tokens INTEGER, budget_usd REAL, budget_period TEXT,"
-            " created_at INTEGER NOT NULL)");
-        data_version_ = read_data_version();
-        publish(load_table());
-    } catch (...) {
-        sqlite3_close(db_);
-        db_ = nullptr;
-        throw;
-    }
+key_store::key_store(const std::string& path)
+    : backend_(is_postgres_url(path) ? make_pg_key_store_backend(path)
+                                     : make_sqlite_key_store_backend(path)) {
+    change_marker_ = backend_->change_marker();
+    publish(load_table());
 }
 
 key_store::~key_store() {
@@ -147,67 +149,28 @@ key_store::~key_store() {
     }
     stop_cv_.notify_all();
     if (refresher_.joinable()) refresher_.join();
-    sqlite3_close(db_);
 }
 
 std::shared_ptr<key_store::table> key_store::load_table() {
     auto t = std::make_shared<table>();
-    stmt q(db_,
-           "SELECT id, key_sha256, models, rpm, tpm, concurrency, budget_tokens, budget_usd,"
-           " budget_period, created_at FROM api_keys");
-    int rc;
-    while ((rc = sqlite3_step(q)) == SQLITE_ROW) {
-        auto k = std::make_shared<config::key_config>();
-        k->id = column_text(q, 0);
-        k->key_sha256 = column_text(q, 1);
+    for (const key_row& row : backend_->load()) {  // throws on a failed or partial read
         key_digest d;
-        if (!digest_from_hex(k->key_sha256, d)) continue;
-        if (sqlite3_column_type(q, 2) != SQLITE_NULL) {
-            std::vector<std::string> models;
-            const std::string joined = column_text(q, 2);
-            std::size_t start = 0;
-            while (start <= joined.size() && !joined.empty()) {
-                const auto end = joined.find(list_sep, start);
-                models.push_back(joined.substr(start, end - start));
-                if (end == std::string::npos) break;
-                start = end + 1;
-            }
-            k->models = std::move(models);
-        }
-        k->limits.rpm = column_opt(q, 3);
-        k->limits.tpm = column_opt(q, 4);
-        k->limits.concurrency = column_opt(q, 5);
-        if (sqlite3_column_type(q, 8) != SQLITE_NULL) {
-            config::budget_config b;
-            b.tokens = column_opt(q, 6);
-            if (sqlite3_column_type(q, 7) != SQLITE_NULL) b.usd = sqlite3_column_double(q, 7);
-            const std::string per = column_text(q, 8);
-            b.period = per == "day"     ? config::budget_period::day
-                       : per == "total" ? config::budget_period::total
-                                        : config::budget_period::month;
-            k->budget = b;
-        }
-        const std::int64_t created = sqlite3_column_int64(q, 9);
+        if (!digest_from_hex(row.key_sha256, d)) continue;
+        std::shared_ptr<const config::key_config> k = from_row(row);
         t->by_digest.emplace(d, k);
-        t->by_id.emplace(k->id, entry{k, created});
+        t->by_id.emplace(k->id, entry{k, row.created_at_ms});
     }
-    // A read cut short (a lock, an I/O error) must not pass for the whole table.
-    if (rc != SQLITE_DONE)
-        throw std::runtime_error("key store: " + std::string(sqlite3_errmsg(db_)));
     return t;
-}
-
-std::int64_t key_store::read_data_version() {
-    stmt q(db_, "PRAGMA data_version");
-    return sqlite3_step(q) == SQLITE_ROW ? sqlite3_column_int64(q, 0) : 0;
 }
 
 bool key_store::refresh() {
     std::lock_guard lock(mu_);
-    const auto version = read_data_version();
-    if (version == data_version_) return false;  // no other connection committed
+    // The marker first, then the table: the table read is at least as new as the marker,
+    // so a change committed in between is reloaded (again) at the next look, never missed.
+    const auto marker = backend_->change_marker();
+    if (marker == change_marker_) return false;  // nothing committed since the last look
     auto fresh = load_table();  // throws on a failed read: retried at the next look
-    data_version_ = version;
+    change_marker_ = marker;
     const auto old = current();
     std::vector<std::pair<std::shared_ptr<const config::key_config>,
                           std::shared_ptr<const config::key_config>>>
@@ -248,59 +211,6 @@ void key_store::start_refresh(std::chrono::milliseconds every) {
     });
 }
 
-void key_store::exec(const char* sql) {
-    char* err = nullptr;
-    if (sqlite3_exec(db_, sql, nullptr, nullptr, &err) != SQLITE_OK) {
-        std::string why = err ? err : "unknown error";
-        sqlite3_free(err);
-        throw std::runtime_error("key store " + path_ + ": " + why);
-    }
-}
-
-bool key_store::write(const config::key_config& k, std::int64_t created_at_ms, bool insert) {
-    stmt s(db_, insert ? "INSERT INTO api_keys (models, rpm, tpm, concurrency, budget_tokens,"
-                         " budget_usd, budget_period, id, key_sha256, created_at)"
-                         " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"
-                       : "UPDATE api_keys SET models = ?1, rpm = ?2, tpm = ?3, concurrency = ?4,"
-                         " budget_tokens = ?5, budget_usd = ?6, budget_period = ?7 WHERE id = ?8");
-    std::string joined;
-    if (k.models) {
-        for (const auto& m : *k.models) {
-            if (!joined.empty()) joined += list_sep;
-            joined += m;
-        }
-        sqlite3_bind_text(s, 1, joined.data(), static_cast<int>(joined.size()), SQLITE_TRANSIENT);
-    } else {
-        sqlite3_bind_null(s, 1);
-    }
-    bind_opt(s, 2, k.limits.rpm);
-    bind_opt(s, 3, k.limits.tpm);
-    bind_opt(s, 4, k.limits.concurrency);
-    if (k.budget) {
-        bind_opt(s, 5, k.budget->tokens);
-        if (k.budget->usd)
-            sqlite3_bind_double(s, 6, *k.budget->usd);
-        else
-            sqlite3_bind_null(s, 6);
-        sqlite3_bind_text(s, 7, period_name(k.budget->period), -1, SQLITE_STATIC);
-    } else {
-        sqlite3_bind_null(s, 5);
-        sqlite3_bind_null(s, 6);
-        sqlite3_bind_null(s, 7);
-    }
-    sqlite3_bind_text(s, 8, k.id.data(), static_cast<int>(k.id.size()), SQLITE_TRANSIENT);
-    if (insert) {
-        sqlite3_bind_text(s, 9, k.key_sha256.data(), static_cast<int>(k.key_sha256.size()),
-                          SQLITE_TRANSIENT);
-        sqlite3_bind_int64(s, 10, created_at_ms);
-    }
-    const int rc = sqlite3_step(s);
-    if (insert && (rc & 0xff) == SQLITE_CONSTRAINT) return false;  // id or digest taken
-    if (rc != SQLITE_DONE)
-        throw std::runtime_error("key store " + path_ + ": " + sqlite3_errmsg(db_));
-    return insert || sqlite3_changes(db_) > 0;
-}
-
 key_store::result key_store::create(config::key_config key, std::int64_t now_ms) {
     std::lock_guard lock(mu_);
     const auto old = current();
@@ -308,7 +218,7 @@ key_store::result key_store::create(config::key_config key, std::int64_t now_ms)
     if (!digest_from_hex(key.key_sha256, d)) throw std::runtime_error("key store: bad digest");
     key.key_sha256 = to_hex(d);
     if (old->by_id.contains(key.id) || old->by_digest.contains(d)) return result::exists;
-    if (!write(key, now_ms, true)) return result::exists;  // another instance took it
+    if (!backend_->insert(to_row(key, now_ms))) return result::exists;  // another instance took it
     auto t = std::make_shared<table>(*old);
     auto k = std::make_shared<const config::key_config>(std::move(key));
     t->by_digest.emplace(d, k);
@@ -324,7 +234,7 @@ key_store::result key_store::update(const config::key_config& updated) {
     if (it == old->by_id.end()) return result::not_found;
     auto k = std::make_shared<config::key_config>(updated);
     k->key_sha256 = it->second.key->key_sha256;  // the secret never changes
-    if (!write(*k, it->second.created_at_ms, false)) return result::not_found;
+    if (!backend_->update(to_row(*k, it->second.created_at_ms))) return result::not_found;
     auto t = std::make_shared<table>(*old);
     key_digest d;
     digest_from_hex(k->key_sha256, d);
@@ -339,10 +249,8 @@ key_store::result key_store::remove(const std::string& id) {
     const auto old = current();
     const auto it = old->by_id.find(id);
     if (it == old->by_id.end()) return result::not_found;
-    stmt s(db_, "DELETE FROM api_keys WHERE id = ?1");
-    sqlite3_bind_text(s, 1, id.data(), static_cast<int>(id.size()), SQLITE_TRANSIENT);
-    if (sqlite3_step(s) != SQLITE_DONE)
-        throw std::runtime_error("key store " + path_ + ": " + sqlite3_errmsg(db_));
+    // Gone already (another instance deleted it a moment ago) is fine: it is gone.
+    backend_->remove(id);
     auto t = std::make_shared<table>(*old);
     key_digest d;
     digest_from_hex(it->second.key->key_sha256, d);

@@ -1,13 +1,15 @@
 #pragma once
 // key_store: client keys created at run time through the admin API. Each key is stored
 // (its SHA-256 digest only, never the secret) in the `api_keys` table of the usage
-// database, so it survives restarts, and published to the data plane as an immutable
-// table swapped atomically: a create, change or revoke takes effect for the next request
-// on every worker, and requests in flight keep the key they started with.
+// database (SQLite, or PostgreSQL when `usage.database` is a postgresql:// URL: see
+// key_store_backend.hpp), so it survives restarts and is shared by the instances on that
+// database, and published to the data plane as an immutable table swapped atomically: a
+// create, change or revoke takes effect for the next request on every worker, and
+// requests in flight keep the key they started with.
 //
 // Thread-safety: lookups (current()) from any thread, lock-free for readers apart from
-// the shared_ptr's own; changes are serialised by a mutex and write SQLite before they
-// publish, so what the data plane sees is always durable.
+// the shared_ptr's own; changes and refreshes are serialised by a mutex and write the
+// database before they publish, so what the data plane sees is always durable.
 
 #include <array>
 #include <atomic>
@@ -25,9 +27,9 @@
 
 #include "config/config.hpp"
 
-struct sqlite3;
-
 namespace tollgate::policies {
+
+class key_store_backend;
 
 using key_digest = std::array<unsigned char, 32>;
 
@@ -52,8 +54,10 @@ class key_store {
         std::unordered_map<std::string, entry> by_id;
     };
 
-    // Opens (creating it and its directory if need be) the SQLite database at `path` and
-    // loads its keys. Throws std::runtime_error with a message fit for the log.
+    // Opens (creating it and its directory if need be) the SQLite database at `path`, or
+    // connects to the PostgreSQL database of a postgresql:// URL, creates the table if
+    // missing and loads the keys. Throws std::runtime_error with a message fit for the log
+    // (a URL's password is never in it).
     explicit key_store(const std::string& path);
     ~key_store();
     key_store(const key_store&) = delete;
@@ -62,11 +66,12 @@ class key_store {
     // The keys now. Never null.
     std::shared_ptr<const table> current() const noexcept { return table_.load(); }
 
-    // Other instances sharing the database (one host, one SQLite file) change keys too:
-    // re-reads the table when another connection committed since the last look (SQLite's
-    // data_version) and publishes it. Calls the listener for keys added or changed (with
-    // the key as it was before, or null for a new one).
-    // Returns true when the keys changed. Thread-safe.
+    // Other instances sharing the database (one SQLite file on one host, or one PostgreSQL
+    // database) change keys too: re-reads the table when its change marker moved since
+    // the last look (SQLite's data_version; PostgreSQL's api_keys_version row) and
+    // publishes it. Calls the listener for keys added or changed (with the key as it was
+    // before, or null for a new one). Returns true when the keys changed. Thread-safe.
+    // Throws std::runtime_error when the database cannot be read (retried next call).
     bool refresh();
     using listener =
         std::function<void(const config::key_config* before, const config::key_config& now)>;
@@ -87,16 +92,10 @@ class key_store {
   private:
     void publish(std::shared_ptr<table> t) { table_.store(std::move(t)); }
     std::shared_ptr<table> load_table();
-    std::int64_t read_data_version();
-    void exec(const char* sql);
-    // False when the row was not written: the id or digest is taken (insert), or the
-    // row is gone (update).
-    bool write(const config::key_config& k, std::int64_t created_at_ms, bool insert);
 
-    std::string path_;
-    sqlite3* db_ = nullptr;
+    std::unique_ptr<key_store_backend> backend_;
     std::mutex mu_;  // serialises changes and refreshes; guards the members up to table_
-    std::int64_t data_version_ = 0;
+    std::int64_t change_marker_ = 0;
     listener listener_;
     std::atomic<std::shared_ptr<const table>> table_;
     std::mutex stop_mu_;

@@ -2,14 +2,20 @@
 // ledger: the durable usage store (SPEC "Usage accounting", `usage:` config, /admin/usage).
 //
 // Worker threads push() finished-request records into a mutex-protected queue; ONE
-// background writer thread drains it in batches, each batch one SQLite transaction
-// (WAL, synchronous=FULL: a committed record survives a crash of the process), then
-// appends the batch to the optional JSONL log and tells on_commit() listeners. A record
-// counts (budgets, flush()) only once its transaction committed. A failed transaction is
-// rolled back and the same batch retried with backoff: records are never dropped.
+// background writer thread drains it in batches, each batch one database transaction,
+// then appends the batch to the optional JSONL log and tells on_commit() listeners. A
+// record counts (budgets, flush()) only once its transaction committed. A failed
+// transaction is rolled back and the same batch retried with backoff: records are never
+// dropped, and never stored twice.
 //
-// Reads (aggregate, totals_since) use a separate read-only connection, so the admin API
-// and budget seeding never wait for the writer (WAL lets readers run beside it).
+// Storage (ledger_backend.hpp): `usage.database` is a SQLite file path (WAL,
+// synchronous=FULL: a committed record survives a crash of the process) or a
+// postgresql:// URL (one ledger shared by several gateway instances; the writer
+// reconnects after the server went away). The queue, batching and retries above are the
+// same for both.
+//
+// Reads (aggregate, totals_since) use a separate connection, so the admin API and budget
+// seeding never wait for the writer.
 
 #include <atomic>
 #include <chrono>
@@ -27,10 +33,9 @@
 
 #include "policies/usage/usage_record.hpp"
 
-struct sqlite3;
-struct sqlite3_stmt;
-
 namespace tollgate::policies {
+
+class ledger_backend;
 
 // `since`/`until` of /admin/usage: RFC 3339 ("2026-11-25T10:00:00Z", optional fraction,
 // "z", "+hh:mm"/"-hh:mm" offsets, 't' or ' ' for 'T'; a ' ' where the offset's '+' was,
@@ -54,10 +59,12 @@ struct usage_row {
 class ledger {
   public:
     struct options {
-        std::string database;                // SQLite file path; parent directories are created
-        std::string jsonl;                   // optional append-only log; empty = none
-        std::size_t queue_capacity = 65536;  // saturated() threshold; never a drop point
-        std::size_t batch_max = 1000;        // records per transaction (0 is taken as 1)
+        // SQLite file path (parent directories are created), or a postgresql:// or
+        // postgres:// URL (libpq's; its password never reaches a log line or a message).
+        std::string database;
+        std::string jsonl;                             // optional append-only log; empty = none
+        std::size_t queue_capacity = 65536;            // saturated() threshold; never a drop point
+        std::size_t batch_max = 1000;                  // records per transaction (0 is taken as 1)
         std::chrono::milliseconds flush_interval{20};  // longest wait to gather a batch
         std::chrono::milliseconds busy_timeout{5000};  // SQLite waits this long for a lock
     };
@@ -69,10 +76,11 @@ class ledger {
 
     using commit_callback = std::function<void(const std::vector<usage_record>&)>;
 
-    // Opens (creating it and its parent directories if missing) the database, sets WAL and
-    // synchronous=FULL, creates the schema, opens the JSONL log for append, and starts the
-    // writer thread. Throws std::runtime_error naming the path and the cause if any of it
-    // fails, and for a postgresql:// URL (not supported yet).
+    // Opens (creating it and its parent directories if missing) the SQLite database, sets
+    // WAL and synchronous=FULL, or connects to the PostgreSQL server (two connections);
+    // creates the schema (IF NOT EXISTS: several instances may start at once), opens the
+    // JSONL log for append, and starts the writer thread. Throws std::runtime_error naming
+    // the path (host:port/dbname for a URL) and the cause if any of it fails.
     explicit ledger(options opts);
 
     // Waits until every pushed record is committed (retrying failures, however long that
@@ -117,8 +125,10 @@ class ledger {
     bool flush_for(std::chrono::milliseconds timeout);
 
     // Read side. Thread-safe; runs beside the writer on its own read-only connection
-    // (serialised among readers by a mutex) and sees every committed record. Throws
-    // std::runtime_error on an SQLite error (this is the admin path, not the data plane).
+    // (serialised among readers by a mutex) and sees every committed record (on
+    // PostgreSQL: every instance's). Throws std::runtime_error on a database error (this
+    // is the admin path, not the data plane); a broken PostgreSQL connection is
+    // re-established once per call before giving up.
     //
     // One row per group of the chosen fields, ordered by them (key, model, day); no
     // grouping = one row of totals (requests 0 when nothing matched). Unknown token counts
@@ -132,36 +142,24 @@ class ledger {
     totals totals_since(const std::string& key_id, std::int64_t since_ms) const;
 
   private:
-    struct db_closer {
-        void operator()(sqlite3* db) const noexcept;
-    };
-    struct stmt_finalizer {
-        void operator()(sqlite3_stmt* s) const noexcept;
-    };
-    using db_ptr = std::unique_ptr<sqlite3, db_closer>;
-    using stmt_ptr = std::unique_ptr<sqlite3_stmt, stmt_finalizer>;
-
-    void open_writer();
-    void open_reader();
     void open_jsonl();
     void run() noexcept;
     void commit_with_retry(const std::vector<usage_record>& batch);
-    bool write_batch(const std::vector<usage_record>& batch, std::string& error);
     void append_jsonl_batch(const std::vector<usage_record>& batch);
     void notify_committed(const std::vector<usage_record>& batch);
 
     const options options_;
 
+    // The store: write_batch() from the writer thread only, reads under reader_mutex_.
+    std::unique_ptr<ledger_backend> backend_;
+
     // Writer-thread state (the thread is the only user after the constructor).
-    db_ptr db_;
-    stmt_ptr insert_, begin_, commit_, rollback_;
     int jsonl_fd_ = -1;
     std::string jsonl_buffer_;
     bool jsonl_line_open_ = false;  // a failed write left a partial line behind
 
-    // Read side.
+    // Serialises the readers on the backend's read connection.
     mutable std::mutex reader_mutex_;
-    db_ptr reader_;
 
     // Queue and progress: guarded by mutex_.
     mutable std::mutex mutex_;

@@ -3,10 +3,14 @@
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/test/unit_test.hpp>
 
+#include <libpq-fe.h>
+#include <pwd.h>
 #include <signal.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cstdio>
+#include <cstdlib>
 #include <fstream>
 #include <random>
 #include <sstream>
@@ -209,6 +213,139 @@ std::string chat_body(const std::string& content, bool stream, const std::string
 
 header_map auth_headers(const std::string& key) {
     return {{"authorization", "Bearer " + key}};
+}
+
+// ---------------------------------------------------------------------------------------
+// postgres_server
+
+namespace {
+
+std::string pg_tool(const char* tool) {
+    const char* env = std::getenv("TOLLGATE_TEST_PG_BINDIR");
+    const std::string dir = env && *env ? env : TOLLGATE_PG_BINDIR;
+    if (dir.empty())
+        throw std::runtime_error(
+            "PostgreSQL server programs not found: install postgresql (deploy/install-deps.sh) "
+            "or set TOLLGATE_TEST_PG_BINDIR");
+    return dir + "/" + tool;
+}
+
+std::string pg_conninfo(std::uint16_t port, const std::string& db) {
+    return "host=127.0.0.1 port=" + std::to_string(port) + " user=tollgate dbname=" + db +
+           " connect_timeout=5";
+}
+
+}  // namespace
+
+postgres_server::postgres_server(bool durable) : dir_(make_temp_dir()), durable_(durable) {
+    try {
+        if (::geteuid() == 0) {
+            run_as_ = "postgres";
+            const passwd* pw = ::getpwnam(run_as_.c_str());
+            if (!pw)
+                throw std::runtime_error(
+                    "running as root and there is no `postgres` user to run PostgreSQL as");
+            if (::chown(dir_.c_str(), pw->pw_uid, pw->pw_gid) != 0)
+                throw std::runtime_error("chown " + dir_.string() + " failed");
+        }
+        const auto init =
+            run_command({pg_tool("initdb"), "-D", (dir_ / "data").string(), "-U", "tollgate",
+                         "--auth=trust", "-E", "UTF8", "--locale=C", "--no-sync"},
+                        120s, {}, run_as_);
+        if (init.exit_code != 0) throw std::runtime_error("initdb failed:\n" + init.output);
+        // A port from closed_port() may be taken before postgres binds it: try a few.
+        for (int attempt = 0; proc_ == nullptr; ++attempt) {
+            port_ = closed_port();
+            launch();
+            if (!proc_ && attempt == 4)
+                throw std::runtime_error("postgres did not start:\n" + old_logs_);
+        }
+        query("CREATE DATABASE tollgate", "postgres");
+    } catch (...) {
+        if (proc_) proc_->stop(SIGKILL, 10s);
+        proc_.reset();
+        std::error_code ec;
+        std::filesystem::remove_all(dir_, ec);
+        throw;
+    }
+}
+
+postgres_server::~postgres_server() {
+    if (proc_) stop();
+    std::error_code ec;
+    std::filesystem::remove_all(dir_, ec);
+}
+
+void postgres_server::launch() {
+    std::vector<std::string> argv{
+        pg_tool("postgres"),  "-D", (dir_ / "data").string(),     "-p", std::to_string(port_), "-k",
+        dir_.string(),        "-c", "listen_addresses=127.0.0.1", "-c", "max_connections=40",  "-c",
+        "shared_buffers=16MB"};
+    if (!durable_) {
+        argv.insert(argv.end(), {"-c", "fsync=off", "-c", "full_page_writes=off"});
+    }
+    auto proc = std::make_unique<child_process>(
+        argv, std::vector<std::pair<std::string, std::string>>{}, run_as_);
+    const std::string info = pg_conninfo(port_, "postgres");
+    bool exited = false;
+    const bool ready = poll_until(
+        [&] {
+            if (proc->wait_exit(0ms)) {
+                exited = true;
+                return true;
+            }
+            return PQping(info.c_str()) == PQPING_OK;
+        },
+        60s, 20ms);
+    if (ready && !exited) {
+        proc_ = std::move(proc);
+        return;
+    }
+    if (!exited) proc->stop(SIGKILL, 10s);
+    old_logs_ += proc->output();
+    if (!exited) throw std::runtime_error("postgres did not become ready:\n" + old_logs_);
+}
+
+void postgres_server::stop() {
+    if (!proc_) return;
+    proc_->stop(SIGINT, 60s);  // fast shutdown (SIGKILL after 60 s)
+    old_logs_ += proc_->output();
+    proc_.reset();
+}
+
+void postgres_server::start() {
+    if (proc_) return;
+    launch();
+    if (!proc_) throw std::runtime_error("postgres did not restart:\n" + old_logs_);
+}
+
+std::string postgres_server::url(const std::string& db) const {
+    return std::string("postgresql://tollgate:") + password +
+           "@127.0.0.1:" + std::to_string(port_) + "/" + db;
+}
+
+std::string postgres_server::query(const std::string& sql, const std::string& db) const {
+    PGconn* c = PQconnectdb(pg_conninfo(port_, db).c_str());
+    std::string out;
+    std::string error;
+    if (PQstatus(c) != CONNECTION_OK) {
+        error = std::string("connect: ") + PQerrorMessage(c);
+    } else {
+        PGresult* r = PQexec(c, sql.c_str());
+        const auto st = PQresultStatus(r);
+        if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK)
+            error = PQresultErrorMessage(r);
+        else if (PQntuples(r) > 0 && PQnfields(r) > 0)
+            out = PQgetvalue(r, 0, 0);
+        PQclear(r);
+    }
+    PQfinish(c);
+    if (!error.empty()) throw std::runtime_error("postgres_server::query(" + sql + "): " + error);
+    return out;
+}
+
+std::string postgres_server::log() const {
+    return old_logs_ + (proc_ ? proc_->output() : std::string());
 }
 
 }  // namespace tollgate::test

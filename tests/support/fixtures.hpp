@@ -112,6 +112,50 @@ bool poll_until(F&& done, std::chrono::milliseconds bound = std::chrono::seconds
     }
 }
 
+// A throwaway PostgreSQL server for the PostgreSQL ledger and key store: initdb into a
+// temp dir, `postgres` on 127.0.0.1 at a free port (its socket in the same dir), trust
+// authentication, one empty database `tollgate`. As root, initdb and postgres run as the
+// `postgres` system user (postgres refuses root) and the dir is chowned to it. Ready when
+// a connection succeeds (a bounded poll). The destructor stops it (fast shutdown, SIGINT)
+// and deletes the dir. Throws std::runtime_error if it cannot start.
+class postgres_server {
+  public:
+    // fsync off unless `durable` (tests do not survive power loss; a benchmark wants real
+    // commits).
+    explicit postgres_server(bool durable = false);
+    ~postgres_server();
+    postgres_server(const postgres_server&) = delete;
+    postgres_server& operator=(const postgres_server&) = delete;
+
+    std::uint16_t port() const noexcept { return port_; }
+    // postgresql://tollgate:<password>@127.0.0.1:<port>/<db>. Trust authentication ignores
+    // the password, so tests can check it never reaches a log line.
+    std::string url(const std::string& db = "tollgate") const;
+    static constexpr const char* password = "pg-s3cret-pw-7f1c";
+
+    // Fast shutdown (SIGINT: sessions are disconnected, open transactions abort), waited for.
+    void stop();
+    // Starts it again on the same port and data; waits until it accepts connections.
+    void start();
+    bool running() const noexcept { return proc_ != nullptr; }
+
+    // Runs `sql` (one or more statements) on `db`; returns the first column of the first
+    // row of the last result ("" if none). Throws std::runtime_error on failure.
+    std::string query(const std::string& sql, const std::string& db = "tollgate") const;
+
+    // The server's log so far (stderr of postgres).
+    std::string log() const;
+
+  private:
+    void launch();
+    std::filesystem::path dir_;
+    std::string run_as_;  // "postgres" when we are root
+    bool durable_;
+    std::uint16_t port_ = 0;
+    std::unique_ptr<child_process> proc_;
+    std::string old_logs_;
+};
+
 // The whole file (empty if it cannot be read).
 std::string read_file(const std::filesystem::path& p);
 std::string mock_binary();

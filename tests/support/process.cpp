@@ -1,11 +1,14 @@
 #include "tests/support/process.hpp"
 
 #include <fcntl.h>
+#include <grp.h>
+#include <pwd.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <stdexcept>
@@ -13,7 +16,21 @@
 namespace tollgate::test {
 
 child_process::child_process(std::vector<std::string> argv,
-                             std::vector<std::pair<std::string, std::string>> env) {
+                             std::vector<std::pair<std::string, std::string>> env,
+                             const std::string& run_as) {
+    // Looked up before fork: getpwnam is not async-signal-safe.
+    bool switch_user = false;
+    uid_t uid = 0;
+    gid_t gid = 0;
+    if (!run_as.empty() && ::geteuid() == 0) {
+        const passwd* pw = ::getpwnam(run_as.c_str());
+        if (!pw) throw std::runtime_error("no such user: " + run_as);
+        switch_user = true;
+        uid = pw->pw_uid;
+        gid = pw->pw_gid;
+        env.emplace_back("HOME", pw->pw_dir);
+        env.emplace_back("USER", run_as);
+    }
     int fds[2];
     if (::pipe2(fds, O_CLOEXEC) != 0) throw std::runtime_error("pipe failed");
     pid_ = ::fork();
@@ -22,6 +39,12 @@ child_process::child_process(std::vector<std::string> argv,
         ::dup2(fds[1], 1);
         ::dup2(fds[1], 2);
         for (const auto& [k, v] : env) ::setenv(k.c_str(), v.c_str(), 1);
+        if (switch_user &&
+            (::setgroups(0, nullptr) != 0 || ::setgid(gid) != 0 || ::setuid(uid) != 0)) {
+            std::fprintf(stderr, "switching to user %s failed: %s\n", run_as.c_str(),
+                         std::strerror(errno));
+            ::_exit(127);
+        }
         std::vector<char*> args;
         for (auto& a : argv) args.push_back(a.data());
         args.push_back(nullptr);
@@ -113,8 +136,9 @@ int child_process::stop(int sig, std::chrono::milliseconds timeout) {
 }
 
 run_result run_command(std::vector<std::string> argv, std::chrono::milliseconds timeout,
-                       std::vector<std::pair<std::string, std::string>> env) {
-    child_process p(std::move(argv), std::move(env));
+                       std::vector<std::pair<std::string, std::string>> env,
+                       const std::string& run_as) {
+    child_process p(std::move(argv), std::move(env), run_as);
     auto code = p.wait_exit(timeout);
     if (!code) return {p.stop(SIGKILL, timeout), p.output()};
     // Let the reader drain the pipe to EOF.

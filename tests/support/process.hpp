@@ -16,8 +16,11 @@ namespace tollgate::test {
 
 class child_process {
   public:
+    // `run_as`: a system user the child switches to (setgid/setuid after fork) when this
+    // process is root; ignored otherwise. For servers that refuse to run as root (postgres).
     explicit child_process(std::vector<std::string> argv,
-                           std::vector<std::pair<std::string, std::string>> env = {});
+                           std::vector<std::pair<std::string, std::string>> env = {},
+                           const std::string& run_as = {});
     ~child_process();
     child_process(const child_process&) = delete;
     child_process& operator=(const child_process&) = delete;
@@ -54,6 +57,7 @@ struct run_result {
     std::string output;
 };
 run_result run_command(std::vector<std::string> argv, std::chrono::milliseconds timeout,
-                       std::vector<std::pair<std::string, std::string>> env = {});
+                       std::vector<std::pair<std::string, std::string>> env = {},
+                       const std::string& run_as = {});
 
 }  // namespace tollgate::test

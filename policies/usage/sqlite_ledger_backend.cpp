@@ -1,0 +1,365 @@
+// The SQLite storage of the usage ledger (moved here from ledger.cpp unchanged in
+// behaviour): WAL, synchronous=FULL, a persistent INSERT prepared once, one BEGIN
+// IMMEDIATE … COMMIT per batch, and a separate read-only connection for the queries.
+#include <sqlite3.h>
+
+#include <climits>
+#include <cmath>
+#include <cstring>
+#include <filesystem>
+#include <limits>
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <variant>
+
+#include <spdlog/spdlog.h>
+
+#include "policies/usage/ledger_backend.hpp"
+
+namespace tollgate::policies {
+
+namespace {
+
+// Bump when the table changes; a newer file is refused rather than misread.
+constexpr int schema_version = 1;
+
+constexpr const char* schema_sql = R"sql(
+CREATE TABLE IF NOT EXISTS usage (
+    id                INTEGER PRIMARY KEY,
+    ts_ms             INTEGER NOT NULL,
+    day               TEXT    NOT NULL,
+    request_id        TEXT    NOT NULL,
+    key_id            TEXT    NOT NULL,
+    model             TEXT    NOT NULL,
+    provider          TEXT    NOT NULL,
+    upstream_model    TEXT    NOT NULL,
+    status            INTEGER NOT NULL,
+    stream            INTEGER NOT NULL,
+    attempts          INTEGER NOT NULL,
+    prompt_tokens     INTEGER,
+    completion_tokens INTEGER,
+    total_tokens      INTEGER,
+    cached_tokens     INTEGER NOT NULL DEFAULT 0,
+    estimated         INTEGER NOT NULL,
+    cost_usd          REAL,
+    latency_ms        REAL    NOT NULL,
+    ttft_ms           REAL,
+    error             TEXT
+);
+CREATE INDEX IF NOT EXISTS usage_key_day ON usage(key_id, day);
+CREATE INDEX IF NOT EXISTS usage_ts ON usage(ts_ms);
+)sql";
+
+constexpr const char* insert_sql =
+    "INSERT INTO usage (ts_ms, day, request_id, key_id, model, provider, upstream_model, "
+    "status, stream, attempts, prompt_tokens, completion_tokens, total_tokens, cached_tokens, "
+    "estimated, cost_usd, latency_ms, ttft_ms, error) "
+    "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)";
+
+struct db_closer {
+    void operator()(sqlite3* db) const noexcept { sqlite3_close_v2(db); }
+};
+struct stmt_finalizer {
+    void operator()(sqlite3_stmt* s) const noexcept { sqlite3_finalize(s); }
+};
+using db_ptr = std::unique_ptr<sqlite3, db_closer>;
+using stmt_ptr = std::unique_ptr<sqlite3_stmt, stmt_finalizer>;
+
+std::runtime_error db_error(const std::string& path, std::string_view what, sqlite3* db) {
+    std::string msg = "usage ledger: ";
+    msg += path;
+    msg += ": ";
+    msg += what;
+    msg += ": ";
+    msg += db ? sqlite3_errmsg(db) : "out of memory";
+    return std::runtime_error(msg);
+}
+
+void create_parent_dirs(const std::string& file) {
+    const std::filesystem::path parent = std::filesystem::path(file).parent_path();
+    if (parent.empty()) return;
+    std::error_code ec;
+    std::filesystem::create_directories(parent, ec);
+    if (ec)
+        throw std::runtime_error("usage ledger: usage.database " + file +
+                                 ": cannot create directory " + parent.string() + ": " +
+                                 ec.message());
+}
+
+void exec(sqlite3* db, const std::string& path, const char* sql, std::string_view what) {
+    if (sqlite3_exec(db, sql, nullptr, nullptr, nullptr) != SQLITE_OK)
+        throw db_error(path, what, db);
+}
+
+sqlite3_stmt* prepare(sqlite3* db, const std::string& path, std::string_view sql,
+                      unsigned flags = 0) {
+    sqlite3_stmt* stmt = nullptr;
+    if (sqlite3_prepare_v3(db, sql.data(), static_cast<int>(sql.size()), flags, &stmt, nullptr) !=
+        SQLITE_OK) {
+        sqlite3_finalize(stmt);
+        throw db_error(path, "preparing a statement", db);
+    }
+    return stmt;
+}
+
+// Tokens are unsigned; SQLite integers are signed 64-bit. Anything past INT64_MAX is
+// nonsense from an upstream anyway: clamp rather than wrap negative.
+sqlite3_int64 to_sql_int(std::uint64_t v) {
+    return v > static_cast<std::uint64_t>(std::numeric_limits<sqlite3_int64>::max())
+               ? std::numeric_limits<sqlite3_int64>::max()
+               : static_cast<sqlite3_int64>(v);
+}
+
+std::uint64_t column_uint(sqlite3_stmt* s, int i) {
+    const sqlite3_int64 v = sqlite3_column_int64(s, i);
+    return v < 0 ? 0 : static_cast<std::uint64_t>(v);
+}
+
+std::optional<std::string> column_text(sqlite3_stmt* s, int i) {
+    if (sqlite3_column_type(s, i) == SQLITE_NULL) return std::nullopt;
+    const auto* p = reinterpret_cast<const char*>(sqlite3_column_text(s, i));
+    return std::string(p ? p : "", static_cast<std::size_t>(sqlite3_column_bytes(s, i)));
+}
+
+void bind_text(sqlite3_stmt* s, int i, std::string_view v) {
+    // SQLITE_STATIC: the value outlives the step, and bindings are cleared per row.
+    sqlite3_bind_text64(s, i, v.data(), v.size(), SQLITE_STATIC, SQLITE_UTF8);
+}
+
+void bind_opt_uint(sqlite3_stmt* s, int i, const std::optional<std::uint64_t>& v) {
+    if (v)
+        sqlite3_bind_int64(s, i, to_sql_int(*v));
+    else
+        sqlite3_bind_null(s, i);
+}
+
+void bind_opt_double(sqlite3_stmt* s, int i, const std::optional<double>& v) {
+    if (v && std::isfinite(*v))
+        sqlite3_bind_double(s, i, *v);
+    else
+        sqlite3_bind_null(s, i);
+}
+
+// Binds ledger_sql's positional parameters (?1, ?2…); the strings must outlive the step.
+void bind_params(sqlite3_stmt* s, const ledger_sql& q) {
+    int i = 1;
+    for (const auto& p : q.params) {
+        if (const auto* text = std::get_if<std::string>(&p))
+            bind_text(s, i, *text);
+        else
+            sqlite3_bind_int64(s, i, std::get<std::int64_t>(p));
+        ++i;
+    }
+}
+
+class sqlite_ledger_backend final : public ledger_backend {
+  public:
+    explicit sqlite_ledger_backend(const ledger::options& o)
+        : path_(o.database), busy_timeout_(o.busy_timeout) {
+        open_writer();
+        open_reader();
+    }
+
+    const std::string& name() const noexcept override { return path_; }
+    bool write_batch(const std::vector<usage_record>& batch, std::string& error) override;
+    std::vector<usage_row> aggregate(const usage_query& q) override;
+    ledger::totals totals_since(const std::string& key_id, std::int64_t since_ms) override;
+
+  private:
+    void open_writer();
+    void open_reader();
+    int busy_ms() const {
+        return static_cast<int>(std::min<std::int64_t>(busy_timeout_.count(), INT_MAX));
+    }
+
+    const std::string path_;
+    const std::chrono::milliseconds busy_timeout_;
+    // Writer side (declared before the statements: they finalize first).
+    db_ptr db_;
+    stmt_ptr insert_, begin_, commit_, rollback_;
+    db_ptr reader_;
+};
+
+void sqlite_ledger_backend::open_writer() {
+    const std::string& path = path_;
+    create_parent_dirs(path);
+    sqlite3* raw = nullptr;
+    const int rc = sqlite3_open_v2(
+        path.c_str(), &raw,
+        SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,  // one thread uses it
+        nullptr);
+    db_.reset(raw);
+    if (rc != SQLITE_OK) throw db_error(path, "cannot open database", raw);
+    sqlite3_extended_result_codes(raw, 1);
+    sqlite3_busy_timeout(raw, busy_ms());
+
+    // WAL: readers (admin API) never block the writer, and one fsync per commit.
+    {
+        stmt_ptr wal{prepare(raw, path, "PRAGMA journal_mode=WAL")};
+        if (sqlite3_step(wal.get()) != SQLITE_ROW) throw db_error(path, "cannot set WAL mode", raw);
+        const auto* mode = reinterpret_cast<const char*>(sqlite3_column_text(wal.get(), 0));
+        if (!mode || std::strcmp(mode, "wal") != 0)
+            spdlog::warn(
+                "usage ledger: {}: WAL mode unavailable (journal mode {}); readers "
+                "will wait for the writer",
+                path, mode ? mode : "unknown");
+    }
+    // FULL: a commit is on disk before the ledger reports it (budgets count from there).
+    exec(raw, path, "PRAGMA synchronous=FULL", "cannot set synchronous=FULL");
+
+    int version = 0;
+    {
+        stmt_ptr v{prepare(raw, path, "PRAGMA user_version")};
+        if (sqlite3_step(v.get()) != SQLITE_ROW)
+            throw db_error(path, "cannot read schema version", raw);
+        version = sqlite3_column_int(v.get(), 0);
+    }
+    if (version > schema_version)
+        throw std::runtime_error("usage ledger: " + path + ": schema version " +
+                                 std::to_string(version) +
+                                 " was written by a newer tollgate (this one knows " +
+                                 std::to_string(schema_version) + ")");
+    exec(raw, path, "BEGIN IMMEDIATE", "cannot create the schema");
+    try {
+        exec(raw, path, schema_sql, "cannot create the schema");
+        const std::string set_version = "PRAGMA user_version=" + std::to_string(schema_version);
+        exec(raw, path, set_version.c_str(), "cannot set the schema version");
+        exec(raw, path, "COMMIT", "cannot create the schema");
+    } catch (...) {
+        sqlite3_exec(raw, "ROLLBACK", nullptr, nullptr, nullptr);
+        throw;
+    }
+
+    insert_.reset(prepare(raw, path, insert_sql, SQLITE_PREPARE_PERSISTENT));
+    // IMMEDIATE takes the write lock up front, so a busy database fails at BEGIN (and is
+    // retried) instead of part-way through a batch.
+    begin_.reset(prepare(raw, path, "BEGIN IMMEDIATE", SQLITE_PREPARE_PERSISTENT));
+    commit_.reset(prepare(raw, path, "COMMIT", SQLITE_PREPARE_PERSISTENT));
+    rollback_.reset(prepare(raw, path, "ROLLBACK", SQLITE_PREPARE_PERSISTENT));
+}
+
+void sqlite_ledger_backend::open_reader() {
+    sqlite3* raw = nullptr;
+    const int rc = sqlite3_open_v2(path_.c_str(), &raw, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX,
+                                   nullptr);  // serialised by the ledger's reader mutex
+    reader_.reset(raw);
+    if (rc != SQLITE_OK) throw db_error(path_, "cannot open database for reading", raw);
+    sqlite3_busy_timeout(raw, busy_ms());
+}
+
+bool sqlite_ledger_backend::write_batch(const std::vector<usage_record>& batch,
+                                        std::string& error) {
+    sqlite3* db = db_.get();
+    // Runs `stmt` to completion; on failure records why and rolls the transaction back so
+    // the whole batch can be retried (nothing of it committed).
+    auto run_step = [&](sqlite3_stmt* stmt, std::string_view what) {
+        const int rc = sqlite3_step(stmt);
+        if (rc == SQLITE_DONE) {
+            sqlite3_reset(stmt);
+            return true;
+        }
+        error.assign(what);
+        error += ": ";
+        error += sqlite3_errmsg(db);
+        sqlite3_reset(stmt);
+        return false;
+    };
+    auto rollback = [&] {
+        if (!sqlite3_get_autocommit(db)) {
+            sqlite3_step(rollback_.get());
+            sqlite3_reset(rollback_.get());
+        }
+    };
+
+    rollback();  // a transaction left open by an earlier failure
+    if (!run_step(begin_.get(), "begin")) {
+        rollback();
+        return false;
+    }
+    sqlite3_stmt* ins = insert_.get();
+    std::string day;
+    for (const usage_record& r : batch) {
+        sqlite3_reset(ins);
+        sqlite3_clear_bindings(ins);
+        day = utc_day(r.ts_ms);
+        sqlite3_bind_int64(ins, 1, r.ts_ms);
+        bind_text(ins, 2, day);
+        bind_text(ins, 3, r.request_id);
+        bind_text(ins, 4, r.key_id);
+        bind_text(ins, 5, r.model);
+        bind_text(ins, 6, r.provider);
+        bind_text(ins, 7, r.upstream_model);
+        sqlite3_bind_int(ins, 8, r.status);
+        sqlite3_bind_int(ins, 9, r.stream ? 1 : 0);
+        sqlite3_bind_int64(ins, 10, r.attempts);
+        bind_opt_uint(ins, 11, r.prompt_tokens);
+        bind_opt_uint(ins, 12, r.completion_tokens);
+        bind_opt_uint(ins, 13, r.total_tokens);
+        sqlite3_bind_int64(ins, 14, to_sql_int(r.cached_tokens));
+        sqlite3_bind_int(ins, 15, r.estimated ? 1 : 0);
+        bind_opt_double(ins, 16, r.cost_usd);
+        sqlite3_bind_double(ins, 17, std::isfinite(r.latency_ms) ? r.latency_ms : 0.0);
+        bind_opt_double(ins, 18, r.ttft_ms);
+        if (r.error)
+            bind_text(ins, 19, *r.error);
+        else
+            sqlite3_bind_null(ins, 19);
+        if (!run_step(ins, "insert")) {
+            rollback();
+            return false;
+        }
+    }
+    sqlite3_clear_bindings(ins);  // no pointer into the batch outlives it
+    if (!run_step(commit_.get(), "commit")) {
+        rollback();
+        return false;
+    }
+    return true;
+}
+
+std::vector<usage_row> sqlite_ledger_backend::aggregate(const usage_query& q) {
+    const ledger_sql sql = aggregate_sql(q, sql_dialect::sqlite);
+    sqlite3* db = reader_.get();
+    stmt_ptr stmt{prepare(db, path_, sql.text)};
+    sqlite3_stmt* s = stmt.get();
+    bind_params(s, sql);
+
+    std::vector<usage_row> rows;
+    int rc;
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        usage_row row;
+        int c = 0;
+        if (q.by_key) row.key = column_text(s, c++);
+        if (q.by_model) row.model = column_text(s, c++);
+        if (q.by_day) row.day = column_text(s, c++);
+        row.requests = column_uint(s, c++);
+        row.prompt_tokens = column_uint(s, c++);
+        row.completion_tokens = column_uint(s, c++);
+        row.total_tokens = column_uint(s, c++);
+        row.cost_usd = sqlite3_column_double(s, c++);
+        rows.push_back(std::move(row));
+    }
+    if (rc != SQLITE_DONE) throw db_error(path_, "usage query failed", db);
+    return rows;
+}
+
+ledger::totals sqlite_ledger_backend::totals_since(const std::string& key_id,
+                                                   std::int64_t since_ms) {
+    const ledger_sql sql = totals_sql(key_id, since_ms, sql_dialect::sqlite);
+    sqlite3* db = reader_.get();
+    stmt_ptr stmt{prepare(db, path_, sql.text)};
+    sqlite3_stmt* s = stmt.get();
+    bind_params(s, sql);
+    if (sqlite3_step(s) != SQLITE_ROW) throw db_error(path_, "usage query failed", db);
+    return ledger::totals{column_uint(s, 0), sqlite3_column_double(s, 1)};
+}
+
+}  // namespace
+
+std::unique_ptr<ledger_backend> make_sqlite_ledger_backend(const ledger::options& o) {
+    return std::make_unique<sqlite_ledger_backend>(o);
+}
+
+}  // namespace tollgate::policies
