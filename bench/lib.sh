@@ -179,10 +179,12 @@ keys:
     budget: {usd: 1000000000, period: total}
 usage: {database: "$work/usage-$port.db"}
 policies: $policies
+${GW_EXTRA:-}
 YAML
 }
 
 # start_gateway NAME POLICIES UPSTREAM_PORT [MAX_CONNECTIONS] → GW_PORT, GW_PID (on SUT_CPU).
+# GW_EXTRA, if set, is appended to the config (more top-level sections, e.g. `state:`).
 start_gateway() {
     local name=$1 policies=$2 up=$3 maxc=${4:-20000}
     for _ in 1 2 3; do
