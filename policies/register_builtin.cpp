@@ -90,18 +90,15 @@ builtin_services make_builtin_services(const config::gateway_config& cfg) {
         } catch (const std::invalid_argument& e) {
             throw std::runtime_error(e.what());
         }
-        // A key changed on another instance: re-read the key store now, not at the next
-        // 1-s refresh (also after each (re)subscription, to catch up on missed news).
+        // A key changed on another instance: the store's own thread re-reads it now, not
+        // at its next 1-s poll (also after each (re)subscription, to catch up on news
+        // missed while disconnected). Not on the Redis client's thread: that one serves
+        // every admission and must not wait for a database.
         if (s.keys)
-            s.shared->on_keys_changed([keys = std::weak_ptr<key_store>(s.keys)] {
-                if (auto k = keys.lock()) {
-                    try {
-                        k->refresh();
-                    } catch (const std::exception& e) {
-                        spdlog::warn("state: key store refresh failed: {}", e.what());
-                    }
-                }
-            });
+            s.shared->on_keys_changed(
+                [keys = std::weak_ptr<key_store>(s.keys)] {
+                    if (auto k = keys.lock()) k->refresh_soon();
+                });
     }
     return s;
 }

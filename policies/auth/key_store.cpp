@@ -199,7 +199,10 @@ void key_store::set_listener(listener l) {
 void key_store::start_refresh(std::chrono::milliseconds every) {
     refresher_ = std::thread([this, every] {
         std::unique_lock lock(stop_mu_);
-        while (!stop_cv_.wait_for(lock, every, [this] { return stopping_; })) {
+        for (;;) {
+            stop_cv_.wait_for(lock, every, [this] { return stopping_ || wake_; });
+            if (stopping_) break;
+            wake_ = false;
             lock.unlock();
             try {
                 if (refresh()) spdlog::info("keys changed by another instance: reloaded");
@@ -209,6 +212,14 @@ void key_store::start_refresh(std::chrono::milliseconds every) {
             lock.lock();
         }
     });
+}
+
+void key_store::refresh_soon() {
+    {
+        std::lock_guard lock(stop_mu_);
+        wake_ = true;
+    }
+    stop_cv_.notify_all();
 }
 
 key_store::result key_store::create(config::key_config key, std::int64_t now_ms) {

@@ -78,6 +78,9 @@ class key_store {
     void set_listener(listener l);
     // Calls refresh() every `every` on a thread of its own until destruction.
     void start_refresh(std::chrono::milliseconds every);
+    // Makes that thread refresh now (another instance announced a change). Returns at
+    // once; thread-safe. Without start_refresh() it does nothing.
+    void refresh_soon();
 
     enum class result { ok, exists, not_found };
     // Stores a new key (its key_sha256 set). exists: the id or the digest is taken.
@@ -101,6 +104,7 @@ class key_store {
     std::mutex stop_mu_;
     std::condition_variable stop_cv_;
     bool stopping_ = false;
+    bool wake_ = false;  // refresh_soon() was called; guarded by stop_mu_
     std::thread refresher_;
 };
 
