@@ -4,6 +4,7 @@
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/connect.hpp>
 #include <boost/asio/detached.hpp>
+#include <boost/asio/execution/outstanding_work.hpp>
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/experimental/awaitable_operators.hpp>
 #include <boost/asio/io_context.hpp>
@@ -38,6 +39,19 @@ using namespace asio::experimental::awaitable_operators;
 using clock = std::chrono::steady_clock;
 
 namespace {
+
+// Completion handlers and listeners are the callers' code: an exception from one must not
+// unwind a connection's coroutine (its commands would never be answered).
+template <class F, class... A>
+void invoke_guarded(F& f, A&&... a) noexcept {
+    try {
+        f(std::forward<A>(a)...);
+    } catch (const std::exception& e) {
+        spdlog::error("redis: a completion handler threw: {}", e.what());
+    } catch (...) {
+        spdlog::error("redis: a completion handler threw");
+    }
+}
 
 constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
 constexpr std::chrono::milliseconds backoff_min{50};
@@ -174,7 +188,7 @@ class redis_client::connection {
     // On the client's thread.
     void enqueue(const std::string& bytes, handler done) {
         if (!up_) {
-            done(redis_reply{});
+            invoke_guarded(done, redis_reply{});
             return;
         }
         outbox_ += bytes;
@@ -222,7 +236,7 @@ class redis_client::connection {
         for (auto& p : list) {
             redis_reply r;
             r.how = how;
-            p.done(std::move(r));
+            invoke_guarded(p.done, std::move(r));
         }
     }
 
@@ -276,6 +290,7 @@ class redis_client::connection {
         }
         std::string hello;
         std::size_t expect = 0;
+        std::size_t optional_from = SIZE_MAX;  // replies from here on may be errors
         if (!ep.password.empty()) {
             if (ep.user.empty())
                 append_command(hello, {"AUTH", ep.password});
@@ -292,6 +307,8 @@ class redis_client::connection {
         if (!subscriber()) {
             append_command(hello, {"PING"});
             ++expect;
+            // Last: a refusal (an ACL without SCRIPT) only costs a NOSCRIPT → EVAL later.
+            optional_from = expect;
             for (const auto& src : im_.opts.preload) {
                 append_command(hello, {"SCRIPT", "LOAD", src});
                 ++expect;
@@ -303,6 +320,7 @@ class redis_client::connection {
             co_return false;
         }
         std::array<char, 4096> buf;
+        std::size_t answered = 0;
         while (expect > 0) {
             auto [ec, n] = co_await read_some(asio::buffer(buf));
             if (ec) {
@@ -319,6 +337,12 @@ class redis_client::connection {
                 if (st == resp_parser::status::more) break;
                 const auto v = parser_.take();
                 --expect;
+                const bool optional = answered++ >= optional_from;
+                if (v.is_error() && optional) {
+                    spdlog::warn("redis {}: SCRIPT LOAD refused ({}); scripts go by EVAL",
+                                 im_.opts.name, v.str.substr(0, 200));
+                    continue;
+                }
                 if (v.is_error()) {
                     // Redis's own words ("WRONGPASS invalid username-password pair");
                     // they never echo the password.
@@ -338,9 +362,10 @@ class redis_client::connection {
             if (v.type != resp_value::kind::array || v.elements.empty()) return;
             const auto& kind = v.elements[0].str;
             if (kind == "message" && v.elements.size() >= 3) {
-                if (!v.elements[2].str.empty()) on_message_(v.elements[2].str);
+                if (!v.elements[2].str.empty())
+                    invoke_guarded(on_message_, std::string_view(v.elements[2].str));
             } else if (kind == "subscribe") {
-                on_message_({});
+                invoke_guarded(on_message_, std::string_view());
             }
             return;
         }
@@ -353,7 +378,7 @@ class redis_client::connection {
         redis_reply r;
         r.how = redis_reply::status::ok;
         r.value = std::move(v);
-        p.done(std::move(r));
+        invoke_guarded(p.done, std::move(r));
     }
 
     asio::awaitable<void> reader() {
@@ -494,7 +519,7 @@ class redis_client::connection {
                          im_.opts.endpoint.redacted(), last_error_);
             down_logged = true;
             owner_.failures_.fetch_add(1, std::memory_order_relaxed);
-            fail_all(timed_out_ ? redis_reply::status::timeout : redis_reply::status::unavailable);
+            fail_all(timed_out_ ? redis_reply::status::timeout : redis_reply::status::lost);
         }
         backoff_ = nullptr;
         fail_all(redis_reply::status::unavailable);
@@ -575,7 +600,7 @@ void redis_client::exec(std::vector<std::string> args, handler done) {
                 c.enqueue(bytes, std::move(done));
                 return;
             }
-        done(redis_reply{});
+        invoke_guarded(done, redis_reply{});
     });
 }
 
@@ -584,7 +609,9 @@ void redis_client::exec(std::vector<std::string> args, handler done) {
 asio::awaitable<redis_reply> redis_client::call(std::vector<std::string> args) {
     return asio::async_initiate<const asio::use_awaitable_t<>&, void(redis_reply)>(
         [this](auto handler, std::vector<std::string> args) {
-            auto ex = asio::get_associated_executor(handler);
+            // Tracked: the caller's io_context keeps running until the answer is back.
+            auto ex = asio::prefer(asio::get_associated_executor(handler),
+                                   asio::execution::outstanding_work.tracked);
             auto h = std::make_shared<decltype(handler)>(std::move(handler));
             exec(std::move(args), [ex, h](redis_reply r) {
                 asio::post(ex, [h, r = std::move(r)]() mutable { (*h)(std::move(r)); });
@@ -602,13 +629,13 @@ void redis_client::eval(const script& s, std::vector<std::string> keys,
     cmd.push_back(std::to_string(keys.size()));
     for (auto& k : keys) cmd.push_back(std::move(k));
     for (auto& a : args) cmd.push_back(std::move(a));
-    auto retry = cmd;  // kept for a NOSCRIPT answer
-    retry[0] = "EVAL";
-    retry[1] = s.source;
-    exec(std::move(cmd), [this, retry = std::move(retry), done = std::move(done)](
+    auto retry = cmd;  // kept for a NOSCRIPT answer; the source goes in only then
+    exec(std::move(cmd), [this, &s, retry = std::move(retry), done = std::move(done)](
                              redis_reply r) mutable {
         if (r.how == redis_reply::status::ok && r.value.is_error() &&
             r.value.str.starts_with("NOSCRIPT")) {
+            retry[0] = "EVAL";
+            retry[1] = s.source;
             exec(std::move(retry), std::move(done));
             return;
         }
@@ -621,7 +648,9 @@ asio::awaitable<redis_reply> redis_client::call_eval(const script& s,
                                                      std::vector<std::string> args) {
     return asio::async_initiate<const asio::use_awaitable_t<>&, void(redis_reply)>(
         [this, &s](auto handler, std::vector<std::string> keys, std::vector<std::string> args) {
-            auto ex = asio::get_associated_executor(handler);
+            // Tracked: the caller's io_context keeps running until the answer is back.
+            auto ex = asio::prefer(asio::get_associated_executor(handler),
+                                   asio::execution::outstanding_work.tracked);
             auto h = std::make_shared<decltype(handler)>(std::move(handler));
             eval(s, std::move(keys), std::move(args), [ex, h](redis_reply r) {
                 asio::post(ex, [h, r = std::move(r)]() mutable { (*h)(std::move(r)); });

@@ -68,7 +68,10 @@ struct redis_options {
 };
 
 struct redis_reply {
-    enum class status { ok, unavailable, timeout };
+    // unavailable: not sent (no connection up); timeout: sent, unanswered within the
+    // deadline; lost: sent, and the connection broke before the answer. After timeout
+    // and lost the command may or may not have run.
+    enum class status { ok, unavailable, timeout, lost };
     status how = status::unavailable;
     resp_value value;  // when ok; may be a Redis error reply (value.is_error())
     bool ok() const noexcept { return how == status::ok && !value.is_error(); }
@@ -90,7 +93,8 @@ class redis_client {
     // Thread-safe; from a coroutine on any executor, resumes there.
     boost::asio::awaitable<redis_reply> call(std::vector<std::string> args);
 
-    // A Lua script run by EVALSHA; on NOSCRIPT (Redis restarted or flushed its script
+    // A Lua script run by EVALSHA (the object must outlive every call: keep scripts
+    // static); on NOSCRIPT (Redis restarted or flushed its script
     // cache) the same call is sent again as EVAL, which caches it again.
     struct script {
         std::string source;

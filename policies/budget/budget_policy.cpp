@@ -79,7 +79,7 @@ core::verdict budget_policy::apply_shared(core::request_context& ctx,
         if (adm.fallback) return reserve_local(ctx);
         ctx.refusal_reason = "state_unavailable";
         ctx.set_error_reply(core::errc::state_unavailable,
-                            "the shared budget store is unreachable; try again shortly");
+                            "the shared limits store is unreachable; try again shortly");
         return core::verdict::reply;
     case shared_state::result::kind::refused:
         if (adm.res.budget_why == budget_book::decision::reason::none)

@@ -100,7 +100,7 @@ core::verdict rate_limit_policy::apply_shared(core::request_context& ctx,
         if (adm.fallback) return admit_local(ctx);
         ctx.refusal_reason = "state_unavailable";
         ctx.set_error_reply(core::errc::state_unavailable,
-                            "the shared rate-limit store is unreachable; try again shortly");
+                            "the shared limits store is unreachable; try again shortly");
         return core::verdict::reply;
     case shared_state::result::kind::refused:
         // A budget refusal is the budget policy's to answer.

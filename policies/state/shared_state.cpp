@@ -43,8 +43,8 @@ local function drop_hold(id)
   if not bt then return false end
   local bn = redis.call('HGET', KEYS[5], id .. '#n') or '0'
   redis.call('HDEL', KEYS[5], id, id .. '#n')
-  redis.call('HINCRBY', KEYS[4], 'rtok', I(-tonumber(bt)))
-  redis.call('HINCRBY', KEYS[4], 'rnano', I(-tonumber(bn)))
+  redis.call('HINCRBY', KEYS[5], '#rtok', I(-tonumber(bt)))
+  redis.call('HINCRBY', KEYS[5], '#rnano', I(-tonumber(bn)))
   return true
 end
 local t = redis.call('TIME')
@@ -79,7 +79,9 @@ local requests = redis.call('ZCARD', KEYS[1])
 local tokens = tonumber(redis.call('HGET', KEYS[2], '#sum') or '0')
 local inflight = redis.call('ZCARD', KEYS[3])
 local function wait_tokens(amount)
-  local e = redis.call('ZRANGE', KEYS[1], 0, -1, 'WITHSCORES')
+  -- Bounded: a refusal must not hold Redis for a long scan (a wait from the first 1000
+  -- entries is a lower bound, fine for retry-after).
+  local e = redis.call('ZRANGE', KEYS[1], 0, 999, 'WITHSCORES')
   if #e == 0 then return 0 end
   local freed = 0
   for i = 1, #e, 2 do
@@ -114,8 +116,9 @@ local function newest()
 end
 if budget_on and why == 0 then
   local pstart = tonumber(ARGV[10])
-  local b = redis.call('HMGET', KEYS[4], 'start', 'tok', 'nano', 'rtok', 'rnano', 'per')
-  if not b[1] or b[6] ~= ARGV[14] then
+  local b = redis.call('HMGET', KEYS[4], 'start', 'tok', 'nano', 'per')
+  local held = redis.call('HMGET', KEYS[5], '#rtok', '#rnano')
+  if not b[1] or b[4] ~= ARGV[14] then
     if tonumber(ARGV[12]) < 0 then return {-1, 0, 0, 0, 0, 0, 0} end
     -- Settles after Redis lost the key's data may have added spend since: keep the larger.
     local tok, nano = tonumber(ARGV[12]), tonumber(ARGV[13])
@@ -125,12 +128,14 @@ if budget_on and why == 0 then
     end
     redis.call('HSET', KEYS[4], 'start', ARGV[10], 'per', ARGV[14], 'tok', I(tok), 'nano', I(nano))
     b[1] = ARGV[10]; b[2] = I(tok); b[3] = I(nano)
-  elseif tonumber(b[1]) < pstart then
+  elseif tonumber(b[1]) < pstart and now >= pstart then
+    -- A new period, by Redis's clock (an instance whose clock runs ahead cannot end the
+    -- period early for everyone); holds of requests still in flight carry over.
     redis.call('HSET', KEYS[4], 'start', ARGV[10], 'tok', '0', 'nano', '0')
     b[2] = '0'; b[3] = '0'
   end
-  local use_tok = tonumber(b[2] or '0') + tonumber(b[4] or '0')
-  local use_nano = tonumber(b[3] or '0') + tonumber(b[5] or '0')
+  local use_tok = tonumber(b[2] or '0') + tonumber(held[1] or '0')
+  local use_nano = tonumber(b[3] or '0') + tonumber(held[2] or '0')
   local cap_tok, cap_nano = tonumber(ARGV[8]), tonumber(ARGV[9])
   local est_nano = tonumber(ARGV[11])
   if cap_tok >= 0 and (use_tok >= cap_tok or use_tok + est > cap_tok) then why = 4
@@ -148,15 +153,19 @@ end
 redis.call('ZADD', KEYS[3], I(now + lease), rid)
 if budget_on then
   redis.call('HSET', KEYS[5], rid, ARGV[6], rid .. '#n', ARGV[11])
-  redis.call('HINCRBY', KEYS[4], 'rtok', ARGV[6])
-  redis.call('HINCRBY', KEYS[4], 'rnano', ARGV[11])
+  redis.call('HINCRBY', KEYS[5], '#rtok', ARGV[6])
+  redis.call('HINCRBY', KEYS[5], '#rnano', ARGV[11])
   redis.call('PEXPIRE', KEYS[5], keep)
 end
 for i = 1, 3 do redis.call('PEXPIRE', KEYS[i], keep) end
 return {1, 0, 0, requests, tokens, newest(), inflight + 1}
 )LUA";
 
-// KEYS: w t l b h. ARGV: 1 rid, 2 tokens, 3 nano-dollars, 4 budget part (0/1).
+// KEYS: w t l b h s. ARGV: 1 rid, 2 tokens, 3 nano-dollars, 4 budget part (0/1), 5 lease
+// ms. The spend is added once per rid (remembered in s: a retried settle whose first try
+// did run adds nothing), whether or not the hold is still there (its lease may have run
+// out while Redis was unreachable: the spend is real all the same). Also used for the
+// spend of requests admitted by per-instance limits while Redis was down (no hold).
 const std::string settle_lua = std::string(lua_common) + R"LUA(
 local rid = ARGV[1]
 redis.call('ZREM', KEYS[3], rid)
@@ -169,9 +178,16 @@ if tk then
     drop_tokens(rid)
   end
 end
-if drop_hold(rid) and ARGV[4] == '1' then
-  redis.call('HINCRBY', KEYS[4], 'tok', ARGV[2])
-  redis.call('HINCRBY', KEYS[4], 'nano', ARGV[3])
+drop_hold(rid)
+if ARGV[4] == '1' then
+  -- Settled rids are remembered for two leases (longer than any retry of a settle).
+  local lease = tonumber(ARGV[5])
+  redis.call('ZREMRANGEBYSCORE', KEYS[6], '-inf', I(now - 2 * lease))
+  if redis.call('ZADD', KEYS[6], 'NX', I(now), rid) == 1 then
+    redis.call('HINCRBY', KEYS[4], 'tok', ARGV[2])
+    redis.call('HINCRBY', KEYS[4], 'nano', ARGV[3])
+  end
+  redis.call('PEXPIRE', KEYS[6], I(2 * lease + W))
 end
 return 1
 )LUA";
@@ -205,6 +221,10 @@ const redis_client::script& script_at(int i) {
     return scripts[i];
 }
 constexpr int admit_script = 0, settle_script = 1, release_script = 2, renew_script = 3;
+
+// Token counts sent to Redis: a request's max_tokens may be any uint64, and Lua's numbers
+// are doubles (exact to 2^53) while HINCRBY wants an int64. 10^15 tokens is no limit.
+constexpr std::uint64_t max_token_arg = 1'000'000'000'000'000ULL;
 
 std::string limit_arg(const std::optional<std::uint64_t>& v) {
     return v ? std::to_string(*v) : std::string("-1");
@@ -251,13 +271,15 @@ shared_state::shared_state(const config::state_config& cfg, std::shared_ptr<ledg
         spdlog::warn("state: redis not reachable yet; fail_mode {} applies until it is",
                      cfg.on_failure == config::fail_mode::closed ? "closed (503)"
                                                                  : "open (per-instance limits)");
-    renew_timer_ = std::make_unique<asio::steady_timer>(redis_->executor());
     asio::co_spawn(redis_->executor(), renew_loop(), asio::detached);
 }
 
 shared_state::~shared_state() {
     stopping_ = true;
-    asio::post(redis_->executor(), [t = renew_timer_.get()] { t->cancel(); });
+    // On the client's thread, where the loop runs: no race on renew_timer_.
+    asio::post(redis_->executor(), [this] {
+        if (renew_timer_) renew_timer_->cancel();
+    });
     redis_.reset();  // joins the client's thread once the renew loop has ended
 }
 
@@ -273,7 +295,7 @@ std::string shared_state::key(const std::string& id, char part) const {
 }
 
 std::vector<std::string> shared_state::keys_of(const std::string& id) const {
-    return {key(id, 'w'), key(id, 't'), key(id, 'l'), key(id, 'b'), key(id, 'h')};
+    return {key(id, 'w'), key(id, 't'), key(id, 'l'), key(id, 'b'), key(id, 'h'), key(id, 's')};
 }
 
 void shared_state::track(const std::string& key_id, const std::string& rid) {
@@ -292,6 +314,8 @@ void shared_state::untrack(const std::string& key_id, const std::string& rid) {
 asio::awaitable<shared_state::result> shared_state::admit(request r) {
     result out;
     const std::string rid = instance_ + ':' + std::to_string(next_rid_.fetch_add(1));
+    out.rid = rid;
+    r.est_tokens = std::min(r.est_tokens, max_token_arg);
     std::vector<std::string> args;
     args.reserve(14);
     args.push_back(rid);
@@ -332,16 +356,24 @@ asio::awaitable<shared_state::result> shared_state::admit(request r) {
             try {
                 t = ledger_->totals_since(r.key_id, pstart);
             } catch (const std::exception& ex) {
+                // Seeding 0 would hand out the whole budget again: undecided instead.
                 spdlog::warn("state: cannot read the ledger to seed key {}'s budget: {}",
                              r.key_id, ex.what());
+                unavailable_.fetch_add(1, std::memory_order_relaxed);
+                co_return out;
             }
         }
         seeds_.fetch_add(1, std::memory_order_relaxed);
         args[11] = std::to_string(t.tokens);
         args[12] = std::to_string(to_nano(t.usd));
     }
-    if (rep.how == redis_reply::status::timeout) {
-        timeouts_.fetch_add(1, std::memory_order_relaxed);
+    if (rep.how == redis_reply::status::timeout || rep.how == redis_reply::status::lost) {
+        // The script may have run: give back whatever it may have reserved (release is
+        // idempotent), or it would hold a slot until its lease and window ran out.
+        (rep.how == redis_reply::status::timeout ? timeouts_ : unavailable_)
+            .fetch_add(1, std::memory_order_relaxed);
+        send_with_retry(release_script, keys_of(r.key_id), {rid},
+                        std::chrono::steady_clock::now() + cfg_.lease);
         co_return out;
     }
     if (rep.how != redis_reply::status::ok) {
@@ -426,8 +458,9 @@ void shared_state::settle(const std::string& key_id, const std::string& rid, std
                           double usd, bool with_budget) {
     untrack(key_id, rid);
     send_with_retry(settle_script, keys_of(key_id),
-                    {rid, std::to_string(tokens), std::to_string(to_nano(usd)),
-                     with_budget ? "1" : "0"},
+                    {rid, std::to_string(std::min(tokens, max_token_arg)),
+                     std::to_string(to_nano(usd)), with_budget ? "1" : "0",
+                     std::to_string(cfg_.lease.count())},
                     std::chrono::steady_clock::now() + cfg_.lease);
 }
 
@@ -438,7 +471,12 @@ void shared_state::release(const std::string& key_id, const std::string& rid) {
 }
 
 asio::awaitable<void> shared_state::renew_loop() {
-    auto& timer = *renew_timer_;
+    asio::steady_timer timer(co_await asio::this_coro::executor);
+    renew_timer_ = &timer;
+    struct unset {
+        asio::steady_timer*& p;
+        ~unset() { p = nullptr; }
+    } guard{renew_timer_};
     while (!stopping_) {
         timer.expires_after(cfg_.lease / 3);
         auto [ec] = co_await timer.async_wait(asio::as_tuple(asio::use_awaitable));
@@ -553,7 +591,8 @@ asio::awaitable<void> admit_shared(core::request_context& ctx, shared_state& st,
     const auto& l = ctx.key->limits;
     if (rate_part && (l.rpm || l.tpm || l.concurrency))
         r.rate = limiter::limits{l.rpm, l.tpm, l.concurrency};
-    if (budget_part && ctx.key->budget) r.budget = budget_policy::to_budget(*ctx.key->budget);
+    if (budget_part && ctx.key->budget && (ctx.key->budget->tokens || ctx.key->budget->usd))
+        r.budget = budget_policy::to_budget(*ctx.key->budget);
     if (!r.rate && !r.budget) co_return;
     r.est_tokens = reserve_estimate(cfg, ctx);
     if (r.budget) {
@@ -579,7 +618,9 @@ asio::awaitable<void> admit_shared(core::request_context& ctx, shared_state& st,
 
 void finish_shared(core::request_context& ctx, shared_state& st) {
     auto* adm = static_cast<shared_admission*>(ctx.shared_admission.get());
-    if (!adm || adm->finished || adm->res.how != shared_state::result::kind::admitted) return;
+    if (!adm || adm->finished) return;
+    const bool fallback_spend = adm->fallback && adm->with_budget && ctx.forwarded;
+    if (adm->res.how != shared_state::result::kind::admitted && !fallback_spend) return;
     adm->finished = true;
     if (!ctx.forwarded) {
         st.release(adm->key_id, adm->res.rid);

@@ -14,8 +14,10 @@
 //   <prefix>{id}:w   ZSET rid → admission ms: the 60-s sliding window (rpm, tpm)
 //   <prefix>{id}:t   HASH rid → tokens of window entries, '#sum' → their total
 //   <prefix>{id}:l   ZSET rid → lease expiry ms: requests in flight (concurrency)
-//   <prefix>{id}:b   HASH start, per, tok, nano (spent in the period), rtok, rnano (held)
-//   <prefix>{id}:h   HASH rid → budget hold tokens, rid#n → its nano-dollars
+//   <prefix>{id}:b   HASH start, per, tok, nano: spent in the period (no expiry)
+//   <prefix>{id}:h   HASH rid → budget hold tokens, rid#n → its nano-dollars, '#rtok' and
+//                    '#rnano' → their totals (they expire together with the holds)
+//   <prefix>{id}:s   ZSET rid → settle time: settles already counted (two leases long)
 // Every reservation carries a lease (state.lease). The instance renews the leases of its
 // requests in flight every lease/3; a crashed or cut-off instance stops renewing, and
 // the next admission for the key drops its expired holds: the capacity returns by itself.
@@ -24,7 +26,10 @@
 // none for the key (first use, Redis restarted or flushed, the period kind changed), the
 // script says so and the instance seeds it from the ledger of record (the max of what
 // Redis holds and what the ledger sums, so an instance's restart never resets it) and
-// asks again. A settle adds the real spend once, only if its hold was still there.
+// asks again. A settle adds the real spend exactly once per reservation, even after its
+// hold expired; requests admitted by per-instance limits while Redis was unreachable
+// (fail_mode: open) add theirs when they end, so the shared budget misses nothing that a
+// retry within one lease could deliver.
 
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/steady_timer.hpp>
@@ -110,7 +115,7 @@ class shared_state {
     config::state_config cfg_;
     std::shared_ptr<ledger> ledger_;
     std::unique_ptr<state::redis_client> redis_;
-    std::unique_ptr<boost::asio::steady_timer> renew_timer_;  // on the client's thread
+    boost::asio::steady_timer* renew_timer_ = nullptr;  // the loop's; client's thread only
     std::string instance_;  // random, in every reservation id
     std::atomic<std::uint64_t> next_rid_{1};
 

@@ -22,6 +22,7 @@ constexpr const char* key_shared = "tg-test-key-shared-0123456789abcdef";
 
 struct cluster_options {
     std::string state_extra;  // more lines under `state:` (2-space indented)
+    std::string timeout = "500ms";  // state.timeout
     std::string key_terms = "    limits: {rpm: 50}\n";
     std::string policies = "[auth, rate_limit, budget, router, usage]";
     std::filesystem::path database;  // empty: one of each instance's own
@@ -34,8 +35,10 @@ std::string cluster_config(std::uint16_t upstream, const redis_server& redis,
     o.policies = c.policies;
     o.keys_extra = std::string("  - id: shared\n    key: ") + key_shared + "\n" + c.key_terms;
     o.top_extra = "state:\n  backend: redis\n  redis_url: " + redis.url() +
-                  "\n  timeout: 500ms\n" + c.state_extra;
-    if (!c.database.empty()) o.top_extra += "usage:\n  database: " + c.database.string() + "\n";
+                  "\n  timeout: " + c.timeout + "\n" + c.state_extra;
+    // Each instance its own fresh ledger unless the test shares one.
+    const auto db = c.database.empty() ? make_temp_dir() / "usage.db" : c.database;
+    o.top_extra += "usage:\n  database: " + db.string() + "\n";
     if (c.admin)
         o.top_extra += std::string("admin: {listen: \"127.0.0.1:0\", token: ") + admin_token + "}\n";
     return standard_config(upstream, o);
@@ -114,9 +117,9 @@ BOOST_AUTO_TEST_CASE(tpm_reserves_the_estimate_across_instances_and_settles_to_t
     gateway_process a(cluster_config(mock.port(), redis, c));
     gateway_process b(cluster_config(mock.port(), redis, c));
     // Each reserves its prompt estimate + max_tokens 200 while in flight (all 20 at once:
-    // the mock holds each answer 500 ms), and uses 5 completion tokens.
+    // the mock holds each answer 3 s, long past the burst), and uses 5 completion tokens.
     const std::string body =
-        R"({"model":"gpt-4o-mini","max_tokens":200,"messages":[{"role":"user","content":"hi #mock chunks=5 head_delay_ms=500"}]})";
+        R"({"model":"gpt-4o-mini","max_tokens":200,"messages":[{"role":"user","content":"hi #mock chunks=5 head_delay_ms=3000"}]})";
     tally t;
     burst({a.port(), b.port()}, 20, 20, t, body);
     BOOST_TEST(t.by_status[200] >= 1);
@@ -161,7 +164,6 @@ BOOST_AUTO_TEST_CASE(a_token_budget_shared_by_two_instances_is_not_overshot) {
     const long used = std::stol(usage.substr(at + 15));
     const long one_request = 60;  // the largest single request's worth (estimate)
     BOOST_TEST(used <= 1000 + one_request, "used " << used);
-    BOOST_TEST(used >= 1000 - 2 * one_request, "used " << used);
     BOOST_TEST(http_request(b.admin_port(), "GET", "/admin/usage?key=shared", admin).body == usage);
 }
 
@@ -169,7 +171,7 @@ BOOST_AUTO_TEST_CASE(a_killed_instance_holds_return_when_their_leases_expire) {
     redis_server redis;
     mock_upstream mock;
     cluster_options c;
-    c.key_terms = "    limits: {concurrency: 3}\n";
+    c.key_terms = "    limits: {concurrency: 3}\n    budget: {tokens: 1000000, period: day}\n";
     c.state_extra = "  lease: 3s\n";
     auto victim = std::make_unique<gateway_process>(cluster_config(mock.port(), redis, c));
     gateway_process survivor(cluster_config(mock.port(), redis, c));
@@ -187,6 +189,11 @@ BOOST_AUTO_TEST_CASE(a_killed_instance_holds_return_when_their_leases_expire) {
     // Nobody renews the victim's leases now: within the lease (3 s) the slots return.
     BOOST_TEST(redis.cli({"ZCARD", "tollgate:{shared}:l"}) == "3");
     BOOST_TEST(poll_until([&] { return status_of(survivor.port()) == 200; }, 20s, 200ms));
+    // The victim's budget holds went with its leases: only the survivor's settled spend.
+    BOOST_TEST(poll_until([&] {
+        const auto h = redis.cli({"HGET", "tollgate:{shared}:h", "#rtok"});
+        return h.empty() || h == "0";
+    }));
     held.clear();
 }
 
@@ -247,12 +254,12 @@ BOOST_AUTO_TEST_CASE(a_hung_redis_costs_a_request_at_most_state_timeout_then_503
     mock_upstream mock;
     cluster_options c;
     c.admin = true;
-    c.state_extra = "  timeout: 300ms\n";
+    c.timeout = "300ms";
     gateway_process a(cluster_config(mock.port(), redis, c));
     BOOST_TEST(status_of(a.port()) == 200);
     redis.pause();  // connections stay open; nothing is answered
-    // The client's own timeout (5 s) is far above state.timeout: the gateway answers.
-    http_connection conn(a.port(), 5s);
+    // The client gives up after 3 s, ten times state.timeout: the gateway answers first.
+    http_connection conn(a.port(), 3s);
     const auto r = conn.request("POST", "/v1/chat/completions", auth_headers(key_shared),
                                 chat_body("hi"));
     BOOST_TEST(r.status == 503);
@@ -282,6 +289,56 @@ BOOST_AUTO_TEST_CASE(redis_down_fail_open_applies_per_instance_limits) {
                std::string::npos);
 }
 
+BOOST_AUTO_TEST_CASE(a_restarted_instance_does_not_reset_the_shared_budget) {
+    redis_server redis;
+    mock_upstream mock;
+    cluster_options c;
+    const auto dir = make_temp_dir();
+    c.database = dir / "usage.db";
+    c.key_terms = "    budget: {tokens: 200, period: day}\n";
+    const std::string body =
+        R"({"model":"gpt-4o-mini","max_tokens":40,"messages":[{"role":"user","content":"hi #mock chunks=30"}]})";
+    gateway_process b(cluster_config(mock.port(), redis, c));
+    {
+        gateway_process a(cluster_config(mock.port(), redis, c));
+        int admitted = 0;
+        for (int i = 0; i < 20 && status_of(a.port(), key_shared, body) == 200; ++i) ++admitted;
+        BOOST_TEST(admitted >= 3);
+        BOOST_TEST(status_of(b.port(), key_shared, body) == 429);
+    }  // a stops (and drains)
+    gateway_process a2(cluster_config(mock.port(), redis, c));
+    const auto r = http_request(a2.port(), "POST", "/v1/chat/completions", auth_headers(key_shared),
+                                body);
+    BOOST_TEST(r.status == 429);
+    BOOST_TEST(r.body.find("budget_exceeded") != std::string::npos);
+}
+
+BOOST_AUTO_TEST_CASE(spend_admitted_by_the_fallback_reaches_redis_when_it_returns) {
+    redis_server redis;
+    mock_upstream mock;
+    cluster_options c;
+    c.key_terms = "    budget: {tokens: 1000000, period: day}\n";
+    c.state_extra = "  fail_mode: open\n";
+    c.timeout = "200ms";
+    const std::string body =
+        R"({"model":"gpt-4o-mini","max_tokens":40,"messages":[{"role":"user","content":"hi #mock chunks=30"}]})";
+    gateway_process a(cluster_config(mock.port(), redis, c));
+    BOOST_TEST(status_of(a.port(), key_shared, body) == 200);
+    std::string before;
+    BOOST_TEST(poll_until([&] {
+        before = redis.cli({"HGET", "tollgate:{shared}:b", "tok"});
+        return !before.empty() && before != "0";
+    }));
+    redis.pause();
+    for (int i = 0; i < 3; ++i) BOOST_TEST(status_of(a.port(), key_shared, body) == 200);
+    redis.resume();
+    // The three fallback requests' spend (31 tokens each) is added once Redis answers.
+    BOOST_TEST(poll_until([&] {
+        const auto now = redis.cli({"HGET", "tollgate:{shared}:b", "tok"});
+        return !now.empty() && std::stol(now) >= std::stol(before) + 3 * 30;
+    }, 20s, 50ms), redis.cli({"HGETALL", "tollgate:{shared}:b"}));
+}
+
 BOOST_AUTO_TEST_CASE(noscript_after_a_script_flush_or_a_redis_restart_is_handled) {
     redis_server redis;
     mock_upstream mock;
@@ -304,10 +361,17 @@ BOOST_AUTO_TEST_CASE(a_budget_is_reseeded_from_the_ledger_when_redis_lost_it) {
     const auto dir = make_temp_dir();
     c.database = dir / "usage.db";
     c.key_terms = "    budget: {tokens: 100000, period: month}\n";
+    c.admin = true;
     gateway_process a(cluster_config(mock.port(), redis, c));
     const std::string body =
         R"({"model":"gpt-4o-mini","max_tokens":40,"messages":[{"role":"user","content":"hi #mock chunks=30"}]})";
     for (int i = 0; i < 3; ++i) BOOST_TEST(status_of(a.port(), key_shared, body) == 200);
+    // The three records are durable in the ledger (what the seed will read).
+    const header_map admin{{"authorization", std::string("Bearer ") + admin_token}};
+    BOOST_TEST(poll_until([&] {
+        return http_request(a.admin_port(), "GET", "/admin/usage?key=shared", admin)
+                   .body.find("\"requests\":3") != std::string::npos;
+    }));
     std::string spent;
     BOOST_TEST(poll_until([&] {
         spent = redis.cli({"HGET", "tollgate:{shared}:b", "tok"});
