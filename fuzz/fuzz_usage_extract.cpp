@@ -17,6 +17,7 @@
 // The source is compiled into this target (not tollgate_policies, which would bring the
 // whole policy library, SQLite and Asio into a scanner test).
 
+#include <algorithm>
 #include <cstring>
 #include <optional>
 #include <string>
@@ -47,7 +48,8 @@ std::string describe(const std::optional<extracted_usage>& u) {
            " total=" + f(u->total_tokens) + " cached=" + f(u->cached_tokens);
 }
 
-// A count as the scanner reads it: only a plain unsigned integer of at most 19 digits.
+// A count as the scanner reads it: only a plain unsigned integer of at most 19 digits,
+// capped at 10^15 (the scanner's bound against sums wrapping around).
 std::optional<std::uint64_t> count(dom::element v) {
     std::uint64_t n = 0;
     if (v.type() == dom::element_type::INT64) {
@@ -60,7 +62,7 @@ std::optional<std::uint64_t> count(dom::element v) {
         return std::nullopt;
     }
     if (std::to_string(n).size() > 19) return std::nullopt;
-    return n;
+    return std::min<std::uint64_t>(n, 1'000'000'000'000'000);
 }
 
 void read_usage(dom::object o, int depth, extracted_usage& u, bool& anthropic,
