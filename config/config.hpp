@@ -140,11 +140,11 @@ struct state_config {
     state_backend backend = state_backend::memory;
     std::string redis_url = "redis://127.0.0.1:6379/0";
     fail_mode on_failure = fail_mode::closed;
-    duration timeout{200};      // longest wait for one Redis answer (admission included)
+    duration timeout{200};                 // longest wait for one Redis answer (admission included)
     std::string key_prefix = "tollgate:";  // before every Redis key and channel
-    duration lease{30'000};     // a reservation not renewed this long returns by itself
-    std::uint32_t pool_size = 1;  // pipelined connections to Redis
-    std::string tls_ca_file;    // rediss://: CA bundle; empty = the system's
+    duration lease{30'000};                // a reservation not renewed this long returns by itself
+    std::uint32_t pool_size = 1;           // pipelined connections to Redis
+    std::string tls_ca_file;               // rediss://: CA bundle; empty = the system's
 
     bool operator==(const state_config&) const = default;
 };

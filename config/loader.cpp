@@ -631,8 +631,7 @@ void read_state(reader& r, const YAML::Node& n, state_config& s) {
     r.read_string(n["tls_ca_file"], "state.tls_ca_file", s.tls_ca_file);
     r.read_uint(n["pool_size"], "state.pool_size", s.pool_size, 1u, 64u);
     if (s.timeout.count() <= 0) r.error(n["timeout"], "state.timeout: must be more than 0");
-    if (s.lease < std::chrono::seconds(3))
-        r.error(n["lease"], "state.lease: must be at least 3s");
+    if (s.lease < std::chrono::seconds(3)) r.error(n["lease"], "state.lease: must be at least 3s");
     if (s.backend == state_backend::redis && !s.redis_url.starts_with("redis://") &&
         !s.redis_url.starts_with("rediss://"))
         r.error(n["redis_url"],

@@ -32,17 +32,25 @@ bool same(const resp_value& a, const resp_value& b) {
 
 void encode(std::string& out, const resp_value& v) {
     switch (v.type) {
-    case resp_value::kind::simple: out += '+' + v.str + "\r\n"; break;
-    case resp_value::kind::error: out += '-' + v.str + "\r\n"; break;
-    case resp_value::kind::integer: out += ':' + std::to_string(v.integer) + "\r\n"; break;
-    case resp_value::kind::bulk:
-        out += '$' + std::to_string(v.str.size()) + "\r\n" + v.str + "\r\n";
-        break;
-    case resp_value::kind::nil: out += "$-1\r\n"; break;
-    case resp_value::kind::array:
-        out += '*' + std::to_string(v.elements.size()) + "\r\n";
-        for (const auto& e : v.elements) encode(out, e);
-        break;
+        case resp_value::kind::simple:
+            out += '+' + v.str + "\r\n";
+            break;
+        case resp_value::kind::error:
+            out += '-' + v.str + "\r\n";
+            break;
+        case resp_value::kind::integer:
+            out += ':' + std::to_string(v.integer) + "\r\n";
+            break;
+        case resp_value::kind::bulk:
+            out += '$' + std::to_string(v.str.size()) + "\r\n" + v.str + "\r\n";
+            break;
+        case resp_value::kind::nil:
+            out += "$-1\r\n";
+            break;
+        case resp_value::kind::array:
+            out += '*' + std::to_string(v.elements.size()) + "\r\n";
+            for (const auto& e : v.elements) encode(out, e);
+            break;
     }
 }
 

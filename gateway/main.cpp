@@ -83,8 +83,7 @@ std::vector<std::string> restart_only_changes(const tollgate::config::gateway_co
     if (!(a.admin == b.admin)) out.emplace_back("admin");
     if (a.usage.database != b.usage.database || a.usage.jsonl != b.usage.jsonl)
         out.emplace_back("usage");
-    if (a.state != b.state)
-        out.emplace_back("state");
+    if (a.state != b.state) out.emplace_back("state");
     return out;
 }
 

@@ -95,10 +95,9 @@ builtin_services make_builtin_services(const config::gateway_config& cfg) {
         // missed while disconnected). Not on the Redis client's thread: that one serves
         // every admission and must not wait for a database.
         if (s.keys)
-            s.shared->on_keys_changed(
-                [keys = std::weak_ptr<key_store>(s.keys)] {
-                    if (auto k = keys.lock()) k->refresh_soon();
-                });
+            s.shared->on_keys_changed([keys = std::weak_ptr<key_store>(s.keys)] {
+                if (auto k = keys.lock()) k->refresh_soon();
+            });
     }
     return s;
 }

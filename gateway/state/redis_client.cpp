@@ -462,8 +462,8 @@ class redis_client::connection {
             // The whole connect + handshake is bounded like a command, at least 1 s: the
             // timer closes the socket, which ends whatever open() waits for.
             asio::steady_timer limit(im_.ioc);
-            limit.expires_after(std::max<std::chrono::milliseconds>(im_.opts.timeout,
-                                                                    std::chrono::seconds(1)));
+            limit.expires_after(
+                std::max<std::chrono::milliseconds>(im_.opts.timeout, std::chrono::seconds(1)));
             opening_ = true;
             limit.async_wait([this](error_code ec) {
                 if (ec || !opening_) return;
@@ -630,21 +630,20 @@ void redis_client::eval(const script& s, std::vector<std::string> keys,
     for (auto& k : keys) cmd.push_back(std::move(k));
     for (auto& a : args) cmd.push_back(std::move(a));
     auto retry = cmd;  // kept for a NOSCRIPT answer; the source goes in only then
-    exec(std::move(cmd), [this, &s, retry = std::move(retry), done = std::move(done)](
-                             redis_reply r) mutable {
-        if (r.how == redis_reply::status::ok && r.value.is_error() &&
-            r.value.str.starts_with("NOSCRIPT")) {
-            retry[0] = "EVAL";
-            retry[1] = s.source;
-            exec(std::move(retry), std::move(done));
-            return;
-        }
-        done(std::move(r));
-    });
+    exec(std::move(cmd),
+         [this, &s, retry = std::move(retry), done = std::move(done)](redis_reply r) mutable {
+             if (r.how == redis_reply::status::ok && r.value.is_error() &&
+                 r.value.str.starts_with("NOSCRIPT")) {
+                 retry[0] = "EVAL";
+                 retry[1] = s.source;
+                 exec(std::move(retry), std::move(done));
+                 return;
+             }
+             done(std::move(r));
+         });
 }
 
-asio::awaitable<redis_reply> redis_client::call_eval(const script& s,
-                                                     std::vector<std::string> keys,
+asio::awaitable<redis_reply> redis_client::call_eval(const script& s, std::vector<std::string> keys,
                                                      std::vector<std::string> args) {
     return asio::async_initiate<const asio::use_awaitable_t<>&, void(redis_reply)>(
         [this, &s](auto handler, std::vector<std::string> keys, std::vector<std::string> args) {

@@ -60,7 +60,7 @@ struct redis_options {
     redis_endpoint endpoint;
     std::chrono::milliseconds timeout{200};
     std::uint32_t pool_size = 1;
-    std::string tls_ca_file;  // empty = the system's CA store
+    std::string tls_ca_file;     // empty = the system's CA store
     std::string name = "state";  // for the log
     // Lua sources loaded (SCRIPT LOAD) on every (re)connect, so that EVALSHA finds them
     // without a NOSCRIPT round trip per command in flight after a Redis restart.

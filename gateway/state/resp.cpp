@@ -84,52 +84,53 @@ resp_parser::status resp_parser::feed(std::string_view& in) {
         resp_value v;
         status s = status::more;
         switch (t) {
-        case '+':
-        case '-':
-            v.type = t == '+' ? resp_value::kind::simple : resp_value::kind::error;
-            v.str.assign(body);
-            s = finish(std::move(v));
-            break;
-        case ':': {
-            const auto n = parse_int(body);
-            if (!n) return status::error;
-            v.type = resp_value::kind::integer;
-            v.integer = *n;
-            s = finish(std::move(v));
-            break;
-        }
-        case '$': {
-            const auto n = parse_int(body);
-            if (!n || *n < -1 || *n > max_bulk) return status::error;
-            if (*n == -1) {
-                s = finish(resp_value{});
-            } else {
-                bulk_ = resp_value{};
-                bulk_.type = resp_value::kind::bulk;
-                bulk_.str.reserve(static_cast<std::size_t>(std::min<std::int64_t>(*n + 2, 1 << 16)));
-                bulk_left_ = *n + 2;
-            }
-            break;
-        }
-        case '*': {
-            const auto n = parse_int(body);
-            if (!n || *n < -1 || *n > max_elements) return status::error;
-            if (*n == -1) {
-                s = finish(resp_value{});
-            } else if (*n == 0) {
-                v.type = resp_value::kind::array;
+            case '+':
+            case '-':
+                v.type = t == '+' ? resp_value::kind::simple : resp_value::kind::error;
+                v.str.assign(body);
                 s = finish(std::move(v));
-            } else {
-                if (stack_.size() >= max_depth) return status::error;
-                frame f;
-                f.value.type = resp_value::kind::array;
-                f.remaining = *n;
-                stack_.push_back(std::move(f));
+                break;
+            case ':': {
+                const auto n = parse_int(body);
+                if (!n) return status::error;
+                v.type = resp_value::kind::integer;
+                v.integer = *n;
+                s = finish(std::move(v));
+                break;
             }
-            break;
-        }
-        default:
-            return status::error;
+            case '$': {
+                const auto n = parse_int(body);
+                if (!n || *n < -1 || *n > max_bulk) return status::error;
+                if (*n == -1) {
+                    s = finish(resp_value{});
+                } else {
+                    bulk_ = resp_value{};
+                    bulk_.type = resp_value::kind::bulk;
+                    bulk_.str.reserve(
+                        static_cast<std::size_t>(std::min<std::int64_t>(*n + 2, 1 << 16)));
+                    bulk_left_ = *n + 2;
+                }
+                break;
+            }
+            case '*': {
+                const auto n = parse_int(body);
+                if (!n || *n < -1 || *n > max_elements) return status::error;
+                if (*n == -1) {
+                    s = finish(resp_value{});
+                } else if (*n == 0) {
+                    v.type = resp_value::kind::array;
+                    s = finish(std::move(v));
+                } else {
+                    if (stack_.size() >= max_depth) return status::error;
+                    frame f;
+                    f.value.type = resp_value::kind::array;
+                    f.remaining = *n;
+                    stack_.push_back(std::move(f));
+                }
+                break;
+            }
+            default:
+                return status::error;
         }
         line_.clear();
         if (s == status::ready) return s;

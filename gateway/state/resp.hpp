@@ -48,7 +48,7 @@ class resp_parser {
     };
     status finish(resp_value v);
 
-    std::string line_;           // a header line being gathered
+    std::string line_;             // a header line being gathered
     std::int64_t bulk_left_ = -1;  // >= 0: reading a bulk body (+CRLF) of this many bytes
     resp_value bulk_;
     std::vector<frame> stack_;

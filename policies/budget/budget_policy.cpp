@@ -75,19 +75,19 @@ boost::asio::awaitable<core::verdict> budget_policy::on_request_async(
 core::verdict budget_policy::apply_shared(core::request_context& ctx,
                                           const shared_admission& adm) const {
     switch (adm.res.how) {
-    case shared_state::result::kind::unavailable:
-        if (adm.fallback) return reserve_local(ctx);
-        ctx.refusal_reason = "state_unavailable";
-        ctx.set_error_reply(core::errc::state_unavailable,
-                            "the shared limits store is unreachable; try again shortly");
-        return core::verdict::reply;
-    case shared_state::result::kind::refused:
-        if (adm.res.budget_why == budget_book::decision::reason::none)
-            return core::verdict::next;  // a rate refusal: the rate_limit policy's to answer
-        refuse(ctx, adm.res.budget_why);
-        return core::verdict::reply;
-    case shared_state::result::kind::admitted:
-        return core::verdict::next;
+        case shared_state::result::kind::unavailable:
+            if (adm.fallback) return reserve_local(ctx);
+            ctx.refusal_reason = "state_unavailable";
+            ctx.set_error_reply(core::errc::state_unavailable,
+                                "the shared limits store is unreachable; try again shortly");
+            return core::verdict::reply;
+        case shared_state::result::kind::refused:
+            if (adm.res.budget_why == budget_book::decision::reason::none)
+                return core::verdict::next;  // a rate refusal: the rate_limit policy's to answer
+            refuse(ctx, adm.res.budget_why);
+            return core::verdict::reply;
+        case shared_state::result::kind::admitted:
+            return core::verdict::next;
     }
     return core::verdict::next;
 }

@@ -57,12 +57,11 @@ void refuse(core::request_context& ctx, const limiter::decision& d) {
     ctx.refusal_reason = d.why == limiter::decision::reason::concurrency ? "concurrency"
                          : d.why == limiter::decision::reason::tpm       ? "tpm"
                                                                          : "rpm";
-    ctx.set_error_reply(core::errc::rate_limited,
-                        d.why == limiter::decision::reason::concurrency
-                            ? "too many requests in flight for this key"
-                        : d.why == limiter::decision::reason::tpm
-                            ? "token rate limit reached for this key"
-                            : "request rate limit reached for this key");
+    ctx.set_error_reply(core::errc::rate_limited, d.why == limiter::decision::reason::concurrency
+                                                      ? "too many requests in flight for this key"
+                                                  : d.why == limiter::decision::reason::tpm
+                                                      ? "token rate limit reached for this key"
+                                                      : "request rate limit reached for this key");
     const auto secs = std::max<std::int64_t>(1, (d.retry_after.count() + 999) / 1000);
     ctx.reply.headers.emplace_back("retry-after", std::to_string(secs));
     add_headers(ctx.reply.headers, d);
@@ -96,20 +95,21 @@ boost::asio::awaitable<core::verdict> rate_limit_policy::on_request_async(
 core::verdict rate_limit_policy::apply_shared(core::request_context& ctx,
                                               const shared_admission& adm) const {
     switch (adm.res.how) {
-    case shared_state::result::kind::unavailable:
-        if (adm.fallback) return admit_local(ctx);
-        ctx.refusal_reason = "state_unavailable";
-        ctx.set_error_reply(core::errc::state_unavailable,
-                            "the shared limits store is unreachable; try again shortly");
-        return core::verdict::reply;
-    case shared_state::result::kind::refused:
-        // A budget refusal is the budget policy's to answer.
-        if (adm.res.budget_why != budget_book::decision::reason::none) return core::verdict::next;
-        refuse(ctx, adm.res.rate);
-        return core::verdict::reply;
-    case shared_state::result::kind::admitted:
-        add_headers(ctx.response_headers, adm.res.rate);
-        return core::verdict::next;
+        case shared_state::result::kind::unavailable:
+            if (adm.fallback) return admit_local(ctx);
+            ctx.refusal_reason = "state_unavailable";
+            ctx.set_error_reply(core::errc::state_unavailable,
+                                "the shared limits store is unreachable; try again shortly");
+            return core::verdict::reply;
+        case shared_state::result::kind::refused:
+            // A budget refusal is the budget policy's to answer.
+            if (adm.res.budget_why != budget_book::decision::reason::none)
+                return core::verdict::next;
+            refuse(ctx, adm.res.rate);
+            return core::verdict::reply;
+        case shared_state::result::kind::admitted:
+            add_headers(ctx.response_headers, adm.res.rate);
+            return core::verdict::next;
     }
     return core::verdict::next;
 }

@@ -63,7 +63,8 @@ class rate_limit_policy final : public core::policy {
 
     std::string_view name() const noexcept override { return "rate_limit"; }
     core::verdict on_request(core::request_context& ctx) const override;
-    boost::asio::awaitable<core::verdict> on_request_async(core::request_context& ctx) const override;
+    boost::asio::awaitable<core::verdict> on_request_async(
+        core::request_context& ctx) const override;
     void on_complete(core::request_context& ctx, const core::outcome& out) const noexcept override;
 
   private:

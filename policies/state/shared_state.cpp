@@ -237,7 +237,9 @@ std::int64_t to_nano(double usd) {
 }
 
 const char* period_arg(budget_book::period p) {
-    return p == budget_book::period::day ? "day" : p == budget_book::period::month ? "month" : "total";
+    return p == budget_book::period::day     ? "day"
+           : p == budget_book::period::month ? "month"
+                                             : "total";
 }
 
 std::int64_t unix_now_ms() {
@@ -264,10 +266,12 @@ shared_state::shared_state(const config::state_config& cfg, std::shared_ptr<ledg
         instance_ += hex[c & 15];
     }
     spdlog::info("state: redis {} (fail_mode {}, timeout {} ms, lease {} ms)",
-                 o.endpoint.redacted(), cfg.on_failure == config::fail_mode::closed ? "closed" : "open",
+                 o.endpoint.redacted(),
+                 cfg.on_failure == config::fail_mode::closed ? "closed" : "open",
                  cfg.timeout.count(), cfg.lease.count());
     redis_ = std::make_unique<redis_client>(std::move(o));
-    if (!redis_->wait_connected(std::max<std::chrono::milliseconds>(cfg.timeout, std::chrono::seconds(1))))
+    if (!redis_->wait_connected(
+            std::max<std::chrono::milliseconds>(cfg.timeout, std::chrono::seconds(1))))
         spdlog::warn("state: redis not reachable yet; fail_mode {} applies until it is",
                      cfg.on_failure == config::fail_mode::closed ? "closed (503)"
                                                                  : "open (per-instance limits)");
@@ -357,8 +361,8 @@ asio::awaitable<shared_state::result> shared_state::admit(request r) {
                 t = ledger_->totals_since(r.key_id, pstart);
             } catch (const std::exception& ex) {
                 // Seeding 0 would hand out the whole budget again: undecided instead.
-                spdlog::warn("state: cannot read the ledger to seed key {}'s budget: {}",
-                             r.key_id, ex.what());
+                spdlog::warn("state: cannot read the ledger to seed key {}'s budget: {}", r.key_id,
+                             ex.what());
                 unavailable_.fetch_add(1, std::memory_order_relaxed);
                 co_return out;
             }
@@ -418,10 +422,11 @@ asio::awaitable<shared_state::result> shared_state::admit(request r) {
                 : why == 2 ? limiter::decision::reason::tpm
                            : limiter::decision::reason::concurrency;
         const auto wait = std::max<std::int64_t>(at(2), 1);
-        d.retry_after = std::chrono::milliseconds(std::max<std::int64_t>(1, (wait + 999) / 1000) * 1000);
+        d.retry_after =
+            std::chrono::milliseconds(std::max<std::int64_t>(1, (wait + 999) / 1000) * 1000);
     } else {
-        out.budget_why = why == 5 ? budget_book::decision::reason::usd
-                                  : budget_book::decision::reason::tokens;
+        out.budget_why =
+            why == 5 ? budget_book::decision::reason::usd : budget_book::decision::reason::tokens;
     }
     co_return out;
 }
@@ -431,37 +436,38 @@ void shared_state::send_with_retry(int script, std::vector<std::string> keys,
                                    std::chrono::steady_clock::time_point give_up) {
     auto k = keys;
     auto a = args;
-    redis_->eval(script_at(script), std::move(k), std::move(a),
-                 [this, script, keys = std::move(keys), args = std::move(args),
-                  give_up](redis_reply r) mutable {
-                     if (r.how == redis_reply::status::ok) {
-                         if (r.value.is_error())
-                             spdlog::error("state: script failed: {}", r.value.str.substr(0, 300));
-                         return;
-                     }
-                     if (stopping_ || std::chrono::steady_clock::now() >= give_up) {
-                         settle_dropped_.fetch_add(1, std::memory_order_relaxed);
-                         return;
-                     }
-                     settle_retries_.fetch_add(1, std::memory_order_relaxed);
-                     auto timer = std::make_shared<asio::steady_timer>(redis_->executor());
-                     timer->expires_after(std::chrono::milliseconds(250));
-                     timer->async_wait([this, timer, script, keys = std::move(keys),
-                                        args = std::move(args), give_up](boost::system::error_code ec) mutable {
-                         if (ec || stopping_) return;
-                         send_with_retry(script, std::move(keys), std::move(args), give_up);
-                     });
-                 });
+    redis_->eval(
+        script_at(script), std::move(k), std::move(a),
+        [this, script, keys = std::move(keys), args = std::move(args),
+         give_up](redis_reply r) mutable {
+            if (r.how == redis_reply::status::ok) {
+                if (r.value.is_error())
+                    spdlog::error("state: script failed: {}", r.value.str.substr(0, 300));
+                return;
+            }
+            if (stopping_ || std::chrono::steady_clock::now() >= give_up) {
+                settle_dropped_.fetch_add(1, std::memory_order_relaxed);
+                return;
+            }
+            settle_retries_.fetch_add(1, std::memory_order_relaxed);
+            auto timer = std::make_shared<asio::steady_timer>(redis_->executor());
+            timer->expires_after(std::chrono::milliseconds(250));
+            timer->async_wait([this, timer, script, keys = std::move(keys), args = std::move(args),
+                               give_up](boost::system::error_code ec) mutable {
+                if (ec || stopping_) return;
+                send_with_retry(script, std::move(keys), std::move(args), give_up);
+            });
+        });
 }
 
 void shared_state::settle(const std::string& key_id, const std::string& rid, std::uint64_t tokens,
                           double usd, bool with_budget) {
     untrack(key_id, rid);
-    send_with_retry(settle_script, keys_of(key_id),
-                    {rid, std::to_string(std::min(tokens, max_token_arg)),
-                     std::to_string(to_nano(usd)), with_budget ? "1" : "0",
-                     std::to_string(cfg_.lease.count())},
-                    std::chrono::steady_clock::now() + cfg_.lease);
+    send_with_retry(
+        settle_script, keys_of(key_id),
+        {rid, std::to_string(std::min(tokens, max_token_arg)), std::to_string(to_nano(usd)),
+         with_budget ? "1" : "0", std::to_string(cfg_.lease.count())},
+        std::chrono::steady_clock::now() + cfg_.lease);
 }
 
 void shared_state::release(const std::string& key_id, const std::string& rid) {
@@ -548,8 +554,9 @@ void shared_state::render_metrics(std::string& out) const {
         out += std::to_string(v);
         out += '\n';
     };
-    out += "# HELP tollgate_state_up 1 while a connection to the shared state store (Redis) is up.\n"
-           "# TYPE tollgate_state_up gauge\ntollgate_state_up ";
+    out +=
+        "# HELP tollgate_state_up 1 while a connection to the shared state store (Redis) is up.\n"
+        "# TYPE tollgate_state_up gauge\ntollgate_state_up ";
     out += connected() ? "1\n" : "0\n";
     const char* adm = "tollgate_state_admissions_total";
     const char* adm_help = "Admissions decided by the shared state store, by result.";
@@ -568,14 +575,16 @@ void shared_state::render_metrics(std::string& out) const {
     counter(fb, fb_help, "{mode=\"closed\"}", refused_503_.load(), false);
     counter("tollgate_state_budget_seeds_total",
             "Budgets seeded into the shared state store from the ledger.", "", seeds_.load(), true);
-    counter("tollgate_state_lease_renewals_total",
-            "Lease renewal calls for requests in flight.", "", renewals_.load(), true);
+    counter("tollgate_state_lease_renewals_total", "Lease renewal calls for requests in flight.",
+            "", renewals_.load(), true);
     const char* st = "tollgate_state_settles_total";
     const char* st_help = "Settle/release calls retried, or given up after a lease's time.";
     counter(st, st_help, "{result=\"retried\"}", settle_retries_.load(), true);
     counter(st, st_help, "{result=\"dropped\"}", settle_dropped_.load(), false);
-    out += "# HELP tollgate_state_redis_reconnects_total Connections to Redis re-established.\n"
-           "# TYPE tollgate_state_redis_reconnects_total counter\ntollgate_state_redis_reconnects_total ";
+    out +=
+        "# HELP tollgate_state_redis_reconnects_total Connections to Redis re-established.\n"
+        "# TYPE tollgate_state_redis_reconnects_total "
+        "counter\ntollgate_state_redis_reconnects_total ";
     out += std::to_string(redis_->reconnects());
     out += '\n';
 }

@@ -61,7 +61,7 @@ class shared_state {
   public:
     struct request {
         std::string key_id;
-        std::optional<limiter::limits> rate;  // nullopt: no rate part
+        std::optional<limiter::limits> rate;        // nullopt: no rate part
         std::optional<budget_book::budget> budget;  // nullopt: no budget part
         std::uint64_t est_tokens = 0;
         double est_usd = 0;
@@ -88,8 +88,8 @@ class shared_state {
 
     // Fire-and-forget from on_complete; retried while Redis is unreachable, until the
     // hold's lease would have expired anyway. Thread-safe.
-    void settle(const std::string& key_id, const std::string& rid, std::uint64_t tokens,
-                double usd, bool with_budget);
+    void settle(const std::string& key_id, const std::string& rid, std::uint64_t tokens, double usd,
+                bool with_budget);
     void release(const std::string& key_id, const std::string& rid);
 
     // Key changes made through the admin API: published to every instance.
@@ -116,7 +116,7 @@ class shared_state {
     std::shared_ptr<ledger> ledger_;
     std::unique_ptr<state::redis_client> redis_;
     boost::asio::steady_timer* renew_timer_ = nullptr;  // the loop's; client's thread only
-    std::string instance_;  // random, in every reservation id
+    std::string instance_;                              // random, in every reservation id
     std::atomic<std::uint64_t> next_rid_{1};
 
     std::mutex live_mu_;  // the holds this instance must keep renewing

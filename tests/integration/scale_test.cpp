@@ -21,7 +21,7 @@ constexpr const char* admin_token = "admin-token-scale-0123456789";
 constexpr const char* key_shared = "tg-test-key-shared-0123456789abcdef";
 
 struct cluster_options {
-    std::string state_extra;  // more lines under `state:` (2-space indented)
+    std::string state_extra;        // more lines under `state:` (2-space indented)
     std::string timeout = "500ms";  // state.timeout
     std::string key_terms = "    limits: {rpm: 50}\n";
     std::string policies = "[auth, rate_limit, budget, router, usage]";
@@ -40,7 +40,8 @@ std::string cluster_config(std::uint16_t upstream, const redis_server& redis,
     const auto db = c.database.empty() ? make_temp_dir() / "usage.db" : c.database;
     o.top_extra += "usage:\n  database: " + db.string() + "\n";
     if (c.admin)
-        o.top_extra += std::string("admin: {listen: \"127.0.0.1:0\", token: ") + admin_token + "}\n";
+        o.top_extra +=
+            std::string("admin: {listen: \"127.0.0.1:0\", token: ") + admin_token + "}\n";
     return standard_config(upstream, o);
 }
 
@@ -260,8 +261,8 @@ BOOST_AUTO_TEST_CASE(a_hung_redis_costs_a_request_at_most_state_timeout_then_503
     redis.pause();  // connections stay open; nothing is answered
     // The client gives up after 3 s, ten times state.timeout: the gateway answers first.
     http_connection conn(a.port(), 3s);
-    const auto r = conn.request("POST", "/v1/chat/completions", auth_headers(key_shared),
-                                chat_body("hi"));
+    const auto r =
+        conn.request("POST", "/v1/chat/completions", auth_headers(key_shared), chat_body("hi"));
     BOOST_TEST(r.status == 503);
     BOOST_TEST(r.body.find("state_unavailable") != std::string::npos);
     BOOST_TEST(metrics_of(a).find("tollgate_state_errors_total{reason=\"timeout\"} 1") !=
@@ -307,8 +308,8 @@ BOOST_AUTO_TEST_CASE(a_restarted_instance_does_not_reset_the_shared_budget) {
         BOOST_TEST(status_of(b.port(), key_shared, body) == 429);
     }  // a stops (and drains)
     gateway_process a2(cluster_config(mock.port(), redis, c));
-    const auto r = http_request(a2.port(), "POST", "/v1/chat/completions", auth_headers(key_shared),
-                                body);
+    const auto r =
+        http_request(a2.port(), "POST", "/v1/chat/completions", auth_headers(key_shared), body);
     BOOST_TEST(r.status == 429);
     BOOST_TEST(r.body.find("budget_exceeded") != std::string::npos);
 }
@@ -333,10 +334,13 @@ BOOST_AUTO_TEST_CASE(spend_admitted_by_the_fallback_reaches_redis_when_it_return
     for (int i = 0; i < 3; ++i) BOOST_TEST(status_of(a.port(), key_shared, body) == 200);
     redis.resume();
     // The three fallback requests' spend (31 tokens each) is added once Redis answers.
-    BOOST_TEST(poll_until([&] {
-        const auto now = redis.cli({"HGET", "tollgate:{shared}:b", "tok"});
-        return !now.empty() && std::stol(now) >= std::stol(before) + 3 * 30;
-    }, 20s, 50ms), redis.cli({"HGETALL", "tollgate:{shared}:b"}));
+    BOOST_TEST(poll_until(
+                   [&] {
+                       const auto now = redis.cli({"HGET", "tollgate:{shared}:b", "tok"});
+                       return !now.empty() && std::stol(now) >= std::stol(before) + 3 * 30;
+                   },
+                   20s, 50ms),
+               redis.cli({"HGETALL", "tollgate:{shared}:b"}));
 }
 
 BOOST_AUTO_TEST_CASE(noscript_after_a_script_flush_or_a_redis_restart_is_handled) {
@@ -418,7 +422,8 @@ BOOST_AUTO_TEST_CASE(a_wrong_redis_password_is_an_outage_and_never_logged) {
     mock_upstream mock;
     config_options o;
     o.policies = "[auth, rate_limit, router]";
-    o.keys_extra = std::string("  - id: shared\n    key: ") + key_shared + "\n    limits: {rpm: 5}\n";
+    o.keys_extra =
+        std::string("  - id: shared\n    key: ") + key_shared + "\n    limits: {rpm: 5}\n";
     o.top_extra = "state:\n  backend: redis\n  redis_url: redis://:wrong-pass-456@127.0.0.1:" +
                   std::to_string(redis.port()) + "/0\n";
     gateway_process bad(standard_config(mock.port(), o));
@@ -438,10 +443,11 @@ BOOST_AUTO_TEST_CASE(rediss_verifies_the_server_certificate) {
     mock_upstream mock;
     config_options o;
     o.policies = "[auth, rate_limit, router]";
-    o.keys_extra = std::string("  - id: shared\n    key: ") + key_shared + "\n    limits: {rpm: 5}\n";
+    o.keys_extra =
+        std::string("  - id: shared\n    key: ") + key_shared + "\n    limits: {rpm: 5}\n";
     // Trusting the test CA: admitted through Redis over TLS.
-    o.top_extra = "state:\n  backend: redis\n  redis_url: " + redis.url() + "\n  tls_ca_file: " +
-                  certs.ca.string() + "\n";
+    o.top_extra = "state:\n  backend: redis\n  redis_url: " + redis.url() +
+                  "\n  tls_ca_file: " + certs.ca.string() + "\n";
     {
         gateway_process good(standard_config(mock.port(), o));
         BOOST_TEST(status_of(good.port()) == 200);

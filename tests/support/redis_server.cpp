@@ -61,15 +61,23 @@ redis_server::~redis_server() {
 
 void redis_server::start() {
     if (proc_) return;
-    std::vector<std::string> argv{which("redis-server"), "--bind", "127.0.0.1", "--save", "",
-                                  "--appendonly", "no", "--dir", dir_.string(),
-                                  "--protected-mode", "no"};
+    std::vector<std::string> argv{which("redis-server"),
+                                  "--bind",
+                                  "127.0.0.1",
+                                  "--save",
+                                  "",
+                                  "--appendonly",
+                                  "no",
+                                  "--dir",
+                                  dir_.string(),
+                                  "--protected-mode",
+                                  "no"};
     if (tls_) {
-        for (const auto& a : {std::string("--port"), std::string("0"), std::string("--tls-port"),
-                              std::to_string(port_), std::string("--tls-cert-file"), cert_.string(),
-                              std::string("--tls-key-file"), key_.string(),
-                              std::string("--tls-ca-cert-file"), ca_.string(),
-                              std::string("--tls-auth-clients"), std::string("no")})
+        for (const auto& a :
+             {std::string("--port"), std::string("0"), std::string("--tls-port"),
+              std::to_string(port_), std::string("--tls-cert-file"), cert_.string(),
+              std::string("--tls-key-file"), key_.string(), std::string("--tls-ca-cert-file"),
+              ca_.string(), std::string("--tls-auth-clients"), std::string("no")})
             argv.push_back(a);
     } else {
         argv.push_back("--port");
@@ -100,7 +108,8 @@ void redis_server::stop() {
 }
 
 std::string redis_server::cli(const std::vector<std::string>& args) const {
-    std::vector<std::string> argv{which("redis-cli"), "-h", "127.0.0.1", "-p", std::to_string(port_)};
+    std::vector<std::string> argv{which("redis-cli"), "-h", "127.0.0.1", "-p",
+                                  std::to_string(port_)};
     if (tls_) {
         argv.push_back("--tls");
         argv.push_back("--cacert");

@@ -33,7 +33,8 @@ std::vector<resp_value> parse(const std::string& bytes, std::size_t step = 0) {
 BOOST_AUTO_TEST_CASE(commands_are_arrays_of_bulk_strings) {
     std::string out;
     append_command(out, {"EVALSHA", "ab", "0", std::string("a\r\nb\0c", 6)});
-    static const char expected[] = "*4\r\n$7\r\nEVALSHA\r\n$2\r\nab\r\n$1\r\n0\r\n$6\r\na\r\nb\0c\r\n";
+    static const char expected[] =
+        "*4\r\n$7\r\nEVALSHA\r\n$2\r\nab\r\n$1\r\n0\r\n$6\r\na\r\nb\0c\r\n";
     BOOST_TEST(out == std::string(expected, sizeof expected - 1));
 }
 
@@ -59,8 +60,9 @@ BOOST_AUTO_TEST_CASE(every_reply_kind_whole_and_byte_by_byte) {
 }
 
 BOOST_AUTO_TEST_CASE(bad_input_is_a_protocol_error_not_an_allocation) {
-    for (const std::string bad : {"?x\r\n", ":12a\r\n", "$99999999999\r\n", "$3\r\nabcXY",
-                                  "+OK\n", "*-2\r\n", "*9\r\n*1\r\n*1\r\n*1\r\n*1\r\n*1\r\n*1\r\n*1\r\n*1\r\n:1\r\n"})
+    for (const std::string bad :
+         {"?x\r\n", ":12a\r\n", "$99999999999\r\n", "$3\r\nabcXY", "+OK\n", "*-2\r\n",
+          "*9\r\n*1\r\n*1\r\n*1\r\n*1\r\n*1\r\n*1\r\n*1\r\n*1\r\n:1\r\n"})
         BOOST_CHECK_THROW(parse(bad), std::runtime_error);
     // A line without its end is waiting, not an error, up to a bound.
     BOOST_TEST(parse("+OK").empty());
