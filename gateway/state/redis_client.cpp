@@ -604,22 +604,6 @@ void redis_client::exec(std::vector<std::string> args, handler done) {
     });
 }
 
-// Not coroutines themselves (GCC 12 mishandles by-value parameters of a coroutine that
-// co_returns a co_await of an initiation): the initiation is returned as the awaitable.
-asio::awaitable<redis_reply> redis_client::call(std::vector<std::string> args) {
-    return asio::async_initiate<const asio::use_awaitable_t<>&, void(redis_reply)>(
-        [this](auto handler, std::vector<std::string> args) {
-            // Tracked: the caller's io_context keeps running until the answer is back.
-            auto ex = asio::prefer(asio::get_associated_executor(handler),
-                                   asio::execution::outstanding_work.tracked);
-            auto h = std::make_shared<decltype(handler)>(std::move(handler));
-            exec(std::move(args), [ex, h](redis_reply r) {
-                asio::post(ex, [h, r = std::move(r)]() mutable { (*h)(std::move(r)); });
-            });
-        },
-        asio::use_awaitable, std::move(args));
-}
-
 void redis_client::eval(const script& s, std::vector<std::string> keys,
                         std::vector<std::string> args, handler done) {
     std::vector<std::string> cmd;
@@ -643,6 +627,8 @@ void redis_client::eval(const script& s, std::vector<std::string> keys,
          });
 }
 
+// Not a coroutine itself (GCC 12 mishandles by-value parameters of a coroutine that
+// co_returns a co_await of an initiation): the initiation is returned as the awaitable.
 asio::awaitable<redis_reply> redis_client::call_eval(const script& s, std::vector<std::string> keys,
                                                      std::vector<std::string> args) {
     return asio::async_initiate<const asio::use_awaitable_t<>&, void(redis_reply)>(

@@ -14,8 +14,8 @@
 // to the client's thread, appended to a connection's outgoing buffer (round robin over
 // the connections that are up) and written with whatever else queued meanwhile (one
 // write and, for Redis, one read for a whole batch of admissions). Replies come back in
-// order; `done` runs on the client's thread. call() is the coroutine form for a worker:
-// it resumes on the caller's executor.
+// order; `done` runs on the client's thread. call_eval() is the coroutine form for a
+// worker: it resumes on the caller's executor.
 //
 // Failure: while no connection is up, exec() fails at once (status::unavailable), so
 // callers apply their fail mode without waiting. A command unanswered after `timeout`
@@ -90,8 +90,6 @@ class redis_client {
 
     // Thread-safe. `done` runs exactly once, on the client's thread.
     void exec(std::vector<std::string> args, handler done);
-    // Thread-safe; from a coroutine on any executor, resumes there.
-    boost::asio::awaitable<redis_reply> call(std::vector<std::string> args);
 
     // A Lua script run by EVALSHA (the object must outlive every call: keep scripts
     // static); on NOSCRIPT (Redis restarted or flushed its script

@@ -581,12 +581,15 @@ void shared_state::render_metrics(std::string& out) const {
     const char* st_help = "Settle/release calls retried, or given up after a lease's time.";
     counter(st, st_help, "{result=\"retried\"}", settle_retries_.load(), true);
     counter(st, st_help, "{result=\"dropped\"}", settle_dropped_.load(), false);
-    out +=
-        "# HELP tollgate_state_redis_reconnects_total Connections to Redis re-established.\n"
-        "# TYPE tollgate_state_redis_reconnects_total "
-        "counter\ntollgate_state_redis_reconnects_total ";
-    out += std::to_string(redis_->reconnects());
-    out += '\n';
+    counter("tollgate_state_redis_reconnects_total", "Connections to Redis re-established.", "",
+            redis_->reconnects(), true);
+    counter("tollgate_state_redis_commands_total", "Commands sent to Redis.", "",
+            redis_->commands(), true);
+    counter("tollgate_state_redis_writes_total",
+            "Writes to Redis sockets (commands / writes = how many a pipelined write carries).", "",
+            redis_->writes(), true);
+    counter("tollgate_state_redis_failures_total",
+            "Failed connection attempts and connections lost.", "", redis_->failures(), true);
 }
 
 asio::awaitable<void> admit_shared(core::request_context& ctx, shared_state& st,

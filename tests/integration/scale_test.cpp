@@ -242,6 +242,8 @@ BOOST_AUTO_TEST_CASE(redis_down_fail_closed_refuses_with_503_and_recovers) {
     BOOST_TEST(status_of(a.port(), client_key_a) == 200);
     const auto m = metrics_of(a);
     BOOST_TEST(m.find("tollgate_state_up 0") != std::string::npos);
+    BOOST_TEST(m.find("tollgate_state_redis_commands_total ") != std::string::npos);
+    BOOST_TEST(m.find("tollgate_state_redis_writes_total ") != std::string::npos);
     BOOST_TEST(m.find("tollgate_state_failures_handled_total{mode=\"closed\"} 1") !=
                std::string::npos);
     redis.start();
