@@ -24,13 +24,13 @@
 #include <string_view>
 
 #include "fuzz/fuzz_common.hpp"
-#include "policies/usage/usage_extract.hpp"
+#include "gateway/upstream/usage_extract.hpp"
 
 namespace {
 
 namespace dom = simdjson::dom;
 using simdjson::SUCCESS;
-using tollgate::policies::extracted_usage;
+using tollgate::upstream::extracted_usage;
 
 bool same(const std::optional<extracted_usage>& a, const std::optional<extracted_usage>& b) {
     if (a.has_value() != b.has_value()) return false;
@@ -132,7 +132,7 @@ std::size_t occurrences(std::string_view s, std::string_view needle) {
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
-    using namespace tollgate::policies;
+    using namespace tollgate::upstream;
     const std::string_view input(reinterpret_cast<const char*>(data), size);
 
     const auto usage = find_usage(input);

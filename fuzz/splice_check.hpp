@@ -76,7 +76,7 @@ inline void check_splice(core::body_parser& parser, core::endpoint ep, std::stri
     FUZZ_CHECK(!err, copy + "\n  error: " + err.message);
     FUZZ_CHECK(again.stream == req.stream, copy);
     FUZZ_CHECK(again.max_tokens == req.max_tokens, copy);
-    FUZZ_CHECK(again.prompt_bytes == req.prompt_bytes, copy);
+    FUZZ_CHECK(again.prompt_tokens == req.prompt_tokens, copy);
     if (forced) FUZZ_CHECK(again.client_include_usage, copy);
 }
 

@@ -154,7 +154,7 @@ void register_builtin(core::policy_registry& registry, const builtin_services& s
                 throw std::runtime_error(
                     "needs the usage ledger, which opens at start: restart "
                     "tollgate to add usage to the chain");
-            return std::make_unique<usage_policy>(init.config, init.slot, l);
+            return std::make_unique<usage_policy>(l);
         },
         true);
 }

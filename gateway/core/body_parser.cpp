@@ -100,33 +100,69 @@ bool nested_deeper_than(std::string_view s, std::size_t limit) {
     return false;
 }
 
-std::size_t string_bytes(simdjson::dom::element e, int depth = 0) {
-    if (depth > 8) return 0;
+// Tokens an image costs in the prompt estimate, whatever its size or encoding (its URL or
+// base64 bytes say nothing of it): above what OpenAI (765 for a 1024x1024 tile set) and
+// Anthropic (about 1,600 at their largest size) charge for a typical image.
+constexpr std::uint64_t image_tokens = 1600;
+
+// The prompt estimate as it accumulates: ASCII bytes and non-ASCII characters apart, so
+// rounding happens once, not per string.
+struct prompt_count {
+    std::size_t ascii = 0;
+    std::uint64_t other = 0;
+    void add(std::string_view s) noexcept {
+        for (const char ch : s) {
+            const auto c = static_cast<unsigned char>(ch);
+            if (c < 0x80)
+                ++ascii;
+            else if (c >= 0xC0)
+                ++other;
+        }
+    }
+    std::uint64_t tokens() const noexcept { return estimate_tokens(ascii) + other; }
+};
+
+bool is_image_part(std::string_view type) noexcept {
+    return type == "image_url" || type == "image" || type == "input_image";
+}
+
+// What the model reads in `e`: strings, numbers of token arrays one token each, images a
+// fixed figure; the structure around them (roles, types, ids) is not counted.
+void count_prompt(simdjson::dom::element e, prompt_count& c, int depth = 0) {
+    if (depth > 64) return;
     switch (e.type()) {
         case simdjson::dom::element_type::STRING: {
             std::string_view s;
-            return e.get_string().get(s) == simdjson::SUCCESS ? s.size() : 0;
+            if (e.get_string().get(s) == simdjson::SUCCESS) c.add(s);
+            return;
         }
+        case simdjson::dom::element_type::INT64:
+        case simdjson::dom::element_type::UINT64:
+            ++c.other;  // an item of a token array (embeddings input, prompt ids)
+            return;
         case simdjson::dom::element_type::ARRAY: {
-            std::size_t n = 0;
             simdjson::dom::array arr;
-            if (e.get_array().get(arr) != simdjson::SUCCESS) return 0;
-            for (simdjson::dom::element v : arr) n += string_bytes(v, depth + 1);
-            return n;
+            if (e.get_array().get(arr) != simdjson::SUCCESS) return;
+            for (simdjson::dom::element v : arr) count_prompt(v, c, depth + 1);
+            return;
         }
         case simdjson::dom::element_type::OBJECT: {
-            std::size_t n = 0;
             simdjson::dom::object obj;
-            if (e.get_object().get(obj) != simdjson::SUCCESS) return 0;
-            for (auto field : obj) {
-                // Count what the model reads, not the structure around it.
-                if (field.key == "role" || field.key == "type" || field.key == "id") continue;
-                n += string_bytes(field.value, depth + 1);
+            if (e.get_object().get(obj) != simdjson::SUCCESS) return;
+            std::string_view type;
+            if (obj.at_key("type").get_string().get(type) == simdjson::SUCCESS &&
+                is_image_part(type)) {
+                c.other += image_tokens;
+                return;
             }
-            return n;
+            for (auto field : obj) {
+                if (field.key == "role" || field.key == "type" || field.key == "id") continue;
+                count_prompt(field.value, c, depth + 1);
+            }
+            return;
         }
         default:
-            return 0;
+            return;
     }
 }
 
@@ -190,18 +226,22 @@ body_error body_parser::parse(endpoint ep, std::string_view body, request_body& 
         for (dom::element m : arr)
             if (!m.is_object())
                 return {errc::invalid_request, "each item of 'messages' must be an object"};
-        out.prompt_bytes = string_bytes(el);
-        if (ep == endpoint::messages && field("system", el)) out.prompt_bytes += string_bytes(el);
+        prompt_count count;
+        count_prompt(el, count);
+        if (ep == endpoint::messages && field("system", el)) count_prompt(el, count);
         if (field("tools", el)) {
             if (!el.is_array() && !el.is_null())
                 return {errc::invalid_request, "'tools' must be an array"};
-            out.prompt_bytes += string_bytes(el);
+            count_prompt(el, count);
         }
+        out.prompt_tokens = count.tokens();
     } else if (ep == endpoint::embeddings) {
         if (!field("input", el)) return {errc::invalid_request, "missing required field 'input'"};
         if (!el.is_string() && !el.is_array())
             return {errc::invalid_request, "'input' must be a string or an array"};
-        out.prompt_bytes = string_bytes(el);
+        prompt_count count;
+        count_prompt(el, count);
+        out.prompt_tokens = count.tokens();
     }
 
     if (field("stream", el) && !el.is_null()) {
@@ -220,6 +260,12 @@ body_error body_parser::parse(endpoint ep, std::string_view body, request_body& 
             if (iu.get_bool().get(out.client_include_usage) != SUCCESS)
                 return {errc::invalid_request, "'stream_options.include_usage' must be a boolean"};
         }
+    }
+    if (field("n", el) && !el.is_null()) {
+        std::uint64_t n = 0;
+        if (el.get_uint64().get(n) != SUCCESS || n == 0)
+            return {errc::invalid_request, "'n' must be a positive integer"};
+        out.n = std::min<std::uint64_t>(n, 1024);
     }
     for (const char* name : {"max_tokens", "max_completion_tokens"}) {
         if (field(name, el) && !el.is_null()) {

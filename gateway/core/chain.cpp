@@ -28,18 +28,6 @@ void chain::response_head(request_context& ctx, const struct response_head& head
         (*it)->on_response_head(ctx, head);
 }
 
-void chain::response_body(request_context& ctx, std::string_view body) const {
-    for (auto it = policies_.rbegin(); it != policies_.rend(); ++it)
-        (*it)->on_response_body(ctx, body);
-}
-
-event_action chain::response_event(request_context& ctx, const sse_event& ev) const {
-    event_action action = event_action::pass;
-    for (auto it = policies_.rbegin(); it != policies_.rend(); ++it)
-        if ((*it)->on_response_event(ctx, ev) == event_action::drop) action = event_action::drop;
-    return action;
-}
-
 void chain::attempt_start(request_context& ctx, const route_target& t) const {
     for (const auto& p : policies_) p->on_attempt_start(ctx, t);
 }

@@ -17,8 +17,6 @@ class chain {
     boost::asio::awaitable<verdict> run_request(request_context& ctx) const;
 
     void response_head(request_context& ctx, const response_head& head) const;
-    void response_body(request_context& ctx, std::string_view body) const;
-    event_action response_event(request_context& ctx, const sse_event& ev) const;
     void attempt_start(request_context& ctx, const route_target& t) const;
     void attempt_end(request_context& ctx, const route_target& t, const attempt_result& r) const;
     // Calls every policy's on_complete in reverse order.

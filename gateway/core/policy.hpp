@@ -24,8 +24,6 @@ enum class verdict {
     suspend,  // needs I/O: the chain awaits on_request_async()
 };
 
-enum class event_action { pass, drop };
-
 // One complete Server-Sent Event from the upstream.
 struct sse_event {
     std::string_view raw;    // the bytes as received, terminating blank line included
@@ -77,20 +75,18 @@ class policy {
     virtual verdict on_request(request_context&) const { return verdict::next; }
     virtual boost::asio::awaitable<verdict> on_request_async(request_context&) const;
 
-    // The upstream answered (head only). May add ctx.response_headers.
+    // The upstream answered (head only). May add ctx.response_headers. The answer's
+    // bytes and events are the upstream adapter's (gateway/upstream/adapter.hpp): it
+    // alone knows the wire formats, and it feeds ctx.meter, whose final figure is in
+    // ctx.usage when on_complete runs.
     virtual void on_response_head(request_context&, const response_head&) const {}
-    // A non-streamed answer, whole.
-    virtual void on_response_body(request_context&, std::string_view body) const {}
-    // One complete SSE event of a streamed answer. Synchronous, no I/O; O(event size).
-    virtual event_action on_response_event(request_context&, const sse_event&) const {
-        return event_action::pass;
-    }
     // Around each upstream attempt (several per request with retries and fallbacks).
     virtual void on_attempt_start(request_context&, const route_target&) const {}
     virtual void on_attempt_end(request_context&, const route_target&,
                                 const attempt_result&) const {}
 
-    // Exactly once for every request that entered the chain, whatever its ending.
+    // Exactly once for every request that entered the chain, whatever its ending. For a
+    // request that was forwarded, ctx.usage and ctx.cost_usd are final (usage_final).
     virtual void on_complete(request_context&, const outcome&) const noexcept {}
 };
 

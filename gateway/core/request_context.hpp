@@ -13,6 +13,7 @@
 
 #include "config/config.hpp"
 #include "gateway/core/errors.hpp"
+#include "gateway/core/usage_meter.hpp"
 
 namespace tollgate::core {
 
@@ -35,9 +36,13 @@ using header_list = std::vector<std::pair<std::string, std::string>>;
 struct request_body {
     std::string model;  // the name the client asked for
     bool stream = false;
-    bool client_include_usage = false;  // stream_options.include_usage sent by the client
-    std::optional<std::uint64_t> max_tokens;
-    std::size_t prompt_bytes = 0;  // text bytes of messages/input/system, for estimates
+    bool client_include_usage = false;        // stream_options.include_usage sent by the client
+    std::optional<std::uint64_t> max_tokens;  // max_tokens | max_completion_tokens
+    std::uint64_t n = 1;                      // choices asked for (`n`)
+    // Prompt tokens, estimated to be an upper bound: text of messages/input/system/tools
+    // (non-ASCII characters one token each), token arrays by their length, images a
+    // fixed figure each.
+    std::uint64_t prompt_tokens = 0;
     // Splice points in the raw body (byte offsets), so that rewriting never
     // re-serialises the rest of the JSON.
     std::size_t model_begin = 0, model_end = 0;  // the model string token, quotes included
@@ -65,11 +70,16 @@ struct local_reply {
     header_list headers;
 };
 
-struct usage_counts {
+// What admission reserves for a request, computed once (before the request phase) and
+// shared by every policy that reserves: the prompt estimate, the completion cap
+// (max_tokens, or the largest provider default of the model's targets, times `n`), and
+// USD at the most expensive price among the model and its fallbacks (the one that will
+// serve is not known yet).
+struct request_estimate {
     std::uint64_t prompt_tokens = 0;
     std::uint64_t completion_tokens = 0;
-    std::uint64_t cached_tokens = 0;
-    bool from_upstream = false;  // false: estimated
+    double usd = 0;
+    std::uint64_t tokens() const noexcept { return prompt_tokens + completion_tokens; }
 };
 
 // Per-policy per-request state, stored in the context's slot for that policy.
@@ -94,9 +104,8 @@ struct request_context {
     const config::model_config* model = nullptr;
     std::vector<route_target> plan;  // attempts in order
 
-    // Set by a policy that accounts streamed usage: ask OpenAI-kind upstreams for the
-    // final usage chunk (stream_options.include_usage) even if the client did not.
-    bool want_stream_usage = false;
+    // Set by the pipeline before the request phase.
+    request_estimate estimate;
 
     // A local answer (verdict::reply).
     local_reply reply;
@@ -110,10 +119,14 @@ struct request_context {
     std::uint32_t attempts = 0;
     const route_target* served_by = nullptr;         // last target tried
     std::optional<clock::time_point> first_byte_at;  // first byte of the answer sent to the client
-    int upstream_status = 0;   // status of the last upstream answer's head (0: none)
-    usage_counts usage;        // filled by the usage policy: from the upstream, or estimated
-    bool usage_seen = false;   // an upstream usage object was read
-    bool usage_final = false;  // usage and cost_usd hold the request's final figures
+    int upstream_status = 0;  // status of the last upstream answer's head (0: none)
+    // Fed by the answering attempt's upstream adapter.
+    usage_meter meter;
+    // The request's final usage and cost (at the serving model's price), set by the
+    // pipeline from the meter before any policy's on_complete runs; every policy that
+    // settles (rate_limit, budget, usage) reads these, whatever the chain's order.
+    usage_counts usage;
+    bool usage_final = false;
     std::optional<double> cost_usd;
 
     std::vector<std::unique_ptr<policy_state>> states;  // one slot per policy in the chain

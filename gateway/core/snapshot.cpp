@@ -27,6 +27,32 @@ snapshot_result build_snapshot(config::gateway_config cfg, const policy_registry
     if (!seen.contains("router"))
         result.errors.push_back(
             {c.policies_line, "policies: the chain needs 'router' to send requests anywhere"});
+    // Orders the gateway cannot run correctly. Settling does not depend on the order (the
+    // final usage is set before any on_complete), but admission does: these read the key
+    // that auth sets, and without the ledger a budget's spend would not survive a restart.
+    const auto position = [&](std::string_view name) -> std::ptrdiff_t {
+        const auto it = std::find(c.policies.begin(), c.policies.end(), name);
+        return it == c.policies.end() ? -1 : it - c.policies.begin();
+    };
+    const auto auth_at = position("auth");
+    for (const char* name : {"rate_limit", "budget", "router"}) {
+        const auto at = position(name);
+        if (at < 0 || !registry.find("auth")) continue;
+        if (auth_at < 0 && std::string_view(name) != "router")  // an open gateway may route
+            result.errors.push_back({c.policies_line, std::string("policies: '") + name +
+                                                          "' needs 'auth' in the chain (it "
+                                                          "applies per key, which auth sets)"});
+        else if (auth_at >= 0 && at < auth_at)
+            result.errors.push_back(
+                {c.policies_line, std::string("policies: '") + name +
+                                      "' must come after 'auth' (before it, no key is known and "
+                                      "every request would pass unchecked)"});
+    }
+    if (position("budget") >= 0 && position("usage") < 0 && registry.find("usage"))
+        result.errors.push_back(
+            {c.policies_line,
+             "policies: 'budget' needs 'usage' in the chain (spend is kept across restarts "
+             "only through the usage ledger)"});
     if (!result.errors.empty()) return result;
 
     std::vector<std::unique_ptr<policy>> built;

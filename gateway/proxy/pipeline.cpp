@@ -19,8 +19,9 @@
 #include <algorithm>
 #include <cerrno>
 
+#include "gateway/core/admission_estimate.hpp"
 #include "gateway/core/sse_framer.hpp"
-#include "gateway/upstream/providers/anthropic_translate.hpp"
+#include "gateway/upstream/adapter.hpp"
 #include "gateway/upstream/response_parser.hpp"
 
 namespace tollgate::proxy {
@@ -109,6 +110,22 @@ double ms_between(core::clock::time_point a, core::clock::time_point b) {
     return std::chrono::duration<double, std::milli>(b - a).count();
 }
 
+// The request's final usage and cost, from its meter, before any policy's on_complete:
+// rate_limit, budget and the ledger all settle from this one figure, whatever the order of
+// `policies:`. A request that reached no upstream has none (its reservations are released).
+void finalize_usage(core::request_context& ctx, const core::outcome& out) noexcept {
+    if (ctx.usage_final || !ctx.forwarded) return;
+    // The prompt counts once an upstream took the request (it answered, or the client
+    // left while it worked); a request no upstream accepted costs nothing.
+    const bool upstream_took_it =
+        (ctx.upstream_status >= 200 && ctx.upstream_status < 300) || out.client_gone;
+    ctx.usage = ctx.meter.result(ctx.estimate.prompt_tokens, upstream_took_it);
+    ctx.usage_final = true;
+    // Priced as the model that served (a fallback may cost more than the one asked for).
+    const auto* model = ctx.served_by && ctx.served_by->model ? ctx.served_by->model : ctx.model;
+    ctx.cost_usd = core::price_usage(model, ctx.usage);
+}
+
 // on_complete exactly once, also when the coroutine is destroyed mid-way. `out` belongs
 // to the request's observation, which reads it after the policies' on_complete.
 class completion {
@@ -118,7 +135,10 @@ class completion {
         out.status = 499;
         out.error = errc::client_closed;
     }
-    ~completion() { chain_.complete(ctx_, out); }
+    ~completion() {
+        finalize_usage(ctx_, out);
+        chain_.complete(ctx_, out);
+    }
     core::outcome& out;
 
   private:
@@ -324,31 +344,10 @@ bool client_fault_status(int s) {
     return s == 400 || s == 404 || s == 413 || s == 415 || s == 422;
 }
 
-// Which API the client speaks and which the upstream speaks, when they differ.
-enum class translation {
-    none,
-    chat_to_messages,  // OpenAI client, Anthropic upstream
-    messages_to_chat,  // Anthropic client (/v1/messages), OpenAI-kind upstream
-};
-
-translation translation_for(core::endpoint ep, config::provider_kind kind) {
-    if (ep == core::endpoint::chat_completions && kind == config::provider_kind::anthropic)
-        return translation::chat_to_messages;
-    if (ep == core::endpoint::messages && kind != config::provider_kind::anthropic)
-        return translation::messages_to_chat;
-    return translation::none;
-}
-
 std::int64_t unix_seconds() {
     return std::chrono::duration_cast<std::chrono::seconds>(
                std::chrono::system_clock::now().time_since_epoch())
         .count();
-}
-
-// Extracts a human-readable message from an upstream error body of either API.
-std::string upstream_error_text(std::string_view body) {
-    auto m = upstream::anthropic::error_message(body);
-    return m.empty() ? std::string("the upstream refused the request") : m;
 }
 
 // State of one upstream attempt.
@@ -428,11 +427,8 @@ class forwarder {
     asio::awaitable<failure> try_target(const core::route_target& target);
     asio::awaitable<void> relay_stream(attempt& a, int status);
     asio::awaitable<void> send_failure(const failure& f, bool all_timeouts);
-    void on_event(const core::sse_event& ev) {
-        // An error inside a 200 stream counts as a failure of the target.
-        if (ev.event == "error" || ev.data.starts_with("{\"error\"")) stream_error_ = true;
-        if (chain_.response_event(ctx_, ev) == core::event_action::pass) out_.append(ev.raw);
-    }
+    // The client's price header for a non-streamed answer whose usage is final.
+    void add_cost_header();
 
     pipeline_io& io_;
     core::request_context& ctx_;
@@ -443,8 +439,7 @@ class forwarder {
     core::spliced_body body_;
     std::string head_;
     std::string out_;
-    std::string translated_body_;
-    translation mode_ = translation::none;
+    std::unique_ptr<upstream::adapter> adapter_;  // this attempt's
     bool answered_ = false;
     bool stream_error_ = false;
     std::optional<core::attempt_result::kind> stream_failure_;  // the stream broke mid-way
@@ -510,7 +505,10 @@ asio::awaitable<failure> forwarder::try_target(const core::route_target& target)
     ctx_.served_by = &target;
     ++ctx_.attempts;
     attempt_started_ = core::clock::now();
-    if (!prov.supports(ctx_.ep)) {
+    // A new attempt: only what its upstream says counts.
+    ctx_.meter.reset();
+    adapter_ = upstream::make_adapter(ctx_, pc, unix_seconds());
+    if (!adapter_) {
         // The client asked a model for something its provider cannot do: the client's
         // error, and not a failure of the target (it must not cool it down).
         answered_ = true;
@@ -523,37 +521,15 @@ asio::awaitable<failure> forwarder::try_target(const core::route_target& target)
         co_return failure{};
     }
 
-    const bool openai_like = pc.kind != config::provider_kind::anthropic;
-    mode_ = translation_for(ctx_.ep, pc.kind);
-    core::endpoint upstream_ep = ctx_.ep;
-    if (mode_ == translation::none) {
-        core::splice_body(
-            ctx_.body, ctx_.req, target.upstream_model,
-            ctx_.want_stream_usage && openai_like && ctx_.ep == core::endpoint::chat_completions,
-            body_);
-    } else {
-        // Another API: the body is rewritten whole (sans-io translation).
-        auto t =
-            mode_ == translation::chat_to_messages
-                ? upstream::anthropic::chat_to_messages_request(ctx_.body, target.upstream_model,
-                                                                pc.default_max_tokens)
-                : upstream::anthropic::messages_to_chat_request(ctx_.body, target.upstream_model);
-        if (!t.ok()) {
-            answered_ = true;
-            done_.out.status = 400;
-            done_.out.error = errc::invalid_request;
-            if (co_await io_.out.send_error(ctx_, errc::invalid_request, t.error))
-                io_.out.set_close();
-            co_return failure{};
-        }
-        translated_body_ = std::move(t.body);
-        body_.count = 1;
-        body_.pieces[0] = translated_body_;
-        upstream_ep = mode_ == translation::chat_to_messages ? core::endpoint::messages
-                                                             : core::endpoint::chat_completions;
+    if (auto error = adapter_->render_request(ctx_, target.upstream_model, body_); !error.empty()) {
+        answered_ = true;
+        done_.out.status = 400;
+        done_.out.error = errc::invalid_request;
+        if (co_await io_.out.send_error(ctx_, errc::invalid_request, error)) io_.out.set_close();
+        co_return failure{};
     }
-    prov.render_head(head_, upstream_ep, target.upstream_model, body_.size(), ctx_.req.stream,
-                     ctx_.request_id);
+    prov.render_head(head_, adapter_->upstream_endpoint(), target.upstream_model, body_.size(),
+                     ctx_.req.stream, ctx_.request_id);
     std::array<asio::const_buffer, 6> bufs;
     bufs[0] = asio::buffer(head_);
     for (std::size_t i = 0; i < body_.count; ++i)
@@ -645,11 +621,9 @@ asio::awaitable<failure> forwarder::try_target(const core::route_target& target)
         }
         watch_->upstream = nullptr;
         if (watch_->gone) {
-            if (drain && !bec && a.parser.is_done() && status >= 200 && status < 300 &&
-                mode_ == translation::none) {
-                chain_.response_head(ctx_, core::response_head{status, false});
-                chain_.response_body(ctx_, body);
-            }
+            // The drained answer goes to the adapter like any answer: its usage is exact.
+            if (drain && !bec && a.parser.is_done() && status >= 200 && status < 300)
+                adapter_->on_body(body, ctx_.meter);
             co_return failure{failure_kind::client_gone, 0, {}};
         }
         if (bec) {
@@ -671,19 +645,13 @@ asio::awaitable<failure> forwarder::try_target(const core::route_target& target)
         std::string content_type =
             a.parser.content_type().empty() ? "application/json" : a.parser.content_type();
         if (status >= 200 && status < 300) {
-            if (mode_ != translation::none) {
-                body = mode_ == translation::chat_to_messages
-                           ? upstream::anthropic::messages_to_chat_response(body, ctx_.req.model,
-                                                                            unix_seconds())
-                           : upstream::anthropic::chat_to_messages_response(body, ctx_.req.model);
-                if (body.empty())
-                    co_return failure{
-                        failure_kind::protocol, status,
-                        "provider " + pc.name + " sent an answer that could not be translated"};
-                content_type = "application/json";
-            }
+            if (!adapter_->on_body(body, ctx_.meter))
+                co_return failure{
+                    failure_kind::protocol, status,
+                    "provider " + pc.name + " sent an answer that could not be translated"};
+            if (const auto ct = adapter_->content_type(); !ct.empty()) content_type = ct;
+            add_cost_header();
             chain_.response_head(ctx_, core::response_head{status, false});
-            chain_.response_body(ctx_, body);
         } else if (status == 401 || status == 403) {
             spdlog::warn("provider {} refused the gateway's credentials (HTTP {})", pc.name,
                          status);
@@ -697,10 +665,12 @@ asio::awaitable<failure> forwarder::try_target(const core::route_target& target)
         }
         // Success, or a client-fault 4xx passed through as the upstream sent it (in the
         // client's API shape when translating).
-        if ((status < 200 || status >= 300) && mode_ != translation::none) {
-            body = responder::error_body(ctx_, errc::invalid_request, upstream_error_text(body));
-            content_type = "application/json";
-        }
+        if (status < 200 || status >= 300)
+            if (auto message = adapter_->error_message(body)) {
+                if (message->empty()) *message = "the upstream refused the request";
+                body = responder::error_body(ctx_, errc::invalid_request, *message);
+                content_type = "application/json";
+            }
         const auto now = core::clock::now();
         // Time in the gateway: all of it but the upstream's (this attempt's and any
         // failed earlier ones, connects included).
@@ -720,6 +690,20 @@ asio::awaitable<failure> forwarder::try_target(const core::route_target& target)
     }
 }
 
+void forwarder::add_cost_header() {
+    if (!ctx_.meter.has_final()) return;
+    const auto* model =
+        ctx_.served_by && ctx_.served_by->model ? ctx_.served_by->model : ctx_.model;
+    if (!model || !model->price) return;
+    const double usd =
+        core::price_usage(model, ctx_.meter.result(ctx_.estimate.prompt_tokens, true));
+    char buf[48];
+    int n = std::snprintf(buf, sizeof buf, "%.10f", usd);
+    while (n > 3 && buf[n - 1] == '0' && buf[n - 2] != '.') --n;
+    ctx_.response_headers.emplace_back("x-tollgate-cost-usd",
+                                       std::string(buf, static_cast<std::size_t>(n)));
+}
+
 asio::awaitable<void> forwarder::relay_stream(attempt& a, int status) {
     const auto& pc = ctx_.served_by->provider;
     answered_ = true;
@@ -729,27 +713,10 @@ asio::awaitable<void> forwarder::relay_stream(attempt& a, int status) {
     a.parser.body_limit(boost::none);
     chain_.response_head(ctx_, core::response_head{status, true});
 
-    // When the upstream speaks another API, its events go through a translator whose
-    // output (complete events) is framed again so the policies see the client's API.
-    std::optional<upstream::anthropic::messages_stream_to_chat> to_chat;
-    std::optional<upstream::anthropic::chat_stream_to_messages> to_messages;
-    if (mode_ == translation::chat_to_messages)
-        to_chat.emplace(ctx_.req.model, unix_seconds(),
-                        ctx_.want_stream_usage || ctx_.req.client_include_usage);
-    else if (mode_ == translation::messages_to_chat)
-        to_messages.emplace(ctx_.req.model);
-    core::sse_framer out_framer(pc->max_event_bytes);
-    std::vector<std::string> translated;
+    // The adapter turns each upstream event into the client's bytes (in out_) and usage
+    // observations; nothing here knows which API either side speaks.
     auto upstream_event = [&](const core::sse_event& ev) {
-        if (mode_ == translation::none) return on_event(ev);
-        if (!ev.has_data) return;  // comments and pings have no meaning in the other API
-        translated.clear();
-        if (to_chat)
-            to_chat->on_event(ev.event, ev.data, translated);
-        else
-            to_messages->on_data(ev.data, translated);
-        for (const auto& t : translated)
-            out_framer.feed(t, [&](const core::sse_event& e) { on_event(e); });
+        adapter_->on_event(ev, out_, ctx_.meter);
     };
 
     core::sse_framer framer(pc->max_event_bytes);
@@ -828,6 +795,11 @@ asio::awaitable<void> forwarder::relay_stream(attempt& a, int status) {
     watch_->upstream = nullptr;
     const bool complete = a.parser.is_done() && upstream_error == errc::ok && framing_ok;
     a.conn.release(complete && a.parser.keep_alive() && a.buf.size() == 0);
+    adapter_->finish(complete, out_, ctx_.meter);
+    stream_error_ = adapter_->stream_failed();
+    if (client_ok && !watch_->gone && !out_.empty())
+        client_ok = !co_await io_.out.stream_piece(out_);
+    out_.clear();
 
     if (!client_ok || watch_->gone) {
         done_.out.client_gone = true;
@@ -903,6 +875,7 @@ asio::awaitable<void> run_pipeline(pipeline_io& io, core::request_context& ctx) 
             co_return;
         }
     }
+    ctx.estimate = core::estimate_request(snap.config, ctx.ep, ctx.req);
     completion done(*snap.policies, ctx, seen.out);
     const auto v = co_await snap.policies->run_request(ctx);
     if (v == core::verdict::reply) {

@@ -163,8 +163,10 @@ budget_book::decision budget_book::reserve(const std::string& key, const budget&
     const std::uint64_t used_nano =
         saturating_add(saturating_add(positive(k.committed_nano), positive(k.pending_nano)),
                        positive(k.reserved_nano));
-    const auto exceeds = [](std::uint64_t used, std::uint64_t est, std::uint64_t cap) {
-        return used >= cap || saturating_add(used, est) > cap;
+    // Admitted while below the cap, whatever the estimate (SPEC "Admission against a
+    // budget or tpm"): nothing spent always admits; the overshoot is one request.
+    const auto exceeds = [](std::uint64_t used, std::uint64_t, std::uint64_t cap) {
+        return used >= cap;
     };
     const std::uint64_t cap_nano = b.usd ? positive(to_nano(*b.usd)) : 0;
     const auto est_nano_u = positive(est_nano);

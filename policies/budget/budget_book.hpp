@@ -10,17 +10,17 @@
 //   (seeded from the ledger at start, then added by committed());
 // - pending:   requests that finished (settle()) whose ledger record is not yet durable;
 // - reserved:  estimates of requests in flight (reserve() until settle()/release()).
-// A key's spend is committed + pending + reserved. reserve() refuses when that spend plus
-// the new estimate would exceed a budget, atomically under the key's shard lock, so
+// A key's spend is committed + pending + reserved. reserve() admits while that spend is
+// below the budget and holds the estimate, atomically under the key's shard lock, so
 // concurrent requests cannot all pass a nearly spent budget (LESSONS: litellm#12977, a
-// $50 budget → $764). The overshoot is bounded by how much the requests in flight use
-// beyond their estimates: none when estimates are upper bounds (prompt + max_tokens).
+// $50 budget → $764): the overshoot is one request (the last one admitted) when
+// estimates are upper bounds (prompt + max_tokens × n at the dearest price).
 //
 // Rules chosen here:
-// - A budget is a hard cap: a request is refused when spend + estimate > budget, and
-//   also when spend >= budget (a zero estimate cannot slip through a spent budget). An
-//   estimate larger than the whole budget is always refused (unlike tpm, waiting does not
-//   help within the period).
+// - SPEC "Admission against a budget or tpm": a request is refused when spend >= budget
+//   (reservations of requests in flight included), admitted otherwise, whatever its own
+//   estimate: a key with nothing spent always gets its first request, even one whose
+//   estimate is larger than the whole budget.
 // - Periods are UTC calendar periods: day from 00:00Z, month from the 1st 00:00Z, total
 //   from the Unix epoch (never rolls over). When a call sees a later period than the
 //   key's, committed spend resets to 0. Pending and reserved amounts carry over: they

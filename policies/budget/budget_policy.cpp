@@ -4,7 +4,6 @@
 
 #include "policies/rate_limit/rate_limit_policy.hpp"
 #include "policies/state/shared_state.hpp"
-#include "policies/usage/usage_extract.hpp"
 #include "policies/usage/usage_policy.hpp"
 
 namespace tollgate::policies {
@@ -93,13 +92,8 @@ core::verdict budget_policy::apply_shared(core::request_context& ctx,
 }
 
 core::verdict budget_policy::reserve_local(core::request_context& ctx) const {
-    const std::uint64_t est_tokens = reserve_estimate(cfg_, ctx);
-    core::usage_counts worst;
-    worst.prompt_tokens = estimate_tokens(ctx.req.prompt_bytes);
-    worst.completion_tokens = est_tokens - worst.prompt_tokens;
-    const double est_usd = usage_policy::price(cfg_.find_model(ctx.req.model), worst);
-    auto d =
-        book_->reserve(ctx.key->id, to_budget(*ctx.key->budget), est_tokens, est_usd, now_ms());
+    auto d = book_->reserve(ctx.key->id, to_budget(*ctx.key->budget), ctx.estimate.tokens(),
+                            ctx.estimate.usd, now_ms());
     if (!d.admitted) {
         refuse(ctx, d.why);
         return core::verdict::reply;
@@ -118,7 +112,7 @@ void budget_policy::on_complete(core::request_context& ctx, const core::outcome&
         book_->settle(st->held, ctx.usage.prompt_tokens + ctx.usage.completion_tokens,
                       ctx.cost_usd.value_or(0));
     } else {
-        // No usage policy in the chain: the reserved worst case stands.
+        // Not set (cannot happen for a forwarded request): the reserved worst case stands.
         book_->settle(st->held, st->held.tokens, st->held.usd);
     }
 }

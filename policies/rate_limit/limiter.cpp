@@ -146,12 +146,10 @@ limiter::decision limiter::admit(const std::string& key, const limits& l,
         const std::uint64_t used = saturating_add(k.tokens, k.unlogged_tokens);
         if (*l.tpm == 0)
             wait_tpm = window;
-        else if (estimated_tokens > *l.tpm) {
-            // Oversized: only into an otherwise empty window, so it waits for everything.
-            if (used > 0) wait_tpm = wait_for_tokens(k, used, now);
-        } else if (saturating_add(used, estimated_tokens) > *l.tpm) {
-            wait_tpm = wait_for_tokens(k, used + estimated_tokens - *l.tpm, now);
-        }
+        else if (used >= *l.tpm)
+            // Admitted while below the limit (SPEC "Admission against a budget or tpm"):
+            // it waits until enough leaves the window to be below it again.
+            wait_tpm = wait_for_tokens(k, used - *l.tpm + 1, now);
     }
     if (l.concurrency) {
         if (*l.concurrency == 0)

@@ -17,9 +17,11 @@
 //   or released, even after its log entry left the window (a stream running longer than
 //   60 s holds what it reserved). When such a late request settles, its real usage is
 //   charged at its admission time, i.e. already outside the window: nothing more.
-// - A request whose estimate alone exceeds tpm is admitted only when the key has no
-//   tokens in the window and none reserved in flight; otherwise it could never pass.
-//   It then blocks the key's tpm until its tokens leave the window (or it settles lower).
+// - tpm admits while the tokens in the window plus those reserved in flight are below
+//   the limit, whatever this request's estimate (SPEC "Admission against a budget or
+//   tpm"): the first request of an idle key always passes, and concurrent requests
+//   overshoot by at most one request's (upper-bound) estimate. An admitted request then
+//   blocks the key's tpm until enough of the window leaves (or it settles lower).
 // - A limit of 0 refuses every request (retry_after 60 s).
 // - release() is for requests that never reached the upstream (refused by a later
 //   policy, no upstream connection): it gives back the request's tokens AND its rpm slot.
@@ -112,9 +114,9 @@ class limiter {
     // Atomically checks the key's limits counting this request and, if they all hold,
     // reserves one request, `estimated_tokens` and one in-flight slot. Admitted iff:
     // requests in window + 1 <= rpm; tokens in window + in-flight reservations past the
-    // window + estimate <= tpm (oversized estimate: see the header comment); in flight + 1
-    // <= concurrency. A refusal reserves nothing. `limits` may differ between calls (a
-    // reload): the new values apply to the existing window. Thread-safe.
+    // window < tpm (see the header comment); in flight + 1 <= concurrency. A refusal reserves
+    // nothing. `limits` may differ between calls (a reload): the new values apply to the existing
+    // window. Thread-safe.
     [[nodiscard]] decision admit(const std::string& key, const limits& l,
                                  std::uint64_t estimated_tokens, time_point now);
 

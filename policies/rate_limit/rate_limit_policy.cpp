@@ -1,7 +1,6 @@
 #include "policies/rate_limit/rate_limit_policy.hpp"
 
 #include "policies/state/shared_state.hpp"
-#include "policies/usage/usage_extract.hpp"
 
 namespace tollgate::policies {
 
@@ -27,20 +26,6 @@ void add_headers(core::header_list& out, const limiter::decision& d) {
 }
 
 }  // namespace
-
-std::uint64_t reserve_estimate(const config::gateway_config& cfg,
-                               const core::request_context& ctx) {
-    std::uint64_t completion = 0;
-    if (ctx.ep == core::endpoint::embeddings) {
-        completion = 0;
-    } else if (ctx.req.max_tokens) {
-        completion = *ctx.req.max_tokens;
-    } else if (const auto* m = cfg.find_model(ctx.req.model); m && !m->targets.empty()) {
-        if (const auto* p = cfg.find_provider(m->targets.front().provider))
-            completion = p->default_max_tokens;
-    }
-    return estimate_tokens(ctx.req.prompt_bytes) + completion;
-}
 
 rate_limit_policy::rate_limit_policy(const config::gateway_config& cfg, std::size_t slot,
                                      std::shared_ptr<rate_store> store,
@@ -118,7 +103,7 @@ core::verdict rate_limit_policy::admit_local(core::request_context& ctx) const {
     if (!has_limits(ctx)) return core::verdict::next;
     const auto& l = ctx.key->limits;
     const limiter::limits limits{l.rpm, l.tpm, l.concurrency};
-    auto d = store_->admit(ctx.key->id, limits, reserve_estimate(cfg_, ctx), limiter::clock::now());
+    auto d = store_->admit(ctx.key->id, limits, ctx.estimate.tokens(), limiter::clock::now());
     if (!d.admitted) {
         refuse(ctx, d);
         return core::verdict::reply;
@@ -137,7 +122,7 @@ void rate_limit_policy::on_complete(core::request_context& ctx,
     if (!ctx.forwarded) {
         store_->release(st->held, now);
     } else {
-        // The real usage when the usage policy computed it, else what was reserved.
+        // The request's final usage (set before any on_complete), else what was reserved.
         const auto tokens = ctx.usage_final ? ctx.usage.prompt_tokens + ctx.usage.completion_tokens
                                             : st->held.tokens;
         store_->settle(st->held, tokens, now);

@@ -45,9 +45,6 @@ class memory_rate_store final : public rate_store {
     limiter limiter_;
 };
 
-// The tokens a request may use, reserved before it is forwarded.
-std::uint64_t reserve_estimate(const config::gateway_config& cfg, const core::request_context& ctx);
-
 class shared_state;
 struct shared_admission;
 

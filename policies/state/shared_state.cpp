@@ -16,7 +16,6 @@
 #include "policies/budget/budget_policy.hpp"
 #include "policies/rate_limit/rate_limit_policy.hpp"
 #include "policies/usage/ledger.hpp"
-#include "policies/usage/usage_extract.hpp"
 #include "policies/usage/usage_policy.hpp"
 
 namespace tollgate::policies {
@@ -101,9 +100,7 @@ if rpm >= 0 then
 end
 if tpm >= 0 then
   if tpm == 0 then refuse(W, 2)
-  elseif est > tpm then
-    if tokens > 0 then refuse(wait_tokens(tokens), 2) end
-  elseif tokens + est > tpm then refuse(wait_tokens(tokens + est - tpm), 2) end
+  elseif tokens >= tpm then refuse(wait_tokens(tokens - tpm + 1), 2) end
 end
 if conc >= 0 then
   if conc == 0 then refuse(W, 3)
@@ -138,8 +135,8 @@ if budget_on and why == 0 then
   local use_nano = tonumber(b[3] or '0') + tonumber(held[2] or '0')
   local cap_tok, cap_nano = tonumber(ARGV[8]), tonumber(ARGV[9])
   local est_nano = tonumber(ARGV[11])
-  if cap_tok >= 0 and (use_tok >= cap_tok or use_tok + est > cap_tok) then why = 4
-  elseif cap_nano >= 0 and (use_nano >= cap_nano or use_nano + est_nano > cap_nano) then why = 5 end
+  if cap_tok >= 0 and use_tok >= cap_tok then why = 4
+  elseif cap_nano >= 0 and use_nano >= cap_nano then why = 5 end
 end
 if why ~= 0 then return {0, why, wait, requests, tokens, newest(), inflight} end
 local keep = I(W + 2 * lease)
@@ -606,13 +603,8 @@ asio::awaitable<void> admit_shared(core::request_context& ctx, shared_state& st,
     if (budget_part && ctx.key->budget && (ctx.key->budget->tokens || ctx.key->budget->usd))
         r.budget = budget_policy::to_budget(*ctx.key->budget);
     if (!r.rate && !r.budget) co_return;
-    r.est_tokens = reserve_estimate(cfg, ctx);
-    if (r.budget) {
-        core::usage_counts worst;
-        worst.prompt_tokens = estimate_tokens(ctx.req.prompt_bytes);
-        worst.completion_tokens = r.est_tokens - worst.prompt_tokens;
-        r.est_usd = usage_policy::price(cfg.find_model(ctx.req.model), worst);
-    }
+    r.est_tokens = ctx.estimate.tokens();
+    if (r.budget) r.est_usd = ctx.estimate.usd;
     adm->with_budget = r.budget.has_value();
     adm->est_tokens = r.est_tokens;
     adm->est_usd = r.est_usd;
@@ -638,14 +630,14 @@ void finish_shared(core::request_context& ctx, shared_state& st) {
         st.release(adm->key_id, adm->res.rid);
         return;
     }
-    // The real usage when the usage policy computed it, else what was reserved.
+    // The request's final usage (set before any on_complete), else what was reserved.
     std::uint64_t tokens = 0;
     double usd = 0;
     if (ctx.usage_final) {
         tokens = ctx.usage.prompt_tokens + ctx.usage.completion_tokens;
         usd = ctx.cost_usd.value_or(0);
     } else {
-        // No usage policy in the chain: the reserved worst case stands.
+        // Not set (cannot happen for a forwarded request): the reserved worst case stands.
         tokens = adm->est_tokens;
         usd = adm->est_usd;
     }

@@ -124,7 +124,9 @@ BOOST_AUTO_TEST_CASE(tpm_reserves_the_estimate_across_instances_and_settles_to_t
     tally t;
     burst({a.port(), b.port()}, 20, 20, t, body);
     BOOST_TEST(t.by_status[200] >= 1);
-    BOOST_TEST(t.by_status[200] <= 4);  // 5 × (200 + prompt) > 1000
+    // Admitted while the held reservations are below 1000: 4 × (200 + prompt) < 1000 lets
+    // a 5th in, the one-request overshoot; never a 6th.
+    BOOST_TEST(t.by_status[200] <= 5);
     BOOST_TEST(t.by_status[429] == 20 - t.by_status[200]);
     // Settled to the real usage: the window now counts a few tokens per request.
     BOOST_TEST(poll_until([&] {

@@ -746,6 +746,8 @@ BOOST_AUTO_TEST_CASE(refused_requests_leave_no_record) {
         chat(e.port(), body("hi", false, "no-such-model"), client_key_a, id("refused-404"));
     auto first = chat(e.port(), body("admitted once"), key_limited, id("admitted-rpm"));
     auto limited = chat(e.port(), body("over rpm"), key_limited, id("refused-429-rpm"));
+    // A key with nothing spent is admitted (SPEC); its first request spends the budget.
+    auto broke_first = chat(e.port(), body("first on budget"), key_broke, id("admitted-budget"));
     auto broke = chat(e.port(), body("over budget"), key_broke, id("refused-429-budget"));
 
     BOOST_TEST(unauth.status == 401);
@@ -755,17 +757,20 @@ BOOST_AUTO_TEST_CASE(refused_requests_leave_no_record) {
     BOOST_TEST(first.status == 200);
     BOOST_TEST(limited.status == 429);
     BOOST_TEST(has_error(limited.body, "rate_limit_error", "rate_limit_exceeded"));
+    BOOST_TEST(broke_first.status == 200);
     BOOST_TEST(broke.status == 429);
     BOOST_TEST(has_error(broke.body, "insufficient_quota", "budget_exceeded"));
-    BOOST_TEST(mock_requests(e.mock) - before == 1);  // only the admitted one went upstream
+    BOOST_TEST(mock_requests(e.mock) - before == 2);  // only the admitted ones went upstream
     e.stop();
 
     const auto all = e.records();
-    BOOST_TEST(all.size() == 1u);
+    BOOST_TEST(all.size() == 2u);
     BOOST_TEST(with_id(all, "admitted-rpm").size() == 1u);
+    BOOST_TEST(with_id(all, "admitted-budget").size() == 1u);
     const auto ids = db_request_ids(e.db_path());
-    BOOST_TEST(ids.size() == 1u);
+    BOOST_TEST(ids.size() == 2u);
     BOOST_TEST(ids.count("admitted-rpm") == 1u);
+    BOOST_TEST(ids.count("admitted-budget") == 1u);
     for (const char* refused : {"refused-401a", "refused-401b", "refused-403", "refused-404",
                                 "refused-429-rpm", "refused-429-budget"}) {
         BOOST_TEST(with_id(all, refused).empty(), refused);

@@ -150,8 +150,7 @@ BOOST_AUTO_TEST_CASE(valid_chat_body_yields_its_fields_and_splice_points) {
     BOOST_REQUIRE(r.req.max_tokens.has_value());
     BOOST_TEST(*r.req.max_tokens == 64u);
     // The text the model reads: "Be brief." and "Hello", not roles or types.
-    BOOST_TEST(r.req.prompt_bytes >= std::string_view("Be brief.Hello").size());
-    BOOST_TEST(r.req.prompt_bytes < body.size());
+    BOOST_TEST(r.req.prompt_tokens == (std::string_view("Be brief.Hello").size() + 3) / 4);
     BOOST_TEST(model_token(body, r.req) == "\"gpt-4o-mini\"");
     BOOST_TEST(body.substr(r.req.stream_options_begin,
                            r.req.stream_options_end - r.req.stream_options_begin) ==
@@ -167,7 +166,8 @@ BOOST_AUTO_TEST_CASE(minimal_chat_body_has_defaults) {
     BOOST_TEST(!r.req.stream);
     BOOST_TEST(!r.req.client_include_usage);
     BOOST_TEST(!r.req.max_tokens.has_value());
-    BOOST_TEST(r.req.prompt_bytes > 0u);
+    BOOST_TEST(r.req.prompt_tokens > 0u);
+    BOOST_TEST(r.req.n == 1u);
     BOOST_TEST(r.req.stream_options_begin == 0u);
     BOOST_TEST(r.req.stream_options_end == 0u);
     BOOST_TEST(model_token(body, r.req) == "\"m\"");
@@ -225,7 +225,7 @@ BOOST_AUTO_TEST_CASE(a_parser_is_reusable_after_an_error_and_for_larger_bodies) 
                             std::string(200'000, 'a') + R"("}]})";
     const auto err = parser.parse(endpoint::chat_completions, big, req);
     BOOST_TEST(!err, err.message);
-    BOOST_TEST(req.prompt_bytes == 200'000u);
+    BOOST_TEST(req.prompt_tokens == 50'000u);
     BOOST_TEST(!parser.parse(endpoint::chat_completions, R"({"model":"x","messages":[]})", req));
     BOOST_TEST(req.model == "x");
 }
@@ -277,10 +277,10 @@ BOOST_AUTO_TEST_CASE(a_nested_model_key_is_not_a_duplicate) {
 BOOST_AUTO_TEST_CASE(embeddings_require_input) {
     auto r = parse(R"({"model":"text-embedding-3-small","input":"hello"})", endpoint::embeddings);
     BOOST_TEST(!r.error, r.error.message);
-    BOOST_TEST(r.req.prompt_bytes == 5u);
+    BOOST_TEST(r.req.prompt_tokens == 2u);
     r = parse(R"({"model":"text-embedding-3-small","input":["ab","cde"]})", endpoint::embeddings);
     BOOST_TEST(!r.error, r.error.message);
-    BOOST_TEST(r.req.prompt_bytes == 5u);
+    BOOST_TEST(r.req.prompt_tokens == 2u);
     // Embeddings need no messages.
     BOOST_TEST(!parse(R"({"model":"e","input":[1,2,3]})", endpoint::embeddings).error);
     r = parse(R"({"model":"text-embedding-3-small"})", endpoint::embeddings);
@@ -298,7 +298,57 @@ BOOST_AUTO_TEST_CASE(messages_endpoint_takes_anthropic_bodies) {
     BOOST_REQUIRE(r.req.max_tokens.has_value());
     BOOST_TEST(*r.req.max_tokens == 1024u);
     // The system prompt is counted with the messages.
-    BOOST_TEST(r.req.prompt_bytes >= std::string_view("Be brief.Hi").size());
+    BOOST_TEST(r.req.prompt_tokens == (std::string_view("Be brief.Hi").size() + 3) / 4);
+}
+
+// ---- the prompt estimate aims to be an upper bound (SPEC: admission) ----
+
+BOOST_AUTO_TEST_CASE(token_arrays_count_one_token_per_item) {
+    auto r = parse(R"({"model":"e","input":[1,2,3,4,5,6,7,8,9,10]})", endpoint::embeddings);
+    BOOST_TEST_REQUIRE(!r.error, r.error.message);
+    BOOST_TEST(r.req.prompt_tokens == 10u);
+    r = parse(R"({"model":"e","input":[[1,2,3],[4,5]]})", endpoint::embeddings);
+    BOOST_TEST_REQUIRE(!r.error, r.error.message);
+    BOOST_TEST(r.req.prompt_tokens == 5u);
+}
+
+BOOST_AUTO_TEST_CASE(non_ascii_characters_count_a_token_each) {
+    // 12 CJK characters (36 bytes): 12 tokens at least, not 36 / 4 = 9.
+    const std::string body = R"({"model":"m","messages":[{"role":"user","content":")"
+                             "\xe4\xbd\xa0\xe5\xa5\xbd\xe4\xb8\x96\xe7\x95\x8c"
+                             "\xe4\xbd\xa0\xe5\xa5\xbd\xe4\xb8\x96\xe7\x95\x8c"
+                             "\xe4\xbd\xa0\xe5\xa5\xbd\xe4\xb8\x96\xe7\x95\x8c"
+                             R"("}]})";
+    const auto r = parse(body);
+    BOOST_TEST_REQUIRE(!r.error, r.error.message);
+    BOOST_TEST(r.req.prompt_tokens == 12u);
+}
+
+BOOST_AUTO_TEST_CASE(an_image_counts_a_fixed_figure_not_its_url_bytes) {
+    const std::string url = "data:image/png;base64," + std::string(40'000, 'A');
+    const std::string body =
+        R"({"model":"m","messages":[{"role":"user","content":[{"type":"text","text":"What is this?"},)"
+        R"({"type":"image_url","image_url":{"url":")" +
+        url + R"("}}]}]})";
+    const auto r = parse(body);
+    BOOST_TEST_REQUIRE(!r.error, r.error.message);
+    BOOST_TEST(r.req.prompt_tokens == 1600u + 4u);
+    // Anthropic's image block likewise.
+    const std::string anth =
+        R"({"model":"m","max_tokens":10,"messages":[{"role":"user","content":[)"
+        R"({"type":"image","source":{"type":"base64","media_type":"image/png","data":")" +
+        std::string(40'000, 'A') + R"("}}]}]})";
+    const auto a = parse(anth, endpoint::messages);
+    BOOST_TEST_REQUIRE(!a.error, a.error.message);
+    BOOST_TEST(a.req.prompt_tokens == 1600u);
+}
+
+BOOST_AUTO_TEST_CASE(n_is_read_and_must_be_positive) {
+    auto r = parse(R"({"model":"m","n":3,"messages":[{"role":"user","content":"x"}]})");
+    BOOST_TEST_REQUIRE(!r.error, r.error.message);
+    BOOST_TEST(r.req.n == 3u);
+    r = parse(R"({"model":"m","n":0,"messages":[{"role":"user","content":"x"}]})");
+    BOOST_TEST(static_cast<int>(r.error.code) == static_cast<int>(errc::invalid_request));
 }
 
 // ---- splice_body ----

@@ -26,9 +26,8 @@ struct journal {
 
 class recording_policy final : public policy {
   public:
-    recording_policy(std::string name, journal& j, verdict v = verdict::next,
-                     event_action drop = event_action::pass)
-        : name_(std::move(name)), j_(j), v_(v), drop_(drop) {}
+    recording_policy(std::string name, journal& j, verdict v = verdict::next)
+        : name_(std::move(name)), j_(j), v_(v) {}
     std::string_view name() const noexcept override { return name_; }
     verdict on_request(request_context& ctx) const override {
         j_.calls.push_back(name_ + ".request");
@@ -44,10 +43,6 @@ class recording_policy final : public policy {
     void on_response_head(request_context&, const response_head&) const override {
         j_.calls.push_back(name_ + ".head");
     }
-    event_action on_response_event(request_context&, const sse_event&) const override {
-        j_.calls.push_back(name_ + ".event");
-        return drop_;
-    }
     void on_complete(request_context&, const outcome& o) const noexcept override {
         j_.calls.push_back(name_ + ".complete." + std::to_string(o.status));
     }
@@ -56,7 +51,6 @@ class recording_policy final : public policy {
     std::string name_;
     journal& j_;
     verdict v_;
-    event_action drop_;
 };
 
 verdict run(const chain& c, request_context& ctx) {
@@ -70,12 +64,10 @@ verdict run(const chain& c, request_context& ctx) {
     return result;
 }
 
-chain make_chain(journal& j, std::vector<std::pair<std::string, verdict>> spec,
-                 event_action second_drop = event_action::pass) {
+chain make_chain(journal& j, std::vector<std::pair<std::string, verdict>> spec) {
     std::vector<std::unique_ptr<policy>> ps;
     for (std::size_t i = 0; i < spec.size(); ++i)
-        ps.push_back(std::make_unique<recording_policy>(spec[i].first, j, spec[i].second,
-                                                        i == 1 ? second_drop : event_action::pass));
+        ps.push_back(std::make_unique<recording_policy>(spec[i].first, j, spec[i].second));
     return chain(std::move(ps));
 }
 
@@ -114,17 +106,6 @@ BOOST_AUTO_TEST_CASE(a_suspending_policy_resumes_before_the_next_one_runs) {
     request_context ctx;
     BOOST_TEST((run(c, ctx) == verdict::next));
     const std::vector<std::string> want{"a.request", "a.resumed", "b.request"};
-    BOOST_TEST(j.calls == want, boost::test_tools::per_element());
-}
-
-BOOST_AUTO_TEST_CASE(an_event_is_dropped_if_any_policy_drops_it_and_all_see_it) {
-    journal j;
-    auto c = make_chain(j, {{"a", verdict::next}, {"b", verdict::next}}, event_action::drop);
-    request_context ctx;
-    const std::string raw = "data: {}\n\n";
-    sse_event ev{raw, {}, "{}", true};
-    BOOST_TEST((c.response_event(ctx, ev) == event_action::drop));
-    const std::vector<std::string> want{"b.event", "a.event"};
     BOOST_TEST(j.calls == want, boost::test_tools::per_element());
 }
 

@@ -8,9 +8,10 @@
 #include <cstddef>
 #include <cstdint>
 #include <optional>
+#include <string>
 #include <string_view>
 
-namespace tollgate::policies {
+namespace tollgate::upstream {
 
 struct extracted_usage {
     std::optional<std::uint64_t> prompt_tokens;      // prompt_tokens | input_tokens
@@ -26,15 +27,20 @@ struct extracted_usage {
 std::optional<extracted_usage> find_usage(std::string_view json) noexcept;
 
 // Bytes of generated text in a chunk or answer: the string values of "content",
-// "arguments", "text" and "reasoning_content" (escapes counted as written). For estimates.
+// "arguments", "text", "reasoning_content", and Anthropic's "partial_json" and "thinking"
+// (escapes counted as written). For estimates.
 std::size_t generated_text_bytes(std::string_view json) noexcept;
 
 // An OpenAI usage-only chunk: `"choices":[]` (the final chunk include_usage adds).
 bool has_empty_choices(std::string_view json) noexcept;
 
-// Token estimate for `bytes` of text: about four bytes a token, rounded up.
-constexpr std::uint64_t estimate_tokens(std::size_t bytes) noexcept {
-    return (bytes + 3) / 4;
-}
+// The value of the first top-level-looking string member `key` (e.g. "type"), as
+// written (escapes not decoded), or empty.
+std::string_view first_string_member(std::string_view json, std::string_view quoted_key) noexcept;
 
-}  // namespace tollgate::policies
+// Appends `raw` (one SSE event as received) to `out` without its `"usage":null` members
+// (and the comma that joined each to its neighbour): what OpenAI adds to every chunk only
+// because stream_options.include_usage was asked. Returns the number removed.
+std::size_t append_without_null_usage(std::string_view raw, std::string& out);
+
+}  // namespace tollgate::upstream

@@ -1,9 +1,9 @@
-#include "policies/usage/usage_extract.hpp"
+#include "gateway/upstream/usage_extract.hpp"
 
 #include <algorithm>
 #include <cstring>
 
-namespace tollgate::policies {
+namespace tollgate::upstream {
 
 namespace {
 
@@ -153,7 +153,8 @@ std::size_t generated_text_bytes(std::string_view json) noexcept {
     std::size_t total = 0;
     for (std::string_view key :
          {std::string_view("\"content\""), std::string_view("\"arguments\""),
-          std::string_view("\"text\""), std::string_view("\"reasoning_content\"")}) {
+          std::string_view("\"text\""), std::string_view("\"reasoning_content\""),
+          std::string_view("\"partial_json\""), std::string_view("\"thinking\"")}) {
         for_each_key(json, key, [&](std::size_t after) {
             std::size_t i = skip_ws(json, after);
             if (i >= json.size() || json[i] != ':') return;
@@ -180,4 +181,50 @@ bool has_empty_choices(std::string_view json) noexcept {
     return empty;
 }
 
-}  // namespace tollgate::policies
+std::string_view first_string_member(std::string_view json, std::string_view quoted_key) noexcept {
+    std::string_view found;
+    bool done = false;
+    for_each_key(json, quoted_key, [&](std::size_t after) {
+        if (done) return;
+        std::size_t i = skip_ws(json, after);
+        if (i >= json.size() || json[i] != ':') return;
+        i = skip_ws(json, i + 1);
+        if (i >= json.size() || json[i] != '"') return;
+        const std::size_t end = end_of_string(json, i);
+        if (end == std::string_view::npos) return;
+        found = json.substr(i + 1, end - i - 2);
+        done = true;
+    });
+    return found;
+}
+
+std::size_t append_without_null_usage(std::string_view raw, std::string& out) {
+    std::size_t removed = 0, copied = 0;
+    for_each_key(raw, "\"usage\"", [&](std::size_t after) {
+        const std::size_t key_at = after - 7;
+        if (key_at < copied) return;
+        std::size_t i = skip_ws(raw, after);
+        if (i >= raw.size() || raw[i] != ':') return;
+        i = skip_ws(raw, i + 1);
+        if (raw.substr(i, 4) != "null") return;
+        std::size_t end = i + 4;
+        if (end < raw.size() && raw[end] != ',' && raw[end] != '}' && !is_ws(raw[end])) return;
+        // Take the comma before the member, else the one after it.
+        std::size_t begin = key_at;
+        std::size_t b = begin;
+        while (b > copied && is_ws(raw[b - 1])) --b;
+        if (b > copied && raw[b - 1] == ',') {
+            begin = b - 1;
+        } else {
+            const std::size_t j = skip_ws(raw, end);
+            if (j < raw.size() && raw[j] == ',') end = j + 1;
+        }
+        out.append(raw.substr(copied, begin - copied));
+        copied = end;
+        ++removed;
+    });
+    out.append(raw.substr(copied));
+    return removed;
+}
+
+}  // namespace tollgate::upstream

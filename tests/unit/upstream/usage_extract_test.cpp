@@ -5,9 +5,10 @@
 
 #include <string>
 
-#include "policies/usage/usage_extract.hpp"
+#include "gateway/core/usage_meter.hpp"
+#include "gateway/upstream/usage_extract.hpp"
 
-using namespace tollgate::policies;
+using namespace tollgate::upstream;
 namespace bdata = boost::unit_test::data;
 
 BOOST_AUTO_TEST_SUITE(unit)
@@ -94,10 +95,10 @@ BOOST_AUTO_TEST_CASE(absurd_token_counts_are_capped_so_sums_cannot_wrap) {
 }
 
 BOOST_AUTO_TEST_CASE(estimates_round_up_at_four_bytes_a_token) {
-    BOOST_TEST(estimate_tokens(0) == 0u);
-    BOOST_TEST(estimate_tokens(1) == 1u);
-    BOOST_TEST(estimate_tokens(4) == 1u);
-    BOOST_TEST(estimate_tokens(5) == 2u);
+    BOOST_TEST(tollgate::core::estimate_tokens(0) == 0u);
+    BOOST_TEST(tollgate::core::estimate_tokens(1) == 1u);
+    BOOST_TEST(tollgate::core::estimate_tokens(4) == 1u);
+    BOOST_TEST(tollgate::core::estimate_tokens(5) == 2u);
 }
 
 BOOST_AUTO_TEST_SUITE_END()

@@ -1,0 +1,81 @@
+#include "gateway/upstream/adapters/observe.hpp"
+
+#include "gateway/upstream/usage_extract.hpp"
+
+namespace tollgate::upstream {
+
+namespace {
+
+core::usage_figures figures(const extracted_usage& u) noexcept {
+    core::usage_figures f;
+    f.prompt_tokens = u.prompt_tokens;
+    f.completion_tokens = u.completion_tokens;
+    if (!f.completion_tokens && u.total_tokens && u.prompt_tokens &&
+        *u.total_tokens >= *u.prompt_tokens)
+        f.completion_tokens = *u.total_tokens - *u.prompt_tokens;
+    f.cached_tokens = u.cached_tokens;
+    return f;
+}
+
+}  // namespace
+
+void openai_observer::body(std::string_view json, core::usage_meter& meter) noexcept {
+    if (auto u = find_usage(json)) {
+        auto f = figures(*u);
+        // Embeddings report prompt (and total) tokens only: nothing was generated.
+        if (!f.completion_tokens) f.completion_tokens = 0;
+        meter.final_figures(f);
+    } else {
+        meter.received(generated_text_bytes(json));
+    }
+}
+
+bool openai_observer::chunk(std::string_view data, core::usage_meter& meter) noexcept {
+    if (data.size() < 2 || data[0] != '{') return false;
+    bool usage_only = false;
+    if (auto u = find_usage(data)) {
+        const auto f = figures(*u);
+        usage_only = has_empty_choices(data);
+        if (usage_only) {
+            meter.final_figures(f);
+        } else {
+            meter.provisional(f);
+            last_ = f;
+        }
+    }
+    if (!usage_only) meter.received(generated_text_bytes(data));
+    return usage_only;
+}
+
+void openai_observer::complete(core::usage_meter& meter) noexcept {
+    if (last_ && !meter.has_final()) meter.final_figures(*last_);
+}
+
+bool openai_observer::is_error(std::string_view data) noexcept {
+    return data.starts_with("{\"error\"");
+}
+
+void anthropic_observer::body(std::string_view json, core::usage_meter& meter) noexcept {
+    if (auto u = find_usage(json))
+        meter.final_figures(figures(*u));
+    else
+        meter.received(generated_text_bytes(json));
+}
+
+bool anthropic_observer::event(std::string_view name, std::string_view data,
+                               core::usage_meter& meter) noexcept {
+    std::string_view type = name;
+    if (type.empty()) type = first_string_member(data, "\"type\"");
+    if (type == "content_block_delta") {
+        meter.received(generated_text_bytes(data));
+    } else if (type == "message_start") {
+        if (auto u = find_usage(data)) meter.provisional(figures(*u));
+    } else if (type == "message_delta") {
+        if (auto u = find_usage(data)) meter.final_figures(figures(*u));
+    } else if (type == "error") {
+        return false;
+    }
+    return true;
+}
+
+}  // namespace tollgate::upstream
