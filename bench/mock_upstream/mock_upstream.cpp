@@ -126,6 +126,12 @@ struct shared_state {
     std::optional<request> last;  // the last chat/embeddings request, for /mock/last
     bool last_tls = false;        // ... whether it came over TLS
     std::string last_sni;         // ... and the SNI its connection sent (empty: none)
+    // What the mock generated for the last chat/messages request (its usage rule, whether
+    // or not the answer reported it) and how many content events it has sent so far: the
+    // truth a test compares the gateway's usage record with.
+    std::atomic<long long> last_prompt_tokens{0};
+    std::atomic<long long> last_completion_tokens{0};
+    std::atomic<long long> last_deltas_sent{0};
 };
 
 // ---------------------------------------------------------------------------------------
@@ -237,6 +243,7 @@ struct directives {
     std::optional<int> chunks, delay_ms, status, head_delay_ms, reset_after, sse_error,
         prompt_tokens;
     bool close = false;
+    bool no_usage = false;  // answers and streams carry no usage (message_start's stays)
     bool comments = false;
     // Framing and protocol faults (see README "Directives").
     bool reset_before_head = false;
@@ -265,6 +272,8 @@ struct directives {
             prompt_tokens = n;
         else if (key == "close")
             close = n != 0;
+        else if (key == "no_usage")
+            no_usage = n != 0;
         else if (key == "comments")
             comments = n != 0;
         else if (key == "reset_before_head")
@@ -697,6 +706,12 @@ awaitable<after> connection<Stream>::route(request& req) {
                     append_json_string(out, last.body());
                     out += st_.last_tls ? R"(,"tls":true,"sni":)" : R"(,"tls":false,"sni":)";
                     append_json_string(out, st_.last_sni);
+                    out += R"(,"prompt_tokens":)";
+                    append_int(out, st_.last_prompt_tokens.load());
+                    out += R"(,"completion_tokens":)";
+                    append_int(out, st_.last_completion_tokens.load());
+                    out += R"(,"deltas_sent":)";
+                    append_int(out, st_.last_deltas_sent.load());
                     out += '}';
                 }
             }
@@ -750,6 +765,9 @@ awaitable<after> connection<Stream>::handle_chat(request& req, const request_inf
     int delay_ms = d.delay_ms.value_or(st_.opt.delay_ms);
     long long prompt_tokens =
         d.prompt_tokens.value_or(static_cast<int>(std::max<std::size_t>(1, rq.text_bytes / 4)));
+    st_.last_prompt_tokens = prompt_tokens;
+    st_.last_completion_tokens = chunks;
+    st_.last_deltas_sent = 0;
 
     if (d.status && *d.status >= 400 && *d.status <= 599) {
         if (d.head_delay_ms.value_or(0) > 0 && !co_await pause(*d.head_delay_ms))
@@ -789,8 +807,10 @@ awaitable<after> connection<Stream>::handle_chat(request& req, const request_inf
         }
         body_ += R"("},"finish_reason":"stop"}])";
     }
-    body_ += R"(,"usage":)";
-    append_usage(body_, prompt_tokens, chunks);
+    if (!d.no_usage) {
+        body_ += R"(,"usage":)";
+        append_usage(body_, prompt_tokens, chunks);
+    }
     body_ += '}';
     if (d.chunk_truncate || d.cl_short.value_or(0) > 0 || d.cl_long)
         co_return co_await reply_misframed(out_ri, d);
@@ -865,7 +885,8 @@ awaitable<after> connection<Stream>::stream_chat(const chat_request& rq, const r
     prefix += R"(,"model":)";
     append_json_string(prefix, rq.model);
     prefix += R"(,"choices":[)";
-    const std::string_view suffix = rq.include_usage ? "],\"usage\":null}\n\n" : "]}\n\n";
+    const bool send_usage = rq.include_usage && !d.no_usage;
+    const std::string_view suffix = send_usage ? "],\"usage\":null}\n\n" : "]}\n\n";
     auto build = [&](std::string_view choice) {
         event_.assign(prefix);
         event_ += choice;
@@ -969,6 +990,7 @@ awaitable<after> connection<Stream>::stream_chat(const chat_request& rq, const r
             body_ += '}';
         }
         if (!co_await write_event(build(body_), chunked, false)) co_return aborted();
+        st_.last_deltas_sent.fetch_add(1);
     }
 
     if (!co_await write_event(
@@ -976,7 +998,7 @@ awaitable<after> connection<Stream>::stream_chat(const chat_request& rq, const r
                            : R"({"index":0,"delta":{},"finish_reason":"stop"})"),
             chunked, false))
         co_return aborted();
-    if (rq.include_usage) {
+    if (send_usage) {
         event_.assign(prefix);
         event_ += R"(],"usage":)";
         append_usage(event_, prompt_tokens, chunks);
@@ -1038,6 +1060,9 @@ awaitable<after> connection<Stream>::handle_messages(request& req, const request
     int delay_ms = d.delay_ms.value_or(st_.opt.delay_ms);
     long long prompt_tokens =
         d.prompt_tokens.value_or(static_cast<int>(std::max<std::size_t>(1, rq.text_bytes / 4)));
+    st_.last_prompt_tokens = prompt_tokens;
+    st_.last_completion_tokens = chunks;
+    st_.last_deltas_sent = 0;
 
     if (d.status && *d.status >= 400 && *d.status <= 599) {
         if (d.head_delay_ms.value_or(0) > 0 && !co_await pause(*d.head_delay_ms))
@@ -1078,11 +1103,15 @@ awaitable<after> connection<Stream>::handle_messages(request& req, const request
         }
         body_ += R"("}],"stop_reason":"end_turn")";
     }
-    body_ += R"(,"stop_sequence":null,"usage":{"input_tokens":)";
-    append_int(body_, prompt_tokens);
-    body_ += R"(,"output_tokens":)";
-    append_int(body_, chunks);
-    body_ += R"(,"cache_read_input_tokens":0,"cache_creation_input_tokens":0}})";
+    body_ += R"(,"stop_sequence":null)";
+    if (!d.no_usage) {
+        body_ += R"(,"usage":{"input_tokens":)";
+        append_int(body_, prompt_tokens);
+        body_ += R"(,"output_tokens":)";
+        append_int(body_, chunks);
+        body_ += R"(,"cache_read_input_tokens":0,"cache_creation_input_tokens":0})";
+    }
+    body_ += '}';
     co_return co_await reply(out_ri, 200, body_);
 }
 
@@ -1172,6 +1201,7 @@ awaitable<after> connection<Stream>::stream_messages(const chat_request& rq, con
         }
         event_ += "}\n\n";
         if (!co_await write_event(event_, chunked, false)) co_return aborted();
+        st_.last_deltas_sent.fetch_add(1);
     }
 
     if (!co_await write_event("event: content_block_stop\ndata: "
@@ -1181,9 +1211,13 @@ awaitable<after> connection<Stream>::stream_messages(const chat_request& rq, con
     event_.assign(
         "event: message_delta\ndata: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":");
     event_ += rq.tools ? R"("tool_use")" : R"("end_turn")";
-    event_ += R"(,"stop_sequence":null},"usage":{"output_tokens":)";
-    append_int(event_, chunks);
-    event_ += "}}\n\n";
+    event_ += R"(,"stop_sequence":null})";
+    if (!d.no_usage) {
+        event_ += R"(,"usage":{"output_tokens":)";
+        append_int(event_, chunks);
+        event_ += '}';
+    }
+    event_ += "}\n\n";
     if (!co_await write_event(event_, chunked, false)) co_return aborted();
     if (!co_await write_event("event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n", chunked,
                               true))
