@@ -1,7 +1,8 @@
-// Fuzzes the usage scanner of policies/usage/usage_extract.cpp (find_usage,
-// generated_text_bytes, has_empty_choices) with the input as an upstream answer body or
-// one event's data. The input stays in libFuzzer's exactly-sized buffer, so a read one
-// byte past the end is an ASan report.
+// Fuzzes the usage scanner of gateway/upstream/usage_extract.cpp (find_usage,
+// generated_text_bytes, has_empty_choices, append_without_null_usage,
+// first_string_member) with the input as an upstream answer body or one event's data.
+// The input stays in libFuzzer's exactly-sized buffer, so a read one byte past the end is
+// an ASan report.
 //
 // Invariants checked:
 //  - appending whitespace changes nothing (the scanner must not depend on what lies past
@@ -144,6 +145,18 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     FUZZ_CHECK(same(usage, find_usage(padded)), input);
     FUZZ_CHECK(text == generated_text_bytes(padded), input);
     FUZZ_CHECK(empty_choices == has_empty_choices(padded), input);
+
+    // The forced-usage stripper only ever removes bytes (at least one member each time)
+    // and removes nothing from text without a `"usage"` key.
+    std::string stripped;
+    const std::size_t removed = append_without_null_usage(input, stripped);
+    FUZZ_CHECK(stripped.size() + removed * 11 <= size, input);
+    if (input.find("\"usage\"") == std::string_view::npos) FUZZ_CHECK(stripped == input, input);
+    const auto type = first_string_member(input, "\"type\"");
+    FUZZ_CHECK(type.size() <= size, input);
+    if (!type.empty())
+        FUZZ_CHECK(type.data() >= input.data() && type.data() + type.size() <= input.data() + size,
+                   input);
 
     if (input.find_first_of("\\-") != std::string_view::npos) return 0;
     if (occurrences(input, "\"usage\"") != 1) return 0;

@@ -45,8 +45,12 @@ request_estimate estimate_request(const config::gateway_config& cfg, endpoint ep
     }
     if (models.empty()) default_completion = config::provider_config{}.default_max_tokens;
 
+    // Clamped to 10^15, like every token count: sums of a few never overflow.
+    constexpr std::uint64_t cap = 1'000'000'000'000'000;
+    e.prompt_tokens = std::min(e.prompt_tokens, cap);
     if (ep != endpoint::embeddings && ep != endpoint::models)
-        e.completion_tokens = saturating_mul(req.max_tokens.value_or(default_completion), req.n);
+        e.completion_tokens =
+            std::min(saturating_mul(req.max_tokens.value_or(default_completion), req.n), cap);
     e.usd = (static_cast<double>(e.prompt_tokens) * input_price +
              static_cast<double>(e.completion_tokens) * output_price) /
             1e6;

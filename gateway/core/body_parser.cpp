@@ -104,6 +104,9 @@ bool nested_deeper_than(std::string_view s, std::size_t limit) {
 // base64 bytes say nothing of it): above what OpenAI (765 for a 1024x1024 tile set) and
 // Anthropic (about 1,600 at their largest size) charge for a typical image.
 constexpr std::uint64_t image_tokens = 1600;
+// Estimates are clamped here (10^15, like the token counts read from upstreams), so sums of
+// a few never overflow.
+constexpr std::uint64_t max_estimate = 1'000'000'000'000'000;
 
 // The prompt estimate as it accumulates: ASCII bytes and non-ASCII characters apart, so
 // rounding happens once, not per string.
@@ -229,11 +232,10 @@ body_error body_parser::parse(endpoint ep, std::string_view body, request_body& 
         prompt_count count;
         count_prompt(el, count);
         if (ep == endpoint::messages && field("system", el)) count_prompt(el, count);
-        if (field("tools", el)) {
-            if (!el.is_array() && !el.is_null())
-                return {errc::invalid_request, "'tools' must be an array"};
-            count_prompt(el, count);
-        }
+        if (field("tools", el) && !el.is_array() && !el.is_null())
+            return {errc::invalid_request, "'tools' must be an array"};
+        // tools, functions and response_format are counted from their JSON text (below):
+        // a schema is mostly keys and structure, which count_prompt() leaves out.
         out.prompt_tokens = count.tokens();
     } else if (ep == endpoint::embeddings) {
         if (!field("input", el)) return {errc::invalid_request, "missing required field 'input'"};
@@ -261,11 +263,14 @@ body_error body_parser::parse(endpoint ep, std::string_view body, request_body& 
                 return {errc::invalid_request, "'stream_options.include_usage' must be a boolean"};
         }
     }
-    if (field("n", el) && !el.is_null()) {
+    // `n` only scales the estimate; a value the upstream refuses is its to refuse.
+    if (field("n", el)) {
         std::uint64_t n = 0;
-        if (el.get_uint64().get(n) != SUCCESS || n == 0)
-            return {errc::invalid_request, "'n' must be a positive integer"};
-        out.n = std::min<std::uint64_t>(n, 1024);
+        double d = 0;
+        if (el.get_uint64().get(n) == SUCCESS && n > 0)
+            out.n = std::min<std::uint64_t>(n, 1024);
+        else if (el.get_double().get(d) == SUCCESS && d >= 1 && d <= 1024)
+            out.n = static_cast<std::uint64_t>(d);
     }
     for (const char* name : {"max_tokens", "max_completion_tokens"}) {
         if (field(name, el) && !el.is_null()) {
@@ -273,13 +278,14 @@ body_error body_parser::parse(endpoint ep, std::string_view body, request_body& 
             if (el.get_uint64().get(v) != SUCCESS)
                 return {errc::invalid_request,
                         std::string("'") + name + "' must be a non-negative integer"};
-            out.max_tokens = v;
+            out.max_tokens = std::max(out.max_tokens.value_or(0), v);  // both given: the larger
         }
     }
 
     // Splice points. Keys we rewrite must appear once and unescaped: an upstream that
     // reads the last duplicate would otherwise see a model the policies never checked.
     int model_seen = 0, so_seen = 0, stream_seen = 0;
+    prompt_count schemas;  // tools, functions, response_format: their JSON text
     const std::size_t start = skip_ws(body, 0);
     out.object_end = for_each_member(body, start, [&](const member_span& m) {
         if (m.key == "model") {
@@ -292,6 +298,9 @@ body_error body_parser::parse(endpoint ep, std::string_view body, request_body& 
             out.stream_options_end = m.value_end;
         } else if (m.key == "stream") {
             ++stream_seen;
+        } else if (m.key == "tools" || m.key == "functions" || m.key == "response_format") {
+            if (ep != endpoint::embeddings)
+                schemas.add(body.substr(m.value_begin, m.value_end - m.value_begin));
         } else if (m.key.find('\\') != std::string_view::npos) {
             // An escaped key might spell one of ours: refuse rather than guess.
             model_seen = 99;
@@ -300,6 +309,7 @@ body_error body_parser::parse(endpoint ep, std::string_view body, request_body& 
     if (model_seen != 1 || so_seen > 1 || stream_seen > 1)
         return {errc::invalid_request,
                 "duplicate or escaped top-level keys are not accepted in the request body"};
+    out.prompt_tokens = std::min<std::uint64_t>(out.prompt_tokens + schemas.tokens(), max_estimate);
     // The same inside stream_options, whose include_usage the gateway may force: a
     // duplicate or escaped spelling could hide a `false` from the check above.
     if (so_seen == 1 && body[out.stream_options_begin] == '{') {

@@ -20,6 +20,12 @@ std::uint64_t estimate_text_tokens(std::string_view text) noexcept {
 }
 
 void usage_meter::final_figures(const usage_figures& f) noexcept {
+    // A "final" count without any prompt figure (a bare total, Anthropic's message_delta
+    // without a message_start) cannot be billed as it is: it only bounds the estimate.
+    if (!f.prompt_tokens && !(provisional_seen_ && prov_prompt_ > 0)) {
+        provisional(f);
+        return;
+    }
     final_ = true;
     final_counts_.prompt_tokens = f.prompt_tokens.value_or(prov_prompt_);
     final_counts_.completion_tokens = f.completion_tokens.value_or(prov_completion_);
@@ -34,16 +40,37 @@ void usage_meter::provisional(const usage_figures& f) noexcept {
     if (f.cached_tokens) prov_cached_ = std::max(prov_cached_, *f.cached_tokens);
 }
 
-usage_counts usage_meter::result(std::uint64_t prompt_estimate,
-                                 bool upstream_took_it) const noexcept {
+usage_counts usage_meter::attempt_result(std::uint64_t prompt_estimate,
+                                         bool upstream_took_it) const noexcept {
     if (final_) return final_counts_;
     usage_counts u;
     u.from_upstream = false;
-    if (!upstream_took_it && !provisional_seen_ && received_bytes_ == 0) return u;
+    if (!upstream_took_it && !has_any()) return u;
     // Never below what the upstream itself said, never zero for a prompt it took.
     u.prompt_tokens = std::max({prov_prompt_, prompt_estimate, std::uint64_t{1}});
-    u.completion_tokens = std::max(prov_completion_, estimate_tokens(received_bytes_));
+    u.completion_tokens = std::max(prov_completion_, received_tokens());
     u.cached_tokens = std::min(prov_cached_, u.prompt_tokens);
+    return u;
+}
+
+void usage_meter::next_attempt(bool keep, std::uint64_t prompt_estimate) noexcept {
+    const usage_counts carried = carried_;
+    const usage_counts previous = keep ? attempt_result(prompt_estimate, true) : usage_counts{};
+    reset();
+    carried_ = carried;
+    carried_.prompt_tokens += previous.prompt_tokens;
+    carried_.completion_tokens += previous.completion_tokens;
+    carried_.cached_tokens += previous.cached_tokens;
+}
+
+usage_counts usage_meter::result(std::uint64_t prompt_estimate,
+                                 bool upstream_took_it) const noexcept {
+    usage_counts u = attempt_result(prompt_estimate, upstream_took_it);
+    if (carried_.prompt_tokens == 0 && carried_.completion_tokens == 0) return u;
+    u.prompt_tokens += carried_.prompt_tokens;
+    u.completion_tokens += carried_.completion_tokens;
+    u.cached_tokens += carried_.cached_tokens;
+    u.from_upstream = false;  // part of it is an estimate
     return u;
 }
 

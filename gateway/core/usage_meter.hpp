@@ -57,27 +57,50 @@ class usage_meter {
     void final_figures(const usage_figures& f) noexcept;
     // A count the upstream may still raise; the highest seen is kept.
     void provisional(const usage_figures& f) noexcept;
-    // Generated text or tool-call argument bytes received (as written in the JSON).
-    void received(std::size_t bytes) noexcept { received_bytes_ += bytes; }
+    // Generated text or tool-call arguments received: ASCII bytes, and other characters
+    // (each at least a token).
+    void received(std::size_t ascii_bytes, std::uint64_t other_chars = 0) noexcept {
+        received_ascii_ += ascii_bytes;
+        received_other_ += other_chars;
+    }
 
-    // Forgets everything: a new upstream attempt starts.
+    // A new upstream attempt starts: what the previous one observed is forgotten, unless
+    // `keep` (its upstream accepted the request and answered 2xx, then failed): then its
+    // usage, estimated, is carried into the request's result.
+    void next_attempt(bool keep, std::uint64_t prompt_estimate) noexcept;
+    // Forgets everything.
     void reset() noexcept { *this = usage_meter{}; }
+    // The current attempt's request reached the upstream (written whole).
+    void mark_sent() noexcept { sent_ = true; }
+    bool sent() const noexcept { return sent_; }
 
     bool has_final() const noexcept { return final_; }
-    bool has_any() const noexcept { return final_ || provisional_seen_ || received_bytes_ > 0; }
-    std::size_t received_bytes() const noexcept { return received_bytes_; }
+    bool has_any() const noexcept {
+        return final_ || provisional_seen_ || received_ascii_ > 0 || received_other_ > 0;
+    }
+    // The completion estimate from what was received.
+    std::uint64_t received_tokens() const noexcept {
+        return estimate_tokens(received_ascii_) + received_other_;
+    }
 
     // The request's usage. `prompt_estimate` is the request's own prompt estimate;
-    // `upstream_took_it`: an upstream accepted the request (answered 2xx, or the client
-    // left while it worked). A request no upstream took costs nothing.
+    // `upstream_took_it`: the answering attempt's upstream accepted the request (answered
+    // 2xx, or the client left after it was sent). A request no upstream took costs
+    // nothing. Usage carried from an earlier attempt is added, and makes it estimated.
     usage_counts result(std::uint64_t prompt_estimate, bool upstream_took_it) const noexcept;
 
   private:
+    usage_counts attempt_result(std::uint64_t prompt_estimate,
+                                bool upstream_took_it) const noexcept;
+
     bool final_ = false;
+    bool sent_ = false;
     bool provisional_seen_ = false;
     usage_counts final_counts_;
     std::uint64_t prov_prompt_ = 0, prov_completion_ = 0, prov_cached_ = 0;
-    std::size_t received_bytes_ = 0;
+    std::size_t received_ascii_ = 0;
+    std::uint64_t received_other_ = 0;
+    usage_counts carried_;  // earlier attempts that an upstream took, then failed
 };
 
 // Cost of `u` at `model`'s price (cached prompt tokens at cached_input_per_mtok when

@@ -116,9 +116,9 @@ double ms_between(core::clock::time_point a, core::clock::time_point b) {
 void finalize_usage(core::request_context& ctx, const core::outcome& out) noexcept {
     if (ctx.usage_final || !ctx.forwarded) return;
     // The prompt counts once an upstream took the request (it answered, or the client
-    // left while it worked); a request no upstream accepted costs nothing.
-    const bool upstream_took_it =
-        (ctx.upstream_status >= 200 && ctx.upstream_status < 300) || out.client_gone;
+    // left after it was sent); a request no upstream accepted costs nothing.
+    const bool upstream_took_it = (ctx.upstream_status >= 200 && ctx.upstream_status < 300) ||
+                                  (out.client_gone && ctx.meter.sent());
     ctx.usage = ctx.meter.result(ctx.estimate.prompt_tokens, upstream_took_it);
     ctx.usage_final = true;
     // Priced as the model that served (a fallback may cost more than the one asked for).
@@ -505,8 +505,11 @@ asio::awaitable<failure> forwarder::try_target(const core::route_target& target)
     ctx_.served_by = &target;
     ++ctx_.attempts;
     attempt_started_ = core::clock::now();
-    // A new attempt: only what its upstream says counts.
-    ctx_.meter.reset();
+    // A new attempt: only what its upstream says counts, plus, estimated, what an earlier
+    // upstream used after it accepted the request (a 2xx head, then a broken body).
+    ctx_.meter.next_attempt(ctx_.upstream_status >= 200 && ctx_.upstream_status < 300,
+                            ctx_.estimate.prompt_tokens);
+    ctx_.upstream_status = 0;
     adapter_ = upstream::make_adapter(ctx_, pc, unix_seconds());
     if (!adapter_) {
         // The client asked a model for something its provider cannot do: the client's
@@ -565,6 +568,7 @@ asio::awaitable<failure> forwarder::try_target(const core::route_target& target)
         a.sent_at = core::clock::now();
         a.parser.body_limit(pc.max_response_bytes);
         auto wec = co_await a.conn.stream().write(request, pc.idle_timeout);
+        if (!wec) ctx_.meter.mark_sent();
         std::size_t bytes_in = 0;
         if (!wec) wec = co_await read_head(a, pc.first_byte_timeout, bytes_in);
         const bool drain =

@@ -167,6 +167,38 @@ std::size_t generated_text_bytes(std::string_view json) noexcept {
     return total;
 }
 
+text_count generated_text(std::string_view json) noexcept {
+    text_count n;
+    for (std::string_view key :
+         {std::string_view("\"content\""), std::string_view("\"arguments\""),
+          std::string_view("\"text\""), std::string_view("\"reasoning_content\""),
+          std::string_view("\"partial_json\""), std::string_view("\"thinking\"")}) {
+        for_each_key(json, key, [&](std::size_t after) {
+            std::size_t i = skip_ws(json, after);
+            if (i >= json.size() || json[i] != ':') return;
+            i = skip_ws(json, i + 1);
+            if (i >= json.size() || json[i] != '"') return;
+            const std::size_t end = end_of_string(json, i);
+            if (end == std::string_view::npos) return;
+            for (std::size_t k = i + 1; k + 1 < end; ++k) {
+                const auto c = static_cast<unsigned char>(json[k]);
+                if (c == '\\' && k + 1 < end - 1 && json[k + 1] == 'u') {
+                    ++n.other;  // \uXXXX: one character
+                    k += 5;
+                } else if (c == '\\') {
+                    ++n.ascii;  // \n, \", ...: one character
+                    ++k;
+                } else if (c < 0x80) {
+                    ++n.ascii;
+                } else if (c >= 0xC0) {
+                    ++n.other;
+                }
+            }
+        });
+    }
+    return n;
+}
+
 bool has_empty_choices(std::string_view json) noexcept {
     bool empty = false;
     for_each_key(json, "\"choices\"", [&](std::size_t after) {

@@ -34,6 +34,16 @@ std::size_t generated_text_bytes(std::string_view json) noexcept;
 // An OpenAI usage-only chunk: `"choices":[]` (the final chunk include_usage adds).
 bool has_empty_choices(std::string_view json) noexcept;
 
+// Generated text in a chunk or answer (the same string values as generated_text_bytes),
+// counted for a token estimate: ASCII bytes apart from non-ASCII characters (UTF-8 lead
+// bytes and \uXXXX escapes, one each), so CJK text is not counted at a quarter token per
+// byte.
+struct text_count {
+    std::size_t ascii = 0;
+    std::uint64_t other = 0;
+};
+text_count generated_text(std::string_view json) noexcept;
+
 // The value of the first top-level-looking string member `key` (e.g. "type"), as
 // written (escapes not decoded), or empty.
 std::string_view first_string_member(std::string_view json, std::string_view quoted_key) noexcept;

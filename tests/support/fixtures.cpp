@@ -21,6 +21,9 @@ namespace tollgate::test {
 using namespace std::chrono_literals;
 
 std::string tollgate_binary() {
+    // TOLLGATE_TEST_BIN runs the suite against another build (an installed binary, or an
+    // older commit's to show which cases it fails).
+    if (const char* bin = std::getenv("TOLLGATE_TEST_BIN"); bin && *bin) return bin;
     return TOLLGATE_BIN;
 }
 std::string mock_binary() {

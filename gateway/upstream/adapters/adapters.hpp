@@ -66,8 +66,9 @@ class chat_via_anthropic final : public adapter {
     std::uint32_t default_max_tokens_;
     std::int64_t created_;
     std::string client_model_;
+    bool client_include_usage_ = false;
     std::string body_;
-    std::optional<anthropic::messages_stream_to_chat> translator_;
+    std::optional<anthropic::messages_stream_to_chat> translator_;  // made at the first event
     std::vector<std::string> events_;
     anthropic_observer observer_;
 };
@@ -89,7 +90,7 @@ class messages_via_openai final : public adapter {
   private:
     std::string client_model_;
     std::string body_;
-    std::optional<anthropic::chat_stream_to_messages> translator_;
+    std::optional<anthropic::chat_stream_to_messages> translator_;  // made at the first event
     std::vector<std::string> events_;
     openai_observer observer_;
 };

@@ -17,6 +17,11 @@ core::usage_figures figures(const extracted_usage& u) noexcept {
     return f;
 }
 
+void receive_text(std::string_view json, core::usage_meter& meter) noexcept {
+    const auto t = generated_text(json);
+    meter.received(t.ascii, t.other);
+}
+
 }  // namespace
 
 void openai_observer::body(std::string_view json, core::usage_meter& meter) noexcept {
@@ -26,12 +31,21 @@ void openai_observer::body(std::string_view json, core::usage_meter& meter) noex
         if (!f.completion_tokens) f.completion_tokens = 0;
         meter.final_figures(f);
     } else {
-        meter.received(generated_text_bytes(json));
+        receive_text(json, meter);
     }
 }
 
 bool openai_observer::chunk(std::string_view data, core::usage_meter& meter) noexcept {
+    if (data == "[DONE]") {
+        ended_ = true;
+        return false;
+    }
     if (data.size() < 2 || data[0] != '{') return false;
+    if (is_error(data)) failed_ = true;
+    // A choice that finished: the answer is complete (some servers send no [DONE]).
+    if (data.find("\"finish_reason\":\"") != std::string_view::npos ||
+        data.find("\"finish_reason\": \"") != std::string_view::npos)
+        ended_ = true;
     bool usage_only = false;
     if (auto u = find_usage(data)) {
         const auto f = figures(*u);
@@ -43,12 +57,13 @@ bool openai_observer::chunk(std::string_view data, core::usage_meter& meter) noe
             last_ = f;
         }
     }
-    if (!usage_only) meter.received(generated_text_bytes(data));
+    if (!usage_only) receive_text(data, meter);
     return usage_only;
 }
 
 void openai_observer::complete(core::usage_meter& meter) noexcept {
-    if (last_ && !meter.has_final()) meter.final_figures(*last_);
+    // A running count is the final one only for an answer that ended as it should.
+    if (last_ && ended_ && !failed_ && !meter.has_final()) meter.final_figures(*last_);
 }
 
 bool openai_observer::is_error(std::string_view data) noexcept {
@@ -59,7 +74,7 @@ void anthropic_observer::body(std::string_view json, core::usage_meter& meter) n
     if (auto u = find_usage(json))
         meter.final_figures(figures(*u));
     else
-        meter.received(generated_text_bytes(json));
+        receive_text(json, meter);
 }
 
 bool anthropic_observer::event(std::string_view name, std::string_view data,
@@ -67,7 +82,7 @@ bool anthropic_observer::event(std::string_view name, std::string_view data,
     std::string_view type = name;
     if (type.empty()) type = first_string_member(data, "\"type\"");
     if (type == "content_block_delta") {
-        meter.received(generated_text_bytes(data));
+        receive_text(data, meter);
     } else if (type == "message_start") {
         if (auto u = find_usage(data)) meter.provisional(figures(*u));
     } else if (type == "message_delta") {

@@ -19,13 +19,16 @@ class openai_observer {
     // with a usage): that one is final at once. Usage in other chunks (servers that
     // repeat a running count) is provisional until the stream completes.
     bool chunk(std::string_view data, core::usage_meter& meter) noexcept;
-    // The stream completed: the last usage seen, if not final yet, is.
+    // The stream completed: the last usage seen, if not final yet, is — when the answer
+    // ended as it should ([DONE] or a finish_reason) and carried no error.
     void complete(core::usage_meter& meter) noexcept;
     // An error object inside the stream.
     static bool is_error(std::string_view data) noexcept;
 
   private:
     std::optional<core::usage_figures> last_;
+    bool ended_ = false;
+    bool failed_ = false;
 };
 
 // Anthropic Messages stream (events) and bodies.

@@ -24,7 +24,7 @@ std::string chat_via_anthropic::render_request(const core::request_context& ctx,
     out.pieces[0] = body_;
     client_model_ = ctx.req.model;
     // Usage chunks only when the client asked: the meter reads Anthropic's own events.
-    if (ctx.req.stream) translator_.emplace(client_model_, created_, ctx.req.client_include_usage);
+    client_include_usage_ = ctx.req.client_include_usage;
     return {};
 }
 
@@ -43,7 +43,8 @@ std::optional<std::string> chat_via_anthropic::error_message(std::string_view bo
 void chat_via_anthropic::on_event(const core::sse_event& ev, std::string& out,
                                   core::usage_meter& meter) {
     // Comments and pings mean nothing in the other API.
-    if (!ev.has_data || !translator_) return;
+    if (!ev.has_data) return;
+    if (!translator_) translator_.emplace(client_model_, created_, client_include_usage_);
     if (!observer_.event(ev.event, ev.data, meter)) stream_failed_ = true;
     translator_->on_event(ev.event, ev.data, events_);
     if (translator_->failed()) stream_failed_ = true;
@@ -63,7 +64,6 @@ std::string messages_via_openai::render_request(const core::request_context& ctx
     out.count = 1;
     out.pieces[0] = body_;
     client_model_ = ctx.req.model;
-    if (ctx.req.stream) translator_.emplace(client_model_);
     return {};
 }
 
@@ -81,7 +81,8 @@ std::optional<std::string> messages_via_openai::error_message(std::string_view b
 
 void messages_via_openai::on_event(const core::sse_event& ev, std::string& out,
                                    core::usage_meter& meter) {
-    if (!ev.has_data || !translator_) return;
+    if (!ev.has_data) return;
+    if (!translator_) translator_.emplace(client_model_);
     if (ev.event == "error" || openai_observer::is_error(ev.data)) stream_failed_ = true;
     observer_.chunk(ev.data, meter);
     translator_->on_data(ev.data, events_);

@@ -343,12 +343,44 @@ BOOST_AUTO_TEST_CASE(an_image_counts_a_fixed_figure_not_its_url_bytes) {
     BOOST_TEST(a.req.prompt_tokens == 1600u);
 }
 
-BOOST_AUTO_TEST_CASE(n_is_read_and_must_be_positive) {
+BOOST_AUTO_TEST_CASE(n_scales_the_estimate_and_is_the_upstreams_to_refuse) {
     auto r = parse(R"({"model":"m","n":3,"messages":[{"role":"user","content":"x"}]})");
     BOOST_TEST_REQUIRE(!r.error, r.error.message);
     BOOST_TEST(r.req.n == 3u);
+    r = parse(R"({"model":"m","n":2.0,"messages":[{"role":"user","content":"x"}]})");
+    BOOST_TEST_REQUIRE(!r.error, r.error.message);
+    BOOST_TEST(r.req.n == 2u);
     r = parse(R"({"model":"m","n":0,"messages":[{"role":"user","content":"x"}]})");
-    BOOST_TEST(static_cast<int>(r.error.code) == static_cast<int>(errc::invalid_request));
+    BOOST_TEST_REQUIRE(!r.error, r.error.message);  // passed on: the upstream answers 400
+    BOOST_TEST(r.req.n == 1u);
+}
+
+BOOST_AUTO_TEST_CASE(tool_schemas_count_by_their_json_text) {
+    // A schema is mostly keys and "type" values: counted from its text, not its strings.
+    std::string props;
+    for (int i = 0; i < 20; ++i)
+        props += (i ? "," : "") + std::string(R"("field_)") + std::to_string(i) +
+                 R"(":{"type":"string"})";
+    const std::string tools =
+        R"([{"type":"function","function":{"name":"f","parameters":{"type":"object","properties":{)" +
+        props + "}}}}]";
+    const auto r =
+        parse(R"({"model":"m","messages":[{"role":"user","content":"x"}],"tools":)" + tools + "}");
+    BOOST_TEST_REQUIRE(!r.error, r.error.message);
+    BOOST_TEST(r.req.prompt_tokens >= tools.size() / 4);
+    const auto f = parse(
+        R"({"model":"m","messages":[{"role":"user","content":"x"}],"response_format":{"type":"json_schema","json_schema":{"name":"s","schema":)" +
+        std::string(R"({"type":"object","properties":{)") + props + "}}}}}");
+    BOOST_TEST_REQUIRE(!f.error, f.error.message);
+    BOOST_TEST(f.req.prompt_tokens >= props.size() / 4);
+}
+
+BOOST_AUTO_TEST_CASE(with_both_max_tokens_fields_the_larger_bounds_the_estimate) {
+    const auto r = parse(
+        R"({"model":"m","max_completion_tokens":900,"max_tokens":20,"messages":[{"role":"user","content":"x"}]})");
+    BOOST_TEST_REQUIRE(!r.error, r.error.message);
+    BOOST_REQUIRE(r.req.max_tokens.has_value());
+    BOOST_TEST(*r.req.max_tokens == 900u);
 }
 
 // ---- splice_body ----

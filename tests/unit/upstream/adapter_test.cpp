@@ -191,24 +191,51 @@ BOOST_DATA_TEST_CASE(an_openai_stream_without_usage_is_estimated_from_its_text, 
     BOOST_TEST(u.completion_tokens >= 40u);  // "wordN " is at least one token each
 }
 
-BOOST_DATA_TEST_CASE(a_running_usage_count_is_final_only_when_the_stream_completes, pieces, piece) {
+BOOST_DATA_TEST_CASE(a_running_usage_count_is_final_only_when_the_stream_ends_well, pieces, piece) {
     // Servers that repeat usage in every chunk (vLLM's continuous usage stats).
-    std::string stream;
+    std::string chunks;
     for (int i = 1; i <= 3; ++i)
-        stream +=
+        chunks +=
             R"(data: {"choices":[{"index":0,"delta":{"content":"ab"}}],"usage":{"prompt_tokens":9,"completion_tokens":)" +
             std::to_string(i) + "}}\n\n";
-    for (const bool complete : {false, true}) {
+    struct variant {
+        std::string stream;
+        bool complete, final;
+    };
+    const variant variants[] = {
+        {chunks + "data: [DONE]\n\n", true, true},
+        {chunks + "data: [DONE]\n\n", false, false},  // the connection broke
+        {chunks, true, false},                        // no [DONE], no finish_reason
+        {chunks + R"(data: {"error":{"message":"x"}})"
+                  "\n\ndata: [DONE]\n\n",
+         true, false},
+    };
+    for (const auto& v : variants) {
         request r(core::endpoint::chat_completions, chat_stream_request_usage);
         auto a = upstream::make_adapter(r.ctx, provider(config::provider_kind::openai), 0);
         core::spliced_body body;
         a->render_request(r.ctx, "m", body);
-        const auto res = feed(*a, stream, static_cast<std::size_t>(piece), complete);
-        BOOST_TEST(res.meter.has_final() == complete);
+        const auto res = feed(*a, v.stream, static_cast<std::size_t>(piece), v.complete);
+        BOOST_TEST(res.meter.has_final() == v.final, v.stream);
         const auto u = res.meter.result(2, true);
         BOOST_TEST(u.prompt_tokens == 9u);
         BOOST_TEST(u.completion_tokens >= 3u);
     }
+}
+
+BOOST_DATA_TEST_CASE(cjk_text_received_is_estimated_a_token_a_character, pieces, piece) {
+    request r(core::endpoint::chat_completions, chat_stream_request);
+    auto a = upstream::make_adapter(r.ctx, provider(config::provider_kind::openai), 0);
+    core::spliced_body body;
+    a->render_request(r.ctx, "m", body);
+    std::string stream;
+    for (int i = 0; i < 10; ++i)  // 10 × 4 CJK characters, and 10 × 1 escaped one
+        stream += R"(data: {"choices":[{"index":0,"delta":{"content":")"
+                  "\xe4\xbd\xa0\xe5\xa5\xbd\xe4\xb8\x96\xe7\x95\x8c\\u4e16"
+                  R"("}}]})"
+                  "\n\n";
+    const auto res = feed(*a, stream, static_cast<std::size_t>(piece), false);
+    BOOST_TEST(res.meter.result(1, true).completion_tokens >= 50u);
 }
 
 BOOST_DATA_TEST_CASE(an_openai_error_inside_the_stream_fails_it, pieces, piece) {
