@@ -1,5 +1,5 @@
 #pragma once
-// Typed, validated configuration: the YAML of SPEC.md turned into plain structs.
+// Typed, validated configuration: the YAML of docs/configuration.md turned into plain structs.
 // Built once by load_config() and never mutated afterwards, so any thread may read it.
 
 #include <chrono>

@@ -9,6 +9,7 @@
 #include <fstream>
 #include <set>
 #include <sstream>
+#include <stdexcept>
 
 namespace tollgate::config {
 
@@ -104,6 +105,54 @@ std::optional<listen_address> parse_listen(std::string_view s) {
     return a;
 }
 
+const std::vector<config_section>& config_sections() {
+    // The one list of what each mapping may hold: the reader checks against it, the
+    // JSON Schema test (config/tollgate.schema.json) and the documentation test compare
+    // with it. `anchor`: the section of docs/configuration.md that describes it.
+    static const std::vector<config_section> sections = {
+        {"",
+         "top-level-keys",
+         {"server", "admin", "providers", "models", "routing", "keys", "usage", "state",
+          "policies"}},
+        {"server",
+         "server",
+         {"listen", "threads", "max_request_bytes", "max_header_bytes", "header_timeout",
+          "idle_timeout", "drain_timeout", "write_timeout", "max_connections", "max_pipelined",
+          "access_log", "tls"}},
+        {"server.tls", "server", {"cert", "key"}},
+        {"admin", "admin", {"listen", "token"}},
+        {"providers.*",
+         "providers",
+         {"kind", "base_url", "api_key", "api_version", "default_max_tokens", "connect_timeout",
+          "first_byte_timeout", "idle_timeout", "max_connections", "ca_file", "tls_verify",
+          "max_response_bytes", "max_event_bytes"}},
+        {"models.*", "models", {"targets", "fallbacks", "price"}},
+        {"models.*.targets[]", "models", {"provider", "model", "weight"}},
+        {"models.*.price",
+         "models",
+         {"input_per_mtok", "output_per_mtok", "cached_input_per_mtok"}},
+        {"routing",
+         "routing",
+         {"strategy", "retries", "retry_on", "cooldown_after_failures", "cooldown",
+          "on_client_disconnect", "drain_limit"}},
+        {"keys[]", "keys", {"id", "key", "key_sha256", "models", "limits", "budget"}},
+        {"keys[].limits", "keys", {"rpm", "tpm", "concurrency"}},
+        {"keys[].budget", "keys", {"tokens", "usd", "period"}},
+        {"usage", "usage", {"database", "jsonl"}},
+        {"state",
+         "state",
+         {"backend", "redis_url", "fail_mode", "timeout", "key_prefix", "lease", "pool_size",
+          "tls_ca_file"}},
+    };
+    return sections;
+}
+
+const config_section& config_section_for(std::string_view path) {
+    for (const auto& s : config_sections())
+        if (s.path == path) return s;
+    throw std::logic_error("no config section " + std::string(path));
+}
+
 namespace {
 
 // Walks the YAML tree, collecting every error with its line.
@@ -119,17 +168,33 @@ class reader {
     }
     void error_at(int line, std::string message) { errors_.push_back({line, std::move(message)}); }
 
-    // Reports keys of `map` that are not in `allowed`. Returns false if `map` is not a map.
-    bool check_map(const YAML::Node& map, std::string_view where,
-                   std::initializer_list<std::string_view> allowed) {
+    // Reports keys of `map` that are not in its section (config_sections(), by `path`),
+    // naming the documentation section. Returns false if `map` is not a map.
+    bool check_map(const YAML::Node& map, std::string_view where, std::string_view path) {
         if (!map.IsMap()) {
             error(map, std::string(where) + ": expected a mapping");
+            return false;
+        }
+        const auto& section = config_section_for(path);
+        for (const auto& kv : map) {
+            const auto key = kv.first.Scalar();
+            if (std::find(section.keys.begin(), section.keys.end(), key) == section.keys.end())
+                error(kv.first, "unknown key '" + key + "' in " + std::string(where) +
+                                    " (see docs/configuration.md#" + std::string(section.anchor) +
+                                    ")");
+        }
+        return true;
+    }
+    // The admin API's key bodies: not the config file, no documentation section.
+    bool check_body(const YAML::Node& map, std::initializer_list<std::string_view> allowed) {
+        if (!map.IsMap()) {
+            error(map, "the body: expected a mapping");
             return false;
         }
         for (const auto& kv : map) {
             const auto key = kv.first.Scalar();
             if (std::find(allowed.begin(), allowed.end(), key) == allowed.end())
-                error(kv.first, "unknown key '" + key + "' in " + std::string(where));
+                error(kv.first, "unknown key '" + key + "' in the body");
         }
         return true;
     }
@@ -304,11 +369,7 @@ class reader {
 
 void read_server(reader& r, const YAML::Node& n, server_config& s) {
     if (!n.IsDefined()) return;
-    if (!r.check_map(n, "server",
-                     {"listen", "threads", "max_request_bytes", "max_header_bytes",
-                      "header_timeout", "idle_timeout", "drain_timeout", "write_timeout",
-                      "max_connections", "max_pipelined", "access_log", "tls"}))
-        return;
+    if (!r.check_map(n, "server", "server")) return;
     if (const auto l = n["listen"]; l.IsDefined()) {
         s.listen.clear();
         if (l.IsScalar()) {
@@ -333,7 +394,7 @@ void read_server(reader& r, const YAML::Node& n, server_config& s) {
                 std::size_t{1024});
     r.read_string(n["access_log"], "server.access_log", s.access_log);
     if (s.access_log.empty()) r.error(n["access_log"], "server.access_log: must not be empty");
-    if (const auto t = n["tls"]; t.IsDefined() && r.check_map(t, "server.tls", {"cert", "key"})) {
+    if (const auto t = n["tls"]; t.IsDefined() && r.check_map(t, "server.tls", "server.tls")) {
         tls_files f;
         r.read_string(t["cert"], "server.tls.cert", f.cert);
         r.read_string(t["key"], "server.tls.key", f.key);
@@ -349,7 +410,7 @@ void read_server(reader& r, const YAML::Node& n, server_config& s) {
 
 void read_admin(reader& r, const YAML::Node& n, admin_config& a) {
     if (!n.IsDefined()) return;
-    if (!r.check_map(n, "admin", {"listen", "token"})) return;
+    if (!r.check_map(n, "admin", "admin")) return;
     if (n["listen"].IsDefined()) a.listen = r.read_listen(n["listen"], "admin.listen");
     if (r.read_string(n["token"], "admin.token", a.token) && a.token.empty())
         r.error(n["token"], "admin.token: must not be empty");
@@ -414,12 +475,7 @@ void read_providers(reader& r, const YAML::Node& n, std::vector<provider_config>
         p.name = kv.first.Scalar();
         const auto where = "providers." + p.name;
         const auto& v = kv.second;
-        if (!r.check_map(
-                v, where,
-                {"kind", "base_url", "api_key", "api_version", "default_max_tokens",
-                 "connect_timeout", "first_byte_timeout", "idle_timeout", "max_connections",
-                 "ca_file", "tls_verify", "max_response_bytes", "max_event_bytes"}))
-            continue;
+        if (!r.check_map(v, where, "providers.*")) continue;
         r.read_enum(v["kind"], where + ".kind", p.kind,
                     {{"openai", provider_kind::openai},
                      {"azure", provider_kind::azure},
@@ -471,7 +527,7 @@ void read_models(reader& r, const YAML::Node& n, std::vector<model_config>& out)
         m.name = kv.first.Scalar();
         const auto where = "models." + m.name;
         const auto& v = kv.second;
-        if (!r.check_map(v, where, {"targets", "fallbacks", "price"})) continue;
+        if (!r.check_map(v, where, "models.*")) continue;
         const auto targets = v["targets"];
         if (!targets.IsSequence() || targets.size() == 0) {
             r.error(targets.IsDefined() ? targets : v,
@@ -479,8 +535,7 @@ void read_models(reader& r, const YAML::Node& n, std::vector<model_config>& out)
         } else {
             for (const auto& t : targets) {
                 target_config tc;
-                if (!r.check_map(t, where + ".targets[]", {"provider", "model", "weight"}))
-                    continue;
+                if (!r.check_map(t, where + ".targets[]", "models.*.targets[]")) continue;
                 r.read_string(t["provider"], where + ".targets[].provider", tc.provider);
                 r.read_string(t["model"], where + ".targets[].model", tc.model);
                 r.read_uint(t["weight"], where + ".targets[].weight", tc.weight, 0u, 1'000'000u);
@@ -492,8 +547,7 @@ void read_models(reader& r, const YAML::Node& n, std::vector<model_config>& out)
         m.fallbacks = r.read_string_list(v["fallbacks"], where + ".fallbacks");
         if (const auto p = v["price"]; p.IsDefined()) {
             price_config pc;
-            if (r.check_map(p, where + ".price",
-                            {"input_per_mtok", "output_per_mtok", "cached_input_per_mtok"})) {
+            if (r.check_map(p, where + ".price", "models.*.price")) {
                 r.read_double(p["input_per_mtok"], where + ".price.input_per_mtok",
                               pc.input_per_mtok);
                 r.read_double(p["output_per_mtok"], where + ".price.output_per_mtok",
@@ -513,10 +567,7 @@ void read_models(reader& r, const YAML::Node& n, std::vector<model_config>& out)
 
 void read_routing(reader& r, const YAML::Node& n, routing_config& c) {
     if (!n.IsDefined()) return;
-    if (!r.check_map(n, "routing",
-                     {"strategy", "retries", "retry_on", "cooldown_after_failures", "cooldown",
-                      "on_client_disconnect", "drain_limit"}))
-        return;
+    if (!r.check_map(n, "routing", "routing")) return;
     r.read_enum(n["strategy"], "routing.strategy", c.strategy,
                 {{"weighted", routing_strategy::weighted},
                  {"least_busy", routing_strategy::least_busy},
@@ -546,13 +597,13 @@ void read_routing(reader& r, const YAML::Node& n, routing_config& c) {
 void read_key_terms(reader& r, const YAML::Node& v, const std::string& where, key_config& k) {
     if (v["models"].IsDefined()) k.models = r.read_string_list(v["models"], where + ".models");
     if (const auto l = v["limits"];
-        l.IsDefined() && r.check_map(l, where + ".limits", {"rpm", "tpm", "concurrency"})) {
+        l.IsDefined() && r.check_map(l, where + ".limits", "keys[].limits")) {
         r.read_opt_uint(l["rpm"], where + ".limits.rpm", k.limits.rpm);
         r.read_opt_uint(l["tpm"], where + ".limits.tpm", k.limits.tpm);
         r.read_opt_uint(l["concurrency"], where + ".limits.concurrency", k.limits.concurrency);
     }
     if (const auto b = v["budget"];
-        b.IsDefined() && r.check_map(b, where + ".budget", {"tokens", "usd", "period"})) {
+        b.IsDefined() && r.check_map(b, where + ".budget", "keys[].budget")) {
         budget_config bc;
         r.read_opt_uint(b["tokens"], where + ".budget.tokens", bc.tokens);
         if (b["usd"].IsDefined()) {
@@ -576,8 +627,7 @@ void read_keys(reader& r, const YAML::Node& n, std::vector<key_config>& out) {
     }
     for (const auto& v : n) {
         key_config k;
-        if (!r.check_map(v, "keys[]", {"id", "key", "key_sha256", "models", "limits", "budget"}))
-            continue;
+        if (!r.check_map(v, "keys[]", "keys[]")) continue;
         r.read_string(v["id"], "keys[].id", k.id);
         if (k.id.empty()) r.error(v, "keys[]: id is required");
         const auto where = "keys[" + k.id + "]";
@@ -608,7 +658,7 @@ void read_keys(reader& r, const YAML::Node& n, std::vector<key_config>& out) {
 
 void read_usage(reader& r, const YAML::Node& n, usage_config& u) {
     if (!n.IsDefined()) return;
-    if (!r.check_map(n, "usage", {"database", "jsonl"})) return;
+    if (!r.check_map(n, "usage", "usage")) return;
     r.read_string(n["database"], "usage.database", u.database);
     r.read_string(n["jsonl"], "usage.jsonl", u.jsonl);
     if (u.database.empty()) r.error(n["database"], "usage.database: must not be empty");
@@ -616,10 +666,7 @@ void read_usage(reader& r, const YAML::Node& n, usage_config& u) {
 
 void read_state(reader& r, const YAML::Node& n, state_config& s) {
     if (!n.IsDefined()) return;
-    if (!r.check_map(n, "state",
-                     {"backend", "redis_url", "fail_mode", "timeout", "key_prefix", "lease",
-                      "pool_size", "tls_ca_file"}))
-        return;
+    if (!r.check_map(n, "state", "state")) return;
     r.read_enum(n["backend"], "state.backend", s.backend,
                 {{"memory", state_backend::memory}, {"redis", state_backend::redis}});
     r.read_string(n["redis_url"], "state.redis_url", s.redis_url);
@@ -699,9 +746,7 @@ load_result load_config_text(std::string_view yaml, std::string_view source_name
     reader r(result.errors, env);
     try {
         if (root.IsNull()) root = YAML::Node(YAML::NodeType::Map);
-        if (r.check_map(root, "the top level",
-                        {"server", "admin", "providers", "models", "routing", "keys", "usage",
-                         "state", "policies"})) {
+        if (r.check_map(root, "the top level", "")) {
             read_server(r, root["server"], c.server);
             read_admin(r, root["admin"], c.admin);
             read_providers(r, root["providers"], c.providers);
@@ -737,7 +782,7 @@ key_patch_result parse_key_patch(std::string_view json) {
     reader r(result.errors, none);
     r.literal();
     try {
-        if (!r.check_map(v, "the body", {"id", "models", "limits", "budget"})) return result;
+        if (!r.check_body(v, {"id", "models", "limits", "budget"})) return result;
         if (v["id"].IsDefined()) {
             std::string id;
             if (r.read_string(v["id"], "id", id)) p.id = std::move(id);

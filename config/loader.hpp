@@ -46,6 +46,19 @@ struct key_patch_result {
 };
 key_patch_result parse_key_patch(std::string_view json);
 
+// What each mapping of the config may hold: the one list the loader checks unknown keys
+// against; the JSON Schema and documentation tests compare with it. `path` names the
+// mapping: "" (top level), "server", "providers.*" (any provider), "models.*.targets[]"
+// (any item), ...; `anchor` is its section in docs/configuration.md.
+struct config_section {
+    std::string_view path;
+    std::string_view anchor;
+    std::vector<std::string_view> keys;
+};
+const std::vector<config_section>& config_sections();
+// Throws std::logic_error for a path that is not in config_sections().
+const config_section& config_section_for(std::string_view path);
+
 // Parsers shared with the admin API and the tests. Return nullopt on a bad value.
 std::optional<duration> parse_duration(std::string_view text);
 std::optional<std::size_t> parse_size(std::string_view text);

@@ -48,9 +48,11 @@ std::string default_config_path() {
 // over from `previous` (so their workers' pools and TLS contexts live on), and so is the
 // access log when its target is the same. Throws std::runtime_error (bad CA file, access
 // log not writable).
+// `open_files`: false for --check, which must not create the access log (nor fail on a
+// directory that exists only on the host the config is meant for).
 std::shared_ptr<const tollgate::proxy::generation> make_generation(
     std::shared_ptr<const tollgate::core::snapshot> snap,
-    const tollgate::proxy::generation* previous) {
+    const tollgate::proxy::generation* previous, bool open_files = true) {
     auto g = std::make_shared<tollgate::proxy::generation>();
     const auto& cfg = snap->config;
     for (const auto& pc : cfg.providers) {
@@ -62,7 +64,7 @@ std::shared_ptr<const tollgate::proxy::generation> make_generation(
                                     : std::make_shared<const tollgate::upstream::provider>(pc));
     }
     const auto& target = cfg.server.access_log;
-    if (target != "off" && !target.empty()) {
+    if (open_files && target != "off" && !target.empty()) {
         if (previous && previous->access_log && previous->access_log->target() == target)
             g->access_log = previous->access_log;
         else
@@ -160,7 +162,7 @@ int main(int argc, char** argv) {
         errors = std::move(built.errors);
         if (errors.empty()) {
             try {
-                gen = make_generation(built.snap, nullptr);
+                gen = make_generation(built.snap, nullptr, !check);
             } catch (const std::exception& e) {
                 errors.push_back({0, e.what()});
             }

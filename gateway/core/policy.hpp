@@ -43,6 +43,7 @@ struct attempt_result {
     enum class kind {
         ok,
         connect_error,
+        tls,  // the upstream's certificate failed verification (chain or host name)
         timeout,
         status,
         auth,

@@ -151,6 +151,8 @@ std::string_view failure_reason(const core::attempt_result& r) {
     switch (r.how) {
         case k::connect_error:
             return "connect_error";
+        case k::tls:
+            return "tls";
         case k::timeout:
             return "timeout";
         case k::status:
@@ -253,7 +255,7 @@ class observation {
     std::uint64_t bytes_before_;
 };
 
-enum class failure_kind { none, connect_error, timeout, status, auth, protocol, client_gone };
+enum class failure_kind { none, connect_error, tls, timeout, status, auth, protocol, client_gone };
 
 // How an attempt went: `none` is an answer relayed to the client (success, or a
 // client-fault 4xx passed through).
@@ -287,6 +289,9 @@ core::attempt_result to_attempt_result(const failure& f, bool stream_error,
             break;
         case failure_kind::connect_error:
             r.how = k::connect_error;
+            break;
+        case failure_kind::tls:
+            r.how = k::tls;
             break;
         case failure_kind::timeout:
             r.how = k::timeout;
@@ -325,6 +330,7 @@ bool retryable(const config::routing_config& r, const failure& f) {
     std::string status;
     switch (f.kind) {
         case failure_kind::connect_error:
+        case failure_kind::tls:  // another target may well have a good certificate
             cls = "connect_error";
             break;
         case failure_kind::timeout:
@@ -556,7 +562,7 @@ asio::awaitable<failure> forwarder::try_target(const core::route_target& target)
                 const std::string reason = tls_reason(aec);
                 spdlog::warn("provider {}: TLS handshake with {} failed: {}", pc.name, pc.host,
                              reason);
-                co_return failure{failure_kind::connect_error, 0,
+                co_return failure{failure_kind::tls, 0,
                                   "provider " + pc.name + ": TLS verification failed"};
             }
             co_return failure{failure_kind::connect_error, 0,

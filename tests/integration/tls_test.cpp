@@ -70,14 +70,24 @@ BOOST_AUTO_TEST_CASE(certificate_for_another_host_is_refused_with_502) {
     BOOST_TEST(gw.process().wait_for_line("TLS handshake", 10s).has_value());
 }
 
-BOOST_AUTO_TEST_CASE(untrusted_ca_is_refused_with_502) {
+BOOST_AUTO_TEST_CASE(untrusted_ca_is_refused_with_502_and_counted_as_a_tls_failure) {
     auto mock = tls_mock();
     // No ca_file: the system store, which does not hold the test CA.
-    gateway_process gw(standard_config(mock.port(), tls_options("")));
+    auto o = tls_options("");
+    o.top_extra = "admin: {listen: \"127.0.0.1:0\", token: adm-tls-test-token-0123456789}\n";
+    gateway_process gw(standard_config(mock.port(), o));
     auto r =
         http_request(gw.port(), "POST", "/v1/chat/completions", auth_headers(), chat_body("x"));
     BOOST_TEST(r.status == 502);
     BOOST_TEST(mock.stats().find(R"("requests":0)") != std::string::npos);
+    // Its own failure reason, for the shipped TollgateUpstreamTLSFailures alert.
+    const auto admin = gw.admin_port();
+    BOOST_TEST(poll_until([&] {
+        return http_request(admin, "GET", "/metrics")
+                   .body.find(
+                       R"(tollgate_upstream_failures_total{provider="mock",reason="tls"} 1)") !=
+               std::string::npos;
+    }));
 }
 
 BOOST_AUTO_TEST_CASE(tls_verify_false_accepts_what_verification_would_refuse) {
