@@ -48,8 +48,13 @@ std::shared_ptr<const config::key_config> auth_policy::find(
     if (secret.empty() || secret.size() > 4096) return nullptr;
     const key_digest d = digest_of(secret);
     // A table lookup finds a candidate by digest; it is confirmed without an early exit.
-    if (const auto it = keys_.find(d); it != keys_.end())
-        return CRYPTO_memcmp(it->first.data(), d.data(), d.size()) == 0 ? it->second : nullptr;
+    if (const auto it = keys_.find(d); it != keys_.end()) {
+        if (CRYPTO_memcmp(it->first.data(), d.data(), d.size()) != 0) return nullptr;
+        // A config key revoked through the admin API stays refused until the config gives
+        // its id another secret.
+        if (stored_ && stored_->current()->is_revoked(it->second->id, d)) return nullptr;
+        return it->second;
+    }
     if (!stored_) return nullptr;
     const auto table = stored_->current();
     const auto it = table->by_digest.find(d);

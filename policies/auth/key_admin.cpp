@@ -4,6 +4,7 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <chrono>
 #include <map>
 #include <stdexcept>
 
@@ -112,7 +113,7 @@ std::string key_admin::new_secret() {
 }
 
 std::string key_admin::key_json(const config::key_config& k, bool from_config,
-                                std::int64_t created_at_ms) {
+                                std::int64_t created_at_ms, bool revoked) {
     std::string out = R"({"id":)";
     json_text::append_string(out, k.id);
     out += R"(,"models":)";
@@ -161,6 +162,7 @@ std::string key_admin::key_json(const config::key_config& k, bool from_config,
     }
     out += R"(,"source":)";
     out += from_config ? R"("config")" : R"("admin")";
+    out += revoked ? R"(,"revoked":true)" : R"(,"revoked":false)";
     out += R"(,"created_at":)";
     if (from_config) {
         out += "null";
@@ -221,7 +223,9 @@ std::pair<int, std::string> key_admin::list() const {
     for (const auto& k : cfg->keys) {
         if (!first) out += ',';
         first = false;
-        out += key_json(k, true, 0);
+        key_digest d;
+        const bool revoked = digest_from_hex(k.key_sha256, d) && table->is_revoked(k.id, d);
+        out += key_json(k, true, 0, revoked);
     }
     // Stored keys by id, for a stable listing; shadowed ones (config wins) are left out.
     std::map<std::string_view, const key_store::entry*> stored;
@@ -269,9 +273,21 @@ std::pair<int, std::string> key_admin::patch(std::string_view raw_id, std::strin
 std::pair<int, std::string> key_admin::remove(std::string_view raw_id) {
     const std::string id = url_decode(raw_id);
     const auto cfg = current_config_();
-    if (config_key(*cfg, id))
-        return error(409, "key_in_config",
-                     "this key is defined in the config file; remove it there and reload");
+    if (const auto* k = config_key(*cfg, id)) {
+        // A leaked config key is revoked at once, everywhere the key store reaches, and
+        // stays revoked across restarts until the config gives this id another secret.
+        key_digest d;
+        if (!digest_from_hex(k->key_sha256, d))
+            return error(500, "internal_error", "the config key has no valid digest");
+        const auto now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                                std::chrono::system_clock::now().time_since_epoch())
+                                .count();
+        if (store_->revoke(id, d, now_ms) == key_store::result::ok) {
+            changed();
+            spdlog::info("admin: config key {} revoked", id);
+        }
+        return {204, std::string()};
+    }
     if (store_->remove(id) == key_store::result::not_found)
         return error(404, "key_not_found", "no key with this id");
     changed();

@@ -38,7 +38,7 @@ class key_admin {
     static std::string new_secret();
     // The key as GET /admin/keys shows it (no secret, no digest).
     static std::string key_json(const config::key_config& k, bool from_config,
-                                std::int64_t created_at_ms);
+                                std::int64_t created_at_ms, bool revoked = false);
 
   private:
     void seed(const config::key_config& k) const noexcept;

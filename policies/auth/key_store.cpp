@@ -160,6 +160,10 @@ std::shared_ptr<key_store::table> key_store::load_table() {
         t->by_digest.emplace(d, k);
         t->by_id.emplace(k->id, entry{k, row.created_at_ms});
     }
+    for (const revocation_row& row : backend_->load_revocations()) {
+        key_digest d;
+        if (digest_from_hex(row.key_sha256, d)) t->revoked.emplace(d, row.id);
+    }
     return t;
 }
 
@@ -184,7 +188,7 @@ bool key_store::refresh() {
     }
     bool removed = false;
     for (const auto& [id, e] : old->by_id) removed = removed || !fresh->by_id.contains(id);
-    if (changed.empty() && !removed) return false;
+    if (changed.empty() && !removed && fresh->revoked == old->revoked) return false;
     publish(std::move(fresh));
     if (listener_)
         for (const auto& [before, now] : changed) listener_(before.get(), *now);
@@ -251,6 +255,19 @@ key_store::result key_store::update(const config::key_config& updated) {
     digest_from_hex(k->key_sha256, d);
     t->by_digest[d] = k;
     t->by_id[k->id] = entry{k, it->second.created_at_ms};
+    publish(std::move(t));
+    return result::ok;
+}
+
+key_store::result key_store::revoke(const std::string& id, const key_digest& digest,
+                                    std::int64_t now_ms) {
+    std::lock_guard lock(mu_);
+    const auto old = current();
+    if (old->is_revoked(id, digest)) return result::exists;
+    // Revoked already by another instance a moment ago is fine: it is revoked.
+    backend_->insert_revocation(revocation_row{id, to_hex(digest), now_ms});
+    auto t = std::make_shared<table>(*old);
+    t->revoked[digest] = id;
     publish(std::move(t));
     return result::ok;
 }

@@ -52,6 +52,14 @@ class key_store {
         std::unordered_map<key_digest, std::shared_ptr<const config::key_config>, digest_hash>
             by_digest;
         std::unordered_map<std::string, entry> by_id;
+        // Config-file keys revoked through the admin API: digest → id. A config key is
+        // refused while its id and its secret's digest are here; a new secret for the id
+        // works again.
+        std::unordered_map<key_digest, std::string, digest_hash> revoked;
+        bool is_revoked(std::string_view id, const key_digest& d) const {
+            const auto it = revoked.find(d);
+            return it != revoked.end() && it->second == id;
+        }
     };
 
     // Opens (creating it and its directory if need be) the SQLite database at `path`, or
@@ -91,6 +99,9 @@ class key_store {
     // not_found also when another instance deleted it meanwhile.
     result update(const config::key_config& updated);
     result remove(const std::string& id);
+    // Revokes a config-file key (its id and the digest the config gives it), durably.
+    // exists: revoked already. Throws std::runtime_error when the database refuses it.
+    result revoke(const std::string& id, const key_digest& digest, std::int64_t now_ms);
 
   private:
     void publish(std::shared_ptr<table> t) { table_.store(std::move(t)); }

@@ -26,6 +26,14 @@ struct key_row {
     std::int64_t created_at_ms = 0;
 };
 
+// A revoked config-file key (api_key_revocations): refused while the config gives that id
+// this secret; a new secret for the id (a new digest) works again.
+struct revocation_row {
+    std::string id;
+    std::string key_sha256;  // 64 lowercase hex digits
+    std::int64_t revoked_at_ms = 0;
+};
+
 class key_store_backend {
   public:
     virtual ~key_store_backend() = default;
@@ -41,6 +49,10 @@ class key_store_backend {
     virtual bool insert(const key_row& row) = 0;
     virtual bool update(const key_row& row) = 0;
     virtual bool remove(const std::string& id) = 0;
+    // Revocations of config-file keys. insert_revocation: false when that id and digest
+    // are revoked already. Both throw std::runtime_error like the others.
+    virtual std::vector<revocation_row> load_revocations() = 0;
+    virtual bool insert_revocation(const revocation_row& row) = 0;
 };
 
 // Both throw std::runtime_error naming the database (redacted URL) and the cause.

@@ -51,6 +51,12 @@ CREATE TABLE IF NOT EXISTS api_keys_version (
     version   BIGINT  NOT NULL
 );
 INSERT INTO api_keys_version (singleton, version) VALUES (TRUE, 0) ON CONFLICT DO NOTHING;
+CREATE TABLE IF NOT EXISTS api_key_revocations (
+    id          TEXT NOT NULL,
+    key_sha256  TEXT NOT NULL,
+    revoked_at  BIGINT NOT NULL,
+    PRIMARY KEY (id, key_sha256)
+);
 )sql";
 
 // Each change and its version bump: one statement, one transaction. Answers the number of
@@ -89,6 +95,8 @@ class pg_key_store_backend final : public key_store_backend {
     bool insert(const key_row& row) override;
     bool update(const key_row& row) override;
     bool remove(const std::string& id) override;
+    std::vector<revocation_row> load_revocations() override;
+    bool insert_revocation(const revocation_row& row) override;
 
   private:
     // Runs a read; reconnects and runs it again once if the connection had broken.
@@ -205,6 +213,24 @@ bool pg_key_store_backend::update(const key_row& k) {
 bool pg_key_store_backend::remove(const std::string& id) {
     static const std::string sql = with_bump("DELETE FROM api_keys WHERE id = $1");
     return change(sql, {id}, "deleting a key");
+}
+
+std::vector<revocation_row> pg_key_store_backend::load_revocations() {
+    const pg_result_ptr r = read("SELECT id, key_sha256, revoked_at FROM api_key_revocations",
+                                 "reading api_key_revocations");
+    std::vector<revocation_row> rows;
+    rows.reserve(static_cast<std::size_t>(r.rows()));
+    for (int i = 0; i < r.rows(); ++i)
+        rows.push_back({std::string(r.text(i, 0)), std::string(r.text(i, 1)), r.int64(i, 2)});
+    return rows;
+}
+
+bool pg_key_store_backend::insert_revocation(const revocation_row& row) {
+    static const std::string sql = with_bump(
+        "INSERT INTO api_key_revocations (id, key_sha256, revoked_at) VALUES ($1, $2, $3)"
+        " ON CONFLICT DO NOTHING");
+    return change(sql, {row.id, row.key_sha256, std::to_string(row.revoked_at_ms)},
+                  "revoking a key");
 }
 
 }  // namespace

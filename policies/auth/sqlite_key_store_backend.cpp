@@ -68,6 +68,8 @@ class sqlite_key_store_backend final : public key_store_backend {
     bool insert(const key_row& row) override { return write(row, true); }
     bool update(const key_row& row) override { return write(row, false); }
     bool remove(const std::string& id) override;
+    std::vector<revocation_row> load_revocations() override;
+    bool insert_revocation(const revocation_row& row) override;
 
   private:
     void exec(const char* sql);
@@ -102,6 +104,10 @@ sqlite_key_store_backend::sqlite_key_store_backend(const std::string& path) : pa
             " rpm INTEGER, tpm INTEGER, concurrency INTEGER,"
             " budget_tokens INTEGER, budget_usd REAL, budget_period TEXT,"
             " created_at INTEGER NOT NULL)");
+        exec(
+            "CREATE TABLE IF NOT EXISTS api_key_revocations ("
+            " id TEXT NOT NULL, key_sha256 TEXT NOT NULL, revoked_at INTEGER NOT NULL,"
+            " PRIMARY KEY (id, key_sha256))");
     } catch (...) {
         sqlite3_close(db_);
         db_ = nullptr;
@@ -180,6 +186,29 @@ bool sqlite_key_store_backend::write(const key_row& k, bool insert) {
 bool sqlite_key_store_backend::remove(const std::string& id) {
     stmt s(db_, "DELETE FROM api_keys WHERE id = ?1");
     sqlite3_bind_text(s, 1, id.data(), static_cast<int>(id.size()), SQLITE_TRANSIENT);
+    if (sqlite3_step(s) != SQLITE_DONE) fail();
+    return sqlite3_changes(db_) > 0;
+}
+
+std::vector<revocation_row> sqlite_key_store_backend::load_revocations() {
+    std::vector<revocation_row> rows;
+    stmt q(db_, "SELECT id, key_sha256, revoked_at FROM api_key_revocations");
+    int rc;
+    while ((rc = sqlite3_step(q)) == SQLITE_ROW)
+        rows.push_back({column_text(q, 0), column_text(q, 1), sqlite3_column_int64(q, 2)});
+    if (rc != SQLITE_DONE)
+        throw std::runtime_error("key store: " + std::string(sqlite3_errmsg(db_)));
+    return rows;
+}
+
+bool sqlite_key_store_backend::insert_revocation(const revocation_row& r) {
+    stmt s(db_,
+           "INSERT OR IGNORE INTO api_key_revocations (id, key_sha256, revoked_at)"
+           " VALUES (?1, ?2, ?3)");
+    sqlite3_bind_text(s, 1, r.id.data(), static_cast<int>(r.id.size()), SQLITE_TRANSIENT);
+    sqlite3_bind_text(s, 2, r.key_sha256.data(), static_cast<int>(r.key_sha256.size()),
+                      SQLITE_TRANSIENT);
+    sqlite3_bind_int64(s, 3, r.revoked_at_ms);
     if (sqlite3_step(s) != SQLITE_DONE) fail();
     return sqlite3_changes(db_) > 0;
 }

@@ -485,6 +485,7 @@ struct listed_key {
     std::optional<std::vector<std::string>> models;  // null = every model
     std::optional<std::uint64_t> rpm;
     bool has_created_at = false;
+    std::optional<bool> revoked;
 };
 
 std::optional<std::vector<listed_key>> parse_key_list(const std::string& body) {
@@ -500,6 +501,8 @@ std::optional<std::vector<listed_key>> parse_key_list(const std::string& body) {
         std::uint64_t rpm = 0;
         if (item["limits"]["rpm"].get_uint64().get(rpm) == simdjson::SUCCESS) k.rpm = rpm;
         k.has_created_at = json_string(item, "created_at").has_value();
+        bool revoked = false;
+        if (item["revoked"].get_bool().get(revoked) == simdjson::SUCCESS) k.revoked = revoked;
         out.push_back(std::move(k));
     }
     return out;
@@ -1082,7 +1085,6 @@ BOOST_AUTO_TEST_CASE(admin_keys_work_at_once_change_revoke_and_survive_a_restart
     BOOST_TEST(e.admin("PATCH", "/admin/keys/nope", R"({"limits":{"rpm":3}})").status == 404);
     BOOST_TEST(e.admin("DELETE", "/admin/keys/nope").status == 404);
     BOOST_TEST(e.admin("PATCH", "/admin/keys/team-a", R"({"limits":{"rpm":3}})").status == 409);
-    BOOST_TEST(e.admin("DELETE", "/admin/keys/team-a").status == 409);
     BOOST_TEST(chat(e.port(), mini, client_key_a).status == 200);  // config key untouched
 
     // A second key, changed once, to outlive the restart.
@@ -1131,6 +1133,54 @@ BOOST_AUTO_TEST_CASE(admin_keys_work_at_once_change_revoke_and_survive_a_restart
     BOOST_TEST(again != secret);
     BOOST_TEST(chat(e.port(), mini, secret).status == 401);  // the old secret stays dead
     BOOST_TEST(chat(e.port(), mini, again).status == 200);
+}
+
+// Proves that a leaked config-file key is revoked at once by DELETE (204), listed with
+// "revoked": true, stays refused after a restart, and works again only when the config
+// gives its id another secret; PATCH of a config key stays 409; the other keys go on.
+BOOST_AUTO_TEST_CASE(a_config_key_is_revoked_at_once_and_stays_revoked_until_its_secret_changes) {
+    ops_env e;
+    const std::string mini = chat_json("hello from a config key");
+    BOOST_TEST_REQUIRE(chat(e.port(), mini, client_key_a).status == 200);
+    http_connection kept(e.port());
+    BOOST_TEST(
+        kept.request("POST", "/v1/chat/completions", auth_headers(client_key_a), mini).status ==
+        200);
+
+    auto del = e.admin("DELETE", "/admin/keys/team-a");
+    BOOST_TEST(del.status == 204, del.body);
+    BOOST_TEST(chat(e.port(), mini, client_key_a).status == 401);
+    BOOST_TEST(
+        kept.request("POST", "/v1/chat/completions", auth_headers(client_key_a), mini).status ==
+        401);  // also on a connection the key already used
+    BOOST_TEST(chat(e.port(), mini, client_key_b).status == 200);       // the others go on
+    BOOST_TEST(e.admin("DELETE", "/admin/keys/team-a").status == 204);  // again: still revoked
+    BOOST_TEST(e.admin("PATCH", "/admin/keys/team-a", R"({"limits":{"rpm":3}})").status == 409);
+    auto keys = e.keys();
+    const auto* a = by_id(keys, "team-a");
+    BOOST_TEST_REQUIRE(a != nullptr);
+    BOOST_TEST(a->source == "config");
+    BOOST_TEST(a->revoked.value_or(false));
+    const auto* b = by_id(keys, "team-b");
+    BOOST_TEST_REQUIRE(b != nullptr);
+    BOOST_TEST(b->revoked.value_or(true) == false);
+
+    // Restarts do not bring it back.
+    e.restart();
+    BOOST_TEST(chat(e.port(), mini, client_key_a).status == 401);
+    keys = e.keys();
+    BOOST_TEST(by_id(keys, "team-a")->revoked.value_or(false));
+
+    // A new secret for the id in the config (a reload is enough) works; the old one not.
+    const std::string fresh = "tg-test-key-a-rotated-0123456789ab";
+    auto yaml = e.yaml;
+    yaml.replace(yaml.find(client_key_a), std::string(client_key_a).size(), fresh);
+    e.write_config(yaml);
+    BOOST_TEST(e.admin("POST", "/admin/reload").status == 200);
+    BOOST_TEST(chat(e.port(), mini, fresh).status == 200);
+    BOOST_TEST(chat(e.port(), mini, client_key_a).status == 401);
+    keys = e.keys();
+    BOOST_TEST(by_id(keys, "team-a")->revoked.value_or(true) == false);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1536,6 +1586,13 @@ BOOST_AUTO_TEST_CASE(
     const bool gone_on_b =
         poll_until([&] { return chat(b.port(), body, secret).status == 401; }, 10s, 50ms);
     BOOST_TEST(gone_on_b, "the key revoked on A still worked on B");
+
+    // A config-file key revoked on A is refused on B too.
+    BOOST_TEST(chat(b.port(), body, client_key_b).status == 200);
+    BOOST_TEST(a.admin("DELETE", "/admin/keys/team-b").status == 204);
+    const bool config_key_gone_on_b =
+        poll_until([&] { return chat(b.port(), body, client_key_b).status == 401; }, 10s, 50ms);
+    BOOST_TEST(config_key_gone_on_b, "the config key revoked on A still worked on B");
 }
 
 BOOST_AUTO_TEST_CASE(a_reload_that_needs_the_ledger_is_refused_when_it_was_not_opened) {
