@@ -22,12 +22,17 @@ std::uint64_t estimate_text_tokens(std::string_view text) noexcept {
 void usage_meter::final_figures(const usage_figures& f) noexcept {
     // A "final" count without any prompt figure (a bare total, Anthropic's message_delta
     // without a message_start) cannot be billed as it is: it only bounds the estimate.
-    if (!f.prompt_tokens && !(provisional_seen_ && prov_prompt_ > 0)) {
-        provisional(f);
+    // A prompt of 0 tokens is no figure either: every request the upstream took has a
+    // prompt (Ollama, for one, reports 0 when its cache served the whole prompt).
+    const bool prompt_given = f.prompt_tokens && *f.prompt_tokens > 0;
+    if (!prompt_given && !(provisional_seen_ && prov_prompt_ > 0)) {
+        usage_figures bound = f;
+        if (!prompt_given) bound.prompt_tokens.reset();
+        provisional(bound);
         return;
     }
     final_ = true;
-    final_counts_.prompt_tokens = f.prompt_tokens.value_or(prov_prompt_);
+    final_counts_.prompt_tokens = prompt_given ? *f.prompt_tokens : prov_prompt_;
     final_counts_.completion_tokens = f.completion_tokens.value_or(prov_completion_);
     final_counts_.cached_tokens = f.cached_tokens.value_or(prov_cached_);
     final_counts_.from_upstream = true;

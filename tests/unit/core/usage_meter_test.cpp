@@ -107,6 +107,26 @@ BOOST_AUTO_TEST_CASE(a_final_count_without_any_prompt_figure_is_only_provisional
     BOOST_TEST(u.completion_tokens == 40u);
 }
 
+BOOST_AUTO_TEST_CASE(a_final_count_with_a_zero_prompt_is_only_provisional) {
+    // Ollama reports prompt_tokens 0 when its cache served the whole prompt; a request an
+    // upstream took always had a prompt (found by fuzz_adapter_stream).
+    usage_meter m;
+    m.final_figures({0, 3, {}});
+    BOOST_TEST(!m.has_final());
+    const auto u = m.result(7, true);
+    BOOST_TEST(!u.from_upstream);
+    BOOST_TEST(u.prompt_tokens == 7u);
+    BOOST_TEST(u.completion_tokens == 3u);
+
+    // With a prompt figure from earlier (Anthropic's message_start), the zero is ignored.
+    usage_meter a;
+    a.provisional({12, 1, {}});
+    a.final_figures({0, 30, {}});
+    BOOST_TEST(a.has_final());
+    BOOST_TEST(a.result(7, true).prompt_tokens == 12u);
+    BOOST_TEST(a.result(7, true).completion_tokens == 30u);
+}
+
 BOOST_AUTO_TEST_CASE(received_non_ascii_text_counts_a_token_a_character) {
     usage_meter m;
     m.received(8, 30);  // 8 ASCII bytes and 30 CJK characters
