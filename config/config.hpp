@@ -130,7 +130,8 @@ struct key_config {
 
 struct usage_config {
     std::string database = "./data/usage.db";
-    std::string jsonl;  // empty = off
+    std::string jsonl;       // empty = off
+    std::string spill_file;  // empty = <database>.spill, or ./data/usage.spill for PostgreSQL
 };
 
 enum class state_backend { memory, redis };

@@ -138,7 +138,7 @@ const std::vector<config_section>& config_sections() {
         {"keys[]", "keys", {"id", "key", "key_sha256", "models", "limits", "budget"}},
         {"keys[].limits", "keys", {"rpm", "tpm", "concurrency"}},
         {"keys[].budget", "keys", {"tokens", "usd", "period"}},
-        {"usage", "usage", {"database", "jsonl"}},
+        {"usage", "usage", {"database", "jsonl", "spill_file"}},
         {"state",
          "state",
          {"backend", "redis_url", "fail_mode", "timeout", "key_prefix", "lease", "pool_size",
@@ -661,6 +661,7 @@ void read_usage(reader& r, const YAML::Node& n, usage_config& u) {
     if (!r.check_map(n, "usage", "usage")) return;
     r.read_string(n["database"], "usage.database", u.database);
     r.read_string(n["jsonl"], "usage.jsonl", u.jsonl);
+    r.read_string(n["spill_file"], "usage.spill_file", u.spill_file);
     if (u.database.empty()) r.error(n["database"], "usage.database: must not be empty");
 }
 

@@ -39,6 +39,8 @@ builtin_services make_builtin_services(const config::gateway_config& cfg) {
         ledger::options o;
         o.database = cfg.usage.database;
         o.jsonl = cfg.usage.jsonl;
+        o.spill_path = cfg.usage.spill_file.empty() ? ledger::spill_path_for(cfg.usage.database)
+                                                    : cfg.usage.spill_file;
         s.usage_ledger = std::make_shared<ledger>(std::move(o));
         // Rebuild each budget's spend in its current period from the ledger of record,
         // so a restart never resets a budget.
@@ -110,7 +112,7 @@ void seed_budget(const builtin_services& services, const config::key_config& key
     const auto b = budget_policy::to_budget(*key.budget);
     const auto start = budget_book::period_start_ms(b.per, now_ms);
     const auto t = services.usage_ledger->totals_since(key.id, start);
-    services.budgets->seed(key.id, t.tokens, t.usd, start);
+    services.budgets->seed(key.id, t.tokens, t.usd, b.per, start);
 }
 
 void register_builtin(core::policy_registry& registry, const builtin_services& services) {

@@ -127,13 +127,15 @@ void budget_book::roll_to(key_state& k, period p, std::int64_t now_ms) noexcept 
     }
 }
 
-void budget_book::seed(const std::string& key, std::uint64_t tokens, double usd,
+void budget_book::seed(const std::string& key, std::uint64_t tokens, double usd, period per,
                        std::int64_t period_start_ms) {
     shard& s = shard_for(key);
     std::lock_guard lock(s.mu);
     const auto [it, inserted] = s.keys.try_emplace(key);
     key_state& k = it->second;
-    if (!inserted && period_start_ms < k.start_ms) return;  // stale: an older period
+    // Stale: an older period of the same kind (read from the ledger before a rollover).
+    if (!inserted && k.per == per && period_start_ms < k.start_ms) return;
+    k.per = per;
     k.start_ms = period_start_ms;
     k.committed_tokens = tokens;
     k.committed_nano = to_nano(usd);

@@ -34,7 +34,8 @@
 // - USD is held as integer nano-dollars: settle and commit of the same amount cancel
 //   exactly, with no floating-point drift over millions of requests.
 // - A period change of a key's budget (reload) needs a new seed() from the ledger: the
-//   book only knows the committed spend of the period it tracked.
+//   book only knows the committed spend of the period it tracked. seed() takes the period
+//   kind, so that a month seeded after a day (an earlier start) is not taken as stale.
 //
 // Thread-safety: every public member function may be called concurrently from any
 // thread; keys are spread over 64 shards, each with its own mutex, no global lock. A
@@ -102,10 +103,12 @@ class budget_book {
     // Start of the next period; total → INT64_MAX.
     [[nodiscard]] static std::int64_t period_end_ms(period p, std::int64_t now_ms) noexcept;
 
-    // Sets (replaces) the key's committed spend for the period starting at
-    // `period_start_ms`, as summed from the ledger at start. A seed for an earlier period
-    // than the key already tracks is ignored. Thread-safe.
-    void seed(const std::string& key, std::uint64_t tokens, double usd,
+    // Sets (replaces) the key's committed spend for the `per` period starting at
+    // `period_start_ms`, as summed from the ledger (at start, or when a reload gives the
+    // key a budget or another period kind). A seed for an earlier period of the same kind
+    // than the key already tracks is ignored (it was read before a rollover); one for
+    // another kind replaces it even though it starts earlier (day → month). Thread-safe.
+    void seed(const std::string& key, std::uint64_t tokens, double usd, period per,
               std::int64_t period_start_ms);
 
     // Atomically refuses if spend + this estimate would exceed a cap of `b`, else holds

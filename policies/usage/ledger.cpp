@@ -9,6 +9,7 @@
 #include <cstring>
 #include <filesystem>
 #include <iterator>
+#include <random>
 #include <stdexcept>
 #include <utility>
 
@@ -17,6 +18,7 @@
 #include "gateway/core/json_text.hpp"
 #include "policies/usage/ledger_backend.hpp"
 #include "policies/usage/pg_connection.hpp"
+#include "policies/usage/spill_file.hpp"
 
 namespace tollgate::policies {
 namespace json_text = core::json_text;
@@ -109,14 +111,64 @@ std::optional<std::int64_t> parse_time_param(std::string_view s) {
     return zone[0] == '-' ? ms + offset_ms : ms - offset_ms;
 }
 
+std::string ledger::spill_path_for(const std::string& database) {
+    if (is_postgres_url(database)) return "./data/usage.spill";
+    return database + ".spill";
+}
+
 ledger::ledger(options opts) : options_(normalized(std::move(opts))) {
     if (options_.database.empty()) throw std::runtime_error("usage.database: no path given");
     backend_ = is_postgres_url(options_.database) ? make_pg_ledger_backend(options_)
                                                   : make_sqlite_ledger_backend(options_);
     open_jsonl();
+    {
+        // Batch ids: a random start in [1, 2^62), then one up per batch.
+        std::random_device rd;
+        const std::uint64_t r = (std::uint64_t{rd()} << 32) ^ rd();
+        next_batch_id_ = static_cast<std::int64_t>(r >> 2) | 1;
+    }
+    replay_spill();
     // Warm capacity so push() does not allocate in the steady state.
     queue_.reserve(std::min(options_.batch_max, options_.queue_capacity) + 1);
+    work_.reserve(std::min(options_.batch_max, options_.queue_capacity) + 1);
+    batch_.reserve(std::min(options_.batch_max, options_.queue_capacity) + 1);
     writer_ = std::thread([this] { run(); });
+}
+
+void ledger::replay_spill() {
+    const std::string& path = options_.spill_path;
+    std::error_code ec;
+    if (path.empty() || !std::filesystem::exists(path, ec)) return;
+    std::vector<std::string> problems;
+    const std::vector<spill_batch> batches = read_spill(path, problems);
+    for (const auto& p : problems) spdlog::warn("usage ledger: spill file {}: {}", path, p);
+    std::size_t stored = 0, skipped = 0;
+    for (const spill_batch& b : batches) {
+        if (b.records.empty()) continue;
+        std::string error;
+        switch (backend_->write_batch(b.records, b.id, error)) {
+            case ledger_backend::write_outcome::failed:
+                throw std::runtime_error("usage ledger: " + backend_->name() +
+                                         ": cannot apply the spill file " + path + ": " + error +
+                                         " (the file is kept; start again once the database "
+                                         "takes writes)");
+            case ledger_backend::write_outcome::already_stored:
+                skipped += b.records.size();
+                break;
+            case ledger_backend::write_outcome::stored:
+                stored += b.records.size();
+                append_jsonl_batch(b.records);
+                break;
+        }
+    }
+    if (::unlink(path.c_str()) != 0 && errno != ENOENT)
+        throw std::runtime_error("usage ledger: spill file " + path +
+                                 ": applied, but cannot remove it: " + std::strerror(errno));
+    replayed_ = stored;
+    spdlog::info(
+        "usage ledger: applied the spill file {}: {} record(s) stored, {} already in the "
+        "database",
+        path, stored, skipped);
 }
 
 ledger::~ledger() {
@@ -198,83 +250,145 @@ bool ledger::flush_for(std::chrono::milliseconds timeout) {
 }
 
 void ledger::run() noexcept {
-    // `work` takes the whole queue in one swap (so pushers never wait for the writer's
-    // I/O) and hands back its emptied buffer, capacity kept; `batch` is the slice of at
-    // most batch_max records written in one transaction.
-    std::vector<usage_record> work;
-    std::vector<usage_record> batch;
-    work.reserve(std::min(options_.batch_max, options_.queue_capacity) + 1);
-    batch.reserve(std::min(options_.batch_max, options_.queue_capacity) + 1);
-    std::size_t pos = 0;
+    // `work_` takes the whole queue in one swap (so pushers never wait for the writer's
+    // I/O) and hands back its emptied buffer, capacity kept; `batch_` is the slice of at
+    // most batch_max records written in one transaction, under one batch id.
     for (;;) {
-        if (pos == work.size()) {
-            work.clear();
-            pos = 0;
-            // Give back memory a backlog (a long outage) made us grow.
-            if (work.capacity() > std::max(options_.queue_capacity, 4 * options_.batch_max))
-                work = std::vector<usage_record>();
+        std::size_t n = 0;
+        {
             std::unique_lock lock(mutex_);
-            const bool was_idle = queue_.empty();
-            work_cv_.wait(lock, [&] { return stop_ || !queue_.empty(); });
-            if (queue_.empty()) break;  // stopping, and everything is written
-            // Group commit: a transaction starts at most every flush_interval unless a full
-            // batch is waiting (or someone flushes). Coming out of idle, that gathers a
-            // trickle into one fsync; under load it makes batches of hundreds rather than
-            // of the few records that arrive during one fsync, which rewrote the same
-            // B-tree pages for every few records (most of the ledger's CPU time).
-            const auto gather_until =
-                was_idle ? std::chrono::steady_clock::now() + options_.flush_interval
-                         : last_commit_ + options_.flush_interval;
-            if (queue_.size() < options_.batch_max && !stop_ && flush_waiters_ == 0)
-                work_cv_.wait_until(lock, gather_until, [&] {
-                    return stop_ || flush_waiters_ > 0 || queue_.size() >= options_.batch_max;
-                });
-            work.swap(queue_);
+            if (pos_ == work_.size()) {
+                work_.clear();
+                pos_ = 0;
+                // Give back memory a backlog (a long outage) made us grow.
+                if (work_.capacity() > std::max(options_.queue_capacity, 4 * options_.batch_max))
+                    work_ = std::vector<usage_record>();
+                const bool was_idle = queue_.empty();
+                work_cv_.wait(lock, [&] { return stop_ || abandon_ || !queue_.empty(); });
+                if (abandon_ || queue_.empty()) break;  // stopping, and everything is written
+                // Group commit: a transaction starts at most every flush_interval unless a
+                // full batch is waiting (or someone flushes). Coming out of idle, that
+                // gathers a trickle into one fsync; under load it makes batches of hundreds
+                // rather than of the few records that arrive during one fsync, which rewrote
+                // the same B-tree pages for every few records (most of the ledger's CPU).
+                const auto gather_until =
+                    was_idle ? std::chrono::steady_clock::now() + options_.flush_interval
+                             : last_commit_ + options_.flush_interval;
+                if (queue_.size() < options_.batch_max && !stop_ && flush_waiters_ == 0)
+                    work_cv_.wait_until(lock, gather_until, [&] {
+                        return stop_ || abandon_ || flush_waiters_ > 0 ||
+                               queue_.size() >= options_.batch_max;
+                    });
+                if (abandon_) break;
+                work_.swap(queue_);
+            }
+            n = std::min(options_.batch_max, work_.size() - pos_);
+            batch_.clear();
+            std::move(work_.begin() + static_cast<std::ptrdiff_t>(pos_),
+                      work_.begin() + static_cast<std::ptrdiff_t>(pos_ + n),
+                      std::back_inserter(batch_));
+            pos_ += n;
+            batch_id_ = next_batch_id_++;
+            in_flight_ = true;
         }
-        const std::size_t n = std::min(options_.batch_max, work.size() - pos);
-        batch.clear();
-        std::move(work.begin() + static_cast<std::ptrdiff_t>(pos),
-                  work.begin() + static_cast<std::ptrdiff_t>(pos + n), std::back_inserter(batch));
-        pos += n;
 
         last_commit_ = std::chrono::steady_clock::now();
-        commit_with_retry(batch);
-        append_jsonl_batch(batch);
-        notify_committed(batch);
+        if (!commit_with_retry(batch_, batch_id_)) break;  // abandoned: it is in the spill
+        append_jsonl_batch(batch_);
+        notify_committed(batch_);
         {
             std::lock_guard lock(mutex_);
+            in_flight_ = false;
             committed_seq_ += n;
             pending_.fetch_sub(n, std::memory_order_relaxed);
         }
         done_cv_.notify_all();
     }
+    {
+        std::lock_guard lock(mutex_);
+        writer_exited_ = true;
+    }
+    done_cv_.notify_all();
 }
 
-void ledger::commit_with_retry(const std::vector<usage_record>& batch) {
+bool ledger::commit_with_retry(const std::vector<usage_record>& batch, std::int64_t batch_id) {
     using namespace std::chrono_literals;
     std::chrono::milliseconds backoff = 10ms;
     unsigned failures = 0;
     std::string error;
     for (;;) {
         error.clear();
-        if (backend_->write_batch(batch, error)) {
+        const auto outcome = backend_->write_batch(batch, batch_id, error);
+        if (outcome != ledger_backend::write_outcome::failed) {
             transactions_.fetch_add(1, std::memory_order_relaxed);
             if (failures > 0)
                 spdlog::info("usage ledger: {}: write recovered after {} failed attempt(s)",
                              backend_->name(), failures);
+            if (outcome == ledger_backend::write_outcome::already_stored)
+                spdlog::info("usage ledger: {}: batch {} was already stored; not written again",
+                             backend_->name(), batch_id);
             healthy_.store(true, std::memory_order_relaxed);
-            return;
+            return true;
         }
         ++failures;
         healthy_.store(false, std::memory_order_relaxed);
-        // The batch is kept and retried until it commits: dropping it would lose billing.
+        // The batch is kept and retried until it commits (or a shutdown spills it):
+        // dropping it would lose billing.
         spdlog::error(
             "usage ledger: {}: writing {} record(s) failed (attempt {}): {}; "
             "retrying in {} ms",
             backend_->name(), batch.size(), failures, error, backoff.count());
-        std::this_thread::sleep_for(backoff);
+        std::unique_lock lock(mutex_);
+        if (work_cv_.wait_for(lock, backoff, [&] { return abandon_; })) return false;
         backoff = std::min<std::chrono::milliseconds>(backoff * 2, 1s);
     }
+}
+
+bool ledger::stop_within(std::chrono::milliseconds timeout) {
+    using namespace std::chrono_literals;
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    if (flush_for(std::max<std::chrono::milliseconds>(timeout - 1s, 0ms))) return true;
+
+    std::vector<spill_batch> out;
+    {
+        std::lock_guard lock(mutex_);
+        abandon_ = true;
+        // The batch being written keeps its id: if its commit goes through after all, the
+        // replay finds the id and skips it.
+        if (in_flight_) out.push_back(spill_batch{batch_id_, batch_});
+        std::vector<usage_record> rest;
+        rest.reserve(work_.size() - pos_ + queue_.size());
+        std::move(work_.begin() + static_cast<std::ptrdiff_t>(pos_), work_.end(),
+                  std::back_inserter(rest));
+        pos_ = work_.size();
+        std::move(queue_.begin(), queue_.end(), std::back_inserter(rest));
+        queue_.clear();
+        for (std::size_t i = 0; i < rest.size(); i += options_.batch_max) {
+            spill_batch b;
+            b.id = next_batch_id_++;
+            const std::size_t end = std::min(rest.size(), i + options_.batch_max);
+            b.records.assign(
+                std::make_move_iterator(rest.begin() + static_cast<std::ptrdiff_t>(i)),
+                std::make_move_iterator(rest.begin() + static_cast<std::ptrdiff_t>(end)));
+            out.push_back(std::move(b));
+        }
+    }
+    work_cv_.notify_all();
+    std::size_t count = 0;
+    for (const auto& b : out) count += b.records.size();
+    try {
+        write_spill(options_.spill_path, out);
+        spilled_ = count;
+        spdlog::warn(
+            "usage ledger: {}: {} record(s) not durable at shutdown are in the spill file {}; "
+            "the next start applies them before it serves",
+            backend_->name(), count, options_.spill_path);
+    } catch (const std::exception& e) {
+        spdlog::critical("usage ledger: {} record(s) lost at shutdown: {}", count, e.what());
+    }
+    std::unique_lock lock(mutex_);
+    return done_cv_.wait_until(lock, std::max(deadline, std::chrono::steady_clock::now() + 100ms),
+                               [&] { return writer_exited_; });
 }
 
 void ledger::append_jsonl_batch(const std::vector<usage_record>& batch) {

@@ -67,7 +67,14 @@ class ledger {
         std::size_t batch_max = 1000;                  // records per transaction (0 is taken as 1)
         std::chrono::milliseconds flush_interval{20};  // longest wait to gather a batch
         std::chrono::milliseconds busy_timeout{5000};  // SQLite waits this long for a lock
+        // Where stop_within() writes the records it could not make durable, and where the
+        // constructor looks for them (spill_file.hpp). Empty: spill_path_for(database).
+        std::string spill_path;
     };
+
+    // The default spill file: `<database>.spill` beside a SQLite file; for a PostgreSQL
+    // URL, ./data/usage.spill (the instance's own, as its queue was).
+    static std::string spill_path_for(const std::string& database);
 
     struct totals {
         std::uint64_t tokens = 0;
@@ -79,8 +86,10 @@ class ledger {
     // Opens (creating it and its parent directories if missing) the SQLite database, sets
     // WAL and synchronous=FULL, or connects to the PostgreSQL server (two connections);
     // creates the schema (IF NOT EXISTS: several instances may start at once), opens the
-    // JSONL log for append, and starts the writer thread. Throws std::runtime_error naming
-    // the path (host:port/dbname for a URL) and the cause if any of it fails.
+    // JSONL log for append, applies a spill file an earlier shutdown left (each batch once;
+    // the file is removed when all of it is stored), and starts the writer thread. Throws
+    // std::runtime_error naming the path (host:port/dbname for a URL) and the cause if any
+    // of it fails; a spill file that cannot be applied is kept.
     explicit ledger(options opts);
 
     // Waits until every pushed record is committed (retrying failures, however long that
@@ -124,6 +133,19 @@ class ledger {
     // The same, giving up after `timeout`; true if everything was committed.
     bool flush_for(std::chrono::milliseconds timeout);
 
+    // Shutdown within `timeout` (SPEC: SIGTERM exits within drain_timeout + 10 s, whatever
+    // the database does): flushes for up to timeout - 1 s; what is still not durable then
+    // (the batch being written included, under its id) goes to the spill file, and the
+    // writer is told to stop retrying. Returns true when the writer has stopped (the
+    // destructor then returns at once); false when it is still inside a database call,
+    // and the caller must end the process without destroying the ledger (everything it
+    // held is in the spill file). Call once, after the last push().
+    bool stop_within(std::chrono::milliseconds timeout);
+
+    // Records stop_within() wrote to the spill file; records the constructor applied from one.
+    std::size_t spilled() const noexcept { return spilled_; }
+    std::size_t replayed() const noexcept { return replayed_; }
+
     // Read side. Thread-safe; runs beside the writer on its own read-only connection
     // (serialised among readers by a mutex) and sees every committed record (on
     // PostgreSQL: every instance's). Throws std::runtime_error on a database error (this
@@ -144,7 +166,9 @@ class ledger {
   private:
     void open_jsonl();
     void run() noexcept;
-    void commit_with_retry(const std::vector<usage_record>& batch);
+    void replay_spill();
+    // false only when stop_within() abandoned the batch.
+    bool commit_with_retry(const std::vector<usage_record>& batch, std::int64_t batch_id);
     void append_jsonl_batch(const std::vector<usage_record>& batch);
     void notify_committed(const std::vector<usage_record>& batch);
 
@@ -171,6 +195,18 @@ class ledger {
     std::chrono::steady_clock::time_point last_commit_{};  // writer thread only
     std::size_t flush_waiters_ = 0;                        // > 0: stop gathering, write now
     bool stop_ = false;
+    // The writer's records: `work_` (taken from queue_ in one swap; [pos_, end) not yet
+    // written) and the batch being written. Changed under mutex_ only; the writer reads
+    // batch_ unlocked during the write, stop_within() reads it under the lock.
+    std::vector<usage_record> work_;
+    std::size_t pos_ = 0;
+    std::vector<usage_record> batch_;
+    std::int64_t batch_id_ = 0;
+    bool in_flight_ = false;          // batch_ is being written
+    bool abandon_ = false;            // stop_within() spilled everything: stop retrying
+    bool writer_exited_ = false;      // run() returned
+    std::int64_t next_batch_id_ = 0;  // random start: instances sharing a database differ
+    std::size_t spilled_ = 0, replayed_ = 0;
 
     std::mutex callback_mutex_;
     commit_callback callback_;

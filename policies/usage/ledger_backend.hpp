@@ -26,11 +26,15 @@ class ledger_backend {
     // How log lines name the store: the SQLite path, or host:port/dbname (never a password).
     virtual const std::string& name() const noexcept = 0;
 
-    // Stores the whole batch in one transaction and returns true, or stores none of it
-    // and returns false with `error` saying why; the ledger then retries the same batch
-    // (same records, same order) until it returns true. A batch must never be stored
-    // twice, even when an earlier attempt's commit outcome was unknown.
-    virtual bool write_batch(const std::vector<usage_record>& batch, std::string& error) = 0;
+    // Stores the whole batch and its id (table usage_batches) in one transaction and
+    // returns `stored`; or finds the id already stored (an earlier attempt, or a spill
+    // file replayed again) and stores nothing: `already_stored`; or stores none of it and
+    // returns `failed` with `error` saying why, and the ledger retries the same batch
+    // (same id, same records, same order). A batch is never stored twice, even when an
+    // earlier attempt's commit outcome was unknown.
+    enum class write_outcome { failed, stored, already_stored };
+    virtual write_outcome write_batch(const std::vector<usage_record>& batch, std::int64_t batch_id,
+                                      std::string& error) = 0;
 
     // ledger::aggregate / ledger::totals_since; throw std::runtime_error on failure.
     virtual std::vector<usage_row> aggregate(const usage_query& q) = 0;

@@ -76,6 +76,12 @@ CREATE TABLE IF NOT EXISTS usage (
 );
 CREATE INDEX IF NOT EXISTS usage_key_day ON usage(key_id, day);
 CREATE INDEX IF NOT EXISTS usage_ts ON usage(ts_ms);
+CREATE TABLE IF NOT EXISTS usage_batches (
+    batch_id BIGINT PRIMARY KEY,
+    ts_ms    BIGINT NOT NULL
+);
+DELETE FROM usage_batches
+    WHERE ts_ms < (extract(epoch FROM now()) * 1000)::bigint - 30 * 86400000::bigint;
 )sql";
 
 constexpr const char* copy_sql =
@@ -205,7 +211,8 @@ class pg_ledger_backend final : public ledger_backend {
     explicit pg_ledger_backend(const ledger::options& o);
 
     const std::string& name() const noexcept override { return writer_.name(); }
-    bool write_batch(const std::vector<usage_record>& batch, std::string& error) override;
+    write_outcome write_batch(const std::vector<usage_record>& batch, std::int64_t batch_id,
+                              std::string& error) override;
     std::vector<usage_row> aggregate(const usage_query& q) override;
     ledger::totals totals_since(const std::string& key_id, std::int64_t since_ms) override;
 
@@ -339,38 +346,57 @@ bool pg_ledger_backend::copy_rows(const std::vector<usage_record>& batch, std::s
     return ok;
 }
 
-bool pg_ledger_backend::write_batch(const std::vector<usage_record>& batch, std::string& error) {
-    if (!writer_.ensure(error)) return false;
+ledger_backend::write_outcome pg_ledger_backend::write_batch(const std::vector<usage_record>& batch,
+                                                             std::int64_t batch_id,
+                                                             std::string& error) {
+    if (!writer_.ensure(error)) return write_outcome::failed;
     if (pending_) {
         const std::optional<bool> stored = settle_pending(batch.size(), error);
-        if (!stored) return false;
-        if (*stored) return true;
+        if (!stored) return write_outcome::failed;
+        if (*stored) return write_outcome::stored;
     }
 
     pg_result_ptr r = writer_.exec("BEGIN; SELECT txid_current()");
     if (!r.ok() && writer_.broken()) {
         // The server went away while we were idle (a restart): nothing of this batch was
         // sent yet, so reconnect and begin again at once rather than report a failure.
-        if (!writer_.ensure(error)) return false;
+        if (!writer_.ensure(error)) return write_outcome::failed;
         r = writer_.exec("BEGIN; SELECT txid_current()");
     }
     if (!r.ok() || r.rows() != 1) {
         error = "begin: " + writer_.error(r);
         rollback();
-        return false;
+        return write_outcome::failed;
     }
     pending_commit txn{std::string(r.text(0, 0)), PQbackendPID(writer_.raw())};
 
+    // The batch's id, in the same transaction: a batch already stored (a spill file
+    // applied again) inserts no row, and nothing of it is written twice.
+    const std::string id_text = int_text(batch_id);
+    const std::string ts_text = int_text(batch.empty() ? 0 : batch.front().ts_ms);
+    r = writer_.exec_params(
+        "INSERT INTO usage_batches (batch_id, ts_ms) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+        {id_text.c_str(), ts_text.c_str()});
+    if (!r.ok()) {
+        error = "insert batch id: " + writer_.error(r);
+        rollback();
+        return write_outcome::failed;
+    }
+    if (std::string_view(PQcmdTuples(r.get())) == "0") {
+        rollback();
+        return write_outcome::already_stored;
+    }
+
     if (!copy_rows(batch, error)) {
         rollback();
-        return false;
+        return write_outcome::failed;
     }
     pending_ = std::move(txn);
     r = writer_.exec("COMMIT");
     // A COMMIT of a transaction that failed answers ROLLBACK: check the tag too.
     if (r.ok() && std::string_view(PQcmdStatus(r.get())) == "COMMIT") {
         pending_.reset();
-        return true;
+        return write_outcome::stored;
     }
     error = "commit: " + writer_.error(r);
     // The server answered: it did not commit. No answer (connection gone): unknown, and
@@ -379,7 +405,7 @@ bool pg_ledger_backend::write_batch(const std::vector<usage_record>& batch, std:
         pending_.reset();
         rollback();
     }
-    return false;
+    return write_outcome::failed;
 }
 
 pg_result_ptr pg_ledger_backend::read(const ledger_sql& sql) {

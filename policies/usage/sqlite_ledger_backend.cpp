@@ -50,7 +50,18 @@ CREATE TABLE IF NOT EXISTS usage (
 );
 CREATE INDEX IF NOT EXISTS usage_key_day ON usage(key_id, day);
 CREATE INDEX IF NOT EXISTS usage_ts ON usage(ts_ms);
+CREATE TABLE IF NOT EXISTS usage_batches (
+    batch_id INTEGER PRIMARY KEY,
+    ts_ms    INTEGER NOT NULL
+);
 )sql";
+
+// Batch ids are kept 30 days: far longer than any shutdown's spill file waits for a start.
+constexpr const char* prune_batches_sql =
+    "DELETE FROM usage_batches WHERE ts_ms < CAST(strftime('%s','now') AS INTEGER) * 1000 - "
+    "30 * 86400000";
+constexpr const char* batch_sql =
+    "INSERT OR IGNORE INTO usage_batches (batch_id, ts_ms) VALUES (?1, ?2)";
 
 constexpr const char* insert_sql =
     "INSERT INTO usage (ts_ms, day, request_id, key_id, model, provider, upstream_model, "
@@ -163,7 +174,8 @@ class sqlite_ledger_backend final : public ledger_backend {
     }
 
     const std::string& name() const noexcept override { return path_; }
-    bool write_batch(const std::vector<usage_record>& batch, std::string& error) override;
+    write_outcome write_batch(const std::vector<usage_record>& batch, std::int64_t batch_id,
+                              std::string& error) override;
     std::vector<usage_row> aggregate(const usage_query& q) override;
     ledger::totals totals_since(const std::string& key_id, std::int64_t since_ms) override;
 
@@ -178,7 +190,7 @@ class sqlite_ledger_backend final : public ledger_backend {
     const std::chrono::milliseconds busy_timeout_;
     // Writer side (declared before the statements: they finalize first).
     db_ptr db_;
-    stmt_ptr insert_, begin_, commit_, rollback_;
+    stmt_ptr insert_, batch_, begin_, commit_, rollback_;
     db_ptr reader_;
 };
 
@@ -226,6 +238,7 @@ void sqlite_ledger_backend::open_writer() {
         exec(raw, path, schema_sql, "cannot create the schema");
         const std::string set_version = "PRAGMA user_version=" + std::to_string(schema_version);
         exec(raw, path, set_version.c_str(), "cannot set the schema version");
+        exec(raw, path, prune_batches_sql, "cannot prune old batch ids");
         exec(raw, path, "COMMIT", "cannot create the schema");
     } catch (...) {
         sqlite3_exec(raw, "ROLLBACK", nullptr, nullptr, nullptr);
@@ -233,6 +246,7 @@ void sqlite_ledger_backend::open_writer() {
     }
 
     insert_.reset(prepare(raw, path, insert_sql, SQLITE_PREPARE_PERSISTENT));
+    batch_.reset(prepare(raw, path, batch_sql, SQLITE_PREPARE_PERSISTENT));
     // IMMEDIATE takes the write lock up front, so a busy database fails at BEGIN (and is
     // retried) instead of part-way through a batch.
     begin_.reset(prepare(raw, path, "BEGIN IMMEDIATE", SQLITE_PREPARE_PERSISTENT));
@@ -249,8 +263,8 @@ void sqlite_ledger_backend::open_reader() {
     sqlite3_busy_timeout(raw, busy_ms());
 }
 
-bool sqlite_ledger_backend::write_batch(const std::vector<usage_record>& batch,
-                                        std::string& error) {
+ledger_backend::write_outcome sqlite_ledger_backend::write_batch(
+    const std::vector<usage_record>& batch, std::int64_t batch_id, std::string& error) {
     sqlite3* db = db_.get();
     // Runs `stmt` to completion; on failure records why and rolls the transaction back so
     // the whole batch can be retried (nothing of it committed).
@@ -276,7 +290,18 @@ bool sqlite_ledger_backend::write_batch(const std::vector<usage_record>& batch,
     rollback();  // a transaction left open by an earlier failure
     if (!run_step(begin_.get(), "begin")) {
         rollback();
-        return false;
+        return write_outcome::failed;
+    }
+    sqlite3_bind_int64(batch_.get(), 1, batch_id);
+    sqlite3_bind_int64(batch_.get(), 2,
+                       batch.empty() ? 0 : static_cast<sqlite3_int64>(batch.front().ts_ms));
+    if (!run_step(batch_.get(), "insert batch id")) {
+        rollback();
+        return write_outcome::failed;
+    }
+    if (sqlite3_changes(db) == 0) {  // this batch is already in the database
+        rollback();
+        return write_outcome::already_stored;
     }
     sqlite3_stmt* ins = insert_.get();
     std::string day;
@@ -308,15 +333,15 @@ bool sqlite_ledger_backend::write_batch(const std::vector<usage_record>& batch,
             sqlite3_bind_null(ins, 19);
         if (!run_step(ins, "insert")) {
             rollback();
-            return false;
+            return write_outcome::failed;
         }
     }
     sqlite3_clear_bindings(ins);  // no pointer into the batch outlives it
     if (!run_step(commit_.get(), "commit")) {
         rollback();
-        return false;
+        return write_outcome::failed;
     }
-    return true;
+    return write_outcome::stored;
 }
 
 std::vector<usage_row> sqlite_ledger_backend::aggregate(const usage_query& q) {

@@ -21,6 +21,7 @@
 #include <cstdio>
 #include <fstream>
 #include <functional>
+#include <iterator>
 #include <latch>
 #include <map>
 #include <memory>
@@ -839,6 +840,47 @@ BOOST_AUTO_TEST_CASE(token_budget_admits_until_spent_and_survives_a_restart) {
     BOOST_TEST(rows[0].total_tokens == 5 * per);
 }
 
+BOOST_AUTO_TEST_CASE(a_reload_that_changes_a_budget_period_keeps_the_spend_in_the_ledger) {
+    // SPEC "Shared spend is never lost": day → total on reload must count the spend the
+    // ledger holds from before today (memory backend).
+    config_options o;
+    o.keys_extra = key_line("team-budget", key_budget, "    budget: {tokens: 5000, period: day}\n");
+    usage_env e(o);
+    BOOST_TEST(chat(e.port(), body("today"), key_budget).status == 200);
+    BOOST_TEST(e.wait_recorded(1, "key=team-budget") == 1u);
+    {
+        // 5,000 tokens spent by the key on 2025-01-01.
+        sqlite_handle db(e.db_path(), SQLITE_OPEN_READWRITE);
+        BOOST_REQUIRE(
+            db.exec("INSERT INTO usage (ts_ms, day, request_id, key_id, model, provider, "
+                    "upstream_model, status, stream, attempts, prompt_tokens, completion_tokens, "
+                    "total_tokens, cached_tokens, estimated, cost_usd, latency_ms) VALUES "
+                    "(1735689600000, '2025-01-01', 'old', 'team-budget', 'gpt-4o-mini', 'mock', "
+                    "'mock-gpt', 200, 0, 1, 4000, 1000, 5000, 0, 0, 0.001, 10)"));
+    }
+    // The day's budget knows nothing of last year.
+    BOOST_TEST(chat(e.port(), body("still today"), key_budget).status == 200);
+
+    const auto config_path = e.gw->dir() / "tollgate.yaml";
+    std::string yaml;
+    {
+        std::ifstream in(config_path);
+        yaml.assign(std::istreambuf_iterator<char>(in), {});
+    }
+    const std::string day = "budget: {tokens: 5000, period: day}";
+    const auto at = yaml.find(day);
+    BOOST_TEST_REQUIRE(at != std::string::npos);
+    yaml.replace(at, day.size(), "budget: {tokens: 5000, period: total}");
+    std::ofstream(config_path) << yaml;
+    const auto reloaded = http_request(e.gw->admin_port(), "POST", "/admin/reload",
+                                       {{"authorization", std::string("Bearer ") + admin_token}});
+    BOOST_TEST_REQUIRE(reloaded.status == 200, reloaded.body);
+    // Total: 5,000 from last year plus today's: spent.
+    const auto r = chat(e.port(), body("after the reload"), key_budget);
+    BOOST_TEST(r.status == 429, r.body);
+    BOOST_TEST(has_error(r.body, "insufficient_quota", "budget_exceeded"), r.body);
+}
+
 BOOST_AUTO_TEST_CASE(budget_after_sigkill_counts_every_committed_record_and_leaks_no_reservation) {
     // Each quick request takes >= 10 ms upstream, so the load lasts across several
     // ledger commits.
@@ -1102,6 +1144,70 @@ BOOST_AUTO_TEST_CASE(ledger_survives_a_locked_database_and_readyz_reports_it) {
     BOOST_TEST(poll_until([&] { return http_request(e.port(), "GET", "/readyz").status == 200; },
                           10s, 20ms));
     BOOST_TEST(e.wait_recorded(6) == 6u);
+    e.stop();
+
+    const auto in_db = db_request_ids(e.db_path());
+    BOOST_TEST(in_db.size() == 6u);
+    for (const auto& id : ids) {
+        const auto it = in_db.find(id);
+        BOOST_TEST((it != in_db.end() && it->second == 1), "request " << id << " in the db once");
+    }
+    const auto all = e.records();
+    BOOST_TEST(all.size() == 6u);
+    for (const auto& id : ids)
+        BOOST_TEST(with_id(all, id).size() == 1u, "request " << id << " in the JSONL once");
+}
+
+BOOST_AUTO_TEST_CASE(sigterm_with_the_database_locked_spills_and_the_next_start_applies_it_once) {
+    // SPEC "Shutdown with the ledger unreachable": exit within drain_timeout + 10 s, the
+    // records not durable go to a spill file beside the ledger, applied exactly once at the
+    // next start before it serves.
+    config_options o;
+    o.server_extra = "  drain_timeout: 2s\n";
+    usage_env e(o);
+    const std::string spill = e.db_path() + ".spill";
+    auto warm = chat(e.port(), body("warm up"));
+    BOOST_TEST(warm.status == 200);
+    BOOST_TEST(e.wait_recorded(1) == 1u);
+    std::vector<std::string> ids{warm.header("x-request-id")};
+
+    sqlite_handle lock(e.db_path(), SQLITE_OPEN_READWRITE);
+    BOOST_REQUIRE(lock.exec("BEGIN EXCLUSIVE"));
+    for (int i = 0; i < 5; ++i) {
+        auto r = chat(e.port(), body("while locked #mock chunks=3", i % 2 == 1));
+        BOOST_TEST(r.status == 200);
+        ids.push_back(r.header("x-request-id"));
+    }
+    // Exits by itself within drain_timeout (2 s) + 10 s; stop() kills it (and reports
+    // 128 + 9) if it has not exited 5 s after that.
+    const int code = e.gw->stop(SIGTERM, 17s);
+    BOOST_TEST(code == 0, "exit code " << code << "\n" << e.gw->process().output());
+    BOOST_TEST(e.gw->process().output().find("spill file") != std::string::npos);
+    BOOST_REQUIRE(std::filesystem::exists(spill));
+    std::size_t spilled = 0;
+    {
+        std::ifstream in(spill);
+        std::string line;
+        while (std::getline(in, line))
+            if (line.find("\"request_id\"") != std::string::npos) ++spilled;
+    }
+    BOOST_TEST(spilled == 5u);
+    BOOST_REQUIRE(lock.exec("ROLLBACK"));
+    BOOST_TEST(db_request_ids(e.db_path()).size() == 1u);  // nothing else reached the db
+    // A copy, to play "the process died after storing the spill but before removing it".
+    const std::string copy = spill + ".copy";
+    std::filesystem::copy_file(spill, copy);
+
+    // Applied before the gateway serves: the first answer of /admin/usage has them all.
+    e.start();
+    BOOST_TEST(!std::filesystem::exists(spill));
+    BOOST_TEST(sum_requests(e.usage("")) == 6u);
+    e.stop();
+    // The same spill once more: every batch id is already in the ledger, nothing is added.
+    std::filesystem::rename(copy, spill);
+    e.start();
+    BOOST_TEST(!std::filesystem::exists(spill));
+    BOOST_TEST(sum_requests(e.usage("")) == 6u);
     e.stop();
 
     const auto in_db = db_request_ids(e.db_path());

@@ -209,19 +209,19 @@ BOOST_AUTO_TEST_CASE(seeded_spend_counts_against_the_budget) {
     budget_book book;
     const budget_book::budget b{1000, 10.0, period::month};
     // Below both caps: admitted, whatever the estimate.
-    book.seed("k", 900, 9.0, jun_01_2025);
+    book.seed("k", 900, 9.0, period::month, jun_01_2025);
     auto in = book.reserve("k", b, 200, 0.5, jun_15_2025_0830);
     BOOST_TEST_REQUIRE(in.admitted);
     BOOST_TEST(*in.remaining_tokens == 0u);
     book.release(in.held);
     // Tokens spent: refused for tokens.
-    book.seed("t", 1000, 1.0, jun_01_2025);
+    book.seed("t", 1000, 1.0, period::month, jun_01_2025);
     const auto refused = book.reserve("t", b, 200, 0.5, jun_15_2025_0830);
     BOOST_TEST(!refused.admitted);
     BOOST_TEST((refused.why == reason::tokens));
     BOOST_TEST(*refused.remaining_tokens == 0u);
     // USD spent: refused for USD.
-    book.seed("u", 100, 10.0, jun_01_2025);
+    book.seed("u", 100, 10.0, period::month, jun_01_2025);
     const auto usd_refused = book.reserve("u", b, 100, 1.5, jun_15_2025_0830);
     BOOST_TEST(!usd_refused.admitted);
     BOOST_TEST((usd_refused.why == reason::usd));
@@ -231,9 +231,25 @@ BOOST_AUTO_TEST_CASE(seeded_spend_counts_against_the_budget) {
 
 BOOST_AUTO_TEST_CASE(stale_seed_for_an_older_period_is_ignored) {
     budget_book book;
-    book.seed("k", 100, 0, jun_01_2025);
-    book.seed("k", 900, 0, dec_01_2024);
+    book.seed("k", 100, 0, period::month, jun_01_2025);
+    book.seed("k", 900, 0, period::month, dec_01_2024);
     BOOST_TEST(book.current("k", jun_15_2025_0830).tokens == 100u);
+}
+
+BOOST_AUTO_TEST_CASE(a_seed_for_another_period_kind_replaces_the_old_one) {
+    // A reload that changes a budget's period (day → month → total) seeds the new period
+    // from the ledger: its start is earlier than the old one's, and it must still count.
+    budget_book book;
+    book.seed("k", 100, 1.0, period::day, jun_15_2025);
+    book.seed("k", 700, 7.0, period::month, jun_01_2025);
+    BOOST_TEST(book.current("k", jun_15_2025_0830).tokens == 700u);
+    const auto d = book.reserve("k", tokens_per(700, period::month), 10, 0, jun_15_2025_0830);
+    BOOST_TEST(!d.admitted);  // the month's 700 are spent
+    book.seed("k", 5000, 50.0, period::total, 0);
+    BOOST_TEST(book.current("k", jun_15_2025_0830).tokens == 5000u);
+    BOOST_TEST(
+        !book.reserve("k", tokens_per(5000, period::total), 1, 0, jun_15_2025_0830).admitted);
+    BOOST_TEST(book.reserve("k", tokens_per(6000, period::total), 1, 0, jun_15_2025_0830).admitted);
 }
 
 BOOST_AUTO_TEST_CASE(refused_reserve_holds_nothing) {
@@ -324,7 +340,7 @@ BOOST_AUTO_TEST_CASE(usd_budget_holds_exactly_without_float_drift) {
 BOOST_AUTO_TEST_CASE(day_rollover_resets_committed_and_keeps_in_flight) {
     budget_book book;
     const auto b = tokens_per(1000, period::day);
-    book.seed("k", 500, 0, jun_15_2025);
+    book.seed("k", 500, 0, period::day, jun_15_2025);
     auto late = book.reserve("k", b, 300, 0, jun_16_2025 - 60'000);  // 23:59, still running
     BOOST_TEST_REQUIRE(late.admitted);
     auto fill = book.reserve("k", b, 200, 0, jun_16_2025 - 30'000);
@@ -357,7 +373,7 @@ BOOST_AUTO_TEST_CASE(current_reports_zero_committed_once_the_period_is_over) {
 BOOST_AUTO_TEST_CASE(commit_in_a_new_period_rolls_the_key_over) {
     budget_book book;
     const auto b = tokens_per(1000, period::day);
-    book.seed("k", 900, 0, jun_15_2025);
+    book.seed("k", 900, 0, period::day, jun_15_2025);
     auto d = book.reserve("k", b, 50, 0, jun_15_2025_0830);
     book.settle(d.held, 50, 0);
     book.committed("k", 50, 0, jun_16_2025 + 5);  // finished after midnight
@@ -386,7 +402,7 @@ const rollover_case month_rollovers[] = {
 BOOST_DATA_TEST_CASE(month_budget_rolls_over_on_the_first_utc, bdata::make(month_rollovers), c) {
     budget_book book;
     const auto b = tokens_per(1000, period::month);
-    book.seed("k", 1000, 0, c.seeded_period);  // the month is spent
+    book.seed("k", 1000, 0, period::month, c.seeded_period);  // the month is spent
     const auto d = book.reserve("k", b, 100, 0, c.later);
     BOOST_TEST(d.admitted == c.rolled);
     BOOST_TEST(book.current("k", c.later).tokens == (c.rolled ? 100u : 1000u));
@@ -395,7 +411,8 @@ BOOST_DATA_TEST_CASE(month_budget_rolls_over_on_the_first_utc, bdata::make(month
 BOOST_AUTO_TEST_CASE(total_budget_never_rolls_over) {
     budget_book book;
     const auto b = tokens_per(1000, period::total);
-    book.seed("k", 950, 0, budget_book::period_start_ms(period::total, jun_15_2025_0830));
+    book.seed("k", 950, 0, period::total,
+              budget_book::period_start_ms(period::total, jun_15_2025_0830));
     const auto d = book.reserve("k", b, 50, 0, jun_15_2025_0830);
     BOOST_TEST(d.admitted);
     BOOST_TEST(!book.reserve("k", b, 1, 0, jan_01_2025 + 400 * day).admitted);
