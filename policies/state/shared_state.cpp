@@ -54,7 +54,9 @@ local W = 60000
 // KEYS: w t l b h. ARGV: 1 rid, 2 lease ms, 3 rpm, 4 tpm, 5 concurrency (-1 = none),
 // 6 estimated tokens, 7 budget part (0/1), 8 token cap, 9 nano-dollar cap (-1 = none),
 // 10 period start ms, 11 estimated nano-dollars, 12 seed tokens, 13 seed nano (-1 = none
-// given), 14 period kind.
+// given), 14 period kind, 15 instance, 16 whether the seed's ledger is shared by every
+// instance (1: PostgreSQL) or the seeding instance's own (0). A seed notes when and by whom
+// it was made: settles of requests that ended before it are in the ledger it summed.
 // Returns {code (1 admitted, 0 refused, -1 needs a seed), why (1 rpm, 2 tpm,
 // 3 concurrency, 4 budget tokens, 5 budget usd), wait ms, requests in window, tokens
 // counted, ms until the window is empty, in flight}.
@@ -63,12 +65,22 @@ local rid, lease = ARGV[1], tonumber(ARGV[2])
 local rpm, tpm, conc = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
 local est = tonumber(ARGV[6])
 local budget_on = ARGV[7] == '1'
--- Leases that ran out: their holders stopped renewing them (crashed, cut off).
+-- Leases that ran out: their holders stopped renewing them (crashed, cut off). Unless
+-- nobody could renew: holders renew every lease/3, so a key untouched for more than half
+-- a lease while it had leases means Redis itself was away (stopped, unreachable for
+-- every instance); then the holders get one more lease to renew before anything is
+-- dropped, however long the outage was.
+local outage = now - tonumber(redis.call('HGET', KEYS[7], '#touch') or '0') > lease / 2
 for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', now)) do
-  redis.call('ZREM', KEYS[3], id)
-  if not redis.call('ZSCORE', KEYS[1], id) then drop_tokens(id) end
-  drop_hold(id)
+  if outage then
+    redis.call('ZADD', KEYS[3], I(now + lease), id)
+  else
+    redis.call('ZREM', KEYS[3], id)
+    if not redis.call('ZSCORE', KEYS[1], id) then drop_tokens(id) end
+    drop_hold(id)
+  end
 end
+redis.call('HSET', KEYS[7], '#touch', I(now))
 -- Entries leaving the window; one still in flight keeps its tokens counted.
 for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now - W)) do
   redis.call('ZREM', KEYS[1], id)
@@ -123,7 +135,8 @@ if budget_on and why == 0 then
       tok = math.max(tok, tonumber(b[2] or '0'))
       nano = math.max(nano, tonumber(b[3] or '0'))
     end
-    redis.call('HSET', KEYS[4], 'start', ARGV[10], 'per', ARGV[14], 'tok', I(tok), 'nano', I(nano))
+    redis.call('HSET', KEYS[4], 'start', ARGV[10], 'per', ARGV[14], 'tok', I(tok), 'nano', I(nano),
+               'seeded', I(now), 'seeder', ARGV[15], 'shared', ARGV[16])
     b[1] = ARGV[10]; b[2] = I(tok); b[3] = I(nano)
   elseif tonumber(b[1]) < pstart and now >= pstart then
     -- A new period, by Redis's clock (an instance whose clock runs ahead cannot end the
@@ -158,56 +171,104 @@ for i = 1, 3 do redis.call('PEXPIRE', KEYS[i], keep) end
 return {1, 0, 0, requests, tokens, newest(), inflight + 1}
 )LUA";
 
-// KEYS: w t l b h s. ARGV: 1 rid, 2 tokens, 3 nano-dollars, 4 budget part (0/1), 5 lease
-// ms. The spend is added once per rid (remembered in s: a retried settle whose first try
-// did run adds nothing), whether or not the hold is still there (its lease may have run
-// out while Redis was unreachable: the spend is real all the same). Also used for the
-// spend of requests admitted by per-instance limits while Redis was down (no hold).
+// KEYS: w t l b h s q. ARGV: 1 instance, 2 lease ms, 3 re-seed (1: the instance dropped
+// settles of this key it could not keep), then 6 per settle: sequence, rid, tokens,
+// nano-dollars, budget part (0/1), ms since the request ended. An instance numbers its
+// settles per key and sends them in order, one batch at a time; q remembers the highest
+// sequence counted per instance, so a batch retried after its reply was lost counts
+// nothing twice, however long the outage was. The spend is added whether or not the hold
+// is still there (its lease may have run out while Redis was unreachable: the spend is
+// real all the same); requests admitted by per-instance limits while Redis was down
+// (fail_mode open) settle the same way. Not added: spend of a request that ended before
+// the budget's period began, or before the budget was seeded from a ledger that holds
+// its record (a shared ledger, or this instance's own): the seed counted it already (up
+// to the ledger's commit lag, tens of milliseconds). A re-seed request deletes the spend,
+// so that the next admission re-seeds it from the ledger of record.
 const std::string settle_lua = std::string(lua_common) + R"LUA(
-local rid = ARGV[1]
-redis.call('ZREM', KEYS[3], rid)
-local tk = redis.call('HGET', KEYS[2], rid)
-if tk then
-  if redis.call('ZSCORE', KEYS[1], rid) then
-    redis.call('HSET', KEYS[2], rid, ARGV[2])
-    redis.call('HINCRBY', KEYS[2], '#sum', I(tonumber(ARGV[2]) - tonumber(tk)))
-  else
-    drop_tokens(rid)
+local inst, lease = ARGV[1], tonumber(ARGV[2])
+if ARGV[3] == '1' then redis.call('DEL', KEYS[4]) end
+local hw = tonumber(redis.call('HGET', KEYS[7], inst) or '-1')
+local b = redis.call('HMGET', KEYS[4], 'start', 'seeded', 'seeder', 'shared')
+local bstart, seeded = tonumber(b[1] or '0'), tonumber(b[2] or '0')
+local seed_has_it = b[4] == '1' or b[3] == inst
+local top = hw
+redis.call('ZREMRANGEBYSCORE', KEYS[6], '-inf', I(now - 2 * lease))
+for i = 4, #ARGV, 6 do
+  local seq, rid = tonumber(ARGV[i]), ARGV[i + 1]
+  redis.call('ZREM', KEYS[3], rid)
+  local tk = redis.call('HGET', KEYS[2], rid)
+  if tk then
+    if redis.call('ZSCORE', KEYS[1], rid) then
+      redis.call('HSET', KEYS[2], rid, ARGV[i + 2])
+      redis.call('HINCRBY', KEYS[2], '#sum', I(tonumber(ARGV[i + 2]) - tonumber(tk)))
+    else
+      drop_tokens(rid)
+    end
+  end
+  drop_hold(rid)
+  -- Settled: a renewal still on its way must not bring the lease back.
+  redis.call('ZADD', KEYS[6], I(now), rid)
+  if seq > hw then
+    local ended = now - tonumber(ARGV[i + 5])
+    if ARGV[i + 4] == '1' and ended >= bstart and not (seed_has_it and ended < seeded) then
+      redis.call('HINCRBY', KEYS[4], 'tok', ARGV[i + 2])
+      redis.call('HINCRBY', KEYS[4], 'nano', ARGV[i + 3])
+    end
+    if seq > top then top = seq end
   end
 end
-drop_hold(rid)
-if ARGV[4] == '1' then
-  -- Settled rids are remembered for two leases (longer than any retry of a settle).
-  local lease = tonumber(ARGV[5])
-  redis.call('ZREMRANGEBYSCORE', KEYS[6], '-inf', I(now - 2 * lease))
-  if redis.call('ZADD', KEYS[6], 'NX', I(now), rid) == 1 then
-    redis.call('HINCRBY', KEYS[4], 'tok', ARGV[2])
-    redis.call('HINCRBY', KEYS[4], 'nano', ARGV[3])
+redis.call('PEXPIRE', KEYS[6], I(2 * lease + W))
+redis.call('HSET', KEYS[7], inst, I(top), inst .. '#t', I(now))
+-- Instances that have not settled for a week: forget them (one field pair per start).
+if redis.call('HLEN', KEYS[7]) > 64 then
+  local f = redis.call('HGETALL', KEYS[7])
+  for j = 1, #f, 2 do
+    local name = f[j]
+    if string.sub(name, -2) == '#t' and tonumber(f[j + 1]) < now - 7 * 86400000 then
+      redis.call('HDEL', KEYS[7], name, string.sub(name, 1, -3))
+    end
   end
-  redis.call('PEXPIRE', KEYS[6], I(2 * lease + W))
 end
 return 1
 )LUA";
 
-// KEYS: w t l b h. ARGV: 1 rid.
+// KEYS: w t l b h s. ARGV: 1 rid, 2 lease ms.
 const std::string release_lua = std::string(lua_common) + R"LUA(
 local rid = ARGV[1]
 redis.call('ZREM', KEYS[3], rid)
 redis.call('ZREM', KEYS[1], rid)
 drop_tokens(rid)
 drop_hold(rid)
+redis.call('ZADD', KEYS[6], I(now), rid)
+redis.call('PEXPIRE', KEYS[6], I(2 * tonumber(ARGV[2]) + W))
 return 1
 )LUA";
 
-// KEYS: w t l b h. ARGV: 1 lease ms, 2.. rids: extends the leases still held.
+// KEYS: w t l b h s q. ARGV: 1 lease ms, then 4 per request in flight: rid, tokens held,
+// nano-dollars held, budget part (0/1). Extends the leases; a lease that is gone although
+// its request still runs (dropped by another instance while this one could not reach
+// Redis) is taken again, with its budget hold, unless the request was settled meanwhile.
 const std::string renew_lua = std::string(lua_common) + R"LUA(
 local lease = tonumber(ARGV[1])
 local n = 0
-for i = 2, #ARGV do
-  n = n + redis.call('ZADD', KEYS[3], 'XX', 'CH', I(now + lease), ARGV[i])
+for i = 2, #ARGV, 4 do
+  local rid = ARGV[i]
+  if redis.call('ZSCORE', KEYS[3], rid) then
+    redis.call('ZADD', KEYS[3], I(now + lease), rid)
+    n = n + 1
+  elseif not redis.call('ZSCORE', KEYS[6], rid) then
+    redis.call('ZADD', KEYS[3], I(now + lease), rid)
+    if ARGV[i + 3] == '1' and not redis.call('HGET', KEYS[5], rid) then
+      redis.call('HSET', KEYS[5], rid, ARGV[i + 1], rid .. '#n', ARGV[i + 2])
+      redis.call('HINCRBY', KEYS[5], '#rtok', ARGV[i + 1])
+      redis.call('HINCRBY', KEYS[5], '#rnano', ARGV[i + 2])
+    end
+    n = n + 1
+  end
 end
 local keep = I(W + 2 * lease)
 for _, k in ipairs({KEYS[1], KEYS[2], KEYS[3], KEYS[5]}) do redis.call('PEXPIRE', k, keep) end
+redis.call('HSET', KEYS[7], '#touch', I(now))
 return n
 )LUA";
 
@@ -296,12 +357,13 @@ std::string shared_state::key(const std::string& id, char part) const {
 }
 
 std::vector<std::string> shared_state::keys_of(const std::string& id) const {
-    return {key(id, 'w'), key(id, 't'), key(id, 'l'), key(id, 'b'), key(id, 'h'), key(id, 's')};
+    return {key(id, 'w'), key(id, 't'), key(id, 'l'), key(id, 'b'),
+            key(id, 'h'), key(id, 's'), key(id, 'q')};
 }
 
-void shared_state::track(const std::string& key_id, const std::string& rid) {
+void shared_state::track(const std::string& key_id, const std::string& rid, hold h) {
     std::lock_guard lock(live_mu_);
-    live_[key_id].insert(rid);
+    live_[key_id].emplace(rid, h);
 }
 
 void shared_state::untrack(const std::string& key_id, const std::string& rid) {
@@ -318,7 +380,7 @@ asio::awaitable<shared_state::result> shared_state::admit(request r) {
     out.rid = rid;
     r.est_tokens = std::min(r.est_tokens, max_token_arg);
     std::vector<std::string> args;
-    args.reserve(14);
+    args.reserve(16);
     args.push_back(rid);
     args.push_back(std::to_string(cfg_.lease.count()));
     args.push_back(r.rate ? limit_arg(r.rate->rpm) : "-1");
@@ -340,6 +402,8 @@ asio::awaitable<shared_state::result> shared_state::admit(request r) {
     } else {
         for (const char* a : {"0", "-1", "-1", "0", "0", "-1", "-1", "total"}) args.emplace_back(a);
     }
+    args.push_back(instance_);
+    args.emplace_back(ledger_ && ledger_->shared_by_instances() ? "1" : "0");
     redis_reply rep;
     for (int round = 0; round < 2; ++round) {
         rep = co_await redis_->call_eval(script_at(admit_script), keys_of(r.key_id), args);
@@ -373,7 +437,8 @@ asio::awaitable<shared_state::result> shared_state::admit(request r) {
         // idempotent), or it would hold a slot until its lease and window ran out.
         (rep.how == redis_reply::status::timeout ? timeouts_ : unavailable_)
             .fetch_add(1, std::memory_order_relaxed);
-        send_with_retry(release_script, keys_of(r.key_id), {rid},
+        send_with_retry(release_script, keys_of(r.key_id),
+                        {rid, std::to_string(cfg_.lease.count())},
                         std::chrono::steady_clock::now() + cfg_.lease);
         co_return out;
     }
@@ -409,7 +474,8 @@ asio::awaitable<shared_state::result> shared_state::admit(request r) {
         out.how = result::kind::admitted;
         d.admitted = true;
         out.rid = rid;
-        track(r.key_id, rid);
+        track(r.key_id, rid,
+              hold{r.est_tokens, r.budget ? to_nano(r.est_usd) : 0, r.budget.has_value()});
         co_return out;
     }
     refusals_.fetch_add(1, std::memory_order_relaxed);
@@ -443,10 +509,10 @@ void shared_state::send_with_retry(int script, std::vector<std::string> keys,
                 return;
             }
             if (stopping_ || std::chrono::steady_clock::now() >= give_up) {
-                settle_dropped_.fetch_add(1, std::memory_order_relaxed);
+                releases_given_up_.fetch_add(1, std::memory_order_relaxed);
                 return;
             }
-            settle_retries_.fetch_add(1, std::memory_order_relaxed);
+            release_retries_.fetch_add(1, std::memory_order_relaxed);
             auto timer = std::make_shared<asio::steady_timer>(redis_->executor());
             timer->expires_after(std::chrono::milliseconds(250));
             timer->async_wait([this, timer, script, keys = std::move(keys), args = std::move(args),
@@ -460,16 +526,112 @@ void shared_state::send_with_retry(int script, std::vector<std::string> keys,
 void shared_state::settle(const std::string& key_id, const std::string& rid, std::uint64_t tokens,
                           double usd, bool with_budget) {
     untrack(key_id, rid);
-    send_with_retry(
-        settle_script, keys_of(key_id),
-        {rid, std::to_string(std::min(tokens, max_token_arg)), std::to_string(to_nano(usd)),
-         with_budget ? "1" : "0", std::to_string(cfg_.lease.count())},
-        std::chrono::steady_clock::now() + cfg_.lease);
+    bool start = false;
+    {
+        std::lock_guard lock(outbox_mu_);
+        key_outbox& box = outbox_[key_id];
+        box.items.push_back(settle_item{box.next_seq++, rid, std::min(tokens, max_token_arg),
+                                        to_nano(usd), with_budget,
+                                        std::chrono::steady_clock::now()});
+        ++outbox_size_;
+        if (outbox_size_ > settle_backlog_limit && box.items.size() > box.sending + 1) {
+            // Full: this key's oldest settle not on its way goes; its spend is in the ledger,
+            // and the key's budget is re-seeded from there when Redis takes the next batch.
+            box.items.erase(box.items.begin() + static_cast<std::ptrdiff_t>(box.sending));
+            --outbox_size_;
+            box.dropped = true;
+            settle_dropped_.fetch_add(1, std::memory_order_relaxed);
+        }
+        start = box.sending == 0;
+    }
+    if (start) asio::post(redis_->executor(), [this, key_id] { flush_outbox(key_id); });
+}
+
+void shared_state::flush_outbox(const std::string& key_id) {
+    if (stopping_) return;
+    std::vector<std::string> args;
+    {
+        std::lock_guard lock(outbox_mu_);
+        const auto it = outbox_.find(key_id);
+        if (it == outbox_.end()) return;
+        key_outbox& box = it->second;
+        if (box.sending > 0 || box.items.empty()) return;  // a batch is on its way already
+        box.sending = std::min<std::size_t>(box.items.size(), 500);
+        args.reserve(3 + 6 * box.sending);
+        args.push_back(instance_);
+        args.push_back(std::to_string(cfg_.lease.count()));
+        args.emplace_back(box.dropped ? "1" : "0");
+        const auto now = std::chrono::steady_clock::now();
+        for (std::size_t i = 0; i < box.sending; ++i) {
+            const settle_item& item = box.items[i];
+            args.push_back(std::to_string(item.seq));
+            args.push_back(item.rid);
+            args.push_back(std::to_string(item.tokens));
+            args.push_back(std::to_string(item.nano));
+            args.emplace_back(item.budget ? "1" : "0");
+            args.push_back(std::to_string(
+                std::chrono::duration_cast<std::chrono::milliseconds>(now - item.ended).count()));
+        }
+    }
+    settles_sent_.fetch_add(1, std::memory_order_relaxed);
+    redis_->eval(
+        script_at(settle_script), keys_of(key_id), std::move(args), [this, key_id](redis_reply r) {
+            if (r.how != redis_reply::status::ok) {
+                // Unreachable, unanswered or cut off (it may have run: the
+                // sequence numbers make the retry count nothing twice).
+                retry_outbox(key_id);
+                return;
+            }
+            if (r.value.is_error()) {
+                // A script error will not heal by retrying; the spend stays in
+                // the ledger and the key is re-seeded from it.
+                spdlog::error("state: settle script failed: {}", r.value.str.substr(0, 300));
+            }
+            bool more = false;
+            {
+                std::lock_guard lock(outbox_mu_);
+                key_outbox& box = outbox_[key_id];
+                const std::size_t n = std::min(box.sending, box.items.size());
+                box.items.erase(box.items.begin(),
+                                box.items.begin() + static_cast<std::ptrdiff_t>(n));
+                outbox_size_ -= n;
+                box.sending = 0;
+                if (r.value.is_error()) {
+                    box.dropped = true;
+                    settle_dropped_.fetch_add(n, std::memory_order_relaxed);
+                } else if (box.dropped) {
+                    box.dropped = false;
+                    reseeds_asked_.fetch_add(1, std::memory_order_relaxed);
+                }
+                more = !box.items.empty();
+            }
+            if (more) flush_outbox(key_id);
+        });
+}
+
+void shared_state::retry_outbox(const std::string& key_id) {
+    settle_retries_.fetch_add(1, std::memory_order_relaxed);
+    {
+        std::lock_guard lock(outbox_mu_);
+        outbox_[key_id].sending = 0;  // the same items (same sequence numbers) go again
+    }
+    if (stopping_) return;
+    auto timer = std::make_shared<asio::steady_timer>(redis_->executor());
+    timer->expires_after(std::chrono::milliseconds(250));
+    timer->async_wait([this, timer, key_id](boost::system::error_code ec) {
+        if (ec || stopping_) return;
+        flush_outbox(key_id);
+    });
+}
+
+std::size_t shared_state::settle_backlog() const {
+    std::lock_guard lock(outbox_mu_);
+    return outbox_size_;
 }
 
 void shared_state::release(const std::string& key_id, const std::string& rid) {
     untrack(key_id, rid);
-    send_with_retry(release_script, keys_of(key_id), {rid},
+    send_with_retry(release_script, keys_of(key_id), {rid, std::to_string(cfg_.lease.count())},
                     std::chrono::steady_clock::now() + cfg_.lease);
 }
 
@@ -484,20 +646,25 @@ asio::awaitable<void> shared_state::renew_loop() {
         timer.expires_after(cfg_.lease / 3);
         auto [ec] = co_await timer.async_wait(asio::as_tuple(asio::use_awaitable));
         if (ec || stopping_) co_return;
-        std::vector<std::pair<std::string, std::vector<std::string>>> batch;
+        std::vector<std::pair<std::string, std::vector<std::pair<std::string, hold>>>> batch;
         {
             std::lock_guard lock(live_mu_);
             batch.reserve(live_.size());
             for (const auto& [id, rids] : live_)
-                batch.emplace_back(id, std::vector<std::string>(rids.begin(), rids.end()));
+                batch.emplace_back(
+                    id, std::vector<std::pair<std::string, hold>>(rids.begin(), rids.end()));
         }
         // One script call per key (a script touches one hash slot), all pipelined.
         for (auto& [id, rids] : batch) {
-            for (std::size_t i = 0; i < rids.size(); i += 512) {
+            for (std::size_t i = 0; i < rids.size(); i += 256) {
                 std::vector<std::string> args;
                 args.push_back(std::to_string(cfg_.lease.count()));
-                for (std::size_t j = i; j < std::min(rids.size(), i + 512); ++j)
-                    args.push_back(std::move(rids[j]));
+                for (std::size_t j = i; j < std::min(rids.size(), i + 256); ++j) {
+                    args.push_back(std::move(rids[j].first));
+                    args.push_back(std::to_string(rids[j].second.tokens));
+                    args.push_back(std::to_string(rids[j].second.nano));
+                    args.emplace_back(rids[j].second.budget ? "1" : "0");
+                }
                 renewals_.fetch_add(1, std::memory_order_relaxed);
                 redis_->eval(script_at(renew_script), keys_of(id), std::move(args),
                              [](redis_reply) {});
@@ -575,9 +742,27 @@ void shared_state::render_metrics(std::string& out) const {
     counter("tollgate_state_lease_renewals_total", "Lease renewal calls for requests in flight.",
             "", renewals_.load(), true);
     const char* st = "tollgate_state_settles_total";
-    const char* st_help = "Settle/release calls retried, or given up after a lease's time.";
-    counter(st, st_help, "{result=\"retried\"}", settle_retries_.load(), true);
+    const char* st_help =
+        "Settle batches sent to Redis, retried after a failure; settles dropped (the outbox "
+        "was full, or a script error: the key's budget is then re-seeded from the ledger).";
+    counter(st, st_help, "{result=\"sent\"}", settles_sent_.load(), true);
+    counter(st, st_help, "{result=\"retried\"}", settle_retries_.load(), false);
     counter(st, st_help, "{result=\"dropped\"}", settle_dropped_.load(), false);
+    const char* rl = "tollgate_state_releases_total";
+    const char* rl_help =
+        "Releases of requests that never went upstream, retried, or given up after a lease "
+        "(by then the hold has run out by itself).";
+    counter(rl, rl_help, "{result=\"retried\"}", release_retries_.load(), true);
+    counter(rl, rl_help, "{result=\"given_up\"}", releases_given_up_.load(), false);
+    counter("tollgate_state_reseeds_asked_total",
+            "Budgets whose settles the outbox dropped (it was full), deleted from Redis so that "
+            "the next admission re-seeds them from the ledger.",
+            "", reseeds_asked_.load(), true);
+    out +=
+        "# HELP tollgate_state_settle_backlog Settles waiting for Redis (the outbox).\n"
+        "# TYPE tollgate_state_settle_backlog gauge\ntollgate_state_settle_backlog ";
+    out += std::to_string(settle_backlog());
+    out += '\n';
     counter("tollgate_state_redis_reconnects_total", "Connections to Redis re-established.", "",
             redis_->reconnects(), true);
     counter("tollgate_state_redis_commands_total", "Commands sent to Redis.", "",

@@ -17,10 +17,16 @@
 //   <prefix>{id}:b   HASH start, per, tok, nano: spent in the period (no expiry)
 //   <prefix>{id}:h   HASH rid → budget hold tokens, rid#n → its nano-dollars, '#rtok' and
 //                    '#rnano' → their totals (they expire together with the holds)
-//   <prefix>{id}:s   ZSET rid → settle time: settles already counted (two leases long)
+//   <prefix>{id}:s   ZSET rid → time: requests settled or released (two leases long)
+//   <prefix>{id}:q   HASH instance → highest settle sequence counted, instance#t → when;
+//                    '#touch' → the last admission or renewal for the key (no expiry)
 // Every reservation carries a lease (state.lease). The instance renews the leases of its
 // requests in flight every lease/3; a crashed or cut-off instance stops renewing, and
 // the next admission for the key drops its expired holds: the capacity returns by itself.
+// When nobody could renew (the key untouched for over half a lease: Redis was stopped or
+// unreachable for everyone), expired leases get one more lease instead of being dropped,
+// and a renewal takes back a lease (and budget hold) another instance dropped while this
+// one was cut off: requests still running keep their slots through any outage.
 //
 // Budgets: the spend of the key's current period lives in Redis, shared. When Redis has
 // none for the key (first use, Redis restarted or flushed, the period kind changed), the
@@ -28,8 +34,14 @@
 // Redis holds and what the ledger sums, so an instance's restart never resets it) and
 // asks again. A settle adds the real spend exactly once per reservation, even after its
 // hold expired; requests admitted by per-instance limits while Redis was unreachable
-// (fail_mode: open) add theirs when they end, so the shared budget misses nothing that a
-// retry within one lease could deliver.
+// (fail_mode: open) add theirs when they end.
+//
+// Settles go through an outbox, per key in order: numbered per instance and key, sent in
+// batches (one script call carries every settle that queued while the previous one was
+// on its way), retried until Redis takes them, however long it is away; q's sequence
+// makes each count exactly once. The outbox is bounded (settle_backlog_limit); past the
+// bound a key's oldest settles are dropped and its spend is re-seeded from the ledger
+// of record when Redis returns, as when Redis lost the key's data.
 
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/steady_timer.hpp>
@@ -37,6 +49,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <deque>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -86,11 +99,18 @@ class shared_state {
     // the rare case of a budget seed: then the ledger is read in between).
     boost::asio::awaitable<result> admit(request r);
 
-    // Fire-and-forget from on_complete; retried while Redis is unreachable, until the
-    // hold's lease would have expired anyway. Thread-safe.
+    // Fire-and-forget from on_complete: into the key's outbox, delivered in order and
+    // exactly once whenever Redis is reachable. Thread-safe.
     void settle(const std::string& key_id, const std::string& rid, std::uint64_t tokens, double usd,
                 bool with_budget);
+    // The request never went upstream: its holds are returned (retried for one lease;
+    // after that its lease has run out anyway). Thread-safe.
     void release(const std::string& key_id, const std::string& rid);
+
+    // Settles waiting for Redis, in all (for metrics and tests).
+    std::size_t settle_backlog() const;
+    // Most settles the outbox keeps (each ~100 bytes); then a key's oldest are dropped.
+    static constexpr std::size_t settle_backlog_limit = 200'000;
 
     // Key changes made through the admin API: published to every instance.
     void publish_keys_changed();
@@ -106,11 +126,35 @@ class shared_state {
   private:
     std::string key(const std::string& id, char part) const;
     std::vector<std::string> keys_of(const std::string& id) const;
-    void track(const std::string& key_id, const std::string& rid);
+    struct hold {
+        std::uint64_t tokens = 0;
+        std::int64_t nano = 0;
+        bool budget = false;
+    };
+    void track(const std::string& key_id, const std::string& rid, hold h);
     void untrack(const std::string& key_id, const std::string& rid);
     void send_with_retry(int script, std::vector<std::string> keys, std::vector<std::string> args,
                          std::chrono::steady_clock::time_point give_up);
     boost::asio::awaitable<void> renew_loop();
+
+    // The settle outbox (see the top of this file). Guarded by outbox_mu_; flush_outbox()
+    // runs on the Redis client's thread, one batch in flight per key.
+    struct settle_item {
+        std::uint64_t seq = 0;
+        std::string rid;
+        std::uint64_t tokens = 0;
+        std::int64_t nano = 0;
+        bool budget = false;
+        std::chrono::steady_clock::time_point ended;  // sent as an age: clocks may differ
+    };
+    struct key_outbox {
+        std::deque<settle_item> items;
+        std::uint64_t next_seq = 1;
+        std::size_t sending = 0;  // items at the front in the batch on its way
+        bool dropped = false;     // items were dropped: ask for a re-seed
+    };
+    void flush_outbox(const std::string& key_id);
+    void retry_outbox(const std::string& key_id);
 
     config::state_config cfg_;
     std::shared_ptr<ledger> ledger_;
@@ -120,7 +164,11 @@ class shared_state {
     std::atomic<std::uint64_t> next_rid_{1};
 
     std::mutex live_mu_;  // the holds this instance must keep renewing
-    std::unordered_map<std::string, std::unordered_set<std::string>> live_;
+    std::unordered_map<std::string, std::unordered_map<std::string, hold>> live_;
+
+    mutable std::mutex outbox_mu_;
+    std::unordered_map<std::string, key_outbox> outbox_;
+    std::size_t outbox_size_ = 0;
 
     std::mutex keys_cb_mu_;
     std::function<void()> keys_changed_;
@@ -128,7 +176,8 @@ class shared_state {
     std::atomic<bool> stopping_{false};
     std::atomic<std::uint64_t> admissions_{0}, refusals_{0}, unavailable_{0}, timeouts_{0},
         script_errors_{0}, seeds_{0}, fallbacks_{0}, refused_503_{0}, renewals_{0},
-        settle_retries_{0}, settle_dropped_{0};
+        settle_retries_{0}, settle_dropped_{0}, settles_sent_{0}, reseeds_asked_{0},
+        release_retries_{0}, releases_given_up_{0};
 };
 
 // The combined admission's outcome for one request, shared by the rate_limit and budget

@@ -116,6 +116,10 @@ std::string ledger::spill_path_for(const std::string& database) {
     return database + ".spill";
 }
 
+bool ledger::shared_by_instances() const noexcept {
+    return is_postgres_url(options_.database);
+}
+
 ledger::ledger(options opts) : options_(normalized(std::move(opts))) {
     if (options_.database.empty()) throw std::runtime_error("usage.database: no path given");
     backend_ = is_postgres_url(options_.database) ? make_pg_ledger_backend(options_)

@@ -142,6 +142,10 @@ class ledger {
     // held is in the spill file). Call once, after the last push().
     bool stop_within(std::chrono::milliseconds timeout);
 
+    // true for a PostgreSQL ledger (every instance's records), false for a SQLite file
+    // (this instance's own).
+    bool shared_by_instances() const noexcept;
+
     // Records stop_within() wrote to the spill file; records the constructor applied from one.
     std::size_t spilled() const noexcept { return spilled_; }
     std::size_t replayed() const noexcept { return replayed_; }

@@ -347,6 +347,84 @@ BOOST_AUTO_TEST_CASE(spend_admitted_by_the_fallback_reaches_redis_when_it_return
                redis.cli({"HGETALL", "tollgate:{shared}:b"}));
 }
 
+// total_tokens of an answer's usage (0 if none).
+long total_tokens_of(const std::string& body) {
+    const auto at = body.find("\"total_tokens\":");
+    return at == std::string::npos ? 0 : std::stol(body.substr(at + 15));
+}
+
+double metric_of(gateway_process& g, const std::string& name) {
+    const std::string m = metrics_of(g);
+    const auto at = m.find("\n" + name + " ");
+    return at == std::string::npos ? -1 : std::stod(m.substr(at + name.size() + 2));
+}
+
+BOOST_AUTO_TEST_CASE(a_long_outage_keeps_running_requests_slots_and_counts_their_spend_once) {
+    // SPEC "Shared spend is never lost": Redis stopped for 3 leases while requests finish
+    // under fail_mode open. The settles wait in the outbox (past a lease: they used to be
+    // given up then) and reach Redis exactly once when it returns, although the ones sent
+    // into the stopped server run when it wakes and are sent again; and the slot of a
+    // request still running on the other instance is not freed by the outage.
+    redis_server redis;
+    mock_upstream mock;
+    cluster_options c;
+    c.key_terms = "    limits: {concurrency: 1}\n    budget: {tokens: 1000000, period: day}\n";
+    c.state_extra = "  fail_mode: open\n  lease: 3s\n";
+    c.timeout = "200ms";
+    c.admin = true;
+    gateway_process a(cluster_config(mock.port(), redis, c));
+    gateway_process b(cluster_config(mock.port(), redis, c));
+    const std::string quick =
+        R"({"model":"gpt-4o-mini","max_tokens":40,"messages":[{"role":"user","content":"hi #mock chunks=30"}]})";
+    long expected = 0;
+    auto warm =
+        http_request(b.port(), "POST", "/v1/chat/completions", auth_headers(key_shared), quick);
+    BOOST_TEST_REQUIRE(warm.status == 200);
+    expected += total_tokens_of(warm.body);
+
+    // A request on A that runs through the whole outage, holding the key's one slot.
+    http_connection slow(a.port(), 60s);
+    slow.send_request("POST", "/v1/chat/completions", auth_headers(key_shared),
+                      chat_body("slow #mock head_delay_ms=14000"));
+    BOOST_REQUIRE(mock.wait_for("requests", 2));
+    BOOST_TEST(status_of(b.port(), key_shared, quick) == 429);
+
+    redis.pause();
+    // Admitted by B's own limits meanwhile; their spend waits in B's outbox.
+    for (int i = 0; i < 3; ++i) {
+        auto r =
+            http_request(b.port(), "POST", "/v1/chat/completions", auth_headers(key_shared), quick);
+        BOOST_TEST(r.status == 200);
+        expected += total_tokens_of(r.body);
+    }
+    BOOST_TEST(poll_until([&] { return metric_of(b, "tollgate_state_settle_backlog") == 3; }));
+    std::this_thread::sleep_for(9500ms);  // the outage itself: three leases
+    BOOST_TEST(metric_of(b, "tollgate_state_settle_backlog") == 3);
+    redis.resume();
+
+    // Once B reaches Redis again, A's request (still running) still holds the slot.
+    BOOST_TEST(poll_until([&] { return metric_of(b, "tollgate_state_up") == 1; }, 20s, 20ms));
+    BOOST_TEST(status_of(b.port(), key_shared, quick) == 429);
+    BOOST_TEST(poll_until([&] { return metric_of(a, "tollgate_state_up") == 1; }, 20s, 20ms));
+    BOOST_TEST(poll_until([&] { return metric_of(a, "tollgate_state_lease_renewals_total") > 0; }));
+    BOOST_TEST(status_of(b.port(), key_shared, quick) == 429);
+
+    const auto done = slow.read_response();
+    BOOST_TEST(done.status == 200);
+    expected += total_tokens_of(done.body);
+    BOOST_TEST(poll_until([&] {
+        return metric_of(a, "tollgate_state_settle_backlog") == 0 &&
+               metric_of(b, "tollgate_state_settle_backlog") == 0;
+    }));
+    // Every request's spend, once.
+    BOOST_TEST(
+        poll_until([&] {
+            return redis.cli({"HGET", "tollgate:{shared}:b", "tok"}) == std::to_string(expected);
+        }),
+        redis.cli({"HGETALL", "tollgate:{shared}:b"}) << " expected " << expected);
+    BOOST_TEST(metric_of(b, "tollgate_state_settles_total{result=\"dropped\"}") <= 0);
+}
+
 BOOST_AUTO_TEST_CASE(noscript_after_a_script_flush_or_a_redis_restart_is_handled) {
     redis_server redis;
     mock_upstream mock;
