@@ -96,10 +96,13 @@ builtin_services make_builtin_services(const config::gateway_config& cfg) {
         // at its next 1-s poll (also after each (re)subscription, to catch up on news
         // missed while disconnected). Not on the Redis client's thread: that one serves
         // every admission and must not wait for a database.
-        if (s.keys)
+        if (s.keys) {
             s.shared->on_keys_changed([keys = std::weak_ptr<key_store>(s.keys)] {
                 if (auto k = keys.lock()) k->refresh_soon();
             });
+            // Keys travel through Redis too: instances with ledgers of their own share them.
+            s.keys->set_mirror(make_key_mirror(s.shared));
+        }
     }
     return s;
 }

@@ -30,6 +30,30 @@
 namespace tollgate::policies {
 
 class key_store_backend;
+struct key_row;
+struct deletion_row;
+struct revocation_row;
+
+// Where keys travel between instances that do not share a database: Redis, when
+// `state.backend: redis` (implemented by shared_state). A hash of entries, field → value,
+// each value starting with its time; put() keeps whichever version is newer, per field.
+// Calls block (bounded by state.timeout); never from the Redis client's own thread.
+class key_mirror {
+  public:
+    virtual ~key_mirror() = default;
+    // A number every put() that changed something moves; nullopt when unreachable. 0
+    // (never written, or Redis lost its data) makes the store push what it holds.
+    virtual std::optional<std::int64_t> version() = 0;
+    // Every entry; nullopt when unreachable.
+    virtual std::optional<std::vector<std::pair<std::string, std::string>>> load() = 0;
+    // Stores each (field, value, time) unless the mirror holds a newer time for the field,
+    // and tells every instance; false when unreachable.
+    struct entry {
+        std::string field, value;
+        std::int64_t at_ms = 0;
+    };
+    virtual bool put(const std::vector<entry>& entries) = 0;
+};
 
 using key_digest = std::array<unsigned char, 32>;
 
@@ -103,13 +127,31 @@ class key_store {
     // exists: revoked already. Throws std::runtime_error when the database refuses it.
     result revoke(const std::string& id, const key_digest& digest, std::int64_t now_ms);
 
+    // Keys through Redis (state.backend: redis): every change is also put in the mirror,
+    // and the published table is the database's keys and the mirror's merged — per id the
+    // newest version wins (a create or change against a deletion: the later one; a tie:
+    // the deletion), revocations are the union. What the database holds and the mirror
+    // lacks or has older (changes made while Redis was away, or a Redis that lost its
+    // data) is put back at the next refresh. Call before traffic; thread-safe.
+    void set_mirror(std::shared_ptr<key_mirror> m);
+
   private:
     void publish(std::shared_ptr<table> t) { table_.store(std::move(t)); }
     std::shared_ptr<table> load_table();
+    // Best-effort: the next refresh retries what did not reach the mirror.
+    void mirror_put(std::vector<key_mirror::entry> entries);
+    void read_mirror();   // mirror_ entries → remote_*; throws nothing
+    void adopt_mirror();  // remote_* newer than the database → the database; throws on failure
 
     std::unique_ptr<key_store_backend> backend_;
     std::mutex mu_;  // serialises changes and refreshes; guards the members up to table_
     std::int64_t change_marker_ = 0;
+    std::shared_ptr<key_mirror> mirror_;
+    std::optional<std::int64_t> mirror_version_;  // as last read; nullopt: read it again
+    // The mirror's entries as last read, decoded.
+    std::vector<key_row> remote_keys_;
+    std::vector<deletion_row> remote_deletions_;
+    std::vector<revocation_row> remote_revocations_;
     listener listener_;
     std::atomic<std::shared_ptr<const table>> table_;
     std::mutex stop_mu_;

@@ -24,6 +24,16 @@ struct key_row {
     std::optional<double> budget_usd;
     std::optional<std::string> budget_period;  // "day" | "month" | "total"; null = no budget
     std::int64_t created_at_ms = 0;
+    // When this version of the key was made (create or change), on the clock of the
+    // instance that made it: between a database, Redis and a deletion, the newest wins.
+    std::int64_t updated_at_ms = 0;
+};
+
+// A key deleted through the admin API (api_key_deletions): it stays deleted unless a
+// version made later (a create or change after the deletion) exists somewhere.
+struct deletion_row {
+    std::string id;
+    std::int64_t deleted_at_ms = 0;
 };
 
 // A revoked config-file key (api_key_revocations): refused while the config gives that id
@@ -49,6 +59,13 @@ class key_store_backend {
     virtual bool insert(const key_row& row) = 0;
     virtual bool update(const key_row& row) = 0;
     virtual bool remove(const std::string& id) = 0;
+    // Inserts the row, or replaces every column of the row with its id (a version made on
+    // another instance). False when its digest belongs to another id.
+    virtual bool upsert(const key_row& row) = 0;
+    // Deletions: remove() leaves none by itself; record_deletion() keeps (or moves later)
+    // the id's deletion time.
+    virtual std::vector<deletion_row> load_deletions() = 0;
+    virtual void record_deletion(const deletion_row& row) = 0;
     // Revocations of config-file keys. insert_revocation: false when that id and digest
     // are revoked already. Both throw std::runtime_error like the others.
     virtual std::vector<revocation_row> load_revocations() = 0;

@@ -57,6 +57,11 @@ CREATE TABLE IF NOT EXISTS api_key_revocations (
     revoked_at  BIGINT NOT NULL,
     PRIMARY KEY (id, key_sha256)
 );
+CREATE TABLE IF NOT EXISTS api_key_deletions (
+    id          TEXT PRIMARY KEY,
+    deleted_at  BIGINT NOT NULL
+);
+ALTER TABLE api_keys ADD COLUMN IF NOT EXISTS updated_at BIGINT NOT NULL DEFAULT 0;
 )sql";
 
 // Each change and its version bump: one statement, one transaction. Answers the number of
@@ -95,6 +100,9 @@ class pg_key_store_backend final : public key_store_backend {
     bool insert(const key_row& row) override;
     bool update(const key_row& row) override;
     bool remove(const std::string& id) override;
+    bool upsert(const key_row& row) override;
+    std::vector<deletion_row> load_deletions() override;
+    void record_deletion(const deletion_row& row) override;
     std::vector<revocation_row> load_revocations() override;
     bool insert_revocation(const revocation_row& row) override;
 
@@ -135,7 +143,7 @@ pg_result_ptr pg_key_store_backend::read(const char* sql, std::string_view conte
 std::vector<key_row> pg_key_store_backend::load() {
     const pg_result_ptr r = read(
         "SELECT id, key_sha256, models, rpm, tpm, concurrency, budget_tokens, budget_usd,"
-        " budget_period, created_at FROM api_keys",
+        " budget_period, created_at, updated_at FROM api_keys",
         "reading api_keys");
     std::vector<key_row> rows;
     rows.reserve(static_cast<std::size_t>(r.rows()));
@@ -151,6 +159,7 @@ std::vector<key_row> pg_key_store_backend::load() {
         if (!r.is_null(i, 7)) k.budget_usd = r.dbl(i, 7);
         k.budget_period = r.opt_text(i, 8);
         k.created_at_ms = r.int64(i, 9);
+        k.updated_at_ms = std::max<std::int64_t>(r.int64(i, 10), k.created_at_ms);
         rows.push_back(std::move(k));
     }
     return rows;
@@ -189,30 +198,69 @@ bool pg_key_store_backend::insert(const key_row& k) {
     // ON CONFLICT DO NOTHING covers both unique columns: the id and the digest.
     static const std::string sql = with_bump(
         "INSERT INTO api_keys (models, rpm, tpm, concurrency, budget_tokens, budget_usd,"
-        " budget_period, id, key_sha256, created_at)"
-        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT DO NOTHING");
+        " budget_period, updated_at, id, key_sha256, created_at)"
+        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT DO NOTHING");
     return change(
         sql,
         {k.models, opt_uint_text(k.rpm), opt_uint_text(k.tpm), opt_uint_text(k.concurrency),
-         opt_uint_text(k.budget_tokens), opt_double_text(k.budget_usd), k.budget_period, k.id,
-         k.key_sha256, std::to_string(k.created_at_ms)},
+         opt_uint_text(k.budget_tokens), opt_double_text(k.budget_usd), k.budget_period,
+         std::to_string(k.updated_at_ms), k.id, k.key_sha256, std::to_string(k.created_at_ms)},
         "storing a key");
 }
 
 bool pg_key_store_backend::update(const key_row& k) {
     static const std::string sql = with_bump(
         "UPDATE api_keys SET models = $1, rpm = $2, tpm = $3, concurrency = $4,"
-        " budget_tokens = $5, budget_usd = $6, budget_period = $7 WHERE id = $8");
+        " budget_tokens = $5, budget_usd = $6, budget_period = $7, updated_at = $8"
+        " WHERE id = $9");
     return change(
         sql,
         {k.models, opt_uint_text(k.rpm), opt_uint_text(k.tpm), opt_uint_text(k.concurrency),
-         opt_uint_text(k.budget_tokens), opt_double_text(k.budget_usd), k.budget_period, k.id},
+         opt_uint_text(k.budget_tokens), opt_double_text(k.budget_usd), k.budget_period,
+         std::to_string(k.updated_at_ms), k.id},
         "updating a key");
+}
+
+bool pg_key_store_backend::upsert(const key_row& k) {
+    // A digest that belongs to another id is a conflict on key_sha256: nothing changes.
+    static const std::string sql = with_bump(
+        "INSERT INTO api_keys (models, rpm, tpm, concurrency, budget_tokens, budget_usd,"
+        " budget_period, updated_at, id, key_sha256, created_at)"
+        " SELECT $1, $2::bigint, $3::bigint, $4::bigint, $5::bigint, $6::double precision, $7,"
+        " $8::bigint, $9, $10, $11::bigint"
+        " WHERE NOT EXISTS (SELECT 1 FROM api_keys WHERE key_sha256 = $10 AND id <> $9)"
+        " ON CONFLICT (id) DO UPDATE SET models = EXCLUDED.models, rpm = EXCLUDED.rpm,"
+        " tpm = EXCLUDED.tpm, concurrency = EXCLUDED.concurrency,"
+        " budget_tokens = EXCLUDED.budget_tokens, budget_usd = EXCLUDED.budget_usd,"
+        " budget_period = EXCLUDED.budget_period, updated_at = EXCLUDED.updated_at,"
+        " key_sha256 = EXCLUDED.key_sha256, created_at = EXCLUDED.created_at");
+    return change(
+        sql,
+        {k.models, opt_uint_text(k.rpm), opt_uint_text(k.tpm), opt_uint_text(k.concurrency),
+         opt_uint_text(k.budget_tokens), opt_double_text(k.budget_usd), k.budget_period,
+         std::to_string(k.updated_at_ms), k.id, k.key_sha256, std::to_string(k.created_at_ms)},
+        "storing a key");
 }
 
 bool pg_key_store_backend::remove(const std::string& id) {
     static const std::string sql = with_bump("DELETE FROM api_keys WHERE id = $1");
     return change(sql, {id}, "deleting a key");
+}
+
+std::vector<deletion_row> pg_key_store_backend::load_deletions() {
+    const pg_result_ptr r =
+        read("SELECT id, deleted_at FROM api_key_deletions", "reading api_key_deletions");
+    std::vector<deletion_row> rows;
+    rows.reserve(static_cast<std::size_t>(r.rows()));
+    for (int i = 0; i < r.rows(); ++i) rows.push_back({std::string(r.text(i, 0)), r.int64(i, 1)});
+    return rows;
+}
+
+void pg_key_store_backend::record_deletion(const deletion_row& row) {
+    static const std::string sql = with_bump(
+        "INSERT INTO api_key_deletions (id, deleted_at) VALUES ($1, $2) ON CONFLICT (id) DO "
+        "UPDATE SET deleted_at = GREATEST(api_key_deletions.deleted_at, EXCLUDED.deleted_at)");
+    change(sql, {row.id, std::to_string(row.deleted_at_ms)}, "deleting a key");
 }
 
 std::vector<revocation_row> pg_key_store_backend::load_revocations() {

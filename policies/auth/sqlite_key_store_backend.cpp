@@ -68,6 +68,9 @@ class sqlite_key_store_backend final : public key_store_backend {
     bool insert(const key_row& row) override { return write(row, true); }
     bool update(const key_row& row) override { return write(row, false); }
     bool remove(const std::string& id) override;
+    bool upsert(const key_row& row) override;
+    std::vector<deletion_row> load_deletions() override;
+    void record_deletion(const deletion_row& row) override;
     std::vector<revocation_row> load_revocations() override;
     bool insert_revocation(const revocation_row& row) override;
 
@@ -108,6 +111,18 @@ sqlite_key_store_backend::sqlite_key_store_backend(const std::string& path) : pa
             "CREATE TABLE IF NOT EXISTS api_key_revocations ("
             " id TEXT NOT NULL, key_sha256 TEXT NOT NULL, revoked_at INTEGER NOT NULL,"
             " PRIMARY KEY (id, key_sha256))");
+        exec(
+            "CREATE TABLE IF NOT EXISTS api_key_deletions ("
+            " id TEXT PRIMARY KEY, deleted_at INTEGER NOT NULL)");
+        // Added after the first release: a database made before has no such column.
+        bool has_updated = false;
+        {
+            stmt q(db_, "PRAGMA table_info(api_keys)");
+            while (sqlite3_step(q) == SQLITE_ROW)
+                has_updated = has_updated || column_text(q, 1) == "updated_at";
+        }
+        if (!has_updated)
+            exec("ALTER TABLE api_keys ADD COLUMN updated_at INTEGER NOT NULL DEFAULT 0");
     } catch (...) {
         sqlite3_close(db_);
         db_ = nullptr;
@@ -128,7 +143,7 @@ std::vector<key_row> sqlite_key_store_backend::load() {
     std::vector<key_row> rows;
     stmt q(db_,
            "SELECT id, key_sha256, models, rpm, tpm, concurrency, budget_tokens, budget_usd,"
-           " budget_period, created_at FROM api_keys");
+           " budget_period, created_at, updated_at FROM api_keys");
     int rc;
     while ((rc = sqlite3_step(q)) == SQLITE_ROW) {
         key_row r;
@@ -142,6 +157,7 @@ std::vector<key_row> sqlite_key_store_backend::load() {
         if (sqlite3_column_type(q, 7) != SQLITE_NULL) r.budget_usd = sqlite3_column_double(q, 7);
         r.budget_period = column_opt_text(q, 8);
         r.created_at_ms = sqlite3_column_int64(q, 9);
+        r.updated_at_ms = std::max<std::int64_t>(sqlite3_column_int64(q, 10), r.created_at_ms);
         rows.push_back(std::move(r));
     }
     // A read cut short (a lock, an I/O error) must not pass for the whole table.
@@ -157,10 +173,11 @@ std::int64_t sqlite_key_store_backend::change_marker() {
 
 bool sqlite_key_store_backend::write(const key_row& k, bool insert) {
     stmt s(db_, insert ? "INSERT INTO api_keys (models, rpm, tpm, concurrency, budget_tokens,"
-                         " budget_usd, budget_period, id, key_sha256, created_at)"
-                         " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"
+                         " budget_usd, budget_period, updated_at, id, key_sha256, created_at)"
+                         " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"
                        : "UPDATE api_keys SET models = ?1, rpm = ?2, tpm = ?3, concurrency = ?4,"
-                         " budget_tokens = ?5, budget_usd = ?6, budget_period = ?7 WHERE id = ?8");
+                         " budget_tokens = ?5, budget_usd = ?6, budget_period = ?7,"
+                         " updated_at = ?8 WHERE id = ?9");
     bind_opt_text(s, 1, k.models);
     bind_opt(s, 2, k.rpm);
     bind_opt(s, 3, k.tpm);
@@ -171,16 +188,66 @@ bool sqlite_key_store_backend::write(const key_row& k, bool insert) {
     else
         sqlite3_bind_null(s, 6);
     bind_opt_text(s, 7, k.budget_period);
-    sqlite3_bind_text(s, 8, k.id.data(), static_cast<int>(k.id.size()), SQLITE_TRANSIENT);
+    sqlite3_bind_int64(s, 8, k.updated_at_ms);
+    sqlite3_bind_text(s, 9, k.id.data(), static_cast<int>(k.id.size()), SQLITE_TRANSIENT);
     if (insert) {
-        sqlite3_bind_text(s, 9, k.key_sha256.data(), static_cast<int>(k.key_sha256.size()),
+        sqlite3_bind_text(s, 10, k.key_sha256.data(), static_cast<int>(k.key_sha256.size()),
                           SQLITE_TRANSIENT);
-        sqlite3_bind_int64(s, 10, k.created_at_ms);
+        sqlite3_bind_int64(s, 11, k.created_at_ms);
     }
     const int rc = sqlite3_step(s);
     if (insert && (rc & 0xff) == SQLITE_CONSTRAINT) return false;  // id or digest taken
     if (rc != SQLITE_DONE) fail();
     return insert || sqlite3_changes(db_) > 0;
+}
+
+bool sqlite_key_store_backend::upsert(const key_row& k) {
+    stmt s(db_,
+           "INSERT INTO api_keys (models, rpm, tpm, concurrency, budget_tokens, budget_usd,"
+           " budget_period, updated_at, id, key_sha256, created_at)"
+           " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"
+           " ON CONFLICT(id) DO UPDATE SET models = ?1, rpm = ?2, tpm = ?3, concurrency = ?4,"
+           " budget_tokens = ?5, budget_usd = ?6, budget_period = ?7, updated_at = ?8,"
+           " key_sha256 = ?10, created_at = ?11");
+    bind_opt_text(s, 1, k.models);
+    bind_opt(s, 2, k.rpm);
+    bind_opt(s, 3, k.tpm);
+    bind_opt(s, 4, k.concurrency);
+    bind_opt(s, 5, k.budget_tokens);
+    if (k.budget_usd)
+        sqlite3_bind_double(s, 6, *k.budget_usd);
+    else
+        sqlite3_bind_null(s, 6);
+    bind_opt_text(s, 7, k.budget_period);
+    sqlite3_bind_int64(s, 8, k.updated_at_ms);
+    sqlite3_bind_text(s, 9, k.id.data(), static_cast<int>(k.id.size()), SQLITE_TRANSIENT);
+    sqlite3_bind_text(s, 10, k.key_sha256.data(), static_cast<int>(k.key_sha256.size()),
+                      SQLITE_TRANSIENT);
+    sqlite3_bind_int64(s, 11, k.created_at_ms);
+    const int rc = sqlite3_step(s);
+    if ((rc & 0xff) == SQLITE_CONSTRAINT) return false;  // the digest is another id's
+    if (rc != SQLITE_DONE) fail();
+    return true;
+}
+
+std::vector<deletion_row> sqlite_key_store_backend::load_deletions() {
+    std::vector<deletion_row> rows;
+    stmt q(db_, "SELECT id, deleted_at FROM api_key_deletions");
+    int rc;
+    while ((rc = sqlite3_step(q)) == SQLITE_ROW)
+        rows.push_back({column_text(q, 0), sqlite3_column_int64(q, 1)});
+    if (rc != SQLITE_DONE)
+        throw std::runtime_error("key store: " + std::string(sqlite3_errmsg(db_)));
+    return rows;
+}
+
+void sqlite_key_store_backend::record_deletion(const deletion_row& r) {
+    stmt s(db_,
+           "INSERT INTO api_key_deletions (id, deleted_at) VALUES (?1, ?2)"
+           " ON CONFLICT(id) DO UPDATE SET deleted_at = max(deleted_at, ?2)");
+    sqlite3_bind_text(s, 1, r.id.data(), static_cast<int>(r.id.size()), SQLITE_TRANSIENT);
+    sqlite3_bind_int64(s, 2, r.deleted_at_ms);
+    if (sqlite3_step(s) != SQLITE_DONE) fail();
 }
 
 bool sqlite_key_store_backend::remove(const std::string& id) {

@@ -11,6 +11,7 @@
 #include <spdlog/spdlog.h>
 
 #include <cmath>
+#include <future>
 
 #include "gateway/state/redis_client.hpp"
 #include "policies/budget/budget_policy.hpp"
@@ -675,6 +676,109 @@ asio::awaitable<void> shared_state::renew_loop() {
 
 void shared_state::publish_keys_changed() {
     redis_->exec({"PUBLISH", cfg_.key_prefix + "keys", "changed"}, [](redis_reply) {});
+}
+
+namespace {
+
+// KEYS: data version. ARGV: field, value, time ms, … Stores each value unless the hash
+// holds a newer time for its field; moves the version when anything changed.
+const redis_client::script& keys_put_script() {
+    static const redis_client::script s(R"LUA(
+local changed = 0
+for i = 1, #ARGV, 3 do
+  local cur = redis.call('HGET', KEYS[1], ARGV[i])
+  local at = cur and tonumber(string.match(cur, '^%-?%d+')) or nil
+  if not at or at < tonumber(ARGV[i + 2]) then
+    redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
+    changed = changed + 1
+  end
+end
+if changed > 0 then redis.call('INCR', KEYS[2]) end
+return changed
+)LUA");
+    return s;
+}
+
+template <class Start>
+redis_reply wait_for_reply(Start&& start, std::chrono::milliseconds limit) {
+    auto p = std::make_shared<std::promise<redis_reply>>();
+    auto f = p->get_future();
+    start([p](redis_reply r) { p->set_value(std::move(r)); });
+    if (f.wait_for(limit) != std::future_status::ready) return redis_reply{};
+    return f.get();
+}
+
+class redis_key_mirror final : public key_mirror {
+  public:
+    explicit redis_key_mirror(std::weak_ptr<shared_state> st) : st_(std::move(st)) {}
+    std::optional<std::int64_t> version() override {
+        auto st = st_.lock();
+        return st ? st->keys_version() : std::nullopt;
+    }
+    std::optional<std::vector<std::pair<std::string, std::string>>> load() override {
+        auto st = st_.lock();
+        return st ? st->keys_load() : std::nullopt;
+    }
+    bool put(const std::vector<entry>& entries) override {
+        auto st = st_.lock();
+        return st && st->keys_put(entries);
+    }
+
+  private:
+    std::weak_ptr<shared_state> st_;
+};
+
+}  // namespace
+
+std::shared_ptr<key_mirror> make_key_mirror(std::weak_ptr<shared_state> st) {
+    return std::make_shared<redis_key_mirror>(std::move(st));
+}
+
+std::optional<std::int64_t> shared_state::keys_version() {
+    const auto limit = 4 * cfg_.timeout + std::chrono::seconds(1);
+    const redis_reply r = wait_for_reply(
+        [&](auto done) {
+            redis_->exec({"GET", cfg_.key_prefix + "{keys}:version"}, std::move(done));
+        },
+        limit);
+    if (!r.ok()) return std::nullopt;
+    if (r.value.type == state::resp_value::kind::nil) return 0;
+    return r.value.as_int();
+}
+
+std::optional<std::vector<std::pair<std::string, std::string>>> shared_state::keys_load() {
+    const auto limit = 4 * cfg_.timeout + std::chrono::seconds(1);
+    const redis_reply r = wait_for_reply(
+        [&](auto done) {
+            redis_->exec({"HGETALL", cfg_.key_prefix + "{keys}:data"}, std::move(done));
+        },
+        limit);
+    if (!r.ok() || r.value.type != state::resp_value::kind::array) return std::nullopt;
+    std::vector<std::pair<std::string, std::string>> out;
+    const auto& e = r.value.elements;
+    for (std::size_t i = 0; i + 1 < e.size(); i += 2) out.emplace_back(e[i].str, e[i + 1].str);
+    return out;
+}
+
+bool shared_state::keys_put(const std::vector<key_mirror::entry>& entries) {
+    std::vector<std::string> args;
+    args.reserve(3 * entries.size());
+    for (const auto& en : entries) {
+        args.push_back(en.field);
+        args.push_back(en.value);
+        args.push_back(std::to_string(en.at_ms));
+    }
+    const auto limit = 4 * cfg_.timeout + std::chrono::seconds(1);
+    const redis_reply r = wait_for_reply(
+        [&](auto done) {
+            redis_->eval(keys_put_script(),
+                         {cfg_.key_prefix + "{keys}:data", cfg_.key_prefix + "{keys}:version"},
+                         std::move(args), std::move(done));
+        },
+        limit);
+    if (!r.ok()) return false;
+    if (r.value.as_int().value_or(0) > 0) publish_keys_changed();
+    return true;
 }
 
 void shared_state::on_keys_changed(std::function<void()> cb) {

@@ -59,6 +59,7 @@
 
 #include "config/config.hpp"
 #include "gateway/core/request_context.hpp"
+#include "policies/auth/key_store.hpp"
 #include "policies/budget/budget_book.hpp"
 #include "policies/rate_limit/limiter.hpp"
 
@@ -115,6 +116,14 @@ class shared_state {
     // Key changes made through the admin API: published to every instance.
     void publish_keys_changed();
     void on_keys_changed(std::function<void()> cb);
+
+    // The keys themselves, for instances that share no database (key_mirror): the hash
+    // <prefix>{keys}:data (field → value, values starting with their time) and the counter
+    // <prefix>{keys}:version. Blocking (bounded by state.timeout); not from the Redis
+    // client's thread.
+    std::optional<std::int64_t> keys_version();
+    std::optional<std::vector<std::pair<std::string, std::string>>> keys_load();
+    bool keys_put(const std::vector<key_mirror::entry>& entries);
 
     bool connected() const noexcept;
     config::fail_mode mode() const noexcept { return cfg_.on_failure; }
@@ -192,6 +201,10 @@ struct shared_admission final : core::policy_state {
     double est_usd = 0;
     std::string key_id;
 };
+
+// The key_mirror of a shared_state (it may be gone by the time the key store calls: then
+// every call answers "unreachable").
+std::shared_ptr<key_mirror> make_key_mirror(std::weak_ptr<shared_state> st);
 
 // Performs the combined admission once per request (stores it in ctx.shared_admission).
 boost::asio::awaitable<void> admit_shared(core::request_context& ctx, shared_state& st,

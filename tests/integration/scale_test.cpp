@@ -498,6 +498,73 @@ BOOST_AUTO_TEST_CASE(admin_key_changes_reach_the_other_instance_through_redis) {
     BOOST_TEST(a.process().output().find(secret) == std::string::npos);
 }
 
+BOOST_AUTO_TEST_CASE(keys_travel_through_redis_between_instances_with_ledgers_of_their_own) {
+    // SPEC "Keys across instances": created, changed and deleted on A, acting on B within a
+    // second although each has its own SQLite file; a config key revoked on A is refused
+    // on B and C, and still after restarting all three (and Redis emptied meanwhile: the
+    // instances' databases put it back).
+    redis_server redis;
+    mock_upstream mock;
+    cluster_options c;
+    c.admin = true;
+    c.key_terms = "";
+    std::vector<std::filesystem::path> dbs;
+    std::vector<std::unique_ptr<gateway_process>> gw;
+    for (int i = 0; i < 3; ++i) {
+        dbs.push_back(make_temp_dir() / "usage.db");
+        c.database = dbs.back();
+        gw.push_back(std::make_unique<gateway_process>(cluster_config(mock.port(), redis, c)));
+    }
+    auto& a = *gw[0];
+    auto& b = *gw[1];
+    const header_map admin{{"authorization", std::string("Bearer ") + admin_token},
+                           {"content-type", "application/json"}};
+    const auto created = http_request(a.admin_port(), "POST", "/admin/keys", admin,
+                                      R"({"id":"roaming","limits":{"rpm":100}})");
+    BOOST_REQUIRE(created.status == 201);
+    const auto at = created.body.find("\"key\":\"");
+    const auto secret = created.body.substr(at + 7, created.body.find('"', at + 7) - at - 7);
+    BOOST_TEST(poll_until([&] { return status_of(b.port(), secret) == 200; }, 1500ms, 20ms));
+    // Changed on A (only gpt-4o-mini... then no model at all): acts on B.
+    BOOST_TEST(http_request(a.admin_port(), "PATCH", "/admin/keys/roaming", admin,
+                            R"({"models":["other-model"]})")
+                   .status == 200);
+    BOOST_TEST(poll_until([&] { return status_of(b.port(), secret) == 403; }, 1500ms, 20ms));
+    // Changed on B (a key B's own database never held): acts on A.
+    BOOST_TEST(http_request(b.admin_port(), "PATCH", "/admin/keys/roaming", admin,
+                            R"({"models":["gpt-4o-mini"]})")
+                   .status == 200);
+    BOOST_TEST(poll_until([&] { return status_of(a.port(), secret) == 200; }, 1500ms, 20ms));
+    BOOST_TEST(http_request(a.admin_port(), "DELETE", "/admin/keys/roaming", admin).status == 204);
+    BOOST_TEST(poll_until([&] { return status_of(b.port(), secret) == 401; }, 1500ms, 20ms));
+    BOOST_TEST(status_of(gw[2]->port(), secret) == 401);
+
+    // The config key `shared` revoked on A: refused everywhere.
+    BOOST_TEST(status_of(gw[2]->port()) == 200);
+    BOOST_TEST(http_request(a.admin_port(), "DELETE", "/admin/keys/shared", admin).status == 204);
+    for (auto& g : gw)
+        BOOST_TEST(poll_until([&] { return status_of(g->port()) == 401; }, 1500ms, 20ms));
+
+    // Restart all three on their own files, with Redis emptied meanwhile.
+    for (auto& g : gw) g.reset();
+    BOOST_TEST(redis.cli({"FLUSHALL"}) == "OK");
+    for (int i = 0; i < 3; ++i) {
+        c.database = dbs[static_cast<std::size_t>(i)];
+        gw[static_cast<std::size_t>(i)] =
+            std::make_unique<gateway_process>(cluster_config(mock.port(), redis, c));
+    }
+    for (auto& g : gw) {
+        BOOST_TEST(status_of(g->port()) == 401);
+        BOOST_TEST(status_of(g->port(), secret) == 401);
+    }
+    // A's database put the revocation back into Redis.
+    BOOST_TEST(poll_until([&] { return redis.cli({"HLEN", "tollgate:{keys}:data"}) != "0"; }));
+    for (auto& g : gw) {
+        BOOST_TEST(g->process().output().find(secret) == std::string::npos);
+        BOOST_TEST(g->process().output().find(key_shared) == std::string::npos);
+    }
+}
+
 BOOST_AUTO_TEST_CASE(a_wrong_redis_password_is_an_outage_and_never_logged) {
     redis_server redis;
     BOOST_TEST(redis.cli({"CONFIG", "SET", "requirepass", "right-pass-123"}) == "OK");
