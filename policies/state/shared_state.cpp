@@ -71,7 +71,8 @@ local budget_on = ARGV[7] == '1'
 -- a lease while it had leases means Redis itself was away (stopped, unreachable for
 -- every instance); then the holders get one more lease to renew before anything is
 -- dropped, however long the outage was.
-local outage = now - tonumber(redis.call('HGET', KEYS[7], '#touch') or '0') > lease / 2
+local touch = tonumber(redis.call('HGET', KEYS[7], '#touch') or '0')
+local outage = now - touch > lease / 2
 for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', now)) do
   if outage then
     redis.call('ZADD', KEYS[3], I(now + lease), id)
@@ -81,15 +82,20 @@ for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', now)) do
     drop_hold(id)
   end
 end
-redis.call('HSET', KEYS[7], '#touch', I(now))
+-- The touch and the keys' expiry are refreshed at most once a second: under load that
+-- saves five writes an admission (the keys live W + 2 leases past the last refresh).
+local refresh = now - touch >= 1000
+if refresh then redis.call('HSET', KEYS[7], '#touch', I(now)) end
 -- Entries leaving the window; one still in flight keeps its tokens counted.
 for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now - W)) do
   redis.call('ZREM', KEYS[1], id)
   if not redis.call('ZSCORE', KEYS[3], id) then drop_tokens(id) end
 end
 local requests = redis.call('ZCARD', KEYS[1])
-local tokens = tonumber(redis.call('HGET', KEYS[2], '#sum') or '0')
+local sum_text = redis.call('HGET', KEYS[2], '#sum')
+local tokens = tonumber(sum_text or '0')
 local inflight = redis.call('ZCARD', KEYS[3])
+local held = {false, false}
 local function wait_tokens(amount)
   -- Bounded: a refusal must not hold Redis for a long scan (a wait from the first 1000
   -- entries is a lower bound, fine for retry-after).
@@ -127,7 +133,7 @@ end
 if budget_on and why == 0 then
   local pstart = tonumber(ARGV[10])
   local b = redis.call('HMGET', KEYS[4], 'start', 'tok', 'nano', 'per')
-  local held = redis.call('HMGET', KEYS[5], '#rtok', '#rnano')
+  held = redis.call('HMGET', KEYS[5], '#rtok', '#rnano')
   if not b[1] or b[4] ~= ARGV[14] then
     if tonumber(ARGV[12]) < 0 then return {-1, 0, 0, 0, 0, 0, 0} end
     -- Settles after Redis lost the key's data may have added spend since: keep the larger.
@@ -153,23 +159,27 @@ if budget_on and why == 0 then
   elseif cap_nano >= 0 and use_nano >= cap_nano then why = 5 end
 end
 if why ~= 0 then return {0, why, wait, requests, tokens, newest(), inflight} end
+-- Admitted: the totals were read above (this script runs alone), so each is written with
+-- its request's field in one HSET. A key that did not exist yet gets its expiry at once.
 local keep = I(W + 2 * lease)
 if rpm >= 0 or tpm >= 0 then
   redis.call('ZADD', KEYS[1], I(now), rid)
-  redis.call('HSET', KEYS[2], rid, ARGV[6])
-  redis.call('HINCRBY', KEYS[2], '#sum', ARGV[6])
+  redis.call('HSET', KEYS[2], rid, ARGV[6], '#sum', I(tokens + est))
+  if refresh or requests == 0 then redis.call('PEXPIRE', KEYS[1], keep) end
+  if refresh or not sum_text then redis.call('PEXPIRE', KEYS[2], keep) end
   requests = requests + 1
   tokens = tokens + est
 end
 redis.call('ZADD', KEYS[3], I(now + lease), rid)
+if refresh or inflight == 0 then redis.call('PEXPIRE', KEYS[3], keep) end
 if budget_on then
-  redis.call('HSET', KEYS[5], rid, ARGV[6], rid .. '#n', ARGV[11])
-  redis.call('HINCRBY', KEYS[5], '#rtok', ARGV[6])
-  redis.call('HINCRBY', KEYS[5], '#rnano', ARGV[11])
-  redis.call('PEXPIRE', KEYS[5], keep)
+  redis.call('HSET', KEYS[5], rid, ARGV[6], rid .. '#n', ARGV[11],
+             '#rtok', I(tonumber(held[1] or '0') + est),
+             '#rnano', I(tonumber(held[2] or '0') + tonumber(ARGV[11])))
+  if refresh or not held[1] then redis.call('PEXPIRE', KEYS[5], keep) end
 end
-for i = 1, 3 do redis.call('PEXPIRE', KEYS[i], keep) end
-return {1, 0, 0, requests, tokens, newest(), inflight + 1}
+-- The newest window entry is this one: the window is whole again W from now.
+return {1, 0, 0, requests, tokens, W, inflight + 1}
 )LUA";
 
 // KEYS: w t l b h s q. ARGV: 1 instance, 2 lease ms, 3 re-seed (1: the instance dropped
@@ -193,31 +203,79 @@ local b = redis.call('HMGET', KEYS[4], 'start', 'seeded', 'seeder', 'shared')
 local bstart, seeded = tonumber(b[1] or '0'), tonumber(b[2] or '0')
 local seed_has_it = b[4] == '1' or b[3] == inst
 local top = hw
-redis.call('ZREMRANGEBYSCORE', KEYS[6], '-inf', I(now - 2 * lease))
+-- The batch's requests, read and written with one command per key where Redis allows:
+-- totals are summed here and written once.
+local rids, hfields, tfields = {}, {}, {}
 for i = 4, #ARGV, 6 do
-  local seq, rid = tonumber(ARGV[i]), ARGV[i + 1]
-  redis.call('ZREM', KEYS[3], rid)
-  local tk = redis.call('HGET', KEYS[2], rid)
-  if tk then
+  local rid = ARGV[i + 1]
+  rids[#rids + 1] = rid
+  hfields[#hfields + 1] = rid
+  hfields[#hfields + 1] = rid .. '#n'
+  tfields[#tfields + 1] = rid
+end
+tfields[#tfields + 1] = '#sum'
+redis.call('ZREM', KEYS[3], unpack(rids))
+local tk = redis.call('HMGET', KEYS[2], unpack(tfields))
+local sum = tonumber(tk[#tk] or '0')
+local tset, tdel = {}, {}
+hfields[#hfields + 1] = '#rtok'
+hfields[#hfields + 1] = '#rnano'
+local hv = redis.call('HMGET', KEYS[5], unpack(hfields))
+hfields[#hfields] = nil
+hfields[#hfields] = nil
+local rtok, rnano, held_any = 0, 0, false
+local add_tok, add_nano = 0, 0
+local settled = {}
+for n = 1, #rids do
+  local i = 4 + (n - 1) * 6
+  local rid = rids[n]
+  -- The window counts the real tokens while the entry is in it; gone from it: dropped.
+  if tk[n] then
     if redis.call('ZSCORE', KEYS[1], rid) then
-      redis.call('HSET', KEYS[2], rid, ARGV[i + 2])
-      redis.call('HINCRBY', KEYS[2], '#sum', I(tonumber(ARGV[i + 2]) - tonumber(tk)))
+      tset[#tset + 1] = rid
+      tset[#tset + 1] = ARGV[i + 2]
+      sum = sum + tonumber(ARGV[i + 2]) - tonumber(tk[n])
     else
-      drop_tokens(rid)
+      tdel[#tdel + 1] = rid
+      sum = sum - tonumber(tk[n])
     end
   end
-  drop_hold(rid)
+  -- The hold goes.
+  if hv[2 * n - 1] then
+    held_any = true
+    rtok = rtok + tonumber(hv[2 * n - 1])
+    rnano = rnano + tonumber(hv[2 * n] or '0')
+  end
   -- Settled: a renewal still on its way must not bring the lease back.
-  redis.call('ZADD', KEYS[6], I(now), rid)
+  settled[#settled + 1] = I(now)
+  settled[#settled + 1] = rid
+  local seq = tonumber(ARGV[i])
   if seq > hw then
     local ended = now - tonumber(ARGV[i + 5])
     if ARGV[i + 4] == '1' and ended >= bstart and not (seed_has_it and ended < seeded) then
-      redis.call('HINCRBY', KEYS[4], 'tok', ARGV[i + 2])
-      redis.call('HINCRBY', KEYS[4], 'nano', ARGV[i + 3])
+      add_tok = add_tok + tonumber(ARGV[i + 2])
+      add_nano = add_nano + tonumber(ARGV[i + 3])
     end
     if seq > top then top = seq end
   end
 end
+if #tdel > 0 then redis.call('HDEL', KEYS[2], unpack(tdel)) end
+if #tset > 0 or #tdel > 0 then
+  tset[#tset + 1] = '#sum'
+  tset[#tset + 1] = I(sum)
+  redis.call('HSET', KEYS[2], unpack(tset))
+end
+if held_any then
+  redis.call('HDEL', KEYS[5], unpack(hfields))
+  redis.call('HSET', KEYS[5], '#rtok', I(tonumber(hv[#hv - 1] or '0') - rtok),
+             '#rnano', I(tonumber(hv[#hv] or '0') - rnano))
+end
+if add_tok ~= 0 or add_nano ~= 0 then
+  redis.call('HINCRBY', KEYS[4], 'tok', I(add_tok))
+  redis.call('HINCRBY', KEYS[4], 'nano', I(add_nano))
+end
+redis.call('ZREMRANGEBYSCORE', KEYS[6], '-inf', I(now - 2 * lease))
+redis.call('ZADD', KEYS[6], unpack(settled))
 redis.call('PEXPIRE', KEYS[6], I(2 * lease + W))
 redis.call('HSET', KEYS[7], inst, I(top), inst .. '#t', I(now))
 -- Instances that have not settled for a week: forget them (one field pair per start).
