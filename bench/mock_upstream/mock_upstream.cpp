@@ -1,7 +1,8 @@
 // mock_upstream: an OpenAI-compatible HTTP/1.1 server for the quickstart, the integration
 // tests and the benchmarks. It answers /chat/completions (plain and SSE streaming, with
-// tool calls), /embeddings and the Anthropic Messages API (.../v1/messages, plain and SSE,
-// with tool use) deterministically, takes per-request fault-injection directives from the
+// tool calls), /embeddings, the Anthropic Messages API (.../v1/messages, plain and SSE,
+// with tool use) and the OpenAI Responses API (.../responses, plain and its event stream,
+// with function calls) deterministically, takes per-request fault-injection directives from the
 // prompt ("#mock key=value ..."), and exposes counters under /mock/* so a test can wait
 // for and assert on what the gateway did to it.
 //
@@ -389,6 +390,51 @@ bool parse_chat(std::string& body, chat_request& out) {
     return true;
 }
 
+// OpenAI Responses API: text comes from `instructions` and from `input` (a string, or
+// items: messages whose content is a string or parts with `text`, and the `output` string
+// of function_call_output items). `tool_output_last`: the last input item is a
+// function_call_output (the mock then answers in text, closing a tool round trip).
+struct responses_request : chat_request {
+    bool tool_output_last = false;
+};
+
+bool parse_responses(std::string& body, responses_request& out) {
+    simdjson::dom::object root;
+    if (!parse_object(body, root)) return false;
+    std::string_view sv;
+    if (!root["model"].get(sv)) out.model = sv;
+    bool b = false;
+    if (!root["stream"].get(b)) out.stream = b;
+    simdjson::dom::array tools;
+    if (!root["tools"].get(tools) && tools.size() > 0) {
+        out.tools = true;
+        if (!tools.at(0)["name"].get(sv)) out.tool_name = sv;
+    }
+    if (!root["instructions"].get(sv)) out.add_text(sv);
+    simdjson::dom::array items;
+    if (!root["input"].get(sv)) {
+        out.add_text(sv);
+    } else if (!root["input"].get(items)) {
+        for (simdjson::dom::element item : items) {
+            std::string_view type;
+            const bool typed = !item["type"].get(type);
+            out.tool_output_last = typed && type == "function_call_output";
+            if (out.tool_output_last) {
+                if (!item["output"].get(sv)) out.add_text(sv);
+                continue;
+            }
+            simdjson::dom::array parts;
+            if (!item["content"].get(sv)) {
+                out.add_text(sv);
+            } else if (!item["content"].get(parts)) {
+                for (simdjson::dom::element part : parts)
+                    if (!part["text"].get(sv)) out.add_text(sv);
+            }
+        }
+    }
+    return true;
+}
+
 // Anthropic Messages: text comes from `system` (string or text blocks) and from each
 // message's content (string, or blocks: `text`, and the string / text blocks of a
 // `tool_result`; image and tool_use blocks carry no text).
@@ -517,6 +563,10 @@ class connection {
     awaitable<after> stream_messages(const chat_request& rq, const request_info& ri, int chunks,
                                      int delay_ms, long long prompt_tokens);
     awaitable<after> handle_embeddings(request& req, const request_info& ri);
+    awaitable<after> handle_responses(request& req, const request_info& ri);
+    awaitable<after> stream_responses(const responses_request& rq, const request_info& ri,
+                                      int chunks, int delay_ms, long long prompt_tokens,
+                                      const std::string& id);
     awaitable<after> handle_wait(std::string_view query, const request_info& ri);
     awaitable<after> stream_chat(const chat_request& rq, const request_info& ri, int chunks,
                                  int delay_ms, long long prompt_tokens);
@@ -673,6 +723,7 @@ awaitable<after> connection<Stream>::route(request& req) {
         if (path.ends_with("/chat/completions")) co_return co_await handle_chat(req, ri);
         if (path.ends_with("/embeddings")) co_return co_await handle_embeddings(req, ri);
         if (path.ends_with("/v1/messages")) co_return co_await handle_messages(req, ri);
+        if (path.ends_with("/responses")) co_return co_await handle_responses(req, ri);
         if (!authorized(req))
             co_return co_await reply_error(ri, 401, "invalid api key", "invalid_api_key");
     } else if (req.method() == http::verb::get) {
@@ -1221,6 +1272,262 @@ awaitable<after> connection<Stream>::stream_messages(const chat_request& rq, con
     if (!co_await write_event(event_, chunked, false)) co_return aborted();
     if (!co_await write_event("event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n", chunked,
                               true))
+        co_return aborted();
+    counters.streams_completed.fetch_add(1, std::memory_order_relaxed);
+    co_return close ? after::close : after::keep_alive;
+}
+
+namespace responses_mock {
+
+// The Response object's usage.
+void append_usage(std::string& out, long long input, long long output) {
+    out += R"({"input_tokens":)";
+    append_int(out, input);
+    out += R"(,"input_tokens_details":{"cached_tokens":0},"output_tokens":)";
+    append_int(out, output);
+    out += R"(,"output_tokens_details":{"reasoning_tokens":0},"total_tokens":)";
+    append_int(out, input + output);
+    out += '}';
+}
+
+std::string text_of(int chunks) {
+    std::string t;
+    for (int i = 0; i < chunks; ++i) {
+        t += "word";
+        append_int(t, i);
+        t += ' ';
+    }
+    return t;
+}
+
+// The output item: a completed message with `text`, or a function call.
+void append_item(std::string& out, const std::string& id, bool tool, std::string_view tool_name,
+                 std::string_view text, bool done) {
+    if (tool) {
+        out += R"({"type":"function_call","id":"fc_)";
+        out += id;
+        out += R"(","call_id":"call_mock1","name":)";
+        append_json_string(out, tool_name);
+        out += R"(,"arguments":)";
+        out += done ? R"("{\"arg\":\"value\"}")" : R"("")";
+        out += done ? R"(,"status":"completed"})" : R"(,"status":"in_progress"})";
+        return;
+    }
+    out += R"({"type":"message","id":"msg_)";
+    out += id;
+    out += done ? R"(","status":"completed","role":"assistant","content":[)"
+                : R"(","status":"in_progress","role":"assistant","content":[)";
+    if (done) {
+        out += R"({"type":"output_text","text":)";
+        append_json_string(out, text);
+        out += R"(,"annotations":[]})";
+    }
+    out += "]}";
+}
+
+// The Response: `status` completed or in_progress; `output` empty unless done.
+void append_response(std::string& out, const std::string& id, std::string_view model,
+                     std::string_view status, bool tool, std::string_view tool_name,
+                     std::string_view text, const long long* usage /* input, output */) {
+    out += R"({"id":"resp_)";
+    out += id;
+    out += R"(","object":"response","created_at":)";
+    append_int(out, static_cast<long long>(std::time(nullptr)));
+    out += R"(,"status":")";
+    out += status;
+    out += R"(","model":)";
+    append_json_string(out, model);
+    out += R"(,"output":[)";
+    if (status == "completed") append_item(out, id, tool, tool_name, text, true);
+    out += R"(],"parallel_tool_calls":true,"tool_choice":"auto","tools":[],"usage":)";
+    if (usage)
+        append_usage(out, usage[0], usage[1]);
+    else
+        out += "null";
+    out += '}';
+}
+
+}  // namespace responses_mock
+
+// OpenAI Responses API (`/v1/responses`): the same content, usage rule and directives as
+// handle_chat, in the Response object's shape and the Responses event stream.
+template <class Stream>
+awaitable<after> connection<Stream>::handle_responses(request& req, const request_info& ri) {
+    bool ok_auth = authorized(req);
+    responses_request rq;
+    bool ok = parse_responses(req.body(), rq);
+    record_last(req);
+    if (!ok_auth) co_return co_await reply_error(ri, 401, "invalid api key", "invalid_api_key");
+    if (!ok)
+        co_return co_await reply_error(ri, 400, "request body is not a valid JSON object",
+                                       "invalid_json");
+    const directives& d = rq.dirs;
+    if (d.reset_before_head) {
+        reset();
+        co_return after::gone;
+    }
+    slow_head_ = d.slow_head;
+    request_info out_ri = ri;
+    out_ri.close = ri.close || d.close;
+    const int chunks = d.chunks.value_or(st_.opt.chunks);
+    const int delay_ms = d.delay_ms.value_or(st_.opt.delay_ms);
+    const long long prompt_tokens =
+        d.prompt_tokens.value_or(static_cast<int>(std::max<std::size_t>(1, rq.text_bytes / 4)));
+    st_.last_prompt_tokens = prompt_tokens;
+    st_.last_completion_tokens = chunks;
+    st_.last_deltas_sent = 0;
+    if (d.status && *d.status >= 400 && *d.status <= 599) {
+        if (d.head_delay_ms.value_or(0) > 0 && !co_await pause(*d.head_delay_ms))
+            co_return after::gone;
+        co_return co_await reply(
+            out_ri, static_cast<unsigned>(*d.status),
+            R"({"error":{"message":"mock error","type":"server_error","param":null,)"
+            R"("code":"mock_status"}})",
+            "application/json", *d.status == 429 ? "retry-after: 1\r\n" : "");
+    }
+    std::string id = "mock";
+    append_int(id, static_cast<long long>(st_.next_id.fetch_add(1) + 1));
+    if (rq.stream)
+        co_return co_await stream_responses(rq, out_ri, chunks, delay_ms, prompt_tokens, id);
+    if (d.reset_after) {
+        reset();
+        co_return after::gone;
+    }
+    if (d.head_delay_ms.value_or(0) > 0 && !co_await pause(*d.head_delay_ms)) co_return after::gone;
+    const bool tool = rq.tools && !rq.tool_output_last;
+    const long long usage[2] = {prompt_tokens, chunks};
+    body_.clear();
+    responses_mock::append_response(body_, id, rq.model, "completed", tool, rq.tool_name,
+                                    responses_mock::text_of(chunks), d.no_usage ? nullptr : usage);
+    co_return co_await reply(out_ri, 200, body_);
+}
+
+template <class Stream>
+awaitable<after> connection<Stream>::stream_responses(const responses_request& rq,
+                                                      const request_info& ri, int chunks,
+                                                      int delay_ms, long long prompt_tokens,
+                                                      const std::string& id) {
+    const directives& d = rq.dirs;
+    auto& counters = st_.counters;
+    counters.streams_started.fetch_add(1, std::memory_order_relaxed);
+    auto aborted = [&] {
+        counters.streams_aborted.fetch_add(1, std::memory_order_relaxed);
+        return after::gone;
+    };
+    if (d.head_delay_ms.value_or(0) > 0 && !co_await pause(*d.head_delay_ms)) co_return aborted();
+    const bool chunked = ri.version >= 11;
+    const bool close = ri.close || !chunked;
+    const bool tool = rq.tools && !rq.tool_output_last;
+    long long seq = 0;
+    // One Responses event: "event: <type>\ndata: {"type":…,"sequence_number":N,<rest>}".
+    auto build = [&](std::string_view type, std::string_view rest) {
+        event_.assign("event: ");
+        event_ += type;
+        event_ += "\ndata: {\"type\":\"";
+        event_ += type;
+        event_ += "\",\"sequence_number\":";
+        append_int(event_, seq++);
+        if (!rest.empty()) {
+            event_ += ',';
+            event_ += rest;
+        }
+        event_ += "}\n\n";
+        return std::string_view(event_);
+    };
+    request_info stream_ri = ri;
+    stream_ri.close = close;
+    head_.clear();
+    append_head(head_, stream_ri, 200);
+    head_ += "content-type: text/event-stream\r\ncache-control: no-cache\r\n";
+    if (chunked) head_ += "transfer-encoding: chunked\r\n";
+    if (close) head_ += "connection: close\r\n";
+    head_ += "\r\n";
+    std::string rest;
+    auto response_rest = [&](std::string_view status, const long long* usage) {
+        rest.assign("\"response\":");
+        responses_mock::append_response(rest, id, rq.model, status, tool, rq.tool_name,
+                                        responses_mock::text_of(chunks), usage);
+        return std::string_view(rest);
+    };
+    if (!co_await write_event(build("response.created", response_rest("in_progress", nullptr)),
+                              chunked, false, head_))
+        co_return aborted();
+    if (!co_await write_event(build("response.in_progress", response_rest("in_progress", nullptr)),
+                              chunked, false))
+        co_return aborted();
+    rest.assign("\"output_index\":0,\"item\":");
+    responses_mock::append_item(rest, id, tool, rq.tool_name, "", false);
+    if (!co_await write_event(build("response.output_item.added", rest), chunked, false))
+        co_return aborted();
+    const std::string item_id = (tool ? "fc_" : "msg_") + id;
+    if (!tool) {
+        rest.assign("\"item_id\":\"" + item_id +
+                    "\",\"output_index\":0,\"content_index\":0,\"part\":{\"type\":\"output_text\","
+                    "\"text\":\"\",\"annotations\":[]}");
+        if (!co_await write_event(build("response.content_part.added", rest), chunked, false))
+            co_return aborted();
+    }
+    const int events = tool ? 2 : chunks;
+    const int reset_at = d.reset_after ? std::min(*d.reset_after, events) : -1;
+    const int error_at = d.sse_error ? std::min(*d.sse_error, events) : -1;
+    for (int i = 0; i < events; ++i) {
+        if (i == reset_at) {
+            reset();
+            co_return after::gone;
+        }
+        if (i == error_at) {
+            const std::string_view ev = build(
+                "error", R"("code":"server_error","message":"mock stream error","param":null)");
+            if (!co_await write_event(ev, chunked, true)) co_return aborted();
+            counters.streams_completed.fetch_add(1, std::memory_order_relaxed);
+            co_return close ? after::close : after::keep_alive;
+        }
+        if (delay_ms > 0 && !co_await pause(delay_ms)) co_return aborted();
+        rest.assign("\"item_id\":\"" + item_id + "\",\"output_index\":0,");
+        if (tool) {
+            rest += "\"delta\":";
+            rest += i == 0 ? R"("{\"arg\":")" : R"("\"value\"}")";
+            if (!co_await write_event(build("response.function_call_arguments.delta", rest),
+                                      chunked, false))
+                co_return aborted();
+        } else {
+            rest += "\"content_index\":0,\"delta\":\"word";
+            append_int(rest, i);
+            rest += " \"";
+            if (!co_await write_event(build("response.output_text.delta", rest), chunked, false))
+                co_return aborted();
+        }
+        st_.last_deltas_sent.fetch_add(1);
+    }
+    const std::string text = responses_mock::text_of(chunks);
+    if (tool) {
+        rest.assign("\"item_id\":\"" + item_id +
+                    "\",\"output_index\":0,\"arguments\":\"{\\\"arg\\\":\\\"value\\\"}\"");
+        if (!co_await write_event(build("response.function_call_arguments.done", rest), chunked,
+                                  false))
+            co_return aborted();
+    } else {
+        rest.assign("\"item_id\":\"" + item_id +
+                    "\",\"output_index\":0,\"content_index\":0,\"text\":");
+        append_json_string(rest, text);
+        if (!co_await write_event(build("response.output_text.done", rest), chunked, false))
+            co_return aborted();
+        rest.assign("\"item_id\":\"" + item_id +
+                    "\",\"output_index\":0,\"content_index\":0,\"part\":{\"type\":\"output_text\","
+                    "\"text\":");
+        append_json_string(rest, text);
+        rest += ",\"annotations\":[]}";
+        if (!co_await write_event(build("response.content_part.done", rest), chunked, false))
+            co_return aborted();
+    }
+    rest.assign("\"output_index\":0,\"item\":");
+    responses_mock::append_item(rest, id, tool, rq.tool_name, text, true);
+    if (!co_await write_event(build("response.output_item.done", rest), chunked, false))
+        co_return aborted();
+    const long long usage[2] = {prompt_tokens, chunks};
+    if (!co_await write_event(
+            build("response.completed", response_rest("completed", d.no_usage ? nullptr : usage)),
+            chunked, true))
         co_return aborted();
     counters.streams_completed.fetch_add(1, std::memory_order_relaxed);
     co_return close ? after::close : after::keep_alive;
