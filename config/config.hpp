@@ -65,6 +65,10 @@ struct provider_config {
     bool tls_verify = true;
     std::size_t max_response_bytes = 64u << 20;  // non-streamed answers are read whole
     std::size_t max_event_bytes = 1u << 20;      // one SSE event
+    // /v1/responses: sent as is (openai, azure) or translated through chat completions
+    // (an OpenAI-compatible server without /responses). Anthropic targets always translate.
+    enum class responses_mode : std::uint8_t { native, translate };
+    responses_mode responses = responses_mode::native;
     // Parsed from base_url.
     bool tls = false;
     std::string host;

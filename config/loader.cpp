@@ -125,7 +125,7 @@ const std::vector<config_section>& config_sections() {
          "providers",
          {"kind", "base_url", "api_key", "api_version", "default_max_tokens", "connect_timeout",
           "first_byte_timeout", "idle_timeout", "max_connections", "ca_file", "tls_verify",
-          "max_response_bytes", "max_event_bytes"}},
+          "max_response_bytes", "max_event_bytes", "responses"}},
         {"models.*", "models", {"targets", "fallbacks", "price"}},
         {"models.*.targets[]", "models", {"provider", "model", "weight"}},
         {"models.*.price",
@@ -508,6 +508,16 @@ void read_providers(reader& r, const YAML::Node& n, std::vector<provider_config>
         r.read_bool(v["tls_verify"], where + ".tls_verify", p.tls_verify);
         r.read_size(v["max_response_bytes"], where + ".max_response_bytes", p.max_response_bytes);
         r.read_size(v["max_event_bytes"], where + ".max_event_bytes", p.max_event_bytes);
+        r.read_enum(v["responses"], where + ".responses", p.responses,
+                    {{"native", provider_config::responses_mode::native},
+                     {"translate", provider_config::responses_mode::translate}});
+        if (p.kind == provider_kind::anthropic && v["responses"].IsDefined() &&
+            p.responses == provider_config::responses_mode::native)
+            r.error(v["responses"], where +
+                                        ".responses: an anthropic provider has no Responses API; "
+                                        "use translate (the default for it)");
+        if (p.kind == provider_kind::anthropic)
+            p.responses = provider_config::responses_mode::translate;
         for (auto [d, name] : {std::pair{p.connect_timeout, "connect_timeout"},
                                {p.first_byte_timeout, "first_byte_timeout"},
                                {p.idle_timeout, "idle_timeout"}})

@@ -237,6 +237,25 @@ body_error body_parser::parse(endpoint ep, std::string_view body, request_body& 
         // tools, functions and response_format are counted from their JSON text (below):
         // a schema is mostly keys and structure, which count_prompt() leaves out.
         out.prompt_tokens = count.tokens();
+    } else if (ep == endpoint::responses) {
+        // `input` is a string or items; without it only a stored prompt or an earlier
+        // response can say what to answer (refused later where the target cannot).
+        const bool has_input = field("input", el);
+        if (has_input && !el.is_string() && !el.is_array())
+            return {errc::invalid_request, "'input' must be a string or an array"};
+        prompt_count count;
+        if (has_input) count_prompt(el, count);
+        dom::element other;
+        if (!has_input && !field("previous_response_id", other) && !field("prompt", other) &&
+            !field("conversation", other))
+            return {errc::invalid_request, "missing required field 'input'"};
+        if (field("instructions", el) && !el.is_null()) {
+            if (!el.is_string()) return {errc::invalid_request, "'instructions' must be a string"};
+            count_prompt(el, count);
+        }
+        if (field("tools", el) && !el.is_array() && !el.is_null())
+            return {errc::invalid_request, "'tools' must be an array"};
+        out.prompt_tokens = count.tokens();
     } else if (ep == endpoint::embeddings) {
         if (!field("input", el)) return {errc::invalid_request, "missing required field 'input'"};
         if (!el.is_string() && !el.is_array())
@@ -272,7 +291,7 @@ body_error body_parser::parse(endpoint ep, std::string_view body, request_body& 
         else if (el.get_double().get(d) == SUCCESS && d >= 1 && d <= 1024)
             out.n = static_cast<std::uint64_t>(d);
     }
-    for (const char* name : {"max_tokens", "max_completion_tokens"}) {
+    for (const char* name : {"max_tokens", "max_completion_tokens", "max_output_tokens"}) {
         if (field(name, el) && !el.is_null()) {
             std::uint64_t v = 0;
             if (el.get_uint64().get(v) != SUCCESS)
@@ -298,7 +317,8 @@ body_error body_parser::parse(endpoint ep, std::string_view body, request_body& 
             out.stream_options_end = m.value_end;
         } else if (m.key == "stream") {
             ++stream_seen;
-        } else if (m.key == "tools" || m.key == "functions" || m.key == "response_format") {
+        } else if (m.key == "tools" || m.key == "functions" || m.key == "response_format" ||
+                   (m.key == "text" && ep == endpoint::responses)) {
             if (ep != endpoint::embeddings)
                 schemas.add(body.substr(m.value_begin, m.value_end - m.value_begin));
         } else if (m.key.find('\\') != std::string_view::npos) {

@@ -8,7 +8,7 @@ namespace tollgate::core {
 
 namespace {
 
-constexpr std::array<error_info, 19> table{{
+constexpr std::array<error_info, 20> table{{
     {200, "", "", "", "ok"},
     {400, "invalid_request_error", "invalid_request", "invalid_request_error", "invalid request"},
     {400, "invalid_request_error", "bad_request_framing", "invalid_request_error",
@@ -37,6 +37,8 @@ constexpr std::array<error_info, 19> table{{
     {503, "server_error", "overloaded", "overloaded_error", "the gateway is overloaded"},
     {500, "server_error", "internal_error", "api_error", "internal error"},
     {499, "", "client_closed", "", "client closed the connection"},
+    {400, "invalid_request_error", "unsupported_on_target", "invalid_request_error",
+     "the chosen target cannot serve this request"},
 }};
 
 class category final : public boost::system::error_category {

@@ -12,24 +12,25 @@ namespace tollgate::core {
 
 enum class errc {
     ok = 0,
-    invalid_request,       // 400: body not JSON / not an object / wrong types / missing fields
-    bad_framing,           // 400: smuggling-shaped request head; the connection is closed
-    invalid_api_key,       // 401
-    model_not_allowed,     // 403
-    model_not_found,       // 404
-    not_found,             // 404: unknown path
-    method_not_allowed,    // 405
-    request_too_large,     // 413
-    headers_too_large,     // 431
-    rate_limited,          // 429 rate_limit_error
-    budget_exceeded,       // 429 insufficient_quota
-    upstream_unavailable,  // 502
-    upstream_timeout,      // 504
-    shutting_down,         // 503
-    state_unavailable,     // 503: shared state store unreachable (fail_mode: closed)
-    overloaded,            // 503: a bounded resource (pool, queue) is full
-    internal,              // 500
-    client_closed,         // the client went away; nothing is sent (recorded as 499)
+    invalid_request,        // 400: body not JSON / not an object / wrong types / missing fields
+    bad_framing,            // 400: smuggling-shaped request head; the connection is closed
+    invalid_api_key,        // 401
+    model_not_allowed,      // 403
+    model_not_found,        // 404
+    not_found,              // 404: unknown path
+    method_not_allowed,     // 405
+    request_too_large,      // 413
+    headers_too_large,      // 431
+    rate_limited,           // 429 rate_limit_error
+    budget_exceeded,        // 429 insufficient_quota
+    upstream_unavailable,   // 502
+    upstream_timeout,       // 504
+    shutting_down,          // 503
+    state_unavailable,      // 503: shared state store unreachable (fail_mode: closed)
+    overloaded,             // 503: a bounded resource (pool, queue) is full
+    internal,               // 500
+    client_closed,          // the client went away; nothing is sent (recorded as 499)
+    unsupported_on_target,  // 400: a Responses API field the chosen target cannot serve
 };
 
 struct error_info {

@@ -19,7 +19,7 @@ namespace tollgate::core {
 
 using clock = std::chrono::steady_clock;
 
-enum class endpoint : std::uint8_t { chat_completions, embeddings, messages, models };
+enum class endpoint : std::uint8_t { chat_completions, embeddings, messages, models, responses };
 
 // Request headers, looked up by case-insensitive name. Implemented by the session.
 class header_source {

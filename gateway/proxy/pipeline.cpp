@@ -532,9 +532,12 @@ asio::awaitable<failure> forwarder::try_target(const core::route_target& target)
 
     if (auto error = adapter_->render_request(ctx_, target.upstream_model, body_); !error.empty()) {
         answered_ = true;
+        const errc why = adapter_->render_error();
         done_.out.status = 400;
-        done_.out.error = errc::invalid_request;
-        if (co_await io_.out.send_error(ctx_, errc::invalid_request, error)) io_.out.set_close();
+        done_.out.error = why;
+        if (why == errc::unsupported_on_target)
+            error += " (target: provider " + pc.name + ", model " + target.upstream_model + ")";
+        if (co_await io_.out.send_error(ctx_, why, error)) io_.out.set_close();
         co_return failure{};
     }
     prov.render_head(head_, adapter_->upstream_endpoint(), target.upstream_model, body_.size(),

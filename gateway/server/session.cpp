@@ -85,6 +85,7 @@ route classify(http::verb method, std::string_view path, core::endpoint& ep) {
         {"/v1/embeddings", http::verb::post, route::api, core::endpoint::embeddings},
         {"/v1/messages", http::verb::post, route::api, core::endpoint::messages},
         {"/v1/models", http::verb::get, route::api, core::endpoint::models},
+        {"/v1/responses", http::verb::post, route::api, core::endpoint::responses},
         {"/healthz", http::verb::get, route::healthz, core::endpoint::chat_completions},
         {"/readyz", http::verb::get, route::readyz, core::endpoint::chat_completions},
     };

@@ -18,6 +18,11 @@ std::unique_ptr<adapter> make_adapter(const core::request_context& ctx,
         case core::endpoint::messages:
             if (anthropic_kind) return std::make_unique<anthropic_native>();
             return std::make_unique<messages_via_openai>();
+        case core::endpoint::responses:
+            if (anthropic_kind) return std::make_unique<responses_via_anthropic>(provider, created);
+            if (provider.responses == config::provider_config::responses_mode::translate)
+                return std::make_unique<responses_via_chat>(created);
+            return std::make_unique<responses_native>();
         case core::endpoint::models:
             break;
     }

@@ -26,6 +26,7 @@
 
 #include "config/config.hpp"
 #include "gateway/core/body_parser.hpp"
+#include "gateway/core/errors.hpp"
 #include "gateway/core/policy.hpp"
 #include "gateway/core/request_context.hpp"
 #include "gateway/core/usage_meter.hpp"
@@ -73,8 +74,13 @@ class adapter {
     // The upstream reported an error inside the stream (or sent what its API forbids).
     bool stream_failed() const noexcept { return stream_failed_; }
 
+    // What a render_request() error is: invalid_request, or unsupported_on_target (a
+    // field the target cannot serve, e.g. previous_response_id through a translation).
+    core::errc render_error() const noexcept { return render_error_; }
+
   protected:
     bool stream_failed_ = false;
+    core::errc render_error_ = core::errc::invalid_request;
 };
 
 // The adapter for the client's endpoint served by a provider of `provider`'s kind, or

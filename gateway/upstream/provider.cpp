@@ -35,18 +35,27 @@ bool provider::supports(core::endpoint ep) const noexcept {
             return ep != core::endpoint::models;
         case config::provider_kind::anthropic:
             // Chat completions are translated to the Messages API.
-            return ep == core::endpoint::messages || ep == core::endpoint::chat_completions;
+            return ep == core::endpoint::messages || ep == core::endpoint::chat_completions ||
+                   ep == core::endpoint::responses;
     }
     return false;
 }
 
 std::string provider::target_for(core::endpoint ep, std::string_view upstream_model) const {
     // `ep` is the upstream's endpoint (after any translation).
-    const char* suffix = ep == core::endpoint::embeddings ? "/embeddings" : "/chat/completions";
+    const char* suffix = ep == core::endpoint::embeddings  ? "/embeddings"
+                         : ep == core::endpoint::responses ? "/responses"
+                                                           : "/chat/completions";
     switch (cfg_.kind) {
         case config::provider_kind::openai:
             return cfg_.base_path + suffix;
         case config::provider_kind::azure: {
+            // Azure's Responses API is not per deployment: {base}/openai/v1/responses.
+            if (ep == core::endpoint::responses) {
+                std::string t = cfg_.base_path + "/openai/v1/responses";
+                if (!cfg_.api_version.empty()) t += "?api-version=" + cfg_.api_version;
+                return t;
+            }
             std::string t = cfg_.base_path + "/openai/deployments/";
             // A deployment name is a path segment: escape what would change the path.
             for (unsigned char c : upstream_model) {

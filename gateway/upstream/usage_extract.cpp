@@ -68,7 +68,8 @@ std::optional<std::uint64_t> as_uint(std::string_view v) noexcept {
 
 // Reads the members of the object at s[i] == '{' into `u`. False if malformed.
 bool read_usage_object(std::string_view s, std::size_t i, extracted_usage& u, int depth,
-                       bool& anthropic, std::uint64_t& cache_creation) noexcept {
+                       bool& anthropic, std::uint64_t& cache_creation,
+                       std::uint64_t& cache_read) noexcept {
     i = skip_ws(s, i + 1);
     if (i < s.size() && s[i] == '}') return true;
     while (i < s.size()) {
@@ -84,7 +85,8 @@ bool read_usage_object(std::string_view s, std::size_t i, extracted_usage& u, in
         const std::string_view value = s.substr(i, value_end - i);
         if (!value.empty() && value[0] == '{') {
             if (depth < 2 && (key == "prompt_tokens_details" || key == "input_tokens_details"))
-                if (!read_usage_object(s, i, u, depth + 1, anthropic, cache_creation)) return false;
+                if (!read_usage_object(s, i, u, depth + 1, anthropic, cache_creation, cache_read))
+                    return false;
         } else if (key == "prompt_tokens") {
             if (depth == 0) u.prompt_tokens = as_uint(value);
         } else if (key == "input_tokens") {
@@ -99,8 +101,13 @@ bool read_usage_object(std::string_view s, std::size_t i, extracted_usage& u, in
             if (depth == 0) u.completion_tokens = as_uint(value);
         } else if (key == "total_tokens") {
             if (depth == 0) u.total_tokens = as_uint(value);
-        } else if (key == "cached_tokens" || key == "cache_read_input_tokens") {
+        } else if (key == "cached_tokens") {
             u.cached_tokens = as_uint(value);
+        } else if (key == "cache_read_input_tokens") {
+            // Anthropic's cache reads are outside its input_tokens (added below); OpenAI's
+            // input_tokens_details.cached_tokens (Responses API) are inside them.
+            u.cached_tokens = as_uint(value);
+            if (depth == 0) cache_read = u.cached_tokens.value_or(0);
         }
         i = skip_ws(s, value_end);
         if (i < s.size() && s[i] == ',') {
@@ -139,10 +146,9 @@ std::optional<extracted_usage> find_usage(std::string_view json) noexcept {
         if (i >= json.size() || json[i] != '{') return;
         extracted_usage u;
         bool anthropic = false;
-        std::uint64_t cache_creation = 0;
-        if (read_usage_object(json, i, u, 0, anthropic, cache_creation) && u.any()) {
-            if (anthropic && u.prompt_tokens)
-                *u.prompt_tokens += u.cached_tokens.value_or(0) + cache_creation;
+        std::uint64_t cache_creation = 0, cache_read = 0;
+        if (read_usage_object(json, i, u, 0, anthropic, cache_creation, cache_read) && u.any()) {
+            if (anthropic && u.prompt_tokens) *u.prompt_tokens += cache_read + cache_creation;
             found = u;
         }
     });
@@ -154,7 +160,8 @@ std::size_t generated_text_bytes(std::string_view json) noexcept {
     for (std::string_view key :
          {std::string_view("\"content\""), std::string_view("\"arguments\""),
           std::string_view("\"text\""), std::string_view("\"reasoning_content\""),
-          std::string_view("\"partial_json\""), std::string_view("\"thinking\"")}) {
+          std::string_view("\"partial_json\""), std::string_view("\"thinking\""),
+          std::string_view("\"delta\"")}) {
         for_each_key(json, key, [&](std::size_t after) {
             std::size_t i = skip_ws(json, after);
             if (i >= json.size() || json[i] != ':') return;
@@ -172,7 +179,8 @@ text_count generated_text(std::string_view json) noexcept {
     for (std::string_view key :
          {std::string_view("\"content\""), std::string_view("\"arguments\""),
           std::string_view("\"text\""), std::string_view("\"reasoning_content\""),
-          std::string_view("\"partial_json\""), std::string_view("\"thinking\"")}) {
+          std::string_view("\"partial_json\""), std::string_view("\"thinking\""),
+          std::string_view("\"delta\"")}) {
         for_each_key(json, key, [&](std::size_t after) {
             std::size_t i = skip_ws(json, after);
             if (i >= json.size() || json[i] != ':') return;

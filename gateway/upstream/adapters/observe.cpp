@@ -70,6 +70,29 @@ bool openai_observer::is_error(std::string_view data) noexcept {
     return data.starts_with("{\"error\"");
 }
 
+void responses_observer::body(std::string_view json, core::usage_meter& meter) noexcept {
+    if (auto u = find_usage(json))
+        meter.final_figures(figures(*u));
+    else
+        receive_text(json, meter);
+}
+
+bool responses_observer::event(std::string_view name, std::string_view data,
+                               core::usage_meter& meter) noexcept {
+    std::string_view type = name;
+    if (type.empty()) type = first_string_member(data, "\"type\"");
+    if (type.ends_with(".delta")) {
+        receive_text(data, meter);
+    } else if (type == "response.completed" || type == "response.incomplete" ||
+               type == "response.failed") {
+        if (auto u = find_usage(data)) meter.final_figures(figures(*u));
+        return type != "response.failed";
+    } else if (type == "error") {
+        return false;
+    }
+    return true;
+}
+
 void anthropic_observer::body(std::string_view json, core::usage_meter& meter) noexcept {
     if (auto u = find_usage(json))
         meter.final_figures(figures(*u));

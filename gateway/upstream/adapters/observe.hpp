@@ -31,6 +31,17 @@ class openai_observer {
     bool failed_ = false;
 };
 
+// OpenAI Responses API: a Response object, or its event stream. The Response's `usage`
+// (in response.completed, response.incomplete, response.failed) is final; the text of
+// `*.delta` events is received text (the `.done` events repeat it, and are not counted).
+class responses_observer {
+  public:
+    static void body(std::string_view json, core::usage_meter& meter) noexcept;
+    // One event (`event:` name, may be empty: the data's "type" is used). Returns false
+    // for `error` and `response.failed`.
+    bool event(std::string_view name, std::string_view data, core::usage_meter& meter) noexcept;
+};
+
 // Anthropic Messages stream (events) and bodies.
 class anthropic_observer {
   public:
