@@ -194,3 +194,146 @@ BOOST_AUTO_TEST_CASE(anthropic_upstream_errors_reach_an_openai_client_in_its_sha
 }
 
 BOOST_AUTO_TEST_SUITE_END()
+
+// ---------------------------------------------------------------------------------------
+// The Responses API (POST /v1/responses): native to an openai target, translated through
+// chat completions (responses: translate) and through the Messages API (anthropic).
+
+namespace {
+
+struct responses_env {
+    mock_upstream mock;  // serves /v1/responses, /v1/chat/completions and /v1/messages
+    gateway_process gw{
+        config("  nat: {kind: openai, base_url: \"http://127.0.0.1:" + std::to_string(mock.port()) +
+                   "/v1\", api_key: " + provider_key +
+                   "}\n"
+                   "  tr: {kind: openai, base_url: \"http://127.0.0.1:" +
+                   std::to_string(mock.port()) + "/v1\", api_key: " + provider_key +
+                   ", responses: translate}\n"
+                   "  ant: {kind: anthropic, base_url: \"http://127.0.0.1:" +
+                   std::to_string(mock.port()) + "\", api_key: " + provider_key + "}\n",
+               "  m-nat: {targets: [{provider: nat, model: up-nat}]}\n"
+               "  m-tr: {targets: [{provider: tr, model: up-tr}]}\n"
+               "  m-ant: {targets: [{provider: ant, model: up-ant}]}\n")};
+};
+
+// Concatenated response.output_text.delta deltas, and the sequence numbers in order.
+std::string deltas_of(const std::vector<std::string>& events, bool& sequential) {
+    std::string text;
+    sequential = true;
+    long expected = 0;
+    for (const auto& e : events) {
+        const auto sn = e.find("\"sequence_number\":");
+        if (sn == std::string::npos || std::stol(e.substr(sn + 18)) != expected++)
+            sequential = false;
+        if (e.find("\"type\":\"response.output_text.delta\"") == std::string::npos) continue;
+        const auto d = e.find("\"delta\":\"");
+        if (d != std::string::npos) text += e.substr(d + 9, e.find('"', d + 9) - d - 9);
+    }
+    return text;
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(responses_reach_native_and_translated_targets_streamed_and_not) {
+    responses_env e;
+    for (const std::string model : {"m-nat", "m-tr", "m-ant"}) {
+        BOOST_TEST_CONTEXT(model) {
+            auto r = http_request(
+                e.gw.port(), "POST", "/v1/responses", auth_headers(),
+                R"({"model":")" + model +
+                    R"(","instructions":"be brief","max_output_tokens":77,"input":"hi #mock chunks=3"})");
+            BOOST_TEST(r.status == 200, r.body);
+            BOOST_TEST(r.body.find(R"("object":"response")") != std::string::npos);
+            BOOST_TEST(r.body.find(R"("text":"word0 word1 word2 ")") != std::string::npos, r.body);
+            BOOST_TEST(r.body.find(R"("output_tokens":3)") != std::string::npos, r.body);
+            const auto last = e.mock.last_request();
+            if (model == "m-nat") {
+                BOOST_TEST(last.find(R"("target":"/v1/responses")") != std::string::npos);
+            } else if (model == "m-tr") {
+                // instructions and max_output_tokens arrive translated.
+                BOOST_TEST(last.find(R"("target":"/v1/chat/completions")") != std::string::npos);
+                BOOST_TEST(last.find(R"(\"role\":\"system\")") != std::string::npos, last);
+                BOOST_TEST(last.find(R"(\"max_tokens\":77)") != std::string::npos, last);
+            } else {
+                BOOST_TEST(last.find(R"("target":"/v1/messages")") != std::string::npos);
+                BOOST_TEST(last.find(R"(\"system\":)") != std::string::npos, last);
+                BOOST_TEST(last.find(R"(\"max_tokens\":77)") != std::string::npos, last);
+            }
+            auto s = http_request(
+                e.gw.port(), "POST", "/v1/responses", auth_headers(),
+                R"({"model":")" + model + R"(","stream":true,"input":"hi #mock chunks=4"})");
+            BOOST_TEST(s.status == 200);
+            const auto events = sse_data(s.body);
+            bool sequential = false;
+            BOOST_TEST(deltas_of(events, sequential) == expected_content(4));
+            BOOST_TEST(sequential);
+            BOOST_TEST_REQUIRE(!events.empty());
+            BOOST_TEST(events.back().find("\"type\":\"response.completed\"") != std::string::npos);
+            BOOST_TEST(events.back().find(R"("output_tokens":4)") != std::string::npos);
+        }
+    }
+}
+
+BOOST_AUTO_TEST_CASE(a_function_tool_round_trip_through_a_translated_target) {
+    responses_env e;
+    const std::string tools =
+        R"("tools":[{"type":"function","name":"get_weather","parameters":{"type":"object"}}])";
+    for (const std::string model : {"m-tr", "m-ant", "m-nat"}) {
+        BOOST_TEST_CONTEXT(model) {
+            auto call =
+                http_request(e.gw.port(), "POST", "/v1/responses", auth_headers(),
+                             R"({"model":")" + model + R"(","input":"weather?",)" + tools + "}");
+            BOOST_TEST(call.status == 200, call.body);
+            BOOST_TEST(call.body.find(R"("type":"function_call")") != std::string::npos, call.body);
+            BOOST_TEST(call.body.find(R"("name":"get_weather")") != std::string::npos);
+            const auto at = call.body.find(R"("call_id":")");
+            BOOST_TEST_REQUIRE(at != std::string::npos);
+            const auto call_id = call.body.substr(at + 11, call.body.find('"', at + 11) - at - 11);
+            auto answer = http_request(e.gw.port(), "POST", "/v1/responses", auth_headers(),
+                                       R"({"model":")" + model +
+                                           R"(","input":[{"role":"user","content":"weather?"},)"
+                                           R"({"type":"function_call","call_id":")" +
+                                           call_id +
+                                           R"(","name":"get_weather","arguments":"{}"},)"
+                                           R"({"type":"function_call_output","call_id":")" +
+                                           call_id + R"(","output":"sunny"}],)" + tools + "}");
+            BOOST_TEST(answer.status == 200, answer.body);
+            // The chat and Anthropic mocks answer every request with tools by a call; the
+            // Responses mock answers a function_call_output with text.
+            if (model == "m-nat")
+                BOOST_TEST(answer.body.find(R"("type":"output_text")") != std::string::npos,
+                           answer.body);
+            if (model == "m-tr")
+                BOOST_TEST(e.mock.last_request().find(R"(\"role\":\"tool\")") != std::string::npos);
+        }
+    }
+}
+
+BOOST_AUTO_TEST_CASE(a_field_a_translated_target_cannot_serve_is_refused_before_sending) {
+    responses_env e;
+    const auto requests = [&] {
+        const auto st = e.mock.stats();
+        const auto at = st.find("\"requests\":");
+        return at == std::string::npos ? -1L : std::stol(st.substr(at + 11));
+    };
+    const long before = requests();
+    for (const std::string body :
+         {R"({"model":"m-tr","input":"x","previous_response_id":"resp_1"})",
+          R"({"model":"m-ant","input":"x","tools":[{"type":"web_search"}]})",
+          R"({"model":"m-ant","input":"x","background":true})"}) {
+        auto r = http_request(e.gw.port(), "POST", "/v1/responses", auth_headers(), body);
+        BOOST_TEST(r.status == 400, body);
+        BOOST_TEST(r.body.find(R"("code":"unsupported_on_target")") != std::string::npos, r.body);
+        BOOST_TEST(r.body.find("target: provider") != std::string::npos, r.body);
+    }
+    BOOST_TEST(requests() == before);  // nothing was sent
+    // Natively the same field goes through.
+    auto n = http_request(e.gw.port(), "POST", "/v1/responses", auth_headers(),
+                          R"({"model":"m-nat","input":"x","previous_response_id":"resp_1"})");
+    BOOST_TEST(n.status == 200);
+    // A body without input is the client's error on any target.
+    auto bad =
+        http_request(e.gw.port(), "POST", "/v1/responses", auth_headers(), R"({"model":"m-nat"})");
+    BOOST_TEST(bad.status == 400);
+}
