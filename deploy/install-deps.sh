@@ -10,3 +10,8 @@ apt-get install -y -q --no-install-recommends \
     libboost1.81-dev libboost-system1.81-dev libboost-test1.81-dev \
     libsimdjson-dev libspdlog-dev libfmt-dev libyaml-cpp-dev libssl-dev libsqlite3-dev \
     libpq-dev postgresql redis-server
+# Node.js and npm: the client library tests (tests/clients) run the official openai npm
+# client; a machine that already has Node.js (e.g. from NodeSource) keeps its own.
+if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+    apt-get install -y -q --no-install-recommends nodejs npm
+fi

@@ -373,7 +373,9 @@ bool parse_chat(std::string& body, chat_request& out) {
     }
     simdjson::dom::array messages;
     if (root["messages"].get(messages)) return true;
+    bool tool_result_last = false;
     for (simdjson::dom::element m : messages) {
+        tool_result_last = !m["role"].get(sv) && sv == "tool";
         auto content = m["content"];
         simdjson::dom::array parts;
         if (!content.get(sv)) {
@@ -387,6 +389,8 @@ bool parse_chat(std::string& body, chat_request& out) {
             }
         }
     }
+    // A tool's result last: the answer is text, closing a tool round trip (as a model does).
+    if (tool_result_last) out.tools = false;
     return true;
 }
 
@@ -474,10 +478,19 @@ bool parse_messages(std::string& body, chat_request& out) {
     if (!root["system"].get(system)) add_content(system, add_content);
     simdjson::dom::array messages;
     if (root["messages"].get(messages)) return true;
+    bool tool_result_last = false;
     for (simdjson::dom::element m : messages) {
         simdjson::dom::element content;
         if (!m["content"].get(content)) add_content(content, add_content);
+        tool_result_last = false;
+        simdjson::dom::array blocks;
+        if (!m["content"].get(blocks))
+            for (simdjson::dom::element block : blocks)
+                if (std::string_view type; !block["type"].get(type) && type == "tool_result")
+                    tool_result_last = true;
     }
+    // A tool_result last: the answer is text, closing a tool round trip (as a model does).
+    if (tool_result_last) out.tools = false;
     return true;
 }
 

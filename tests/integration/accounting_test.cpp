@@ -41,8 +41,10 @@ namespace {
 constexpr const char* client_key = "tg-accounting-key-0123456789abcdef";
 constexpr int chunks = 40;
 
-enum class api { chat, messages };
-enum class kind { openai, azure, anthropic };
+enum class api { chat, messages, responses };
+// compat: an OpenAI-compatible server with `responses: translate` (the Responses API
+// through chat completions); its cells are the Responses API's only.
+enum class kind { openai, azure, anthropic, compat };
 enum class ending {
     complete,      // the whole answer
     gone_early,    // the client leaves before any byte of the answer
@@ -55,10 +57,13 @@ enum class ending {
 };
 
 const char* name(api a) {
-    return a == api::chat ? "chat" : "messages";
+    return a == api::chat ? "chat" : a == api::messages ? "messages" : "responses";
 }
 const char* name(kind k) {
-    return k == kind::openai ? "openai" : k == kind::azure ? "azure" : "anthropic";
+    return k == kind::openai      ? "openai"
+           : k == kind::azure     ? "azure"
+           : k == kind::anthropic ? "anthropic"
+                                  : "compat";
 }
 const char* name(ending e) {
     switch (e) {
@@ -95,12 +100,13 @@ std::ostream& operator<<(std::ostream& os, const cell& c) {
 
 std::vector<cell> matrix() {
     std::vector<cell> out;
-    for (api a : {api::chat, api::messages})
-        for (kind k : {kind::openai, kind::azure, kind::anthropic})
+    for (api a : {api::chat, api::messages, api::responses})
+        for (kind k : {kind::openai, kind::azure, kind::anthropic, kind::compat})
             for (bool stream : {true, false})
                 for (ending e : {ending::complete, ending::gone_early, ending::gone_midway,
                                  ending::reset_midway, ending::error_event, ending::idle_timeout,
                                  ending::no_usage, ending::drain}) {
+                    if (k == kind::compat && a != api::responses) continue;
                     // A whole answer has no middle: these endings are the stream's.
                     if (!stream && (e == ending::gone_midway || e == ending::reset_midway ||
                                     e == ending::error_event || e == ending::idle_timeout))
@@ -115,9 +121,10 @@ struct price {
     double in, out;
 };
 price price_of(kind k) {
-    return k == kind::openai  ? price{1.0, 2.0}
-           : k == kind::azure ? price{3.0, 5.0}
-                              : price{7.0, 11.0};
+    return k == kind::openai      ? price{1.0, 2.0}
+           : k == kind::azure     ? price{3.0, 5.0}
+           : k == kind::anthropic ? price{7.0, 11.0}
+                                  : price{0.5, 1.5};
 }
 
 std::string gateway_yaml(std::uint16_t mock_port, const std::filesystem::path& dir, bool drain) {
@@ -130,8 +137,10 @@ std::string gateway_yaml(std::uint16_t mock_port, const std::filesystem::path& d
          "\n    api_key: sk-b\n    api_version: \"2024-10-21\"\n    idle_timeout: 500ms\n";
     y += "  p-anthropic:\n    kind: anthropic\n    base_url: " + base +
          "\n    api_key: sk-c\n    idle_timeout: 500ms\n";
+    y += "  p-compat:\n    kind: openai\n    base_url: " + base +
+         "/v1\n    api_key: sk-d\n    idle_timeout: 500ms\n    responses: translate\n";
     y += "models:\n";
-    for (kind k : {kind::openai, kind::azure, kind::anthropic}) {
+    for (kind k : {kind::openai, kind::azure, kind::anthropic, kind::compat}) {
         const auto p = price_of(k);
         y += std::string("  m-") + name(k) + ":\n    targets: [{provider: p-" + name(k) +
              ", model: up-" + name(k) + "}]\n    price: {input_per_mtok: " + std::to_string(p.in) +
@@ -237,6 +246,11 @@ std::string request_body(const cell& c) {
         "Tell me about accounting, please, in some words. #mock chunks=" + std::to_string(chunks) +
         directives_for(c.end) + (!c.stream && c.end == ending::drain ? " head_delay_ms=800" : "");
     std::string b = std::string(R"({"model":"m-)") + name(c.target) + "\"";
+    if (c.client == api::responses) {
+        b += R"(,"max_output_tokens":300)";
+        if (c.stream) b += R"(,"stream":true)";
+        return b + R"(,"input":")" + content + R"("})";
+    }
     if (c.client == api::messages) b += R"(,"max_tokens":300)";
     if (c.stream) b += R"(,"stream":true)";
     b += R"(,"messages":[{"role":"user","content":")" + content + R"("}]})";
@@ -261,7 +275,9 @@ BOOST_DATA_TEST_CASE(every_ending_is_billed_from_the_truth, bdata::make(matrix()
     id_stream << "acct-" << seq++ << "-" << c;
     std::string id = id_stream.str();
     std::replace(id.begin(), id.end(), '/', '-');
-    const std::string path = c.client == api::chat ? "/v1/chat/completions" : "/v1/messages";
+    const std::string path = c.client == api::chat       ? "/v1/chat/completions"
+                             : c.client == api::messages ? "/v1/messages"
+                                                         : "/v1/responses";
     header_map h = auth_headers(client_key);
     h.emplace_back("x-request-id", id);
     h.emplace_back("content-type", "application/json");

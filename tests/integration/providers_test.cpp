@@ -299,11 +299,12 @@ BOOST_AUTO_TEST_CASE(a_function_tool_round_trip_through_a_translated_target) {
                                            R"({"type":"function_call_output","call_id":")" +
                                            call_id + R"(","output":"sunny"}],)" + tools + "}");
             BOOST_TEST(answer.status == 200, answer.body);
-            // The chat and Anthropic mocks answer every request with tools by a call; the
-            // Responses mock answers a function_call_output with text.
-            if (model == "m-nat")
-                BOOST_TEST(answer.body.find(R"("type":"output_text")") != std::string::npos,
-                           answer.body);
+            // Every mock answers a tool's result with text (translated: a `tool` message,
+            // a `tool_result` block).
+            BOOST_TEST(answer.body.find(R"("type":"output_text")") != std::string::npos,
+                       answer.body);
+            BOOST_TEST(answer.body.find(R"("type":"function_call")") == std::string::npos,
+                       answer.body);
             if (model == "m-tr")
                 BOOST_TEST(e.mock.last_request().find(R"(\"role\":\"tool\")") != std::string::npos);
         }
