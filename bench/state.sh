@@ -95,7 +95,7 @@ done
 
 # Redis's own view: commands per request and its latency figures.
 redis_info=$(timeout 5 redis-cli -p "$redis_port" INFO commandstats 2>/dev/null |
-    grep -E 'cmdstat_(evalsha|eval|publish)' | tr -d '\r' || true)
+    grep -E '^cmdstat_' | tr -d '\r' | sort -t= -k3 -n -r || true)
 
 median() { sort -n | awk '{a[NR] = $1} END { if (NR == 0) print 0; else print (NR % 2 ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2) }'; }
 col() { awk -F'\t' -v c="$1" -v t="$2" -v k="$3" '$1 == c && $2 == t {print $k}' "$tsv" | median; }

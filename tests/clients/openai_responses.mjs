@@ -5,7 +5,8 @@
 // starts the gateway and the mock upstream and then compares each request's usage record
 // with the usage this client saw.
 //
-// Env: TOLLGATE_BASE_URL (…/v1), TOLLGATE_KEY, TOLLGATE_MODELS (comma-separated).
+// Env: TOLLGATE_BASE_URL (…/v1), TOLLGATE_KEY, TOLLGATE_MODELS and TOLLGATE_TRANSLATED
+// (comma-separated; the latter: the models served through a translation).
 // Prints one line per request: `SAW {"id":…,"input":…,"output":…}` (the x-request-id it
 // sent and the usage the answer reported); exits 1 with `FAIL …` lines on any mismatch.
 import OpenAI from 'openai';
@@ -17,6 +18,8 @@ const client = new OpenAI({
   timeout: 20_000,
 });
 const models = (process.env.TOLLGATE_MODELS || '').split(',').filter(Boolean);
+// The models served through a translation (their Response is built by the gateway).
+const translated = new Set((process.env.TOLLGATE_TRANSLATED || '').split(',').filter(Boolean));
 
 let failures = 0;
 function check(ok, what, detail) {
@@ -43,6 +46,13 @@ async function create(model) {
   check(r.status === 'completed', `${model} create: status`, r.status);
   check(r.output_text === words(12), `${model} create: output_text`, r.output_text);
   check(r.usage && r.usage.output_tokens === 12, `${model} create: usage`, r.usage);
+  if (translated.has(model)) {
+    // The translated Response echoes the request's settings, as the API does.
+    check(r.instructions === 'Answer briefly.', `${model} create: instructions echoed`,
+          r.instructions);
+    check(r.max_output_tokens === 200, `${model} create: max_output_tokens echoed`,
+          r.max_output_tokens);
+  }
   saw(id, r.usage);
 }
 

@@ -88,6 +88,7 @@ BOOST_AUTO_TEST_CASE(the_openai_npm_client_speaks_responses_and_chat_through_the
         {{"TOLLGATE_BASE_URL", "http://127.0.0.1:" + std::to_string(gw->port()) + "/v1"},
          {"TOLLGATE_KEY", client_key},
          {"TOLLGATE_MODELS", "m-nat,m-tr,m-ant"},
+         {"TOLLGATE_TRANSLATED", "m-tr,m-ant"},
          {"NODE_PATH", (clients / "node_modules").string()},
          {"NO_PROXY", "*"}});
     BOOST_TEST(r.exit_code == 0, "the client reported:\n" << r.output);

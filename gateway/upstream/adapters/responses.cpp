@@ -69,6 +69,7 @@ std::string responses_via_chat::render_request(const core::request_context& ctx,
         return std::move(t.error);
     }
     use_body(body_, std::move(t.body), out);
+    echo_ = std::move(t.echo);
     client_model_ = ctx.req.model;
     response_id_ = response_id_for(ctx);
     return {};
@@ -77,7 +78,7 @@ std::string responses_via_chat::render_request(const core::request_context& ctx,
 bool responses_via_chat::on_body(std::string& body, core::usage_meter& meter) {
     openai_observer::body(body, meter);
     std::string translated =
-        responses::chat_to_responses_response(body, client_model_, created_, response_id_);
+        responses::chat_to_responses_response(body, client_model_, created_, response_id_, echo_);
     if (translated.empty()) return false;
     body = std::move(translated);
     return true;
@@ -86,7 +87,7 @@ bool responses_via_chat::on_body(std::string& body, core::usage_meter& meter) {
 void responses_via_chat::on_event(const core::sse_event& ev, std::string& out,
                                   core::usage_meter& meter) {
     if (!ev.has_data) return;  // comments and pings mean nothing in the other API
-    if (!translator_) translator_.emplace(client_model_, created_, response_id_);
+    if (!translator_) translator_.emplace(client_model_, created_, response_id_, echo_);
     if (ev.event == "error" || openai_observer::is_error(ev.data)) stream_failed_ = true;
     observer_.chunk(ev.data, meter);
     translator_->on_chunk(ev.data, out);
@@ -95,7 +96,7 @@ void responses_via_chat::on_event(const core::sse_event& ev, std::string& out,
 
 void responses_via_chat::finish(bool complete, std::string& out, core::usage_meter& meter) {
     if (complete) observer_.complete(meter);
-    if (!translator_) translator_.emplace(client_model_, created_, response_id_);
+    if (!translator_) translator_.emplace(client_model_, created_, response_id_, echo_);
     if (!translator_->finished()) translator_->finish(complete, out);
     if (translator_->failed()) stream_failed_ = true;
 }
@@ -114,6 +115,7 @@ std::string responses_via_anthropic::render_request(const core::request_context&
         anthropic::chat_to_messages_request(chat.body, upstream_model, default_max_tokens_);
     if (!messages.ok()) return std::move(messages.error);
     use_body(body_, std::move(messages.body), out);
+    echo_ = std::move(chat.echo);
     client_model_ = ctx.req.model;
     response_id_ = response_id_for(ctx);
     return {};
@@ -124,7 +126,7 @@ bool responses_via_anthropic::on_body(std::string& body, core::usage_meter& mete
     const std::string chat = anthropic::messages_to_chat_response(body, client_model_, created_);
     if (chat.empty()) return false;
     std::string translated =
-        responses::chat_to_responses_response(chat, client_model_, created_, response_id_);
+        responses::chat_to_responses_response(chat, client_model_, created_, response_id_, echo_);
     if (translated.empty()) return false;
     body = std::move(translated);
     return true;
@@ -140,7 +142,7 @@ void responses_via_anthropic::on_event(const core::sse_event& ev, std::string& o
     if (!to_chat_) {
         // The chat leg always carries usage: the Response's usage is built from it.
         to_chat_.emplace(client_model_, created_, true);
-        to_responses_.emplace(client_model_, created_, response_id_);
+        to_responses_.emplace(client_model_, created_, response_id_, echo_);
     }
     if (!observer_.event(ev.event, ev.data, meter)) stream_failed_ = true;
     to_chat_->on_event(ev.event, ev.data, chunks_);
@@ -152,7 +154,7 @@ void responses_via_anthropic::on_event(const core::sse_event& ev, std::string& o
 }
 
 void responses_via_anthropic::finish(bool complete, std::string& out, core::usage_meter&) {
-    if (!to_responses_) to_responses_.emplace(client_model_, created_, response_id_);
+    if (!to_responses_) to_responses_.emplace(client_model_, created_, response_id_, echo_);
     if (!to_responses_->finished()) to_responses_->finish(complete, out);
     if (to_responses_->failed()) stream_failed_ = true;
 }

@@ -87,6 +87,12 @@ class json_writer {
         out_ += "null";
         return *this;
     }
+    // A JSON value this writer produced earlier (take()n), written as it is.
+    json_writer& raw(std::string_view json) {
+        before_value();
+        out_ += json;
+        return *this;
+    }
     // Re-serialises a parsed value. Depth is bounded by the parser's maximum depth.
     json_writer& element(dom::element e) {
         switch (e.type()) {
@@ -692,7 +698,31 @@ translated responses_to_chat_request(std::string_view responses_body,
     }
     // metadata is dropped: it annotates a stored response, and the gateway stores none.
     w.end_object();
-    return {w.take(), {}, error_kind::none};
+    translated out{w.take(), {}, error_kind::none, {}};
+    // What the Response echoes: the settings as sent (types were checked above, or are
+    // opaque to the translation: metadata, truncation).
+    response_echo& echo = out.echo;
+    const std::pair<std::string_view, std::string*> echoed[] = {
+        {"instructions", &echo.instructions},
+        {"max_output_tokens", &echo.max_output_tokens},
+        {"metadata", &echo.metadata},
+        {"parallel_tool_calls", &echo.parallel_tool_calls},
+        {"reasoning", &echo.reasoning},
+        {"temperature", &echo.temperature},
+        {"text", &echo.text},
+        {"tool_choice", &echo.tool_choice},
+        {"tools", &echo.tools},
+        {"top_p", &echo.top_p},
+        {"truncation", &echo.truncation},
+        {"user", &echo.user},
+    };
+    for (const auto& [k, field] : echoed) {
+        if (!member(req, k, e)) continue;
+        json_writer v;
+        v.element(e);
+        *field = v.take();
+    }
+    return out;
 }
 
 // =======================================================================================
@@ -708,6 +738,7 @@ using detail::usage_counts;
 struct response_head {
     std::string_view id, model;
     std::int64_t created;
+    const response_echo& echo;
 };
 
 std::string_view status_name(item_status s) {
@@ -807,11 +838,20 @@ void write_usage(json_writer& w, const usage_counts& u) {
     w.end_object();
 }
 
-// A Response object. The request's settings are not known here, so the fields echoing
-// them carry the API's defaults (SDKs read output and usage, not these).
+// A Response object, echoing the request's settings (the API's defaults where the
+// request set none).
 void write_response(json_writer& w, const response_head& h, std::string_view status,
                     const std::vector<output_item>& items, std::string_view incomplete,
                     std::string_view error_message, const usage_counts& usage) {
+    const response_echo& e = h.echo;
+    // `key`: the echoed value, or what `otherwise` writes.
+    auto echo = [&](std::string_view key, const std::string& value, auto&& otherwise) {
+        w.key(key);
+        if (value.empty())
+            otherwise();
+        else
+            w.raw(value);
+    };
     w.begin_object();
     w.key("id").string(h.id);
     w.key("object").string("response");
@@ -833,27 +873,30 @@ void write_response(json_writer& w, const response_head& h, std::string_view sta
         w.begin_object().key("reason").string(incomplete).end_object();
     else
         w.null();
-    w.key("instructions").null();
-    w.key("max_output_tokens").null();
+    echo("instructions", e.instructions, [&] { w.null(); });
+    echo("max_output_tokens", e.max_output_tokens, [&] { w.null(); });
     w.key("model").string(h.model);
     w.key("output").begin_array();
     for (const output_item& it : items) write_item(w, it);
     w.end_array();
-    w.key("parallel_tool_calls").boolean(true);
+    echo("parallel_tool_calls", e.parallel_tool_calls, [&] { w.boolean(true); });
     w.key("previous_response_id").null();
-    w.key("reasoning").begin_object().key("effort").null().key("summary").null().end_object();
+    echo("reasoning", e.reasoning,
+         [&] { w.begin_object().key("effort").null().key("summary").null().end_object(); });
     w.key("store").boolean(false);  // nothing is stored: it cannot be retrieved later
-    w.key("temperature").null();
-    w.key("text").begin_object().key("format").begin_object().key("type").string("text");
-    w.end_object().end_object();
-    w.key("tool_choice").string("auto");
-    w.key("tools").empty_array();
-    w.key("top_p").null();
-    w.key("truncation").string("disabled");
+    echo("temperature", e.temperature, [&] { w.number(1.0); });
+    echo("text", e.text, [&] {
+        w.begin_object().key("format").begin_object().key("type").string("text");
+        w.end_object().end_object();
+    });
+    echo("tool_choice", e.tool_choice, [&] { w.string("auto"); });
+    echo("tools", e.tools, [&] { w.empty_array(); });
+    echo("top_p", e.top_p, [&] { w.number(1.0); });
+    echo("truncation", e.truncation, [&] { w.string("disabled"); });
     w.key("usage");
     write_usage(w, usage);
-    w.key("user").null();
-    w.key("metadata").begin_object().end_object();
+    echo("user", e.user, [&] { w.null(); });
+    echo("metadata", e.metadata, [&] { w.begin_object().end_object(); });
     w.end_object();
 }
 
@@ -869,7 +912,8 @@ void default_arguments(output_item& it) {
 // 2. Chat answer -> Response
 
 std::string chat_to_responses_response(std::string_view chat_body, std::string_view client_model,
-                                       std::int64_t created, std::string_view response_id) {
+                                       std::int64_t created, std::string_view response_id,
+                                       const response_echo& echo) {
     dom::parser parser;
     dom::object resp;
     if (!parse_object(parser, chat_body, resp)) return {};
@@ -946,7 +990,7 @@ std::string chat_to_responses_response(std::string_view chat_body, std::string_v
     if (member_object(resp, "usage", u)) usage = read_usage(u);
 
     json_writer w;
-    write_response(w, {response_id, client_model, created},
+    write_response(w, {response_id, client_model, created, echo},
                    incomplete.empty() ? "completed" : "incomplete", items, incomplete, {}, usage);
     return w.take();
 }
@@ -973,11 +1017,12 @@ void emit(std::string& out, std::string_view type, std::int64_t& sequence, Fill&
 }  // namespace
 
 chat_stream_to_responses::chat_stream_to_responses(std::string client_model, std::int64_t created,
-                                                   std::string response_id)
+                                                   std::string response_id, response_echo echo)
     : parser_(std::make_unique<dom::parser>()),
       model_(std::move(client_model)),
       created_(created),
       response_id_(std::move(response_id)),
+      echo_(std::move(echo)),
       id_base_(id_base(response_id_)) {}
 
 chat_stream_to_responses::~chat_stream_to_responses() = default;
@@ -988,7 +1033,7 @@ chat_stream_to_responses& chat_stream_to_responses::operator=(chat_stream_to_res
 void chat_stream_to_responses::start(std::string& out) {
     if (started_) return;
     started_ = true;
-    const response_head head{response_id_, model_, created_};
+    const response_head head{response_id_, model_, created_, echo_};
     for (const std::string_view type : {"response.created", "response.in_progress"})
         emit(out, type, sequence_, [&](json_writer& w) {
             w.key("response");
@@ -1139,7 +1184,7 @@ void chat_stream_to_responses::tool_delta(std::int64_t index, std::string_view i
 void chat_stream_to_responses::conclude(std::string& out) {
     const std::string_view incomplete = incomplete_reason(finish_reason_);
     close_all(incomplete.empty() ? item_status::completed : item_status::incomplete, out);
-    const response_head head{response_id_, model_, created_};
+    const response_head head{response_id_, model_, created_, echo_};
     emit(out, incomplete.empty() ? "response.completed" : "response.incomplete", sequence_,
          [&](json_writer& w) {
              w.key("response");
@@ -1156,7 +1201,7 @@ void chat_stream_to_responses::fail(std::string message, std::string& out) {
     // Items cut off mid-way are reported as they stand, without their done events.
     for (output_item& it : items_)
         if (it.status == item_status::in_progress) it.status = item_status::incomplete;
-    const response_head head{response_id_, model_, created_};
+    const response_head head{response_id_, model_, created_, echo_};
     emit(out, "response.failed", sequence_, [&](json_writer& w) {
         w.key("response");
         write_response(w, head, "failed", items_, {}, error_text_, usage_);

@@ -24,8 +24,10 @@
 //  - requests: metadata is dropped (it annotates a stored response; chat servers reject
 //    or ignore it); truncation "disabled" and reasoning without summary are no-ops;
 //    unknown top-level fields are ignored, as the chat translators do.
-//  - answers and streams: the Response object does not echo the request's settings
-//    (instructions, tools, tool_choice, temperature...): it carries the API's defaults.
+//  - answers and streams: the Response object echoes the request's settings as the API
+//    does (instructions, max_output_tokens, metadata, parallel_tool_calls, reasoning,
+//    temperature, text, tool_choice, tools, top_p, truncation, user: as sent, the API's
+//    default where not sent), except `store` (always false: nothing is stored).
 //    Reasoning text some chat servers stream (reasoning_content) is dropped.
 //  - streamed function_call items stay open until the model finishes (chat servers may
 //    interleave calls by index), so their .done events come at the end; a message item
@@ -51,11 +53,19 @@ enum class error_kind {
     unsupported_on_target,  // well-formed, but needs something chat completions lacks
 };
 
+// The request's settings a Response echoes: each the JSON value the client sent
+// (re-serialised), empty where the request did not set it (the API's default is echoed).
+struct response_echo {
+    std::string instructions, max_output_tokens, metadata, parallel_tool_calls, reasoning,
+        temperature, text, tool_choice, tools, top_p, truncation, user;
+};
+
 // A translated request body, or why the client's request cannot be translated.
 struct translated {
     std::string body;
     std::string error;  // non-empty: the client's fault; the message names the field
     error_kind kind = error_kind::none;
+    response_echo echo;  // on success: what the Response echoes
     bool ok() const noexcept { return error.empty(); }
     bool unsupported() const noexcept { return kind == error_kind::unsupported_on_target; }
 };
@@ -70,7 +80,8 @@ translated responses_to_chat_request(std::string_view responses_body,
 // not a chat completion (not JSON, not an object): the caller treats that as an upstream
 // failure.
 std::string chat_to_responses_response(std::string_view chat_body, std::string_view client_model,
-                                       std::int64_t created, std::string_view response_id);
+                                       std::int64_t created, std::string_view response_id,
+                                       const response_echo& echo = {});
 
 namespace detail {
 // One output item of a Response being built; shared by the answer and stream translators
@@ -103,7 +114,7 @@ struct usage_counts {
 class chat_stream_to_responses {
   public:
     chat_stream_to_responses(std::string client_model, std::int64_t created,
-                             std::string response_id);
+                             std::string response_id, response_echo echo = {});
     ~chat_stream_to_responses();
     chat_stream_to_responses(chat_stream_to_responses&&) noexcept;
     chat_stream_to_responses& operator=(chat_stream_to_responses&&) noexcept;
@@ -136,6 +147,7 @@ class chat_stream_to_responses {
     std::string model_;
     std::int64_t created_;
     std::string response_id_;
+    response_echo echo_;
     std::string id_base_;  // response id without "resp_": item ids are msg_<base>_<n>...
     std::int64_t sequence_ = 0;
     std::vector<detail::output_item> items_;             // in output_index order

@@ -1182,3 +1182,55 @@ BOOST_AUTO_TEST_CASE(a_moved_from_translator_does_nothing) {
 }
 
 BOOST_AUTO_TEST_SUITE_END()
+
+// The Response echoes the request's settings as the API does; unset ones carry the API's
+// defaults; `store` stays false (nothing is stored).
+BOOST_AUTO_TEST_CASE(the_response_echoes_the_request_settings) {
+    const auto t = rx::responses_to_chat_request(
+        R"({"model":"m","input":"hi","instructions":"Be brief.","max_output_tokens":64,
+            "temperature":0.25,"metadata":{"team":"a"},"user":"u-1","store":true,
+            "tools":[{"type":"function","name":"f","parameters":{"type":"object"}}],
+            "tool_choice":"required","parallel_tool_calls":false,"truncation":"disabled",
+            "text":{"format":{"type":"json_object"}}})",
+        "up");
+    BOOST_TEST_REQUIRE(t.ok(), t.error);
+    const std::string answer = R"({"id":"c","object":"chat.completion","created":1,"model":"up",
+      "choices":[{"index":0,"finish_reason":"stop","message":{"role":"assistant","content":"{}"}}],
+      "usage":{"prompt_tokens":3,"completion_tokens":1,"total_tokens":4}})";
+    const std::string out =
+        rx::chat_to_responses_response(answer, model, created, response_id, t.echo);
+    rx::chat_stream_to_responses s(std::string(model), created, std::string(response_id), t.echo);
+    std::string events;
+    s.on_chunk(R"({"choices":[{"index":0,"delta":{"content":"{}"},"finish_reason":"stop"}]})",
+               events);
+    s.on_chunk("[DONE]", events);
+    const auto created_at = events.find("data: ") + 6;
+    const auto completed_at = events.rfind("data: ") + 6;
+    const std::string first = events.substr(created_at, events.find('\n', created_at) - created_at);
+    const std::string last =
+        events.substr(completed_at, events.find('\n', completed_at) - completed_at);
+    for (const std::string& json : {out, first, last}) {
+        const doc d(json);
+        BOOST_TEST_REQUIRE(d.ok(), json);
+        const std::string r = json.starts_with("{\"type\"") ? "/response" : "";
+        BOOST_TEST_CONTEXT(json) {
+            BOOST_TEST(d.str(r + "/instructions") == "Be brief.");
+            BOOST_TEST(d.num(r + "/max_output_tokens") == 64);
+            BOOST_TEST(d.json(r + "/temperature") == "0.25");
+            BOOST_TEST(d.json(r + "/metadata") == R"({"team":"a"})");
+            BOOST_TEST(d.str(r + "/user") == "u-1");
+            BOOST_TEST(d.json(r + "/store") == "false");
+            BOOST_TEST(d.str(r + "/tools/0/name") == "f");
+            BOOST_TEST(d.str(r + "/tool_choice") == "required");
+            BOOST_TEST(d.json(r + "/parallel_tool_calls") == "false");
+            BOOST_TEST(d.str(r + "/text/format/type") == "json_object");
+        }
+    }
+    // Nothing set: the defaults.
+    const doc plain(rx::chat_to_responses_response(answer, model, created, response_id));
+    BOOST_TEST(plain.is_null("/instructions"));
+    BOOST_TEST(plain.is_null("/max_output_tokens"));
+    BOOST_TEST(plain.json("/tools") == "[]");
+    BOOST_TEST(plain.str("/tool_choice") == "auto");
+    BOOST_TEST(plain.json("/metadata") == "{}");
+}
