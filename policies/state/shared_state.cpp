@@ -27,32 +27,29 @@ using state::redis_reply;
 
 namespace {
 
+// The Redis keys of an API key (all under its hash tag, so one cluster slot):
+//  w  the rate window: a hash of requests and tokens per 100-ms bucket (fields "<b>" and
+//     "<b>t", b = floor(ms / 100)), their totals n and k, the oldest bucket still counted
+//     o and the newest with a request z. A request counts from its admission until its
+//     bucket's end + 60 s: never less than 60 s (limits hold over any 60-second window),
+//     at most 100 ms more. A few dozen small fields whatever the rate, where a log of
+//     every request would hold 60 s of them.
+//  l  leases of the requests in flight (zset, score = lease end);
+//  h  the requests in flight: rid → estimated tokens, rid#b → their window bucket,
+//     rid#n → estimated nano-dollars when the budget holds them; #rtok and #rnano, the
+//     budget's holds in all;
+//  b  the budget's spend in its period; s  recently settled rids; q  the highest settle
+//     sequence counted per instance, and #touch (the last admission, at most 1/s).
 // Shared by the scripts: integer formatting (Lua 5.1 prints big numbers as 1e+15, which
-// HINCRBY refuses), and dropping a window entry's tokens or a budget hold.
+// HINCRBY refuses) and Redis's clock.
 constexpr const char* lua_common = R"LUA(
 local function I(x) return string.format('%d', x) end
-local function drop_tokens(id)
-  local tk = redis.call('HGET', KEYS[2], id)
-  if tk then
-    redis.call('HDEL', KEYS[2], id)
-    redis.call('HINCRBY', KEYS[2], '#sum', I(-tonumber(tk)))
-  end
-end
-local function drop_hold(id)
-  local bt = redis.call('HGET', KEYS[5], id)
-  if not bt then return false end
-  local bn = redis.call('HGET', KEYS[5], id .. '#n') or '0'
-  redis.call('HDEL', KEYS[5], id, id .. '#n')
-  redis.call('HINCRBY', KEYS[5], '#rtok', I(-tonumber(bt)))
-  redis.call('HINCRBY', KEYS[5], '#rnano', I(-tonumber(bn)))
-  return true
-end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local W = 60000
+local W, B = 60000, 100
 )LUA";
 
-// KEYS: w t l b h. ARGV: 1 rid, 2 lease ms, 3 rpm, 4 tpm, 5 concurrency (-1 = none),
+// KEYS: w l b h s q. ARGV: 1 rid, 2 lease ms, 3 rpm, 4 tpm, 5 concurrency (-1 = none),
 // 6 estimated tokens, 7 budget part (0/1), 8 token cap, 9 nano-dollar cap (-1 = none),
 // 10 period start ms, 11 estimated nano-dollars, 12 seed tokens, 13 seed nano (-1 = none
 // given), 14 period kind, 15 instance, 16 whether the seed's ledger is shared by every
@@ -66,123 +63,163 @@ local rid, lease = ARGV[1], tonumber(ARGV[2])
 local rpm, tpm, conc = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
 local est = tonumber(ARGV[6])
 local budget_on = ARGV[7] == '1'
+local windowed = rpm >= 0 or tpm >= 0
+-- A request whose lease ran out: its in-flight record and budget hold go (the window
+-- keeps counting it: it was admitted).
+local function drop_flight(id)
+  local v = redis.call('HMGET', KEYS[4], id, id .. '#n')
+  if not v[1] then return end
+  redis.call('HDEL', KEYS[4], id, id .. '#b', id .. '#n')
+  if v[2] then
+    redis.call('HINCRBY', KEYS[4], '#rtok', I(-tonumber(v[1])))
+    redis.call('HINCRBY', KEYS[4], '#rnano', I(-tonumber(v[2])))
+  end
+end
 -- Leases that ran out: their holders stopped renewing them (crashed, cut off). Unless
 -- nobody could renew: holders renew every lease/3, so a key untouched for more than half
 -- a lease while it had leases means Redis itself was away (stopped, unreachable for
 -- every instance); then the holders get one more lease to renew before anything is
 -- dropped, however long the outage was.
-local touch = tonumber(redis.call('HGET', KEYS[7], '#touch') or '0')
+local touch = tonumber(redis.call('HGET', KEYS[6], '#touch') or '0')
 local outage = now - touch > lease / 2
-for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', now)) do
+for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now)) do
   if outage then
-    redis.call('ZADD', KEYS[3], I(now + lease), id)
+    redis.call('ZADD', KEYS[2], I(now + lease), id)
   else
-    redis.call('ZREM', KEYS[3], id)
-    if not redis.call('ZSCORE', KEYS[1], id) then drop_tokens(id) end
-    drop_hold(id)
+    redis.call('ZREM', KEYS[2], id)
+    drop_flight(id)
   end
 end
 -- The touch and the keys' expiry are refreshed at most once a second: under load that
--- saves five writes an admission (the keys live W + 2 leases past the last refresh).
+-- saves writes on every admission (the keys live W + 2 leases past the last refresh).
 local refresh = now - touch >= 1000
-if refresh then redis.call('HSET', KEYS[7], '#touch', I(now)) end
--- Entries leaving the window; one still in flight keeps its tokens counted.
-for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now - W)) do
-  redis.call('ZREM', KEYS[1], id)
-  if not redis.call('ZSCORE', KEYS[3], id) then drop_tokens(id) end
+if refresh then redis.call('HSET', KEYS[6], '#touch', I(now)) end
+-- The window: buckets that ended more than W ago leave it (usually none; one every
+-- 100 ms under load; at most the 600 of a whole window).
+local cur = math.floor(now / B)
+local wv = {false, false, false, false, false, false}
+if windowed then
+  wv = redis.call('HMGET', KEYS[1], 'n', 'k', 'o', 'z', I(cur), I(cur) .. 't')
 end
-local requests = redis.call('ZCARD', KEYS[1])
-local sum_text = redis.call('HGET', KEYS[2], '#sum')
-local tokens = tonumber(sum_text or '0')
-local inflight = redis.call('ZCARD', KEYS[3])
-local held = {false, false}
-local function wait_tokens(amount)
-  -- Bounded: a refusal must not hold Redis for a long scan (a wait from the first 1000
-  -- entries is a lower bound, fine for retry-after).
-  local e = redis.call('ZRANGE', KEYS[1], 0, 999, 'WITHSCORES')
-  if #e == 0 then return 0 end
-  local freed = 0
-  for i = 1, #e, 2 do
-    freed = freed + tonumber(redis.call('HGET', KEYS[2], e[i]) or '0')
-    if freed >= amount then return tonumber(e[i + 1]) + W - now end
+local wn, wk = tonumber(wv[1] or '0'), tonumber(wv[2] or '0')
+local wo, wz = tonumber(wv[3] or '-1'), tonumber(wv[4] or '-1')
+local cn, ck = tonumber(wv[5] or '0'), tonumber(wv[6] or '0')
+local gone = math.floor((now - W) / B) - 1  -- buckets up to this one have left
+local wdirty = false
+if windowed and wo >= 0 and wo <= gone then
+  wdirty = true
+  if wz <= gone then
+    redis.call('DEL', KEYS[1])
+    wn, wk, wo, wz = 0, 0, -1, -1
+  else
+    local f = {}
+    for b = wo, gone do
+      f[#f + 1] = I(b)
+      f[#f + 1] = I(b) .. 't'
+    end
+    local v = redis.call('HMGET', KEYS[1], unpack(f))
+    for i = 1, #v, 2 do
+      wn = wn - tonumber(v[i] or '0')
+      wk = wk - tonumber(v[i + 1] or '0')
+    end
+    redis.call('HDEL', KEYS[1], unpack(f))
+    wo = gone + 1
   end
-  return tonumber(e[#e]) + W - now
+end
+local requests, tokens = math.max(wn, 0), math.max(wk, 0)
+local inflight = redis.call('ZCARD', KEYS[2])
+local held = {false, false}
+-- The ms until `amount` requests (suffix '') or tokens ('t') have left the window:
+-- the buckets from the oldest (at most 602 of them; only when refusing).
+local function wait_for(amount, suffix)
+  if wo < 0 or wz < wo then return 0 end
+  local f = {}
+  for b = wo, wz do f[#f + 1] = I(b) .. suffix end
+  local v = redis.call('HMGET', KEYS[1], unpack(f))
+  local freed = 0
+  for i = 1, #v do
+    freed = freed + tonumber(v[i] or '0')
+    if freed >= amount then return math.max(0, (wo + i) * B + W - now) end
+  end
+  return math.max(0, (wz + 1) * B + W - now)
 end
 local why, wait = 0, -1
 local function refuse(w, r) if w > wait then wait = w; why = r end end
 if rpm >= 0 then
   if rpm == 0 then refuse(W, 1)
-  elseif requests >= rpm then
-    local e = redis.call('ZRANGE', KEYS[1], requests - rpm, requests - rpm, 'WITHSCORES')
-    refuse(tonumber(e[2]) + W - now, 1)
-  end
+  elseif requests >= rpm then refuse(wait_for(requests - rpm + 1, ''), 1) end
 end
 if tpm >= 0 then
   if tpm == 0 then refuse(W, 2)
-  elseif tokens >= tpm then refuse(wait_tokens(tokens - tpm + 1), 2) end
+  elseif tokens >= tpm then refuse(wait_for(tokens - tpm + 1, 't'), 2) end
 end
 if conc >= 0 then
   if conc == 0 then refuse(W, 3)
   elseif inflight >= conc then refuse(0, 3) end
 end
-local function newest()
-  local e = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
-  if #e == 0 then return 0 end
-  return tonumber(e[2]) + W - now
-end
 if budget_on and why == 0 then
   local pstart = tonumber(ARGV[10])
-  local b = redis.call('HMGET', KEYS[4], 'start', 'tok', 'nano', 'per')
-  held = redis.call('HMGET', KEYS[5], '#rtok', '#rnano')
+  local b = redis.call('HMGET', KEYS[3], 'start', 'tok', 'nano', 'per')
+  held = redis.call('HMGET', KEYS[4], '#rtok', '#rnano')
   if not b[1] or b[4] ~= ARGV[14] then
-    if tonumber(ARGV[12]) < 0 then return {-1, 0, 0, 0, 0, 0, 0} end
+    if tonumber(ARGV[12]) < 0 then
+      if wdirty then redis.call('HSET', KEYS[1], 'n', I(wn), 'k', I(wk), 'o', I(wo)) end
+      return {-1, 0, 0, 0, 0, 0, 0}
+    end
     -- Settles after Redis lost the key's data may have added spend since: keep the larger.
     local tok, nano = tonumber(ARGV[12]), tonumber(ARGV[13])
     if not b[1] then
       tok = math.max(tok, tonumber(b[2] or '0'))
       nano = math.max(nano, tonumber(b[3] or '0'))
     end
-    redis.call('HSET', KEYS[4], 'start', ARGV[10], 'per', ARGV[14], 'tok', I(tok), 'nano', I(nano),
+    redis.call('HSET', KEYS[3], 'start', ARGV[10], 'per', ARGV[14], 'tok', I(tok), 'nano', I(nano),
                'seeded', I(now), 'seeder', ARGV[15], 'shared', ARGV[16])
     b[1] = ARGV[10]; b[2] = I(tok); b[3] = I(nano)
   elseif tonumber(b[1]) < pstart and now >= pstart then
     -- A new period, by Redis's clock (an instance whose clock runs ahead cannot end the
     -- period early for everyone); holds of requests still in flight carry over.
-    redis.call('HSET', KEYS[4], 'start', ARGV[10], 'tok', '0', 'nano', '0')
+    redis.call('HSET', KEYS[3], 'start', ARGV[10], 'tok', '0', 'nano', '0')
     b[2] = '0'; b[3] = '0'
   end
   local use_tok = tonumber(b[2] or '0') + tonumber(held[1] or '0')
   local use_nano = tonumber(b[3] or '0') + tonumber(held[2] or '0')
   local cap_tok, cap_nano = tonumber(ARGV[8]), tonumber(ARGV[9])
-  local est_nano = tonumber(ARGV[11])
   if cap_tok >= 0 and use_tok >= cap_tok then why = 4
   elseif cap_nano >= 0 and use_nano >= cap_nano then why = 5 end
 end
-if why ~= 0 then return {0, why, wait, requests, tokens, newest(), inflight} end
--- Admitted: the totals were read above (this script runs alone), so each is written with
--- its request's field in one HSET. A key that did not exist yet gets its expiry at once.
+if why ~= 0 then
+  if wdirty and wo >= 0 then
+    redis.call('HSET', KEYS[1], 'n', I(wn), 'k', I(wk), 'o', I(wo))
+  end
+  local empty_in = wz >= 0 and math.max(0, (wz + 1) * B + W - now) or 0
+  return {0, why, wait, requests, tokens, empty_in, inflight}
+end
+-- Admitted: every total was read above (this script runs alone), so each key is written
+-- once. A key that did not exist yet gets its expiry at once.
 local keep = I(W + 2 * lease)
-if rpm >= 0 or tpm >= 0 then
-  redis.call('ZADD', KEYS[1], I(now), rid)
-  redis.call('HSET', KEYS[2], rid, ARGV[6], '#sum', I(tokens + est))
+if windowed then
+  if wo < 0 then wo = cur end
+  redis.call('HSET', KEYS[1], I(cur), I(cn + 1), I(cur) .. 't', I(ck + est),
+             'n', I(requests + 1), 'k', I(tokens + est), 'o', I(wo), 'z', I(cur))
   if refresh or requests == 0 then redis.call('PEXPIRE', KEYS[1], keep) end
-  if refresh or not sum_text then redis.call('PEXPIRE', KEYS[2], keep) end
   requests = requests + 1
   tokens = tokens + est
 end
-redis.call('ZADD', KEYS[3], I(now + lease), rid)
-if refresh or inflight == 0 then redis.call('PEXPIRE', KEYS[3], keep) end
+redis.call('ZADD', KEYS[2], I(now + lease), rid)
+if refresh or inflight == 0 then redis.call('PEXPIRE', KEYS[2], keep) end
 if budget_on then
-  redis.call('HSET', KEYS[5], rid, ARGV[6], rid .. '#n', ARGV[11],
+  redis.call('HSET', KEYS[4], rid, ARGV[6], rid .. '#b', I(cur), rid .. '#n', ARGV[11],
              '#rtok', I(tonumber(held[1] or '0') + est),
              '#rnano', I(tonumber(held[2] or '0') + tonumber(ARGV[11])))
-  if refresh or not held[1] then redis.call('PEXPIRE', KEYS[5], keep) end
+else
+  redis.call('HSET', KEYS[4], rid, ARGV[6], rid .. '#b', I(cur))
 end
--- The newest window entry is this one: the window is whole again W from now.
-return {1, 0, 0, requests, tokens, W, inflight + 1}
+if refresh or inflight == 0 then redis.call('PEXPIRE', KEYS[4], keep) end
+-- The newest request is this one: the window is empty again its bucket's end + W from now.
+return {1, 0, 0, requests, tokens, (cur + 1) * B + W - now, inflight + 1}
 )LUA";
 
-// KEYS: w t l b h s q. ARGV: 1 instance, 2 lease ms, 3 re-seed (1: the instance dropped
+// KEYS: w l b h s q. ARGV: 1 instance, 2 lease ms, 3 re-seed (1: the instance dropped
 // settles of this key it could not keep), then 6 per settle: sequence, rid, tokens,
 // nano-dollars, budget part (0/1), ms since the request ended. An instance numbers its
 // settles per key and sends them in order, one batch at a time; q remembers the highest
@@ -194,57 +231,55 @@ return {1, 0, 0, requests, tokens, W, inflight + 1}
 // the budget's period began, or before the budget was seeded from a ledger that holds
 // its record (a shared ledger, or this instance's own): the seed counted it already (up
 // to the ledger's commit lag, tens of milliseconds). A re-seed request deletes the spend,
-// so that the next admission re-seeds it from the ledger of record.
+// so that the next admission re-seeds it from the ledger of record. The window counts
+// the real tokens instead of the estimate while the request's bucket is in it.
 const std::string settle_lua = std::string(lua_common) + R"LUA(
 local inst, lease = ARGV[1], tonumber(ARGV[2])
-if ARGV[3] == '1' then redis.call('DEL', KEYS[4]) end
-local hw = tonumber(redis.call('HGET', KEYS[7], inst) or '-1')
-local b = redis.call('HMGET', KEYS[4], 'start', 'seeded', 'seeder', 'shared')
+if ARGV[3] == '1' then redis.call('DEL', KEYS[3]) end
+local hw = tonumber(redis.call('HGET', KEYS[6], inst) or '-1')
+local b = redis.call('HMGET', KEYS[3], 'start', 'seeded', 'seeder', 'shared')
 local bstart, seeded = tonumber(b[1] or '0'), tonumber(b[2] or '0')
 local seed_has_it = b[4] == '1' or b[3] == inst
 local top = hw
--- The batch's requests, read and written with one command per key where Redis allows:
--- totals are summed here and written once.
-local rids, hfields, tfields = {}, {}, {}
+-- The batch's requests, read and written with one command per key where Redis allows.
+local rids, hfields = {}, {}
 for i = 4, #ARGV, 6 do
   local rid = ARGV[i + 1]
   rids[#rids + 1] = rid
   hfields[#hfields + 1] = rid
+  hfields[#hfields + 1] = rid .. '#b'
   hfields[#hfields + 1] = rid .. '#n'
-  tfields[#tfields + 1] = rid
 end
-tfields[#tfields + 1] = '#sum'
-redis.call('ZREM', KEYS[3], unpack(rids))
-local tk = redis.call('HMGET', KEYS[2], unpack(tfields))
-local sum = tonumber(tk[#tk] or '0')
-local tset, tdel = {}, {}
+redis.call('ZREM', KEYS[2], unpack(rids))
 hfields[#hfields + 1] = '#rtok'
 hfields[#hfields + 1] = '#rnano'
-local hv = redis.call('HMGET', KEYS[5], unpack(hfields))
+local hv = redis.call('HMGET', KEYS[4], unpack(hfields))
 hfields[#hfields] = nil
 hfields[#hfields] = nil
-local rtok, rnano, held_any = 0, 0, false
+local wo = tonumber(redis.call('HGET', KEYS[1], 'o') or '-1')
+local rtok, rnano, any = 0, 0, false
 local add_tok, add_nano = 0, 0
+local bucket_delta, wdelta = {}, 0
 local settled = {}
 for n = 1, #rids do
   local i = 4 + (n - 1) * 6
   local rid = rids[n]
-  -- The window counts the real tokens while the entry is in it; gone from it: dropped.
-  if tk[n] then
-    if redis.call('ZSCORE', KEYS[1], rid) then
-      tset[#tset + 1] = rid
-      tset[#tset + 1] = ARGV[i + 2]
-      sum = sum + tonumber(ARGV[i + 2]) - tonumber(tk[n])
-    else
-      tdel[#tdel + 1] = rid
-      sum = sum - tonumber(tk[n])
+  local est, bk, nano = hv[3 * n - 2], hv[3 * n - 1], hv[3 * n]
+  if est then
+    any = true
+    -- The window: the real tokens for the estimate, while the bucket is counted.
+    if bk and wo >= 0 and tonumber(bk) >= wo then
+      local d = tonumber(ARGV[i + 2]) - tonumber(est)
+      if d ~= 0 then
+        bucket_delta[bk] = (bucket_delta[bk] or 0) + d
+        wdelta = wdelta + d
+      end
     end
-  end
-  -- The hold goes.
-  if hv[2 * n - 1] then
-    held_any = true
-    rtok = rtok + tonumber(hv[2 * n - 1])
-    rnano = rnano + tonumber(hv[2 * n] or '0')
+    -- The budget's hold goes.
+    if nano then
+      rtok = rtok + tonumber(est)
+      rnano = rnano + tonumber(nano)
+    end
   end
   -- Settled: a renewal still on its way must not bring the lease back.
   settled[#settled + 1] = I(now)
@@ -259,51 +294,68 @@ for n = 1, #rids do
     if seq > top then top = seq end
   end
 end
-if #tdel > 0 then redis.call('HDEL', KEYS[2], unpack(tdel)) end
-if #tset > 0 or #tdel > 0 then
-  tset[#tset + 1] = '#sum'
-  tset[#tset + 1] = I(sum)
-  redis.call('HSET', KEYS[2], unpack(tset))
+if wdelta ~= 0 then
+  for bk, d in pairs(bucket_delta) do
+    if d ~= 0 then redis.call('HINCRBY', KEYS[1], bk .. 't', I(d)) end
+  end
+  redis.call('HINCRBY', KEYS[1], 'k', I(wdelta))
 end
-if held_any then
-  redis.call('HDEL', KEYS[5], unpack(hfields))
-  redis.call('HSET', KEYS[5], '#rtok', I(tonumber(hv[#hv - 1] or '0') - rtok),
-             '#rnano', I(tonumber(hv[#hv] or '0') - rnano))
+if any then
+  redis.call('HDEL', KEYS[4], unpack(hfields))
+  if rtok ~= 0 or rnano ~= 0 then
+    redis.call('HSET', KEYS[4], '#rtok', I(tonumber(hv[#hv - 1] or '0') - rtok),
+               '#rnano', I(tonumber(hv[#hv] or '0') - rnano))
+  end
 end
 if add_tok ~= 0 or add_nano ~= 0 then
-  redis.call('HINCRBY', KEYS[4], 'tok', I(add_tok))
-  redis.call('HINCRBY', KEYS[4], 'nano', I(add_nano))
+  redis.call('HINCRBY', KEYS[3], 'tok', I(add_tok))
+  redis.call('HINCRBY', KEYS[3], 'nano', I(add_nano))
 end
-redis.call('ZREMRANGEBYSCORE', KEYS[6], '-inf', I(now - 2 * lease))
-redis.call('ZADD', KEYS[6], unpack(settled))
-redis.call('PEXPIRE', KEYS[6], I(2 * lease + W))
-redis.call('HSET', KEYS[7], inst, I(top), inst .. '#t', I(now))
+redis.call('ZREMRANGEBYSCORE', KEYS[5], '-inf', I(now - 2 * lease))
+redis.call('ZADD', KEYS[5], unpack(settled))
+redis.call('PEXPIRE', KEYS[5], I(2 * lease + W))
+redis.call('HSET', KEYS[6], inst, I(top), inst .. '#t', I(now))
 -- Instances that have not settled for a week: forget them (one field pair per start).
-if redis.call('HLEN', KEYS[7]) > 64 then
-  local f = redis.call('HGETALL', KEYS[7])
+if redis.call('HLEN', KEYS[6]) > 64 then
+  local f = redis.call('HGETALL', KEYS[6])
   for j = 1, #f, 2 do
     local name = f[j]
     if string.sub(name, -2) == '#t' and tonumber(f[j + 1]) < now - 7 * 86400000 then
-      redis.call('HDEL', KEYS[7], name, string.sub(name, 1, -3))
+      redis.call('HDEL', KEYS[6], name, string.sub(name, 1, -3))
     end
   end
 end
 return 1
 )LUA";
 
-// KEYS: w t l b h s. ARGV: 1 rid, 2 lease ms.
+// KEYS: w l b h s q. ARGV: 1 rid, 2 lease ms. Gives back what an admission may have taken
+// (its reply was lost): the lease, the window's count and tokens, the budget's hold.
 const std::string release_lua = std::string(lua_common) + R"LUA(
 local rid = ARGV[1]
-redis.call('ZREM', KEYS[3], rid)
-redis.call('ZREM', KEYS[1], rid)
-drop_tokens(rid)
-drop_hold(rid)
-redis.call('ZADD', KEYS[6], I(now), rid)
-redis.call('PEXPIRE', KEYS[6], I(2 * tonumber(ARGV[2]) + W))
+redis.call('ZREM', KEYS[2], rid)
+local v = redis.call('HMGET', KEYS[4], rid, rid .. '#b', rid .. '#n')
+if v[1] then
+  redis.call('HDEL', KEYS[4], rid, rid .. '#b', rid .. '#n')
+  if v[3] then
+    redis.call('HINCRBY', KEYS[4], '#rtok', I(-tonumber(v[1])))
+    redis.call('HINCRBY', KEYS[4], '#rnano', I(-tonumber(v[3])))
+  end
+  if v[2] then
+    local wv = redis.call('HMGET', KEYS[1], 'o', v[2])
+    if wv[1] and wv[2] and tonumber(v[2]) >= tonumber(wv[1]) then
+      redis.call('HINCRBY', KEYS[1], v[2], -1)
+      redis.call('HINCRBY', KEYS[1], v[2] .. 't', I(-tonumber(v[1])))
+      redis.call('HINCRBY', KEYS[1], 'n', -1)
+      redis.call('HINCRBY', KEYS[1], 'k', I(-tonumber(v[1])))
+    end
+  end
+end
+redis.call('ZADD', KEYS[5], I(now), rid)
+redis.call('PEXPIRE', KEYS[5], I(2 * tonumber(ARGV[2]) + W))
 return 1
 )LUA";
 
-// KEYS: w t l b h s q. ARGV: 1 lease ms, then 4 per request in flight: rid, tokens held,
+// KEYS: w l b h s q. ARGV: 1 lease ms, then 4 per request in flight: rid, tokens held,
 // nano-dollars held, budget part (0/1). Extends the leases; a lease that is gone although
 // its request still runs (dropped by another instance while this one could not reach
 // Redis) is taken again, with its budget hold, unless the request was settled meanwhile.
@@ -312,22 +364,26 @@ local lease = tonumber(ARGV[1])
 local n = 0
 for i = 2, #ARGV, 4 do
   local rid = ARGV[i]
-  if redis.call('ZSCORE', KEYS[3], rid) then
-    redis.call('ZADD', KEYS[3], I(now + lease), rid)
+  if redis.call('ZSCORE', KEYS[2], rid) then
+    redis.call('ZADD', KEYS[2], I(now + lease), rid)
     n = n + 1
-  elseif not redis.call('ZSCORE', KEYS[6], rid) then
-    redis.call('ZADD', KEYS[3], I(now + lease), rid)
-    if ARGV[i + 3] == '1' and not redis.call('HGET', KEYS[5], rid) then
-      redis.call('HSET', KEYS[5], rid, ARGV[i + 1], rid .. '#n', ARGV[i + 2])
-      redis.call('HINCRBY', KEYS[5], '#rtok', ARGV[i + 1])
-      redis.call('HINCRBY', KEYS[5], '#rnano', ARGV[i + 2])
+  elseif not redis.call('ZSCORE', KEYS[5], rid) then
+    redis.call('ZADD', KEYS[2], I(now + lease), rid)
+    if not redis.call('HGET', KEYS[4], rid) then
+      if ARGV[i + 3] == '1' then
+        redis.call('HSET', KEYS[4], rid, ARGV[i + 1], rid .. '#n', ARGV[i + 2])
+        redis.call('HINCRBY', KEYS[4], '#rtok', ARGV[i + 1])
+        redis.call('HINCRBY', KEYS[4], '#rnano', ARGV[i + 2])
+      else
+        redis.call('HSET', KEYS[4], rid, ARGV[i + 1])
+      end
     end
     n = n + 1
   end
 end
 local keep = I(W + 2 * lease)
-for _, k in ipairs({KEYS[1], KEYS[2], KEYS[3], KEYS[5]}) do redis.call('PEXPIRE', k, keep) end
-redis.call('HSET', KEYS[7], '#touch', I(now))
+for _, k in ipairs({KEYS[1], KEYS[2], KEYS[4]}) do redis.call('PEXPIRE', k, keep) end
+redis.call('HSET', KEYS[6], '#touch', I(now))
 return n
 )LUA";
 
@@ -416,8 +472,7 @@ std::string shared_state::key(const std::string& id, char part) const {
 }
 
 std::vector<std::string> shared_state::keys_of(const std::string& id) const {
-    return {key(id, 'w'), key(id, 't'), key(id, 'l'), key(id, 'b'),
-            key(id, 'h'), key(id, 's'), key(id, 'q')};
+    return {key(id, 'w'), key(id, 'l'), key(id, 'b'), key(id, 'h'), key(id, 's'), key(id, 'q')};
 }
 
 void shared_state::track(const std::string& key_id, const std::string& rid, hold h) {

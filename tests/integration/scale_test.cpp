@@ -106,8 +106,31 @@ BOOST_AUTO_TEST_CASE(rpm_50_holds_across_three_instances_for_200_concurrent_requ
     BOOST_TEST(t.by_status[429] == 150);
     BOOST_TEST(t.by_code["rate_limit_exceeded"] == 150);
     BOOST_TEST(mock.wait_for("requests", 50));
-    // The window lives in Redis, under the key's hash tag.
-    BOOST_TEST(redis.cli({"ZCARD", "tollgate:{shared}:w"}) == "50");
+    // The window lives in Redis, under the key's hash tag (requests per 100-ms bucket).
+    BOOST_TEST(redis.cli({"HGET", "tollgate:{shared}:w", "n"}) == "50");
+    // Counted per 100-ms bucket: a few fields, not one per request.
+    BOOST_TEST(std::stoi(redis.cli({"HLEN", "tollgate:{shared}:w"})) < 50);
+}
+
+BOOST_AUTO_TEST_CASE(a_refusal_by_the_shared_window_says_when_the_oldest_request_leaves_it) {
+    redis_server redis;
+    mock_upstream mock;
+    cluster_options c;
+    c.key_terms = "    limits: {rpm: 2, tpm: 1000000}\n";
+    gateway_process a(cluster_config(mock.port(), redis, c));
+    gateway_process b(cluster_config(mock.port(), redis, c));
+    BOOST_TEST(status_of(a.port()) == 200);
+    BOOST_TEST(status_of(b.port()) == 200);
+    const auto r = http_request(a.port(), "POST", "/v1/chat/completions", auth_headers(key_shared),
+                                chat_body("hi"));
+    BOOST_TEST(r.status == 429);
+    // The first request leaves the window 60 s (plus at most its bucket's 100 ms) after it
+    // was admitted; Retry-After is in whole seconds, rounded up.
+    const int retry = std::stoi(r.header("retry-after").empty() ? "0" : r.header("retry-after"));
+    BOOST_TEST(retry >= 59);
+    BOOST_TEST(retry <= 61);
+    BOOST_TEST(r.header("x-ratelimit-remaining-requests") == "0");
+    BOOST_TEST(redis.cli({"HGET", "tollgate:{shared}:w", "n"}) == "2");  // the refusal adds none
 }
 
 BOOST_AUTO_TEST_CASE(tpm_reserves_the_estimate_across_instances_and_settles_to_the_usage) {
@@ -130,7 +153,7 @@ BOOST_AUTO_TEST_CASE(tpm_reserves_the_estimate_across_instances_and_settles_to_t
     BOOST_TEST(t.by_status[429] == 20 - t.by_status[200]);
     // Settled to the real usage: the window now counts a few tokens per request.
     BOOST_TEST(poll_until([&] {
-        const auto sum = redis.cli({"HGET", "tollgate:{shared}:t", "#sum"});
+        const auto sum = redis.cli({"HGET", "tollgate:{shared}:w", "k"});
         return !sum.empty() && std::stol(sum) <= 20L * t.by_status[200];
     }));
     BOOST_TEST(status_of(b.port(), key_shared, body) == 200);
@@ -433,11 +456,11 @@ BOOST_AUTO_TEST_CASE(noscript_after_a_script_flush_or_a_redis_restart_is_handled
     BOOST_TEST(status_of(a.port()) == 200);
     BOOST_TEST(redis.cli({"SCRIPT", "FLUSH"}) == "OK");
     BOOST_TEST(status_of(a.port()) == 200);  // EVALSHA → NOSCRIPT → EVAL, same request
-    BOOST_TEST(redis.cli({"ZCARD", "tollgate:{shared}:w"}) == "2");
+    BOOST_TEST(redis.cli({"HGET", "tollgate:{shared}:w", "n"}) == "2");
     redis.stop();
     redis.start();
     BOOST_TEST(poll_until([&] { return status_of(a.port()) == 200; }, 15s, 50ms));
-    BOOST_TEST(redis.cli({"ZCARD", "tollgate:{shared}:w"}) == "1");
+    BOOST_TEST(redis.cli({"HGET", "tollgate:{shared}:w", "n"}) == "1");
 }
 
 BOOST_AUTO_TEST_CASE(a_budget_is_reseeded_from_the_ledger_when_redis_lost_it) {
@@ -600,7 +623,7 @@ BOOST_AUTO_TEST_CASE(rediss_verifies_the_server_certificate) {
     {
         gateway_process good(standard_config(mock.port(), o));
         BOOST_TEST(status_of(good.port()) == 200);
-        BOOST_TEST(redis.cli({"ZCARD", "tollgate:{shared}:w"}) == "1");
+        BOOST_TEST(redis.cli({"HGET", "tollgate:{shared}:w", "n"}) == "1");
     }
     // Trusting only the system's CAs: the handshake fails, Redis counts as down.
     o.top_extra = "state:\n  backend: redis\n  redis_url: " + redis.url() + "\n";
