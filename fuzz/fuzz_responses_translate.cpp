@@ -1,6 +1,7 @@
 // Fuzzes gateway/upstream/providers/responses_translate.cpp, the input read three ways:
 //  - as a client's Responses request body: responses_to_chat_request, then (the path of
-//    anthropic-kind targets) the chat request through chat_to_messages_request;
+//    anthropic-kind targets) the chat request through chat_to_messages_request, and the
+//    settings it echoes through a Response, answered and streamed;
 //  - as an upstream chat completion: chat_to_responses_response;
 //  - as an upstream chat chunk stream, cut into events by core::sse_framer as the relay
 //    does (so seeds are real streams), fed to chat_stream_to_responses, then finish().
@@ -90,6 +91,21 @@ void check_request(std::string_view body, std::string_view model) {
         FUZZ_CHECK(valid_json(messages_request.body), messages_request.body);
     else
         FUZZ_CHECK(messages_request.body.empty(), messages_request.body);
+
+    // The settings the Response echoes keep it one valid JSON object, answered and streamed.
+    const std::string answer = rx::chat_to_responses_response(
+        R"({"choices":[{"index":0,"finish_reason":"stop","message":{"role":"assistant","content":"x"}}]})",
+        model, 1735689600, "resp_x", t.echo);
+    FUZZ_CHECK(valid_json(answer, root) && root.get(o) == SUCCESS, answer);
+    rx::chat_stream_to_responses s(std::string(model), 1735689600, "resp_x", t.echo);
+    std::string events;
+    s.on_chunk("[DONE]", events);
+    // The last event's data line (a raw newline never occurs inside the JSON).
+    const auto last = events.rfind("\ndata: ");
+    FUZZ_CHECK(last != std::string::npos, events);
+    const std::string_view line =
+        std::string_view(events).substr(last + 7, events.find('\n', last + 7) - last - 7);
+    FUZZ_CHECK(valid_json(line, root) && root.get(o) == SUCCESS, events);
 }
 
 void check_answer(std::string_view body, std::string_view model, std::string_view id) {
