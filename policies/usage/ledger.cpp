@@ -461,6 +461,7 @@ std::string ledger::aggregate_json(const usage_query& q) const {
         if (q.by_key) text_field("key", row.key);
         if (q.by_model) text_field("model", row.model);
         if (q.by_day) text_field("day", row.day);
+        if (q.by_hour) text_field("hour", row.hour);
         out += "\"requests\":";
         json_text::append_uint(out, row.requests);
         out += ",\"prompt_tokens\":";

@@ -45,13 +45,13 @@ class ledger_backend;
 std::optional<std::int64_t> parse_time_param(std::string_view text);
 
 struct usage_query {
-    std::optional<std::string> key, model;                  // filters (exact match)
-    std::optional<std::int64_t> since_ms, until_ms;         // since inclusive, until exclusive
-    bool by_key = false, by_model = false, by_day = false;  // group_by
+    std::optional<std::string> key, model;           // filters (exact match)
+    std::optional<std::int64_t> since_ms, until_ms;  // since inclusive, until exclusive
+    bool by_key = false, by_model = false, by_day = false, by_hour = false;  // group_by
 };
 
 struct usage_row {
-    std::optional<std::string> key, model, day;  // set only for the fields grouped on
+    std::optional<std::string> key, model, day, hour;  // set only for the fields grouped on
     std::uint64_t requests = 0, prompt_tokens = 0, completion_tokens = 0, total_tokens = 0;
     double cost_usd = 0;
 };

@@ -36,6 +36,12 @@ ledger_sql aggregate_sql(const usage_query& q, sql_dialect d) {
     if (q.by_key) columns.push_back("key_id");
     if (q.by_model) columns.push_back("model");
     if (q.by_day) columns.push_back("day");
+    // The UTC hour, "YYYY-MM-DDTHH", from the millisecond timestamp (floor: ts_ms >= 0).
+    if (q.by_hour)
+        columns.push_back(d == sql_dialect::sqlite
+                              ? "strftime('%Y-%m-%dT%H', ts_ms / 1000, 'unixepoch')"
+                              : "to_char(to_timestamp(ts_ms / 1000) AT TIME ZONE 'UTC', "
+                                "'YYYY-MM-DD\"T\"HH24')");
     auto join = [&](const char* suffix) {
         std::string s;
         for (const char* c : columns) {

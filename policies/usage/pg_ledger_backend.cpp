@@ -446,6 +446,7 @@ std::vector<usage_row> pg_ledger_backend::aggregate(const usage_query& q) {
         if (q.by_key) row.key = r.opt_text(i, c++);
         if (q.by_model) row.model = r.opt_text(i, c++);
         if (q.by_day) row.day = r.opt_text(i, c++);
+        if (q.by_hour) row.hour = r.opt_text(i, c++);
         row.requests = r.uint64(i, c++);
         row.prompt_tokens = r.uint64(i, c++);
         row.completion_tokens = r.uint64(i, c++);

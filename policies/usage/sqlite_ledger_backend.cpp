@@ -359,6 +359,7 @@ std::vector<usage_row> sqlite_ledger_backend::aggregate(const usage_query& q) {
         if (q.by_key) row.key = column_text(s, c++);
         if (q.by_model) row.model = column_text(s, c++);
         if (q.by_day) row.day = column_text(s, c++);
+        if (q.by_hour) row.hour = column_text(s, c++);
         row.requests = column_uint(s, c++);
         row.prompt_tokens = column_uint(s, c++);
         row.completion_tokens = column_uint(s, c++);

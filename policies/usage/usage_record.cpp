@@ -84,6 +84,16 @@ std::string utc_day(std::int64_t ts_ms) {
     return out;
 }
 
+std::string utc_hour(std::int64_t ts_ms) {
+    const civil_time c = to_civil(ts_ms);
+    std::string out;
+    out.reserve(13);
+    append_day(out, c);
+    out.push_back('T');
+    append_padded(out, c.hour, 2);
+    return out;
+}
+
 std::string rfc3339_ms(std::int64_t ts_ms) {
     const civil_time c = to_civil(ts_ms);
     std::string out;

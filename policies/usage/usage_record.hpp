@@ -45,6 +45,9 @@ std::uint64_t billable_tokens(const usage_record& r) noexcept;
 
 // "YYYY-MM-DD" (UTC) of a unix-ms instant: the ledger's `day` column and group_by=day.
 std::string utc_day(std::int64_t ts_ms);
+// "YYYY-MM-DDTHH" (UTC): the hour of a usage record, as GET /admin/usage?group_by=hour
+// names it.
+std::string utc_hour(std::int64_t ts_ms);
 
 // "YYYY-MM-DDTHH:MM:SS.mmmZ" of a unix-ms instant.
 std::string rfc3339_ms(std::int64_t ts_ms);

@@ -60,8 +60,10 @@ std::pair<int, std::string> usage_report(const ledger& l, std::string_view query
                     q.by_model = true;
                 else if (g == "day")
                     q.by_day = true;
+                else if (g == "hour")
+                    q.by_hour = true;
                 else if (!g.empty())
-                    return bad("'group_by' takes key, model, day");
+                    return bad("'group_by' takes key, model, day, hour");
             }
         } else {
             return bad("unknown parameter '" + name.substr(0, 40) + "'");

@@ -112,7 +112,7 @@ bool has_error(const std::string& b, const std::string& type, const std::string&
 
 struct usage_row {
     std::vector<std::string> fields;
-    std::optional<std::string> key, model, day;
+    std::optional<std::string> key, model, day, hour;
     std::uint64_t requests = 0, prompt_tokens = 0, completion_tokens = 0, total_tokens = 0;
     double cost_usd = -1;
 };
@@ -138,6 +138,8 @@ std::optional<std::vector<usage_row>> parse_usage(const std::string& b) {
                 row.model = std::string(s);
             if (k == "day" && f.value.get_string().get(s) == simdjson::SUCCESS)
                 row.day = std::string(s);
+            if (k == "hour" && f.value.get_string().get(s) == simdjson::SUCCESS)
+                row.hour = std::string(s);
             if (k == "requests" && f.value.get_uint64().get(n) == simdjson::SUCCESS)
                 row.requests = n;
             if (k == "prompt_tokens" && f.value.get_uint64().get(n) == simdjson::SUCCESS)
@@ -1043,6 +1045,26 @@ BOOST_AUTO_TEST_CASE(admin_usage_groups_and_filters_known_requests) {
         today = str(rows[0].day);
         BOOST_TEST((today == day_before || today == day_after), today);
         check_row(rows[0], expect([](const sent&) { return true; }));
+    }
+    {  // by hour (the console's last-24-hours chart): hours of today, in UTC, adding up
+        const auto rows = e.usage("group_by=hour");
+        BOOST_REQUIRE(rows.size() >= 1u);  // two if the test ran across an hour's end
+        usage_row sum;
+        sum.cost_usd = 0;
+        for (const auto& r : rows) {
+            const std::string h = str(r.hour);
+            BOOST_TEST(h.size() == 13u, h);
+            BOOST_TEST(h.substr(0, 10) == today, h);
+            BOOST_TEST(h[10] == 'T', h);
+            BOOST_TEST(r.fields.front() == "hour");
+            BOOST_TEST(!r.day.has_value());
+            sum.requests += r.requests;
+            sum.prompt_tokens += r.prompt_tokens;
+            sum.completion_tokens += r.completion_tokens;
+            sum.total_tokens += r.total_tokens;
+            sum.cost_usd += r.cost_usd;
+        }
+        check_row(sum, expect([](const sent&) { return true; }));
     }
     {  // by key, model, day
         const auto rows = e.usage("group_by=key,model,day");

@@ -296,7 +296,7 @@ const std::vector<time_case> time_cases = {
 // Reference aggregation, computed the obvious way, for comparing with the SQL.
 std::vector<usage_row> reference_aggregate(const std::vector<usage_record>& records,
                                            const usage_query& q) {
-    using group_key = std::tuple<std::string, std::string, std::string>;
+    using group_key = std::tuple<std::string, std::string, std::string, std::string>;
     std::map<group_key, usage_row> groups;
     for (const auto& r : records) {
         if (q.key && r.key_id != *q.key) continue;
@@ -304,11 +304,14 @@ std::vector<usage_row> reference_aggregate(const std::vector<usage_record>& reco
         if (q.since_ms && r.ts_ms < *q.since_ms) continue;
         if (q.until_ms && r.ts_ms >= *q.until_ms) continue;
         const std::string day = tollgate::policies::utc_day(r.ts_ms);
-        group_key g{q.by_key ? r.key_id : "", q.by_model ? r.model : "", q.by_day ? day : ""};
+        const std::string hour = tollgate::policies::utc_hour(r.ts_ms);
+        group_key g{q.by_key ? r.key_id : "", q.by_model ? r.model : "", q.by_day ? day : "",
+                    q.by_hour ? hour : ""};
         usage_row& row = groups[g];
         if (q.by_key) row.key = r.key_id;
         if (q.by_model) row.model = r.model;
         if (q.by_day) row.day = day;
+        if (q.by_hour) row.hour = hour;
         ++row.requests;
         row.prompt_tokens += r.prompt_tokens.value_or(0);
         row.completion_tokens += r.completion_tokens.value_or(0);
@@ -317,7 +320,7 @@ std::vector<usage_row> reference_aggregate(const std::vector<usage_record>& reco
     }
     std::vector<usage_row> rows;
     for (auto& [g, row] : groups) rows.push_back(row);
-    if (rows.empty() && !q.by_key && !q.by_model && !q.by_day) rows.emplace_back();
+    if (rows.empty() && !q.by_key && !q.by_model && !q.by_day && !q.by_hour) rows.emplace_back();
     return rows;
 }
 
@@ -344,12 +347,13 @@ std::vector<usage_record> sample_records() {
     return rs;
 }
 
-// group_by as bits (1 key, 2 model, 4 day) and one of six filters.
+// group_by as bits (1 key, 2 model, 4 day, 8 hour) and one of six filters.
 usage_query make_query(int grouping, int filter) {
     usage_query q;
     q.by_key = grouping & 1;
     q.by_model = grouping & 2;
     q.by_day = grouping & 4;
+    q.by_hour = grouping & 8;
     if (filter == 1) q.key = "team-a";
     if (filter == 2) q.model = "m1";
     if (filter == 3) q.since_ms = nov25;      // inclusive: the 00:00:00.000 record counts
@@ -369,6 +373,7 @@ void check_rows_equal(const std::vector<usage_row>& got, const std::vector<usage
             BOOST_TEST((got[i].key == want[i].key));
             BOOST_TEST((got[i].model == want[i].model));
             BOOST_TEST((got[i].day == want[i].day));
+            BOOST_TEST((got[i].hour == want[i].hour));
             BOOST_TEST(got[i].requests == want[i].requests);
             BOOST_TEST(got[i].prompt_tokens == want[i].prompt_tokens);
             BOOST_TEST(got[i].completion_tokens == want[i].completion_tokens);
@@ -645,7 +650,9 @@ BOOST_AUTO_TEST_CASE(records_survive_a_restart) {
 
 // A plain list, not bdata::xrange: that trips GCC 12's -Wmaybe-uninitialized under ASan.
 BOOST_DATA_TEST_CASE(aggregate_matches_reference_for_every_grouping_and_filter,
-                     bdata::make(std::vector<int>{0, 1, 2, 3, 4, 5, 6, 7}), grouping) {
+                     bdata::make(std::vector<int>{0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14,
+                                                  15}),
+                     grouping) {
     temp_dir dir;
     const auto records = sample_records();
     ledger l(make_options(dir));

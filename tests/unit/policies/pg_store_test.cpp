@@ -133,12 +133,13 @@ std::vector<usage_record> varied_records() {
 
 std::vector<usage_query> query_table() {
     std::vector<usage_query> qs;
-    for (int grouping = 0; grouping < 8; ++grouping) {
+    for (int grouping = 0; grouping < 16; ++grouping) {
         for (int filter = 0; filter < 5; ++filter) {
             usage_query q;
             q.by_key = grouping & 1;
             q.by_model = grouping & 2;
             q.by_day = grouping & 4;
+            q.by_hour = grouping & 8;
             if (filter == 1) q.key = "team-b";
             if (filter == 2) q.model = "Claude";
             if (filter == 3) q.since_ms = nov25, q.until_ms = nov25_10h;
@@ -211,9 +212,9 @@ BOOST_AUTO_TEST_CASE(aggregate_answers_exactly_as_the_sqlite_ledger_for_the_same
 
     for (const usage_query& q : query_table()) {
         BOOST_TEST_CONTEXT("by_key " << q.by_key << " by_model " << q.by_model << " by_day "
-                                     << q.by_day << " key " << q.key.value_or("-") << " model "
-                                     << q.model.value_or("-") << " since "
-                                     << q.since_ms.value_or(-1)) {
+                                     << q.by_day << " by_hour " << q.by_hour << " key "
+                                     << q.key.value_or("-") << " model " << q.model.value_or("-")
+                                     << " since " << q.since_ms.value_or(-1)) {
             BOOST_TEST(pg.aggregate_json(q) == lite.aggregate_json(q));
             const auto a = pg.aggregate(q), b = lite.aggregate(q);
             BOOST_TEST_REQUIRE(a.size() == b.size());
