@@ -16,6 +16,7 @@
 #include <thread>
 
 #include "config/loader.hpp"
+#include "gateway/core/config_json.hpp"
 #include "gateway/core/json_text.hpp"
 #include "gateway/core/snapshot.hpp"
 #include "gateway/observe/metrics.hpp"
@@ -24,6 +25,7 @@
 #include "gateway/version.hpp"
 #include "policies/auth/key_admin.hpp"
 #include "policies/register_builtin.hpp"
+#include "policies/router/router_policy.hpp"
 #include "policies/state/shared_state.hpp"
 #include "policies/usage/ledger.hpp"
 #include "policies/usage/usage_report.hpp"
@@ -339,6 +341,28 @@ int main(int argc, char** argv) {
                                   },
                                   true});
             }
+            // The running config (redacted) and the providers' health, from the generation
+            // serving now.
+            routes.push_back({"GET", "/admin/config", [&srv](const ts::admin_request&) {
+                                  const auto g = srv.current();
+                                  return ts::admin_reply{
+                                      200, tollgate::core::config_json(g->snap->config,
+                                                                       g->snap->policies->names())};
+                              }});
+            routes.push_back(
+                {"GET", "/admin/providers", [&srv, &metrics](const ts::admin_request&) {
+                     const auto g = srv.current();
+                     const auto* router = dynamic_cast<const tollgate::policies::router_policy*>(
+                         g->snap->policies->find("router"));
+                     return ts::admin_reply{
+                         200, tollgate::policies::providers_report_json(
+                                  g->snap->config, router,
+                                  [&metrics](const std::string& provider) {
+                                      auto& c = metrics.connections(provider);
+                                      return std::pair{c.active.load(), c.idle.load()};
+                                  },
+                                  unix_ms())};
+                 }});
             routes.push_back({"POST", "/admin/reload", [&reload](const ts::admin_request&) {
                                   auto [ok, text] = reload();
                                   if (ok) return ts::admin_reply{200, R"({"status":"reloaded"})"};

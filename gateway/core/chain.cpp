@@ -42,6 +42,13 @@ void chain::complete(request_context& ctx, const outcome& out) const noexcept {
     for (auto it = policies_.rbegin(); it != policies_.rend(); ++it) (*it)->on_complete(ctx, out);
 }
 
+std::vector<std::string> chain::names() const {
+    std::vector<std::string> out;
+    out.reserve(policies_.size());
+    for (const auto& p : policies_) out.emplace_back(p->name());
+    return out;
+}
+
 const policy* chain::find(std::string_view name) const noexcept {
     for (const auto& p : policies_)
         if (p->name() == name) return p.get();

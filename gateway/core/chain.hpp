@@ -24,6 +24,8 @@ class chain {
 
     std::size_t size() const noexcept { return policies_.size(); }
     const policy* find(std::string_view name) const noexcept;
+    // The policies' names, in chain order.
+    std::vector<std::string> names() const;
 
   private:
     std::vector<std::unique_ptr<policy>> policies_;

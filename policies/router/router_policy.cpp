@@ -4,6 +4,9 @@
 #include <numeric>
 #include <stdexcept>
 
+#include "gateway/core/json_text.hpp"
+#include "policies/usage/usage_record.hpp"
+
 namespace tollgate::policies {
 
 namespace {
@@ -229,6 +232,91 @@ router_policy::health_view router_policy::health(const std::string& model,
     if (it == routes_.end() || target >= it->second.targets.size()) return {0, 0, false};
     const auto& h = health_[it->second.targets[target].health_slot];
     return {h.in_flight.load(), h.failures.load(), h.cooldown_until_ns.load() > steady_ns()};
+}
+
+std::vector<router_policy::target_report> router_policy::report() const {
+    std::vector<target_report> out;
+    const std::int64_t now = steady_ns();
+    std::size_t slot = 0;
+    for (const auto& m : cfg_.models)
+        for (const auto& t : m.targets) {
+            target_report r;
+            r.model = m.name;
+            r.provider = t.provider;
+            r.upstream_model = t.model;
+            r.weight = t.weight;
+            if (slot < health_count_) {
+                const auto& h = health_[slot];
+                r.in_flight = h.in_flight.load(std::memory_order_relaxed);
+                r.failures = h.failures.load(std::memory_order_relaxed);
+                const std::int64_t until = h.cooldown_until_ns.load(std::memory_order_relaxed);
+                r.cooling_ms = until > now ? (until - now + 999'999) / 1'000'000 : 0;
+                r.ttfb_us = h.ewma_us.load(std::memory_order_relaxed);
+            }
+            ++slot;
+            out.push_back(std::move(r));
+        }
+    return out;
+}
+
+std::string providers_report_json(
+    const config::gateway_config& cfg, const router_policy* router,
+    const std::function<std::pair<std::int64_t, std::int64_t>(const std::string&)>& connections,
+    std::int64_t now_unix_ms) {
+    namespace jt = core::json_text;
+    const auto targets = router ? router->report() : std::vector<router_policy::target_report>{};
+    std::string out = "{\"data\":[";
+    bool first_provider = true;
+    for (const auto& p : cfg.providers) {
+        if (!first_provider) out += ',';
+        first_provider = false;
+        out += "{\"provider\":";
+        jt::append_string(out, p.name);
+        out += ",\"kind\":";
+        jt::append_string(out, p.kind == config::provider_kind::openai  ? "openai"
+                               : p.kind == config::provider_kind::azure ? "azure"
+                                                                        : "anthropic");
+        out += ",\"base_url\":";
+        jt::append_string(out, p.base_url);
+        const auto [active, idle] = connections ? connections(p.name) : std::pair{0L, 0L};
+        out += ",\"connections\":{\"active\":";
+        jt::append_int(out, active);
+        out += ",\"idle\":";
+        jt::append_int(out, idle);
+        out += "},\"targets\":[";
+        bool first = true;
+        for (const auto& t : targets) {
+            if (t.provider != p.name) continue;
+            if (!first) out += ',';
+            first = false;
+            out += "{\"model\":";
+            jt::append_string(out, t.model);
+            out += ",\"upstream_model\":";
+            jt::append_string(out, t.upstream_model);
+            out += ",\"weight\":";
+            jt::append_uint(out, t.weight);
+            out += ",\"in_flight\":";
+            jt::append_int(out, t.in_flight);
+            out += ",\"failures_in_a_row\":";
+            jt::append_uint(out, t.failures);
+            out += ",\"cooling\":";
+            out += t.cooling_ms > 0 ? "true" : "false";
+            out += ",\"cooling_until\":";
+            if (t.cooling_ms > 0)
+                jt::append_string(out, rfc3339_ms(now_unix_ms + t.cooling_ms));
+            else
+                out += "null";
+            out += ",\"ttfb_ms_avg\":";
+            if (t.ttfb_us >= 0)
+                jt::append_double(out, static_cast<double>(t.ttfb_us) / 1000.0);
+            else
+                out += "null";
+            out += '}';
+        }
+        out += "]}";
+    }
+    out += "]}";
+    return out;
 }
 
 }  // namespace tollgate::policies

@@ -13,9 +13,12 @@
 // GET /v1/models with the models the key may use.
 
 #include <atomic>
+#include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <unordered_map>
+#include <utility>
 #include <vector>
 
 #include "gateway/core/policy.hpp"
@@ -43,6 +46,17 @@ class router_policy final : public core::policy {
     };
     health_view health(const std::string& model, std::size_t target) const;
 
+    // GET /admin/providers: every target of every model (config order), as it stands.
+    struct target_report {
+        std::string model, provider, upstream_model;
+        std::uint32_t weight = 0;
+        int in_flight = 0;
+        std::uint32_t failures = 0;   // in a row
+        std::int64_t cooling_ms = 0;  // cooldown left; 0 = not cooling
+        std::int64_t ttfb_us = -1;    // average time to the answer's head; -1 = none yet
+    };
+    std::vector<target_report> report() const;
+
   private:
     struct target_health {
         std::atomic<int> in_flight{0};
@@ -65,5 +79,15 @@ class router_policy final : public core::policy {
     std::unique_ptr<target_health[]> health_;
     std::size_t health_count_ = 0;
 };
+
+// The body of GET /admin/providers: {"data":[{"provider","kind","base_url","connections":
+// {"active","idle"},"targets":[{"model","upstream_model","weight","in_flight",
+// "failures_in_a_row","cooling","cooling_until","ttfb_ms_avg"}]}]}. `router` may be null
+// (no router in the chain: no targets' health); `connections` gives a provider's open
+// upstream connections (active, idle). No secret: keys and headers are not in it.
+std::string providers_report_json(
+    const config::gateway_config& cfg, const router_policy* router,
+    const std::function<std::pair<std::int64_t, std::int64_t>(const std::string&)>& connections,
+    std::int64_t now_unix_ms);
 
 }  // namespace tollgate::policies

@@ -955,6 +955,8 @@ BOOST_AUTO_TEST_CASE(no_admin_route_answers_without_the_token_but_metrics_does_o
         {"DELETE", "/admin/keys/x", ""},
         {"PATCH", "/admin/keys/team-a", R"({"limits":{"rpm":5}})"},
         {"POST", "/admin/reload", ""},
+        {"GET", "/admin/config", ""},
+        {"GET", "/admin/providers", ""},
     };
     const std::vector<std::pair<std::string, header_map>> callers = {
         {"no token", {}},
@@ -1002,6 +1004,105 @@ BOOST_AUTO_TEST_CASE(no_admin_route_answers_without_the_token_but_metrics_does_o
         BOOST_TEST(res.status != 204, r.method << " " << r.target << " on the main listener");
     }
     BOOST_TEST(by_id(e.keys(), "intruder") == nullptr);
+}
+
+// Proves GET /admin/config is the running config as JSON with every secret replaced
+// (admin token, provider keys, client keys, a Redis password), and GET /admin/providers
+// shows a target's failures, its cooldown and its end, and the pool and time to first
+// byte of a healthy one.
+BOOST_AUTO_TEST_CASE(admin_config_is_redacted_and_providers_show_a_target_failing_and_cooling) {
+    const std::uint16_t dead_port = closed_port();
+    config_options o;
+    o.models_extra = "  m-down:\n    targets: [{provider: down, model: up-down}]\n";
+    o.top_extra =
+        "routing: {retries: 0, cooldown_after_failures: 2, cooldown: 1s}\n"
+        "state: {backend: memory, redis_url: \"redis://ops:redis-pass-987@127.0.0.1:1/0\"}\n";
+    ops_env e(o, false, [&](std::string y) {
+        const auto at = y.find("models:\n");
+        y.insert(at, "  down:\n    kind: openai\n    base_url: http://127.0.0.1:" +
+                         std::to_string(dead_port) + "/v1\n    api_key: sk-down-secret-123456\n");
+        return y;
+    });
+
+    const auto cfg = e.admin("GET", "/admin/config");
+    BOOST_TEST(cfg.status == 200, cfg.body);
+    BOOST_TEST(cfg.header("content-type") == "application/json");
+    simdjson::dom::parser parser;
+    simdjson::dom::element doc;
+    BOOST_TEST_REQUIRE(parser.parse(cfg.body).get(doc) == simdjson::SUCCESS, cfg.body);
+    for (const std::string& secret :
+         {std::string(admin_token), std::string(provider_key), std::string("sk-down-secret-123456"),
+          std::string(client_key_a), std::string(client_key_b), std::string("redis-pass-987")})
+        BOOST_TEST(cfg.body.find(secret) == std::string::npos, "a secret in " << cfg.body);
+    std::string_view v;
+    BOOST_TEST((doc.at_pointer("/admin/token").get(v) == simdjson::SUCCESS && v == "***"));
+    BOOST_TEST(
+        (doc.at_pointer("/providers/down/api_key").get(v) == simdjson::SUCCESS && v == "***"));
+    BOOST_TEST((doc.at_pointer("/keys/0/key").get(v) == simdjson::SUCCESS && v == "***"));
+    BOOST_TEST((doc.at_pointer("/keys/0/id").get(v) == simdjson::SUCCESS && v == "team-a"));
+    BOOST_TEST((doc.at_pointer("/state/redis_url").get(v) == simdjson::SUCCESS &&
+                v == "redis://ops:***@127.0.0.1:1/0"));
+    BOOST_TEST((doc.at_pointer("/routing/cooldown").get(v) == simdjson::SUCCESS && v == "1s"));
+    BOOST_TEST((doc.at_pointer("/policies/3").get(v) == simdjson::SUCCESS && v == "router"));
+    BOOST_TEST(cfg.body.find("\"m-down\"") != std::string::npos);
+
+    // Providers: the dead target fails twice (502 each), then cools down for 1 s.
+    struct target {
+        std::int64_t failures = -1, in_flight = -1;
+        bool cooling = false, until = false, ttfb = false;
+        std::int64_t active = -1, idle = -1;
+    };
+    auto target_of = [&](const std::string& provider) {
+        const auto r = e.admin("GET", "/admin/providers");
+        BOOST_TEST_REQUIRE(r.status == 200, r.body);
+        simdjson::dom::parser p;
+        simdjson::dom::element d;
+        BOOST_TEST_REQUIRE(p.parse(r.body).get(d) == simdjson::SUCCESS, r.body);
+        BOOST_TEST(r.body.find(provider_key) == std::string::npos);
+        target t;
+        simdjson::dom::array data;
+        BOOST_TEST_REQUIRE(d["data"].get(data) == simdjson::SUCCESS, r.body);
+        for (simdjson::dom::element pe : data) {
+            std::string_view name;
+            if (pe["provider"].get(name) != simdjson::SUCCESS || name != provider) continue;
+            if (pe.at_pointer("/connections/active").get(t.active)) t.active = -1;
+            if (pe.at_pointer("/connections/idle").get(t.idle)) t.idle = -1;
+            simdjson::dom::element te;
+            BOOST_TEST_REQUIRE(pe.at_pointer("/targets/0").get(te) == simdjson::SUCCESS, r.body);
+            if (te["failures_in_a_row"].get(t.failures)) t.failures = -1;
+            if (te["in_flight"].get(t.in_flight)) t.in_flight = -1;
+            if (te["cooling"].get(t.cooling)) t.cooling = false;
+            t.until = !te["cooling_until"].is_null();
+            t.ttfb = !te["ttfb_ms_avg"].is_null();
+        }
+        return t;
+    };
+    auto before = target_of("down");
+    BOOST_TEST(before.failures == 0);
+    BOOST_TEST(!before.cooling);
+    BOOST_TEST(!before.until);
+    const auto down = [&] {
+        return http_request(e.port(), "POST", "/v1/chat/completions", auth_headers(client_key_a),
+                            chat_body("hi", false, "m-down"));
+    };
+    BOOST_TEST(down().status == 502);
+    BOOST_TEST(target_of("down").failures == 1);
+    BOOST_TEST(down().status == 502);
+    const auto cooling = target_of("down");
+    BOOST_TEST(cooling.cooling);
+    BOOST_TEST(cooling.until);
+    BOOST_TEST(cooling.in_flight == 0);
+    // The cooldown ends by itself (1 s; polled, bounded).
+    BOOST_TEST(poll_until([&] { return !target_of("down").cooling; }, 10s, 100ms));
+
+    // The healthy provider: a request leaves a time to first byte and a pooled connection.
+    BOOST_TEST(http_request(e.port(), "POST", "/v1/chat/completions", auth_headers(client_key_a),
+                            chat_body("hi"))
+                   .status == 200);
+    const auto mock = target_of("mock");
+    BOOST_TEST(mock.ttfb);
+    BOOST_TEST(mock.failures == 0);
+    BOOST_TEST(mock.active + mock.idle >= 1);
 }
 
 // ---------------------------------------------------------------------------------------
