@@ -93,15 +93,20 @@ std::string listen_text(const config::listen_address& a) {
 
 std::string redact_url(const std::string& url) {
     std::string out = url;
+    // The user info ends at the last '@' (as the Redis URL parser reads it: a password may
+    // hold '/', '?', '#' or '@'). With a ':' the password follows it; without one, a Redis
+    // URL's user info is the password itself: all of it goes. An '@' elsewhere (a path)
+    // hides more than needed, never less.
     const auto scheme = out.find("://");
     if (scheme != std::string::npos) {
         const auto start = scheme + 3;
-        const auto end = out.find_first_of("/?#", start);
-        const auto at = out.rfind('@', end == std::string::npos ? out.size() : end);
+        const auto at = out.rfind('@');
         if (at != std::string::npos && at >= start) {
             const auto colon = out.find(':', start);
             if (colon != std::string::npos && colon < at)
                 out.replace(colon + 1, at - colon - 1, hidden);
+            else if (at > start)
+                out.replace(start, at - start, hidden);
         }
     }
     // libpq key=value parameters in a URL query or a conninfo string.

@@ -28,7 +28,7 @@ using state::redis_reply;
 namespace {
 
 // The Redis keys of an API key (all under its hash tag, so one cluster slot):
-//  w  the rate window: a hash of requests and tokens per 100-ms bucket (fields "<b>" and
+//  r  the rate window: a hash of requests and tokens per 100-ms bucket (fields "<b>" and
 //     "<b>t", b = floor(ms / 100)), their totals n and k, the oldest bucket still counted
 //     o and the newest with a request z. A request counts from its admission until its
 //     bucket's end + 60 s: never less than 60 s (limits hold over any 60-second window),
@@ -49,7 +49,7 @@ local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local W, B = 60000, 100
 )LUA";
 
-// KEYS: w l b h s q. ARGV: 1 rid, 2 lease ms, 3 rpm, 4 tpm, 5 concurrency (-1 = none),
+// KEYS: r l b h s q. ARGV: 1 rid, 2 lease ms, 3 rpm, 4 tpm, 5 concurrency (-1 = none),
 // 6 estimated tokens, 7 budget part (0/1), 8 token cap, 9 nano-dollar cap (-1 = none),
 // 10 period start ms, 11 estimated nano-dollars, 12 seed tokens, 13 seed nano (-1 = none
 // given), 14 period kind, 15 instance, 16 whether the seed's ledger is shared by every
@@ -127,6 +127,14 @@ if windowed and wo >= 0 and wo <= gone then
   end
 end
 local requests, tokens = math.max(wn, 0), math.max(wk, 0)
+local keep = I(W + 2 * lease)
+-- Not admitted: what the expiry removed is written back, and a window that still counts
+-- requests keeps its expiry fresh (a key refused for minutes must not lose its window).
+local function save_window()
+  if wo < 0 then return end
+  if wdirty then redis.call('HSET', KEYS[1], 'n', I(wn), 'k', I(wk), 'o', I(wo)) end
+  if refresh or wdirty then redis.call('PEXPIRE', KEYS[1], keep) end
+end
 local inflight = redis.call('ZCARD', KEYS[2])
 local held = {false, false}
 -- The ms until `amount` requests (suffix '') or tokens ('t') have left the window:
@@ -163,7 +171,7 @@ if budget_on and why == 0 then
   held = redis.call('HMGET', KEYS[4], '#rtok', '#rnano')
   if not b[1] or b[4] ~= ARGV[14] then
     if tonumber(ARGV[12]) < 0 then
-      if wdirty then redis.call('HSET', KEYS[1], 'n', I(wn), 'k', I(wk), 'o', I(wo)) end
+      save_window()
       return {-1, 0, 0, 0, 0, 0, 0}
     end
     -- Settles after Redis lost the key's data may have added spend since: keep the larger.
@@ -188,15 +196,12 @@ if budget_on and why == 0 then
   elseif cap_nano >= 0 and use_nano >= cap_nano then why = 5 end
 end
 if why ~= 0 then
-  if wdirty and wo >= 0 then
-    redis.call('HSET', KEYS[1], 'n', I(wn), 'k', I(wk), 'o', I(wo))
-  end
+  save_window()
   local empty_in = wz >= 0 and math.max(0, (wz + 1) * B + W - now) or 0
   return {0, why, wait, requests, tokens, empty_in, inflight}
 end
 -- Admitted: every total was read above (this script runs alone), so each key is written
 -- once. A key that did not exist yet gets its expiry at once.
-local keep = I(W + 2 * lease)
 if windowed then
   if wo < 0 then wo = cur end
   redis.call('HSET', KEYS[1], I(cur), I(cn + 1), I(cur) .. 't', I(ck + est),
@@ -219,7 +224,7 @@ if refresh or inflight == 0 then redis.call('PEXPIRE', KEYS[4], keep) end
 return {1, 0, 0, requests, tokens, (cur + 1) * B + W - now, inflight + 1}
 )LUA";
 
-// KEYS: w l b h s q. ARGV: 1 instance, 2 lease ms, 3 re-seed (1: the instance dropped
+// KEYS: r l b h s q. ARGV: 1 instance, 2 lease ms, 3 re-seed (1: the instance dropped
 // settles of this key it could not keep), then 6 per settle: sequence, rid, tokens,
 // nano-dollars, budget part (0/1), ms since the request ended. An instance numbers its
 // settles per key and sends them in order, one batch at a time; q remembers the highest
@@ -328,7 +333,7 @@ end
 return 1
 )LUA";
 
-// KEYS: w l b h s q. ARGV: 1 rid, 2 lease ms. Gives back what an admission may have taken
+// KEYS: r l b h s q. ARGV: 1 rid, 2 lease ms. Gives back what an admission may have taken
 // (its reply was lost): the lease, the window's count and tokens, the budget's hold.
 const std::string release_lua = std::string(lua_common) + R"LUA(
 local rid = ARGV[1]
@@ -355,7 +360,7 @@ redis.call('PEXPIRE', KEYS[5], I(2 * tonumber(ARGV[2]) + W))
 return 1
 )LUA";
 
-// KEYS: w l b h s q. ARGV: 1 lease ms, then 4 per request in flight: rid, tokens held,
+// KEYS: r l b h s q. ARGV: 1 lease ms, then 4 per request in flight: rid, tokens held,
 // nano-dollars held, budget part (0/1). Extends the leases; a lease that is gone although
 // its request still runs (dropped by another instance while this one could not reach
 // Redis) is taken again, with its budget hold, unless the request was settled meanwhile.
@@ -472,7 +477,10 @@ std::string shared_state::key(const std::string& id, char part) const {
 }
 
 std::vector<std::string> shared_state::keys_of(const std::string& id) const {
-    return {key(id, 'w'), key(id, 'l'), key(id, 'b'), key(id, 'h'), key(id, 's'), key(id, 'q')};
+    // 'r': the window hash (before 2026-12 a sorted set under 'w', with 't' beside it; a
+    // different name, so that instances of both versions and keys left by the old one
+    // never meet a key of the wrong type: the old ones expire by themselves).
+    return {key(id, 'r'), key(id, 'l'), key(id, 'b'), key(id, 'h'), key(id, 's'), key(id, 'q')};
 }
 
 void shared_state::track(const std::string& key_id, const std::string& rid, hold h) {

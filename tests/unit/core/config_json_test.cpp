@@ -17,10 +17,15 @@ BOOST_AUTO_TEST_CASE(url_passwords_are_hidden_and_the_rest_kept) {
                "postgresql://app:***@db/x?sslmode=require");
     BOOST_TEST(core::redact_url("postgresql://db/x?user=a&password=pw&sslmode=require") ==
                "postgresql://db/x?user=a&password=***&sslmode=require");
-    BOOST_TEST(core::redact_url("redis://user@h:6379/0") == "redis://user@h:6379/0");
+    // Without ':' a Redis URL's user info is the password.
+    BOOST_TEST(core::redact_url("redis://s3cret@h:6379/0") == "redis://***@h:6379/0");
+    // '/', '?', '#' and '@' inside a password.
+    BOOST_TEST(core::redact_url("redis://:pa#ss@h") == "redis://:***@h");
+    BOOST_TEST(core::redact_url("redis://:p@ss/x@h/0") == "redis://:***@h/0");
+    BOOST_TEST(core::redact_url("postgresql://app:pa?ss@db/x") == "postgresql://app:***@db/x");
     BOOST_TEST(core::redact_url("redis://h:6379/0") == "redis://h:6379/0");
     BOOST_TEST(core::redact_url("./data/usage.db") == "./data/usage.db");
-    BOOST_TEST(core::redact_url("http://h/a@b") == "http://h/a@b");  // '@' in the path only
+    BOOST_TEST(core::redact_url("http://h/a@b") == "http://***@b");  // more hidden, never less
 }
 
 BOOST_AUTO_TEST_CASE(secrets_never_appear_and_the_json_is_valid) {
