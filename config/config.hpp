@@ -49,6 +49,12 @@ struct admin_config {
 };
 
 enum class provider_kind { openai, azure, anthropic };
+// The config's name of a kind ("openai", "azure", "anthropic").
+inline const char* kind_name(provider_kind k) {
+    return k == provider_kind::openai  ? "openai"
+           : k == provider_kind::azure ? "azure"
+                                       : "anthropic";
+}
 
 struct provider_config {
     std::string name;

@@ -1,88 +1,39 @@
 #include "gateway/core/config_json.hpp"
 
-#include "gateway/core/json_text.hpp"
+#include "gateway/core/json_writer.hpp"
 
 namespace tollgate::core {
-
-namespace jt = json_text;
 
 namespace {
 
 constexpr const char* hidden = "***";
 
-// A small writer: commas in one place.
-class writer {
-  public:
-    writer& open(char c) {
-        value();
-        out_ += c;
-        first_ = true;
-        return *this;
-    }
-    writer& close(char c) {
-        out_ += c;
-        first_ = false;
-        return *this;
-    }
-    writer& key(std::string_view k) {
-        value();
-        jt::append_string(out_, k);
-        out_ += ':';
-        after_key_ = true;
-        return *this;
-    }
-    writer& str(std::string_view s) {
-        value();
-        jt::append_string(out_, s);
-        return *this;
-    }
-    writer& uint(std::uint64_t v) {
-        value();
-        jt::append_uint(out_, v);
-        return *this;
-    }
-    writer& num(double v) {
-        value();
-        jt::append_double(out_, v);
-        return *this;
-    }
-    writer& boolean(bool b) {
-        value();
-        out_ += b ? "true" : "false";
-        return *this;
-    }
-    writer& null() {
-        value();
-        out_ += "null";
-        return *this;
-    }
-    writer& dur(config::duration d) {
-        const auto ms = d.count();
-        return str(ms % 1000 == 0 ? std::to_string(ms / 1000) + "s" : std::to_string(ms) + "ms");
-    }
-    writer& strings(const std::vector<std::string>& v) {
-        open('[');
-        for (const auto& s : v) str(s);
-        return close(']');
-    }
-    template <class T>
-    writer& opt_uint(const std::optional<T>& v) {
-        return v ? uint(*v) : null();
-    }
-    std::string take() { return std::move(out_); }
+void duration(json_writer& w, config::duration d) {
+    const auto ms = d.count();
+    w.string(ms % 1000 == 0 ? std::to_string(ms / 1000) + "s" : std::to_string(ms) + "ms");
+}
 
-  private:
-    void value() {
-        if (after_key_) {
-            after_key_ = false;
-            return;
-        }
-        if (!first_) out_ += ',';
-        first_ = false;
-    }
-    std::string out_;
-    bool first_ = true, after_key_ = false;
-};
+void strings(json_writer& w, const std::vector<std::string>& v) {
+    w.begin_array();
+    for (const auto& s : v) w.string(s);
+    w.end_array();
+}
+
+template <class T>
+void optional_uint(json_writer& w, const std::optional<T>& v) {
+    if (v)
+        w.uinteger(*v);
+    else
+        w.null();
+}
+
+// A secret: "***" when set, null when not.
+void secret(json_writer& w, const std::string& value) {
+    if (value.empty())
+        w.null();
+    else
+        w.string(hidden);
+}
 
 std::string listen_text(const config::listen_address& a) {
     return a.host.find(':') != std::string::npos ? "[" + a.host + "]:" + std::to_string(a.port)
@@ -120,176 +71,166 @@ std::string redact_url(const std::string& url) {
 }
 
 std::string config_json(const config::gateway_config& cfg, const std::vector<std::string>& chain) {
-    writer w;
-    w.open('{');
+    json_writer w;
+    w.begin_object();
 
     const auto& s = cfg.server;
-    w.key("server").open('{');
-    w.key("listen").open('[');
-    for (const auto& a : s.listen) w.str(listen_text(a));
-    w.close(']');
-    w.key("threads").uint(s.threads);
-    w.key("max_request_bytes").uint(s.max_request_bytes);
-    w.key("max_header_bytes").uint(s.max_header_bytes);
-    w.key("header_timeout").dur(s.header_timeout);
-    w.key("idle_timeout").dur(s.idle_timeout);
-    w.key("drain_timeout").dur(s.drain_timeout);
-    w.key("write_timeout").dur(s.write_timeout);
-    w.key("max_connections").uint(s.max_connections);
-    w.key("max_pipelined").uint(s.max_pipelined);
-    w.key("access_log").str(s.access_log);
+    w.key("server").begin_object();
+    w.key("listen").begin_array();
+    for (const auto& a : s.listen) w.string(listen_text(a));
+    w.end_array();
+    w.key("threads").uinteger(s.threads);
+    w.key("max_request_bytes").uinteger(s.max_request_bytes);
+    w.key("max_header_bytes").uinteger(s.max_header_bytes);
+    duration(w.key("header_timeout"), s.header_timeout);
+    duration(w.key("idle_timeout"), s.idle_timeout);
+    duration(w.key("drain_timeout"), s.drain_timeout);
+    duration(w.key("write_timeout"), s.write_timeout);
+    w.key("max_connections").uinteger(s.max_connections);
+    w.key("max_pipelined").uinteger(s.max_pipelined);
+    w.key("access_log").string(s.access_log);
     w.key("tls");
     if (s.tls)
-        w.open('{').key("cert").str(s.tls->cert).key("key").str(s.tls->key).close('}');
+        w.begin_object().key("cert").string(s.tls->cert).key("key").string(s.tls->key).end_object();
     else
         w.null();
-    w.close('}');
+    w.end_object();
 
-    w.key("admin").open('{');
+    w.key("admin").begin_object();
     w.key("listen");
     if (cfg.admin.listen)
-        w.str(listen_text(*cfg.admin.listen));
+        w.string(listen_text(*cfg.admin.listen));
     else
         w.null();
-    w.key("token");
-    if (cfg.admin.token.empty())
-        w.null();
-    else
-        w.str(hidden);
-    w.close('}');
+    secret(w.key("token"), cfg.admin.token);
+    w.end_object();
 
-    w.key("providers").open('{');
+    w.key("providers").begin_object();
     for (const auto& p : cfg.providers) {
-        w.key(p.name).open('{');
-        w.key("kind").str(p.kind == config::provider_kind::openai  ? "openai"
-                          : p.kind == config::provider_kind::azure ? "azure"
-                                                                   : "anthropic");
-        w.key("base_url").str(redact_url(p.base_url));
-        w.key("api_key");
-        if (p.api_key.empty())
-            w.null();
-        else
-            w.str(hidden);
-        if (p.kind == config::provider_kind::azure) w.key("api_version").str(p.api_version);
+        w.key(p.name).begin_object();
+        w.key("kind").string(config::kind_name(p.kind));
+        w.key("base_url").string(redact_url(p.base_url));
+        secret(w.key("api_key"), p.api_key);
+        if (p.kind == config::provider_kind::azure) w.key("api_version").string(p.api_version);
         if (p.kind == config::provider_kind::anthropic)
-            w.key("default_max_tokens").uint(p.default_max_tokens);
-        w.key("connect_timeout").dur(p.connect_timeout);
-        w.key("first_byte_timeout").dur(p.first_byte_timeout);
-        w.key("idle_timeout").dur(p.idle_timeout);
-        w.key("max_connections").uint(p.max_connections);
-        w.key("ca_file").str(p.ca_file);
+            w.key("default_max_tokens").uinteger(p.default_max_tokens);
+        duration(w.key("connect_timeout"), p.connect_timeout);
+        duration(w.key("first_byte_timeout"), p.first_byte_timeout);
+        duration(w.key("idle_timeout"), p.idle_timeout);
+        w.key("max_connections").uinteger(p.max_connections);
+        w.key("ca_file").string(p.ca_file);
         w.key("tls_verify").boolean(p.tls_verify);
-        w.key("max_response_bytes").uint(p.max_response_bytes);
-        w.key("max_event_bytes").uint(p.max_event_bytes);
+        w.key("max_response_bytes").uinteger(p.max_response_bytes);
+        w.key("max_event_bytes").uinteger(p.max_event_bytes);
         w.key("responses")
-            .str(p.kind == config::provider_kind::anthropic ||
-                         p.responses == config::provider_config::responses_mode::translate
-                     ? "translate"
-                     : "native");
-        w.close('}');
+            .string(p.kind == config::provider_kind::anthropic ||
+                            p.responses == config::provider_config::responses_mode::translate
+                        ? "translate"
+                        : "native");
+        w.end_object();
     }
-    w.close('}');
+    w.end_object();
 
-    w.key("models").open('{');
+    w.key("models").begin_object();
     for (const auto& m : cfg.models) {
-        w.key(m.name).open('{');
-        w.key("targets").open('[');
+        w.key(m.name).begin_object();
+        w.key("targets").begin_array();
         for (const auto& t : m.targets)
-            w.open('{')
+            w.begin_object()
                 .key("provider")
-                .str(t.provider)
+                .string(t.provider)
                 .key("model")
-                .str(t.model)
+                .string(t.model)
                 .key("weight")
-                .uint(t.weight)
-                .close('}');
-        w.close(']');
-        w.key("fallbacks").strings(m.fallbacks);
+                .uinteger(t.weight)
+                .end_object();
+        w.end_array();
+        strings(w.key("fallbacks"), m.fallbacks);
         w.key("price");
         if (m.price) {
-            w.open('{');
-            w.key("input_per_mtok").num(m.price->input_per_mtok);
-            w.key("output_per_mtok").num(m.price->output_per_mtok);
+            w.begin_object();
+            w.key("input_per_mtok").number(m.price->input_per_mtok);
+            w.key("output_per_mtok").number(m.price->output_per_mtok);
             if (m.price->cached_input_per_mtok)
-                w.key("cached_input_per_mtok").num(*m.price->cached_input_per_mtok);
-            w.close('}');
+                w.key("cached_input_per_mtok").number(*m.price->cached_input_per_mtok);
+            w.end_object();
         } else {
             w.null();
         }
-        w.close('}');
+        w.end_object();
     }
-    w.close('}');
+    w.end_object();
 
     const auto& r = cfg.routing;
-    w.key("routing").open('{');
+    w.key("routing").begin_object();
     w.key("strategy")
-        .str(r.strategy == config::routing_strategy::weighted     ? "weighted"
-             : r.strategy == config::routing_strategy::least_busy ? "least_busy"
-                                                                  : "lowest_latency");
-    w.key("retries").uint(r.retries);
-    w.key("retry_on").strings(r.retry_on);
-    w.key("cooldown_after_failures").uint(r.cooldown_after_failures);
-    w.key("cooldown").dur(r.cooldown);
+        .string(r.strategy == config::routing_strategy::weighted     ? "weighted"
+                : r.strategy == config::routing_strategy::least_busy ? "least_busy"
+                                                                     : "lowest_latency");
+    w.key("retries").uinteger(r.retries);
+    strings(w.key("retry_on"), r.retry_on);
+    w.key("cooldown_after_failures").uinteger(r.cooldown_after_failures);
+    duration(w.key("cooldown"), r.cooldown);
     w.key("on_client_disconnect")
-        .str(r.on_client_disconnect == config::disconnect_mode::drain ? "drain" : "cancel");
-    w.key("drain_limit").dur(r.drain_limit);
-    w.close('}');
+        .string(r.on_client_disconnect == config::disconnect_mode::drain ? "drain" : "cancel");
+    duration(w.key("drain_limit"), r.drain_limit);
+    w.end_object();
 
-    w.key("keys").open('[');
+    w.key("keys").begin_array();
     for (const auto& k : cfg.keys) {
-        w.open('{');
-        w.key("id").str(k.id);
-        w.key("key").str(hidden);
+        w.begin_object();
+        w.key("id").string(k.id);
+        w.key("key").string(hidden);
         w.key("models");
         if (k.models)
-            w.strings(*k.models);
+            strings(w, *k.models);
         else
             w.null();
-        w.key("limits").open('{');
-        w.key("rpm").opt_uint(k.limits.rpm);
-        w.key("tpm").opt_uint(k.limits.tpm);
-        w.key("concurrency").opt_uint(k.limits.concurrency);
-        w.close('}');
+        w.key("limits").begin_object();
+        optional_uint(w.key("rpm"), k.limits.rpm);
+        optional_uint(w.key("tpm"), k.limits.tpm);
+        optional_uint(w.key("concurrency"), k.limits.concurrency);
+        w.end_object();
         w.key("budget");
         if (k.budget) {
-            w.open('{');
-            w.key("tokens").opt_uint(k.budget->tokens);
+            w.begin_object();
+            optional_uint(w.key("tokens"), k.budget->tokens);
             w.key("usd");
             if (k.budget->usd)
-                w.num(*k.budget->usd);
+                w.number(*k.budget->usd);
             else
                 w.null();
-            w.key("period").str(k.budget->period == config::budget_period::day     ? "day"
-                                : k.budget->period == config::budget_period::month ? "month"
-                                                                                   : "total");
-            w.close('}');
+            w.key("period").string(k.budget->period == config::budget_period::day     ? "day"
+                                   : k.budget->period == config::budget_period::month ? "month"
+                                                                                      : "total");
+            w.end_object();
         } else {
             w.null();
         }
-        w.close('}');
+        w.end_object();
     }
-    w.close(']');
+    w.end_array();
 
-    w.key("usage").open('{');
-    w.key("database").str(redact_url(cfg.usage.database));
-    w.key("jsonl").str(cfg.usage.jsonl);
-    w.key("spill_file").str(cfg.usage.spill_file);
-    w.close('}');
+    w.key("usage").begin_object();
+    w.key("database").string(redact_url(cfg.usage.database));
+    w.key("jsonl").string(cfg.usage.jsonl);
+    w.key("spill_file").string(cfg.usage.spill_file);
+    w.end_object();
 
     const auto& st = cfg.state;
-    w.key("state").open('{');
-    w.key("backend").str(st.backend == config::state_backend::redis ? "redis" : "memory");
-    w.key("redis_url").str(redact_url(st.redis_url));
-    w.key("fail_mode").str(st.on_failure == config::fail_mode::open ? "open" : "closed");
-    w.key("timeout").dur(st.timeout);
-    w.key("key_prefix").str(st.key_prefix);
-    w.key("lease").dur(st.lease);
-    w.key("pool_size").uint(st.pool_size);
-    w.key("tls_ca_file").str(st.tls_ca_file);
-    w.close('}');
+    w.key("state").begin_object();
+    w.key("backend").string(st.backend == config::state_backend::redis ? "redis" : "memory");
+    w.key("redis_url").string(redact_url(st.redis_url));
+    w.key("fail_mode").string(st.on_failure == config::fail_mode::open ? "open" : "closed");
+    duration(w.key("timeout"), st.timeout);
+    w.key("key_prefix").string(st.key_prefix);
+    duration(w.key("lease"), st.lease);
+    w.key("pool_size").uinteger(st.pool_size);
+    w.key("tls_ca_file").string(st.tls_ca_file);
+    w.end_object();
 
-    w.key("policies").strings(chain);
-    w.close('}');
+    strings(w.key("policies"), chain);
+    w.end_object();
     return w.take();
 }
 

@@ -4,7 +4,7 @@
 #include <numeric>
 #include <stdexcept>
 
-#include "gateway/core/json_text.hpp"
+#include "gateway/core/json_writer.hpp"
 #include "policies/usage/usage_record.hpp"
 
 namespace tollgate::policies {
@@ -263,60 +263,44 @@ std::string providers_report_json(
     const config::gateway_config& cfg, const router_policy* router,
     const std::function<std::pair<std::int64_t, std::int64_t>(const std::string&)>& connections,
     std::int64_t now_unix_ms) {
-    namespace jt = core::json_text;
     const auto targets = router ? router->report() : std::vector<router_policy::target_report>{};
-    std::string out = "{\"data\":[";
-    bool first_provider = true;
+    core::json_writer w;
+    w.begin_object().key("data").begin_array();
     for (const auto& p : cfg.providers) {
-        if (!first_provider) out += ',';
-        first_provider = false;
-        out += "{\"provider\":";
-        jt::append_string(out, p.name);
-        out += ",\"kind\":";
-        jt::append_string(out, p.kind == config::provider_kind::openai  ? "openai"
-                               : p.kind == config::provider_kind::azure ? "azure"
-                                                                        : "anthropic");
-        out += ",\"base_url\":";
-        jt::append_string(out, p.base_url);
+        w.begin_object();
+        w.key("provider").string(p.name);
+        w.key("kind").string(config::kind_name(p.kind));
+        w.key("base_url").string(p.base_url);
         const auto [active, idle] = connections ? connections(p.name) : std::pair{0L, 0L};
-        out += ",\"connections\":{\"active\":";
-        jt::append_int(out, active);
-        out += ",\"idle\":";
-        jt::append_int(out, idle);
-        out += "},\"targets\":[";
-        bool first = true;
+        w.key("connections").begin_object();
+        w.key("active").integer(active).key("idle").integer(idle);
+        w.end_object();
+        w.key("targets").begin_array();
         for (const auto& t : targets) {
             if (t.provider != p.name) continue;
-            if (!first) out += ',';
-            first = false;
-            out += "{\"model\":";
-            jt::append_string(out, t.model);
-            out += ",\"upstream_model\":";
-            jt::append_string(out, t.upstream_model);
-            out += ",\"weight\":";
-            jt::append_uint(out, t.weight);
-            out += ",\"in_flight\":";
-            jt::append_int(out, t.in_flight);
-            out += ",\"failures_in_a_row\":";
-            jt::append_uint(out, t.failures);
-            out += ",\"cooling\":";
-            out += t.cooling_ms > 0 ? "true" : "false";
-            out += ",\"cooling_until\":";
+            w.begin_object();
+            w.key("model").string(t.model);
+            w.key("upstream_model").string(t.upstream_model);
+            w.key("weight").uinteger(t.weight);
+            w.key("in_flight").integer(t.in_flight);
+            w.key("failures_in_a_row").uinteger(t.failures);
+            w.key("cooling").boolean(t.cooling_ms > 0);
+            w.key("cooling_until");
             if (t.cooling_ms > 0)
-                jt::append_string(out, rfc3339_ms(now_unix_ms + t.cooling_ms));
+                w.string(rfc3339_ms(now_unix_ms + t.cooling_ms));
             else
-                out += "null";
-            out += ",\"ttfb_ms_avg\":";
+                w.null();
+            w.key("ttfb_ms_avg");
             if (t.ttfb_us >= 0)
-                jt::append_double(out, static_cast<double>(t.ttfb_us) / 1000.0);
+                w.number(static_cast<double>(t.ttfb_us) / 1000.0);
             else
-                out += "null";
-            out += '}';
+                w.null();
+            w.end_object();
         }
-        out += "]}";
+        w.end_array().end_object();
     }
-    out += "]}";
-    return out;
+    w.end_array().end_object();
+    return w.take();
 }
 
 }  // namespace tollgate::policies

@@ -84,16 +84,6 @@ std::string utc_day(std::int64_t ts_ms) {
     return out;
 }
 
-std::string utc_hour(std::int64_t ts_ms) {
-    const civil_time c = to_civil(ts_ms);
-    std::string out;
-    out.reserve(13);
-    append_day(out, c);
-    out.push_back('T');
-    append_padded(out, c.hour, 2);
-    return out;
-}
-
 std::string rfc3339_ms(std::int64_t ts_ms) {
     const civil_time c = to_civil(ts_ms);
     std::string out;
@@ -109,6 +99,10 @@ std::string rfc3339_ms(std::int64_t ts_ms) {
     append_padded(out, c.millis, 3);
     out.push_back('Z');
     return out;
+}
+
+std::string utc_hour(std::int64_t ts_ms) {
+    return rfc3339_ms(ts_ms).substr(0, 13);  // "YYYY-MM-DDTHH"
 }
 
 void append_jsonl(std::string& out, const usage_record& r) {

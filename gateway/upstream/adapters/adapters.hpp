@@ -132,7 +132,9 @@ class responses_via_chat final : public adapter {
   private:
     std::int64_t created_;
     std::string client_model_, response_id_, body_;
-    responses::response_echo echo_;  // the request's settings, echoed by the Response
+    // The request's settings, echoed by the Response; moved into the stream translator
+    // when a stream starts (one per attempt).
+    responses::response_echo echo_;
     std::optional<responses::chat_stream_to_responses> translator_;  // made at the first event
     openai_observer observer_;
 };
@@ -156,7 +158,9 @@ class responses_via_anthropic final : public adapter {
     std::uint32_t default_max_tokens_;
     std::int64_t created_;
     std::string client_model_, response_id_, body_;
-    responses::response_echo echo_;  // the request's settings, echoed by the Response
+    // The request's settings, echoed by the Response; moved into the stream translator
+    // when a stream starts (one per attempt).
+    responses::response_echo echo_;
     std::optional<anthropic::messages_stream_to_chat> to_chat_;
     std::optional<responses::chat_stream_to_responses> to_responses_;
     std::vector<std::string> chunks_;

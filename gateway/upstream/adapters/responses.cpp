@@ -87,7 +87,7 @@ bool responses_via_chat::on_body(std::string& body, core::usage_meter& meter) {
 void responses_via_chat::on_event(const core::sse_event& ev, std::string& out,
                                   core::usage_meter& meter) {
     if (!ev.has_data) return;  // comments and pings mean nothing in the other API
-    if (!translator_) translator_.emplace(client_model_, created_, response_id_, echo_);
+    if (!translator_) translator_.emplace(client_model_, created_, response_id_, std::move(echo_));
     if (ev.event == "error" || openai_observer::is_error(ev.data)) stream_failed_ = true;
     observer_.chunk(ev.data, meter);
     translator_->on_chunk(ev.data, out);
@@ -96,7 +96,7 @@ void responses_via_chat::on_event(const core::sse_event& ev, std::string& out,
 
 void responses_via_chat::finish(bool complete, std::string& out, core::usage_meter& meter) {
     if (complete) observer_.complete(meter);
-    if (!translator_) translator_.emplace(client_model_, created_, response_id_, echo_);
+    if (!translator_) translator_.emplace(client_model_, created_, response_id_, std::move(echo_));
     if (!translator_->finished()) translator_->finish(complete, out);
     if (translator_->failed()) stream_failed_ = true;
 }
@@ -142,7 +142,7 @@ void responses_via_anthropic::on_event(const core::sse_event& ev, std::string& o
     if (!to_chat_) {
         // The chat leg always carries usage: the Response's usage is built from it.
         to_chat_.emplace(client_model_, created_, true);
-        to_responses_.emplace(client_model_, created_, response_id_, echo_);
+        to_responses_.emplace(client_model_, created_, response_id_, std::move(echo_));
     }
     if (!observer_.event(ev.event, ev.data, meter)) stream_failed_ = true;
     to_chat_->on_event(ev.event, ev.data, chunks_);
@@ -154,7 +154,8 @@ void responses_via_anthropic::on_event(const core::sse_event& ev, std::string& o
 }
 
 void responses_via_anthropic::finish(bool complete, std::string& out, core::usage_meter&) {
-    if (!to_responses_) to_responses_.emplace(client_model_, created_, response_id_, echo_);
+    if (!to_responses_)
+        to_responses_.emplace(client_model_, created_, response_id_, std::move(echo_));
     if (!to_responses_->finished()) to_responses_->finish(complete, out);
     if (to_responses_->failed()) stream_failed_ = true;
 }

@@ -8,6 +8,7 @@
 #include <utility>
 
 #include "gateway/core/json_text.hpp"
+#include "gateway/core/json_writer.hpp"
 
 namespace tollgate::upstream::responses {
 
@@ -15,155 +16,72 @@ namespace {
 
 using simdjson::SUCCESS;
 namespace dom = simdjson::dom;
-namespace jt = core::json_text;
 
 // The largest token count taken from an upstream (10^15): sums of a few stay far from
 // overflowing an int64.
 constexpr std::int64_t max_token_count = 1'000'000'000'000'000;
 
 // ---------------------------------------------------------------------------------------
-// A small streaming JSON writer over core::json_text: commas in one place, and strings
-// escaped (invalid UTF-8 replaced) by json_text, so no output can come out malformed
-// however odd the input strings are.
-class json_writer {
-  public:
-    json_writer& begin_object() {
-        before_value();
-        out_.push_back('{');
-        first_.push_back(true);
-        return *this;
-    }
-    json_writer& end_object() {
-        out_.push_back('}');
-        first_.pop_back();
-        return *this;
-    }
-    json_writer& begin_array() {
-        before_value();
-        out_.push_back('[');
-        first_.push_back(true);
-        return *this;
-    }
-    json_writer& end_array() {
-        out_.push_back(']');
-        first_.pop_back();
-        return *this;
-    }
-    json_writer& empty_array() { return begin_array().end_array(); }
-    json_writer& key(std::string_view k) {
-        comma();
-        jt::append_string(out_, k);
-        out_.push_back(':');
-        after_key_ = true;
-        return *this;
-    }
-    json_writer& string(std::string_view s) {
-        before_value();
-        jt::append_string(out_, s);
-        return *this;
-    }
-    json_writer& integer(std::int64_t v) {
-        before_value();
-        jt::append_int(out_, v);
-        return *this;
-    }
-    json_writer& uinteger(std::uint64_t v) {
-        before_value();
-        jt::append_uint(out_, v);
-        return *this;
-    }
-    json_writer& number(double v) {
-        before_value();
-        jt::append_double(out_, v);  // null for NaN and infinities
-        return *this;
-    }
-    json_writer& boolean(bool v) {
-        before_value();
-        out_ += v ? "true" : "false";
-        return *this;
-    }
-    json_writer& null() {
-        before_value();
-        out_ += "null";
-        return *this;
-    }
-    // A JSON value this writer produced earlier (take()n), written as it is.
-    json_writer& raw(std::string_view json) {
-        before_value();
-        out_ += json;
-        return *this;
-    }
-    // Re-serialises a parsed value. Depth is bounded by the parser's maximum depth.
-    json_writer& element(dom::element e) {
-        switch (e.type()) {
-            case dom::element_type::ARRAY: {
-                dom::array a;
-                begin_array();
-                if (e.get(a) == SUCCESS)
-                    for (dom::element x : a) element(x);
-                return end_array();
-            }
-            case dom::element_type::OBJECT: {
-                dom::object o;
-                begin_object();
-                if (e.get(o) == SUCCESS)
-                    for (dom::key_value_pair kv : o) {
-                        key(kv.key);
-                        element(kv.value);
-                    }
-                return end_object();
-            }
-            case dom::element_type::INT64: {
-                std::int64_t v = 0;
-                if (e.get(v) != SUCCESS) break;
-                return integer(v);
-            }
-            case dom::element_type::UINT64: {
-                std::uint64_t v = 0;
-                if (e.get(v) != SUCCESS) break;
-                return uinteger(v);
-            }
-            case dom::element_type::DOUBLE: {
-                double v = 0;
-                if (e.get(v) != SUCCESS) break;
-                return number(v);
-            }
-            case dom::element_type::STRING: {
-                std::string_view v;
-                if (e.get(v) != SUCCESS) break;
-                return string(v);
-            }
-            case dom::element_type::BOOL: {
-                bool v = false;
-                if (e.get(v) != SUCCESS) break;
-                return boolean(v);
-            }
-            case dom::element_type::NULL_VALUE:
-                break;
-        }
-        return null();
-    }
+// Output through core::json_writer; parsed values are re-serialised by write_element.
+using core::json_writer;
 
-    std::string take() { return std::move(out_); }
-
-  private:
-    void comma() {
-        if (first_.empty()) return;
-        if (!first_.back()) out_.push_back(',');
-        first_.back() = false;
-    }
-    void before_value() {
-        if (after_key_) {
-            after_key_ = false;
+// Re-serialises a parsed value. Depth is bounded by the parser's maximum depth.
+void write_element(json_writer& w, dom::element e) {
+    switch (e.type()) {
+        case dom::element_type::ARRAY: {
+            dom::array a;
+            w.begin_array();
+            if (e.get(a) == SUCCESS)
+                for (dom::element x : a) write_element(w, x);
+            w.end_array();
             return;
         }
-        comma();
+        case dom::element_type::OBJECT: {
+            dom::object o;
+            w.begin_object();
+            if (e.get(o) == SUCCESS)
+                for (dom::key_value_pair kv : o) {
+                    w.key(kv.key);
+                    write_element(w, kv.value);
+                }
+            w.end_object();
+            return;
+        }
+        case dom::element_type::INT64: {
+            std::int64_t v = 0;
+            if (e.get(v) != SUCCESS) break;
+            w.integer(v);
+            return;
+        }
+        case dom::element_type::UINT64: {
+            std::uint64_t v = 0;
+            if (e.get(v) != SUCCESS) break;
+            w.uinteger(v);
+            return;
+        }
+        case dom::element_type::DOUBLE: {
+            double v = 0;
+            if (e.get(v) != SUCCESS) break;
+            w.number(v);
+            return;
+        }
+        case dom::element_type::STRING: {
+            std::string_view v;
+            if (e.get(v) != SUCCESS) break;
+            w.string(v);
+            return;
+        }
+        case dom::element_type::BOOL: {
+            bool v = false;
+            if (e.get(v) != SUCCESS) break;
+            w.boolean(v);
+            return;
+        }
+        case dom::element_type::NULL_VALUE:
+            break;
     }
-
-    std::string out_;
-    std::vector<bool> first_;  // per open container: no member written yet
-    bool after_key_ = false;
-};
+    w.null();
+}
 
 // ---------------------------------------------------------------------------------------
 // DOM access helpers, error-code style. "Present" means present and not null: both APIs
@@ -564,7 +482,7 @@ translated responses_to_chat_request(std::string_view responses_body,
             }
             if (member(to, "parameters", x)) {
                 if (!x.is_object()) return invalid(at + ".parameters: must be an object");
-                w.key("parameters").element(x);
+                write_element(w.key("parameters"), x);
             }
             if (member(to, "strict", x)) {
                 bool strict = false;
@@ -634,7 +552,7 @@ translated responses_to_chat_request(std::string_view responses_body,
                         return invalid("text.format.description: must be a string");
                     w.key("description").string(description);
                 }
-                w.key("schema").element(schema);
+                write_element(w.key("schema"), schema);
                 if (member(format, "strict", y)) {
                     bool strict = false;
                     if (y.get(strict) != SUCCESS)
@@ -681,7 +599,7 @@ translated responses_to_chat_request(std::string_view responses_body,
     for (const std::string_view k : {"temperature", "top_p"}) {
         if (!member(req, k, e)) continue;
         if (!e.is_number()) return invalid(std::string(k) + ": must be a number");
-        w.key(k).element(e);
+        write_element(w.key(k), e);
     }
     if (member(req, "stream", e)) {
         bool b = false;
@@ -719,7 +637,7 @@ translated responses_to_chat_request(std::string_view responses_body,
     for (const auto& [k, field] : echoed) {
         if (!member(req, k, e)) continue;
         json_writer v;
-        v.element(e);
+        write_element(v, e);
         *field = v.take();
     }
     return out;
