@@ -16,6 +16,7 @@
 #include <thread>
 
 #include "config/loader.hpp"
+#include "console/console.hpp"
 #include "gateway/core/config_json.hpp"
 #include "gateway/core/json_text.hpp"
 #include "gateway/core/snapshot.hpp"
@@ -368,6 +369,7 @@ int main(int argc, char** argv) {
                                   if (ok) return ts::admin_reply{200, R"({"status":"reloaded"})"};
                                   return ts::admin_reply{400, error_json("invalid_config", text)};
                               }});
+            for (auto& r : tollgate::console::routes()) routes.push_back(std::move(r));
             admin_srv = std::make_unique<ts::admin_server>(*admin, std::move(routes));
         }
         const int code = srv.run();

@@ -107,16 +107,18 @@ admin_reply admin_server::impl::dispatch(const http::request<http::string_body>&
     const auto qpos = target.find('?');
     const admin_request r{
         req.method_string(), target.substr(0, qpos),
-        qpos == std::string_view::npos ? std::string_view{} : target.substr(qpos + 1), req.body()};
+        qpos == std::string_view::npos ? std::string_view{} : target.substr(qpos + 1), req.body(),
+        req[http::field::if_none_match]};
     const auto matches = [&](const admin_route& route) {
         return route.prefix ? r.path.size() > route.path.size() && r.path.starts_with(route.path)
                             : r.path == route.path;
     };
     // Authenticate before routing, so that nothing about the routes leaks to strangers.
     bool open = false;
-    if (loopback)
-        for (const auto& route : routes)
-            if (route.open_on_loopback && route.method == r.method && matches(route)) open = true;
+    for (const auto& route : routes)
+        if ((route.open || (loopback && route.open_on_loopback)) && route.method == r.method &&
+            matches(route))
+            open = true;
     if (!open) {
         std::string_view auth = req[http::field::authorization];
         const bool bearer = auth.size() > 7 && beast::iequals(auth.substr(0, 7), "bearer ");
@@ -159,7 +161,14 @@ asio::awaitable<void> admin_server::impl::session(tcp::socket socket) {
         const auto& req = parser.get();
         admin_reply reply = dispatch(req);
         http::response<http::string_body> res{static_cast<http::status>(reply.status), 11};
-        if (reply.status != 204) {
+        bool cache_set = false;
+        for (auto& [name, value] : reply.headers) {
+            cache_set = cache_set || beast::iequals(name, "cache-control");
+            res.set(name, value);
+        }
+        if (!cache_set) res.set(http::field::cache_control, "no-store");
+        res.set("X-Content-Type-Options", "nosniff");
+        if (reply.status != 204 && reply.status != 304) {
             res.set(http::field::content_type, reply.content_type);
             res.body() = std::move(reply.body);
         }

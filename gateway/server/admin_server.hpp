@@ -3,12 +3,13 @@
 // admin query never delays the data plane. Every route needs `Authorization: Bearer
 // <admin.token>` (compared in constant time, as SHA-256 digests); without a configured
 // token the admin API refuses everything, except routes marked open_on_loopback while
-// the listener is bound to a loopback address.
+// the listener is bound to a loopback address, and the console's assets (route.open).
 
 #include <functional>
 #include <memory>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "config/config.hpp"
@@ -20,12 +21,17 @@ struct admin_request {
     std::string_view path;
     std::string_view query;  // after '?', undecoded
     std::string_view body;
+    std::string_view if_none_match;  // for the console's cached assets
 };
 
 struct admin_reply {
     int status = 200;
     std::string body;
     std::string content_type = "application/json";
+    // Further headers. Every reply also gets `X-Content-Type-Options: nosniff`, and
+    // `Cache-Control: no-store` unless it sets a Cache-Control of its own (admin answers
+    // hold key secrets and spend: no cache keeps them).
+    std::vector<std::pair<std::string, std::string>> headers;
 };
 
 struct admin_route {
@@ -36,6 +42,9 @@ struct admin_route {
     // Answers without the token when the admin listener is on a loopback address
     // (SPEC: /metrics).
     bool open_on_loopback = false;
+    // Answers without the token anywhere: the console's static assets (they hold no
+    // data; the page asks for the token and sends it with each admin API call).
+    bool open = false;
 };
 
 class admin_server {
