@@ -32,7 +32,8 @@ export function whenRefused(f) {
 }
 
 async function call(method, path, body, as, t) {
-  const headers = { Authorization: `Bearer ${t ?? token() ?? ''}` };
+  const used = t ?? token() ?? '';
+  const headers = { Authorization: `Bearer ${used}` };
   if (body !== undefined) headers['Content-Type'] = 'application/json';
   let res;
   try {
@@ -60,7 +61,9 @@ async function call(method, path, body, as, t) {
   if (!res.ok) {
     const err = data && data.error;
     const e = new ApiError(res.status, err?.code ?? null, err?.message ?? `HTTP ${res.status}`);
-    if (res.status === 401 && t === undefined) onRefused(e);
+    // Only when the token refused is still the one kept (a late answer to a call made
+    // before a new sign-in must not sign the new session out).
+    if (res.status === 401 && t === undefined && used === token()) onRefused(e);
     throw e;
   }
   if (as === 'text') return text;

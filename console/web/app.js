@@ -26,7 +26,7 @@ function showSignIn(message) {
   const input = h('input', {
     type: 'password',
     name: 'token',
-    autocomplete: 'current-password',
+    autocomplete: 'off', // not for the password manager: the token is for this tab only
     required: true,
     spellcheck: 'false',
   });
@@ -68,7 +68,7 @@ function route() {
     return;
   }
   const name = (location.hash.match(/^#\/([a-z]+)/) ?? [])[1];
-  const page = pages[name];
+  const page = name && Object.hasOwn(pages, name) ? pages[name] : null;
   if (!page) {
     location.replace('#/overview');
     return;

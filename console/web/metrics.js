@@ -91,8 +91,10 @@ function minus(cur, prev) {
   return d.some(([, c]) => c < 0) ? cur : d;
 }
 
-// Figures from one scrape, and rates when the previous scrape is given. Percentiles are
-// over the requests between the two scrapes when there were any, else since the start.
+// Figures from one scrape, and rates when the previous scrape is given. Shares of 5xx and
+// 4xx are over the requests between the two scrapes (null when there were none; since the
+// start on the first scrape). Percentiles are over the requests between the two scrapes
+// when there were any, else since the start.
 export function summarize(cur, prev, seconds) {
   const statusAt = (lo, hi) => (l) => {
     const s = Number.parseInt(l.status, 10);
@@ -100,7 +102,8 @@ export function summarize(cur, prev, seconds) {
   };
   const req = sum(cur, 'tollgate_requests_total');
   const e5 = sum(cur, 'tollgate_requests_total', statusAt(500, 600));
-  const e4 = sum(cur, 'tollgate_requests_total', statusAt(400, 500));
+  // 499 is the client going away, not a refusal.
+  const e4 = sum(cur, 'tollgate_requests_total', statusAt(400, 499));
   const out = {
     requests: req,
     inflight: one(cur, 'tollgate_inflight_requests'),
@@ -120,9 +123,12 @@ export function summarize(cur, prev, seconds) {
     const dreq = req - preq;
     if (dreq >= 0) {
       out.rps = dreq / seconds;
+      // No requests between the scrapes: no shares now (not the totals since the start).
+      out.share5xx = null;
+      out.share4xx = null;
       if (dreq > 0) {
         out.share5xx = (e5 - sum(prev, 'tollgate_requests_total', statusAt(500, 600))) / dreq;
-        out.share4xx = (e4 - sum(prev, 'tollgate_requests_total', statusAt(400, 500))) / dreq;
+        out.share4xx = (e4 - sum(prev, 'tollgate_requests_total', statusAt(400, 499))) / dreq;
         const dl = minus(lat, buckets(prev, 'tollgate_request_duration_seconds'));
         if (dl.length && dl[dl.length - 1][1] > 0) lat = dl;
         const dt = minus(ttft, buckets(prev, 'tollgate_time_to_first_token_seconds'));

@@ -81,6 +81,8 @@ function keyFields(models, key) {
         field('Tokens', btok),
         field('Period', period))));
   const read = (input, label, integer) => {
+    // A number the browser cannot read shows as '' too: never take it for "none".
+    if (input.validity.badInput) throw new Error(`${label}: not a number`);
     if (input.value === '') return undefined;
     const v = Number(input.value);
     if (!Number.isFinite(v) || v < 0 || (integer && !Number.isInteger(v))) {
@@ -118,7 +120,10 @@ function formDialog(title, fields, submitLabel, submit) {
     const form = h('form', { method: 'dialog' }, fields.el, error, h('div', { class: 'actions' }, cancel, ok));
     const dlg = h('dialog', { 'aria-labelledby': titleId }, h('h2', { id: titleId }, title), form);
     let result = null;
-    cancel.addEventListener('click', () => dlg.close());
+    let busy = false;
+    // While the call runs the dialog stays: closing it then could lose a new key's secret.
+    cancel.addEventListener('click', () => { if (!busy) dlg.close(); });
+    dlg.addEventListener('cancel', (ev) => { if (busy) ev.preventDefault(); });
     form.addEventListener('submit', async (ev) => {
       ev.preventDefault();
       error.textContent = '';
@@ -130,14 +135,18 @@ function formDialog(title, fields, submitLabel, submit) {
         return;
       }
       ok.disabled = true;
+      cancel.disabled = true;
+      busy = true;
       try {
         result = await submit(body);
-        dlg.close();
       } catch (e) {
         error.textContent = errorText(e);
       } finally {
+        busy = false;
         ok.disabled = false;
+        cancel.disabled = false;
       }
+      if (result) dlg.close();
     });
     dlg.addEventListener('close', () => {
       dlg.remove();
@@ -225,6 +234,9 @@ export function render(root) {
       say(`Key ${k.id} saved.`);
       await load();
     }
+    // The row was drawn anew: give the focus to its Edit button again.
+    const again = [...list.querySelectorAll('button')].find((b) => b.getAttribute('aria-label') === `Edit key ${k.id}`);
+    (again ?? root.querySelector('h1')).focus();
   }
 
   async function revoke(k) {
@@ -243,6 +255,7 @@ export function render(root) {
       say(errorText(e), 'error');
     }
     await load();
+    root.querySelector('h1').focus();
   }
 
   create.addEventListener('click', async () => {

@@ -1,7 +1,7 @@
 // Providers: each provider's pooled connections and its targets' health as the router
 // sees it now (GET /admin/providers), refreshed every 2 s while open.
 import * as api from './api.js';
-import { h, num, table, every } from './ui.js';
+import { h, num, table, every, id } from './ui.js';
 
 export const title = 'Providers';
 
@@ -10,10 +10,15 @@ export function render(root) {
   root.append(h('h1', {}, 'Providers'),
     h('p', { class: 'muted' }, 'Health as the router sees it, refreshed every 2 s. A target cools down after failures in a row (routing.cooldown_after_failures).'),
     out);
+  let last = '';
   const stop = every(2000, async () => {
     const r = await api.get('/admin/providers');
+    // Drawn again only when something changed, and never under the keyboard's focus.
+    const now = JSON.stringify(r.data);
+    if (now === last || out.contains(document.activeElement)) return;
+    last = now;
     out.replaceChildren(...r.data.map((p) => {
-      const hid = `prov-${p.provider.replace(/[^A-Za-z0-9_-]/g, '_')}`;
+      const hid = id('prov');
       return h('section', { class: 'provider', 'aria-labelledby': hid },
         h('h2', { id: hid }, p.provider, h('span', { class: 'muted' }, ` ${p.kind}`)),
         h('p', { class: 'muted mono' }, p.base_url),

@@ -2,15 +2,19 @@
 // a table, with CSV export of what the table shows.
 import * as api from './api.js';
 import { bars, fit } from './charts.js';
-import { h, field, num, usd, table, utcDate, addDays, downloadText, errorText, id } from './ui.js';
+import { h, field, num, usd, table, utcDate, addDays, downloadText, errorText, id, say } from './ui.js';
 
 export const title = 'Usage';
 
 const GROUPS = ['key', 'model', 'day'];
 
+// A text cell a spreadsheet would take for a formula (= + - @ first) gets a ' in front;
+// numbers stay numbers.
 function csvCell(v) {
-  const s = v === null || v === undefined ? '' : String(v);
-  return /[",\n\r]/.test(s) || /^[=+\-@\t\r]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s;
+  if (typeof v === 'number') return String(v);
+  let s = v === null || v === undefined ? '' : String(v);
+  if (/^[=+\-@\t\r]/.test(s)) s = `'${s}`;
+  return /[",\n\r]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s;
 }
 
 export function render(root) {
@@ -41,12 +45,14 @@ export function render(root) {
   }).catch(() => {});
 
   let shown = null;
+  let asked = 0;
   async function show() {
-    const range = { since: since.value, until: addDays(until.value, 1), key: keySel.value, model: modelSel.value };
-    if (!range.since || !until.value || range.since > until.value) {
+    if (!since.value || !until.value || since.value > until.value) {
       out.replaceChildren(h('p', { class: 'error', role: 'alert' }, 'Choose a start day on or before the end day.'));
       return;
     }
+    const mine = ++asked; // a later show() wins over an earlier one still loading
+    const range = { since: since.value, until: addDays(until.value, 1), key: keySel.value, model: modelSel.value };
     const groupBy = GROUPS.filter((g) => groups[g].checked);
     out.replaceChildren(h('p', { class: 'muted' }, 'Loading…'));
     let rows;
@@ -57,10 +63,12 @@ export function render(root) {
         api.get(`/admin/usage${api.query({ ...range, group_by: 'day' })}`),
       ]);
     } catch (e) {
+      if (mine !== asked) return;
       out.replaceChildren(h('p', { class: 'error', role: 'alert' },
         e.status === 404 ? 'No usage ledger is open (the chain has neither usage nor budget).' : errorText(e)));
       return;
     }
+    if (mine !== asked) return;
     rows = rows.data;
     const days = [];
     for (let d = range.since; d < range.until && days.length < 400; d = addDays(d, 1)) days.push(d);
@@ -84,19 +92,21 @@ export function render(root) {
       table(`Usage from ${range.since} to ${until.value}`, columns, rows, 'No usage in this range.'));
     shown = { columns, rows, name: `tollgate-usage-${range.since}-to-${until.value}.csv` };
     exportBtn.disabled = false;
+    say(`${rows.length} ${rows.length === 1 ? 'row' : 'rows'} of usage.`);
   }
+  const showSafely = () => show().catch((e) => say(errorText(e), 'error'));
 
   form.addEventListener('submit', (ev) => {
     ev.preventDefault();
-    show();
+    showSafely();
   });
-  metric.addEventListener('change', show);
+  metric.addEventListener('change', showSafely);
   exportBtn.addEventListener('click', () => {
     if (!shown) return;
     const lines = [shown.columns.map((c) => c.field).join(',')];
     for (const r of shown.rows) lines.push(shown.columns.map((c) => csvCell(r[c.field])).join(','));
     downloadText(shown.name, 'text/csv', `${lines.join('\r\n')}\r\n`);
   });
-  show();
+  showSafely();
   return null;
 }

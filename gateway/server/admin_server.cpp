@@ -113,12 +113,20 @@ admin_reply admin_server::impl::dispatch(const http::request<http::string_body>&
         return route.prefix ? r.path.size() > route.path.size() && r.path.starts_with(route.path)
                             : r.path == route.path;
     };
-    // Authenticate before routing, so that nothing about the routes leaks to strangers.
-    bool open = false;
-    for (const auto& route : routes)
-        if ((route.open || (loopback && route.open_on_loopback)) && route.method == r.method &&
-            matches(route))
-            open = true;
+    // The route first (the first one with this path and method), then the token: only
+    // that route's own openness lets a request in without it, and a request without the
+    // token learns nothing about the routes (401 whether the path exists or not).
+    const admin_route* chosen = nullptr;
+    bool path_known = false;
+    for (const auto& route : routes) {
+        if (!matches(route)) continue;
+        path_known = true;
+        if (route.method == r.method) {
+            chosen = &route;
+            break;
+        }
+    }
+    const bool open = chosen && (chosen->open || (loopback && chosen->open_on_loopback));
     if (!open) {
         std::string_view auth = req[http::field::authorization];
         const bool bearer = auth.size() > 7 && beast::iequals(auth.substr(0, 7), "bearer ");
@@ -131,17 +139,12 @@ admin_reply admin_server::impl::dispatch(const http::request<http::string_body>&
         if (CRYPTO_memcmp(d.data(), token_digest.data(), d.size()) != 0)
             return {401, core::openai_error_body(core::errc::invalid_api_key, "wrong admin token")};
     }
-    bool path_known = false;
-    for (const auto& route : routes) {
-        if (!matches(route)) continue;
-        path_known = true;
-        if (route.method == r.method) {
-            try {
-                return route.handler(r);
-            } catch (const std::exception& e) {
-                spdlog::error("admin {} {}: {}", route.method, route.path, e.what());
-                return {500, core::openai_error_body(core::errc::internal)};
-            }
+    if (chosen) {
+        try {
+            return chosen->handler(r);
+        } catch (const std::exception& e) {
+            spdlog::error("admin {} {}: {}", chosen->method, chosen->path, e.what());
+            return {500, core::openai_error_body(core::errc::internal)};
         }
     }
     return path_known ? admin_reply{405, core::openai_error_body(core::errc::method_not_allowed)}

@@ -4,6 +4,7 @@
 #include <numeric>
 #include <stdexcept>
 
+#include "gateway/core/config_json.hpp"
 #include "gateway/core/json_writer.hpp"
 #include "policies/usage/usage_record.hpp"
 
@@ -270,7 +271,7 @@ std::string providers_report_json(
         w.begin_object();
         w.key("provider").string(p.name);
         w.key("kind").string(config::kind_name(p.kind));
-        w.key("base_url").string(p.base_url);
+        w.key("base_url").string(core::redact_url(p.base_url));  // as /admin/config shows it
         const auto [active, idle] = connections ? connections(p.name) : std::pair{0L, 0L};
         w.key("connections").begin_object();
         w.key("active").integer(active).key("idle").integer(idle);
