@@ -1,13 +1,11 @@
-// Fuzzes the client request path of server::session (gateway/server/session.cpp) without
-// sockets: raw bytes -> our obs-fold check -> Beast request_parser<string_body> (eager,
-// header limit 64 KiB as configured by default, body limit 1 MiB) fed as the session
-// feeds it -> for a complete POST to /v1/chat/completions, /v1/messages or /v1/embeddings,
-// the body parser -> splice_body for an upstream model.
-//
-// The session's loops are reproduced below (keep them in step with session.cpp): a
-// "read" appends the next piece of the input to the buffer. Beast itself refuses CL+TE,
-// differing duplicate Content-Length and bad Transfer-Encoding; the only framing check
-// of ours is head_has_obs_fold, a file-local function of session.cpp copied here.
+// Fuzzes the client request path of server::session without sockets: raw bytes -> the
+// session's own sans-io request_reader (gateway/server/request_reader.hpp: the head
+// gathered whole and checked for obs-fold, Beast's request_parser<string_body>, eager,
+// header limit 64 KiB as configured by default, body limit 1 MiB), fed as the session feeds
+// it -> for a complete POST to /v1/chat/completions, /v1/messages or /v1/embeddings, the
+// body parser -> splice_body for an upstream model. A "read" appends the next piece of the
+// input to the buffer; the session's code around the reader is only its socket reads and
+// time limits.
 //
 // Invariants checked (besides ASan/UBSan):
 //  - a request is accepted whether its bytes arrive in one read, in small pieces (1 byte
@@ -34,6 +32,7 @@
 #include "fuzz/fuzz_common.hpp"
 #include "fuzz/splice_check.hpp"
 #include "gateway/core/body_parser.hpp"
+#include "gateway/server/request_reader.hpp"
 
 namespace {
 
@@ -42,27 +41,11 @@ namespace http = beast::http;
 namespace asio = boost::asio;
 using boost::system::error_code;
 using namespace tollgate;
+using server::head_has_obs_fold;
+using server::request_reader;
 
 constexpr std::size_t max_header_bytes = 64u << 10;  // config default
 constexpr std::size_t max_request_bytes = 1u << 20;  // the brief's 1 MiB, below the default
-
-// Copied from session.cpp (file-local there). RFC 9112 §5.2: obs-fold is rejected.
-bool head_has_obs_fold(std::string_view buf) {
-    const auto end = buf.find("\r\n\r\n");
-    const std::string_view head = buf.substr(0, end == std::string_view::npos ? buf.size() : end);
-    for (std::size_t i = head.find('\n'); i != std::string_view::npos && i + 1 < head.size();
-         i = head.find('\n', i + 1))
-        if (head[i + 1] == ' ' || head[i + 1] == '\t') return true;
-    return false;
-}
-
-// Copied from session.cpp: a header value we echo back.
-bool valid_request_id(std::string_view id) {
-    if (id.empty() || id.size() > 200) return false;
-    for (unsigned char c : id)
-        if (c <= 0x20 || c >= 0x7f) return false;
-    return true;
-}
 
 struct outcome {
     enum kind { incomplete, error, done } k = incomplete;
@@ -119,40 +102,18 @@ outcome run_session(std::string_view input, std::vector<std::size_t> cuts, std::
     std::string buf;
     if (!in.read(buf)) return o;
 
-    http::request_parser<http::string_body> parser;
-    parser.header_limit(static_cast<std::uint32_t>(max_header_bytes));
-    parser.body_limit(max_request_bytes);
-    parser.eager(true);
-
-    // As session.cpp: the head is gathered whole, checked for obs-fold as a whole, then
-    // given to the parser in one piece.
+    // As session.cpp: the head until it is whole, then the body.
+    request_reader rr(max_header_bytes, max_request_bytes);
     error_code ec;
-    std::size_t head_end = std::string::npos, scanned = 0;
     for (;;) {
-        if (const auto p = buf.find("\r\n\r\n", scanned); p != std::string::npos) {
-            head_end = p + 4;
-            break;
-        }
-        if (buf.find("\n\n") != std::string::npos) break;  // bare LF: the parser refuses it
-        if (buf.size() > max_header_bytes) {
-            ec = http::error::header_limit;
-            break;
-        }
-        scanned = buf.size() >= 3 ? buf.size() - 3 : 0;
+        std::size_t used = 0;
+        const auto st = rr.head(buf, used);
+        buf.erase(0, used);
+        if (st == request_reader::step::failed) ec = rr.error();
+        if (st != request_reader::step::read_more) break;
         if (!in.read(buf)) {
             ec = asio::error::eof;
             break;
-        }
-    }
-    if (!ec) {
-        if (head_end != std::string::npos &&
-            head_has_obs_fold(std::string_view(buf).substr(0, head_end))) {
-            ec = http::error::bad_field;
-        } else {
-            const auto used = parser.put(asio::buffer(buf), ec);
-            buf.erase(0, used);
-            if (ec == http::error::need_more) ec = {};
-            if (!ec && !parser.is_header_done()) ec = http::error::bad_line_ending;
         }
     }
     if (ec == asio::error::eof) return o;  // client gone: nothing to answer
@@ -162,31 +123,24 @@ outcome run_session(std::string_view input, std::vector<std::size_t> cuts, std::
         return o;
     }
 
-    auto& req = parser.get();
+    auto& req = rr.request();
     // What the session reads from the head before the body.
     (void)req.target().starts_with("/v1/messages");
-    (void)valid_request_id(req["x-request-id"]);
+    (void)server::valid_request_id(req["x-request-id"]);
     (void)req.keep_alive();
 
-    if (!parser.is_done()) {
+    if (!rr.body_done()) {
         (void)beast::iequals(req[http::field::expect], "100-continue");
-        bool need_read = buf.empty();
-        while (!parser.is_done()) {
-            if (need_read) {
-                if (buf.size() >= max_header_bytes + 64 * 1024) {
-                    ec = http::error::bad_chunk;  // a chunk header that never ends
-                    break;
-                }
-                if (!in.read(buf)) {
-                    ec = asio::error::eof;
-                    break;
-                }
-            }
-            const auto used = parser.put(asio::buffer(buf), ec);
+        for (;;) {
+            std::size_t used = 0;
+            const auto st = rr.body(buf, used);
             buf.erase(0, used);
-            if (ec == http::error::need_more) ec = {};
-            if (ec) break;
-            need_read = used == 0 || buf.empty();
+            if (st == request_reader::step::failed) ec = rr.error();
+            if (st != request_reader::step::read_more) break;
+            if (!in.read(buf)) {
+                ec = asio::error::eof;
+                break;
+            }
         }
         if (ec == asio::error::eof) return o;
         if (ec) {
@@ -200,8 +154,8 @@ outcome run_session(std::string_view input, std::vector<std::size_t> cuts, std::
     o.target = std::string(req.target());
     o.version = req.version();
     o.keep_alive = req.keep_alive();
-    o.chunked = parser.chunked();
-    if (const auto cl = parser.content_length()) o.content_length = *cl;
+    o.chunked = rr.chunked();
+    if (const auto cl = rr.content_length()) o.content_length = *cl;
     for (const auto& f : req) {
         o.fields += f.name_string();
         o.fields += ": ";
@@ -267,19 +221,14 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     FUZZ_CHECK(!(whole.chunked && whole.content_length), input);
     FUZZ_CHECK(!head_has_obs_fold(input), input);
 
-    // session.cpp classify(): exact paths, query string ignored.
+    // The session's routes: exact paths, query string ignored.
     const std::string_view target = whole.target;
     const std::string_view path = target.substr(0, target.find('?'));
-    core::endpoint ep;
-    if (path == "/v1/chat/completions")
-        ep = core::endpoint::chat_completions;
-    else if (path == "/v1/messages")
-        ep = core::endpoint::messages;
-    else if (path == "/v1/embeddings")
-        ep = core::endpoint::embeddings;
-    else
+    core::endpoint ep{};
+    const auto verb = http::string_to_verb(whole.method);
+    if (server::classify(verb, path, ep) != server::route::api || verb != http::verb::post ||
+        ep == core::endpoint::responses)
         return 0;
-    if (whole.method != "POST") return 0;
 
     core::request_body req;
     if (body_parser.parse(ep, whole.body, req)) return 0;

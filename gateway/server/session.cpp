@@ -5,13 +5,12 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/http/error.hpp>
-#include <boost/beast/http/parser.hpp>
-#include <boost/beast/http/string_body.hpp>
 
 #include <cstring>
 
 #include "gateway/proxy/pipeline.hpp"
 #include "gateway/proxy/responder.hpp"
+#include "gateway/server/request_reader.hpp"
 #include "gateway/server/worker.hpp"
 
 namespace tollgate::server {
@@ -23,9 +22,6 @@ using boost::system::error_code;
 
 namespace {
 
-// Request heads (and small bodies) are read 4 KiB at a time: a chat request fits, and an
-// idle keep-alive connection holds no more than that. Bodies past it read 64 KiB at once.
-constexpr std::size_t read_chunk = 4 * 1024;
 // Lingering close after an early error answer (as nginx's lingering_close).
 constexpr auto lingering_time = std::chrono::seconds(2);
 constexpr std::size_t lingering_bytes = 8u << 20;
@@ -42,61 +38,6 @@ class request_headers final : public core::header_source {
   private:
     const http::fields& fields_;
 };
-
-// A header value we echo back must be printable ASCII with no control characters.
-bool valid_request_id(std::string_view id) {
-    if (id.empty() || id.size() > 200) return false;
-    for (unsigned char c : id)
-        if (c <= 0x20 || c >= 0x7f) return false;
-    return true;
-}
-
-// RFC 9112 §5.2: obs-fold is rejected. Looks at the head once it is complete in `buf`;
-// returns false if it has a folded line.
-bool head_has_obs_fold(std::string_view buf) {
-    const auto end = buf.find("\r\n\r\n");
-    const std::string_view head = buf.substr(0, end == std::string_view::npos ? buf.size() : end);
-    for (std::size_t i = head.find('\n'); i != std::string_view::npos && i + 1 < head.size();
-         i = head.find('\n', i + 1))
-        if (head[i + 1] == ' ' || head[i + 1] == '\t') return true;
-    return false;
-}
-
-core::errc map_parse_error(const error_code& ec) {
-    if (ec == http::error::header_limit) return core::errc::headers_too_large;
-    if (ec == http::error::body_limit) return core::errc::request_too_large;
-    if (ec == http::error::bad_content_length || ec == http::error::bad_transfer_encoding ||
-        ec == http::error::multiple_content_length)
-        return core::errc::bad_framing;
-    return core::errc::bad_framing;
-}
-
-enum class route { healthz, readyz, api, not_found, bad_method };
-
-route classify(http::verb method, std::string_view path, core::endpoint& ep) {
-    struct entry {
-        std::string_view path;
-        http::verb method;
-        route r;
-        core::endpoint ep;
-    };
-    static constexpr entry table[] = {
-        {"/v1/chat/completions", http::verb::post, route::api, core::endpoint::chat_completions},
-        {"/v1/embeddings", http::verb::post, route::api, core::endpoint::embeddings},
-        {"/v1/messages", http::verb::post, route::api, core::endpoint::messages},
-        {"/v1/models", http::verb::get, route::api, core::endpoint::models},
-        {"/v1/responses", http::verb::post, route::api, core::endpoint::responses},
-        {"/healthz", http::verb::get, route::healthz, core::endpoint::chat_completions},
-        {"/readyz", http::verb::get, route::readyz, core::endpoint::chat_completions},
-    };
-    for (const auto& e : table) {
-        if (e.path != path) continue;
-        ep = e.ep;
-        if (method == e.method) return e.r;
-        return route::bad_method;
-    }
-    return route::not_found;
-}
 
 }  // namespace
 
@@ -146,7 +87,8 @@ asio::awaitable<void> session::run() {
                                     : gen->snap->config.server.idle_timeout;
             gen.reset();
             idle_ = true;
-            auto [ec, n] = co_await client_.read_some(buf.prepare(read_chunk), wait);
+            auto [ec, n] =
+                co_await client_.read_some(buf.prepare(request_reader::head_read_size), wait);
             idle_ = false;
             gen = worker_.shared().current.load();
             if (ec || n == 0) break;
@@ -170,52 +112,31 @@ asio::awaitable<void> session::run() {
         const auto head_deadline =
             (first_request_ ? accepted_at : ctx.received_at) + sc.header_timeout;
         first_request_ = false;
-        http::request_parser<http::string_body> parser;
-        parser.header_limit(static_cast<std::uint32_t>(
-            std::min<std::size_t>(sc.max_header_bytes, std::numeric_limits<std::uint32_t>::max())));
-        parser.body_limit(sc.max_request_bytes);
-        parser.eager(true);
+        request_reader reader(sc.max_header_bytes, sc.max_request_bytes);
+        const auto buffered = [&buf] {
+            return std::string_view(static_cast<const char*>(buf.data().data()), buf.size());
+        };
 
-        // The head: gathered whole first, checked for obs-fold as a whole, then given to
-        // the parser in one piece. (Fed piecewise, the parser takes complete header lines
-        // as they come and a check on what is left would see only the tail of the head.)
+        // The head, read until it is whole.
         error_code ec;
-        std::size_t head_end = std::string_view::npos, scanned = 0;
         for (;;) {
-            const std::string_view view(static_cast<const char*>(buf.data().data()), buf.size());
-            if (const auto p = view.find("\r\n\r\n", scanned); p != std::string_view::npos) {
-                head_end = p + 4;
-                break;
-            }
-            if (view.find("\n\n") != std::string_view::npos)
-                break;  // bare LF: the parser refuses it
-            if (buf.size() > sc.max_header_bytes) {
-                ec = http::error::header_limit;
-                break;
-            }
-            scanned = buf.size() >= 3 ? buf.size() - 3 : 0;
+            std::size_t used = 0;
+            const auto st = reader.head(buffered(), used);
+            buf.consume(used);
+            if (st == request_reader::step::failed) ec = reader.error();
+            if (st != request_reader::step::read_more) break;
             const auto left = head_deadline - core::clock::now();
             if (left <= core::clock::duration::zero()) {
                 ec = asio::error::timed_out;
                 break;
             }
-            auto [rec, n] = co_await client_.read_some(buf.prepare(read_chunk), left);
+            auto [rec, n] =
+                co_await client_.read_some(buf.prepare(request_reader::head_read_size), left);
             if (rec || n == 0) {
                 ec = rec ? rec : error_code(asio::error::eof);
                 break;
             }
             buf.commit(n);
-        }
-        if (!ec) {
-            const std::string_view view(static_cast<const char*>(buf.data().data()), buf.size());
-            if (head_end != std::string_view::npos && head_has_obs_fold(view.substr(0, head_end))) {
-                ec = http::error::bad_field;
-            } else {
-                const auto used = parser.put(buf.data(), ec);
-                buf.consume(used);
-                if (ec == http::error::need_more) ec = {};
-                if (!ec && !parser.is_header_done()) ec = http::error::bad_line_ending;
-            }
         }
         if (ec) {
             if (ec == asio::error::timed_out || ec == asio::error::eof ||
@@ -224,12 +145,12 @@ asio::awaitable<void> session::run() {
                 break;  // header timeout or client gone: nothing to answer
             out.begin(true, false);
             ctx.request_id = worker_.new_request_id();
-            co_await out.send_error(ctx, map_parse_error(ec));
+            co_await out.send_error(ctx, read_error(ec));
             linger = true;
             break;
         }
 
-        auto& req = parser.get();
+        auto& req = reader.request();
         // The endpoint decides the error shape, also for errors while reading the body.
         if (req.target().starts_with("/v1/messages")) ctx.ep = core::endpoint::messages;
         const std::string_view rid = req["x-request-id"];
@@ -238,34 +159,25 @@ asio::awaitable<void> session::run() {
                   req.keep_alive() && !worker_.shared().draining.load(std::memory_order_relaxed));
 
         // The body: each piece must arrive within the idle timeout.
-        if (!parser.is_done()) {
+        if (!reader.body_done()) {
             if (beast::iequals(req[http::field::expect], "100-continue")) {
                 static constexpr std::string_view cont = "HTTP/1.1 100 Continue\r\n\r\n";
                 const asio::const_buffer b = asio::buffer(cont.data(), cont.size());
                 if (co_await client_.write(std::span(&b, 1), sc.write_timeout)) break;
             }
-            // Read whenever the parser cannot go on with what is buffered (a partial chunk
-            // header leaves bytes in `buf` that put() does not consume).
-            bool need_read = buf.size() == 0;
-            while (!parser.is_done()) {
-                if (need_read) {
-                    if (buf.size() >= sc.max_header_bytes + 64 * 1024) {
-                        ec = http::error::bad_chunk;  // a chunk header that never ends
-                        break;
-                    }
-                    auto [rec, n] =
-                        co_await client_.read_some(buf.prepare(64 * 1024), sc.idle_timeout);
-                    if (rec || n == 0) {
-                        ec = rec ? rec : error_code(asio::error::eof);
-                        break;
-                    }
-                    buf.commit(n);
-                }
-                const auto used = parser.put(buf.data(), ec);
+            for (;;) {
+                std::size_t used = 0;
+                const auto st = reader.body(buffered(), used);
                 buf.consume(used);
-                if (ec == http::error::need_more) ec = {};
-                if (ec) break;
-                need_read = used == 0 || buf.size() == 0;
+                if (st == request_reader::step::failed) ec = reader.error();
+                if (st != request_reader::step::read_more) break;
+                auto [rec, n] = co_await client_.read_some(
+                    buf.prepare(request_reader::body_read_size), sc.idle_timeout);
+                if (rec || n == 0) {
+                    ec = rec ? rec : error_code(asio::error::eof);
+                    break;
+                }
+                buf.commit(n);
             }
             if (ec == http::error::body_limit) {
                 out.set_close();
