@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "config/config.hpp"
+#include "config/digest.hpp"  // sha256_hex, for the loader's users
 
 namespace tollgate::config {
 
@@ -63,6 +64,5 @@ const config_section& config_section_for(std::string_view path);
 std::optional<duration> parse_duration(std::string_view text);
 std::optional<std::size_t> parse_size(std::string_view text);
 std::optional<listen_address> parse_listen(std::string_view text);
-std::string sha256_hex(std::string_view data);
 
 }  // namespace tollgate::config

@@ -76,7 +76,6 @@ asio::awaitable<error_code> responder::send(const core::request_context& ctx, in
                                             std::string_view content_type, std::string_view body,
                                             std::optional<double> overhead_ms) {
     render_head(ctx, status, content_type, body.size(), overhead_ms);
-    head_sent_ = true;
     co_return co_await write(head_, body);
 }
 
@@ -98,7 +97,6 @@ asio::awaitable<error_code> responder::start_stream(const core::request_context&
                                                     std::string_view first_piece,
                                                     std::optional<double> overhead_ms) {
     render_head(ctx, status, content_type, std::nullopt, overhead_ms);
-    head_sent_ = true;
     // A stream's head is written once; its buffer is not kept for the stream's lifetime.
     struct release {
         std::string& s;

@@ -26,13 +26,11 @@ class responder {
     void begin(bool http11, bool keep_alive) noexcept {
         http11_ = http11;
         keep_alive_ = keep_alive;
-        head_sent_ = false;
         chunked_ = false;
         overhead_ms_.reset();
     }
     bool keep_alive() const noexcept { return keep_alive_; }
     void set_close() noexcept { keep_alive_ = false; }
-    bool head_sent() const noexcept { return head_sent_; }
     // Bytes written to the client on this connection so far (heads and framing included).
     std::uint64_t bytes_written() const noexcept { return bytes_written_; }
     // The overhead reported in this response's head (x-tollgate-overhead-ms), if any.
@@ -66,7 +64,7 @@ class responder {
 
     net::byte_stream& client_;
     std::chrono::milliseconds write_timeout_;
-    bool http11_ = true, keep_alive_ = true, head_sent_ = false, chunked_ = false;
+    bool http11_ = true, keep_alive_ = true, chunked_ = false;
     std::uint64_t bytes_written_ = 0;
     std::optional<double> overhead_ms_;
     std::string head_;

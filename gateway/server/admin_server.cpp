@@ -1,7 +1,6 @@
 #include "gateway/server/admin_server.hpp"
 
 #include <openssl/crypto.h>
-#include <openssl/evp.h>
 #include <spdlog/spdlog.h>
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
@@ -18,6 +17,7 @@
 #include <array>
 #include <thread>
 
+#include "config/digest.hpp"
 #include "gateway/core/errors.hpp"
 
 namespace tollgate::server {
@@ -30,14 +30,8 @@ using asio::ip::tcp;
 namespace {
 
 constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
-using digest = std::array<unsigned char, 32>;
-
-digest sha256(std::string_view s) {
-    digest d{};
-    unsigned int len = 0;
-    EVP_Digest(s.data(), s.size(), d.data(), &len, EVP_sha256(), nullptr);
-    return d;
-}
+using digest = config::sha256_digest;
+using config::sha256;
 
 }  // namespace
 

@@ -66,7 +66,6 @@ class worker final : public proxy::pool_source {
     // Called on this worker's thread when draining begins: idle connections are closed,
     // busy ones close after their current response.
     void begin_drain();
-    std::size_t session_count() const noexcept { return sessions_.size(); }
 
   private:
     friend class session;

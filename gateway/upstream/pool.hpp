@@ -55,7 +55,6 @@ class pool {
     // (used to retry a request whose reused connection turned out dead).
     boost::asio::awaitable<std::pair<boost::system::error_code, lease>> acquire(bool fresh = false);
 
-    const provider& target() const noexcept { return *provider_; }
     // Where this pool adds its open connections (active and idle) for /metrics.
     void set_gauge(observe::connection_gauge* g) noexcept {
         gauge_ = g;
@@ -65,7 +64,6 @@ class pool {
     // The provider left the configuration: idle connections are closed now, busy ones
     // when they come back; nothing is pooled any more.
     void retire() noexcept;
-    std::size_t idle() const noexcept { return idle_.size(); }
 
   private:
     friend class lease;

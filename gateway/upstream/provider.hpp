@@ -20,7 +20,6 @@ class provider {
 
     const config::provider_config& config() const noexcept { return cfg_; }
     boost::asio::ssl::context* tls() const noexcept { return tls_.get(); }
-    const std::string& host_header() const noexcept { return host_header_; }
 
     // Path and query of the upstream request for this endpoint and upstream model.
     std::string target_for(core::endpoint ep, std::string_view upstream_model) const;

@@ -1,7 +1,6 @@
 #include "policies/auth/auth_policy.hpp"
 
 #include <openssl/crypto.h>
-#include <openssl/evp.h>
 
 #include <algorithm>
 #include <cstring>
@@ -46,7 +45,7 @@ std::string_view auth_policy::presented_key(const core::header_source& headers) 
 std::shared_ptr<const config::key_config> auth_policy::find(
     std::string_view secret) const noexcept {
     if (secret.empty() || secret.size() > 4096) return nullptr;
-    const key_digest d = digest_of(secret);
+    const key_digest d = config::sha256(secret);
     // A table lookup finds a candidate by digest; it is confirmed without an early exit.
     if (const auto it = keys_.find(d); it != keys_.end()) {
         if (CRYPTO_memcmp(it->first.data(), d.data(), d.size()) != 0) return nullptr;

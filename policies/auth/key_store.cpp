@@ -1,6 +1,5 @@
 #include "policies/auth/key_store.hpp"
 
-#include <openssl/evp.h>
 #include <spdlog/spdlog.h>
 
 #include <charconv>
@@ -226,13 +225,6 @@ bool digest_from_hex(std::string_view hex, key_digest& out) noexcept {
         out[i] = static_cast<unsigned char>(hi << 4 | lo);
     }
     return true;
-}
-
-key_digest digest_of(std::string_view secret) noexcept {
-    key_digest d{};
-    unsigned int len = 0;
-    EVP_Digest(secret.data(), secret.size(), d.data(), &len, EVP_sha256(), nullptr);
-    return d;
 }
 
 key_store::key_store(const std::string& path)

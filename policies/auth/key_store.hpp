@@ -26,6 +26,7 @@
 #include <vector>
 
 #include "config/config.hpp"
+#include "config/digest.hpp"
 
 namespace tollgate::policies {
 
@@ -55,7 +56,7 @@ class key_mirror {
     virtual bool put(const std::vector<entry>& entries) = 0;
 };
 
-using key_digest = std::array<unsigned char, 32>;
+using key_digest = config::sha256_digest;
 
 struct digest_hash {
     std::size_t operator()(const key_digest& d) const noexcept;
@@ -64,7 +65,6 @@ struct digest_hash {
 // Parses 64 hex digits; false on anything else.
 bool digest_from_hex(std::string_view hex, key_digest& out) noexcept;
 // SHA-256 of a presented secret.
-key_digest digest_of(std::string_view secret) noexcept;
 
 class key_store {
   public:

@@ -8,6 +8,9 @@
 #include <limits>
 #include <utility>
 
+#include "gateway/core/json_writer.hpp"
+#include "gateway/upstream/providers/json_element.hpp"
+
 namespace tollgate::upstream::anthropic {
 
 namespace {
@@ -15,201 +18,10 @@ namespace {
 using simdjson::SUCCESS;
 namespace dom = simdjson::dom;
 
-// ---------------------------------------------------------------------------------------
-// A small streaming JSON writer: commas and string escaping in one place, so no output
-// can come out malformed however odd the input strings are.
-class json_writer {
-  public:
-    json_writer& begin_object() {
-        before_value();
-        out_.push_back('{');
-        first_.push_back(true);
-        return *this;
-    }
-    json_writer& end_object() {
-        out_.push_back('}');
-        first_.pop_back();
-        return *this;
-    }
-    json_writer& begin_array() {
-        before_value();
-        out_.push_back('[');
-        first_.push_back(true);
-        return *this;
-    }
-    json_writer& end_array() {
-        out_.push_back(']');
-        first_.pop_back();
-        return *this;
-    }
-    json_writer& key(std::string_view k) {
-        comma();
-        escape(k);
-        out_.push_back(':');
-        after_key_ = true;
-        return *this;
-    }
-    json_writer& string(std::string_view s) {
-        before_value();
-        escape(s);
-        return *this;
-    }
-    json_writer& integer(std::int64_t v) {
-        before_value();
-        char buf[24];
-        const auto r = std::to_chars(buf, buf + sizeof buf, v);
-        out_.append(buf, r.ptr);
-        return *this;
-    }
-    json_writer& uinteger(std::uint64_t v) {
-        before_value();
-        char buf[24];
-        const auto r = std::to_chars(buf, buf + sizeof buf, v);
-        out_.append(buf, r.ptr);
-        return *this;
-    }
-    json_writer& number(double v) {
-        before_value();
-        if (!std::isfinite(v)) {  // JSON has no NaN or infinity
-            out_ += "null";
-            return *this;
-        }
-        char buf[40];
-        const auto r = std::to_chars(buf, buf + sizeof buf, v);  // shortest round-trip form
-        out_.append(buf, r.ptr);
-        return *this;
-    }
-    json_writer& boolean(bool v) {
-        before_value();
-        out_ += v ? "true" : "false";
-        return *this;
-    }
-    json_writer& null() {
-        before_value();
-        out_ += "null";
-        return *this;
-    }
-    // A value that is already valid JSON text (one produced by another json_writer).
-    json_writer& raw(std::string_view json) {
-        before_value();
-        out_ += json;
-        return *this;
-    }
-    // Re-serialises a parsed value. Depth is bounded by the parser's maximum depth.
-    json_writer& element(dom::element e) {
-        switch (e.type()) {
-            case dom::element_type::ARRAY: {
-                dom::array a;
-                begin_array();
-                if (e.get(a) == SUCCESS)
-                    for (dom::element x : a) element(x);
-                return end_array();
-            }
-            case dom::element_type::OBJECT: {
-                dom::object o;
-                begin_object();
-                if (e.get(o) == SUCCESS)
-                    for (dom::key_value_pair kv : o) {
-                        key(kv.key);
-                        element(kv.value);
-                    }
-                return end_object();
-            }
-            case dom::element_type::INT64: {
-                std::int64_t v = 0;
-                if (e.get(v) != SUCCESS) break;
-                return integer(v);
-            }
-            case dom::element_type::UINT64: {
-                std::uint64_t v = 0;
-                if (e.get(v) != SUCCESS) break;
-                return uinteger(v);
-            }
-            case dom::element_type::DOUBLE: {
-                double v = 0;
-                if (e.get(v) != SUCCESS) break;
-                return number(v);
-            }
-            case dom::element_type::STRING: {
-                std::string_view v;
-                if (e.get(v) != SUCCESS) break;
-                return string(v);
-            }
-            case dom::element_type::BOOL: {
-                bool v = false;
-                if (e.get(v) != SUCCESS) break;
-                return boolean(v);
-            }
-            case dom::element_type::NULL_VALUE:
-                break;
-        }
-        return null();
-    }
-
-    std::string take() { return std::move(out_); }
-
-  private:
-    void comma() {
-        if (first_.empty()) return;
-        if (!first_.back()) out_.push_back(',');
-        first_.back() = false;
-    }
-    void before_value() {
-        if (after_key_) {
-            after_key_ = false;
-            return;
-        }
-        comma();
-    }
-    void escape(std::string_view s) {
-        // Strings from simdjson are valid UTF-8 already; others (model names from the
-        // caller) might not be, and invalid UTF-8 is invalid JSON: replace those bytes.
-        const bool valid = simdjson::validate_utf8(s.data(), s.size());
-        static constexpr char hex[] = "0123456789abcdef";
-        out_.push_back('"');
-        for (const char ch : s) {
-            const auto c = static_cast<unsigned char>(ch);
-            switch (c) {
-                case '"':
-                    out_ += "\\\"";
-                    break;
-                case '\\':
-                    out_ += "\\\\";
-                    break;
-                case '\n':
-                    out_ += "\\n";
-                    break;
-                case '\r':
-                    out_ += "\\r";
-                    break;
-                case '\t':
-                    out_ += "\\t";
-                    break;
-                case '\b':
-                    out_ += "\\b";
-                    break;
-                case '\f':
-                    out_ += "\\f";
-                    break;
-                default:
-                    if (c < 0x20) {
-                        out_ += "\\u00";
-                        out_.push_back(hex[c >> 4]);
-                        out_.push_back(hex[c & 0xf]);
-                    } else if (c >= 0x80 && !valid) {
-                        out_ += "\\ufffd";
-                    } else {
-                        out_.push_back(ch);
-                    }
-            }
-        }
-        out_.push_back('"');
-    }
-
-    std::string out_;
-    std::vector<bool> first_;  // per open container: no member written yet
-    bool after_key_ = false;
-};
+// Output through core::json_writer (one escaping rule: malformed UTF-8 becomes U+FFFD);
+// parsed values are re-serialised by write_element.
+using core::json_writer;
+using upstream::write_element;
 
 // ---------------------------------------------------------------------------------------
 // DOM access helpers, error-code style. "Present" means present and not null: both APIs
@@ -516,7 +328,7 @@ std::string assistant_blocks(dom::object msg, dom::parser& args_parser, std::vec
             dom::element input;
             if (!parse(args_parser, arguments, input) || !input.is_object())
                 return "tool call '" + std::string(id) + "' arguments are not a JSON object";
-            w.element(input);
+            write_element(w, input);
         }
         w.end_object();
         out.push_back({w.take()});
@@ -738,7 +550,7 @@ std::string anthropic_assistant_message(dom::element content, json_writer& msgs)
                 json_writer args;
                 dom::element input;
                 if (member(bo, "input", input))
-                    args.element(input);
+                    write_element(args, input);
                 else
                     args.begin_object().end_object();
                 json_writer w;
@@ -864,7 +676,7 @@ translated chat_to_messages_request(std::string_view openai_body, std::string_vi
             w.key("input_schema");
             dom::element params;
             if (member(fn, "parameters", params) && params.is_object())
-                w.element(params);
+                write_element(w, params);
             else  // Anthropic requires a schema; a function without parameters takes none
                 w.begin_object()
                     .key("type")
@@ -937,7 +749,7 @@ translated chat_to_messages_request(std::string_view openai_body, std::string_vi
     for (const std::string_view k : {"temperature", "top_p"}) {
         if (!member(req, k, e)) continue;
         if (!e.is_number()) return {{}, "'" + std::string(k) + "' must be a number"};
-        w.key(k).element(e);
+        write_element(w.key(k), e);
     }
     if (member(req, "stream", e)) {
         bool b = false;
@@ -978,7 +790,7 @@ std::string messages_to_chat_response(std::string_view anthropic_body,
                 json_writer args;
                 dom::element input;
                 if (member(bo, "input", input))
-                    args.element(input);
+                    write_element(args, input);
                 else
                     args.begin_object().end_object();
                 calls.begin_object().key("id").string(string_or(bo, "id"));
@@ -1330,7 +1142,7 @@ translated messages_to_chat_request(std::string_view anthropic_body,
     for (const std::string_view k : {"temperature", "top_p"}) {
         if (!member(req, k, e)) continue;
         if (!e.is_number()) return {{}, std::string(k) + ": must be a number"};
-        w.key(k).element(e);
+        write_element(w.key(k), e);
     }
     dom::array stops;
     if (member_array(req, "stop_sequences", stops)) {
@@ -1362,7 +1174,7 @@ translated messages_to_chat_request(std::string_view anthropic_body,
             if (member_string(to, "description", description))
                 w.key("description").string(description);
             dom::element schema;
-            if (member(to, "input_schema", schema)) w.key("parameters").element(schema);
+            if (member(to, "input_schema", schema)) write_element(w.key("parameters"), schema);
             w.end_object().end_object();
             ++tool_count;
         }
@@ -1470,7 +1282,7 @@ std::string chat_to_messages_response(std::string_view openai_body, std::string_
                     dom::element input;
                     if (has_fn && parse(args_parser, string_or(fn, "arguments"), input) &&
                         input.is_object())
-                        content.element(input);
+                        write_element(content, input);
                     else
                         content.begin_object().end_object();
                     content.end_object();
