@@ -104,6 +104,7 @@ builtin_services make_builtin_services(const config::gateway_config& cfg) {
             s.keys->set_mirror(make_key_mirror(s.shared));
         }
     }
+    s.routes_health = std::make_shared<router_health>();
     return s;
 }
 
@@ -150,7 +151,7 @@ void register_builtin(core::policy_registry& registry, const builtin_services& s
                                                    in_chain(init.config, "rate_limit"));
         },
         true);
-    registry.add("router", &router_policy::make, true);
+    registry.add("router", router_policy::factory(services.routes_health), true);
     registry.add(
         "usage",
         [l = services.usage_ledger,

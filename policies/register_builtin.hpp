@@ -12,6 +12,7 @@ class rate_store;
 class budget_book;
 class key_store;
 class shared_state;
+class router_health;
 
 // Shared by every snapshot (a reload keeps them): the usage ledger, the rate-limit store,
 // the budget book and the store of keys created through the admin API. Each is
@@ -24,6 +25,8 @@ struct builtin_services {
     // state.backend: redis — limits and budgets shared by every instance; key changes
     // announced to them. Null with the memory backend.
     std::shared_ptr<shared_state> shared;
+    // The router's targets' health, kept across reloads.
+    std::shared_ptr<router_health> routes_health;
 };
 
 // Opens what `cfg` needs: the ledger (usage.database, usage.jsonl) when the chain has

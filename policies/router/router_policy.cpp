@@ -38,11 +38,37 @@ constexpr std::uint64_t explore_per_mille = 100;
 
 }  // namespace
 
-router_policy::router_policy(const config::gateway_config& cfg) : cfg_(cfg) {
-    std::size_t slots = 0;
-    for (const auto& m : cfg.models) slots += m.targets.size();
-    health_ = std::make_unique<target_health[]>(slots);
-    health_count_ = slots;
+std::vector<std::shared_ptr<target_health>> router_health::take(
+    const std::vector<std::string>& keys) {
+    std::vector<std::shared_ptr<target_health>> out;
+    out.reserve(keys.size());
+    const std::lock_guard lock(mutex_);
+    // What no router holds any more (its target left the configuration, and the routers
+    // of the configurations that had it are gone) starts afresh if it comes back.
+    std::erase_if(kept_, [](const auto& kv) { return kv.second.use_count() == 1; });
+    for (const auto& k : keys) {
+        auto& h = kept_[k];
+        if (!h) h = std::make_shared<target_health>();
+        out.push_back(h);
+    }
+    return out;
+}
+
+router_policy::router_policy(const config::gateway_config& cfg, std::shared_ptr<router_health> book)
+    : cfg_(cfg) {
+    // A target is the same across configurations while its model, provider, provider
+    // URL and upstream model are.
+    std::vector<std::string> keys;
+    for (const auto& m : cfg.models)
+        for (const auto& t : m.targets) {
+            std::string base_url;
+            for (const auto& p : cfg.providers)
+                if (p.name == t.provider) base_url = p.base_url;
+            keys.push_back(m.name + '\n' + t.provider + '\n' + base_url + '\n' + t.model);
+        }
+    if (!book) book = std::make_shared<router_health>();
+    health_ = book->take(keys);
+    health_count_ = health_.size();
     std::uint32_t slot = 0;
     for (const auto& m : cfg.models) {
         model_route r;
@@ -72,8 +98,11 @@ router_policy::router_policy(const config::gateway_config& cfg) : cfg_(cfg) {
     }
 }
 
-std::unique_ptr<core::policy> router_policy::make(const core::policy_init& init) {
-    return std::make_unique<router_policy>(init.config);
+core::policy_factory router_policy::factory(std::shared_ptr<router_health> book) {
+    return
+        [book = std::move(book)](const core::policy_init& init) -> std::unique_ptr<core::policy> {
+            return std::make_unique<router_policy>(init.config, book);
+        };
 }
 
 void router_policy::list_models(core::request_context& ctx) const {
@@ -103,7 +132,7 @@ void router_policy::plan_group(const model_route& r, std::uint16_t group, std::u
     std::int64_t soonest_end = INT64_MAX;
     for (std::size_t i = 0; i < r.targets.size(); ++i) {
         const auto until =
-            health_[r.targets[i].health_slot].cooldown_until_ns.load(std::memory_order_relaxed);
+            health_[r.targets[i].health_slot]->cooldown_until_ns.load(std::memory_order_relaxed);
         if (until <= now_ns)
             ready.push_back(i);
         else if (until < soonest_end) {
@@ -142,8 +171,8 @@ void router_policy::plan_group(const model_route& r, std::uint16_t group, std::u
             for (std::size_t i = ready.size(); i > 1; --i)
                 std::swap(ready[i - 1], ready[next_random(rng) % i]);
             std::stable_sort(ready.begin(), ready.end(), [&](std::size_t a, std::size_t b) {
-                return h[r.targets[a].health_slot].in_flight.load(std::memory_order_relaxed) <
-                       h[r.targets[b].health_slot].in_flight.load(std::memory_order_relaxed);
+                return h[r.targets[a].health_slot]->in_flight.load(std::memory_order_relaxed) <
+                       h[r.targets[b].health_slot]->in_flight.load(std::memory_order_relaxed);
             });
             break;
         }
@@ -153,8 +182,8 @@ void router_policy::plan_group(const model_route& r, std::uint16_t group, std::u
             if (next_random(rng) % 1000 >= explore_per_mille) {
                 // Unmeasured targets (-1) sort first, so that each gets measured.
                 std::stable_sort(ready.begin(), ready.end(), [&](std::size_t a, std::size_t b) {
-                    return h[r.targets[a].health_slot].ewma_us.load(std::memory_order_relaxed) <
-                           h[r.targets[b].health_slot].ewma_us.load(std::memory_order_relaxed);
+                    return h[r.targets[a].health_slot]->ewma_us.load(std::memory_order_relaxed) <
+                           h[r.targets[b].health_slot]->ewma_us.load(std::memory_order_relaxed);
                 });
             }
             break;
@@ -187,13 +216,13 @@ core::verdict router_policy::on_request(core::request_context& ctx) const {
 
 void router_policy::on_attempt_start(core::request_context&, const core::route_target& t) const {
     if (t.health_slot < health_count_)
-        health_[t.health_slot].in_flight.fetch_add(1, std::memory_order_relaxed);
+        health_[t.health_slot]->in_flight.fetch_add(1, std::memory_order_relaxed);
 }
 
 void router_policy::on_attempt_end(core::request_context&, const core::route_target& t,
                                    const core::attempt_result& r) const {
     if (t.health_slot >= health_count_) return;
-    auto& h = health_[t.health_slot];
+    auto& h = *health_[t.health_slot];
     h.in_flight.fetch_sub(1, std::memory_order_relaxed);
     using k = core::attempt_result::kind;
     if (r.how == k::client_gone) return;  // says nothing about the target
@@ -231,7 +260,7 @@ router_policy::health_view router_policy::health(const std::string& model,
                                                  std::size_t target) const {
     const auto it = routes_.find(model);
     if (it == routes_.end() || target >= it->second.targets.size()) return {0, 0, false};
-    const auto& h = health_[it->second.targets[target].health_slot];
+    const auto& h = *health_[it->second.targets[target].health_slot];
     return {h.in_flight.load(), h.failures.load(), h.cooldown_until_ns.load() > steady_ns()};
 }
 
@@ -247,7 +276,7 @@ std::vector<router_policy::target_report> router_policy::report() const {
             r.upstream_model = t.model;
             r.weight = t.weight;
             if (slot < health_count_) {
-                const auto& h = health_[slot];
+                const auto& h = *health_[slot];
                 r.in_flight = h.in_flight.load(std::memory_order_relaxed);
                 r.failures = h.failures.load(std::memory_order_relaxed);
                 const std::int64_t until = h.cooldown_until_ns.load(std::memory_order_relaxed);

@@ -9,13 +9,16 @@
 // while they cool down; when all of a model's targets cool down, the one whose cooldown
 // ends first still gets one attempt. The proxy reports every attempt back
 // (on_attempt_start/end), which keeps in-flight counts, failure streaks and a latency
-// EWMA per target. That state is atomics shared by all worker threads. Also answers
-// GET /v1/models with the models the key may use.
+// EWMA per target. That state is atomics shared by all worker threads, held in a
+// router_health book that outlives configurations: a reload keeps each target's health
+// (by model, provider, base URL and upstream model) while the target exists. Also
+// answers GET /v1/models with the models the key may use.
 
 #include <atomic>
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <unordered_map>
 #include <utility>
@@ -26,9 +29,33 @@
 
 namespace tollgate::policies {
 
+// One target's health: atomics, updated by every worker thread.
+struct target_health {
+    std::atomic<int> in_flight{0};
+    std::atomic<std::uint32_t> failures{0};          // in a row
+    std::atomic<std::int64_t> cooldown_until_ns{0};  // steady clock
+    std::atomic<std::int64_t> ewma_us{-1};           // time to head; -1: no sample yet
+};
+
+// Targets' health across configurations (a builtin service): each router takes its
+// targets' health from here, so a reload neither forgets a cooling target nor loses the
+// in-flight counts of attempts still running on the old configuration.
+class router_health {
+  public:
+    // The health for each key (in order): the one kept for that key, else a new one.
+    // Health that no router holds any more is forgotten.
+    std::vector<std::shared_ptr<target_health>> take(const std::vector<std::string>& keys);
+
+  private:
+    std::mutex mutex_;
+    std::unordered_map<std::string, std::shared_ptr<target_health>> kept_;
+};
+
 class router_policy final : public core::policy {
   public:
-    explicit router_policy(const config::gateway_config& cfg);
+    // `book` null: health of this router's own (--check, tests).
+    explicit router_policy(const config::gateway_config& cfg,
+                           std::shared_ptr<router_health> book = nullptr);
 
     std::string_view name() const noexcept override { return "router"; }
     core::verdict on_request(core::request_context& ctx) const override;
@@ -36,7 +63,7 @@ class router_policy final : public core::policy {
     void on_attempt_end(core::request_context& ctx, const core::route_target& t,
                         const core::attempt_result& r) const override;
 
-    static std::unique_ptr<core::policy> make(const core::policy_init& init);
+    static core::policy_factory factory(std::shared_ptr<router_health> book);
 
     // For tests and metrics: a target's state, by model name and target index.
     struct health_view {
@@ -58,12 +85,6 @@ class router_policy final : public core::policy {
     std::vector<target_report> report() const;
 
   private:
-    struct target_health {
-        std::atomic<int> in_flight{0};
-        std::atomic<std::uint32_t> failures{0};          // in a row
-        std::atomic<std::int64_t> cooldown_until_ns{0};  // steady clock
-        std::atomic<std::int64_t> ewma_us{-1};           // time to head; -1: no sample yet
-    };
     struct model_route {
         const config::model_config* model = nullptr;
         std::vector<core::route_target> targets;  // weight > 0, config order
@@ -76,7 +97,7 @@ class router_policy final : public core::policy {
 
     const config::gateway_config& cfg_;
     std::unordered_map<std::string, model_route> routes_;
-    std::unique_ptr<target_health[]> health_;
+    std::vector<std::shared_ptr<target_health>> health_;  // by slot: the config's targets
     std::size_t health_count_ = 0;
 };
 

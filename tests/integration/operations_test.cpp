@@ -1008,8 +1008,8 @@ BOOST_AUTO_TEST_CASE(no_admin_route_answers_without_the_token_but_metrics_does_o
 
 // Proves GET /admin/config is the running config as JSON with every secret replaced
 // (admin token, provider keys, client keys, a Redis password), and GET /admin/providers
-// shows a target's failures, its cooldown and its end, and the pool and time to first
-// byte of a healthy one.
+// shows a target's failures (kept across a reload), its cooldown and its end, and the pool
+// and time to first byte of a healthy one.
 BOOST_AUTO_TEST_CASE(admin_config_is_redacted_and_providers_show_a_target_failing_and_cooling) {
     const std::uint16_t dead_port = closed_port();
     config_options o;
@@ -1086,6 +1086,11 @@ BOOST_AUTO_TEST_CASE(admin_config_is_redacted_and_providers_show_a_target_failin
                             chat_body("hi", false, "m-down"));
     };
     BOOST_TEST(down().status == 502);
+    BOOST_TEST(target_of("down").failures == 1);
+    // A reload keeps the target's health (same model, provider, URL and upstream model):
+    // the streak goes on, and the next failure is the second in a row.
+    const auto reloaded = e.admin("POST", "/admin/reload");
+    BOOST_TEST(reloaded.status == 200, reloaded.body);
     BOOST_TEST(target_of("down").failures == 1);
     BOOST_TEST(down().status == 502);
     const auto cooling = target_of("down");

@@ -186,3 +186,51 @@ BOOST_AUTO_TEST_CASE(lowest_latency_prefers_the_faster_target_and_still_explores
 }
 
 BOOST_AUTO_TEST_SUITE_END()
+
+// A reload builds a new router on the new config: with the same health book, a target that
+// stays (same model, provider, URL and upstream model) keeps its cooldown, its failure
+// streak and its in-flight count; a target whose provider moved starts afresh; health no
+// router holds any more is forgotten.
+BOOST_AUTO_TEST_CASE(a_reload_keeps_the_health_of_the_targets_that_stay) {
+    auto book = std::make_shared<policies::router_health>();
+    const auto load = [](const std::string& text) {
+        auto r =
+            config::load_config_text(text, "t.yaml", [](std::string_view) { return std::nullopt; });
+        BOOST_TEST_REQUIRE(r.errors.empty(), (r.errors.empty() ? "" : r.errors[0].text()));
+        return std::make_unique<config::gateway_config>(std::move(*r.config));
+    };
+    auto cfg1 = load(yaml("weighted"));
+    auto old = std::make_unique<router_policy>(*cfg1, book);
+    fixture f;  // for its planning helpers, driven on `old`
+    f.router = std::move(old);
+    const auto ma = f.target("ma");
+    f.attempt(ma, kind::status);
+    f.attempt(ma, kind::status);
+    BOOST_TEST_REQUIRE(f.router->health("main", 0).cooling);
+    const auto mb = f.target("mb");
+    f.attempt(mb, kind::status);  // one failure in a row on mb
+    core::request_context running;
+    f.router->on_attempt_start(running, f.target("mc"));  // an attempt still running
+
+    // The new config: provider b moved to another URL, a model added.
+    std::string text = yaml("weighted", "");
+    text.replace(text.find("http://127.0.0.1:2/v1"), 21, "http://127.0.0.1:9/v1");
+    text.replace(text.find("  backup:"), 0, "  extra:\n    targets: [{provider: a, model: mx}]\n");
+    auto cfg2 = load(text);
+    router_policy fresh(*cfg2, book);
+    BOOST_TEST(fresh.health("main", 0).cooling);         // ma: kept
+    BOOST_TEST(fresh.health("main", 1).failures == 0u);  // mb: its provider moved
+    BOOST_TEST(fresh.health("backup", 0).in_flight == 1);
+    // The running attempt ends on the old router: the count is the same one.
+    core::attempt_result ok;
+    ok.how = kind::ok;
+    f.router->on_attempt_end(running, f.target("mc"), ok);
+    BOOST_TEST(fresh.health("backup", 0).in_flight == 0);
+
+    // Once the old router is gone, mb's old health is forgotten; a config that brings the
+    // old URL back starts it afresh.
+    f.router.reset();
+    router_policy again(*cfg1, book);
+    BOOST_TEST(again.health("main", 1).failures == 0u);
+    BOOST_TEST(again.health("main", 0).cooling);  // ma stayed throughout
+}
