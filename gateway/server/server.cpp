@@ -23,6 +23,9 @@ constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
 struct server::impl {
     shared_state shared;
     worker_context main_ctx;  // acceptors and signals
+    // Installed when the server is made, before anything listens: a SIGTERM that comes as
+    // soon as the ports are open waits for run() instead of killing the process.
+    asio::signal_set signals{main_ctx, SIGTERM, SIGINT};
     std::vector<std::unique_ptr<worker>> workers;
     std::vector<std::unique_ptr<tcp::acceptor>> acceptors;
     std::unique_ptr<asio::ssl::context> tls;
@@ -38,6 +41,8 @@ struct server::impl {
 server::server(std::shared_ptr<const generation> gen, observe::metrics* metrics)
     : impl_(std::make_unique<impl>()) {
     impl_->shared.metrics = metrics;
+    impl_->signals.add(SIGHUP);
+    impl_->signals.add(SIGUSR1);
     const auto& sc = gen->snap->config.server;
     unsigned threads = sc.threads ? sc.threads : std::max(1u, std::thread::hardware_concurrency());
     impl_->shared.threads = threads;
@@ -157,9 +162,6 @@ asio::awaitable<void> server::impl::drain() {
 asio::awaitable<void> server::impl::signal_loop() {
     // SIGHUP reloads the config, SIGUSR1 reopens the access log (logrotate); neither may
     // ever kill the process and lose the usage queue.
-    asio::signal_set signals(main_ctx, SIGTERM, SIGINT);
-    signals.add(SIGHUP);
-    signals.add(SIGUSR1);
     for (;;) {
         auto [ec, sig] = co_await signals.async_wait(use_tuple);
         if (ec) co_return;
