@@ -10,6 +10,8 @@
 #include <string>
 #include <vector>
 
+#include "config/cidr.hpp"
+
 namespace tollgate::config {
 
 using duration = std::chrono::milliseconds;
@@ -40,6 +42,9 @@ struct server_config {
     std::size_t max_pipelined = 16;  // requests answered on one connection without a read pause
     std::string access_log = "off";
     std::optional<tls_files> tls;
+    // Proxies in front of tollgate: from a peer in these, the client address is the last
+    // X-Forwarded-For hop not in these (empty: the peer is the client).
+    std::vector<cidr> trusted_proxies;
 };
 
 struct admin_config {
@@ -136,6 +141,8 @@ struct key_config {
     std::optional<std::vector<std::string>> models;  // nullopt = every model
     limits_config limits;
     std::optional<budget_config> budget;
+    // With the ip_allow policy: client addresses allowed to use this key (nullopt = any).
+    std::optional<std::vector<cidr>> allowed_cidrs;
 };
 
 struct usage_config {

@@ -103,7 +103,7 @@ const std::vector<config_section>& config_sections() {
          "server",
          {"listen", "threads", "max_request_bytes", "max_header_bytes", "header_timeout",
           "idle_timeout", "drain_timeout", "write_timeout", "max_connections", "max_pipelined",
-          "access_log", "tls"}},
+          "access_log", "tls", "trusted_proxies"}},
         {"server.tls", "server", {"cert", "key"}},
         {"admin", "admin", {"listen", "token"}},
         {"providers.*",
@@ -120,7 +120,9 @@ const std::vector<config_section>& config_sections() {
          "routing",
          {"strategy", "retries", "retry_on", "cooldown_after_failures", "cooldown",
           "on_client_disconnect", "drain_limit"}},
-        {"keys[]", "keys", {"id", "key", "key_sha256", "models", "limits", "budget"}},
+        {"keys[]",
+         "keys",
+         {"id", "key", "key_sha256", "models", "limits", "budget", "allowed_cidrs"}},
         {"keys[].limits", "keys", {"rpm", "tpm", "concurrency"}},
         {"keys[].budget", "keys", {"tokens", "usd", "period"}},
         {"usage", "usage", {"database", "jsonl", "spill_file"}},
@@ -338,6 +340,26 @@ class reader {
         return out;
     }
 
+    // A list of CIDR ranges (or single addresses).
+    std::vector<cidr> read_cidr_list(const YAML::Node& n, std::string_view what) {
+        std::vector<cidr> out;
+        if (!n.IsDefined() || n.IsNull()) return out;
+        if (!n.IsSequence()) {
+            error(n, std::string(what) + ": expected a list of addresses or CIDR ranges");
+            return out;
+        }
+        for (const auto& item : n) {
+            const auto s = string(item, what);
+            if (!s) continue;
+            if (auto c = parse_cidr(*s))
+                out.push_back(std::move(*c));
+            else
+                error(item, std::string(what) + ": '" + *s +
+                                "' is not an address or CIDR range (10.0.0.0/8, 2001:db8::/32)");
+        }
+        return out;
+    }
+
     std::optional<listen_address> read_listen(const YAML::Node& n, std::string_view what) {
         auto s = string(n, what);
         if (!s) return std::nullopt;
@@ -387,6 +409,7 @@ void read_server(reader& r, const YAML::Node& n, server_config& s) {
             r.error(t, "server.tls: both cert and key are required");
         s.tls = f;
     }
+    s.trusted_proxies = r.read_cidr_list(n["trusted_proxies"], "server.trusted_proxies");
     for (auto [d, name] : {std::pair{s.header_timeout, "header_timeout"},
                            {s.idle_timeout, "idle_timeout"},
                            {s.write_timeout, "write_timeout"}})
@@ -612,6 +635,8 @@ void read_key_terms(reader& r, const YAML::Node& v, const std::string& where, ke
                      {"total", budget_period::total}});
         k.budget = bc;
     }
+    if (const auto c = v["allowed_cidrs"]; c.IsDefined())
+        k.allowed_cidrs = r.read_cidr_list(c, where + ".allowed_cidrs");
 }
 
 void read_keys(reader& r, const YAML::Node& n, std::vector<key_config>& out) {
@@ -778,7 +803,7 @@ key_patch_result parse_key_patch(std::string_view json) {
     reader r(result.errors, none);
     r.literal();
     try {
-        if (!r.check_body(v, {"id", "models", "limits", "budget"})) return result;
+        if (!r.check_body(v, {"id", "models", "limits", "budget", "allowed_cidrs"})) return result;
         if (v["id"].IsDefined()) {
             std::string id;
             if (r.read_string(v["id"], "id", id)) p.id = std::move(id);
@@ -795,6 +820,10 @@ key_patch_result parse_key_patch(std::string_view json) {
         if (const auto b = v["budget"]; b.IsDefined()) {
             p.has_budget = true;
             if (!b.IsNull()) terms["budget"] = b;
+        }
+        if (const auto c = v["allowed_cidrs"]; c.IsDefined()) {
+            p.has_allowed_cidrs = true;
+            if (!c.IsNull()) terms["allowed_cidrs"] = c;
         }
         read_key_terms(r, terms, "key", p.terms);
     } catch (const YAML::Exception& e) {

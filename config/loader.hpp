@@ -38,8 +38,8 @@ load_result load_config_file(const std::string& path, const env_lookup& env = pr
 // none. Values are taken literally (no ${NAME}). Unknown fields are errors.
 struct key_patch {
     std::optional<std::string> id;
-    bool has_models = false, has_limits = false, has_budget = false;
-    key_config terms;  // models, limits and budget as given
+    bool has_models = false, has_limits = false, has_budget = false, has_allowed_cidrs = false;
+    key_config terms;  // models, limits, budget and allowed_cidrs as given
 };
 struct key_patch_result {
     key_patch patch;

@@ -9,6 +9,7 @@
 #include "policies/auth/auth_policy.hpp"
 #include "policies/auth/key_store.hpp"
 #include "policies/budget/budget_policy.hpp"
+#include "policies/ip_allow/ip_allow_policy.hpp"
 #include "policies/rate_limit/rate_limit_policy.hpp"
 #include "policies/router/router_policy.hpp"
 #include "policies/state/shared_state.hpp"
@@ -126,6 +127,8 @@ void register_builtin(core::policy_registry& registry, const builtin_services& s
             return std::make_unique<auth_policy>(init.config, keys);
         },
         true);
+    // Not in the default chain: a config that uses allowed_cidrs names it.
+    registry.add("ip_allow", &ip_allow_policy::make, false);
     registry.add(
         "rate_limit",
         [rates = services.rates,

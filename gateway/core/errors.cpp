@@ -8,7 +8,7 @@ namespace tollgate::core {
 
 namespace {
 
-constexpr std::array<error_info, 20> table{{
+constexpr std::array<error_info, 21> table{{
     {200, "", "", "", "ok"},
     {400, "invalid_request_error", "invalid_request", "invalid_request_error", "invalid request"},
     {400, "invalid_request_error", "bad_request_framing", "invalid_request_error",
@@ -39,6 +39,8 @@ constexpr std::array<error_info, 20> table{{
     {499, "", "client_closed", "", "client closed the connection"},
     {400, "invalid_request_error", "unsupported_on_target", "invalid_request_error",
      "the chosen target cannot serve this request"},
+    {403, "permission_error", "ip_not_allowed", "permission_error",
+     "this key may not be used from this address"},
 }};
 
 class category final : public boost::system::error_category {

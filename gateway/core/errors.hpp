@@ -31,6 +31,7 @@ enum class errc {
     internal,               // 500
     client_closed,          // the client went away; nothing is sent (recorded as 499)
     unsupported_on_target,  // 400: a Responses API field the chosen target cannot serve
+    ip_not_allowed,         // 403: the client address is outside the key's allowed_cidrs
 };
 
 struct error_info {

@@ -94,6 +94,9 @@ struct request_context {
     std::string_view method;
     std::string_view target;
     const header_source* headers = nullptr;
+    // The connection's peer (the client, or a proxy in front of it: see
+    // server.trusted_proxies and config::client_address).
+    config::ip_address peer;
     std::string_view body;  // raw body as received
     request_body req;
     clock::time_point received_at{};

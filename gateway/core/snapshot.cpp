@@ -35,7 +35,7 @@ snapshot_result build_snapshot(config::gateway_config cfg, const policy_registry
         return it == c.policies.end() ? -1 : it - c.policies.begin();
     };
     const auto auth_at = position("auth");
-    for (const char* name : {"rate_limit", "budget", "router"}) {
+    for (const char* name : {"ip_allow", "rate_limit", "budget", "router"}) {
         const auto at = position(name);
         if (at < 0 || !registry.find("auth")) continue;
         if (auth_at < 0 && std::string_view(name) != "router")  // an open gateway may route
@@ -53,6 +53,15 @@ snapshot_result build_snapshot(config::gateway_config cfg, const policy_registry
             {c.policies_line,
              "policies: 'budget' needs 'usage' in the chain (spend is kept across restarts "
              "only through the usage ledger)"});
+    // A key restricted to addresses is restricted only when ip_allow runs: without it the
+    // key would work from anywhere, which the operator did not mean.
+    if (position("ip_allow") < 0 && registry.find("ip_allow"))
+        for (const auto& k : c.keys)
+            if (k.allowed_cidrs)
+                result.errors.push_back(
+                    {c.policies_line, "keys[" + k.id +
+                                          "].allowed_cidrs needs 'ip_allow' in policies (after "
+                                          "'auth'); without it the key works from any address"});
     if (!result.errors.empty()) return result;
 
     std::vector<std::unique_ptr<policy>> built;

@@ -41,8 +41,19 @@ class request_headers final : public core::header_source {
 
 }  // namespace
 
+namespace {
+
+config::ip_address peer_of(const asio::ip::tcp::socket& s) {
+    boost::system::error_code ec;
+    const auto ep = s.remote_endpoint(ec);
+    if (ec) return {};
+    return config::parse_ip(ep.address().to_string()).value_or(config::ip_address{});
+}
+
+}  // namespace
+
 session::session(worker& w, asio::ip::tcp::socket socket, asio::ssl::context* tls)
-    : worker_(w), client_(std::move(socket), tls) {
+    : worker_(w), peer_(peer_of(socket)), client_(std::move(socket), tls) {
     worker_.sessions_.push_front(this);
     registration_ = worker_.sessions_.begin();
 }
@@ -107,6 +118,7 @@ asio::awaitable<void> session::run() {
 
         core::request_context ctx;
         ctx.received_at = core::clock::now();
+        ctx.peer = peer_;
         // The whole head within header_timeout: from the accept for a new connection, from
         // its first byte for a kept-alive one.
         const auto head_deadline =

@@ -10,6 +10,7 @@
 #include <list>
 #include <memory>
 
+#include "config/cidr.hpp"
 #include "gateway/net/byte_stream.hpp"
 
 namespace tollgate::server {
@@ -27,6 +28,7 @@ class session {
 
   private:
     worker& worker_;
+    config::ip_address peer_;  // the connection's peer (read before the socket moves)
     net::byte_stream client_;
     std::list<session*>::iterator registration_;
     bool idle_ = true;

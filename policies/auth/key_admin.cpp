@@ -43,12 +43,19 @@ const config::key_config* config_key(const config::gateway_config& cfg, std::str
 }
 
 // 400 naming the first unknown model, if any.
-std::optional<std::pair<int, std::string>> check_models(const config::gateway_config& cfg,
-                                                        const config::key_config& k) {
-    if (!k.models) return std::nullopt;
-    for (const auto& m : *k.models)
-        if (!cfg.find_model(m))
-            return error(400, "invalid_value", "models: unknown model '" + m.substr(0, 200) + "'");
+std::optional<std::pair<int, std::string>> check_terms(const config::gateway_config& cfg,
+                                                       const config::key_config& k) {
+    if (k.models)
+        for (const auto& m : *k.models)
+            if (!cfg.find_model(m))
+                return error(400, "invalid_value",
+                             "models: unknown model '" + m.substr(0, 200) + "'");
+    // As --check: address ranges restrict a key only where ip_allow runs.
+    if (k.allowed_cidrs &&
+        std::find(cfg.policies.begin(), cfg.policies.end(), "ip_allow") == cfg.policies.end())
+        return error(400, "invalid_value",
+                     "allowed_cidrs needs the ip_allow policy in the running chain (policies:); "
+                     "without it the key would work from any address");
     return std::nullopt;
 }
 
@@ -160,6 +167,17 @@ std::string key_admin::key_json(const config::key_config& k, bool from_config,
     } else {
         out += "null";
     }
+    out += R"(,"allowed_cidrs":)";
+    if (k.allowed_cidrs) {
+        out += '[';
+        for (std::size_t i = 0; i < k.allowed_cidrs->size(); ++i) {
+            if (i) out += ',';
+            json_text::append_string(out, (*k.allowed_cidrs)[i].text);
+        }
+        out += ']';
+    } else {
+        out += "null";
+    }
     out += R"(,"source":)";
     out += from_config ? R"("config")" : R"("admin")";
     out += revoked ? R"(,"revoked":true)" : R"(,"revoked":false)";
@@ -188,7 +206,7 @@ std::pair<int, std::string> key_admin::create(std::string_view body, std::int64_
         return error(409, "key_exists", "a key with this id is defined in the config file");
     config::key_config k = std::move(p.terms);
     k.id = *p.id;
-    if (auto bad = check_models(*cfg, k)) return *bad;
+    if (auto bad = check_terms(*cfg, k)) return *bad;
     const std::string secret = new_secret();
     k.key_sha256 = config::sha256_hex(secret);
     const bool has_budget = k.budget.has_value();
@@ -261,7 +279,8 @@ std::pair<int, std::string> key_admin::patch(std::string_view raw_id, std::strin
     if (p.has_models) k.models = p.terms.models;
     if (p.has_limits) k.limits = p.terms.limits;
     if (p.has_budget) k.budget = p.terms.budget;
-    if (auto bad = check_models(*cfg, k)) return *bad;
+    if (p.has_allowed_cidrs) k.allowed_cidrs = p.terms.allowed_cidrs;
+    if (auto bad = check_terms(*cfg, k)) return *bad;
     if (store_->update(k) == key_store::result::not_found)
         return error(404, "key_not_found", "no key with this id");
     if (reseed && on_budget_) seed(k);

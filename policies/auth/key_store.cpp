@@ -48,7 +48,7 @@ bool same_key(const config::key_config& a, const config::key_config& b) {
     };
     return a.key_sha256 == b.key_sha256 && a.models == b.models && a.limits.rpm == b.limits.rpm &&
            a.limits.tpm == b.limits.tpm && a.limits.concurrency == b.limits.concurrency &&
-           same_budget(a.budget, b.budget);
+           same_budget(a.budget, b.budget) && a.allowed_cidrs == b.allowed_cidrs;
 }
 
 key_row to_row(const config::key_config& k, std::int64_t created_at_ms) {
@@ -70,6 +70,14 @@ key_row to_row(const config::key_config& k, std::int64_t created_at_ms) {
         r.budget_tokens = k.budget->tokens;
         r.budget_usd = k.budget->usd;
         r.budget_period = period_name(k.budget->period);
+    }
+    if (k.allowed_cidrs) {
+        std::string joined;
+        for (const auto& c : *k.allowed_cidrs) {
+            if (!joined.empty()) joined += list_sep;
+            joined += c.text;
+        }
+        r.allowed_cidrs = std::move(joined);
     }
     r.created_at_ms = created_at_ms;
     return r;
@@ -103,6 +111,19 @@ std::shared_ptr<config::key_config> from_row(const key_row& r) {
                    : per == "total" ? config::budget_period::total
                                     : config::budget_period::month;
         k->budget = b;
+    }
+    if (r.allowed_cidrs) {
+        // Written by to_row from ranges that parsed; one that does not (a hand edit) is
+        // left out, so the key allows fewer addresses, never more.
+        std::vector<config::cidr> ranges;
+        std::string_view rest = *r.allowed_cidrs;
+        while (!rest.empty()) {
+            const auto end = rest.find(list_sep);
+            if (auto c = config::parse_cidr(rest.substr(0, end))) ranges.push_back(std::move(*c));
+            if (end == std::string_view::npos) break;
+            rest.remove_prefix(end + 1);
+        }
+        k->allowed_cidrs = std::move(ranges);
     }
     return k;
 }
@@ -143,6 +164,9 @@ std::string encode_key(const key_row& r) {
     }
     v += field_sep;
     if (r.budget_period) v += *r.budget_period;
+    // Added later: an entry without it (from an older instance) allows any address.
+    v += field_sep;
+    v += r.allowed_cidrs ? "=" + *r.allowed_cidrs : std::string("-");
     return v;
 }
 
@@ -173,7 +197,7 @@ std::optional<std::uint64_t> parse_opt_uint(std::string_view s, bool& ok) {
 
 std::optional<key_row> decode_key(std::string_view id, std::string_view value) {
     const auto p = split(value, field_sep);
-    if (p.size() != 10) return std::nullopt;
+    if (p.size() != 10 && p.size() != 11) return std::nullopt;
     key_row r;
     r.id = std::string(id);
     const auto updated = parse_int(p[0]), created = parse_int(p[1]);
@@ -198,6 +222,10 @@ std::optional<key_row> decode_key(std::string_view id, std::string_view value) {
     if (!p[9].empty()) {
         if (p[9] != "day" && p[9] != "month" && p[9] != "total") return std::nullopt;
         r.budget_period = std::string(p[9]);
+    }
+    if (p.size() == 11) {
+        if (p[10].empty() || (p[10][0] != '-' && p[10][0] != '=')) return std::nullopt;
+        if (p[10][0] == '=') r.allowed_cidrs = std::string(p[10].substr(1));
     }
     if (!ok) return std::nullopt;
     return r;

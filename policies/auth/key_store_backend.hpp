@@ -23,6 +23,7 @@ struct key_row {
     std::optional<std::uint64_t> budget_tokens;
     std::optional<double> budget_usd;
     std::optional<std::string> budget_period;  // "day" | "month" | "total"; null = no budget
+    std::optional<std::string> allowed_cidrs;  // CIDR ranges joined by '\x1f'; null = any
     std::int64_t created_at_ms = 0;
     // When this version of the key was made (create or change), on the clock of the
     // instance that made it: between a database, Redis and a deletion, the newest wins.

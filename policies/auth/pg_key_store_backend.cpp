@@ -62,6 +62,7 @@ CREATE TABLE IF NOT EXISTS api_key_deletions (
     deleted_at  BIGINT NOT NULL
 );
 ALTER TABLE api_keys ADD COLUMN IF NOT EXISTS updated_at BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE api_keys ADD COLUMN IF NOT EXISTS allowed_cidrs TEXT;
 )sql";
 
 // Each change and its version bump: one statement, one transaction. Answers the number of
@@ -143,7 +144,7 @@ pg_result_ptr pg_key_store_backend::read(const char* sql, std::string_view conte
 std::vector<key_row> pg_key_store_backend::load() {
     const pg_result_ptr r = read(
         "SELECT id, key_sha256, models, rpm, tpm, concurrency, budget_tokens, budget_usd,"
-        " budget_period, created_at, updated_at FROM api_keys",
+        " budget_period, created_at, updated_at, allowed_cidrs FROM api_keys",
         "reading api_keys");
     std::vector<key_row> rows;
     rows.reserve(static_cast<std::size_t>(r.rows()));
@@ -160,6 +161,7 @@ std::vector<key_row> pg_key_store_backend::load() {
         k.budget_period = r.opt_text(i, 8);
         k.created_at_ms = r.int64(i, 9);
         k.updated_at_ms = std::max<std::int64_t>(r.int64(i, 10), k.created_at_ms);
+        k.allowed_cidrs = r.opt_text(i, 11);
         rows.push_back(std::move(k));
     }
     return rows;
@@ -198,26 +200,26 @@ bool pg_key_store_backend::insert(const key_row& k) {
     // ON CONFLICT DO NOTHING covers both unique columns: the id and the digest.
     static const std::string sql = with_bump(
         "INSERT INTO api_keys (models, rpm, tpm, concurrency, budget_tokens, budget_usd,"
-        " budget_period, updated_at, id, key_sha256, created_at)"
-        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT DO NOTHING");
-    return change(
-        sql,
-        {k.models, opt_uint_text(k.rpm), opt_uint_text(k.tpm), opt_uint_text(k.concurrency),
-         opt_uint_text(k.budget_tokens), opt_double_text(k.budget_usd), k.budget_period,
-         std::to_string(k.updated_at_ms), k.id, k.key_sha256, std::to_string(k.created_at_ms)},
-        "storing a key");
+        " budget_period, updated_at, id, key_sha256, created_at, allowed_cidrs)"
+        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) ON CONFLICT DO NOTHING");
+    return change(sql,
+                  {k.models, opt_uint_text(k.rpm), opt_uint_text(k.tpm),
+                   opt_uint_text(k.concurrency), opt_uint_text(k.budget_tokens),
+                   opt_double_text(k.budget_usd), k.budget_period, std::to_string(k.updated_at_ms),
+                   k.id, k.key_sha256, std::to_string(k.created_at_ms), k.allowed_cidrs},
+                  "storing a key");
 }
 
 bool pg_key_store_backend::update(const key_row& k) {
     static const std::string sql = with_bump(
         "UPDATE api_keys SET models = $1, rpm = $2, tpm = $3, concurrency = $4,"
-        " budget_tokens = $5, budget_usd = $6, budget_period = $7, updated_at = $8"
-        " WHERE id = $9");
+        " budget_tokens = $5, budget_usd = $6, budget_period = $7, updated_at = $8,"
+        " allowed_cidrs = $10 WHERE id = $9");
     return change(
         sql,
         {k.models, opt_uint_text(k.rpm), opt_uint_text(k.tpm), opt_uint_text(k.concurrency),
          opt_uint_text(k.budget_tokens), opt_double_text(k.budget_usd), k.budget_period,
-         std::to_string(k.updated_at_ms), k.id},
+         std::to_string(k.updated_at_ms), k.id, k.allowed_cidrs},
         "updating a key");
 }
 
@@ -225,21 +227,22 @@ bool pg_key_store_backend::upsert(const key_row& k) {
     // A digest that belongs to another id is a conflict on key_sha256: nothing changes.
     static const std::string sql = with_bump(
         "INSERT INTO api_keys (models, rpm, tpm, concurrency, budget_tokens, budget_usd,"
-        " budget_period, updated_at, id, key_sha256, created_at)"
+        " budget_period, updated_at, id, key_sha256, created_at, allowed_cidrs)"
         " SELECT $1, $2::bigint, $3::bigint, $4::bigint, $5::bigint, $6::double precision, $7,"
-        " $8::bigint, $9, $10, $11::bigint"
+        " $8::bigint, $9, $10, $11::bigint, $12"
         " WHERE NOT EXISTS (SELECT 1 FROM api_keys WHERE key_sha256 = $10 AND id <> $9)"
         " ON CONFLICT (id) DO UPDATE SET models = EXCLUDED.models, rpm = EXCLUDED.rpm,"
         " tpm = EXCLUDED.tpm, concurrency = EXCLUDED.concurrency,"
         " budget_tokens = EXCLUDED.budget_tokens, budget_usd = EXCLUDED.budget_usd,"
         " budget_period = EXCLUDED.budget_period, updated_at = EXCLUDED.updated_at,"
-        " key_sha256 = EXCLUDED.key_sha256, created_at = EXCLUDED.created_at");
-    return change(
-        sql,
-        {k.models, opt_uint_text(k.rpm), opt_uint_text(k.tpm), opt_uint_text(k.concurrency),
-         opt_uint_text(k.budget_tokens), opt_double_text(k.budget_usd), k.budget_period,
-         std::to_string(k.updated_at_ms), k.id, k.key_sha256, std::to_string(k.created_at_ms)},
-        "storing a key");
+        " key_sha256 = EXCLUDED.key_sha256, created_at = EXCLUDED.created_at,"
+        " allowed_cidrs = EXCLUDED.allowed_cidrs");
+    return change(sql,
+                  {k.models, opt_uint_text(k.rpm), opt_uint_text(k.tpm),
+                   opt_uint_text(k.concurrency), opt_uint_text(k.budget_tokens),
+                   opt_double_text(k.budget_usd), k.budget_period, std::to_string(k.updated_at_ms),
+                   k.id, k.key_sha256, std::to_string(k.created_at_ms), k.allowed_cidrs},
+                  "storing a key");
 }
 
 bool pg_key_store_backend::remove(const std::string& id) {

@@ -115,14 +115,18 @@ sqlite_key_store_backend::sqlite_key_store_backend(const std::string& path) : pa
             "CREATE TABLE IF NOT EXISTS api_key_deletions ("
             " id TEXT PRIMARY KEY, deleted_at INTEGER NOT NULL)");
         // Added after the first release: a database made before has no such column.
-        bool has_updated = false;
+        bool has_updated = false, has_cidrs = false;
         {
             stmt q(db_, "PRAGMA table_info(api_keys)");
-            while (sqlite3_step(q) == SQLITE_ROW)
-                has_updated = has_updated || column_text(q, 1) == "updated_at";
+            while (sqlite3_step(q) == SQLITE_ROW) {
+                const auto name = column_text(q, 1);
+                has_updated = has_updated || name == "updated_at";
+                has_cidrs = has_cidrs || name == "allowed_cidrs";
+            }
         }
         if (!has_updated)
             exec("ALTER TABLE api_keys ADD COLUMN updated_at INTEGER NOT NULL DEFAULT 0");
+        if (!has_cidrs) exec("ALTER TABLE api_keys ADD COLUMN allowed_cidrs TEXT");
     } catch (...) {
         sqlite3_close(db_);
         db_ = nullptr;
@@ -143,7 +147,7 @@ std::vector<key_row> sqlite_key_store_backend::load() {
     std::vector<key_row> rows;
     stmt q(db_,
            "SELECT id, key_sha256, models, rpm, tpm, concurrency, budget_tokens, budget_usd,"
-           " budget_period, created_at, updated_at FROM api_keys");
+           " budget_period, created_at, updated_at, allowed_cidrs FROM api_keys");
     int rc;
     while ((rc = sqlite3_step(q)) == SQLITE_ROW) {
         key_row r;
@@ -158,6 +162,7 @@ std::vector<key_row> sqlite_key_store_backend::load() {
         r.budget_period = column_opt_text(q, 8);
         r.created_at_ms = sqlite3_column_int64(q, 9);
         r.updated_at_ms = std::max<std::int64_t>(sqlite3_column_int64(q, 10), r.created_at_ms);
+        r.allowed_cidrs = column_opt_text(q, 11);
         rows.push_back(std::move(r));
     }
     // A read cut short (a lock, an I/O error) must not pass for the whole table.
@@ -173,11 +178,12 @@ std::int64_t sqlite_key_store_backend::change_marker() {
 
 bool sqlite_key_store_backend::write(const key_row& k, bool insert) {
     stmt s(db_, insert ? "INSERT INTO api_keys (models, rpm, tpm, concurrency, budget_tokens,"
-                         " budget_usd, budget_period, updated_at, id, key_sha256, created_at)"
-                         " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"
+                         " budget_usd, budget_period, updated_at, id, key_sha256, created_at,"
+                         " allowed_cidrs)"
+                         " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"
                        : "UPDATE api_keys SET models = ?1, rpm = ?2, tpm = ?3, concurrency = ?4,"
                          " budget_tokens = ?5, budget_usd = ?6, budget_period = ?7,"
-                         " updated_at = ?8 WHERE id = ?9");
+                         " updated_at = ?8, allowed_cidrs = ?12 WHERE id = ?9");
     bind_opt_text(s, 1, k.models);
     bind_opt(s, 2, k.rpm);
     bind_opt(s, 3, k.tpm);
@@ -195,6 +201,7 @@ bool sqlite_key_store_backend::write(const key_row& k, bool insert) {
                           SQLITE_TRANSIENT);
         sqlite3_bind_int64(s, 11, k.created_at_ms);
     }
+    bind_opt_text(s, 12, k.allowed_cidrs);
     const int rc = sqlite3_step(s);
     if (insert && (rc & 0xff) == SQLITE_CONSTRAINT) return false;  // id or digest taken
     if (rc != SQLITE_DONE) fail();
@@ -204,11 +211,11 @@ bool sqlite_key_store_backend::write(const key_row& k, bool insert) {
 bool sqlite_key_store_backend::upsert(const key_row& k) {
     stmt s(db_,
            "INSERT INTO api_keys (models, rpm, tpm, concurrency, budget_tokens, budget_usd,"
-           " budget_period, updated_at, id, key_sha256, created_at)"
-           " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"
+           " budget_period, updated_at, id, key_sha256, created_at, allowed_cidrs)"
+           " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"
            " ON CONFLICT(id) DO UPDATE SET models = ?1, rpm = ?2, tpm = ?3, concurrency = ?4,"
            " budget_tokens = ?5, budget_usd = ?6, budget_period = ?7, updated_at = ?8,"
-           " key_sha256 = ?10, created_at = ?11");
+           " key_sha256 = ?10, created_at = ?11, allowed_cidrs = ?12");
     bind_opt_text(s, 1, k.models);
     bind_opt(s, 2, k.rpm);
     bind_opt(s, 3, k.tpm);
@@ -224,6 +231,7 @@ bool sqlite_key_store_backend::upsert(const key_row& k) {
     sqlite3_bind_text(s, 10, k.key_sha256.data(), static_cast<int>(k.key_sha256.size()),
                       SQLITE_TRANSIENT);
     sqlite3_bind_int64(s, 11, k.created_at_ms);
+    bind_opt_text(s, 12, k.allowed_cidrs);
     const int rc = sqlite3_step(s);
     if ((rc & 0xff) == SQLITE_CONSTRAINT) return false;  // the digest is another id's
     if (rc != SQLITE_DONE) fail();

@@ -535,6 +535,7 @@ BOOST_AUTO_TEST_CASE(keys_travel_through_redis_between_instances_with_ledgers_of
     cluster_options c;
     c.admin = true;
     c.key_terms = "";
+    c.policies = "[auth, ip_allow, rate_limit, budget, router, usage]";
     std::vector<std::filesystem::path> dbs;
     std::vector<std::unique_ptr<gateway_process>> gw;
     for (int i = 0; i < 3; ++i) {
@@ -562,6 +563,15 @@ BOOST_AUTO_TEST_CASE(keys_travel_through_redis_between_instances_with_ledgers_of
                             R"({"models":["gpt-4o-mini"]})")
                    .status == 200);
     BOOST_TEST(poll_until([&] { return status_of(a.port(), secret) == 200; }, 1500ms, 20ms));
+    // Address ranges travel too: restricted to 10/8 on A, refused from 127.0.0.1 on B.
+    BOOST_TEST(http_request(a.admin_port(), "PATCH", "/admin/keys/roaming", admin,
+                            R"({"allowed_cidrs":["10.0.0.0/8"]})")
+                   .status == 200);
+    BOOST_TEST(poll_until([&] { return status_of(b.port(), secret) == 403; }, 1500ms, 20ms));
+    BOOST_TEST(http_request(a.admin_port(), "PATCH", "/admin/keys/roaming", admin,
+                            R"({"allowed_cidrs":["127.0.0.0/8"]})")
+                   .status == 200);
+    BOOST_TEST(poll_until([&] { return status_of(b.port(), secret) == 200; }, 1500ms, 20ms));
     BOOST_TEST(http_request(a.admin_port(), "DELETE", "/admin/keys/roaming", admin).status == 204);
     BOOST_TEST(poll_until([&] { return status_of(b.port(), secret) == 401; }, 1500ms, 20ms));
     BOOST_TEST(status_of(gw[2]->port(), secret) == 401);

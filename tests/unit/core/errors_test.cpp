@@ -37,6 +37,7 @@ const std::vector<spec_row> spec_table{
     {errc::bad_framing, 400, "invalid_request_error", "", "invalid_request_error"},
     {errc::invalid_api_key, 401, "authentication_error", "invalid_api_key", "authentication_error"},
     {errc::model_not_allowed, 403, "permission_error", "model_not_allowed", "permission_error"},
+    {errc::ip_not_allowed, 403, "permission_error", "ip_not_allowed", "permission_error"},
     {errc::model_not_found, 404, "invalid_request_error", "model_not_found", "not_found_error"},
     {errc::request_too_large, 413, "invalid_request_error", "request_too_large", ""},
     {errc::headers_too_large, 431, "invalid_request_error", "headers_too_large", ""},
@@ -60,7 +61,7 @@ const std::vector<errc> answerable{
     errc::method_not_allowed, errc::request_too_large, errc::headers_too_large,
     errc::rate_limited,       errc::budget_exceeded,   errc::upstream_unavailable,
     errc::upstream_timeout,   errc::shutting_down,     errc::state_unavailable,
-    errc::overloaded,         errc::internal};
+    errc::overloaded,         errc::internal,          errc::ip_not_allowed};
 
 struct escape_row {
     std::string in, out;

@@ -365,6 +365,9 @@ BOOST_AUTO_TEST_CASE(keys_created_on_one_store_are_seen_by_another_after_refresh
     budget.usd = 2.5;
     budget.period = tollgate::config::budget_period::day;
     k.budget = budget;
+    k.allowed_cidrs =
+        std::vector<tollgate::config::cidr>{*tollgate::config::parse_cidr("10.0.0.0/8"),
+                                            *tollgate::config::parse_cidr("2001:db8::/32")};
     BOOST_TEST((a.create(k, 1795600800000) == key_store::result::ok));
     BOOST_TEST(b.refresh());
     {
@@ -378,6 +381,9 @@ BOOST_AUTO_TEST_CASE(keys_created_on_one_store_are_seen_by_another_after_refresh
         BOOST_TEST_REQUIRE(e.key->budget.has_value());
         BOOST_TEST(e.key->budget->usd.value_or(0) == 2.5);
         BOOST_TEST((e.key->budget->period == tollgate::config::budget_period::day));
+        BOOST_TEST_REQUIRE(e.key->allowed_cidrs.has_value());
+        BOOST_TEST((*e.key->allowed_cidrs == *k.allowed_cidrs));
+        BOOST_TEST((*e.key->allowed_cidrs)[1].text == "2001:db8::/32");
         BOOST_TEST(t->by_digest.size() == 1u);
     }
     BOOST_TEST(!b.refresh());  // no change since
@@ -390,10 +396,12 @@ BOOST_AUTO_TEST_CASE(keys_created_on_one_store_are_seen_by_another_after_refresh
 
     k.limits.rpm = 5;
     k.models.reset();
+    k.allowed_cidrs.reset();
     BOOST_TEST((a.update(k) == key_store::result::ok));
     BOOST_TEST(b.refresh());
     BOOST_TEST((b.current()->by_id.at("svc-1").key->limits.rpm == std::optional<std::uint64_t>(5)));
     BOOST_TEST(!b.current()->by_id.at("svc-1").key->models.has_value());
+    BOOST_TEST(!b.current()->by_id.at("svc-1").key->allowed_cidrs.has_value());
 
     BOOST_TEST((b.remove("svc-1") == key_store::result::ok));
     BOOST_TEST(a.refresh());
