@@ -45,7 +45,7 @@ function spendCell(k, spend) {
 }
 
 // The create/edit form's fields; value() gives the key's JSON (or throws a message).
-function keyFields(models, key) {
+function keyFields(models, key, ipAllow) {
   const idIn = h('input', {
     type: 'text', required: true, maxlength: 128, pattern: '[A-Za-z0-9_.:@\\-]+', value: key?.id ?? '',
     disabled: !!key, autocomplete: 'off', spellcheck: 'false',
@@ -65,6 +65,13 @@ function keyFields(models, key) {
   const btok = numIn(key?.budget?.tokens);
   const period = h('select', {}, ['day', 'month', 'total'].map((p) => h('option', { value: p }, p)));
   period.value = key?.budget?.period ?? 'month';
+  // Address ranges (allowed_cidrs) mean something only where ip_allow runs: the field is
+  // offered then, or when the key has ranges already (so they can be cleared).
+  const hadCidrs = Array.isArray(key?.allowed_cidrs);
+  const cidrs = h('input', {
+    type: 'text', autocomplete: 'off', spellcheck: 'false',
+    value: hadCidrs ? key.allowed_cidrs.join(', ') : '', placeholder: 'any address',
+  });
   const el = h('div', { class: 'keyform' },
     field('Key id', idIn, 'Letters, digits and - _ . : @ (up to 128). Shown in metrics and usage.'),
     h('fieldset', {}, h('legend', {}, 'Models'),
@@ -79,7 +86,10 @@ function keyFields(models, key) {
       h('div', { class: 'row' },
         field('USD', busd),
         field('Tokens', btok),
-        field('Period', period))));
+        field('Period', period))),
+    ipAllow || hadCidrs
+      ? field('Allowed client addresses', cidrs, 'CIDR ranges or addresses, separated by commas (10.0.0.0/8, 2001:db8::/32); empty: any address. Needs ip_allow in the chain.')
+      : null);
   const read = (input, label, integer) => {
     // A number the browser cannot read shows as '' too: never take it for "none".
     if (input.validity.badInput) throw new Error(`${label}: not a number`);
@@ -104,6 +114,9 @@ function keyFields(models, key) {
     const budget = { usd: read(busd, 'Budget USD', false), tokens: read(btok, 'Budget tokens', true) };
     for (const k of Object.keys(budget)) if (budget[k] === undefined) delete budget[k];
     out.budget = Object.keys(budget).length ? { ...budget, period: period.value } : null;
+    const ranges = cidrs.value.split(/[\s,]+/).filter((x) => x);
+    if (ranges.length) out.allowed_cidrs = ranges;
+    else if (hadCidrs) out.allowed_cidrs = null; // cleared: any address again
     return out;
   };
   return { el, value, first: key ? (every.checked ? rpm : every) : idIn };
@@ -182,6 +195,7 @@ export function render(root) {
   const list = h('div', {}, h('p', { class: 'muted' }, 'Loading…'));
   root.append(h('div', { class: 'titlebar' }, h('h1', {}, 'Keys'), create), list);
   let models = [];
+  let ipAllow = false;
 
   async function load() {
     let keys;
@@ -189,6 +203,7 @@ export function render(root) {
       const [k, c] = await Promise.all([api.get('/admin/keys'), api.get('/admin/config')]);
       keys = k.data;
       models = Object.keys(c.models ?? {}).sort();
+      ipAllow = (c.policies ?? []).includes('ip_allow');
     } catch (e) {
       list.replaceChildren(h('p', { class: 'error', role: 'alert' }, errorText(e)));
       return;
@@ -210,7 +225,12 @@ export function render(root) {
       { label: 'Id', cell: (k) => h('span', { class: 'mono' }, k.id) },
       { label: 'Source', cell: (k) => (k.source === 'config' ? 'config file' : 'admin API') },
       { label: 'Models', cell: (k) => (k.models === null ? 'every model' : k.models.length ? k.models.join(', ') : 'none') },
-      { label: 'Limits', cell: (k) => limitsText(k.limits) },
+      {
+        label: 'Limits',
+        cell: (k) => (Array.isArray(k.allowed_cidrs)
+          ? [limitsText(k.limits), h('br'), h('span', { class: 'muted' }, `from ${k.allowed_cidrs.join(', ') || 'no address'}`)]
+          : limitsText(k.limits)),
+      },
       { label: 'Budget', cell: (k) => budgetText(k.budget) },
       { label: 'Spent this period', cell: (k) => spendCell(k, spend[k.budget ? k.budget.period ?? 'month' : 'month'].get(k.id)) },
       { label: 'Status', cell: (k) => (k.revoked ? h('span', { class: 'badge bad' }, 'revoked') : h('span', { class: 'badge ok' }, 'active')) },
@@ -228,7 +248,7 @@ export function render(root) {
   }
 
   async function edit(k) {
-    const updated = await formDialog(`Edit key ${k.id}`, keyFields(models, k), 'Save',
+    const updated = await formDialog(`Edit key ${k.id}`, keyFields(models, k, ipAllow), 'Save',
       (body) => api.patch(`/admin/keys/${encodeURIComponent(k.id)}`, body));
     if (updated) {
       say(`Key ${k.id} saved.`);
@@ -259,7 +279,7 @@ export function render(root) {
   }
 
   create.addEventListener('click', async () => {
-    const created = await formDialog('Create a key', keyFields(models), 'Create', (body) => {
+    const created = await formDialog('Create a key', keyFields(models, null, ipAllow), 'Create', (body) => {
       const b = { ...body };
       if (b.limits === null) delete b.limits;
       if (b.budget === null) delete b.budget;

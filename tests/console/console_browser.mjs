@@ -154,6 +154,15 @@ try {
   assert.equal(await chat(secret), 429);
   await page.screenshot({ path: path.join(shots, 'keys.png') });
 
+  step('restrict it to an address range');
+  await page.getByRole('button', { name: 'Edit key console-made' }).click();
+  const edit2 = page.getByRole('dialog', { name: 'Edit key console-made' });
+  await edit2.getByLabel('Allowed client addresses').fill('10.0.0.0/8');
+  await edit2.getByRole('button', { name: 'Save' }).click();
+  await edit2.waitFor({ state: 'detached' });
+  await page.getByRole('row').filter({ hasText: 'console-made' }).filter({ hasText: 'from 10.0.0.0/8' }).waitFor();
+  assert.equal(await chat(secret), 403); // ip_allow runs before rate_limit
+
   step('revoke it');
   await page.getByRole('button', { name: 'Revoke key console-made' }).click();
   const confirm = page.getByRole('dialog', { name: 'Revoke key console-made?' });

@@ -6,7 +6,8 @@
 // 2. In a real browser: Debian's chromium, headless, driven by playwright-core (pinned in
 //    tests/clients, installed by the clients_npm_ci fixture), through
 //    tests/console/console_browser.mjs: sign in (a wrong token refused), the overview,
-//    create a key and use it, its usage, edit its limit (enforced), revoke it (refused),
+//    create a key and use it, its usage, edit its limit (enforced) and its allowed
+//    addresses (enforced, with ip_allow in the chain), revoke it (refused),
 //    providers, config and reload, keyboard and phone width; no request to another host,
 //    no console error. Screenshots land in the build tree (console-screenshots/).
 #define BOOST_TEST_MODULE console_integration
@@ -38,7 +39,7 @@ struct console_env {
 
     console_env() {
         config_options o;
-        o.policies = "[auth, rate_limit, budget, router, usage]";
+        o.policies = "[auth, ip_allow, rate_limit, budget, router, usage]";
         o.top_extra = std::string("admin: {listen: \"127.0.0.1:0\", token: ") + admin_token +
                       "}\nusage: {database: \"" + (dir / "usage.db").string() + "\", jsonl: \"" +
                       (dir / "usage.jsonl").string() + "\"}\n";
