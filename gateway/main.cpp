@@ -19,6 +19,7 @@
 #include "console/console.hpp"
 #include "gateway/core/config_json.hpp"
 #include "gateway/core/json_text.hpp"
+#include "gateway/core/prom_text.hpp"
 #include "gateway/core/snapshot.hpp"
 #include "gateway/observe/metrics.hpp"
 #include "gateway/server/admin_server.hpp"
@@ -190,29 +191,23 @@ int main(int argc, char** argv) {
         tollgate::observe::metrics metrics(threads);
         const std::int64_t started_ms = unix_ms();
         metrics.add_source([started_ms](std::string& out) {
-            out +=
-                "# HELP tollgate_build_info Version of the running binary.\n"
-                "# TYPE tollgate_build_info gauge\n"
-                "tollgate_build_info{version=\"";
-            tollgate::observe::append_label_value(out, tollgate::version);
-            out +=
-                "\"} 1\n# HELP tollgate_process_start_time_seconds Start time of the "
-                "process, Unix seconds.\n# TYPE tollgate_process_start_time_seconds gauge\n"
-                "tollgate_process_start_time_seconds ";
-            out += std::to_string(started_ms / 1000);
-            out += '\n';
+            namespace prom = tollgate::core::prom;
+            prom::family(out, "tollgate_build_info", "gauge", "Version of the running binary.");
+            prom::sample(out, "tollgate_build_info", {{"version", tollgate::version}},
+                         std::uint64_t{1});
+            prom::single(out, "tollgate_process_start_time_seconds", "gauge",
+                         "Start time of the process, Unix seconds.",
+                         std::int64_t{started_ms / 1000});
         });
         if (auto l = services.usage_ledger) {
             metrics.add_source([l](std::string& out) {
-                out +=
-                    "# HELP tollgate_ledger_queue_depth Usage records waiting to be made "
-                    "durable.\n# TYPE tollgate_ledger_queue_depth gauge\n"
-                    "tollgate_ledger_queue_depth ";
-                out += std::to_string(l->pending());
-                out +=
-                    "\n# HELP tollgate_ledger_healthy 1 while the usage ledger accepts "
-                    "writes.\n# TYPE tollgate_ledger_healthy gauge\ntollgate_ledger_healthy ";
-                out += l->healthy() ? "1\n" : "0\n";
+                namespace prom = tollgate::core::prom;
+                prom::single(out, "tollgate_ledger_queue_depth", "gauge",
+                             "Usage records waiting to be made durable.",
+                             std::uint64_t{l->pending()});
+                prom::single(out, "tollgate_ledger_healthy", "gauge",
+                             "1 while the usage ledger accepts writes.",
+                             std::uint64_t{l->healthy() ? 1u : 0u});
             });
         }
 

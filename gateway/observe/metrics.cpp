@@ -1,5 +1,7 @@
 #include "gateway/observe/metrics.hpp"
 
+#include "gateway/core/prom_text.hpp"
+
 #include <dirent.h>
 #include <unistd.h>
 
@@ -32,52 +34,10 @@ std::vector<std::string_view> parts(std::string_view s) {
     }
 }
 
-void append_number(std::string& out, double v) {
-    char buf[64];
-    const auto [p, ec] = std::to_chars(buf, buf + sizeof buf, v);
-    out.append(buf, ec == std::errc{} ? static_cast<std::size_t>(p - buf) : 0);
-}
-
-void append_number(std::string& out, std::uint64_t v) {
-    char buf[24];
-    const auto [p, ec] = std::to_chars(buf, buf + sizeof buf, v);
-    out.append(buf, static_cast<std::size_t>(p - buf));
-}
-
-void family(std::string& out, std::string_view name, std::string_view type, std::string_view help) {
-    out += "# HELP ";
-    out += name;
-    out += ' ';
-    out += help;
-    out += "\n# TYPE ";
-    out += name;
-    out += ' ';
-    out += type;
-    out += '\n';
-}
-
-// name{l1="v1",l2="v2"} value
-void sample(std::string& out, std::string_view name,
-            std::initializer_list<std::pair<std::string_view, std::string_view>> labels,
-            auto value) {
-    out += name;
-    if (labels.size()) {
-        out += '{';
-        bool first = true;
-        for (const auto& [k, v] : labels) {
-            if (!first) out += ',';
-            first = false;
-            out += k;
-            out += "=\"";
-            append_label_value(out, v);
-            out += '"';
-        }
-        out += '}';
-    }
-    out += ' ';
-    append_number(out, value);
-    out += '\n';
-}
+using core::prom::append_label_value;
+using core::prom::append_number;
+using core::prom::family;
+using core::prom::sample;
 
 template <std::size_t N>
 void histogram_samples(std::string& out, std::string_view name, std::string_view label,
@@ -180,19 +140,6 @@ process_figures read_process() {
 }
 
 }  // namespace
-
-void append_label_value(std::string& out, std::string_view v) {
-    for (char c : v) {
-        if (c == '\\')
-            out += "\\\\";
-        else if (c == '"')
-            out += "\\\"";
-        else if (c == '\n')
-            out += "\\n";
-        else
-            out += c;
-    }
-}
 
 metrics::metrics(unsigned shards) {
     for (unsigned i = 0; i < std::max(1u, shards); ++i)

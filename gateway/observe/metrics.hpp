@@ -130,7 +130,4 @@ class metrics {
     std::vector<std::function<void(std::string&)>> sources_;
 };
 
-// Appends `v` as a Prometheus label value (escapes \, " and newline).
-void append_label_value(std::string& out, std::string_view v);
-
 }  // namespace tollgate::observe

@@ -1,5 +1,7 @@
 #include "policies/state/shared_state.hpp"
 
+#include "gateway/core/prom_text.hpp"
+
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
@@ -926,77 +928,67 @@ bool shared_state::connected() const noexcept {
 }
 
 void shared_state::render_metrics(std::string& out) const {
-    const auto counter = [&](const char* name, const char* help, const char* labels,
-                             std::uint64_t v, bool first) {
-        if (first) {
-            out += "# HELP ";
-            out += name;
-            out += ' ';
-            out += help;
-            out += "\n# TYPE ";
-            out += name;
-            out += " counter\n";
-        }
-        out += name;
-        out += labels;
-        out += ' ';
-        out += std::to_string(v);
-        out += '\n';
-    };
-    out +=
-        "# HELP tollgate_state_up 1 while a connection to the shared state store (Redis) is up.\n"
-        "# TYPE tollgate_state_up gauge\ntollgate_state_up ";
-    out += connected() ? "1\n" : "0\n";
-    const char* adm = "tollgate_state_admissions_total";
-    const char* adm_help = "Admissions decided by the shared state store, by result.";
-    counter(adm, adm_help, "{result=\"admitted\"}", admissions_.load(), true);
-    counter(adm, adm_help, "{result=\"refused\"}", refusals_.load(), false);
-    const char* err = "tollgate_state_errors_total";
-    const char* err_help = "Admissions the shared state store could not decide, by reason.";
-    counter(err, err_help, "{reason=\"unavailable\"}", unavailable_.load(), true);
-    counter(err, err_help, "{reason=\"timeout\"}", timeouts_.load(), false);
-    counter(err, err_help, "{reason=\"script\"}", script_errors_.load(), false);
-    const char* fb = "tollgate_state_failures_handled_total";
-    const char* fb_help =
-        "Requests admitted by per-instance limits (fail_mode open) or refused with 503 "
-        "(fail_mode closed) while the shared state store was unreachable.";
-    counter(fb, fb_help, "{mode=\"open\"}", fallbacks_.load(), true);
-    counter(fb, fb_help, "{mode=\"closed\"}", refused_503_.load(), false);
-    counter("tollgate_state_budget_seeds_total",
-            "Budgets seeded into the shared state store from the ledger.", "", seeds_.load(), true);
-    counter("tollgate_state_lease_renewals_total", "Lease renewal calls for requests in flight.",
-            "", renewals_.load(), true);
-    const char* st = "tollgate_state_settles_total";
-    const char* st_help =
-        "Settle batches sent to Redis, retried after a failure; settles dropped (the outbox "
-        "was full, or a script error: the key's budget is then re-seeded from the ledger).";
-    counter(st, st_help, "{result=\"sent\"}", settles_sent_.load(), true);
-    counter(st, st_help, "{result=\"retried\"}", settle_retries_.load(), false);
-    counter(st, st_help, "{result=\"dropped\"}", settle_dropped_.load(), false);
-    const char* rl = "tollgate_state_releases_total";
-    const char* rl_help =
-        "Releases of requests that never went upstream, retried, or given up after a lease "
-        "(by then the hold has run out by itself).";
-    counter(rl, rl_help, "{result=\"retried\"}", release_retries_.load(), true);
-    counter(rl, rl_help, "{result=\"given_up\"}", releases_given_up_.load(), false);
-    counter("tollgate_state_reseeds_asked_total",
-            "Budgets whose settles the outbox dropped (it was full), deleted from Redis so that "
-            "the next admission re-seeds them from the ledger.",
-            "", reseeds_asked_.load(), true);
-    out +=
-        "# HELP tollgate_state_settle_backlog Settles waiting for Redis (the outbox).\n"
-        "# TYPE tollgate_state_settle_backlog gauge\ntollgate_state_settle_backlog ";
-    out += std::to_string(settle_backlog());
-    out += '\n';
-    counter("tollgate_state_redis_reconnects_total", "Connections to Redis re-established.", "",
-            redis_->reconnects(), true);
-    counter("tollgate_state_redis_commands_total", "Commands sent to Redis.", "",
-            redis_->commands(), true);
-    counter("tollgate_state_redis_writes_total",
-            "Writes to Redis sockets (commands / writes = how many a pipelined write carries).", "",
-            redis_->writes(), true);
-    counter("tollgate_state_redis_failures_total",
-            "Failed connection attempts and connections lost.", "", redis_->failures(), true);
+    namespace prom = core::prom;
+    using lv = std::pair<std::string_view, std::string_view>;
+    // A counter family, one sample per (label, value, count).
+    const auto counters =
+        [&](std::string_view name, std::string_view help, std::string_view label,
+            std::initializer_list<std::pair<std::string_view, std::uint64_t>> vs) {
+            prom::family(out, name, "counter", help);
+            for (const auto& [value, n] : vs) {
+                if (label.empty())
+                    prom::sample(out, name, {}, n);
+                else
+                    prom::sample(out, name, {lv{label, value}}, n);
+            }
+        };
+    prom::single(out, "tollgate_state_up", "gauge",
+                 "1 while a connection to the shared state store (Redis) is up.",
+                 std::uint64_t{connected() ? 1u : 0u});
+    counters("tollgate_state_admissions_total",
+             "Admissions decided by the shared state store, by result.", "result",
+             {{"admitted", admissions_.load()}, {"refused", refusals_.load()}});
+    counters("tollgate_state_errors_total",
+             "Admissions the shared state store could not decide, by reason.", "reason",
+             {{"unavailable", unavailable_.load()},
+              {"timeout", timeouts_.load()},
+              {"script", script_errors_.load()}});
+    counters("tollgate_state_failures_handled_total",
+             "Requests admitted by per-instance limits (fail_mode open) or refused with 503 "
+             "(fail_mode closed) while the shared state store was unreachable.",
+             "mode", {{"open", fallbacks_.load()}, {"closed", refused_503_.load()}});
+    counters("tollgate_state_budget_seeds_total",
+             "Budgets seeded into the shared state store from the ledger.", "",
+             {{"", seeds_.load()}});
+    counters("tollgate_state_lease_renewals_total", "Lease renewal calls for requests in flight.",
+             "", {{"", renewals_.load()}});
+    counters("tollgate_state_settles_total",
+             "Settle batches sent to Redis, retried after a failure; settles dropped (the outbox "
+             "was full, or a script error: the key's budget is then re-seeded from the ledger).",
+             "result",
+             {{"sent", settles_sent_.load()},
+              {"retried", settle_retries_.load()},
+              {"dropped", settle_dropped_.load()}});
+    counters("tollgate_state_releases_total",
+             "Releases of requests that never went upstream, retried, or given up after a lease "
+             "(by then the hold has run out by itself).",
+             "result",
+             {{"retried", release_retries_.load()}, {"given_up", releases_given_up_.load()}});
+    counters("tollgate_state_reseeds_asked_total",
+             "Budgets whose settles the outbox dropped (it was full), deleted from Redis so that "
+             "the next admission re-seeds them from the ledger.",
+             "", {{"", reseeds_asked_.load()}});
+    prom::single(out, "tollgate_state_settle_backlog", "gauge",
+                 "Settles waiting for Redis (the outbox).", std::uint64_t{settle_backlog()});
+    counters("tollgate_state_redis_reconnects_total", "Connections to Redis re-established.", "",
+             {{"", redis_->reconnects()}});
+    counters("tollgate_state_redis_commands_total", "Commands sent to Redis.", "",
+             {{"", redis_->commands()}});
+    counters("tollgate_state_redis_writes_total",
+             "Writes to Redis sockets (commands / writes = how many a pipelined write carries).",
+             "", {{"", redis_->writes()}});
+    counters("tollgate_state_redis_failures_total",
+             "Failed connection attempts and connections lost.", "", {{"", redis_->failures()}});
 }
 
 asio::awaitable<void> admit_shared(core::request_context& ctx, shared_state& st,
