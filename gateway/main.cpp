@@ -9,16 +9,13 @@
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
-#include <iostream>
-#include <mutex>
 #include <optional>
 #include <string>
 #include <thread>
 
 #include "config/loader.hpp"
-#include "console/console.hpp"
-#include "gateway/core/config_json.hpp"
-#include "gateway/core/json_text.hpp"
+#include "gateway/app/admin_routes.hpp"
+#include "gateway/app/reload.hpp"
 #include "gateway/core/prom_text.hpp"
 #include "gateway/core/snapshot.hpp"
 #include "gateway/observe/metrics.hpp"
@@ -27,10 +24,8 @@
 #include "gateway/version.hpp"
 #include "policies/auth/key_admin.hpp"
 #include "policies/register_builtin.hpp"
-#include "policies/router/router_policy.hpp"
 #include "policies/state/shared_state.hpp"
 #include "policies/usage/ledger.hpp"
-#include "policies/usage/usage_report.hpp"
 
 namespace {
 
@@ -47,66 +42,6 @@ std::string default_config_path() {
     for (const char* p : {"tollgate.yaml", "config/tollgate.yaml"})
         if (std::filesystem::exists(p)) return p;
     return "tollgate.yaml";
-}
-
-// One data-plane generation for `snap`: providers whose config did not change are taken
-// over from `previous` (so their workers' pools and TLS contexts live on), and so is the
-// access log when its target is the same. Throws std::runtime_error (bad CA file, access
-// log not writable).
-// `open_files`: false for --check, which must not create the access log (nor fail on a
-// directory that exists only on the host the config is meant for).
-std::shared_ptr<const tollgate::proxy::generation> make_generation(
-    std::shared_ptr<const tollgate::core::snapshot> snap,
-    const tollgate::proxy::generation* previous, bool open_files = true) {
-    auto g = std::make_shared<tollgate::proxy::generation>();
-    const auto& cfg = snap->config;
-    for (const auto& pc : cfg.providers) {
-        std::shared_ptr<const tollgate::upstream::provider> same;
-        if (previous)
-            for (const auto& old : previous->providers)
-                if (old->config() == pc) same = old;
-        g->providers.push_back(same ? same
-                                    : std::make_shared<const tollgate::upstream::provider>(pc));
-    }
-    const auto& target = cfg.server.access_log;
-    if (open_files && target != "off" && !target.empty()) {
-        if (previous && previous->access_log && previous->access_log->target() == target)
-            g->access_log = previous->access_log;
-        else
-            g->access_log = std::make_shared<tollgate::observe::access_log>(target);
-    }
-    g->snap = std::move(snap);
-    return g;
-}
-
-// What a reload cannot change in a running process: said in the log, applied at the next
-// start.
-std::vector<std::string> restart_only_changes(const tollgate::config::gateway_config& a,
-                                              const tollgate::config::gateway_config& b) {
-    std::vector<std::string> out;
-    if (a.server.listen != b.server.listen) out.emplace_back("server.listen");
-    if (a.server.threads != b.server.threads) out.emplace_back("server.threads");
-    if (a.server.tls != b.server.tls) out.emplace_back("server.tls");
-    if (!(a.admin == b.admin)) out.emplace_back("admin");
-    if (a.usage.database != b.usage.database || a.usage.jsonl != b.usage.jsonl)
-        out.emplace_back("usage");
-    if (a.state != b.state) out.emplace_back("state");
-    return out;
-}
-
-std::int64_t unix_ms() {
-    return std::chrono::duration_cast<std::chrono::milliseconds>(
-               std::chrono::system_clock::now().time_since_epoch())
-        .count();
-}
-
-std::string error_json(std::string_view code, std::string_view message) {
-    std::string out = R"({"error":{"message":)";
-    tollgate::core::json_text::append_string(out, message);
-    out += R"(,"type":"invalid_request_error","param":null,"code":)";
-    tollgate::core::json_text::append_string(out, code);
-    out += "}}";
-    return out;
 }
 
 }  // namespace
@@ -167,7 +102,7 @@ int main(int argc, char** argv) {
         errors = std::move(built.errors);
         if (errors.empty()) {
             try {
-                gen = make_generation(built.snap, nullptr, !check);
+                gen = tollgate::app::make_generation(built.snap, nullptr, !check);
             } catch (const std::exception& e) {
                 errors.push_back({0, e.what()});
             }
@@ -189,7 +124,9 @@ int main(int argc, char** argv) {
         const unsigned threads =
             sc.threads ? sc.threads : std::max(1u, std::thread::hardware_concurrency());
         tollgate::observe::metrics metrics(threads);
-        const std::int64_t started_ms = unix_ms();
+        const std::int64_t started_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                                            std::chrono::system_clock::now().time_since_epoch())
+                                            .count();
         metrics.add_source([started_ms](std::string& out) {
             namespace prom = tollgate::core::prom;
             prom::family(out, "tollgate_build_info", "gauge", "Version of the running binary.");
@@ -226,64 +163,8 @@ int main(int argc, char** argv) {
             return true;
         });
 
-        // Reload (SIGHUP, POST /admin/reload): a config that fails --check is refused and
-        // the running one stays; a good one is swapped in for new requests.
-        std::mutex reload_mu;
-        auto reload_once = [&]() -> std::pair<bool, std::string> {
-            auto loaded = tollgate::config::load_config_file(config_path);
-            auto errors = std::move(loaded.errors);
-            std::shared_ptr<const tollgate::proxy::generation> next;
-            const auto now = srv.current();
-            if (errors.empty()) {
-                for (const auto& what : restart_only_changes(now->snap->config, *loaded.config))
-                    spdlog::warn("reload: {} changed; that takes effect at the next start", what);
-                auto built = tollgate::core::build_snapshot(std::move(*loaded.config), registry);
-                errors = std::move(built.errors);
-                if (errors.empty()) {
-                    try {
-                        next = make_generation(std::move(built.snap), now.get());
-                    } catch (const std::exception& e) {
-                        errors.push_back({0, e.what()});
-                    }
-                }
-            }
-            if (!errors.empty()) {
-                std::string text;
-                for (const auto& e : errors) {
-                    spdlog::error("reload refused: {}: {}", config_path, e.text());
-                    text += (text.empty() ? "" : "; ") + e.text();
-                }
-                metrics.count_reload(false);
-                return {false, text};
-            }
-            // Keys whose budget is new or changed start from the ledger's figures.
-            for (const auto& k : next->snap->config.keys) {
-                const tollgate::config::key_config* before = nullptr;
-                for (const auto& o : now->snap->config.keys)
-                    if (o.id == k.id) before = &o;
-                if (k.budget &&
-                    (!before || !before->budget || before->budget->period != k.budget->period))
-                    tollgate::policies::seed_budget(services, k);
-            }
-            srv.install(next);
-            metrics.count_reload(true);
-            spdlog::info("configuration reloaded from {}: {} provider(s), {} model(s), {} key(s)",
-                         config_path, next->snap->config.providers.size(),
-                         next->snap->config.models.size(), next->snap->config.keys.size());
-            return {true, {}};
-        };
-        // Never throws: a failure anywhere (e.g. the ledger while seeding a budget) is a
-        // refused reload, and the signal handling that called it goes on.
-        auto reload = [&]() -> std::pair<bool, std::string> {
-            std::lock_guard lock(reload_mu);
-            try {
-                return reload_once();
-            } catch (const std::exception& e) {
-                spdlog::error("reload failed: {}", e.what());
-                metrics.count_reload(false);
-                return {false, e.what()};
-            }
-        };
+        // Reload (SIGHUP, POST /admin/reload).
+        tollgate::app::reloader reload(config_path, registry, services, srv, metrics);
         srv.on_reload([&reload] { reload(); });
 
         std::unique_ptr<ts::admin_server> admin_srv;
@@ -304,67 +185,7 @@ int main(int argc, char** argv) {
                 });
         }
         if (admin) {
-            std::vector<ts::admin_route> routes;
-            const auto reply = [](std::pair<int, std::string> r) {
-                return ts::admin_reply{r.first, std::move(r.second)};
-            };
-            ts::admin_route m{
-                "GET", "/metrics", [&metrics](const ts::admin_request&) {
-                    return ts::admin_reply{200, metrics.render(), "text/plain; version=0.0.4"};
-                }};
-            m.open_on_loopback = true;
-            routes.push_back(std::move(m));
-            if (auto l = services.usage_ledger) {
-                routes.push_back({"GET", "/admin/usage", [l, reply](const ts::admin_request& r) {
-                                      return reply(tollgate::policies::usage_report(*l, r.query));
-                                  }});
-            }
-            if (keys) {
-                routes.push_back({"POST", "/admin/keys", [keys, reply](const ts::admin_request& r) {
-                                      return reply(keys->create(r.body, unix_ms()));
-                                  }});
-                routes.push_back({"GET", "/admin/keys", [keys, reply](const ts::admin_request&) {
-                                      return reply(keys->list());
-                                  }});
-                routes.push_back({"PATCH", "/admin/keys/",
-                                  [keys, reply](const ts::admin_request& r) {
-                                      return reply(keys->patch(r.path.substr(12), r.body));
-                                  },
-                                  true});
-                routes.push_back({"DELETE", "/admin/keys/",
-                                  [keys, reply](const ts::admin_request& r) {
-                                      return reply(keys->remove(r.path.substr(12)));
-                                  },
-                                  true});
-            }
-            // The running config (redacted) and the providers' health, from the generation
-            // serving now.
-            routes.push_back({"GET", "/admin/config", [&srv](const ts::admin_request&) {
-                                  const auto g = srv.current();
-                                  return ts::admin_reply{
-                                      200, tollgate::core::config_json(g->snap->config,
-                                                                       g->snap->policies->names())};
-                              }});
-            routes.push_back(
-                {"GET", "/admin/providers", [&srv, &metrics](const ts::admin_request&) {
-                     const auto g = srv.current();
-                     const auto* router = dynamic_cast<const tollgate::policies::router_policy*>(
-                         g->snap->policies->find("router"));
-                     return ts::admin_reply{
-                         200, tollgate::policies::providers_report_json(
-                                  g->snap->config, router,
-                                  [&metrics](const std::string& provider) {
-                                      auto& c = metrics.connections(provider);
-                                      return std::pair{c.active.load(), c.idle.load()};
-                                  },
-                                  unix_ms())};
-                 }});
-            routes.push_back({"POST", "/admin/reload", [&reload](const ts::admin_request&) {
-                                  auto [ok, text] = reload();
-                                  if (ok) return ts::admin_reply{200, R"({"status":"reloaded"})"};
-                                  return ts::admin_reply{400, error_json("invalid_config", text)};
-                              }});
-            for (auto& r : tollgate::console::routes()) routes.push_back(std::move(r));
+            auto routes = tollgate::app::admin_routes(srv, metrics, services, keys, reload);
             admin_srv = std::make_unique<ts::admin_server>(*admin, std::move(routes));
         }
         const int code = srv.run();

@@ -72,6 +72,15 @@ void append_json_escaped(std::string& out, std::string_view s) {
     json_text::append_escaped(out, s);
 }
 
+std::string invalid_request_body(std::string_view code, std::string_view message) {
+    std::string out = R"({"error":{"message":")";
+    append_json_escaped(out, message);
+    out += R"(","type":"invalid_request_error","param":null,"code":")";
+    append_json_escaped(out, code);
+    out += "\"}}";
+    return out;
+}
+
 std::string openai_error_body(errc e, std::string_view message) {
     const auto& d = describe(e);
     std::string out;

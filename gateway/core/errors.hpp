@@ -53,6 +53,9 @@ void append_json_escaped(std::string& out, std::string_view s);
 std::string openai_error_body(errc e, std::string_view message = {});
 // {"type":"error","error":{"type":...,"message":...}}
 std::string anthropic_error_body(errc e, std::string_view message = {});
+// An invalid_request_error with a code of its own (the admin API's: key_exists,
+// invalid_config, ...), in the OpenAI shape.
+std::string invalid_request_body(std::string_view code, std::string_view message);
 
 }  // namespace tollgate::core
 

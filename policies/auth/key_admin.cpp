@@ -9,6 +9,7 @@
 #include <stdexcept>
 
 #include "config/loader.hpp"
+#include "gateway/core/errors.hpp"
 #include "gateway/core/json_text.hpp"
 #include "policies/usage/usage_record.hpp"
 #include "policies/usage/usage_report.hpp"
@@ -20,12 +21,7 @@ namespace json_text = core::json_text;
 namespace {
 
 std::pair<int, std::string> error(int status, std::string_view code, std::string_view message) {
-    std::string out = R"({"error":{"message":)";
-    json_text::append_string(out, message);
-    out += R"(,"type":"invalid_request_error","param":null,"code":)";
-    json_text::append_string(out, code);
-    out += "}}";
-    return {status, std::move(out)};
+    return {status, core::invalid_request_body(code, message)};
 }
 
 // Ids of admin-created keys: what a metric label and a URL path carry without escaping.
