@@ -101,6 +101,8 @@ struct stats {
     std::atomic<std::uint64_t> streams_started{0};
     std::atomic<std::uint64_t> streams_completed{0};
     std::atomic<std::uint64_t> streams_aborted{0};
+    std::atomic<std::uint64_t> streams_held{0};  // streams that reached a hold= point
+    std::atomic<std::uint64_t> releases{0};      // GET /mock/release calls
 
     // Lookup for /mock/wait?field=...
     std::atomic<std::uint64_t>* field(std::string_view name) {
@@ -110,6 +112,8 @@ struct stats {
         if (name == "streams_started") return &streams_started;
         if (name == "streams_completed") return &streams_completed;
         if (name == "streams_aborted") return &streams_aborted;
+        if (name == "streams_held") return &streams_held;
+        if (name == "releases") return &releases;
         return nullptr;
     }
 };
@@ -215,6 +219,8 @@ std::string stats_json(const stats& s) {
     field("connections_open", s.connections_open, false);
     field("streams_started", s.streams_started, false);
     field("streams_completed", s.streams_completed, false);
+    field("streams_held", s.streams_held, false);
+    field("releases", s.releases, false);
     field("streams_aborted", s.streams_aborted, false);
     out += '}';
     return out;
@@ -251,7 +257,7 @@ struct directives {
     bool slow_head = false;
     bool sse_garbage = false;
     bool sse_events = false;
-    std::optional<int> chunk_truncate, cl_short, cl_long, sse_huge, done, pad;
+    std::optional<int> chunk_truncate, cl_short, cl_long, sse_huge, done, pad, hold;
 
     void apply(std::string_view key, std::string_view value) {
         auto v = parse_int(value);
@@ -297,6 +303,8 @@ struct directives {
             done = n;
         else if (key == "pad")
             pad = n;
+        else if (key == "hold")
+            hold = n;
     }
 
     void scan(std::string_view text) {
@@ -742,6 +750,10 @@ awaitable<after> connection<Stream>::route(request& req) {
     } else if (req.method() == http::verb::get) {
         if (path == "/mock/stats") co_return co_await reply(ri, 200, stats_json(st_.counters));
         if (path == "/mock/wait") co_return co_await handle_wait(query, ri);
+        if (path == "/mock/release") {
+            st_.counters.releases.fetch_add(1, std::memory_order_relaxed);
+            co_return co_await reply(ri, 200, "{}");
+        }
         if (path == "/mock/last") {
             std::string out;
             {
@@ -977,6 +989,7 @@ awaitable<after> connection<Stream>::stream_chat(const chat_request& rq, const r
     const int reset_at = d.reset_after ? std::min(*d.reset_after, events) : -1;
     const int error_at = d.sse_error ? std::min(*d.sse_error, events) : -1;
     const int truncate_at = d.chunk_truncate ? std::min(*d.chunk_truncate, events) : -1;
+    const int hold_at = d.hold ? std::min(*d.hold, events) : -1;
     if (d.sse_huge) {
         // One event whose single data line is N bytes (not JSON), as its own chunk.
         std::string huge;
@@ -1015,6 +1028,14 @@ awaitable<after> connection<Stream>::stream_chat(const chat_request& rq, const r
             if (!co_await write_event(error_event, chunked, true)) co_return aborted();
             counters.streams_completed.fetch_add(1, std::memory_order_relaxed);
             co_return close ? after::close : after::keep_alive;
+        }
+        if (i == hold_at) {
+            // Held until the next GET /mock/release (bounded: 60 s), so that a test can act
+            // while the stream is certainly still running.
+            const auto seen = counters.releases.load();
+            counters.streams_held.fetch_add(1, std::memory_order_relaxed);
+            for (int waited = 0; counters.releases.load() == seen && waited < 60'000; waited += 5)
+                if (!co_await pause(5)) co_return aborted();
         }
         if (i == events) break;
         if (delay_ms > 0 && !co_await pause(delay_ms)) co_return aborted();
