@@ -1,5 +1,6 @@
 #include "config/loader.hpp"
 
+#include <simdjson.h>
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
@@ -792,6 +793,31 @@ load_result load_config_text(std::string_view yaml, std::string_view source_name
 key_patch_result parse_key_patch(std::string_view json) {
     key_patch_result result;
     auto& p = result.patch;
+    // A JSON API takes JSON only: strict JSON first (simdjson), an object, no field twice.
+    // Only then are the values read by the config file's own rules (through yaml-cpp, of
+    // which JSON is a subset), so a key means the same here and in `keys:`.
+    {
+        simdjson::dom::parser parser;
+        simdjson::dom::element doc;
+        const simdjson::padded_string padded(json);
+        if (const auto err = parser.parse(padded).get(doc)) {
+            result.errors.push_back(
+                {0, std::string("the body is not valid JSON: ") + simdjson::error_message(err)});
+            return result;
+        }
+        simdjson::dom::object obj;
+        if (doc.get(obj)) {
+            result.errors.push_back({0, "the body must be a JSON object"});
+            return result;
+        }
+        std::set<std::string_view> seen;
+        for (const auto field : obj)
+            if (!seen.insert(field.key).second) {
+                result.errors.push_back({0, "field '" + std::string(field.key.substr(0, 100)) +
+                                                "' given twice"});
+                return result;
+            }
+    }
     YAML::Node v;
     try {
         v = YAML::Load(std::string(json));

@@ -661,3 +661,18 @@ BOOST_AUTO_TEST_CASE(provider_without_base_url_is_an_error) {
 }
 
 BOOST_AUTO_TEST_SUITE_END()
+
+BOOST_AUTO_TEST_CASE(admin_key_bodies_are_strict_json_objects) {
+    using tollgate::config::parse_key_patch;
+    const auto first_error = [](std::string_view body) {
+        const auto r = parse_key_patch(body);
+        return r.errors.empty() ? std::string() : r.errors.front().message;
+    };
+    BOOST_TEST(first_error(R"({"id":"svc-1","limits":{"rpm":5}})").empty());
+    // YAML that is not JSON, JSON that is not an object, a field given twice: refused.
+    BOOST_TEST(first_error("id: svc-1").find("not valid JSON") != std::string::npos);
+    BOOST_TEST(first_error("{id: svc-1}").find("not valid JSON") != std::string::npos);
+    BOOST_TEST(first_error(R"(["svc-1"])").find("JSON object") != std::string::npos);
+    BOOST_TEST(first_error(R"({"id":"a","id":"b"})").find("given twice") != std::string::npos);
+    BOOST_TEST(first_error("").find("not valid JSON") != std::string::npos);
+}
