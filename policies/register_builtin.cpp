@@ -20,13 +20,17 @@ namespace tollgate::policies {
 
 namespace {
 
-// The default chain, also the order the registry lists them in.
+// The default chain, in its order: the one list of it. register_builtin() marks these
+// (and only these) as in the default chain, and registers them in this order.
 constexpr const char* default_chain[] = {"auth", "rate_limit", "budget", "router", "usage"};
 
+bool in_default_chain(std::string_view name) {
+    return std::find(std::begin(default_chain), std::end(default_chain), name) !=
+           std::end(default_chain);
+}
+
 bool in_chain(const config::gateway_config& cfg, std::string_view name) {
-    if (cfg.policies.empty())
-        return std::find(std::begin(default_chain), std::end(default_chain), name) !=
-               std::end(default_chain);
+    if (cfg.policies.empty()) return in_default_chain(name);
     return std::find(cfg.policies.begin(), cfg.policies.end(), name) != cfg.policies.end();
 }
 
@@ -126,9 +130,9 @@ void register_builtin(core::policy_registry& registry, const builtin_services& s
         [keys = services.keys](const core::policy_init& init) -> std::unique_ptr<core::policy> {
             return std::make_unique<auth_policy>(init.config, keys);
         },
-        true);
+        in_default_chain("auth"));
     // Not in the default chain: a config that uses allowed_cidrs names it.
-    registry.add("ip_allow", &ip_allow_policy::make, false);
+    registry.add("ip_allow", &ip_allow_policy::make, in_default_chain("ip_allow"));
     registry.add(
         "rate_limit",
         [rates = services.rates,
@@ -136,7 +140,7 @@ void register_builtin(core::policy_registry& registry, const builtin_services& s
             return std::make_unique<rate_limit_policy>(init.config, init.slot, rates, shared,
                                                        in_chain(init.config, "budget"));
         },
-        true);
+        in_default_chain("rate_limit"));
     // The ledger opens at start, for a chain that has usage or budget then; a reload that
     // adds them to a chain without it is refused (restart instead). While only checking a
     // config (`--check`: no services at all) nothing is required.
@@ -153,8 +157,9 @@ void register_builtin(core::policy_registry& registry, const builtin_services& s
             return std::make_unique<budget_policy>(init.config, init.slot, book, shared,
                                                    in_chain(init.config, "rate_limit"));
         },
-        true);
-    registry.add("router", router_policy::factory(services.routes_health), true);
+        in_default_chain("budget"));
+    registry.add("router", router_policy::factory(services.routes_health),
+                 in_default_chain("router"));
     registry.add(
         "usage",
         [l = services.usage_ledger,
@@ -165,7 +170,11 @@ void register_builtin(core::policy_registry& registry, const builtin_services& s
                     "tollgate to add usage to the chain");
             return std::make_unique<usage_policy>(l);
         },
-        true);
+        in_default_chain("usage"));
+    // The registry lists the default chain in registration order: the same as the list.
+    const auto chain = registry.default_chain();
+    if (!std::equal(chain.begin(), chain.end(), std::begin(default_chain), std::end(default_chain)))
+        throw std::logic_error("register_builtin: registered out of default_chain's order");
 }
 
 }  // namespace tollgate::policies
