@@ -25,6 +25,9 @@ enum class endpoint : std::uint8_t { chat_completions, embeddings, messages, mod
 class header_source {
   public:
     virtual std::string_view get(std::string_view name) const noexcept = 0;
+    // Every field of that name, in order, joined by ", " (RFC 9110 5.3: the same as one
+    // field with the values as a list). For list headers such as X-Forwarded-For.
+    virtual std::string get_all(std::string_view name) const { return std::string(get(name)); }
 
   protected:
     ~header_source() = default;

@@ -34,6 +34,14 @@ class request_headers final : public core::header_source {
         if (it == fields_.end()) return {};
         return it->value();
     }
+    std::string get_all(std::string_view name) const override {
+        std::string out;
+        for (auto [it, end] = fields_.equal_range(name); it != end; ++it) {
+            if (!out.empty()) out += ", ";
+            out += it->value();
+        }
+        return out;
+    }
 
   private:
     const http::fields& fields_;

@@ -6,8 +6,9 @@ namespace tollgate::policies {
 
 core::verdict ip_allow_policy::on_request(core::request_context& ctx) const {
     if (!ctx.key || !ctx.key->allowed_cidrs) return core::verdict::next;
-    const std::string_view forwarded =
-        ctx.headers ? ctx.headers->get("x-forwarded-for") : std::string_view{};
+    // Every X-Forwarded-For line: a proxy that adds a line of its own after the client's
+    // must not let the client's line pass for the proxy's.
+    const std::string forwarded = ctx.headers ? ctx.headers->get_all("x-forwarded-for") : "";
     const auto client = config::client_address(ctx.peer, forwarded, cfg_.server.trusted_proxies);
     if (config::contains(*ctx.key->allowed_cidrs, client)) return core::verdict::next;
     // The message names the address the gateway saw (the caller's own), never the ranges.

@@ -100,6 +100,12 @@ BOOST_AUTO_TEST_CASE(behind_a_trusted_proxy_the_client_is_the_last_untrusted_hop
     // A client that writes 10.x first gains nothing: the proxy saw 203.0.113.5.
     BOOST_TEST(
         refused_for_address(e.chat(key_net10, {{"X-Forwarded-For", "10.1.2.3, 203.0.113.5"}})));
+    // Two X-Forwarded-For lines are one list: the proxy's line (last) counts.
+    BOOST_TEST(refused_for_address(
+        e.chat(key_net10, {{"X-Forwarded-For", "10.1.2.3"}, {"X-Forwarded-For", "203.0.113.5"}})));
+    BOOST_TEST(
+        e.chat(key_net10, {{"X-Forwarded-For", "203.0.113.5"}, {"X-Forwarded-For", "10.1.2.3"}})
+            .status == 200);
     // The proxy itself, with no header: the peer.
     BOOST_TEST(e.chat(key_local).status == 200);
     BOOST_TEST(refused_for_address(e.chat(key_local, {{"X-Forwarded-For", "198.51.100.7"}})));
