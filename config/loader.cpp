@@ -813,8 +813,8 @@ key_patch_result parse_key_patch(std::string_view json) {
         std::set<std::string_view> seen;
         for (const auto field : obj)
             if (!seen.insert(field.key).second) {
-                result.errors.push_back({0, "field '" + std::string(field.key.substr(0, 100)) +
-                                                "' given twice"});
+                result.errors.push_back(
+                    {0, "field '" + std::string(field.key.substr(0, 100)) + "' given twice"});
                 return result;
             }
     }

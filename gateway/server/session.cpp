@@ -6,6 +6,7 @@
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/http/error.hpp>
 
+#include <algorithm>
 #include <cstring>
 
 #include "gateway/proxy/pipeline.hpp"
@@ -47,15 +48,24 @@ class request_headers final : public core::header_source {
     const http::fields& fields_;
 };
 
-}  // namespace
-
-namespace {
-
+// The peer's address from its bytes (no text round trip per connection); an IPv4-mapped
+// IPv6 peer (a dual-stack listener's IPv4 client) is IPv4, as config::parse_ip reads it.
 config::ip_address peer_of(const asio::ip::tcp::socket& s) {
     boost::system::error_code ec;
-    const auto ep = s.remote_endpoint(ec);
-    if (ec) return {};
-    return config::parse_ip(ep.address().to_string()).value_or(config::ip_address{});
+    auto addr = s.remote_endpoint(ec).address();
+    config::ip_address out;
+    if (ec) return out;
+    if (addr.is_v6() && addr.to_v6().is_v4_mapped())
+        addr = asio::ip::make_address_v4(asio::ip::v4_mapped, addr.to_v6());
+    if (addr.is_v4()) {
+        const auto b = addr.to_v4().to_bytes();
+        std::copy(b.begin(), b.end(), out.bytes.begin());
+        out.v4 = true;
+    } else {
+        const auto b = addr.to_v6().to_bytes();
+        std::copy(b.begin(), b.end(), out.bytes.begin());
+    }
+    return out;
 }
 
 }  // namespace

@@ -196,18 +196,29 @@ bool pg_key_store_backend::change(const std::string& sql,
     return r.rows() == 1 && r.int64(0, 0) > 0;
 }
 
+// $1..$12 of an INSERT of a whole row (insert and upsert), in the columns' order there.
+std::vector<std::optional<std::string>> row_params(const key_row& k) {
+    return {k.models,
+            opt_uint_text(k.rpm),
+            opt_uint_text(k.tpm),
+            opt_uint_text(k.concurrency),
+            opt_uint_text(k.budget_tokens),
+            opt_double_text(k.budget_usd),
+            k.budget_period,
+            std::to_string(k.updated_at_ms),
+            k.id,
+            k.key_sha256,
+            std::to_string(k.created_at_ms),
+            k.allowed_cidrs};
+}
+
 bool pg_key_store_backend::insert(const key_row& k) {
     // ON CONFLICT DO NOTHING covers both unique columns: the id and the digest.
     static const std::string sql = with_bump(
         "INSERT INTO api_keys (models, rpm, tpm, concurrency, budget_tokens, budget_usd,"
         " budget_period, updated_at, id, key_sha256, created_at, allowed_cidrs)"
         " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) ON CONFLICT DO NOTHING");
-    return change(sql,
-                  {k.models, opt_uint_text(k.rpm), opt_uint_text(k.tpm),
-                   opt_uint_text(k.concurrency), opt_uint_text(k.budget_tokens),
-                   opt_double_text(k.budget_usd), k.budget_period, std::to_string(k.updated_at_ms),
-                   k.id, k.key_sha256, std::to_string(k.created_at_ms), k.allowed_cidrs},
-                  "storing a key");
+    return change(sql, row_params(k), "storing a key");
 }
 
 bool pg_key_store_backend::update(const key_row& k) {
@@ -237,12 +248,7 @@ bool pg_key_store_backend::upsert(const key_row& k) {
         " budget_period = EXCLUDED.budget_period, updated_at = EXCLUDED.updated_at,"
         " key_sha256 = EXCLUDED.key_sha256, created_at = EXCLUDED.created_at,"
         " allowed_cidrs = EXCLUDED.allowed_cidrs");
-    return change(sql,
-                  {k.models, opt_uint_text(k.rpm), opt_uint_text(k.tpm),
-                   opt_uint_text(k.concurrency), opt_uint_text(k.budget_tokens),
-                   opt_double_text(k.budget_usd), k.budget_period, std::to_string(k.updated_at_ms),
-                   k.id, k.key_sha256, std::to_string(k.created_at_ms), k.allowed_cidrs},
-                  "storing a key");
+    return change(sql, row_params(k), "storing a key");
 }
 
 bool pg_key_store_backend::remove(const std::string& id) {

@@ -38,33 +38,26 @@ result feed(std::string_view input, std::size_t piece, std::size_t max_header = 
         ++r.reads;
         return true;
     };
-    read();
-    for (;;) {
-        std::size_t used = 0;
-        r.last = rr.head(buf, used);
-        buf.erase(0, used);
-        if (r.last != request_reader::step::read_more) break;
-        if (!read()) return r;
-    }
-    if (r.last == request_reader::step::failed) {
-        r.ec = rr.error();
-        return r;
-    }
-    if (!rr.body_done()) {
+    // Runs one phase (head or body) as the session does: until it stops asking for more.
+    // False when the input ran out first or the phase failed.
+    const auto phase = [&](auto&& step) {
         for (;;) {
             std::size_t used = 0;
-            r.last = rr.body(buf, used);
+            r.last = step(used);
             buf.erase(0, used);
             if (r.last != request_reader::step::read_more) break;
-            if (!read()) return r;
+            if (!read()) return false;
         }
-        if (r.last == request_reader::step::failed) {
-            r.ec = rr.error();
-            return r;
-        }
-    } else {
+        if (r.last != request_reader::step::failed) return true;
+        r.ec = rr.error();
+        return false;
+    };
+    read();
+    if (!phase([&](std::size_t& used) { return rr.head(buf, used); })) return r;
+    if (rr.body_done())
         r.last = request_reader::step::done;
-    }
+    else if (!phase([&](std::size_t& used) { return rr.body(buf, used); }))
+        return r;
     r.method = std::string(rr.request().method_string());
     r.target = std::string(rr.request().target());
     r.body = rr.request().body();
