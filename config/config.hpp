@@ -2,6 +2,7 @@
 // Typed, validated configuration: the YAML of docs/configuration.md turned into plain structs.
 // Built once by load_config() and never mutated afterwards, so any thread may read it.
 
+#include <bitset>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
@@ -110,11 +111,25 @@ struct model_config {
 enum class routing_strategy { weighted, least_busy, lowest_latency };
 enum class disconnect_mode { cancel, drain };
 
+// routing.retry_on, read once: which failures send a request on to another target.
+struct retry_rule {
+    bool connect_error = false;  // refused, reset, pool full, TLS verification
+    bool timeout = false;
+    std::bitset<200> statuses;  // 400..599
+
+    // From the retry_on strings (the loader has checked them; anything else is ignored).
+    static retry_rule from(const std::vector<std::string>& retry_on);
+    bool retries_status(int s) const noexcept {
+        return s >= 400 && s < 600 && statuses.test(static_cast<std::size_t>(s - 400));
+    }
+};
+
 struct routing_config {
     routing_strategy strategy = routing_strategy::weighted;
     std::uint32_t retries = 2;
     std::vector<std::string> retry_on{"connect_error", "timeout", "429", "500",
                                       "502",           "503",     "504"};
+    retry_rule retry = retry_rule::from(retry_on);  // retry_on, read
     std::uint32_t cooldown_after_failures = 3;
     duration cooldown{30'000};
     disconnect_mode on_client_disconnect = disconnect_mode::cancel;

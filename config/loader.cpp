@@ -13,6 +13,22 @@
 
 namespace tollgate::config {
 
+retry_rule retry_rule::from(const std::vector<std::string>& retry_on) {
+    retry_rule r;
+    for (const auto& v : retry_on) {
+        if (v == "connect_error") {
+            r.connect_error = true;
+        } else if (v == "timeout") {
+            r.timeout = true;
+        } else if (int s = 0; std::from_chars(v.data(), v.data() + v.size(), s).ptr ==
+                                  v.data() + v.size() &&
+                              s >= 400 && s < 600) {
+            r.statuses.set(static_cast<std::size_t>(s - 400));
+        }
+    }
+    return r;
+}
+
 std::string config_error::text() const {
     if (line > 0) return "line " + std::to_string(line) + ": " + message;
     return message;
@@ -603,6 +619,7 @@ void read_routing(reader& r, const YAML::Node& n, routing_config& c) {
                         "4xx/5xx status, got '" +
                             v + "'");
         }
+        c.retry = retry_rule::from(c.retry_on);
     }
     r.read_uint(n["cooldown_after_failures"], "routing.cooldown_after_failures",
                 c.cooldown_after_failures, 1u, 1000u);

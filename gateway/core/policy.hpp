@@ -14,6 +14,7 @@
 #include <optional>
 #include <string_view>
 
+#include "gateway/core/attempt_error.hpp"
 #include "gateway/core/request_context.hpp"
 
 namespace tollgate::core {
@@ -36,25 +37,6 @@ struct sse_event {
 struct response_head {
     int status = 0;
     bool stream = false;  // text/event-stream
-};
-
-// How one upstream attempt ended, for the router's health and latency bookkeeping.
-struct attempt_result {
-    enum class kind {
-        ok,
-        connect_error,
-        tls,  // the upstream's certificate failed verification (chain or host name)
-        timeout,
-        status,
-        auth,
-        protocol,
-        stream_error,
-        client_gone
-    };
-    kind how = kind::ok;
-    int status = 0;                                        // upstream status, if a head came
-    std::optional<std::chrono::milliseconds> retry_after;  // from an upstream 429/503
-    std::optional<clock::duration> time_to_head;           // time to the upstream's response head
 };
 
 struct outcome {

@@ -1,8 +1,12 @@
 #include "gateway/upstream/pool.hpp"
 
+#include <openssl/err.h>
+
 #include <spdlog/spdlog.h>
 #include <boost/asio/as_tuple.hpp>
+#include <boost/asio/ssl/error.hpp>
 #include <boost/asio/use_awaitable.hpp>
+#include <boost/beast/core/error.hpp>
 
 namespace tollgate::upstream {
 
@@ -13,6 +17,40 @@ namespace {
 constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
 // How long a resolved address list is reused before asking the resolver again.
 constexpr auto resolve_ttl = std::chrono::seconds(30);
+
+std::string tls_reason(const error_code& ec) {
+    if (ec.category() == asio::error::get_ssl_category()) {
+        char buf[256];
+        ::ERR_error_string_n(static_cast<unsigned long>(ec.value()), buf, sizeof buf);
+        return buf;
+    }
+    return ec.message();
+}
+
+// A connection that could not be opened, as the attempt's error.
+core::attempt_error connect_failure(const config::provider_config& cfg, const error_code& ec) {
+    using core::attempt_kind;
+    using core::attempt_source;
+    if (ec == asio::error::timed_out || ec == boost::beast::error::timeout)
+        return core::attempt_error::fail(attempt_source::connect, attempt_kind::timeout,
+                                         "provider " + cfg.name + ": connect timed out");
+    if (ec.category() == asio::error::get_ssl_category()) {
+        spdlog::warn("provider {}: TLS handshake with {} failed: {}", cfg.name, cfg.host,
+                     tls_reason(ec));
+        return core::attempt_error::fail(attempt_source::tls, attempt_kind::tls_verify,
+                                         "provider " + cfg.name + ": TLS verification failed");
+    }
+    return core::attempt_error::fail(
+        attempt_source::connect, attempt_kind::io,
+        "provider " + cfg.name + ": cannot connect (" + ec.message() + ")");
+}
+
+// The pool went away while the caller waited (shutdown): its provider may be gone too.
+core::attempt_error closed() {
+    return core::attempt_error::fail(core::attempt_source::pool, core::attempt_kind::io,
+                                     "connection pool closed");
+}
+
 }  // namespace
 
 lease& lease::operator=(lease&& o) noexcept {
@@ -91,7 +129,7 @@ asio::awaitable<error_code> pool::resolve() {
     co_return error_code{};
 }
 
-asio::awaitable<std::pair<error_code, lease>> pool::acquire(bool fresh) {
+asio::awaitable<std::pair<core::attempt_error, lease>> pool::acquire(bool fresh) {
     const auto& cfg = provider_->config();
     const auto deadline = std::chrono::steady_clock::now() + cfg.connect_timeout;
     auto alive = alive_;
@@ -123,7 +161,7 @@ asio::awaitable<std::pair<error_code, lease>> pool::acquire(bool fresh) {
                 --open_;
                 continue;
             }
-            co_return std::pair{error_code{}, lease(this, std::move(conn), true)};
+            co_return std::pair{core::attempt_error{}, lease(this, std::move(conn), true)};
         }
         if (fresh && !idle_.empty() && open_ >= limit_) {
             // Make room for a fresh connection by closing an idle one.
@@ -136,14 +174,14 @@ asio::awaitable<std::pair<error_code, lease>> pool::acquire(bool fresh) {
             publish();
             auto conn = std::make_unique<net::byte_stream>(ex_, provider_->tls());
             error_code ec = co_await resolve();
-            if (!*alive) co_return std::pair{asio::error::operation_aborted, lease{}};
+            if (!*alive) co_return std::pair{closed(), lease{}};
             if (!ec) {
                 const auto left = deadline - std::chrono::steady_clock::now();
                 ec = left.count() <= 0
                          ? error_code(asio::error::timed_out)
                          : co_await conn->connect(endpoints_, cfg.host, cfg.tls_verify, left);
             }
-            if (!*alive) co_return std::pair{asio::error::operation_aborted, lease{}};
+            if (!*alive) co_return std::pair{closed(), lease{}};
             if (ec) {
                 --open_;
                 if (ec == asio::error::no_descriptors &&
@@ -158,9 +196,9 @@ asio::awaitable<std::pair<error_code, lease>> pool::acquire(bool fresh) {
                 }
                 endpoints_ = {};  // resolve again next time
                 wake_one();
-                co_return std::pair{ec, lease{}};
+                co_return std::pair{connect_failure(cfg, ec), lease{}};
             }
-            co_return std::pair{error_code{}, lease(this, std::move(conn), false)};
+            co_return std::pair{core::attempt_error{}, lease(this, std::move(conn), false)};
         }
         // Full: wait for a connection to come back or the deadline.
         asio::steady_timer timer(ex_, deadline);
@@ -176,8 +214,12 @@ asio::awaitable<std::pair<error_code, lease>> pool::acquire(bool fresh) {
             }
         } guard{this, alive, std::prev(waiters_.end())};
         auto [ec] = co_await timer.async_wait(use_tuple);
-        if (!*alive) co_return std::pair{asio::error::operation_aborted, lease{}};
-        if (!ec) co_return std::pair{error_code(asio::error::no_buffer_space), lease{}};
+        if (!*alive) co_return std::pair{closed(), lease{}};
+        if (!ec)
+            co_return std::pair{
+                core::attempt_error::fail(core::attempt_source::pool, core::attempt_kind::pool_full,
+                                          "provider " + cfg.name + ": connection pool is full"),
+                lease{}};
     }
 }
 

@@ -14,6 +14,7 @@
 #include <memory>
 #include <vector>
 
+#include "gateway/core/attempt_error.hpp"
 #include "gateway/net/byte_stream.hpp"
 #include "gateway/observe/metrics.hpp"
 #include "gateway/upstream/provider.hpp"
@@ -51,9 +52,10 @@ class pool {
     pool(const pool&) = delete;
     pool& operator=(const pool&) = delete;
 
-    // An idle connection that is still alive, else a new one. `fresh` skips idle ones
-    // (used to retry a request whose reused connection turned out dead).
-    boost::asio::awaitable<std::pair<boost::system::error_code, lease>> acquire(bool fresh = false);
+    // An idle connection that is still alive, else a new one, within connect_timeout.
+    // `fresh` skips idle ones (used to retry a request whose reused connection turned out
+    // dead). A failure comes as the attempt's error (source pool, connect or tls).
+    boost::asio::awaitable<std::pair<core::attempt_error, lease>> acquire(bool fresh = false);
 
     // Where this pool adds its open connections (active and idle) for /metrics.
     void set_gauge(observe::connection_gauge* g) noexcept {

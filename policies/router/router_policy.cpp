@@ -224,9 +224,8 @@ void router_policy::on_attempt_end(core::request_context&, const core::route_tar
     if (t.health_slot >= health_count_) return;
     auto& h = *health_[t.health_slot];
     h.in_flight.fetch_sub(1, std::memory_order_relaxed);
-    using k = core::attempt_result::kind;
-    if (r.how == k::client_gone) return;  // says nothing about the target
-    if (r.how == k::ok) {
+    if (r.error.client_gone()) return;  // says nothing about the target
+    if (!core::counts_against_target(r.error)) {
         h.failures.store(0, std::memory_order_relaxed);
         if (r.time_to_head) {
             const auto us =
@@ -243,10 +242,11 @@ void router_policy::on_attempt_end(core::request_context&, const core::route_tar
     if (streak >= cfg_.routing.cooldown_after_failures)
         until = now +
                 std::chrono::duration_cast<std::chrono::nanoseconds>(cfg_.routing.cooldown).count();
-    if (r.retry_after)
+    if (r.error.retry_after)
         until = std::max(
             until,
-            now + std::chrono::duration_cast<std::chrono::nanoseconds>(*r.retry_after).count());
+            now +
+                std::chrono::duration_cast<std::chrono::nanoseconds>(*r.error.retry_after).count());
     if (until > 0) {
         auto cur = h.cooldown_until_ns.load(std::memory_order_relaxed);
         while (cur < until && !h.cooldown_until_ns.compare_exchange_weak(cur, until)) {

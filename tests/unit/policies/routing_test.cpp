@@ -11,7 +11,7 @@
 
 using namespace tollgate;
 using policies::router_policy;
-using kind = core::attempt_result::kind;
+using kind = core::attempt_kind;
 
 namespace {
 
@@ -64,8 +64,10 @@ struct fixture {
         core::request_context ctx;
         router->on_attempt_start(ctx, t);
         core::attempt_result r;
-        r.how = how;
-        r.retry_after = retry_after;
+        r.error.kind = how;
+        if (how != kind::ok) r.error.source = core::attempt_source::head;
+        r.error.status = how == kind::status ? 503 : 0;
+        r.error.retry_after = retry_after;
         r.time_to_head = head;
         router->on_attempt_end(ctx, t, r);
     }
@@ -130,8 +132,8 @@ BOOST_AUTO_TEST_CASE(errors_inside_a_stream_count_as_failures_and_client_gone_do
     f.attempt(ma, kind::client_gone);
     f.attempt(ma, kind::client_gone);
     BOOST_TEST(!f.router->health("main", 0).cooling);
-    f.attempt(ma, kind::stream_error);
-    f.attempt(ma, kind::stream_error);
+    f.attempt(ma, kind::error_event);
+    f.attempt(ma, kind::error_event);
     BOOST_TEST(f.router->health("main", 0).cooling);
 }
 
@@ -223,7 +225,6 @@ BOOST_AUTO_TEST_CASE(a_reload_keeps_the_health_of_the_targets_that_stay) {
     BOOST_TEST(fresh.health("backup", 0).in_flight == 1);
     // The running attempt ends on the old router: the count is the same one.
     core::attempt_result ok;
-    ok.how = kind::ok;
     f.router->on_attempt_end(running, f.target("mc"), ok);
     BOOST_TEST(fresh.health("backup", 0).in_flight == 0);
 

@@ -1,0 +1,182 @@
+#include "gateway/upstream/exchange.hpp"
+
+#include <boost/asio/ssl/error.hpp>
+#include <boost/beast/core/error.hpp>
+#include <boost/beast/http/error.hpp>
+
+#include <algorithm>
+
+namespace tollgate::upstream {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+using core::attempt_error;
+using core::attempt_kind;
+using core::attempt_source;
+
+namespace {
+
+// Heads and SSE streams are read in 4 KiB pieces (an open stream holds no more),
+// non-streamed bodies in 16 KiB ones.
+constexpr std::size_t head_read_chunk = 4 * 1024;
+constexpr std::size_t stream_read_chunk = 4 * 1024;
+constexpr std::size_t body_read_chunk = 16 * 1024;
+constexpr std::size_t head_limit = 64 * 1024;
+
+}  // namespace
+
+bool is_timeout(const boost::system::error_code& ec) noexcept {
+    return ec == beast::error::timeout || ec == asio::error::timed_out;
+}
+
+asio::awaitable<attempt_error> exchange::open(pool& p, std::span<const asio::const_buffer> request,
+                                              core::request_context& ctx) {
+    bool fresh = false;
+    for (;;) {
+        auto [aerr, conn] = co_await p.acquire(fresh);
+        if (watch_.gone) co_return attempt_error::gone();
+        if (!aerr.ok()) co_return aerr;
+        conn_ = std::move(conn);
+        ctx.forwarded = true;
+        watch_.upstream = &conn_.stream();
+        parser_.emplace();
+        buf_.clear();
+        parser_->body_limit(pc_.max_response_bytes);
+        sent_at_ = core::clock::now();
+        auto ec = co_await conn_.stream().write(request, pc_.idle_timeout);
+        if (!ec) ctx.meter.mark_sent();
+        std::size_t bytes_in = 0;
+        if (!ec) ec = co_await read_head(bytes_in);
+        if (watch_.gone && (!drain_ || ec)) {
+            watch_.upstream = nullptr;
+            co_return attempt_error::gone();
+        }
+        if (!ec) {
+            head_at_ = core::clock::now();
+            co_return attempt_error{};
+        }
+        watch_.upstream = nullptr;
+        // A kept-alive connection the upstream had closed: try once on a new one.
+        if (conn_.reused() && bytes_in == 0 && !is_timeout(ec) && !fresh) {
+            conn_.release(false);
+            fresh = true;
+            continue;
+        }
+        co_return head_failure(ec);
+    }
+}
+
+attempt_error exchange::head_failure(const error_code& ec) const {
+    if (is_timeout(ec))
+        return attempt_error::fail(
+            attempt_source::head, attempt_kind::timeout,
+            "provider " + pc_.name + ": no answer within first_byte_timeout");
+    return attempt_error::fail(
+        attempt_source::head, attempt_kind::io,
+        "provider " + pc_.name + ": connection failed (" + ec.message() + ")");
+}
+
+// Reads and parses until the head is complete, within first_byte_timeout.
+asio::awaitable<boost::system::error_code> exchange::read_head(std::size_t& bytes_in) {
+    const auto deadline = core::clock::now() + pc_.first_byte_timeout;
+    error_code ec;
+    parser_->header_limit(head_limit);
+    parser_->eager(true);
+    for (;;) {
+        if (buf_.size() > 0) {
+            const auto used = parser_->put(buf_.data(), ec);
+            buf_.consume(used);
+            if (parser_->is_header_done()) co_return error_code{};
+            if (ec && ec != http::error::need_more) co_return ec;
+        }
+        const auto left = deadline - core::clock::now();
+        if (left <= core::clock::duration::zero()) co_return beast::error::timeout;
+        auto [rec, n] = co_await conn_.stream().read_some(buf_.prepare(head_read_chunk), left);
+        if (rec) co_return rec;
+        bytes_in += n;
+        buf_.commit(n);
+    }
+}
+
+namespace {
+
+// One read of a body into the parser (parser.body() gets the de-chunked bytes). A
+// close-delimited body's end is success.
+asio::awaitable<boost::system::error_code> read_body_piece(net::byte_stream& s,
+                                                           response_parser& parser,
+                                                           beast::flat_buffer& buf,
+                                                           core::clock::duration timeout,
+                                                           std::size_t chunk) {
+    boost::system::error_code ec;
+    if (buf.size() > 0) {
+        const auto used = parser.put(buf.data(), ec);
+        buf.consume(used);
+        if (ec != http::error::need_more && ec) co_return ec;
+        if (!parser.body().empty() || parser.is_done()) co_return boost::system::error_code{};
+    }
+    auto [rec, n] = co_await s.read_some(buf.prepare(chunk), timeout);
+    if (rec == asio::error::eof || (rec == asio::ssl::error::stream_truncated)) {
+        if (parser.need_eof()) {
+            parser.put_eof(ec);
+            co_return ec;
+        }
+        co_return http::error::partial_message;
+    }
+    if (rec) co_return rec;
+    buf.commit(n);
+    const auto used = parser.put(buf.data(), ec);
+    buf.consume(used);
+    if (ec == http::error::need_more) ec = {};
+    co_return ec;
+}
+
+}  // namespace
+
+asio::awaitable<boost::system::error_code> exchange::read_piece(core::clock::duration timeout) {
+    return read_body_piece(conn_.stream(), *parser_, buf_, timeout, stream_read_chunk);
+}
+
+asio::awaitable<attempt_error> exchange::read_body(std::string& body,
+                                                   core::clock::duration drain_limit) {
+    body += parser_->body();
+    parser_->body().clear();
+    error_code ec;
+    std::optional<core::clock::time_point> drain_deadline;
+    while (!parser_->is_done()) {
+        auto timeout = std::chrono::duration_cast<core::clock::duration>(pc_.idle_timeout);
+        if (watch_.gone) {
+            if (!drain_) break;
+            if (!drain_deadline) drain_deadline = core::clock::now() + drain_limit;
+            const auto left = *drain_deadline - core::clock::now();
+            if (left <= core::clock::duration::zero()) break;
+            timeout = std::min(timeout, left);
+        }
+        ec = co_await read_body_piece(conn_.stream(), *parser_, buf_, timeout, body_read_chunk);
+        body += parser_->body();
+        parser_->body().clear();
+        if (ec) break;
+    }
+    watch_.upstream = nullptr;
+    if (watch_.gone) co_return attempt_error::gone();
+    if (!ec) co_return attempt_error{};
+    if (is_timeout(ec))
+        co_return attempt_error::fail(attempt_source::body, attempt_kind::timeout,
+                                      "provider " + pc_.name + ": answer stalled");
+    if (ec == http::error::body_limit)
+        co_return attempt_error::fail(
+            attempt_source::body, attempt_kind::too_large,
+            "provider " + pc_.name + ": answer larger than max_response_bytes");
+    co_return attempt_error::fail(
+        attempt_source::body, attempt_kind::io,
+        "provider " + pc_.name + ": answer cut short (" + ec.message() + ")");
+}
+
+void exchange::finish(bool complete) noexcept {
+    watch_.upstream = nullptr;
+    // Bytes past the end of the answer: the connection is out of step (a broken
+    // Content-Length); reusing it could hand them to another client as its answer.
+    conn_.release(complete && parser_ && parser_->keep_alive() && buf_.size() == 0);
+}
+
+}  // namespace tollgate::upstream

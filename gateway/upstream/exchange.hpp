@@ -1,0 +1,83 @@
+#pragma once
+// One request/response exchange with an upstream on a pooled connection: take a
+// connection, send the request, read the head, then the body as a whole or piece by
+// piece. Every read has its deadline; a client that leaves is noticed through the
+// request's client watch (the upstream connection in use is registered with it, so that
+// routing.on_client_disconnect: cancel can cut the wait short). The connection returns
+// to the pool only through finish(true) after a complete answer. One per attempt, on the
+// request's executor.
+
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/buffer.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+
+#include <optional>
+#include <span>
+#include <string>
+
+#include "gateway/core/attempt_error.hpp"
+#include "gateway/core/request_context.hpp"
+#include "gateway/net/client_watch.hpp"
+#include "gateway/upstream/pool.hpp"
+#include "gateway/upstream/response_parser.hpp"
+
+namespace tollgate::upstream {
+
+class exchange {
+  public:
+    using error_code = boost::system::error_code;
+
+    exchange(const config::provider_config& pc, net::client_watch& watch, bool drain) noexcept
+        : pc_(pc), watch_(watch), drain_(drain) {}
+    exchange(const exchange&) = delete;
+    exchange& operator=(const exchange&) = delete;
+    ~exchange() { watch_.upstream = nullptr; }
+
+    // Takes a connection from `p`, sends `request` and reads the response head within
+    // first_byte_timeout; a kept-alive connection the upstream had closed is replaced by
+    // a fresh one once. Sets ctx.forwarded once a connection is held and marks ctx.meter
+    // sent once the request is out. With drain, a client that leaves after the request
+    // went out does not end the exchange.
+    boost::asio::awaitable<core::attempt_error> open(
+        pool& p, std::span<const boost::asio::const_buffer> request, core::request_context& ctx);
+
+    // The rest of a non-streamed answer, appended to `body` (bounded by
+    // max_response_bytes), each read within idle_timeout. A client that leaves stops the
+    // read, or with drain bounds it by `drain_limit`; the caller then sees watch.gone.
+    boost::asio::awaitable<core::attempt_error> read_body(std::string& body,
+                                                          core::clock::duration drain_limit);
+
+    // The next piece of a streamed body, into parser().body(), within `timeout`. A
+    // close-delimited body's end is success with parser().is_done().
+    boost::asio::awaitable<error_code> read_piece(core::clock::duration timeout);
+
+    // Ends the exchange: the connection goes back to the pool when `complete` and the
+    // upstream keeps it alive with nothing after the answer, else it is closed.
+    void finish(bool complete) noexcept;
+
+    response_parser& parser() noexcept { return *parser_; }
+    int status() const noexcept { return parser_->status(); }
+    // Body bytes read and not yet parsed (none between events once a read drained it).
+    std::size_t buffered() const noexcept { return buf_.size(); }
+    void shrink_buffer() { buf_.shrink_to_fit(); }
+    core::clock::time_point sent_at() const noexcept { return sent_at_; }
+    core::clock::time_point head_at() const noexcept { return head_at_; }
+
+  private:
+    boost::asio::awaitable<error_code> read_head(std::size_t& bytes_in);
+    core::attempt_error head_failure(const error_code& ec) const;
+
+    const config::provider_config& pc_;
+    net::client_watch& watch_;
+    bool drain_;
+    lease conn_;
+    std::optional<response_parser> parser_;  // a new one for a fresh connection
+    boost::beast::flat_buffer buf_;
+    core::clock::time_point sent_at_{};
+    core::clock::time_point head_at_{};
+};
+
+// Timeouts of every kind: the stream's deadline (Beast) and a connect's (Asio).
+bool is_timeout(const boost::system::error_code& ec) noexcept;
+
+}  // namespace tollgate::upstream
