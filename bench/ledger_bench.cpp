@@ -13,6 +13,7 @@
 #include "policies/usage/ledger.hpp"
 
 using namespace tollgate::policies;
+namespace store = tollgate::store;
 
 int main(int argc, char** argv) {
     const long records = argc > 1 ? std::atol(argv[1]) : 500000;
@@ -28,7 +29,7 @@ int main(int argc, char** argv) {
     for (int t = 0; t < threads; ++t)
         pushers.emplace_back([&, t] {
             for (long i = t; i < records; i += threads) {
-                usage_record r;
+                store::usage_record r;
                 r.ts_ms = 1795600000000 + i;
                 r.request_id = "req-" + std::to_string(i);
                 r.key_id = "team-" + std::to_string(i % 50);

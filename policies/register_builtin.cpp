@@ -52,11 +52,11 @@ builtin_services make_builtin_services(const config::gateway_config& cfg) {
         for (const auto& k : cfg.keys) seed_budget(s, k);
         // A record counts toward its key's budget from the moment it is durable.
         std::weak_ptr<budget_book> book = s.budgets;
-        s.usage_ledger->on_commit([book](const std::vector<usage_record>& records) {
+        s.usage_ledger->on_commit([book](const std::vector<store::usage_record>& records) {
             if (auto b = book.lock())
                 for (const auto& r : records)
                     if (!r.key_id.empty())
-                        b->committed(r.key_id, billable_tokens(r), r.cost_usd.value_or(0), r.ts_ms);
+                        b->committed(r.key_id, store::billable_tokens(r), r.cost_usd.value_or(0), r.ts_ms);
         });
     }
     // Keys created through the admin API live beside the usage records.

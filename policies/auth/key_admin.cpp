@@ -11,8 +11,8 @@
 #include "config/loader.hpp"
 #include "gateway/core/errors.hpp"
 #include "gateway/core/json_text.hpp"
-#include "policies/usage/usage_record.hpp"
 #include "policies/usage/usage_report.hpp"
+#include "store/usage_record.hpp"
 
 namespace tollgate::policies {
 
@@ -182,7 +182,7 @@ std::string key_admin::key_json(const config::key_config& k, bool from_config,
         out += "null";
     } else {
         out += '"';
-        out += rfc3339_ms(created_at_ms);
+        out += store::rfc3339_ms(created_at_ms);
         out += '"';
     }
     out += '}';

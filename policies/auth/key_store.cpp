@@ -9,9 +9,6 @@
 #include <stdexcept>
 #include <unordered_map>
 
-#include "policies/auth/key_store_backend.hpp"
-#include "policies/usage/pg_connection.hpp"
-
 namespace tollgate::policies {
 
 namespace {
@@ -51,8 +48,8 @@ bool same_key(const config::key_config& a, const config::key_config& b) {
            same_budget(a.budget, b.budget) && a.allowed_cidrs == b.allowed_cidrs;
 }
 
-key_row to_row(const config::key_config& k, std::int64_t created_at_ms) {
-    key_row r;
+store::key_row to_row(const config::key_config& k, std::int64_t created_at_ms) {
+    store::key_row r;
     r.id = k.id;
     r.key_sha256 = k.key_sha256;
     if (k.models) {
@@ -83,7 +80,7 @@ key_row to_row(const config::key_config& k, std::int64_t created_at_ms) {
     return r;
 }
 
-std::shared_ptr<config::key_config> from_row(const key_row& r) {
+std::shared_ptr<config::key_config> from_row(const store::key_row& r) {
     auto k = std::make_shared<config::key_config>();
     k->id = r.id;
     k->key_sha256 = r.key_sha256;
@@ -144,7 +141,7 @@ void append_opt(std::string& out, const std::optional<std::uint64_t>& v) {
     if (v) out += std::to_string(*v);
 }
 
-std::string encode_key(const key_row& r) {
+std::string encode_key(const store::key_row& r) {
     std::string v = std::to_string(r.updated_at_ms);
     v += field_sep;
     v += std::to_string(r.created_at_ms);
@@ -195,10 +192,10 @@ std::optional<std::uint64_t> parse_opt_uint(std::string_view s, bool& ok) {
     return v;
 }
 
-std::optional<key_row> decode_key(std::string_view id, std::string_view value) {
+std::optional<store::key_row> decode_key(std::string_view id, std::string_view value) {
     const auto p = split(value, field_sep);
     if (p.size() != 10 && p.size() != 11) return std::nullopt;
-    key_row r;
+    store::key_row r;
     r.id = std::string(id);
     const auto updated = parse_int(p[0]), created = parse_int(p[1]);
     key_digest d;
@@ -255,9 +252,7 @@ bool digest_from_hex(std::string_view hex, key_digest& out) noexcept {
     return true;
 }
 
-key_store::key_store(const std::string& path)
-    : backend_(is_postgres_url(path) ? make_pg_key_store_backend(path)
-                                     : make_sqlite_key_store_backend(path)) {
+key_store::key_store(const std::string& path) : backend_(store::make_key_store_backend(path)) {
     change_marker_ = backend_->change_marker();
     publish(load_table());
 }
@@ -274,9 +269,9 @@ key_store::~key_store() {
 std::shared_ptr<key_store::table> key_store::load_table() {
     // The database's rows (a failed or partial read throws), then the mirror's: per id the
     // newest version, unless a deletion is at least as new.
-    std::unordered_map<std::string, key_row> rows;
-    for (key_row& row : backend_->load()) rows.emplace(row.id, std::move(row));
-    for (const key_row& row : remote_keys_) {
+    std::unordered_map<std::string, store::key_row> rows;
+    for (store::key_row& row : backend_->load()) rows.emplace(row.id, std::move(row));
+    for (const store::key_row& row : remote_keys_) {
         const auto it = rows.find(row.id);
         if (it == rows.end())
             rows.emplace(row.id, row);
@@ -284,12 +279,12 @@ std::shared_ptr<key_store::table> key_store::load_table() {
             it->second = row;
     }
     std::unordered_map<std::string, std::int64_t> deleted;
-    const auto note_deletion = [&](const deletion_row& d) {
+    const auto note_deletion = [&](const store::deletion_row& d) {
         auto& at = deleted[d.id];
         at = std::max(at, d.deleted_at_ms);
     };
-    for (const deletion_row& d : backend_->load_deletions()) note_deletion(d);
-    for (const deletion_row& d : remote_deletions_) note_deletion(d);
+    for (const store::deletion_row& d : backend_->load_deletions()) note_deletion(d);
+    for (const store::deletion_row& d : remote_deletions_) note_deletion(d);
 
     auto t = std::make_shared<table>();
     for (const auto& [id, row] : rows) {
@@ -301,12 +296,12 @@ std::shared_ptr<key_store::table> key_store::load_table() {
         t->by_digest.emplace(d, k);
         t->by_id.emplace(k->id, entry{k, row.created_at_ms});
     }
-    const auto note_revocation = [&](const revocation_row& row) {
+    const auto note_revocation = [&](const store::revocation_row& row) {
         key_digest d;
         if (digest_from_hex(row.key_sha256, d)) t->revoked.emplace(d, row.id);
     };
-    for (const revocation_row& row : backend_->load_revocations()) note_revocation(row);
-    for (const revocation_row& row : remote_revocations_) note_revocation(row);
+    for (const store::revocation_row& row : backend_->load_revocations()) note_revocation(row);
+    for (const store::revocation_row& row : remote_revocations_) note_revocation(row);
     return t;
 }
 
@@ -339,24 +334,25 @@ void key_store::adopt_mirror() {
     // own database holds every key, deletion and revocation, so none depends on Redis
     // keeping its data (SPEC: durable in the usage database).
     std::unordered_map<std::string, std::int64_t> local_at;
-    for (const key_row& r : backend_->load()) local_at[r.id] = r.updated_at_ms;
+    for (const store::key_row& r : backend_->load()) local_at[r.id] = r.updated_at_ms;
     std::unordered_map<std::string, std::int64_t> local_deleted;
-    for (const deletion_row& d : backend_->load_deletions()) local_deleted[d.id] = d.deleted_at_ms;
-    for (const key_row& r : remote_keys_) {
+    for (const store::deletion_row& d : backend_->load_deletions())
+        local_deleted[d.id] = d.deleted_at_ms;
+    for (const store::key_row& r : remote_keys_) {
         const auto it = local_at.find(r.id);
         const auto del = local_deleted.find(r.id);
         if ((it == local_at.end() || it->second < r.updated_at_ms) &&
             (del == local_deleted.end() || del->second < r.updated_at_ms))
             backend_->upsert(r);  // false: the digest is another id's here; left as it is
     }
-    for (const deletion_row& d : remote_deletions_) {
+    for (const store::deletion_row& d : remote_deletions_) {
         const auto del = local_deleted.find(d.id);
         if (del != local_deleted.end() && del->second >= d.deleted_at_ms) continue;
         backend_->record_deletion(d);
         const auto it = local_at.find(d.id);
         if (it != local_at.end() && it->second <= d.deleted_at_ms) backend_->remove(d.id);
     }
-    for (const revocation_row& r : remote_revocations_) backend_->insert_revocation(r);
+    for (const store::revocation_row& r : remote_revocations_) backend_->insert_revocation(r);
 }
 
 void key_store::mirror_put(std::vector<key_mirror::entry> entries) {
@@ -416,12 +412,12 @@ bool key_store::refresh() {
             if (it == remote_at.end() || it->second < at)
                 push.push_back({std::move(field), std::move(value), at});
         };
-        for (const key_row& r : backend_->load())
+        for (const store::key_row& r : backend_->load())
             consider("k" + std::string(1, field_sep) + r.id, encode_key(r), r.updated_at_ms);
-        for (const deletion_row& d : backend_->load_deletions())
+        for (const store::deletion_row& d : backend_->load_deletions())
             consider("d" + std::string(1, field_sep) + d.id, std::to_string(d.deleted_at_ms),
                      d.deleted_at_ms);
-        for (const revocation_row& r : backend_->load_revocations())
+        for (const store::revocation_row& r : backend_->load_revocations())
             consider("r" + std::string(1, field_sep) + r.id + field_sep + r.key_sha256,
                      std::to_string(r.revoked_at_ms), r.revoked_at_ms);
         mirror_put(std::move(push));
@@ -484,7 +480,7 @@ key_store::result key_store::create(config::key_config key, std::int64_t now_ms)
     if (!digest_from_hex(key.key_sha256, d)) throw std::runtime_error("key store: bad digest");
     key.key_sha256 = to_hex(d);
     if (old->by_id.contains(key.id) || old->by_digest.contains(d)) return result::exists;
-    key_row row = to_row(key, now_ms);
+    store::key_row row = to_row(key, now_ms);
     row.updated_at_ms = now_ms;
     if (!backend_->insert(row)) return result::exists;  // another instance took it
     mirror_put({{"k" + std::string(1, field_sep) + row.id, encode_key(row), row.updated_at_ms}});
@@ -503,7 +499,7 @@ key_store::result key_store::update(const config::key_config& updated) {
     if (it == old->by_id.end()) return result::not_found;
     auto k = std::make_shared<config::key_config>(updated);
     k->key_sha256 = it->second.key->key_sha256;  // the secret never changes
-    key_row row = to_row(*k, it->second.created_at_ms);
+    store::key_row row = to_row(*k, it->second.created_at_ms);
     row.updated_at_ms = unix_now_ms();
     // An upsert: the key may have come from another instance through Redis and not be in
     // this database yet.
@@ -525,7 +521,7 @@ key_store::result key_store::revoke(const std::string& id, const key_digest& dig
     if (old->is_revoked(id, digest)) return result::exists;
     // Revoked already by another instance a moment ago is fine: it is revoked.
     const std::string hex = to_hex(digest);
-    backend_->insert_revocation(revocation_row{id, hex, now_ms});
+    backend_->insert_revocation(store::revocation_row{id, hex, now_ms});
     mirror_put(
         {{"r" + std::string(1, field_sep) + id + field_sep + hex, std::to_string(now_ms), now_ms}});
     auto t = std::make_shared<table>(*old);
@@ -544,7 +540,7 @@ key_store::result key_store::remove(const std::string& id) {
     // Redis, in another instance's database) does not bring it back.
     const std::int64_t now_ms = unix_now_ms();
     backend_->remove(id);
-    backend_->record_deletion(deletion_row{id, now_ms});
+    backend_->record_deletion(store::deletion_row{id, now_ms});
     mirror_put({{"d" + std::string(1, field_sep) + id, std::to_string(now_ms), now_ms}});
     auto t = std::make_shared<table>(*old);
     key_digest d;

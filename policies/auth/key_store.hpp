@@ -27,13 +27,9 @@
 
 #include "config/config.hpp"
 #include "config/digest.hpp"
+#include "store/key_store_backend.hpp"
 
 namespace tollgate::policies {
-
-class key_store_backend;
-struct key_row;
-struct deletion_row;
-struct revocation_row;
 
 // Where keys travel between instances that do not share a database: Redis, when
 // `state.backend: redis` (implemented by shared_state). A hash of entries, field → value,
@@ -143,15 +139,15 @@ class key_store {
     void read_mirror();   // mirror_ entries → remote_*; throws nothing
     void adopt_mirror();  // remote_* newer than the database → the database; throws on failure
 
-    std::unique_ptr<key_store_backend> backend_;
+    std::unique_ptr<store::key_store_backend> backend_;
     std::mutex mu_;  // serialises changes and refreshes; guards the members up to table_
     std::int64_t change_marker_ = 0;
     std::shared_ptr<key_mirror> mirror_;
     std::optional<std::int64_t> mirror_version_;  // as last read; nullopt: read it again
     // The mirror's entries as last read, decoded.
-    std::vector<key_row> remote_keys_;
-    std::vector<deletion_row> remote_deletions_;
-    std::vector<revocation_row> remote_revocations_;
+    std::vector<store::key_row> remote_keys_;
+    std::vector<store::deletion_row> remote_deletions_;
+    std::vector<store::revocation_row> remote_revocations_;
     listener listener_;
     std::atomic<std::shared_ptr<const table>> table_;
     std::mutex stop_mu_;

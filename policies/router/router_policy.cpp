@@ -6,7 +6,7 @@
 
 #include "gateway/core/config_json.hpp"
 #include "gateway/core/json_writer.hpp"
-#include "policies/usage/usage_record.hpp"
+#include "store/usage_record.hpp"
 
 namespace tollgate::policies {
 
@@ -317,7 +317,7 @@ std::string providers_report_json(
             w.key("cooling").boolean(t.cooling_ms > 0);
             w.key("cooling_until");
             if (t.cooling_ms > 0)
-                w.string(rfc3339_ms(now_unix_ms + t.cooling_ms));
+                w.string(store::rfc3339_ms(now_unix_ms + t.cooling_ms));
             else
                 w.null();
             w.key("ttfb_ms_avg");

@@ -16,9 +16,9 @@
 #include <spdlog/spdlog.h>
 
 #include "gateway/core/json_text.hpp"
-#include "policies/usage/ledger_backend.hpp"
-#include "policies/usage/pg_connection.hpp"
 #include "policies/usage/spill_file.hpp"
+#include "store/database_url.hpp"
+#include "store/ledger_backend.hpp"
 
 namespace tollgate::policies {
 namespace json_text = core::json_text;
@@ -112,18 +112,17 @@ std::optional<std::int64_t> parse_time_param(std::string_view s) {
 }
 
 std::string ledger::spill_path_for(const std::string& database) {
-    if (is_postgres_url(database)) return "./data/usage.spill";
+    if (store::is_postgres_url(database)) return "./data/usage.spill";
     return database + ".spill";
 }
 
 bool ledger::shared_by_instances() const noexcept {
-    return is_postgres_url(options_.database);
+    return store::is_postgres_url(options_.database);
 }
 
 ledger::ledger(options opts) : options_(normalized(std::move(opts))) {
     if (options_.database.empty()) throw std::runtime_error("usage.database: no path given");
-    backend_ = is_postgres_url(options_.database) ? make_pg_ledger_backend(options_)
-                                                  : make_sqlite_ledger_backend(options_);
+    backend_ = store::make_ledger_backend(options_.database, options_.busy_timeout);
     open_jsonl();
     {
         // Batch ids: a random start in [1, 2^62), then one up per batch.
@@ -151,15 +150,15 @@ void ledger::replay_spill() {
         if (b.records.empty()) continue;
         std::string error;
         switch (backend_->write_batch(b.records, b.id, error)) {
-            case ledger_backend::write_outcome::failed:
+            case store::ledger_backend::write_outcome::failed:
                 throw std::runtime_error("usage ledger: " + backend_->name() +
                                          ": cannot apply the spill file " + path + ": " + error +
                                          " (the file is kept; start again once the database "
                                          "takes writes)");
-            case ledger_backend::write_outcome::already_stored:
+            case store::ledger_backend::write_outcome::already_stored:
                 skipped += b.records.size();
                 break;
-            case ledger_backend::write_outcome::stored:
+            case store::ledger_backend::write_outcome::stored:
                 stored += b.records.size();
                 append_jsonl_batch(b.records);
                 break;
@@ -196,7 +195,7 @@ void ledger::open_jsonl() {
                                  ": cannot open for append: " + std::strerror(errno));
 }
 
-void ledger::push(usage_record r) {
+void ledger::push(store::usage_record r) {
     bool wake = false;
     {
         std::lock_guard lock(mutex_);
@@ -266,7 +265,7 @@ void ledger::run() noexcept {
                 pos_ = 0;
                 // Give back memory a backlog (a long outage) made us grow.
                 if (work_.capacity() > std::max(options_.queue_capacity, 4 * options_.batch_max))
-                    work_ = std::vector<usage_record>();
+                    work_ = std::vector<store::usage_record>();
                 const bool was_idle = queue_.empty();
                 work_cv_.wait(lock, [&] { return stop_ || abandon_ || !queue_.empty(); });
                 if (abandon_ || queue_.empty()) break;  // stopping, and everything is written
@@ -315,7 +314,8 @@ void ledger::run() noexcept {
     done_cv_.notify_all();
 }
 
-bool ledger::commit_with_retry(const std::vector<usage_record>& batch, std::int64_t batch_id) {
+bool ledger::commit_with_retry(const std::vector<store::usage_record>& batch,
+                               std::int64_t batch_id) {
     using namespace std::chrono_literals;
     std::chrono::milliseconds backoff = 10ms;
     unsigned failures = 0;
@@ -323,12 +323,12 @@ bool ledger::commit_with_retry(const std::vector<usage_record>& batch, std::int6
     for (;;) {
         error.clear();
         const auto outcome = backend_->write_batch(batch, batch_id, error);
-        if (outcome != ledger_backend::write_outcome::failed) {
+        if (outcome != store::ledger_backend::write_outcome::failed) {
             transactions_.fetch_add(1, std::memory_order_relaxed);
             if (failures > 0)
                 spdlog::info("usage ledger: {}: write recovered after {} failed attempt(s)",
                              backend_->name(), failures);
-            if (outcome == ledger_backend::write_outcome::already_stored)
+            if (outcome == store::ledger_backend::write_outcome::already_stored)
                 spdlog::info("usage ledger: {}: batch {} was already stored; not written again",
                              backend_->name(), batch_id);
             healthy_.store(true, std::memory_order_relaxed);
@@ -360,7 +360,7 @@ bool ledger::stop_within(std::chrono::milliseconds timeout) {
         // The batch being written keeps its id: if its commit goes through after all, the
         // replay finds the id and skips it.
         if (in_flight_) out.push_back(spill_batch{batch_id_, batch_});
-        std::vector<usage_record> rest;
+        std::vector<store::usage_record> rest;
         rest.reserve(work_.size() - pos_ + queue_.size());
         std::move(work_.begin() + static_cast<std::ptrdiff_t>(pos_), work_.end(),
                   std::back_inserter(rest));
@@ -395,13 +395,13 @@ bool ledger::stop_within(std::chrono::milliseconds timeout) {
                                [&] { return writer_exited_; });
 }
 
-void ledger::append_jsonl_batch(const std::vector<usage_record>& batch) {
+void ledger::append_jsonl_batch(const std::vector<store::usage_record>& batch) {
     if (jsonl_fd_ < 0) return;
     jsonl_buffer_.clear();
     // An earlier failed write may have left half a line: end it, so later lines parse.
     if (jsonl_line_open_) jsonl_buffer_.push_back('\n');
-    for (const usage_record& r : batch) {
-        append_jsonl(jsonl_buffer_, r);
+    for (const store::usage_record& r : batch) {
+        store::append_jsonl(jsonl_buffer_, r);
         jsonl_buffer_.push_back('\n');
     }
     // One write per batch; O_APPEND. No fsync: the database is the durable record, the
@@ -423,7 +423,7 @@ void ledger::append_jsonl_batch(const std::vector<usage_record>& batch) {
     if (written > 0) jsonl_line_open_ = jsonl_buffer_[written - 1] != '\n';
 }
 
-void ledger::notify_committed(const std::vector<usage_record>& batch) {
+void ledger::notify_committed(const std::vector<store::usage_record>& batch) {
     std::lock_guard lock(callback_mutex_);
     if (!callback_) return;
     try {
@@ -435,13 +435,13 @@ void ledger::notify_committed(const std::vector<usage_record>& batch) {
     }
 }
 
-std::vector<usage_row> ledger::aggregate(const usage_query& q) const {
+std::vector<store::usage_row> ledger::aggregate(const store::usage_query& q) const {
     std::lock_guard lock(reader_mutex_);
     return backend_->aggregate(q);
 }
 
-std::string ledger::aggregate_json(const usage_query& q) const {
-    const std::vector<usage_row> rows = aggregate(q);
+std::string ledger::aggregate_json(const store::usage_query& q) const {
+    const std::vector<store::usage_row> rows = aggregate(q);
     std::string out = "{\"data\":[";
     auto text_field = [&](const char* name, const std::optional<std::string>& v) {
         out += '"';
@@ -454,7 +454,7 @@ std::string ledger::aggregate_json(const usage_query& q) const {
         out += ',';
     };
     bool first = true;
-    for (const usage_row& row : rows) {
+    for (const store::usage_row& row : rows) {
         if (!first) out += ',';
         first = false;
         out += '{';

@@ -31,11 +31,10 @@
 #include <thread>
 #include <vector>
 
-#include "policies/usage/usage_record.hpp"
+#include "store/ledger_backend.hpp"
+#include "store/usage_record.hpp"
 
 namespace tollgate::policies {
-
-class ledger_backend;
 
 // `since`/`until` of /admin/usage: RFC 3339 ("2026-11-25T10:00:00Z", optional fraction,
 // "z", "+hh:mm"/"-hh:mm" offsets, 't' or ' ' for 'T'; a ' ' where the offset's '+' was,
@@ -43,18 +42,6 @@ class ledger_backend;
 // Returns unix milliseconds (fraction truncated to ms), or nullopt if malformed or out of
 // range (month 13, Feb 30, hour 24...). Thread-safe (pure function).
 std::optional<std::int64_t> parse_time_param(std::string_view text);
-
-struct usage_query {
-    std::optional<std::string> key, model;           // filters (exact match)
-    std::optional<std::int64_t> since_ms, until_ms;  // since inclusive, until exclusive
-    bool by_key = false, by_model = false, by_day = false, by_hour = false;  // group_by
-};
-
-struct usage_row {
-    std::optional<std::string> key, model, day, hour;  // set only for the fields grouped on
-    std::uint64_t requests = 0, prompt_tokens = 0, completion_tokens = 0, total_tokens = 0;
-    double cost_usd = 0;
-};
 
 class ledger {
   public:
@@ -76,12 +63,9 @@ class ledger {
     // URL, ./data/usage.spill (the instance's own, as its queue was).
     static std::string spill_path_for(const std::string& database);
 
-    struct totals {
-        std::uint64_t tokens = 0;
-        double usd = 0;
-    };
+    using totals = store::ledger_totals;
 
-    using commit_callback = std::function<void(const std::vector<usage_record>&)>;
+    using commit_callback = std::function<void(const std::vector<store::usage_record>&)>;
 
     // Opens (creating it and its parent directories if missing) the SQLite database, sets
     // WAL and synchronous=FULL, or connects to the PostgreSQL server (two connections);
@@ -104,7 +88,7 @@ class ledger {
     // the queue and wakes the writer: no I/O, never blocks on the writer's I/O (only on
     // the queue mutex, held for a push_back), never drops. The queue may grow past
     // queue_capacity; admission control consults saturated().
-    void push(usage_record r);
+    void push(store::usage_record r);
 
     // Thread-safe, lock-free: records pushed but not yet committed (the batch being
     // written included) >= queue_capacity.
@@ -159,11 +143,11 @@ class ledger {
     // One row per group of the chosen fields, ordered by them (key, model, day); no
     // grouping = one row of totals (requests 0 when nothing matched). Unknown token counts
     // add 0, except total_tokens falls back to prompt + completion (billable_tokens()).
-    std::vector<usage_row> aggregate(const usage_query& q) const;
+    std::vector<store::usage_row> aggregate(const store::usage_query& q) const;
     // SPEC's {"data":[{"key":…,"model":…,"day":…,"requests":N,"prompt_tokens":N,
     // "completion_tokens":N,"total_tokens":N,"cost_usd":X}]}, omitting fields not grouped
     // on; cost_usd rounded to 1e-9 so sums print as 0.3, not 0.30000000000000004.
-    std::string aggregate_json(const usage_query& q) const;
+    std::string aggregate_json(const store::usage_query& q) const;
     // Budget seeding at start: billable tokens and cost of `key_id` since `since_ms`.
     totals totals_since(const std::string& key_id, std::int64_t since_ms) const;
 
@@ -172,14 +156,14 @@ class ledger {
     void run() noexcept;
     void replay_spill();
     // false only when stop_within() abandoned the batch.
-    bool commit_with_retry(const std::vector<usage_record>& batch, std::int64_t batch_id);
-    void append_jsonl_batch(const std::vector<usage_record>& batch);
-    void notify_committed(const std::vector<usage_record>& batch);
+    bool commit_with_retry(const std::vector<store::usage_record>& batch, std::int64_t batch_id);
+    void append_jsonl_batch(const std::vector<store::usage_record>& batch);
+    void notify_committed(const std::vector<store::usage_record>& batch);
 
     const options options_;
 
     // The store: write_batch() from the writer thread only, reads under reader_mutex_.
-    std::unique_ptr<ledger_backend> backend_;
+    std::unique_ptr<store::ledger_backend> backend_;
 
     // Writer-thread state (the thread is the only user after the constructor).
     int jsonl_fd_ = -1;
@@ -193,7 +177,7 @@ class ledger {
     mutable std::mutex mutex_;
     std::condition_variable work_cv_;  // writer waits: records, flush request, stop
     std::condition_variable done_cv_;  // flushers wait: committed_seq_ advanced
-    std::vector<usage_record> queue_;
+    std::vector<store::usage_record> queue_;
     std::uint64_t pushed_seq_ = 0;     // records ever pushed
     std::uint64_t committed_seq_ = 0;  // records ever committed (FIFO, so a prefix)
     std::chrono::steady_clock::time_point last_commit_{};  // writer thread only
@@ -202,9 +186,9 @@ class ledger {
     // The writer's records: `work_` (taken from queue_ in one swap; [pos_, end) not yet
     // written) and the batch being written. Changed under mutex_ only; the writer reads
     // batch_ unlocked during the write, stop_within() reads it under the lock.
-    std::vector<usage_record> work_;
+    std::vector<store::usage_record> work_;
     std::size_t pos_ = 0;
-    std::vector<usage_record> batch_;
+    std::vector<store::usage_record> batch_;
     std::int64_t batch_id_ = 0;
     bool in_flight_ = false;          // batch_ is being written
     bool abandon_ = false;            // stop_within() spilled everything: stop retrying

@@ -67,7 +67,7 @@ std::string get_text(simdjson::dom::object o, const char* name) {
     return std::string(v);
 }
 
-bool parse_record(simdjson::dom::object o, usage_record& r) {
+bool parse_record(simdjson::dom::object o, store::usage_record& r) {
     if (o["ts_ms"].get_int64().get(r.ts_ms) != simdjson::SUCCESS) return false;
     r.request_id = get_text(o, "request_id");
     r.key_id = get_text(o, "key_id");
@@ -95,7 +95,7 @@ bool parse_record(simdjson::dom::object o, usage_record& r) {
 
 }  // namespace
 
-void append_spill_record(std::string& out, const usage_record& r) {
+void append_spill_record(std::string& out, const store::usage_record& r) {
     out += "{\"ts_ms\":";
     json_text::append_int(out, r.ts_ms);
     out += ",\"request_id\":";
@@ -147,7 +147,7 @@ void write_spill(const std::string& path, const std::vector<spill_batch>& batche
         text += ",\"records\":";
         json_text::append_uint(text, b.records.size());
         text += "}\n";
-        for (const usage_record& r : b.records) {
+        for (const store::usage_record& r : b.records) {
             append_spill_record(text, r);
             text += '\n';
         }
@@ -206,7 +206,7 @@ std::vector<spill_batch> read_spill(const std::string& path, std::vector<std::st
             out.push_back(std::move(b));
             continue;
         }
-        usage_record r;
+        store::usage_record r;
         if (out.empty() || expected == 0 || !parse_record(o, r)) {
             problems.push_back("line " + std::to_string(line_no) +
                                " is not a usage record of a batch");

@@ -18,13 +18,13 @@
 #include <string>
 #include <vector>
 
-#include "policies/usage/usage_record.hpp"
+#include "store/usage_record.hpp"
 
 namespace tollgate::policies {
 
 struct spill_batch {
     std::int64_t id = 0;
-    std::vector<usage_record> records;
+    std::vector<store::usage_record> records;
 };
 
 // Appends the batches to `path` (created 0600 with its parent directories) and fsyncs the
@@ -37,6 +37,6 @@ void write_spill(const std::string& path, const std::vector<spill_batch>& batche
 std::vector<spill_batch> read_spill(const std::string& path, std::vector<std::string>& problems);
 
 // One record as a spill line (no newline); read_spill() reads it back field for field.
-void append_spill_record(std::string& out, const usage_record& r);
+void append_spill_record(std::string& out, const store::usage_record& r);
 
 }  // namespace tollgate::policies

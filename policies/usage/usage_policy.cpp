@@ -44,7 +44,7 @@ void usage_policy::on_complete(core::request_context& ctx,
     // Refused by a policy, or never sent anywhere: no record (SPEC).
     if (!ctx.forwarded || !ctx.usage_final) return;
     try {
-        usage_record r;
+        store::usage_record r;
         r.ts_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
                       std::chrono::system_clock::now().time_since_epoch())
                       .count();

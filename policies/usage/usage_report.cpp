@@ -30,7 +30,7 @@ std::pair<int, std::string> usage_report(const ledger& l, std::string_view query
     auto bad = [](const std::string& message) {
         return std::pair{400, core::openai_error_body(core::errc::invalid_request, message)};
     };
-    usage_query q;
+    store::usage_query q;
     while (!query.empty()) {
         const auto amp = query.find('&');
         const std::string_view pair = query.substr(0, amp);

@@ -26,17 +26,18 @@
 #include <vector>
 
 #include "policies/usage/ledger.hpp"
-#include "policies/usage/usage_record.hpp"
+#include "store/usage_record.hpp"
 
 namespace bdata = boost::unit_test::data;
 namespace fs = std::filesystem;
+namespace store = tollgate::store;
 using namespace std::chrono_literals;
 using tollgate::policies::ledger;
 using tollgate::policies::parse_time_param;
-using tollgate::policies::to_jsonl;
-using tollgate::policies::usage_query;
-using tollgate::policies::usage_record;
-using tollgate::policies::usage_row;
+using tollgate::store::to_jsonl;
+using tollgate::store::usage_query;
+using tollgate::store::usage_record;
+using tollgate::store::usage_row;
 
 namespace {
 
@@ -66,9 +67,9 @@ ledger::options make_options(const temp_dir& dir) {
     return o;
 }
 
-usage_record make_record(std::string id, std::string key = "team-a", std::string model = "m1",
-                         std::int64_t ts_ms = nov25_10h) {
-    usage_record r;
+store::usage_record make_record(std::string id, std::string key = "team-a",
+                                std::string model = "m1", std::int64_t ts_ms = nov25_10h) {
+    store::usage_record r;
     r.ts_ms = ts_ms;
     r.request_id = std::move(id);
     r.key_id = std::move(key);
@@ -224,7 +225,7 @@ struct commit_log {
     std::size_t batches = 0;
 
     ledger::commit_callback callback() {
-        return [this](const std::vector<usage_record>& batch) {
+        return [this](const std::vector<store::usage_record>& batch) {
             std::lock_guard lock(mutex);
             for (const auto& r : batch) ids.push_back(r.request_id);
             ++batches;
@@ -294,20 +295,20 @@ const std::vector<time_case> time_cases = {
 };
 
 // Reference aggregation, computed the obvious way, for comparing with the SQL.
-std::vector<usage_row> reference_aggregate(const std::vector<usage_record>& records,
-                                           const usage_query& q) {
+std::vector<store::usage_row> reference_aggregate(const std::vector<store::usage_record>& records,
+                                                  const store::usage_query& q) {
     using group_key = std::tuple<std::string, std::string, std::string, std::string>;
-    std::map<group_key, usage_row> groups;
+    std::map<group_key, store::usage_row> groups;
     for (const auto& r : records) {
         if (q.key && r.key_id != *q.key) continue;
         if (q.model && r.model != *q.model) continue;
         if (q.since_ms && r.ts_ms < *q.since_ms) continue;
         if (q.until_ms && r.ts_ms >= *q.until_ms) continue;
-        const std::string day = tollgate::policies::utc_day(r.ts_ms);
-        const std::string hour = tollgate::policies::utc_hour(r.ts_ms);
+        const std::string day = tollgate::store::utc_day(r.ts_ms);
+        const std::string hour = tollgate::store::utc_hour(r.ts_ms);
         group_key g{q.by_key ? r.key_id : "", q.by_model ? r.model : "", q.by_day ? day : "",
                     q.by_hour ? hour : ""};
-        usage_row& row = groups[g];
+        store::usage_row& row = groups[g];
         if (q.by_key) row.key = r.key_id;
         if (q.by_model) row.model = r.model;
         if (q.by_day) row.day = day;
@@ -315,22 +316,22 @@ std::vector<usage_row> reference_aggregate(const std::vector<usage_record>& reco
         ++row.requests;
         row.prompt_tokens += r.prompt_tokens.value_or(0);
         row.completion_tokens += r.completion_tokens.value_or(0);
-        row.total_tokens += tollgate::policies::billable_tokens(r);
+        row.total_tokens += tollgate::store::billable_tokens(r);
         row.cost_usd += r.cost_usd.value_or(0);
     }
-    std::vector<usage_row> rows;
+    std::vector<store::usage_row> rows;
     for (auto& [g, row] : groups) rows.push_back(row);
     if (rows.empty() && !q.by_key && !q.by_model && !q.by_day && !q.by_hour) rows.emplace_back();
     return rows;
 }
 
 // Hand-made records: two keys, two models, three days, some unknown counts.
-std::vector<usage_record> sample_records() {
-    std::vector<usage_record> rs;
+std::vector<store::usage_record> sample_records() {
+    std::vector<store::usage_record> rs;
     auto add = [&](std::string key, std::string model, std::int64_t ts,
                    std::optional<std::uint64_t> p, std::optional<std::uint64_t> c,
                    std::optional<std::uint64_t> t, std::optional<double> cost) {
-        usage_record r = make_record("r" + std::to_string(rs.size()), key, model, ts);
+        store::usage_record r = make_record("r" + std::to_string(rs.size()), key, model, ts);
         r.prompt_tokens = p;
         r.completion_tokens = c;
         r.total_tokens = t;
@@ -348,8 +349,8 @@ std::vector<usage_record> sample_records() {
 }
 
 // group_by as bits (1 key, 2 model, 4 day, 8 hour) and one of six filters.
-usage_query make_query(int grouping, int filter) {
-    usage_query q;
+store::usage_query make_query(int grouping, int filter) {
+    store::usage_query q;
     q.by_key = grouping & 1;
     q.by_model = grouping & 2;
     q.by_day = grouping & 4;
@@ -366,7 +367,8 @@ usage_query make_query(int grouping, int filter) {
     return q;
 }
 
-void check_rows_equal(const std::vector<usage_row>& got, const std::vector<usage_row>& want) {
+void check_rows_equal(const std::vector<store::usage_row>& got,
+                      const std::vector<store::usage_row>& want) {
     BOOST_TEST_REQUIRE(got.size() == want.size());
     for (std::size_t i = 0; i < got.size(); ++i) {
         BOOST_TEST_CONTEXT("row " << i) {
@@ -388,7 +390,7 @@ void check_rows_equal(const std::vector<usage_row>& got, const std::vector<usage
 BOOST_AUTO_TEST_SUITE(unit)
 
 BOOST_AUTO_TEST_CASE(jsonl_line_has_spec_keys_in_order_and_values) {
-    usage_record r = make_record("req-1");
+    store::usage_record r = make_record("req-1");
     r.ts_ms = 1795619045123;
     r.stream = true;
     r.attempts = 2;
@@ -396,7 +398,7 @@ BOOST_AUTO_TEST_CASE(jsonl_line_has_spec_keys_in_order_and_values) {
     r.ttft_ms = 3.25;
     r.error = "upstream_timeout";
     r.estimated = true;
-    const std::string line = to_jsonl(r);
+    const std::string line = store::to_jsonl(r);
     BOOST_TEST(line ==
                R"({"ts":"2026-11-25T15:04:05.123Z","request_id":"req-1","key_id":"team-a",)"
                R"("model":"m1","provider":"openai","upstream_model":"gpt-4o-mini-2024-07-18",)"
@@ -408,12 +410,12 @@ BOOST_AUTO_TEST_CASE(jsonl_line_has_spec_keys_in_order_and_values) {
 }
 
 BOOST_AUTO_TEST_CASE(jsonl_line_has_nulls_where_unknown) {
-    usage_record r;
+    store::usage_record r;
     r.request_id = "req-2";
     r.key_id = "team-a";
     r.model = "m1";
     r.status = 502;
-    const auto kv = parse_flat_object(to_jsonl(r));
+    const auto kv = parse_flat_object(store::to_jsonl(r));
     BOOST_TEST(keys_of(kv) == spec_keys, boost::test_tools::per_element());
     BOOST_TEST(value_of(kv, "ts") == "\"1970-01-01T00:00:00.000Z\"");
     for (const char* k : {"provider", "upstream_model", "prompt_tokens", "completion_tokens",
@@ -425,8 +427,8 @@ BOOST_AUTO_TEST_CASE(jsonl_line_has_nulls_where_unknown) {
 }
 
 BOOST_AUTO_TEST_CASE(jsonl_line_escapes_strings_and_replaces_bad_utf8) {
-    usage_record r = make_record(std::string("a\"b\\c\nd\x01") + "\xff" + "\xC3\xA9");
-    const std::string line = to_jsonl(r);
+    store::usage_record r = make_record(std::string("a\"b\\c\nd\x01") + "\xff" + "\xC3\xA9");
+    const std::string line = store::to_jsonl(r);
     BOOST_TEST(line.find(R"("request_id":"a\"b\\c\nd\u0001)"
                          "\xEF\xBF\xBD\xC3\xA9\"") != std::string::npos);
     BOOST_CHECK_NO_THROW(parse_flat_object(line));
@@ -628,7 +630,7 @@ BOOST_AUTO_TEST_CASE(records_survive_a_restart) {
     const auto o = make_options(dir);
     {
         ledger l(o);
-        usage_record r = make_record("first");
+        store::usage_record r = make_record("first");
         r.cached_tokens = 7;
         l.push(std::move(r));
         for (int i = 0; i < 9; ++i) l.push(make_record("r" + std::to_string(i)));
@@ -661,7 +663,7 @@ BOOST_DATA_TEST_CASE(aggregate_matches_reference_for_every_grouping_and_filter,
 
     for (int filter = 0; filter < 6; ++filter) {
         BOOST_TEST_CONTEXT("filter " << filter) {
-            const usage_query q = make_query(grouping, filter);
+            const store::usage_query q = make_query(grouping, filter);
             check_rows_equal(l.aggregate(q), reference_aggregate(records, q));
         }
     }
@@ -673,12 +675,12 @@ BOOST_AUTO_TEST_CASE(aggregate_json_has_spec_shape) {
     for (const auto& r : sample_records()) l.push(r);
     l.flush();
 
-    usage_query all;
+    store::usage_query all;
     BOOST_TEST(l.aggregate_json(all) ==
                R"({"data":[{"requests":7,"prompt_tokens":1348,"completion_tokens":164,)"
                R"("total_tokens":1512,"cost_usd":2.051}]})");
 
-    usage_query by_key;
+    store::usage_query by_key;
     by_key.by_key = true;
     BOOST_TEST(l.aggregate_json(by_key) ==
                R"({"data":[{"key":"team-a","requests":4,"prompt_tokens":1300,)"
@@ -686,7 +688,7 @@ BOOST_AUTO_TEST_CASE(aggregate_json_has_spec_shape) {
                R"({"key":"team-b","requests":3,"prompt_tokens":48,"completion_tokens":4,)"
                R"("total_tokens":52,"cost_usd":0.251}]})");
 
-    usage_query full;
+    store::usage_query full;
     full.by_key = full.by_model = full.by_day = true;
     full.key = "team-a";
     full.model = "m1";
@@ -697,7 +699,7 @@ BOOST_AUTO_TEST_CASE(aggregate_json_has_spec_shape) {
                R"("prompt_tokens":200,"completion_tokens":100,"total_tokens":300,)"
                R"("cost_usd":0.2}]})");
 
-    usage_query none;
+    store::usage_query none;
     none.by_model = true;
     none.key = "nobody";
     BOOST_TEST(l.aggregate_json(none) == R"({"data":[]})");

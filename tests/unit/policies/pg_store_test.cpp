@@ -28,15 +28,16 @@
 
 #include "policies/auth/key_store.hpp"
 #include "policies/usage/ledger.hpp"
-#include "policies/usage/usage_record.hpp"
+#include "store/usage_record.hpp"
 #include "tests/support/fixtures.hpp"
 
 namespace fs = std::filesystem;
+namespace store = tollgate::store;
 using namespace std::chrono_literals;
 using tollgate::policies::key_store;
 using tollgate::policies::ledger;
-using tollgate::policies::usage_query;
-using tollgate::policies::usage_record;
+using tollgate::store::usage_query;
+using tollgate::store::usage_record;
 using tollgate::test::poll_until;
 using tollgate::test::postgres_server;
 
@@ -88,9 +89,9 @@ struct log_capture {
     }
 };
 
-usage_record make_record(std::string id, std::string key = "team-a", std::string model = "m1",
-                         std::int64_t ts_ms = nov25_10h) {
-    usage_record r;
+store::usage_record make_record(std::string id, std::string key = "team-a",
+                                std::string model = "m1", std::int64_t ts_ms = nov25_10h) {
+    store::usage_record r;
     r.ts_ms = ts_ms;
     r.request_id = std::move(id);
     r.key_id = std::move(key);
@@ -109,13 +110,14 @@ usage_record make_record(std::string id, std::string key = "team-a", std::string
 
 // Varied records: keys and models that sort differently by locale ("B" < "a" in bytes),
 // three days, unknown counts, costs whose float sums need rounding, odd bytes.
-std::vector<usage_record> varied_records() {
-    std::vector<usage_record> rs;
+std::vector<store::usage_record> varied_records() {
+    std::vector<store::usage_record> rs;
     const char* keys[] = {"team-a", "team-b", "Team-C", "_ops"};
     const char* models[] = {"m1", "gpt-4o-mini", "Claude"};
     for (int i = 0; i < 300; ++i) {
-        usage_record r = make_record("req-" + std::to_string(i), keys[i % 4], models[i % 3],
-                                     nov25 - day_ms + static_cast<std::int64_t>(i) * 900'000);
+        store::usage_record r =
+            make_record("req-" + std::to_string(i), keys[i % 4], models[i % 3],
+                        nov25 - day_ms + static_cast<std::int64_t>(i) * 900'000);
         r.prompt_tokens = 100 + i;
         r.completion_tokens = i % 7 == 0 ? std::nullopt : std::optional<std::uint64_t>(i);
         r.total_tokens =
@@ -131,11 +133,11 @@ std::vector<usage_record> varied_records() {
     return rs;
 }
 
-std::vector<usage_query> query_table() {
-    std::vector<usage_query> qs;
+std::vector<store::usage_query> query_table() {
+    std::vector<store::usage_query> qs;
     for (int grouping = 0; grouping < 16; ++grouping) {
         for (int filter = 0; filter < 5; ++filter) {
-            usage_query q;
+            store::usage_query q;
             q.by_key = grouping & 1;
             q.by_model = grouping & 2;
             q.by_day = grouping & 4;
@@ -147,7 +149,7 @@ std::vector<usage_query> query_table() {
             qs.push_back(q);
         }
     }
-    usage_query nobody;
+    store::usage_query nobody;
     nobody.key = "nobody";
     qs.push_back(nobody);
     return qs;
@@ -210,7 +212,7 @@ BOOST_AUTO_TEST_CASE(aggregate_answers_exactly_as_the_sqlite_ledger_for_the_same
     lite.flush();
     pg.flush();
 
-    for (const usage_query& q : query_table()) {
+    for (const store::usage_query& q : query_table()) {
         BOOST_TEST_CONTEXT("by_key " << q.by_key << " by_model " << q.by_model << " by_day "
                                      << q.by_day << " by_hour " << q.by_hour << " key "
                                      << q.key.value_or("-") << " model " << q.model.value_or("-")
@@ -244,7 +246,7 @@ BOOST_AUTO_TEST_CASE(two_ledgers_on_one_database_read_each_others_records) {
     for (int i = 0; i < 12; ++i) b.push(make_record("b" + std::to_string(i), "team-b"));
     a.flush();
     b.flush();
-    usage_query by_key;
+    store::usage_query by_key;
     by_key.by_key = true;
     const std::string want =
         R"({"data":[{"key":"team-a","requests":30,"prompt_tokens":300,"completion_tokens":150,)"

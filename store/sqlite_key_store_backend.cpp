@@ -7,12 +7,14 @@
 #include <climits>
 #include <filesystem>
 #include <memory>
+#include <set>
 #include <stdexcept>
 #include <string>
 
-#include "policies/auth/key_store_backend.hpp"
+#include "store/key_store_backend.hpp"
+#include "store/schema.hpp"
 
-namespace tollgate::policies {
+namespace tollgate::store {
 
 namespace {
 
@@ -101,32 +103,18 @@ sqlite_key_store_backend::sqlite_key_store_backend(const std::string& path) : pa
     try {
         exec("PRAGMA journal_mode=WAL");
         exec("PRAGMA synchronous=FULL");
-        exec(
-            "CREATE TABLE IF NOT EXISTS api_keys ("
-            " id TEXT PRIMARY KEY, key_sha256 TEXT NOT NULL UNIQUE, models TEXT,"
-            " rpm INTEGER, tpm INTEGER, concurrency INTEGER,"
-            " budget_tokens INTEGER, budget_usd REAL, budget_period TEXT,"
-            " created_at INTEGER NOT NULL)");
-        exec(
-            "CREATE TABLE IF NOT EXISTS api_key_revocations ("
-            " id TEXT NOT NULL, key_sha256 TEXT NOT NULL, revoked_at INTEGER NOT NULL,"
-            " PRIMARY KEY (id, key_sha256))");
-        exec(
-            "CREATE TABLE IF NOT EXISTS api_key_deletions ("
-            " id TEXT PRIMARY KEY, deleted_at INTEGER NOT NULL)");
-        // Added after the first release: a database made before has no such column.
-        bool has_updated = false, has_cidrs = false;
-        {
-            stmt q(db_, "PRAGMA table_info(api_keys)");
-            while (sqlite3_step(q) == SQLITE_ROW) {
-                const auto name = column_text(q, 1);
-                has_updated = has_updated || name == "updated_at";
-                has_cidrs = has_cidrs || name == "allowed_cidrs";
-            }
+        constexpr auto lite = sql_dialect::sqlite;
+        for (const table* t :
+             {&api_keys_table(), &api_key_revocations_table(), &api_key_deletions_table()}) {
+            exec(create_sql(*t, lite).c_str());
+            // Columns added after the first release: a database made before lacks them.
+            std::set<std::string, std::less<>> present;
+            stmt q(db_, ("PRAGMA table_info(" + std::string(t->name) + ")").c_str());
+            while (sqlite3_step(q) == SQLITE_ROW) present.emplace(column_text(q, 1));
+            for (const auto& c : t->columns)
+                if (c.added_later && !present.contains(c.name))
+                    exec(add_column_sql(*t, c, lite).c_str());
         }
-        if (!has_updated)
-            exec("ALTER TABLE api_keys ADD COLUMN updated_at INTEGER NOT NULL DEFAULT 0");
-        if (!has_cidrs) exec("ALTER TABLE api_keys ADD COLUMN allowed_cidrs TEXT");
     } catch (...) {
         sqlite3_close(db_);
         db_ = nullptr;
@@ -294,4 +282,4 @@ std::unique_ptr<key_store_backend> make_sqlite_key_store_backend(const std::stri
     return std::make_unique<sqlite_key_store_backend>(path);
 }
 
-}  // namespace tollgate::policies
+}  // namespace tollgate::store

@@ -16,45 +16,20 @@
 
 #include <spdlog/spdlog.h>
 
-#include "policies/usage/ledger_backend.hpp"
+#include "store/ledger_backend.hpp"
 
-namespace tollgate::policies {
+namespace tollgate::store {
 
 namespace {
 
 // Bump when the table changes; a newer file is refused rather than misread.
 constexpr int schema_version = 1;
 
-constexpr const char* schema_sql = R"sql(
-CREATE TABLE IF NOT EXISTS usage (
-    id                INTEGER PRIMARY KEY,
-    ts_ms             INTEGER NOT NULL,
-    day               TEXT    NOT NULL,
-    request_id        TEXT    NOT NULL,
-    key_id            TEXT    NOT NULL,
-    model             TEXT    NOT NULL,
-    provider          TEXT    NOT NULL,
-    upstream_model    TEXT    NOT NULL,
-    status            INTEGER NOT NULL,
-    stream            INTEGER NOT NULL,
-    attempts          INTEGER NOT NULL,
-    prompt_tokens     INTEGER,
-    completion_tokens INTEGER,
-    total_tokens      INTEGER,
-    cached_tokens     INTEGER NOT NULL DEFAULT 0,
-    estimated         INTEGER NOT NULL,
-    cost_usd          REAL,
-    latency_ms        REAL    NOT NULL,
-    ttft_ms           REAL,
-    error             TEXT
-);
-CREATE INDEX IF NOT EXISTS usage_key_day ON usage(key_id, day);
-CREATE INDEX IF NOT EXISTS usage_ts ON usage(ts_ms);
-CREATE TABLE IF NOT EXISTS usage_batches (
-    batch_id INTEGER PRIMARY KEY,
-    ts_ms    INTEGER NOT NULL
-);
-)sql";
+// The tables (schema.hpp) and their indexes.
+std::string schema_sql() {
+    return create_sql(usage_table(), sql_dialect::sqlite) + ";\n" +
+           create_sql(usage_batches_table(), sql_dialect::sqlite) + ";\n";
+}
 
 // Batch ids are kept 30 days: far longer than any shutdown's spill file waits for a start.
 constexpr const char* prune_batches_sql =
@@ -63,11 +38,12 @@ constexpr const char* prune_batches_sql =
 constexpr const char* batch_sql =
     "INSERT OR IGNORE INTO usage_batches (batch_id, ts_ms) VALUES (?1, ?2)";
 
-constexpr const char* insert_sql =
-    "INSERT INTO usage (ts_ms, day, request_id, key_id, model, provider, upstream_model, "
-    "status, stream, attempts, prompt_tokens, completion_tokens, total_tokens, cached_tokens, "
-    "estimated, cost_usd, latency_ms, ttft_ms, error) "
-    "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)";
+const std::string& insert_sql() {
+    static const std::string sql =
+        "INSERT INTO usage (" + column_list(usage_table()) + ") VALUES (" +
+        placeholders(stored_column_count(usage_table()), sql_dialect::sqlite) + ")";
+    return sql;
+}
 
 struct db_closer {
     void operator()(sqlite3* db) const noexcept { sqlite3_close_v2(db); }
@@ -167,8 +143,8 @@ void bind_params(sqlite3_stmt* s, const ledger_sql& q) {
 
 class sqlite_ledger_backend final : public ledger_backend {
   public:
-    explicit sqlite_ledger_backend(const ledger::options& o)
-        : path_(o.database), busy_timeout_(o.busy_timeout) {
+    sqlite_ledger_backend(const std::string& path, std::chrono::milliseconds busy_timeout)
+        : path_(path), busy_timeout_(busy_timeout) {
         open_writer();
         open_reader();
     }
@@ -177,7 +153,7 @@ class sqlite_ledger_backend final : public ledger_backend {
     write_outcome write_batch(const std::vector<usage_record>& batch, std::int64_t batch_id,
                               std::string& error) override;
     std::vector<usage_row> aggregate(const usage_query& q) override;
-    ledger::totals totals_since(const std::string& key_id, std::int64_t since_ms) override;
+    ledger_totals totals_since(const std::string& key_id, std::int64_t since_ms) override;
 
   private:
     void open_writer();
@@ -235,7 +211,7 @@ void sqlite_ledger_backend::open_writer() {
                                  std::to_string(schema_version) + ")");
     exec(raw, path, "BEGIN IMMEDIATE", "cannot create the schema");
     try {
-        exec(raw, path, schema_sql, "cannot create the schema");
+        exec(raw, path, schema_sql().c_str(), "cannot create the schema");
         const std::string set_version = "PRAGMA user_version=" + std::to_string(schema_version);
         exec(raw, path, set_version.c_str(), "cannot set the schema version");
         exec(raw, path, prune_batches_sql, "cannot prune old batch ids");
@@ -245,7 +221,7 @@ void sqlite_ledger_backend::open_writer() {
         throw;
     }
 
-    insert_.reset(prepare(raw, path, insert_sql, SQLITE_PREPARE_PERSISTENT));
+    insert_.reset(prepare(raw, path, insert_sql().c_str(), SQLITE_PREPARE_PERSISTENT));
     batch_.reset(prepare(raw, path, batch_sql, SQLITE_PREPARE_PERSISTENT));
     // IMMEDIATE takes the write lock up front, so a busy database fails at BEGIN (and is
     // retried) instead of part-way through a batch.
@@ -371,21 +347,22 @@ std::vector<usage_row> sqlite_ledger_backend::aggregate(const usage_query& q) {
     return rows;
 }
 
-ledger::totals sqlite_ledger_backend::totals_since(const std::string& key_id,
-                                                   std::int64_t since_ms) {
+ledger_totals sqlite_ledger_backend::totals_since(const std::string& key_id,
+                                                  std::int64_t since_ms) {
     const ledger_sql sql = totals_sql(key_id, since_ms, sql_dialect::sqlite);
     sqlite3* db = reader_.get();
     stmt_ptr stmt{prepare(db, path_, sql.text)};
     sqlite3_stmt* s = stmt.get();
     bind_params(s, sql);
     if (sqlite3_step(s) != SQLITE_ROW) throw db_error(path_, "usage query failed", db);
-    return ledger::totals{column_uint(s, 0), sqlite3_column_double(s, 1)};
+    return ledger_totals{column_uint(s, 0), sqlite3_column_double(s, 1)};
 }
 
 }  // namespace
 
-std::unique_ptr<ledger_backend> make_sqlite_ledger_backend(const ledger::options& o) {
-    return std::make_unique<sqlite_ledger_backend>(o);
+std::unique_ptr<ledger_backend> make_sqlite_ledger_backend(const std::string& path,
+                                                           std::chrono::milliseconds busy_timeout) {
+    return std::make_unique<sqlite_ledger_backend>(path, busy_timeout);
 }
 
-}  // namespace tollgate::policies
+}  // namespace tollgate::store

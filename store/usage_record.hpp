@@ -7,7 +7,7 @@
 #include <optional>
 #include <string>
 
-namespace tollgate::policies {
+namespace tollgate::store {
 
 struct usage_record {
     std::int64_t ts_ms = 0;  // unix epoch milliseconds, UTC (when the request completed)
@@ -52,4 +52,4 @@ std::string utc_hour(std::int64_t ts_ms);
 // "YYYY-MM-DDTHH:MM:SS.mmmZ" of a unix-ms instant.
 std::string rfc3339_ms(std::int64_t ts_ms);
 
-}  // namespace tollgate::policies
+}  // namespace tollgate::store

@@ -1,4 +1,4 @@
-#include "policies/usage/pg_connection.hpp"
+#include "store/pg_connection.hpp"
 
 #include <libpq-fe.h>
 
@@ -8,7 +8,7 @@
 #include <stdexcept>
 #include <utility>
 
-namespace tollgate::policies {
+namespace tollgate::store {
 
 namespace {
 
@@ -252,4 +252,4 @@ std::string pg_connection::scrub(std::string msg) const {
     return msg;
 }
 
-}  // namespace tollgate::policies
+}  // namespace tollgate::store

@@ -1,10 +1,10 @@
-#include "policies/usage/usage_record.hpp"
+#include "store/usage_record.hpp"
 
 #include <chrono>
 
 #include "gateway/core/json_text.hpp"
 
-namespace tollgate::policies {
+namespace tollgate::store {
 namespace json_text = core::json_text;
 
 namespace {
@@ -158,4 +158,4 @@ std::uint64_t billable_tokens(const usage_record& r) noexcept {
     return r.prompt_tokens.value_or(0) + r.completion_tokens.value_or(0);
 }
 
-}  // namespace tollgate::policies
+}  // namespace tollgate::store

@@ -1,10 +1,12 @@
-#include "policies/usage/ledger_backend.hpp"
+#include "store/ledger_backend.hpp"
+
+#include "store/database_url.hpp"
 
 #include <string_view>
 #include <utility>
 #include <vector>
 
-namespace tollgate::policies {
+namespace tollgate::store {
 
 namespace {
 
@@ -98,4 +100,10 @@ ledger_sql totals_sql(const std::string& key_id, std::int64_t since_ms, sql_dial
     return std::move(b.out);
 }
 
-}  // namespace tollgate::policies
+std::unique_ptr<ledger_backend> make_ledger_backend(const std::string& database,
+                                                    std::chrono::milliseconds busy_timeout) {
+    return is_postgres_url(database) ? make_pg_ledger_backend(database)
+                                     : make_sqlite_ledger_backend(database, busy_timeout);
+}
+
+}  // namespace tollgate::store

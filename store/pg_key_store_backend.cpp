@@ -23,47 +23,36 @@
 #include <string>
 #include <vector>
 
-#include "policies/auth/key_store_backend.hpp"
-#include "policies/usage/pg_connection.hpp"
+#include "store/key_store_backend.hpp"
+#include "store/pg_connection.hpp"
+#include "store/schema.hpp"
 
-namespace tollgate::policies {
+namespace tollgate::store {
 
 namespace {
 
 // The same advisory lock as the ledger's schema creation: instances starting at once.
 constexpr const char* schema_lock_sql = "SELECT pg_advisory_xact_lock(8389754676633367653)";
 
-constexpr const char* schema_sql = R"sql(
-CREATE TABLE IF NOT EXISTS api_keys (
-    id            TEXT PRIMARY KEY,
-    key_sha256    TEXT NOT NULL UNIQUE,
-    models        TEXT,
-    rpm           BIGINT,
-    tpm           BIGINT,
-    concurrency   BIGINT,
-    budget_tokens BIGINT,
-    budget_usd    DOUBLE PRECISION,
-    budget_period TEXT,
-    created_at    BIGINT NOT NULL
-);
+// The tables (schema.hpp), the columns added later on a database made before, and the
+// version row the 1-s refresher reads.
+std::string schema_sql() {
+    constexpr auto pg = sql_dialect::postgres;
+    std::string s;
+    for (const table* t :
+         {&api_keys_table(), &api_key_revocations_table(), &api_key_deletions_table()}) {
+        s += create_sql(*t, pg) + ";\n";
+        for (const auto& c : t->columns)
+            if (c.added_later) s += add_column_sql(*t, c, pg) + ";\n";
+    }
+    return s + R"sql(
 CREATE TABLE IF NOT EXISTS api_keys_version (
     singleton BOOLEAN PRIMARY KEY DEFAULT TRUE CHECK (singleton),
     version   BIGINT  NOT NULL
 );
 INSERT INTO api_keys_version (singleton, version) VALUES (TRUE, 0) ON CONFLICT DO NOTHING;
-CREATE TABLE IF NOT EXISTS api_key_revocations (
-    id          TEXT NOT NULL,
-    key_sha256  TEXT NOT NULL,
-    revoked_at  BIGINT NOT NULL,
-    PRIMARY KEY (id, key_sha256)
-);
-CREATE TABLE IF NOT EXISTS api_key_deletions (
-    id          TEXT PRIMARY KEY,
-    deleted_at  BIGINT NOT NULL
-);
-ALTER TABLE api_keys ADD COLUMN IF NOT EXISTS updated_at BIGINT NOT NULL DEFAULT 0;
-ALTER TABLE api_keys ADD COLUMN IF NOT EXISTS allowed_cidrs TEXT;
 )sql";
+}
 
 // Each change and its version bump: one statement, one transaction. Answers the number of
 // api_keys rows changed.
@@ -122,7 +111,7 @@ pg_key_store_backend::pg_key_store_backend(const std::string& url) : conn_(url, 
     conn_.exec_or_throw("BEGIN", "cannot create the api_keys table");
     try {
         conn_.exec_or_throw(schema_lock_sql, "cannot create the api_keys table");
-        conn_.exec_or_throw(schema_sql, "cannot create the api_keys table");
+        conn_.exec_or_throw(schema_sql().c_str(), "cannot create the api_keys table");
         conn_.exec_or_throw("COMMIT", "cannot create the api_keys table");
     } catch (...) {
         if (!conn_.broken()) conn_.exec("ROLLBACK");
@@ -296,4 +285,4 @@ std::unique_ptr<key_store_backend> make_pg_key_store_backend(const std::string& 
     return std::make_unique<pg_key_store_backend>(url);
 }
 
-}  // namespace tollgate::policies
+}  // namespace tollgate::store

@@ -12,7 +12,7 @@
 #include <string>
 #include <vector>
 
-namespace tollgate::policies {
+namespace tollgate::store {
 
 // One row of api_keys, as stored (both databases use the same columns).
 struct key_row {
@@ -73,8 +73,10 @@ class key_store_backend {
     virtual bool insert_revocation(const revocation_row& row) = 0;
 };
 
-// Both throw std::runtime_error naming the database (redacted URL) and the cause.
+// `path`: the usage database (a SQLite file path or a postgresql:// URL). All three throw
+// std::runtime_error naming the database (redacted URL) and the cause.
+std::unique_ptr<key_store_backend> make_key_store_backend(const std::string& path);
 std::unique_ptr<key_store_backend> make_sqlite_key_store_backend(const std::string& path);
 std::unique_ptr<key_store_backend> make_pg_key_store_backend(const std::string& url);
 
-}  // namespace tollgate::policies
+}  // namespace tollgate::store

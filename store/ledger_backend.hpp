@@ -8,16 +8,35 @@
 // and totals_since() only under the ledger's reader mutex (one reader at a time), beside
 // the writer. Each backend keeps a connection for each side.
 
+#include <chrono>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <variant>
 #include <vector>
 
-#include "policies/usage/ledger.hpp"
-#include "policies/usage/usage_record.hpp"
+#include "store/schema.hpp"
+#include "store/usage_record.hpp"
 
-namespace tollgate::policies {
+namespace tollgate::store {
+
+struct usage_query {
+    std::optional<std::string> key, model;           // filters (exact match)
+    std::optional<std::int64_t> since_ms, until_ms;  // since inclusive, until exclusive
+    bool by_key = false, by_model = false, by_day = false, by_hour = false;  // group_by
+};
+
+struct usage_row {
+    std::optional<std::string> key, model, day, hour;  // set only for the fields grouped on
+    std::uint64_t requests = 0, prompt_tokens = 0, completion_tokens = 0, total_tokens = 0;
+    double cost_usd = 0;
+};
+
+struct ledger_totals {
+    std::uint64_t tokens = 0;
+    double usd = 0;
+};
 
 class ledger_backend {
   public:
@@ -36,19 +55,24 @@ class ledger_backend {
     virtual write_outcome write_batch(const std::vector<usage_record>& batch, std::int64_t batch_id,
                                       std::string& error) = 0;
 
-    // ledger::aggregate / ledger::totals_since; throw std::runtime_error on failure.
+    // ledger::aggregate / ledger_totals_since; throw std::runtime_error on failure.
     virtual std::vector<usage_row> aggregate(const usage_query& q) = 0;
-    virtual ledger::totals totals_since(const std::string& key_id, std::int64_t since_ms) = 0;
+    virtual ledger_totals totals_since(const std::string& key_id, std::int64_t since_ms) = 0;
 };
 
-// Both throw std::runtime_error naming the store (redacted) and the cause.
-std::unique_ptr<ledger_backend> make_sqlite_ledger_backend(const ledger::options& o);
-std::unique_ptr<ledger_backend> make_pg_ledger_backend(const ledger::options& o);
+// `database`: a SQLite file path (parent directories are created), or a postgresql:// or
+// postgres:// URL (libpq's; its password never reaches a log line or a message).
+// `busy_timeout`: how long SQLite waits for a lock. Throws std::runtime_error naming the
+// store (redacted) and the cause.
+std::unique_ptr<ledger_backend> make_ledger_backend(const std::string& database,
+                                                    std::chrono::milliseconds busy_timeout);
+std::unique_ptr<ledger_backend> make_sqlite_ledger_backend(const std::string& path,
+                                                           std::chrono::milliseconds busy_timeout);
+std::unique_ptr<ledger_backend> make_pg_ledger_backend(const std::string& url);
 
 // The read queries, written once for both dialects so they cannot drift apart: the same
 // columns in the same order (group columns, then requests, prompt, completion, total
 // tokens, cost), the same filters, the same ordering.
-enum class sql_dialect { sqlite, postgres };
 struct ledger_sql {
     std::string text;
     std::vector<std::variant<std::string, std::int64_t>> params;  // ?1/$1, ?2/$2… in order
@@ -56,4 +80,4 @@ struct ledger_sql {
 ledger_sql aggregate_sql(const usage_query& q, sql_dialect d);
 ledger_sql totals_sql(const std::string& key_id, std::int64_t since_ms, sql_dialect d);
 
-}  // namespace tollgate::policies
+}  // namespace tollgate::store

@@ -20,14 +20,13 @@
 #include <string_view>
 #include <vector>
 
+#include "store/database_url.hpp"
+
 // libpq's PGconn and PGresult are typedefs of these.
 struct pg_conn;
 struct pg_result;
 
-namespace tollgate::policies {
-
-// postgresql:// or postgres:// (libpq's URI prefixes).
-bool is_postgres_url(std::string_view s) noexcept;
+namespace tollgate::store {
 
 // One result of a query; the text accessors read libpq's text format.
 class pg_result_ptr {
@@ -107,4 +106,4 @@ class pg_connection {
 // Returns `s` itself when it is fine (the common case), else `scratch` filled.
 std::string_view pg_safe_text(std::string_view s, std::string& scratch);
 
-}  // namespace tollgate::policies
+}  // namespace tollgate::store
