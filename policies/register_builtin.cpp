@@ -12,6 +12,7 @@
 #include "policies/ip_allow/ip_allow_policy.hpp"
 #include "policies/rate_limit/rate_limit_policy.hpp"
 #include "policies/router/router_policy.hpp"
+#include "policies/state/admission.hpp"
 #include "policies/state/shared_state.hpp"
 #include "policies/usage/ledger.hpp"
 #include "policies/usage/usage_policy.hpp"
@@ -56,7 +57,8 @@ builtin_services make_builtin_services(const config::gateway_config& cfg) {
             if (auto b = book.lock())
                 for (const auto& r : records)
                     if (!r.key_id.empty())
-                        b->committed(r.key_id, store::billable_tokens(r), r.cost_usd.value_or(0), r.ts_ms);
+                        b->committed(r.key_id, store::billable_tokens(r), r.cost_usd.value_or(0),
+                                     r.ts_ms);
         });
     }
     // Keys created through the admin API live beside the usage records.
@@ -137,8 +139,8 @@ void register_builtin(core::policy_registry& registry, const builtin_services& s
         "rate_limit",
         [rates = services.rates,
          shared = services.shared](const core::policy_init& init) -> std::unique_ptr<core::policy> {
-            return std::make_unique<rate_limit_policy>(init.config, init.slot, rates, shared,
-                                                       in_chain(init.config, "budget"));
+            return std::make_unique<rate_limit_policy>(init.slot, rates,
+                                                       admission::for_chain(init, shared));
         },
         in_default_chain("rate_limit"));
     // The ledger opens at start, for a chain that has usage or budget then; a reload that
@@ -154,8 +156,8 @@ void register_builtin(core::policy_registry& registry, const builtin_services& s
                 throw std::runtime_error(
                     "needs the usage ledger, which opens at start: restart "
                     "tollgate to add budget to the chain");
-            return std::make_unique<budget_policy>(init.config, init.slot, book, shared,
-                                                   in_chain(init.config, "rate_limit"));
+            return std::make_unique<budget_policy>(init.slot, book,
+                                                   admission::for_chain(init, shared));
         },
         in_default_chain("budget"));
     registry.add("router", router_policy::factory(services.routes_health),

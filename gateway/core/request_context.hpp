@@ -135,10 +135,9 @@ struct request_context {
     bool usage_final = false;
     std::optional<double> cost_usd;
 
-    std::vector<std::unique_ptr<policy_state>> states;  // one slot per policy in the chain
-    // Shared by the policies that admit together (rate_limit + budget on a shared state
-    // store: one Redis step for both).
-    std::unique_ptr<policy_state> shared_admission;
+    // One slot per policy in the chain, then the slots of services the chain's policies
+    // share (core::chain_services::new_slot).
+    std::vector<std::unique_ptr<policy_state>> states;
 
     template <class T>
     T* state(std::size_t slot) const noexcept {

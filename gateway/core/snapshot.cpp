@@ -65,9 +65,11 @@ snapshot_result build_snapshot(config::gateway_config cfg, const policy_registry
     if (!result.errors.empty()) return result;
 
     std::vector<std::unique_ptr<policy>> built;
+    chain_services shared(c.policies.size());
     for (const auto& name : c.policies) {
         try {
-            built.push_back((*registry.find(name))(policy_init{c, built.size()}));
+            built.push_back(
+                (*registry.find(name))(policy_init{c, built.size(), c.policies, shared}));
         } catch (const std::exception& e) {
             result.errors.push_back({c.policies_line, "policy " + name + ": " + e.what()});
         }

@@ -32,14 +32,9 @@ budget_book::budget budget_policy::to_budget(const config::budget_config& b) noe
     return out;
 }
 
-budget_policy::budget_policy(const config::gateway_config& cfg, std::size_t slot,
-                             std::shared_ptr<budget_book> book,
-                             std::shared_ptr<shared_state> shared, bool rate_in_chain)
-    : cfg_(cfg),
-      slot_(slot),
-      book_(std::move(book)),
-      shared_(std::move(shared)),
-      rate_in_chain_(rate_in_chain) {}
+budget_policy::budget_policy(std::size_t slot, std::shared_ptr<budget_book> book,
+                             std::shared_ptr<const admission> shared)
+    : slot_(slot), book_(std::move(book)), shared_(std::move(shared)) {}
 
 namespace {
 
@@ -57,8 +52,7 @@ core::verdict budget_policy::on_request(core::request_context& ctx) const {
     if (!ctx.key || !ctx.key->budget || ctx.ep == core::endpoint::models)
         return core::verdict::next;
     if (shared_) {
-        if (const auto* adm = static_cast<const shared_admission*>(ctx.shared_admission.get()))
-            return apply_shared(ctx, *adm);
+        if (const auto* adm = shared_->find(ctx)) return apply_shared(ctx, *adm);
         return core::verdict::suspend;
     }
     return reserve_local(ctx);
@@ -66,13 +60,12 @@ core::verdict budget_policy::on_request(core::request_context& ctx) const {
 
 boost::asio::awaitable<core::verdict> budget_policy::on_request_async(
     core::request_context& ctx) const {
-    co_await admit_shared(ctx, *shared_, cfg_, rate_in_chain_, true);
-    const auto* adm = static_cast<const shared_admission*>(ctx.shared_admission.get());
+    const auto* adm = co_await shared_->admit(ctx);
     co_return adm ? apply_shared(ctx, *adm) : core::verdict::next;
 }
 
 core::verdict budget_policy::apply_shared(core::request_context& ctx,
-                                          const shared_admission& adm) const {
+                                          const admission::result& adm) const {
     switch (adm.res.how) {
         case shared_state::result::kind::unavailable:
             if (adm.fallback) return reserve_local(ctx);
@@ -103,7 +96,7 @@ core::verdict budget_policy::reserve_local(core::request_context& ctx) const {
 }
 
 void budget_policy::on_complete(core::request_context& ctx, const core::outcome&) const noexcept {
-    if (shared_) finish_shared(ctx, *shared_);
+    if (shared_) shared_->finish(ctx);
     auto* st = ctx.state<budget_state>(slot_);
     if (!st || !st->held.valid()) return;
     if (!ctx.forwarded) {

@@ -11,21 +11,18 @@
 #include "gateway/core/policy.hpp"
 #include "gateway/core/policy_registry.hpp"
 #include "policies/budget/budget_book.hpp"
+#include "policies/state/admission.hpp"
 
 namespace tollgate::policies {
 
-class shared_state;
-struct shared_admission;
-
 // With a shared state store (`shared` non-null) the budget is checked and held in Redis,
-// in one step with the rate limits when rate_limit is also in the chain (whichever of
-// the two runs first asks for both); `book` then serves while Redis is unreachable under
-// fail_mode: open.
+// through the chain's admission (one step with the rate limits when rate_limit is also in
+// the chain; whichever of the two runs first asks for both); `book` then serves while
+// Redis is unreachable under fail_mode: open.
 class budget_policy final : public core::policy {
   public:
-    budget_policy(const config::gateway_config& cfg, std::size_t slot,
-                  std::shared_ptr<budget_book> book, std::shared_ptr<shared_state> shared = nullptr,
-                  bool rate_in_chain = false);
+    budget_policy(std::size_t slot, std::shared_ptr<budget_book> book,
+                  std::shared_ptr<const admission> shared = nullptr);
 
     std::string_view name() const noexcept override { return "budget"; }
     core::verdict on_request(core::request_context& ctx) const override;
@@ -37,13 +34,11 @@ class budget_policy final : public core::policy {
 
   private:
     core::verdict reserve_local(core::request_context& ctx) const;
-    core::verdict apply_shared(core::request_context& ctx, const shared_admission& adm) const;
+    core::verdict apply_shared(core::request_context& ctx, const admission::result& adm) const;
 
-    const config::gateway_config& cfg_;
     std::size_t slot_;
     std::shared_ptr<budget_book> book_;
-    std::shared_ptr<shared_state> shared_;
-    bool rate_in_chain_;
+    std::shared_ptr<const admission> shared_;
 };
 
 }  // namespace tollgate::policies

@@ -27,14 +27,9 @@ void add_headers(core::header_list& out, const limiter::decision& d) {
 
 }  // namespace
 
-rate_limit_policy::rate_limit_policy(const config::gateway_config& cfg, std::size_t slot,
-                                     std::shared_ptr<rate_store> store,
-                                     std::shared_ptr<shared_state> shared, bool budget_in_chain)
-    : cfg_(cfg),
-      slot_(slot),
-      store_(std::move(store)),
-      shared_(std::move(shared)),
-      budget_in_chain_(budget_in_chain) {}
+rate_limit_policy::rate_limit_policy(std::size_t slot, std::shared_ptr<rate_store> store,
+                                     std::shared_ptr<const admission> shared)
+    : slot_(slot), store_(std::move(store)), shared_(std::move(shared)) {}
 
 namespace {
 
@@ -62,23 +57,20 @@ bool has_limits(const core::request_context& ctx) {
 core::verdict rate_limit_policy::on_request(core::request_context& ctx) const {
     if (!ctx.key || ctx.ep == core::endpoint::models) return core::verdict::next;
     if (shared_) {
-        if (const auto* adm = static_cast<const shared_admission*>(ctx.shared_admission.get()))
-            return apply_shared(ctx, *adm);
-        if (has_limits(ctx) || (budget_in_chain_ && ctx.key->budget)) return core::verdict::suspend;
-        return core::verdict::next;
+        if (const auto* adm = shared_->find(ctx)) return apply_shared(ctx, *adm);
+        return shared_->needed(ctx) ? core::verdict::suspend : core::verdict::next;
     }
     return admit_local(ctx);
 }
 
 boost::asio::awaitable<core::verdict> rate_limit_policy::on_request_async(
     core::request_context& ctx) const {
-    co_await admit_shared(ctx, *shared_, cfg_, true, budget_in_chain_);
-    const auto* adm = static_cast<const shared_admission*>(ctx.shared_admission.get());
+    const auto* adm = co_await shared_->admit(ctx);
     co_return adm ? apply_shared(ctx, *adm) : core::verdict::next;
 }
 
 core::verdict rate_limit_policy::apply_shared(core::request_context& ctx,
-                                              const shared_admission& adm) const {
+                                              const admission::result& adm) const {
     switch (adm.res.how) {
         case shared_state::result::kind::unavailable:
             if (adm.fallback) return admit_local(ctx);
@@ -115,7 +107,7 @@ core::verdict rate_limit_policy::admit_local(core::request_context& ctx) const {
 
 void rate_limit_policy::on_complete(core::request_context& ctx,
                                     const core::outcome&) const noexcept {
-    if (shared_) finish_shared(ctx, *shared_);
+    if (shared_) shared_->finish(ctx);
     auto* st = ctx.state<rate_state>(slot_);
     if (!st || !st->held.valid()) return;
     const auto now = limiter::clock::now();

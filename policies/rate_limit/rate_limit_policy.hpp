@@ -13,6 +13,7 @@
 #include "gateway/core/policy.hpp"
 #include "gateway/core/policy_registry.hpp"
 #include "policies/rate_limit/limiter.hpp"
+#include "policies/state/admission.hpp"
 
 namespace tollgate::policies {
 
@@ -45,18 +46,14 @@ class memory_rate_store final : public rate_store {
     limiter limiter_;
 };
 
-class shared_state;
-struct shared_admission;
-
 // With a shared state store (state.backend: redis, `shared` non-null) the limits are
-// checked and reserved there, in the same Redis step as the budget when the chain has
-// the budget policy too (`budget_in_chain`); `store` then holds the per-instance limits
-// used while Redis is unreachable under fail_mode: open.
+// checked and reserved there, through the chain's admission (one Redis step with the
+// budget when the chain has the budget policy too); `store` then holds the per-instance
+// limits used while Redis is unreachable under fail_mode: open.
 class rate_limit_policy final : public core::policy {
   public:
-    rate_limit_policy(const config::gateway_config& cfg, std::size_t slot,
-                      std::shared_ptr<rate_store> store,
-                      std::shared_ptr<shared_state> shared = nullptr, bool budget_in_chain = false);
+    rate_limit_policy(std::size_t slot, std::shared_ptr<rate_store> store,
+                      std::shared_ptr<const admission> shared = nullptr);
 
     std::string_view name() const noexcept override { return "rate_limit"; }
     core::verdict on_request(core::request_context& ctx) const override;
@@ -66,13 +63,11 @@ class rate_limit_policy final : public core::policy {
 
   private:
     core::verdict admit_local(core::request_context& ctx) const;
-    core::verdict apply_shared(core::request_context& ctx, const shared_admission& adm) const;
+    core::verdict apply_shared(core::request_context& ctx, const admission::result& adm) const;
 
-    const config::gateway_config& cfg_;
     std::size_t slot_;
     std::shared_ptr<rate_store> store_;
-    std::shared_ptr<shared_state> shared_;
-    bool budget_in_chain_;
+    std::shared_ptr<const admission> shared_;
 };
 
 }  // namespace tollgate::policies

@@ -189,28 +189,8 @@ class shared_state {
         release_retries_{0}, releases_given_up_{0};
 };
 
-// The combined admission's outcome for one request, shared by the rate_limit and budget
-// policies (whichever runs first performs it for both). Lives in
-// request_context::shared_admission.
-struct shared_admission final : core::policy_state {
-    shared_state::result res;
-    bool fallback = false;  // Redis unreachable and fail_mode open: per-instance limits
-    bool finished = false;  // settled or released
-    bool with_budget = false;
-    std::uint64_t est_tokens = 0;
-    double est_usd = 0;
-    std::string key_id;
-};
-
 // The key_mirror of a shared_state (it may be gone by the time the key store calls: then
 // every call answers "unreachable").
 std::shared_ptr<key_mirror> make_key_mirror(std::weak_ptr<shared_state> st);
-
-// Performs the combined admission once per request (stores it in ctx.shared_admission).
-boost::asio::awaitable<void> admit_shared(core::request_context& ctx, shared_state& st,
-                                          const config::gateway_config& cfg, bool rate_part,
-                                          bool budget_part);
-// Settles (forwarded) or releases the combined hold once; later calls do nothing.
-void finish_shared(core::request_context& ctx, shared_state& st);
 
 }  // namespace tollgate::policies

@@ -146,4 +146,47 @@ BOOST_AUTO_TEST_CASE(snapshot_refuses_unknown_duplicate_or_routerless_chains) {
     BOOST_TEST(def.snap->config.policies.size() == 2u);
 }
 
+// Two policies of one chain share one object made by the first that asks, with a state
+// slot past the policies' own; a rebuilt chain (a reload) gets a new one.
+BOOST_AUTO_TEST_CASE(policies_of_one_chain_share_a_service_built_once) {
+    struct counter {
+        std::size_t slot;
+    };
+    struct user final : policy {
+        std::shared_ptr<counter> c;
+        std::string_view name() const noexcept override { return "user"; }
+    };
+    std::vector<std::shared_ptr<counter>> seen;
+    std::vector<bool> saw_other;
+    policy_factory f = [&](const policy_init& init) -> std::unique_ptr<policy> {
+        auto p = std::make_unique<user>();
+        p->c = init.services.get_or_make<counter>("counter", [&] {
+            return std::make_shared<counter>(counter{init.services.new_slot()});
+        });
+        seen.push_back(p->c);
+        saw_other.push_back(init.in_chain(init.chain[init.slot] == "a" ? "b" : "a"));
+        return p;
+    };
+    policy_registry reg;
+    reg.add(
+        "auth", [](const policy_init&) -> std::unique_ptr<policy> { return nullptr; }, true);
+    reg.add("a", f, false);
+    reg.add("b", f, false);
+    reg.add(
+        "router", [](const policy_init&) -> std::unique_ptr<policy> { return nullptr; }, true);
+    auto build = [&] {
+        tollgate::config::gateway_config cfg;
+        cfg.policies = {"auth", "a", "b", "router"};
+        return build_snapshot(std::move(cfg), reg);
+    };
+    BOOST_TEST_REQUIRE(build().errors.empty());
+    BOOST_TEST_REQUIRE(seen.size() == 2u);
+    BOOST_TEST(seen[0] == seen[1]);
+    BOOST_TEST(seen[0]->slot == 4u);  // after the four policies' own
+    BOOST_TEST(saw_other[0]);
+    BOOST_TEST(saw_other[1]);
+    BOOST_TEST_REQUIRE(build().errors.empty());
+    BOOST_TEST(seen[2] != seen[0]);
+}
+
 BOOST_AUTO_TEST_SUITE_END()
