@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "config/cidr.hpp"
+#include "config/policy_section.hpp"
 
 namespace tollgate::config {
 
@@ -194,6 +195,8 @@ struct gateway_config {
     state_config state;
     std::vector<std::string> policies;  // chain order; empty = the registry's default chain
     int policies_line = 0;
+    // The policies' own sections (policy_section.hpp), by policy name.
+    std::map<std::string, policy_section, std::less<>> policy_sections;
 
     const provider_config* find_provider(std::string_view name) const;
     const model_config* find_model(std::string_view name) const;

@@ -20,9 +20,9 @@ retry_rule retry_rule::from(const std::vector<std::string>& retry_on) {
             r.connect_error = true;
         } else if (v == "timeout") {
             r.timeout = true;
-        } else if (int s = 0; std::from_chars(v.data(), v.data() + v.size(), s).ptr ==
-                                  v.data() + v.size() &&
-                              s >= 400 && s < 600) {
+        } else if (int s = 0;
+                   std::from_chars(v.data(), v.data() + v.size(), s).ptr == v.data() + v.size() &&
+                   s >= 400 && s < 600) {
             r.statuses.set(static_cast<std::size_t>(s - 400));
         }
     }
@@ -174,7 +174,9 @@ class reader {
 
     // Reports keys of `map` that are not in its section (config_sections(), by `path`),
     // naming the documentation section. Returns false if `map` is not a map.
-    bool check_map(const YAML::Node& map, std::string_view where, std::string_view path) {
+    // `also`: more keys allowed (the top level: the policies' own sections).
+    bool check_map(const YAML::Node& map, std::string_view where, std::string_view path,
+                   const std::vector<std::string>& also = {}) {
         if (!map.IsMap()) {
             error(map, std::string(where) + ": expected a mapping");
             return false;
@@ -182,7 +184,8 @@ class reader {
         const auto& section = config_section_for(path);
         for (const auto& kv : map) {
             const auto key = kv.first.Scalar();
-            if (std::find(section.keys.begin(), section.keys.end(), key) == section.keys.end())
+            if (std::find(section.keys.begin(), section.keys.end(), key) == section.keys.end() &&
+                std::find(also.begin(), also.end(), key) == also.end())
                 error(kv.first, "unknown key '" + key + "' in " + std::string(where) +
                                     " (see docs/configuration.md#" + std::string(section.anchor) +
                                     ")");
@@ -375,6 +378,18 @@ class reader {
                                 "' is not an address or CIDR range (10.0.0.0/8, 2001:db8::/32)");
         }
         return out;
+    }
+
+    // Replaces every scalar under `n` by its ${NAME}-substituted value (a policy's own
+    // section, which the policy reads later without the environment).
+    void substitute_all(YAML::Node n, const std::string& what) {
+        if (n.IsScalar()) {
+            if (auto v = string(n, what)) n = *v;
+        } else if (n.IsSequence()) {
+            for (auto item : n) substitute_all(item, what);
+        } else if (n.IsMap()) {
+            for (auto kv : n) substitute_all(kv.second, what + "." + kv.first.Scalar());
+        }
     }
 
     std::optional<listen_address> read_listen(const YAML::Node& n, std::string_view what) {
@@ -785,7 +800,27 @@ load_result load_config_text(std::string_view yaml, std::string_view source_name
     reader r(result.errors, env);
     try {
         if (root.IsNull()) root = YAML::Node(YAML::NodeType::Map);
-        if (r.check_map(root, "the top level", "")) {
+        // A top-level key naming a policy listed in `policies:` (other than the built-in
+        // sections) is that policy's own section.
+        std::vector<std::string> own_sections;
+        if (root["policies"].IsSequence())
+            for (const auto& p : root["policies"])
+                if (p.IsScalar()) {
+                    const auto& builtin = config_section_for("").keys;
+                    if (std::find(builtin.begin(), builtin.end(), p.Scalar()) == builtin.end())
+                        own_sections.push_back(p.Scalar());
+                }
+        if (r.check_map(root, "the top level", "", own_sections)) {
+            for (const auto& kv : root) {
+                const auto name = kv.first.Scalar();
+                if (std::find(own_sections.begin(), own_sections.end(), name) ==
+                    own_sections.end())
+                    continue;
+                // In place (the tree is this load's own), so that lines stay with values.
+                r.substitute_all(kv.second, name);
+                c.policy_sections.emplace(
+                    name, policy_section::make(name, kv.first.Mark().line + 1, &kv.second));
+            }
             read_server(r, root["server"], c.server);
             read_admin(r, root["admin"], c.admin);
             read_providers(r, root["providers"], c.providers);

@@ -9,15 +9,10 @@
 #include <vector>
 
 #include "config/config.hpp"
+#include "config/config_error.hpp"
 #include "config/digest.hpp"  // sha256_hex, for the loader's users
 
 namespace tollgate::config {
-
-struct config_error {
-    int line = 0;  // 1-based; 0 when no line applies (file unreadable)
-    std::string message;
-    std::string text() const;
-};
 
 using env_lookup = std::function<std::optional<std::string>(std::string_view)>;
 

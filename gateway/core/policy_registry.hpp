@@ -41,18 +41,23 @@ class chain_services {
 };
 
 // What a factory gets. `slot` is the policy's index in the chain: its state slot.
+// `section`: the policy's own settings (config/policy_section.hpp; absent when the config
+// has none), which the factory reads into its typed config; a section its factory never
+// reads is refused (the policy takes no settings).
 struct policy_init {
     const config::gateway_config& config;
     std::size_t slot;
     const std::vector<std::string>& chain;  // the chain's policy names, in order
     chain_services& services;
+    const config::policy_section& section;
 
     bool in_chain(std::string_view name) const {
         return std::find(chain.begin(), chain.end(), name) != chain.end();
     }
 };
 
-// Throws std::runtime_error (with a message fit for --check) when the config is unusable.
+// Throws std::runtime_error (with a message fit for --check) when the config is unusable,
+// or config::policy_section_error for errors in its section (each with its line).
 using policy_factory = std::function<std::unique_ptr<policy>(const policy_init&)>;
 
 class policy_registry {

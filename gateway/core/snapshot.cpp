@@ -66,10 +66,19 @@ snapshot_result build_snapshot(config::gateway_config cfg, const policy_registry
 
     std::vector<std::unique_ptr<policy>> built;
     chain_services shared(c.policies.size());
+    static const config::policy_section no_section;
     for (const auto& name : c.policies) {
+        const auto it = c.policy_sections.find(name);
+        const auto& section = it == c.policy_sections.end() ? no_section : it->second;
         try {
             built.push_back(
-                (*registry.find(name))(policy_init{c, built.size(), c.policies, shared}));
+                (*registry.find(name))(policy_init{c, built.size(), c.policies, shared, section}));
+            if (section.present() && !section.read())
+                result.errors.push_back(
+                    {section.line(), "policy " + name + " takes no settings of its own"});
+        } catch (const config::policy_section_error& e) {
+            for (const auto& err : e.errors())
+                result.errors.push_back({err.line, "policy " + name + ": " + err.message});
         } catch (const std::exception& e) {
             result.errors.push_back({c.policies_line, "policy " + name + ": " + e.what()});
         }
