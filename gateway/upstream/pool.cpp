@@ -73,20 +73,18 @@ void lease::release(bool reusable) noexcept {
 }
 
 pool::pool(asio::any_io_executor ex, std::shared_ptr<const provider> p, std::size_t limit)
-    : ex_(std::move(ex)), provider_(std::move(p)), limit_(limit == 0 ? 1 : limit) {}
+    : ex_(std::move(ex)), provider_(std::move(p)), book_(limit) {}
 
 pool::~pool() {
     *alive_ = false;
-    for (auto& c : idle_) c.conn->close();
-    idle_.clear();
-    open_ = 0;
+    for (auto& c : book_.clear()) c->close();
     publish();
 }
 
 void pool::publish() noexcept {
     if (!gauge_) return;
-    const auto idle = static_cast<std::int64_t>(idle_.size());
-    const auto active = static_cast<std::int64_t>(open_) - idle;
+    const auto idle = static_cast<std::int64_t>(book_.idle());
+    const auto active = static_cast<std::int64_t>(book_.open()) - idle;
     gauge_->active.fetch_add(active - published_active_, std::memory_order_relaxed);
     gauge_->idle.fetch_add(idle - published_idle_, std::memory_order_relaxed);
     published_active_ = active;
@@ -145,32 +143,24 @@ asio::awaitable<std::pair<core::attempt_error, lease>> pool::acquire(bool fresh)
         // Idle longer than the provider's idle timeout: a middlebox may have dropped it
         // silently, and a request sent on it would wait out first_byte_timeout.
         const auto stale_before = std::chrono::steady_clock::now() - cfg.idle_timeout;
-        while (!idle_.empty() && idle_.front().since < stale_before) {
-            idle_.front().conn->close();
-            idle_.erase(idle_.begin());
-            --open_;
-        }
-        while (!fresh && !idle_.empty()) {
-            auto conn = std::move(idle_.back().conn);
-            idle_.pop_back();
+        for (auto& c : book_.take_stale(stale_before)) c->close();
+        while (!fresh) {
+            auto conn = book_.take_idle();
+            if (!conn) break;
             // Closed by the server, or holding bytes nobody asked for: not reusable. (A
             // peek per reuse; skipping it for recently returned connections would let
             // stray bytes reach the next request as its answer.)
-            if (conn->peer_closed()) {
-                conn->close();
-                --open_;
+            if ((*conn)->peer_closed()) {
+                (*conn)->close();
+                book_.closed();
                 continue;
             }
-            co_return std::pair{core::attempt_error{}, lease(this, std::move(conn), true)};
+            co_return std::pair{core::attempt_error{}, lease(this, std::move(*conn), true)};
         }
-        if (fresh && !idle_.empty() && open_ >= limit_) {
-            // Make room for a fresh connection by closing an idle one.
-            idle_.front().conn->close();
-            idle_.erase(idle_.begin());
-            --open_;
-        }
-        if (open_ < limit_) {
-            ++open_;
+        // A fresh connection wanted while the idle ones fill the pool: one makes room.
+        if (fresh)
+            if (auto oldest = book_.make_room()) (*oldest)->close();
+        if (book_.reserve()) {
             publish();
             auto conn = std::make_unique<net::byte_stream>(ex_, provider_->tls());
             error_code ec = co_await resolve();
@@ -183,7 +173,7 @@ asio::awaitable<std::pair<core::attempt_error, lease>> pool::acquire(bool fresh)
             }
             if (!*alive) co_return std::pair{closed(), lease{}};
             if (ec) {
-                --open_;
+                book_.closed();
                 if (ec == asio::error::no_descriptors &&
                     std::chrono::steady_clock::now() - last_fd_warning_ >
                         std::chrono::seconds(10)) {
@@ -224,22 +214,16 @@ asio::awaitable<std::pair<core::attempt_error, lease>> pool::acquire(bool fresh)
 }
 
 void pool::retire() noexcept {
-    if (retired_) return;
-    retired_ = true;
-    for (auto& c : idle_) c.conn->close();
-    open_ -= idle_.size();
-    idle_.clear();
+    if (book_.retired()) return;
+    for (auto& c : book_.retire()) c->close();
     publish();
 }
 
 void pool::give_back(std::unique_ptr<net::byte_stream> conn, bool reusable) noexcept {
-    if (reusable && !retired_ && conn->socket().is_open()) {
-        conn->lowest().expires_never();
-        idle_.push_back({std::move(conn), std::chrono::steady_clock::now()});
-    } else {
-        conn->close();
-        --open_;
-    }
+    const bool keep = reusable && conn->socket().is_open();
+    if (keep) conn->lowest().expires_never();
+    if (auto to_close = book_.give_back(std::move(conn), keep, std::chrono::steady_clock::now()))
+        (*to_close)->close();
     publish();
     wake_one();
 }

@@ -17,6 +17,7 @@
 #include "gateway/core/attempt_error.hpp"
 #include "gateway/net/byte_stream.hpp"
 #include "gateway/observe/metrics.hpp"
+#include "gateway/upstream/pool_book.hpp"
 #include "gateway/upstream/provider.hpp"
 
 namespace tollgate::upstream {
@@ -62,7 +63,7 @@ class pool {
         gauge_ = g;
         publish();
     }
-    std::size_t open() const noexcept { return open_; }
+    std::size_t open() const noexcept { return book_.open(); }
     // The provider left the configuration: idle connections are closed now, busy ones
     // when they come back; nothing is pooled any more.
     void retire() noexcept;
@@ -77,13 +78,7 @@ class pool {
 
     boost::asio::any_io_executor ex_;
     std::shared_ptr<const provider> provider_;
-    std::size_t limit_;
-    std::size_t open_ = 0;
-    struct idle_conn {
-        std::unique_ptr<net::byte_stream> conn;
-        std::chrono::steady_clock::time_point since;
-    };
-    std::vector<idle_conn> idle_;  // most recently returned last
+    pool_book<std::unique_ptr<net::byte_stream>> book_;
     struct waiter {
         boost::asio::steady_timer* timer;
         bool woken;
@@ -93,7 +88,6 @@ class pool {
     std::chrono::steady_clock::time_point resolved_at_{};
     std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
     observe::connection_gauge* gauge_ = nullptr;
-    bool retired_ = false;
     std::chrono::steady_clock::time_point last_fd_warning_{};
     std::int64_t published_active_ = 0, published_idle_ = 0;
 };
