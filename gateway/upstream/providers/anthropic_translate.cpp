@@ -23,76 +23,6 @@ namespace dom = simdjson::dom;
 using core::json_writer;
 using upstream::write_element;
 
-// ---------------------------------------------------------------------------------------
-// DOM access helpers, error-code style. "Present" means present and not null: both APIs
-// treat an explicit null like an absent field.
-
-bool member(dom::object o, std::string_view k, dom::element& out) {
-    if (o.at_key(k).get(out) != SUCCESS) return false;
-    return !out.is_null();
-}
-
-bool member_object(dom::object o, std::string_view k, dom::object& out) {
-    dom::element e;
-    return member(o, k, e) && e.get(out) == SUCCESS;
-}
-
-bool member_array(dom::object o, std::string_view k, dom::array& out) {
-    dom::element e;
-    return member(o, k, e) && e.get(out) == SUCCESS;
-}
-
-bool member_string(dom::object o, std::string_view k, std::string_view& out) {
-    dom::element e;
-    return member(o, k, e) && e.get(out) == SUCCESS;
-}
-
-std::string_view string_or(dom::object o, std::string_view k, std::string_view fallback = {}) {
-    std::string_view s;
-    return member_string(o, k, s) ? s : fallback;
-}
-
-// An integral number, whichever way simdjson stored it (100.0 counts).
-bool as_integer(dom::element e, std::int64_t& out) {
-    std::int64_t i = 0;
-    if (e.get(i) == SUCCESS) {
-        out = i;
-        return true;
-    }
-    std::uint64_t u = 0;
-    if (e.get(u) == SUCCESS) {
-        out = std::numeric_limits<std::int64_t>::max();
-        if (u < static_cast<std::uint64_t>(out)) out = static_cast<std::int64_t>(u);
-        return true;
-    }
-    double d = 0;
-    if (e.get(d) == SUCCESS && std::isfinite(d) && d == std::floor(d) && std::fabs(d) < 9.0e18) {
-        out = static_cast<std::int64_t>(d);
-        return true;
-    }
-    return false;
-}
-
-// A token count: 0 when absent, null, negative or not a number; capped at 10^15 (no
-// real count comes near), so that sums of a few counts cannot overflow.
-std::int64_t count_of(dom::object o, std::string_view k) {
-    dom::element e;
-    std::int64_t v = 0;
-    if (!member(o, k, e) || !as_integer(e, v) || v < 0) return 0;
-    return std::min<std::int64_t>(v, max_token_count);
-}
-
-bool parse(dom::parser& p, std::string_view text, dom::element& out) {
-    // An empty view may carry a null pointer, which simdjson would hand to memcpy.
-    if (text.empty()) return false;
-    return p.parse(text.data(), text.size()).get(out) == SUCCESS;
-}
-
-bool parse_object(dom::parser& p, std::string_view text, dom::object& out) {
-    dom::element e;
-    return parse(p, text, e) && e.get(out) == SUCCESS;
-}
-
 std::string sse_data(std::string body) {
     return "data: " + std::move(body) + "\n\n";
 }
@@ -326,7 +256,7 @@ std::string assistant_blocks(dom::object msg, dom::parser& args_parser, std::vec
             w.begin_object().end_object();
         } else {
             dom::element input;
-            if (!parse(args_parser, arguments, input) || !input.is_object())
+            if (!parse_element(args_parser, arguments, input) || !input.is_object())
                 return "tool call '" + std::string(id) + "' arguments are not a JSON object";
             write_element(w, input);
         }
@@ -1280,7 +1210,7 @@ std::string chat_to_messages_response(std::string_view openai_body, std::string_
                     // Anthropic's input is an object; arguments a model got wrong (not a
                     // JSON object) cannot be represented and become {}.
                     dom::element input;
-                    if (has_fn && parse(args_parser, string_or(fn, "arguments"), input) &&
+                    if (has_fn && parse_element(args_parser, string_or(fn, "arguments"), input) &&
                         input.is_object())
                         write_element(content, input);
                     else

@@ -1,6 +1,11 @@
 #include "gateway/upstream/providers/json_element.hpp"
 
+#include "gateway/upstream/providers/anthropic_translate.hpp"
+
+#include <algorithm>
+#include <cmath>
 #include <cstdint>
+#include <limits>
 #include <string_view>
 
 namespace tollgate::upstream {
@@ -64,6 +69,68 @@ void write_element(json_writer& w, dom::element e) {
             break;
     }
     w.null();
+}
+
+bool member(dom::object o, std::string_view k, dom::element& out) {
+    if (o.at_key(k).get(out) != SUCCESS) return false;
+    return !out.is_null();
+}
+
+bool member_object(dom::object o, std::string_view k, dom::object& out) {
+    dom::element e;
+    return member(o, k, e) && e.get(out) == SUCCESS;
+}
+
+bool member_array(dom::object o, std::string_view k, dom::array& out) {
+    dom::element e;
+    return member(o, k, e) && e.get(out) == SUCCESS;
+}
+
+bool member_string(dom::object o, std::string_view k, std::string_view& out) {
+    dom::element e;
+    return member(o, k, e) && e.get(out) == SUCCESS;
+}
+
+std::string_view string_or(dom::object o, std::string_view k, std::string_view fallback) {
+    std::string_view s;
+    return member_string(o, k, s) ? s : fallback;
+}
+
+bool as_integer(dom::element e, std::int64_t& out) {
+    std::int64_t i = 0;
+    if (e.get(i) == SUCCESS) {
+        out = i;
+        return true;
+    }
+    std::uint64_t u = 0;
+    if (e.get(u) == SUCCESS) {
+        out = std::numeric_limits<std::int64_t>::max();
+        if (u < static_cast<std::uint64_t>(out)) out = static_cast<std::int64_t>(u);
+        return true;
+    }
+    double d = 0;
+    if (e.get(d) == SUCCESS && std::isfinite(d) && d == std::floor(d) && std::fabs(d) < 9.0e18) {
+        out = static_cast<std::int64_t>(d);
+        return true;
+    }
+    return false;
+}
+
+std::int64_t count_of(dom::object o, std::string_view k) {
+    dom::element e;
+    std::int64_t v = 0;
+    if (!member(o, k, e) || !as_integer(e, v) || v < 0) return 0;
+    return std::min<std::int64_t>(v, anthropic::max_token_count);
+}
+
+bool parse_element(dom::parser& p, std::string_view text, dom::element& out) {
+    if (text.empty()) return false;
+    return p.parse(text.data(), text.size()).get(out) == SUCCESS;
+}
+
+bool parse_object(dom::parser& p, std::string_view text, dom::object& out) {
+    dom::element e;
+    return parse_element(p, text, e) && e.get(out) == SUCCESS;
 }
 
 }  // namespace tollgate::upstream

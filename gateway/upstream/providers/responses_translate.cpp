@@ -18,79 +18,10 @@ namespace {
 using simdjson::SUCCESS;
 namespace dom = simdjson::dom;
 
-// The largest token count taken from an upstream (10^15): sums of a few stay far from
-// overflowing an int64.
-constexpr std::int64_t max_token_count = 1'000'000'000'000'000;
-
 // ---------------------------------------------------------------------------------------
 // Output through core::json_writer; parsed values are re-serialised by write_element.
 using core::json_writer;
 using upstream::write_element;
-
-// ---------------------------------------------------------------------------------------
-// DOM access helpers, error-code style. "Present" means present and not null: both APIs
-// treat an explicit null like an absent field.
-
-bool member(dom::object o, std::string_view k, dom::element& out) {
-    if (o.at_key(k).get(out) != SUCCESS) return false;
-    return !out.is_null();
-}
-
-bool member_object(dom::object o, std::string_view k, dom::object& out) {
-    dom::element e;
-    return member(o, k, e) && e.get(out) == SUCCESS;
-}
-
-bool member_array(dom::object o, std::string_view k, dom::array& out) {
-    dom::element e;
-    return member(o, k, e) && e.get(out) == SUCCESS;
-}
-
-bool member_string(dom::object o, std::string_view k, std::string_view& out) {
-    dom::element e;
-    return member(o, k, e) && e.get(out) == SUCCESS;
-}
-
-std::string_view string_or(dom::object o, std::string_view k, std::string_view fallback = {}) {
-    std::string_view s;
-    return member_string(o, k, s) ? s : fallback;
-}
-
-// An integral number, whichever way simdjson stored it (100.0 counts).
-bool as_integer(dom::element e, std::int64_t& out) {
-    std::int64_t i = 0;
-    if (e.get(i) == SUCCESS) {
-        out = i;
-        return true;
-    }
-    std::uint64_t u = 0;
-    if (e.get(u) == SUCCESS) {
-        out = std::numeric_limits<std::int64_t>::max();
-        if (u < static_cast<std::uint64_t>(out)) out = static_cast<std::int64_t>(u);
-        return true;
-    }
-    double d = 0;
-    if (e.get(d) == SUCCESS && std::isfinite(d) && d == std::floor(d) && std::fabs(d) < 9.0e18) {
-        out = static_cast<std::int64_t>(d);
-        return true;
-    }
-    return false;
-}
-
-// A token count: 0 when absent, null, negative or not a number; capped at 10^15.
-std::int64_t count_of(dom::object o, std::string_view k) {
-    dom::element e;
-    std::int64_t v = 0;
-    if (!member(o, k, e) || !as_integer(e, v) || v < 0) return 0;
-    return std::min<std::int64_t>(v, max_token_count);
-}
-
-bool parse_object(dom::parser& p, std::string_view text, dom::object& out) {
-    // An empty view may carry a null pointer, which simdjson would hand to memcpy.
-    if (text.empty()) return false;
-    dom::element e;
-    return p.parse(text.data(), text.size()).get(e) == SUCCESS && e.get(out) == SUCCESS;
-}
 
 // The human-readable message of an upstream error member (object or string).
 std::string error_message_of(dom::element err) {
