@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <optional>
 
 #include "gateway/proxy/pipeline.hpp"
 #include "gateway/proxy/responder.hpp"
@@ -26,6 +27,10 @@ namespace {
 // Lingering close after an early error answer (as nginx's lingering_close).
 constexpr auto lingering_time = std::chrono::seconds(2);
 constexpr std::size_t lingering_bytes = 8u << 20;
+
+std::string_view buffered(const beast::flat_buffer& buf) {
+    return std::string_view(static_cast<const char*>(buf.data().data()), buf.size());
+}
 
 class request_headers final : public core::header_source {
   public:
@@ -86,6 +91,113 @@ void session::drain() noexcept {
     if (idle_) client_.cancel();
 }
 
+namespace {
+
+// The head, read until it is whole, by `deadline`.
+asio::awaitable<error_code> read_head(net::byte_stream& client, beast::flat_buffer& buf,
+                                      request_reader& reader, core::clock::time_point deadline) {
+    for (;;) {
+        std::size_t used = 0;
+        const auto st = reader.head(buffered(buf), used);
+        buf.consume(used);
+        if (st == request_reader::step::failed) co_return reader.error();
+        if (st != request_reader::step::read_more) co_return error_code{};
+        const auto left = deadline - core::clock::now();
+        if (left <= core::clock::duration::zero()) co_return asio::error::timed_out;
+        auto [rec, n] =
+            co_await client.read_some(buf.prepare(request_reader::head_read_size), left);
+        if (rec || n == 0) co_return rec ? rec : error_code(asio::error::eof);
+        buf.commit(n);
+    }
+}
+
+// The body (after a 100 Continue when the client waits for one), each piece within the
+// idle timeout.
+asio::awaitable<error_code> read_body(net::byte_stream& client, beast::flat_buffer& buf,
+                                      request_reader& reader, const config::server_config& sc) {
+    if (beast::iequals(reader.request()[http::field::expect], "100-continue")) {
+        static constexpr std::string_view cont = "HTTP/1.1 100 Continue\r\n\r\n";
+        const asio::const_buffer b = asio::buffer(cont.data(), cont.size());
+        if (auto wec = co_await client.write(std::span(&b, 1), sc.write_timeout)) co_return wec;
+    }
+    for (;;) {
+        std::size_t used = 0;
+        const auto st = reader.body(buffered(buf), used);
+        buf.consume(used);
+        if (st == request_reader::step::failed) co_return reader.error();
+        if (st != request_reader::step::read_more) co_return error_code{};
+        auto [rec, n] =
+            co_await client.read_some(buf.prepare(request_reader::body_read_size), sc.idle_timeout);
+        if (rec || n == 0) co_return rec ? rec : error_code(asio::error::eof);
+        buf.commit(n);
+    }
+}
+
+// A head that could not be read because the client left or took too long: nothing to
+// answer.
+bool head_abandoned(const error_code& ec) {
+    return ec == asio::error::timed_out || ec == asio::error::eof ||
+           ec == asio::error::operation_aborted || ec == asio::error::connection_reset ||
+           ec == beast::error::timeout;
+}
+
+// A body the gateway answers before closing (too large, bad chunked framing); anything
+// else (the client gone, a timeout) closes without an answer.
+std::optional<core::errc> body_refusal(const error_code& ec) {
+    if (ec == http::error::body_limit) return core::errc::request_too_large;
+    if (ec.category() == make_error_code(http::error::bad_method).category())
+        return core::errc::bad_framing;
+    return std::nullopt;
+}
+
+// The gateway's own endpoints and the refusals that need no pipeline.
+asio::awaitable<error_code> answer_locally(worker& w, proxy::responder& out,
+                                           core::request_context& ctx, route r,
+                                           std::string_view path) {
+    const bool draining = w.shared().draining.load(std::memory_order_relaxed);
+    switch (r) {
+        case route::healthz:
+            co_return co_await out.send(ctx, 200, "application/json", R"({"status":"ok"})");
+        case route::readyz:
+            if ((!w.shared().ready_probe || w.shared().ready_probe()) && !draining)
+                co_return co_await out.send(ctx, 200, "application/json", R"({"status":"ready"})");
+            co_return co_await out.send(ctx, 503, "application/json", R"({"status":"not ready"})");
+        case route::not_found:
+            ctx.ep = path.starts_with("/v1/messages") ? core::endpoint::messages
+                                                      : core::endpoint::chat_completions;
+            co_return co_await out.send_error(
+                ctx, core::errc::not_found,
+                "no such endpoint: " + std::string(path.substr(0, 100)));
+        case route::bad_method:
+            co_return co_await out.send_error(ctx, core::errc::method_not_allowed);
+        case route::api:
+            break;
+    }
+    co_return error_code{};
+}
+
+// After answering before the whole request was read: stop sending, then read and drop
+// what the client still sends (bounded), so that closing with unread data does not reset
+// the connection before the client has read the answer (nginx's lingering_close).
+asio::awaitable<void> linger_close(net::byte_stream& client) {
+    boost::system::error_code ignored;
+    client.socket().shutdown(asio::ip::tcp::socket::shutdown_send, ignored);
+    const auto deadline = core::clock::now() + lingering_time;
+    std::size_t drained = 0;
+    // Not a local: it would sit in every connection's coroutine frame. What is read into
+    // it is thrown away, so the worker thread's one buffer serves all sessions.
+    static thread_local char sink[16 * 1024];
+    while (drained < lingering_bytes) {
+        const auto left = deadline - core::clock::now();
+        if (left <= core::clock::duration::zero()) break;
+        auto [rec, n] = co_await client.read_some(asio::buffer(sink), left);
+        if (rec || n == 0) break;
+        drained += n;
+    }
+}
+
+}  // namespace
+
 asio::awaitable<void> session::run() {
     auto gen = worker_.shared().current.load();
     if (client_.is_tls()) {
@@ -94,14 +206,17 @@ asio::awaitable<void> session::run() {
     beast::flat_buffer buf;
     proxy::responder out(client_, gen->snap->config.server.write_timeout);
     bool first = true;
-    bool linger = false;
+    bool linger = false;  // an answer went out before the request was read whole
     std::size_t pipelined = 0;
     const auto accepted_at = core::clock::now();
+    const auto draining = [this] {
+        return worker_.shared().draining.load(std::memory_order_relaxed);
+    };
 
     for (;;) {
         // Draining: an idle connection closes; a request already buffered is answered
         // (503 shutting_down) rather than dropped.
-        if (worker_.shared().draining.load(std::memory_order_relaxed) && buf.size() == 0) {
+        if (draining() && buf.size() == 0) {
             boost::system::error_code aec;
             if (client_.socket().available(aec) == 0 || aec) break;
         }
@@ -143,36 +258,8 @@ asio::awaitable<void> session::run() {
             (first_request_ ? accepted_at : ctx.received_at) + sc.header_timeout;
         first_request_ = false;
         request_reader reader(sc.max_header_bytes, sc.max_request_bytes);
-        const auto buffered = [&buf] {
-            return std::string_view(static_cast<const char*>(buf.data().data()), buf.size());
-        };
-
-        // The head, read until it is whole.
-        error_code ec;
-        for (;;) {
-            std::size_t used = 0;
-            const auto st = reader.head(buffered(), used);
-            buf.consume(used);
-            if (st == request_reader::step::failed) ec = reader.error();
-            if (st != request_reader::step::read_more) break;
-            const auto left = head_deadline - core::clock::now();
-            if (left <= core::clock::duration::zero()) {
-                ec = asio::error::timed_out;
-                break;
-            }
-            auto [rec, n] =
-                co_await client_.read_some(buf.prepare(request_reader::head_read_size), left);
-            if (rec || n == 0) {
-                ec = rec ? rec : error_code(asio::error::eof);
-                break;
-            }
-            buf.commit(n);
-        }
-        if (ec) {
-            if (ec == asio::error::timed_out || ec == asio::error::eof ||
-                ec == asio::error::operation_aborted || ec == asio::error::connection_reset ||
-                ec == beast::error::timeout)
-                break;  // header timeout or client gone: nothing to answer
+        if (const auto ec = co_await read_head(client_, buf, reader, head_deadline)) {
+            if (head_abandoned(ec)) break;
             out.begin(true, false);
             ctx.request_id = worker_.new_request_id();
             co_await out.send_error(ctx, read_error(ec));
@@ -185,47 +272,18 @@ asio::awaitable<void> session::run() {
         if (req.target().starts_with("/v1/messages")) ctx.ep = core::endpoint::messages;
         const std::string_view rid = req["x-request-id"];
         ctx.request_id = valid_request_id(rid) ? std::string(rid) : worker_.new_request_id();
-        out.begin(req.version() >= 11,
-                  req.keep_alive() && !worker_.shared().draining.load(std::memory_order_relaxed));
-
-        // The body: each piece must arrive within the idle timeout.
-        if (!reader.body_done()) {
-            if (beast::iequals(req[http::field::expect], "100-continue")) {
-                static constexpr std::string_view cont = "HTTP/1.1 100 Continue\r\n\r\n";
-                const asio::const_buffer b = asio::buffer(cont.data(), cont.size());
-                if (co_await client_.write(std::span(&b, 1), sc.write_timeout)) break;
-            }
-            for (;;) {
-                std::size_t used = 0;
-                const auto st = reader.body(buffered(), used);
-                buf.consume(used);
-                if (st == request_reader::step::failed) ec = reader.error();
-                if (st != request_reader::step::read_more) break;
-                auto [rec, n] = co_await client_.read_some(
-                    buf.prepare(request_reader::body_read_size), sc.idle_timeout);
-                if (rec || n == 0) {
-                    ec = rec ? rec : error_code(asio::error::eof);
-                    break;
-                }
-                buf.commit(n);
-            }
-            if (ec == http::error::body_limit) {
-                out.set_close();
-                co_await out.send_error(ctx, core::errc::request_too_large);
-                linger = true;
-                break;
-            }
-            if (ec) {
-                if (ec.category() == make_error_code(http::error::bad_method).category()) {
+        out.begin(req.version() >= 11, req.keep_alive() && !draining());
+        if (!reader.body_done())
+            if (const auto ec = co_await read_body(client_, buf, reader, sc)) {
+                if (const auto refusal = body_refusal(ec)) {
                     out.set_close();
-                    co_await out.send_error(ctx, core::errc::bad_framing);
+                    co_await out.send_error(ctx, *refusal);
                     linger = true;
                 }
                 break;
             }
-        }
 
-        std::string_view target = req.target();
+        const std::string_view target = req.target();
         const std::string_view path = target.substr(0, target.find('?'));
         core::endpoint ep{};
         const route r = classify(req.method(), path, ep);
@@ -235,66 +293,24 @@ asio::awaitable<void> session::run() {
         request_headers headers(req);
         ctx.headers = &headers;
         ctx.body = req.body();
-
-        error_code wec;
-        if (worker_.shared().draining.load(std::memory_order_relaxed) && r != route::healthz) {
+        if (draining() && r != route::healthz) {
             out.set_close();
             co_await out.send_error(ctx, core::errc::shutting_down);
             break;
         }
-        switch (r) {
-            case route::healthz:
-                wec = co_await out.send(ctx, 200, "application/json", R"({"status":"ok"})");
-                break;
-            case route::readyz:
-                if ((!worker_.shared().ready_probe || worker_.shared().ready_probe()) &&
-                    !worker_.shared().draining.load(std::memory_order_relaxed))
-                    wec = co_await out.send(ctx, 200, "application/json", R"({"status":"ready"})");
-                else
-                    wec = co_await out.send(ctx, 503, "application/json",
-                                            R"({"status":"not ready"})");
-                break;
-            case route::not_found:
-                ctx.ep = path.starts_with("/v1/messages") ? core::endpoint::messages
-                                                          : core::endpoint::chat_completions;
-                wec = co_await out.send_error(
-                    ctx, core::errc::not_found,
-                    "no such endpoint: " + std::string(path.substr(0, 100)));
-                break;
-            case route::bad_method:
-                wec = co_await out.send_error(ctx, core::errc::method_not_allowed);
-                break;
-            case route::api: {
-                // Nothing buffered behind this request: give the read buffer back while the
-                // answer (perhaps a stream of minutes) is relayed.
-                if (buf.size() == 0) buf.shrink_to_fit();
-                proxy::pipeline_io io{worker_.parser(),         worker_,        out, client_, *gen,
-                                      worker_.shared().metrics, worker_.index()};
-                co_await proxy::run_pipeline(io, ctx);
-                break;
-            }
+        if (r == route::api) {
+            // Nothing buffered behind this request: give the read buffer back while the
+            // answer (perhaps a stream of minutes) is relayed.
+            if (buf.size() == 0) buf.shrink_to_fit();
+            proxy::pipeline_io io{worker_.parser(),         worker_,        out, client_, *gen,
+                                  worker_.shared().metrics, worker_.index()};
+            co_await proxy::run_pipeline(io, ctx);
+        } else if (co_await answer_locally(worker_, out, ctx, r, path)) {
+            break;
         }
-        if (wec || !out.keep_alive()) break;
+        if (!out.keep_alive()) break;
     }
-    if (linger) {
-        // We answered before reading the whole request: stop sending, then read and drop
-        // what the client still sends (bounded), so that closing with unread data does
-        // not reset the connection before the client has read our answer.
-        boost::system::error_code ignored;
-        client_.socket().shutdown(asio::ip::tcp::socket::shutdown_send, ignored);
-        const auto deadline = core::clock::now() + lingering_time;
-        std::size_t drained = 0;
-        // Not a local: it would sit in every connection's coroutine frame. What is read
-        // into it is thrown away, so the worker thread's one buffer serves all sessions.
-        static thread_local char sink[16 * 1024];
-        while (drained < lingering_bytes) {
-            const auto left = deadline - core::clock::now();
-            if (left <= core::clock::duration::zero()) break;
-            auto [rec, n] = co_await client_.read_some(asio::buffer(sink), left);
-            if (rec || n == 0) break;
-            drained += n;
-        }
-    }
+    if (linger) co_await linger_close(client_);
 }
 
 }  // namespace tollgate::server
