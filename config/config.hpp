@@ -145,6 +145,11 @@ struct limits_config {
 
 enum class budget_period { day, month, total };
 
+// "day", "month" or "total", as the config file, the admin API and the key store spell it.
+constexpr const char* budget_period_name(budget_period p) noexcept {
+    return p == budget_period::day ? "day" : p == budget_period::total ? "total" : "month";
+}
+
 struct budget_config {
     std::optional<std::uint64_t> tokens;
     std::optional<double> usd;

@@ -164,14 +164,11 @@ std::int64_t sqlite_key_store_backend::change_marker() {
     return sqlite3_step(q) == SQLITE_ROW ? sqlite3_column_int64(q, 0) : 0;
 }
 
-bool sqlite_key_store_backend::write(const key_row& k, bool insert) {
-    stmt s(db_, insert ? "INSERT INTO api_keys (models, rpm, tpm, concurrency, budget_tokens,"
-                         " budget_usd, budget_period, updated_at, id, key_sha256, created_at,"
-                         " allowed_cidrs)"
-                         " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"
-                       : "UPDATE api_keys SET models = ?1, rpm = ?2, tpm = ?3, concurrency = ?4,"
-                         " budget_tokens = ?5, budget_usd = ?6, budget_period = ?7,"
-                         " updated_at = ?8, allowed_cidrs = ?12 WHERE id = ?9");
+namespace {
+
+// The row's values as ?1..?12 of api_keys' INSERT, UPDATE and upsert statements
+// (?10 key_sha256 and ?11 created_at only `with_identity`: an UPDATE keeps them).
+void bind_row(sqlite3_stmt* s, const key_row& k, bool with_identity) {
     bind_opt_text(s, 1, k.models);
     bind_opt(s, 2, k.rpm);
     bind_opt(s, 3, k.tpm);
@@ -184,12 +181,25 @@ bool sqlite_key_store_backend::write(const key_row& k, bool insert) {
     bind_opt_text(s, 7, k.budget_period);
     sqlite3_bind_int64(s, 8, k.updated_at_ms);
     sqlite3_bind_text(s, 9, k.id.data(), static_cast<int>(k.id.size()), SQLITE_TRANSIENT);
-    if (insert) {
+    if (with_identity) {
         sqlite3_bind_text(s, 10, k.key_sha256.data(), static_cast<int>(k.key_sha256.size()),
                           SQLITE_TRANSIENT);
         sqlite3_bind_int64(s, 11, k.created_at_ms);
     }
     bind_opt_text(s, 12, k.allowed_cidrs);
+}
+
+}  // namespace
+
+bool sqlite_key_store_backend::write(const key_row& k, bool insert) {
+    stmt s(db_, insert ? "INSERT INTO api_keys (models, rpm, tpm, concurrency, budget_tokens,"
+                         " budget_usd, budget_period, updated_at, id, key_sha256, created_at,"
+                         " allowed_cidrs)"
+                         " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"
+                       : "UPDATE api_keys SET models = ?1, rpm = ?2, tpm = ?3, concurrency = ?4,"
+                         " budget_tokens = ?5, budget_usd = ?6, budget_period = ?7,"
+                         " updated_at = ?8, allowed_cidrs = ?12 WHERE id = ?9");
+    bind_row(s, k, insert);
     const int rc = sqlite3_step(s);
     if (insert && (rc & 0xff) == SQLITE_CONSTRAINT) return false;  // id or digest taken
     if (rc != SQLITE_DONE) fail();
@@ -204,22 +214,7 @@ bool sqlite_key_store_backend::upsert(const key_row& k) {
            " ON CONFLICT(id) DO UPDATE SET models = ?1, rpm = ?2, tpm = ?3, concurrency = ?4,"
            " budget_tokens = ?5, budget_usd = ?6, budget_period = ?7, updated_at = ?8,"
            " key_sha256 = ?10, created_at = ?11, allowed_cidrs = ?12");
-    bind_opt_text(s, 1, k.models);
-    bind_opt(s, 2, k.rpm);
-    bind_opt(s, 3, k.tpm);
-    bind_opt(s, 4, k.concurrency);
-    bind_opt(s, 5, k.budget_tokens);
-    if (k.budget_usd)
-        sqlite3_bind_double(s, 6, *k.budget_usd);
-    else
-        sqlite3_bind_null(s, 6);
-    bind_opt_text(s, 7, k.budget_period);
-    sqlite3_bind_int64(s, 8, k.updated_at_ms);
-    sqlite3_bind_text(s, 9, k.id.data(), static_cast<int>(k.id.size()), SQLITE_TRANSIENT);
-    sqlite3_bind_text(s, 10, k.key_sha256.data(), static_cast<int>(k.key_sha256.size()),
-                      SQLITE_TRANSIENT);
-    sqlite3_bind_int64(s, 11, k.created_at_ms);
-    bind_opt_text(s, 12, k.allowed_cidrs);
+    bind_row(s, k, true);
     const int rc = sqlite3_step(s);
     if ((rc & 0xff) == SQLITE_CONSTRAINT) return false;  // the digest is another id's
     if (rc != SQLITE_DONE) fail();

@@ -200,9 +200,7 @@ std::string config_json(const config::gateway_config& cfg, const std::vector<std
                 w.number(*k.budget->usd);
             else
                 w.null();
-            w.key("period").string(k.budget->period == config::budget_period::day     ? "day"
-                                   : k.budget->period == config::budget_period::month ? "month"
-                                                                                      : "total");
+            w.key("period").string(config::budget_period_name(k.budget->period));
             w.end_object();
         } else {
             w.null();

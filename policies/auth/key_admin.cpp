@@ -64,18 +64,6 @@ std::pair<int, std::string> bad_body(const std::vector<config::config_error>& er
     return error(400, "invalid_value", message);
 }
 
-const char* period_name(config::budget_period p) {
-    switch (p) {
-        case config::budget_period::day:
-            return "day";
-        case config::budget_period::total:
-            return "total";
-        case config::budget_period::month:
-            break;
-    }
-    return "month";
-}
-
 }  // namespace
 
 key_admin::key_admin(std::shared_ptr<key_store> store,
@@ -158,7 +146,7 @@ std::string key_admin::key_json(const config::key_config& k, bool from_config,
             out += ',';
         }
         out += R"("period":")";
-        out += period_name(k.budget->period);
+        out += config::budget_period_name(k.budget->period);
         out += "\"}";
     } else {
         out += "null";

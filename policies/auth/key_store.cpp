@@ -25,18 +25,6 @@ std::string to_hex(const key_digest& d) {
     return out;
 }
 
-const char* period_name(config::budget_period p) {
-    switch (p) {
-        case config::budget_period::day:
-            return "day";
-        case config::budget_period::total:
-            return "total";
-        case config::budget_period::month:
-            break;
-    }
-    return "month";
-}
-
 bool same_key(const config::key_config& a, const config::key_config& b) {
     const auto same_budget = [](const std::optional<config::budget_config>& x,
                                 const std::optional<config::budget_config>& y) {
@@ -66,7 +54,7 @@ store::key_row to_row(const config::key_config& k, std::int64_t created_at_ms) {
     if (k.budget) {
         r.budget_tokens = k.budget->tokens;
         r.budget_usd = k.budget->usd;
-        r.budget_period = period_name(k.budget->period);
+        r.budget_period = config::budget_period_name(k.budget->period);
     }
     if (k.allowed_cidrs) {
         std::string joined;
