@@ -9,8 +9,10 @@
 # Everything is configured by environment variables (defaults in brackets):
 #   BUILD_DIR [build-bench]  BUILD_TYPE [Release]  JOBS [nproc]  SKIP_BUILD [0]
 #   DURATION [5] s per wrk run    CONNS ["1 16 64 256"]    REPEAT [5] (medians are reported)
-#   MODES ["plain stream"]  TARGETS ["direct nginx min full"]  WARMUP [1] s per target
+#   MODES ["plain stream burst"]  TARGETS ["direct nginx min full"]  WARMUP [1] s per target
 #   PLAIN_CHUNKS [8]  STREAM_CHUNKS [50]: the mock's content chunks per answer
+#   BURST_PAD [200]: burst mode's extra bytes per event (the whole SSE body, ~20 KB with
+#   54 events, reaches the gateway in one upstream write)
 #   LAT_CONNS ["1 64"]  LAT_DURATION [DURATION]  LAT_MOCK ["chunks=50 delay_ms=5"]
 #   LAT_TARGETS ["direct nginx full"]: streaming latency (streamgen)
 #   CAP_STREAMS [10000] (0: skip)  CAP_MOCK ["chunks=20 delay_ms=500"]  CAP_PARALLEL [256]
@@ -25,11 +27,12 @@ root=$(cd "$here/.." && pwd)
 : "${DURATION:=5}"
 : "${CONNS=1 16 64 256}"
 : "${REPEAT:=5}"
-: "${MODES=plain stream}"
+: "${MODES=plain stream burst}"
 : "${TARGETS=direct nginx min full}"
 : "${WARMUP:=1}"
 : "${PLAIN_CHUNKS:=8}"
 : "${STREAM_CHUNKS:=50}"
+: "${BURST_PAD:=200}"
 : "${LAT_CONNS=1 64}"
 : "${LAT_DURATION:=$DURATION}"
 : "${LAT_MOCK:=chunks=50 delay_ms=5}"
@@ -57,7 +60,8 @@ for c in $CONNS $LAT_CONNS; do int_in "connections" "$c" 1 20000; done
 for t in $TARGETS $LAT_TARGETS; do
     case $t in direct | nginx | min | full) ;; *) die "unknown target $t (direct nginx min full)" ;; esac
 done
-for m in $MODES; do case $m in plain | stream) ;; *) die "unknown mode $m (plain stream)" ;; esac; done
+int_in BURST_PAD "$BURST_PAD" 0 100000
+for m in $MODES; do case $m in plain | stream | burst) ;; *) die "unknown mode $m (plain stream burst)" ;; esac; done
 
 ensure_tools wrk
 build_targets tollgate mock_upstream streamgen
@@ -127,11 +131,12 @@ kv() { tr ' ' '\n' <<<"$1" | awk -F= -v k="$2" '$1 == k {print $2}'; }
 
 # run_wrk MODE CONNS TARGET DURATION FILE → one TSV line (rps p50 p90 p99 cpu_us errors requests)
 run_wrk() {
-    local mode=$1 c=$2 t=$3 d=$4 f=$5 stream=0 chunks=$PLAIN_CHUNKS pid=${pid_of[$3]}
+    local mode=$1 c=$2 t=$3 d=$4 f=$5 stream=0 chunks=$PLAIN_CHUNKS extra= pid=${pid_of[$3]}
     [ "$mode" = stream ] && { stream=1; chunks=$STREAM_CHUNKS; }
+    [ "$mode" = burst ] && { stream=1; chunks=$STREAM_CHUNKS; extra="burst=1 pad=$BURST_PAD"; }
     local t0 t1 line
     t0=$(cpu_ticks "$pid")
-    STREAM=$stream CHUNKS=$chunks KEY=$KEY timeout -k 5 $((d + 30)) taskset -c "$LOAD_CPU" \
+    STREAM=$stream CHUNKS=$chunks MOCK_EXTRA=$extra KEY=$KEY timeout -k 5 $((d + 30)) taskset -c "$LOAD_CPU" \
         wrk -t1 -c"$c" -d"${d}s" --timeout 10s --latency -s "$here/wrk/chat.lua" \
         "http://127.0.0.1:${port_of[$t]}/v1/chat/completions" >"$f" 2>&1 || true
     t1=$(cpu_ticks "$pid")
@@ -336,8 +341,10 @@ rev=$(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo unknown)
         echo
         if [ "$mode" = plain ]; then
             echo "## Non-streamed (answer of $PLAIN_CHUNKS words)"
+        elif [ "$mode" = burst ]; then
+            echo "## Streamed, burst (SSE, $STREAM_CHUNKS content chunks of +$BURST_PAD bytes: the whole body in one upstream write)"
         else
-            echo "## Streamed (SSE, $STREAM_CHUNKS content chunks, no delay)"
+            echo "## Streamed (SSE, $STREAM_CHUNKS content chunks, one upstream write each, no delay)"
         fi
         echo
         echo "| target | conns | req/s | p50 | p90 | p99 | +p50 | +p99 | CPU µs/req | errors |"
@@ -433,7 +440,7 @@ rev=$(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo unknown)
     fi
     echo
     echo "Parameters: DURATION=$DURATION CONNS=\"$CONNS\" REPEAT=$REPEAT MODES=\"$MODES\" TARGETS=\"$TARGETS\""
-    echo "PLAIN_CHUNKS=$PLAIN_CHUNKS STREAM_CHUNKS=$STREAM_CHUNKS LAT_CONNS=\"$LAT_CONNS\" LAT_DURATION=$LAT_DURATION"
+    echo "PLAIN_CHUNKS=$PLAIN_CHUNKS STREAM_CHUNKS=$STREAM_CHUNKS BURST_PAD=$BURST_PAD LAT_CONNS=\"$LAT_CONNS\" LAT_DURATION=$LAT_DURATION"
     echo "LAT_MOCK=\"$LAT_MOCK\" CAP_STREAMS=$CAP_STREAMS CAP_MOCK=\"$CAP_MOCK\". Raw output: \`$(basename "$raw")/\`."
 } >"$report"
 

@@ -258,6 +258,7 @@ struct directives {
     bool sse_garbage = false;
     bool sse_events = false;
     std::optional<int> chunk_truncate, cl_short, cl_long, sse_huge, done, pad, hold;
+    bool burst = false;  // a chat stream's whole body in one write (bench/run.sh MODES=burst)
 
     void apply(std::string_view key, std::string_view value) {
         auto v = parse_int(value);
@@ -283,6 +284,8 @@ struct directives {
             no_usage = n != 0;
         else if (key == "comments")
             comments = n != 0;
+        else if (key == "burst")
+            burst = n != 0;
         else if (key == "reset_before_head")
             reset_before_head = n != 0;
         else if (key == "slow_head")
@@ -655,6 +658,8 @@ class connection {
     std::string sni_;    // TLS only: the server name the client sent
 
     bool slow_head_ = false;  // the current request asked for slow_head=1
+    bool burst_ = false;      // the current stream gathers its writes in burst_out_
+    std::string burst_out_;
 };
 
 template <class Stream>
@@ -734,6 +739,8 @@ template <class Stream>
 awaitable<after> connection<Stream>::route(request& req) {
     request_info ri{req.version(), !req.keep_alive()};
     slow_head_ = false;
+    burst_ = false;
+    burst_out_.clear();
     std::string_view target = req.target();
     std::size_t qmark = target.find('?');
     std::string_view path = target.substr(0, qmark);
@@ -835,6 +842,7 @@ awaitable<after> connection<Stream>::handle_chat(request& req, const request_inf
         co_return after::gone;
     }
     slow_head_ = d.slow_head;
+    burst_ = d.burst;
     request_info out_ri = ri;
     out_ri.close = ri.close || d.close;
     int chunks = d.chunks.value_or(st_.opt.chunks);
@@ -1102,8 +1110,12 @@ awaitable<after> connection<Stream>::stream_chat(const chat_request& rq, const r
     if (!done_event.empty()) {
         if (!co_await write_event(done_event, chunked, true)) co_return aborted();
     } else if (chunked) {
-        std::array<asio::const_buffer, 1> last{asio::buffer("0\r\n\r\n", 5)};
+        if (burst_) burst_out_ += "0\r\n\r\n";
+        std::array<asio::const_buffer, 1> last{
+            burst_ ? asio::buffer(burst_out_) : asio::buffer("0\r\n\r\n", 5)};
         auto [ec, n] = co_await write(last);
+        burst_ = false;
+        burst_out_.clear();
         if (ec) co_return aborted();
     }
     counters.streams_completed.fetch_add(1, std::memory_order_relaxed);
@@ -1677,6 +1689,19 @@ awaitable<bool> connection<Stream>::write_event(std::string_view event, bool chu
         r.ptr[1] = '\n';
         size_len = static_cast<std::size_t>(r.ptr + 2 - size_line);
         trailer = last ? "\r\n0\r\n\r\n" : "\r\n";
+    }
+    if (burst_) {
+        // Gathered: the head, every event with its framing, then all of it in one write.
+        burst_out_.append(head);
+        burst_out_.append(size_line, size_len);
+        burst_out_.append(event);
+        burst_out_.append(trailer);
+        if (!last) co_return true;
+        burst_ = false;
+        std::array<asio::const_buffer, 1> all{asio::buffer(burst_out_)};
+        auto [ec, n] = co_await write(all);
+        burst_out_.clear();
+        co_return !ec;
     }
     std::array<asio::const_buffer, 4> bufs{asio::buffer(head), asio::buffer(size_line, size_len),
                                            asio::buffer(event), asio::buffer(trailer)};

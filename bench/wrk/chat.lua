@@ -1,5 +1,6 @@
 -- POSTs a ~1 KB chat completion with a bearer key (non-streamed; set STREAM=1 for SSE).
--- Env: STREAM=1, CHUNKS=N (the mock's content chunks, default 8), KEY (default tg-demo-key).
+-- Env: STREAM=1, CHUNKS=N (the mock's content chunks, default 8), KEY (default tg-demo-key),
+-- MOCK_EXTRA (more mock directives, e.g. "burst=1 pad=120").
 local stream = os.getenv("STREAM") == "1"
 local key = os.getenv("KEY") or "tg-demo-key"
 local filler = string.rep("lorem ipsum dolor sit amet ", 32)
@@ -8,7 +9,8 @@ wrk.headers["Content-Type"] = "application/json"
 wrk.headers["Authorization"] = "Bearer " .. key
 wrk.body = '{"model":"gpt-4o-mini","stream":' .. tostring(stream) ..
   ',"messages":[{"role":"system","content":"You are terse."},{"role":"user","content":"' ..
-  filler .. ' #mock chunks=' .. (os.getenv("CHUNKS") or "8") .. '"}],"temperature":0.2,"max_tokens":64}'
+  filler .. ' #mock chunks=' .. (os.getenv("CHUNKS") or "8") .. ' ' .. (os.getenv("MOCK_EXTRA") or "") ..
+  '"}],"temperature":0.2,"max_tokens":64}'
 
 -- One machine-readable line after wrk's own summary (bench/run.sh parses it); latencies in µs.
 function done(summary, latency, requests)
