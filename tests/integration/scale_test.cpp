@@ -408,6 +408,12 @@ BOOST_AUTO_TEST_CASE(a_long_outage_keeps_running_requests_slots_and_counts_their
         http_request(b.port(), "POST", "/v1/chat/completions", auth_headers(key_shared), quick);
     BOOST_TEST_REQUIRE(warm.status == 200);
     expected += total_tokens_of(warm.body);
+    // The warm request's slot is free once its settle reached Redis (settles are sent
+    // after the answer): until then A would refuse the next request with 429.
+    BOOST_TEST_REQUIRE(poll_until([&] {
+        return metric_of(b, "tollgate_state_settles_total{result=\"sent\"}") >= 1 &&
+               metric_of(b, "tollgate_state_settle_backlog") == 0;
+    }));
 
     // A request on A that runs through the whole outage, holding the key's one slot.
     http_connection slow(a.port(), 60s);
