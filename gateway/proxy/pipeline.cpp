@@ -406,28 +406,26 @@ asio::awaitable<attempt_error> forwarder::relay_stream(upstream::exchange& x) {
                                         "upstream sent an SSE event larger than max_event_bytes");
             break;
         }
-        if (x.parser().is_done()) framer.finish(upstream_event);
+        // The last read: what it brought goes out with the end of the stream, in one write.
+        if (x.parser().is_done()) break;
         if (client_ok && !out_.empty()) {
             if (!ctx_.first_byte_at) ctx_.first_byte_at = core::clock::now();
             client_ok = !co_await io_.out.stream_piece(out_);
         }
         out_.clear();
     }
-    // A stream that arrived whole with its head never entered the loop: flush the last
-    // event (one without its blank line) and what is left to write.
-    if (framing_ok && x.parser().is_done() && framer.pending_bytes() > 0) {
-        framer.finish(upstream_event);
-        if (client_ok && !out_.empty()) client_ok = !co_await io_.out.stream_piece(out_);
-        out_.clear();
-    }
+    // The last event may lack its blank line (the body ended inside it).
+    if (framing_ok && x.parser().is_done()) framer.finish(upstream_event);
+    if (!client_ok) out_.clear();
     const bool complete = x.parser().is_done() && broke.ok() && framing_ok;
     x.finish(complete);
     adapter_->finish(complete, out_, ctx_.meter);
     co_return co_await end_stream(complete, client_ok, std::move(broke));
 }
 
-// The stream's last bytes: the adapter's closing events, then for a stream that broke
-// the error as one SSE event (its head said 200), then the end of the chunked body.
+// The stream's last bytes in one write: the last read's events, the adapter's closing
+// ones, for a stream that broke the error as one SSE event (its head said 200), and the
+// end of the chunked body.
 asio::awaitable<attempt_error> forwarder::end_stream(bool complete, bool client_ok,
                                                      attempt_error broke) {
     const bool error_event = adapter_->stream_failed();
@@ -435,9 +433,6 @@ asio::awaitable<attempt_error> forwarder::end_stream(bool complete, bool client_
     if (error_event)
         ended = attempt_error::fail(attempt_source::stream, attempt_kind::error_event,
                                     "the upstream ended its stream with an error event");
-    if (client_ok && !watch_->gone && !out_.empty())
-        client_ok = !co_await io_.out.stream_piece(out_);
-    out_.clear();
     if (!client_ok || watch_->gone) {
         client_left();
         co_return ended;
@@ -454,20 +449,19 @@ asio::awaitable<attempt_error> forwarder::end_stream(bool complete, bool client_
         const errc e = core::client_error(ended, true);
         done_.out.error = e;
         if (ctx_.ep == core::endpoint::messages) {
-            out_ = "event: error\ndata: ";
+            out_ += "event: error\ndata: ";
             out_ += core::anthropic_error_body(e, ended.message);
         } else {
-            out_ = "data: ";
+            out_ += "data: ";
             out_ += core::openai_error_body(e, ended.message);
         }
         out_ += "\n\n";
-        if (co_await io_.out.stream_piece(out_)) {
-            io_.out.set_close();
-            co_return ended;
-        }
-        out_.clear();
     }
-    if (co_await io_.out.end_stream()) io_.out.set_close();
+    // What is left (the last read's events, the adapter's closing ones, an error event)
+    // and the end of the body, in one write.
+    if (!out_.empty() && !ctx_.first_byte_at) ctx_.first_byte_at = core::clock::now();
+    if (co_await io_.out.end_stream(out_)) io_.out.set_close();
+    out_.clear();
     co_return ended;
 }
 

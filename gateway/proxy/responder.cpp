@@ -124,9 +124,15 @@ asio::awaitable<error_code> responder::stream_piece(std::string_view piece) {
                              piece, "\r\n");
 }
 
-asio::awaitable<error_code> responder::end_stream() {
-    if (!chunked_) co_return error_code{};
-    co_return co_await write("0\r\n\r\n");
+asio::awaitable<error_code> responder::end_stream(std::string_view last) {
+    if (!chunked_) co_return last.empty() ? error_code{} : co_await write(last);
+    if (last.empty()) co_return co_await write("0\r\n\r\n");
+    char size_line[24];
+    auto [p, ec] = std::to_chars(size_line, size_line + 16, last.size(), 16);
+    *p++ = '\r';
+    *p++ = '\n';
+    co_return co_await write(std::string_view(size_line, static_cast<std::size_t>(p - size_line)),
+                             last, "\r\n0\r\n\r\n");
 }
 
 }  // namespace tollgate::proxy

@@ -48,13 +48,14 @@ class responder {
     static std::string error_body(const core::request_context& ctx, core::errc e,
                                   std::string_view message);
 
-    // Streams: the head, then pieces, then the end.
+    // Streams: the head, then pieces, then the end (with `last`, the final piece, in the
+    // same write).
     boost::asio::awaitable<error_code> start_stream(const core::request_context& ctx, int status,
                                                     std::string_view content_type,
                                                     std::string_view first_piece,
                                                     std::optional<double> overhead_ms = {});
     boost::asio::awaitable<error_code> stream_piece(std::string_view piece);
-    boost::asio::awaitable<error_code> end_stream();
+    boost::asio::awaitable<error_code> end_stream(std::string_view last = {});
 
   private:
     void render_head(const core::request_context& ctx, int status, std::string_view content_type,

@@ -20,7 +20,8 @@ namespace {
 // Heads and SSE streams are read in 4 KiB pieces (an open stream holds no more),
 // non-streamed bodies in 16 KiB ones.
 constexpr std::size_t head_read_chunk = 4 * 1024;
-constexpr std::size_t stream_read_chunk = 4 * 1024;
+constexpr std::size_t stream_read_min = 4 * 1024;
+constexpr std::size_t stream_read_max = 64 * 1024;
 constexpr std::size_t body_read_chunk = 16 * 1024;
 constexpr std::size_t head_limit = 64 * 1024;
 
@@ -102,13 +103,15 @@ asio::awaitable<boost::system::error_code> exchange::read_head(std::size_t& byte
 namespace {
 
 // One read of a body into the parser (parser.body() gets the de-chunked bytes). A
-// close-delimited body's end is success.
+// close-delimited body's end is success. `got`: the bytes this read brought (0 when the
+// buffer already held what was needed).
 asio::awaitable<boost::system::error_code> read_body_piece(net::byte_stream& s,
                                                            response_parser& parser,
                                                            beast::flat_buffer& buf,
                                                            core::clock::duration timeout,
-                                                           std::size_t chunk) {
+                                                           std::size_t chunk, std::size_t& got) {
     boost::system::error_code ec;
+    got = 0;
     if (buf.size() > 0) {
         const auto used = parser.put(buf.data(), ec);
         buf.consume(used);
@@ -124,6 +127,7 @@ asio::awaitable<boost::system::error_code> read_body_piece(net::byte_stream& s,
         co_return http::error::partial_message;
     }
     if (rec) co_return rec;
+    got = n;
     buf.commit(n);
     const auto used = parser.put(buf.data(), ec);
     buf.consume(used);
@@ -134,7 +138,14 @@ asio::awaitable<boost::system::error_code> read_body_piece(net::byte_stream& s,
 }  // namespace
 
 asio::awaitable<boost::system::error_code> exchange::read_piece(core::clock::duration timeout) {
-    return read_body_piece(conn_.stream(), *parser_, buf_, timeout, stream_read_chunk);
+    std::size_t got = 0;
+    const auto ec =
+        co_await read_body_piece(conn_.stream(), *parser_, buf_, timeout, stream_read_, got);
+    if (got == stream_read_)
+        stream_read_ = std::min(stream_read_ * 2, stream_read_max);
+    else if (got > 0 && got < stream_read_ / 4)
+        stream_read_ = std::max(stream_read_ / 2, stream_read_min);
+    co_return ec;
 }
 
 asio::awaitable<attempt_error> exchange::read_body(std::string& body,
@@ -152,7 +163,9 @@ asio::awaitable<attempt_error> exchange::read_body(std::string& body,
             if (left <= core::clock::duration::zero()) break;
             timeout = std::min(timeout, left);
         }
-        ec = co_await read_body_piece(conn_.stream(), *parser_, buf_, timeout, body_read_chunk);
+        std::size_t got = 0;
+        ec =
+            co_await read_body_piece(conn_.stream(), *parser_, buf_, timeout, body_read_chunk, got);
         body += parser_->body();
         parser_->body().clear();
         if (ec) break;

@@ -48,7 +48,10 @@ class exchange {
                                                           core::clock::duration drain_limit);
 
     // The next piece of a streamed body, into parser().body(), within `timeout`. A
-    // close-delimited body's end is success with parser().is_done().
+    // close-delimited body's end is success with parser().is_done(). Reads grow with the
+    // stream: from 4 KiB, doubled (up to 64 KiB) after a read that filled its buffer,
+    // halved after one that brought less than a quarter, so that a burst arrives in few
+    // reads (and goes out in as few writes) and an idle stream keeps small ones.
     boost::asio::awaitable<error_code> read_piece(core::clock::duration timeout);
 
     // Ends the exchange: the connection goes back to the pool when `complete` and the
@@ -75,6 +78,7 @@ class exchange {
     boost::beast::flat_buffer buf_;
     core::clock::time_point sent_at_{};
     core::clock::time_point head_at_{};
+    std::size_t stream_read_ = 4 * 1024;  // the next streamed read's size
 };
 
 // Timeouts of every kind: the stream's deadline (Beast) and a connect's (Asio).
