@@ -7,8 +7,9 @@
 #
 #   bench/profile.sh                       # non-streamed, 64 connections
 #   MODE=stream CONNS=16 bench/profile.sh  # SSE, 50 chunks per answer
+#   MODE=burst CONNS=16 bench/profile.sh   # SSE, the whole body in one upstream write
 #
-# Environment (defaults in brackets): MODE [plain] (plain | stream), CONNS [64],
+# Environment (defaults in brackets): MODE [plain] (plain | stream | burst), CONNS [64],
 # DURATION [10] s of perf sampling, STRACE_DURATION [5] s, TOP [30] symbols,
 # POLICIES ["[auth, rate_limit, budget, router, usage]"], PROFILER [auto] (auto | perf |
 # callgrind), SKIP_PERF [0], SKIP_STRACE [0], plus BUILD_DIR, BUILD_TYPE, JOBS, SKIP_BUILD,
@@ -34,7 +35,7 @@ root=$(cd "$here/.." && pwd)
 : "${STREAM_CHUNKS:=50}"
 : "${PLAIN_CHUNKS:=8}"
 : "${RESULTS_DIR:=$here/results}"
-case $MODE in plain | stream) ;; *) die "MODE=$MODE: plain or stream" ;; esac
+case $MODE in plain | stream | burst) ;; *) die "MODE=$MODE: plain, stream or burst" ;; esac
 case $PROFILER in auto | perf | callgrind) ;; *) die "PROFILER=$PROFILER: auto, perf or callgrind" ;; esac
 for v in CONNS DURATION STRACE_DURATION TOP; do
     if ! [[ "${!v}" =~ ^[0-9]+$ ]] || [ "${!v}" -lt 1 ] || [ "${!v}" -gt 100000 ]; then
@@ -54,11 +55,13 @@ mkdir -p "$out"
 
 stream=0
 chunks=$PLAIN_CHUNKS
+extra=
 [ "$MODE" = stream ] && { stream=1; chunks=$STREAM_CHUNKS; }
+[ "$MODE" = burst ] && { stream=1; chunks=$STREAM_CHUNKS; extra="burst=1 pad=${BURST_PAD:-200}"; }
 
 # wrk DURATION CONNS FILE: the run.sh load; prints the number of requests served.
 load() {
-    STREAM=$stream CHUNKS=$chunks KEY=$KEY timeout -k 5 $(($1 + 30)) taskset -c "$LOAD_CPU" \
+    STREAM=$stream CHUNKS=$chunks MOCK_EXTRA=$extra KEY=$KEY timeout -k 5 $(($1 + 30)) taskset -c "$LOAD_CPU" \
         wrk -t1 -c"$2" -d"$1s" --timeout 10s --latency -s "$here/wrk/chat.lua" \
         "http://127.0.0.1:$GW_PORT/v1/chat/completions" >"$3" 2>&1 || true
     local line

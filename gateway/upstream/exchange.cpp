@@ -97,6 +97,9 @@ asio::awaitable<boost::system::error_code> exchange::read_head(std::size_t& byte
         if (rec) co_return rec;
         bytes_in += n;
         buf_.commit(n);
+        // A head that came with more than its read could take: the answer is arriving as
+        // fast as it can be read (a burst), so a stream's first read takes all it can.
+        stream_read_ = n == head_read_chunk ? stream_read_max : stream_read_min;
     }
 }
 

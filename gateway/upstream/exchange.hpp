@@ -48,10 +48,11 @@ class exchange {
                                                           core::clock::duration drain_limit);
 
     // The next piece of a streamed body, into parser().body(), within `timeout`. A
-    // close-delimited body's end is success with parser().is_done(). Reads grow with the
-    // stream: from 4 KiB, doubled (up to 64 KiB) after a read that filled its buffer,
-    // halved after one that brought less than a quarter, so that a burst arrives in few
-    // reads (and goes out in as few writes) and an idle stream keeps small ones.
+    // close-delimited body's end is success with parser().is_done(). Reads follow the
+    // stream: 4 KiB (64 KiB when the head's read came full), doubled (up to 64 KiB) after
+    // a read that filled its buffer, halved after one that brought less than a quarter,
+    // so that a burst arrives in few reads (and goes out in as few writes) and an idle
+    // stream keeps small ones.
     boost::asio::awaitable<error_code> read_piece(core::clock::duration timeout);
 
     // Ends the exchange: the connection goes back to the pool when `complete` and the

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <initializer_list>
 
 namespace tollgate::upstream {
 
@@ -135,6 +136,50 @@ void for_each_key(std::string_view s, std::string_view quoted_key, F&& f) noexce
     }
 }
 
+// The same for several keys in one pass: f(index of the key, position after its closing
+// quote). Every key starts with a quote, so the candidates are the quotes of `s` (what
+// memmem would find for each key separately, visited once for all of them).
+template <class F>
+void for_each_of_keys(std::string_view s, std::initializer_list<std::string_view> quoted_keys,
+                      F&& f) noexcept {
+    std::size_t pos = 0;
+    while (pos < s.size()) {
+        const void* hit = std::memchr(s.data() + pos, '"', s.size() - pos);
+        if (!hit) return;
+        const std::size_t at = static_cast<std::size_t>(static_cast<const char*>(hit) - s.data());
+        pos = at + 1;
+        if (at > 0 && s[at - 1] == '\\') continue;
+        const std::string_view rest = s.substr(at);
+        std::size_t k = 0;
+        for (const auto key : quoted_keys) {
+            if (rest.starts_with(key)) {
+                pos = at + key.size();
+                f(k, pos);
+                break;
+            }
+            ++k;
+        }
+    }
+}
+
+// Calls f(position of its opening quote, position after its closing quote) for each
+// string value of a text member.
+template <class F>
+void for_each_text_value(std::string_view json, F&& f) noexcept {
+    // The members whose string values are generated text, in every API's shape.
+    for_each_of_keys(json,
+                     {"\"content\"", "\"arguments\"", "\"text\"", "\"reasoning_content\"",
+                      "\"partial_json\"", "\"thinking\"", "\"delta\""},
+                     [&](std::size_t, std::size_t after) {
+                         std::size_t i = skip_ws(json, after);
+                         if (i >= json.size() || json[i] != ':') return;
+                         i = skip_ws(json, i + 1);
+                         if (i >= json.size() || json[i] != '"') return;
+                         const std::size_t end = end_of_string(json, i);
+                         if (end != std::string_view::npos) f(i, end);
+                     });
+}
+
 }  // namespace
 
 std::optional<extracted_usage> find_usage(std::string_view json) noexcept {
@@ -157,53 +202,28 @@ std::optional<extracted_usage> find_usage(std::string_view json) noexcept {
 
 std::size_t generated_text_bytes(std::string_view json) noexcept {
     std::size_t total = 0;
-    for (std::string_view key :
-         {std::string_view("\"content\""), std::string_view("\"arguments\""),
-          std::string_view("\"text\""), std::string_view("\"reasoning_content\""),
-          std::string_view("\"partial_json\""), std::string_view("\"thinking\""),
-          std::string_view("\"delta\"")}) {
-        for_each_key(json, key, [&](std::size_t after) {
-            std::size_t i = skip_ws(json, after);
-            if (i >= json.size() || json[i] != ':') return;
-            i = skip_ws(json, i + 1);
-            if (i >= json.size() || json[i] != '"') return;
-            const std::size_t end = end_of_string(json, i);
-            if (end != std::string_view::npos) total += end - i - 2;
-        });
-    }
+    for_each_text_value(json, [&](std::size_t i, std::size_t end) { total += end - i - 2; });
     return total;
 }
 
 text_count generated_text(std::string_view json) noexcept {
     text_count n;
-    for (std::string_view key :
-         {std::string_view("\"content\""), std::string_view("\"arguments\""),
-          std::string_view("\"text\""), std::string_view("\"reasoning_content\""),
-          std::string_view("\"partial_json\""), std::string_view("\"thinking\""),
-          std::string_view("\"delta\"")}) {
-        for_each_key(json, key, [&](std::size_t after) {
-            std::size_t i = skip_ws(json, after);
-            if (i >= json.size() || json[i] != ':') return;
-            i = skip_ws(json, i + 1);
-            if (i >= json.size() || json[i] != '"') return;
-            const std::size_t end = end_of_string(json, i);
-            if (end == std::string_view::npos) return;
-            for (std::size_t k = i + 1; k + 1 < end; ++k) {
-                const auto c = static_cast<unsigned char>(json[k]);
-                if (c == '\\' && k + 1 < end - 1 && json[k + 1] == 'u') {
-                    ++n.other;  // \uXXXX: one character
-                    k += 5;
-                } else if (c == '\\') {
-                    ++n.ascii;  // \n, \", ...: one character
-                    ++k;
-                } else if (c < 0x80) {
-                    ++n.ascii;
-                } else if (c >= 0xC0) {
-                    ++n.other;
-                }
+    for_each_text_value(json, [&](std::size_t i, std::size_t end) {
+        for (std::size_t k = i + 1; k + 1 < end; ++k) {
+            const auto c = static_cast<unsigned char>(json[k]);
+            if (c == '\\' && k + 1 < end - 1 && json[k + 1] == 'u') {
+                ++n.other;  // \uXXXX: one character
+                k += 5;
+            } else if (c == '\\') {
+                ++n.ascii;  // \n, \", ...: one character
+                ++k;
+            } else if (c < 0x80) {
+                ++n.ascii;
+            } else if (c >= 0xC0) {
+                ++n.other;
             }
-        });
-    }
+        }
+    });
     return n;
 }
 
