@@ -803,7 +803,7 @@ load_result load_config_text(std::string_view yaml, std::string_view source_name
         // A top-level key naming a policy listed in `policies:` (other than the built-in
         // sections) is that policy's own section.
         std::vector<std::string> own_sections;
-        if (root["policies"].IsSequence())
+        if (root.IsMap() && root["policies"].IsSequence())
             for (const auto& p : root["policies"])
                 if (p.IsScalar()) {
                     const auto& builtin = config_section_for("").keys;
@@ -813,8 +813,7 @@ load_result load_config_text(std::string_view yaml, std::string_view source_name
         if (r.check_map(root, "the top level", "", own_sections)) {
             for (const auto& kv : root) {
                 const auto name = kv.first.Scalar();
-                if (std::find(own_sections.begin(), own_sections.end(), name) ==
-                    own_sections.end())
+                if (std::find(own_sections.begin(), own_sections.end(), name) == own_sections.end())
                     continue;
                 // In place (the tree is this load's own), so that lines stay with values.
                 r.substitute_all(kv.second, name);

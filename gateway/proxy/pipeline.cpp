@@ -417,6 +417,9 @@ asio::awaitable<attempt_error> forwarder::relay_stream(upstream::exchange& x) {
     // The last event may lack its blank line (the body ended inside it).
     if (framing_ok && x.parser().is_done()) framer.finish(upstream_event);
     if (!client_ok) out_.clear();
+    // The upstream's events (not the closing or error events added below) are the first
+    // byte when nothing went out before them.
+    if (!out_.empty() && !ctx_.first_byte_at) ctx_.first_byte_at = core::clock::now();
     const bool complete = x.parser().is_done() && broke.ok() && framing_ok;
     x.finish(complete);
     adapter_->finish(complete, out_, ctx_.meter);
@@ -437,6 +440,9 @@ asio::awaitable<attempt_error> forwarder::end_stream(bool complete, bool client_
         client_left();
         co_return ended;
     }
+    // Whether upstream events are still to go out: a client that fails to take them left
+    // before the answer ended (499); one that fails to take only the end is just closed.
+    const bool relaying = !out_.empty();
     // An upstream error event (relayed as it came): the request failed, and its record says so.
     if (complete && error_event) done_.out.error = errc::upstream_unavailable;
     if (!complete) {
@@ -459,8 +465,12 @@ asio::awaitable<attempt_error> forwarder::end_stream(bool complete, bool client_
     }
     // What is left (the last read's events, the adapter's closing ones, an error event)
     // and the end of the body, in one write.
-    if (!out_.empty() && !ctx_.first_byte_at) ctx_.first_byte_at = core::clock::now();
-    if (co_await io_.out.end_stream(out_)) io_.out.set_close();
+    if (co_await io_.out.end_stream(out_)) {
+        if (relaying)
+            client_left();
+        else
+            io_.out.set_close();
+    }
     out_.clear();
     co_return ended;
 }

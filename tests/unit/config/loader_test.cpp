@@ -202,6 +202,8 @@ const std::vector<bad_case> bad_value_cases{
     {"listen without port", "server:\n  listen: [\"localhost\"]\n", 2, "listen"},
     {"threads not a number", "server:\n  threads: many\n", 2, "threads"},
     {"retry_on", "routing:\n  retry_on: [timeout, 200]\n", 2, "retry_on"},
+    {"top level a list", "- policies\n- router\n", 1, "the top level: expected a mapping"},
+    {"top level a scalar", "policies\n", 1, "the top level: expected a mapping"},
     {"tls_verify", "providers:\n  p:\n    base_url: http://h/v1\n    tls_verify: perhaps\n", 4,
      "tls_verify"},
     {"price",
