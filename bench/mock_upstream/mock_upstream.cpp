@@ -1111,8 +1111,8 @@ awaitable<after> connection<Stream>::stream_chat(const chat_request& rq, const r
         if (!co_await write_event(done_event, chunked, true)) co_return aborted();
     } else if (chunked) {
         if (burst_) burst_out_ += "0\r\n\r\n";
-        std::array<asio::const_buffer, 1> last{
-            burst_ ? asio::buffer(burst_out_) : asio::buffer("0\r\n\r\n", 5)};
+        std::array<asio::const_buffer, 1> last{burst_ ? asio::buffer(burst_out_)
+                                                      : asio::buffer("0\r\n\r\n", 5)};
         auto [ec, n] = co_await write(last);
         burst_ = false;
         burst_out_.clear();

@@ -19,6 +19,15 @@ namespace tollgate::core {
 
 using clock = std::chrono::steady_clock;
 
+// Milliseconds, fractional, as the access log, the usage records and the overhead header
+// give them.
+inline double ms(clock::duration d) noexcept {
+    return std::chrono::duration<double, std::milli>(d).count();
+}
+inline double ms_between(clock::time_point a, clock::time_point b) noexcept {
+    return ms(b - a);
+}
+
 enum class endpoint : std::uint8_t { chat_completions, embeddings, messages, models, responses };
 
 // Request headers, looked up by case-insensitive name. Implemented by the session.

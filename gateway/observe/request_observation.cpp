@@ -4,13 +4,7 @@
 
 namespace tollgate::observe {
 
-namespace {
-
-double ms_between(core::clock::time_point a, core::clock::time_point b) {
-    return std::chrono::duration<double, std::milli>(b - a).count();
-}
-
-}  // namespace
+using core::ms_between;
 
 request_observation::request_observation(metrics* m, unsigned shard, access_log* log,
                                          const config::gateway_config& cfg,

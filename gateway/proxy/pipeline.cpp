@@ -29,15 +29,10 @@ using core::attempt_kind;
 using core::attempt_source;
 using core::errc;
 
+using core::ms;
+using core::ms_between;
+
 namespace {
-
-double ms_between(core::clock::time_point a, core::clock::time_point b) {
-    return std::chrono::duration<double, std::milli>(b - a).count();
-}
-
-double ms(core::clock::duration d) {
-    return std::chrono::duration<double, std::milli>(d).count();
-}
 
 bool is_2xx(int status) {
     return status >= 200 && status < 300;

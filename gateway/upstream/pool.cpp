@@ -46,7 +46,7 @@ core::attempt_error connect_failure(const config::provider_config& cfg, const er
 }
 
 // The pool went away while the caller waited (shutdown): its provider may be gone too.
-core::attempt_error closed() {
+core::attempt_error pool_gone() {
     return core::attempt_error::fail(core::attempt_source::pool, core::attempt_kind::io,
                                      "connection pool closed");
 }
@@ -164,14 +164,14 @@ asio::awaitable<std::pair<core::attempt_error, lease>> pool::acquire(bool fresh)
             publish();
             auto conn = std::make_unique<net::byte_stream>(ex_, provider_->tls());
             error_code ec = co_await resolve();
-            if (!*alive) co_return std::pair{closed(), lease{}};
+            if (!*alive) co_return std::pair{pool_gone(), lease{}};
             if (!ec) {
                 const auto left = deadline - std::chrono::steady_clock::now();
                 ec = left.count() <= 0
                          ? error_code(asio::error::timed_out)
                          : co_await conn->connect(endpoints_, cfg.host, cfg.tls_verify, left);
             }
-            if (!*alive) co_return std::pair{closed(), lease{}};
+            if (!*alive) co_return std::pair{pool_gone(), lease{}};
             if (ec) {
                 book_.closed();
                 if (ec == asio::error::no_descriptors &&
@@ -204,7 +204,7 @@ asio::awaitable<std::pair<core::attempt_error, lease>> pool::acquire(bool fresh)
             }
         } guard{this, alive, std::prev(waiters_.end())};
         auto [ec] = co_await timer.async_wait(use_tuple);
-        if (!*alive) co_return std::pair{closed(), lease{}};
+        if (!*alive) co_return std::pair{pool_gone(), lease{}};
         if (!ec)
             co_return std::pair{
                 core::attempt_error::fail(core::attempt_source::pool, core::attempt_kind::pool_full,

@@ -9,13 +9,7 @@
 
 namespace tollgate::policies {
 
-namespace {
-
-double ms(core::clock::duration d) {
-    return std::chrono::duration<double, std::milli>(d).count();
-}
-
-}  // namespace
+using core::ms;
 
 usage_policy::usage_policy(std::shared_ptr<ledger> l) : ledger_(std::move(l)) {}
 
