@@ -154,38 +154,62 @@ redis_client::script::script(std::string src) : source(std::move(src)) {
 struct redis_client::impl {
     explicit impl(redis_options o) : opts(std::move(o)) {}
     redis_options opts;
-    asio::io_context ioc{1};
+    // The home: an io_context whose pending handlers can be destroyed while the
+    // connections they refer to still exist.
+    struct home_context : asio::io_context {
+        home_context() : asio::io_context(1) {}
+        void destroy_handlers() { shutdown(); }
+    };
+    home_context ioc;
     asio::executor_work_guard<asio::io_context::executor_type> guard{ioc.get_executor()};
     std::optional<asio::ssl::context> tls;
-    std::vector<std::unique_ptr<connection>> conns;  // data connections
-    std::unique_ptr<connection> subscriber;
+    std::vector<std::shared_ptr<connection>> conns;  // the home's data connections
+    std::shared_ptr<connection> subscriber;
     std::size_t next = 0;  // round robin
     bool stopping = false;
     std::mutex up_mu;
     std::condition_variable up_cv;
     std::thread thread;
+
+    // Lanes by io_context; a lane is owned by its own coroutines (it ends with them), so
+    // only weakly here. A context's address may be reused after it is gone: an expired
+    // entry is replaced.
+    std::mutex lanes_mu;
+    std::vector<std::pair<const asio::io_context*, std::weak_ptr<connection>>> lanes;
+    std::atomic<bool> closed{false};
+
+    std::atomic<int> up{0};  // home data connections up
+    std::atomic<std::uint64_t> commands{0}, writes{0}, failures{0}, reconnects{0}, lanes_opened{0},
+        lane_commands{0};
 };
 
-class redis_client::connection {
+class redis_client::connection : public std::enable_shared_from_this<connection> {
   public:
-    connection(redis_client& owner, impl& im, std::string channel = {},
-               std::function<void(std::string_view)> on_message = {})
-        : owner_(owner),
-          im_(im),
+    // A home connection (on the home io_context) or a lane (`lane`: on a worker's).
+    connection(std::shared_ptr<impl> im, asio::any_io_executor ex, bool lane,
+               std::string channel = {}, std::function<void(std::string_view)> on_message = {})
+        : keep_(std::move(im)),
+          im_(*keep_),
+          ex_(std::move(ex)),
+          lane_(lane),
           channel_(std::move(channel)),
           on_message_(std::move(on_message)),
-          resolver_(im.ioc),
-          wake_(im.ioc),
-          watchdog_(im.ioc) {}
+          resolver_(ex_),
+          wake_(ex_),
+          watchdog_(ex_) {}
 
+    // The coroutines own the connection: it lives until both have ended (stopped, or
+    // destroyed with their io_context).
     void start() {
-        asio::co_spawn(im_.ioc, run(), asio::detached);
-        asio::co_spawn(im_.ioc, watch(), asio::detached);
+        asio::co_spawn(ex_, run(), [self = shared_from_this()](std::exception_ptr) {});
+        asio::co_spawn(ex_, watch(), [self = shared_from_this()](std::exception_ptr) {});
     }
+
+    const asio::any_io_executor& executor() const noexcept { return ex_; }
 
     bool up() const noexcept { return up_; }
 
-    // On the client's thread.
+    // On the connection's thread.
     void enqueue(const std::string& bytes, handler done) {
         if (!up_) {
             invoke_guarded(done, redis_reply{});
@@ -212,6 +236,7 @@ class redis_client::connection {
     };
 
     bool subscriber() const noexcept { return !channel_.empty(); }
+    bool home_data() const noexcept { return !lane_ && !subscriber(); }
 
     void close() {
         error_code ec;
@@ -269,7 +294,7 @@ class redis_client::connection {
             last_error_ = "cannot resolve the host: " + rec.message();
             co_return false;
         }
-        plain_.emplace(im_.ioc);
+        plain_.emplace(ex_);
         auto [cec, endpoint] = co_await asio::async_connect(*plain_, results, use_tuple);
         if (cec) {
             last_error_ = "cannot connect: " + cec.message();
@@ -433,7 +458,7 @@ class redis_client::connection {
                 close();  // ends the reader too
                 co_return;
             }
-            owner_.writes_.fetch_add(1, std::memory_order_relaxed);
+            im_.writes.fetch_add(1, std::memory_order_relaxed);
         }
     }
 
@@ -456,12 +481,12 @@ class redis_client::connection {
         auto backoff = backoff_min;
         bool was_up = false;
         bool down_logged = false;  // one warning per outage, not one per retry
-        asio::steady_timer timer(im_.ioc);
+        asio::steady_timer timer(ex_);
         backoff_ = &timer;
         while (!stopping_) {
             // The whole connect + handshake is bounded like a command, at least 1 s: the
             // timer closes the socket, which ends whatever open() waits for.
-            asio::steady_timer limit(im_.ioc);
+            asio::steady_timer limit(ex_);
             limit.expires_after(
                 std::max<std::chrono::milliseconds>(im_.opts.timeout, std::chrono::seconds(1)));
             opening_ = true;
@@ -482,7 +507,7 @@ class redis_client::connection {
             if (stopping_) break;
             if (!ok) {
                 close();
-                owner_.failures_.fetch_add(1, std::memory_order_relaxed);
+                im_.failures.fetch_add(1, std::memory_order_relaxed);
                 if (!down_logged)
                     spdlog::warn("redis {} {}: {}; retrying", im_.opts.name,
                                  im_.opts.endpoint.redacted(), last_error_);
@@ -494,39 +519,45 @@ class redis_client::connection {
                 continue;
             }
             if (backoff != backoff_min || was_up)
-                owner_.reconnects_.fetch_add(1, std::memory_order_relaxed);
-            spdlog::info("redis {} {}: connected{}", im_.opts.name, im_.opts.endpoint.redacted(),
-                         subscriber() ? " (subscriber)" : "");
+                im_.reconnects.fetch_add(1, std::memory_order_relaxed);
+            if (lane_)
+                spdlog::debug("redis {} {}: connected (a worker's lane)", im_.opts.name,
+                              im_.opts.endpoint.redacted());
+            else
+                spdlog::info("redis {} {}: connected{}", im_.opts.name,
+                             im_.opts.endpoint.redacted(), subscriber() ? " (subscriber)" : "");
             backoff = backoff_min;
             was_up = true;
             down_logged = false;
             up_ = true;
             timed_out_ = false;
             protocol_broken_ = false;
-            if (!subscriber()) {
+            if (home_data()) {
                 {
                     std::lock_guard lock(im_.up_mu);
-                    owner_.up_.fetch_add(1, std::memory_order_relaxed);
+                    im_.up.fetch_add(1, std::memory_order_relaxed);
                 }
                 im_.up_cv.notify_all();
             }
             co_await (reader() || writer());
             up_ = false;
-            if (!subscriber()) owner_.up_.fetch_sub(1, std::memory_order_relaxed);
+            if (home_data()) im_.up.fetch_sub(1, std::memory_order_relaxed);
             close();
             if (stopping_) break;
             spdlog::warn("redis {} {}: {}; reconnecting", im_.opts.name,
                          im_.opts.endpoint.redacted(), last_error_);
             down_logged = true;
-            owner_.failures_.fetch_add(1, std::memory_order_relaxed);
+            im_.failures.fetch_add(1, std::memory_order_relaxed);
             fail_all(timed_out_ ? redis_reply::status::timeout : redis_reply::status::lost);
         }
         backoff_ = nullptr;
         fail_all(redis_reply::status::unavailable);
     }
 
-    redis_client& owner_;
+    std::shared_ptr<impl> keep_;
     impl& im_;
+    asio::any_io_executor ex_;
+    bool lane_ = false;
     std::string channel_;
     std::function<void(std::string_view)> on_message_;
     tcp::resolver resolver_;
@@ -548,7 +579,7 @@ class redis_client::connection {
     bool limit_hit_ = false;
 };
 
-redis_client::redis_client(redis_options opts) : impl_(std::make_unique<impl>(std::move(opts))) {
+redis_client::redis_client(redis_options opts) : impl_(std::make_shared<impl>(std::move(opts))) {
     auto& im = *impl_;
     if (im.opts.endpoint.tls) {
         im.tls.emplace(asio::ssl::context::tls_client);
@@ -560,7 +591,7 @@ redis_client::redis_client(redis_options opts) : impl_(std::make_unique<impl>(st
     }
     const auto n = std::max<std::uint32_t>(1, im.opts.pool_size);
     for (std::uint32_t i = 0; i < n; ++i) {
-        im.conns.push_back(std::make_unique<connection>(*this, im));
+        im.conns.push_back(std::make_shared<connection>(impl_, im.ioc.get_executor(), false));
         im.conns.back()->start();
     }
     im.thread = std::thread([&im] {
@@ -577,6 +608,17 @@ redis_client::redis_client(redis_options opts) : impl_(std::make_unique<impl>(st
 
 redis_client::~redis_client() {
     auto& im = *impl_;
+    // Lanes stop on their own threads (a lane whose io_context no longer runs ends with it).
+    std::vector<std::shared_ptr<connection>> lanes;
+    {
+        std::lock_guard lock(im.lanes_mu);
+        im.closed = true;
+        for (auto& [ctx, weak] : im.lanes)
+            if (auto l = weak.lock()) lanes.push_back(std::move(l));
+        im.lanes.clear();
+    }
+    for (auto& l : lanes) asio::post(l->executor(), [l] { l->stop(); });
+    lanes.clear();
     asio::post(im.ioc, [&im] {
         im.stopping = true;
         for (auto& c : im.conns) c->stop();
@@ -584,19 +626,20 @@ redis_client::~redis_client() {
     });
     im.guard.reset();
     im.thread.join();
+    // Whatever never ran goes now, while the connections it refers to exist; then the
+    // connections (they hold the impl: a cycle until here).
+    im.ioc.destroy_handlers();
+    im.conns.clear();
+    im.subscriber.reset();
 }
 
-void redis_client::exec(std::vector<std::string> args, handler done) {
-    std::string bytes;
-    append_command(bytes, args);
-    commands_.fetch_add(1, std::memory_order_relaxed);
-    auto& im = *impl_;
-    asio::post(im.ioc, [&im, bytes = std::move(bytes), done = std::move(done)]() mutable {
-        if (!im.stopping)
-            for (std::size_t i = 0; i < im.conns.size(); ++i) {
-                auto& c = *im.conns[(im.next + i) % im.conns.size()];
+void redis_client::send_home(const std::shared_ptr<impl>& im, std::string bytes, handler done) {
+    asio::post(im->ioc, [im, bytes = std::move(bytes), done = std::move(done)]() mutable {
+        if (!im->stopping)
+            for (std::size_t i = 0; i < im->conns.size(); ++i) {
+                auto& c = *im->conns[(im->next + i) % im->conns.size()];
                 if (!c.up()) continue;
-                im.next = (im.next + i + 1) % im.conns.size();
+                im->next = (im->next + i + 1) % im->conns.size();
                 c.enqueue(bytes, std::move(done));
                 return;
             }
@@ -604,27 +647,89 @@ void redis_client::exec(std::vector<std::string> args, handler done) {
     });
 }
 
-void redis_client::eval(const script& s, std::vector<std::string> keys,
-                        std::vector<std::string> args, handler done) {
-    std::vector<std::string> cmd;
-    cmd.reserve(3 + keys.size() + args.size());
-    cmd.emplace_back("EVALSHA");
-    cmd.push_back(s.sha1);
-    cmd.push_back(std::to_string(keys.size()));
-    for (auto& k : keys) cmd.push_back(std::move(k));
-    for (auto& a : args) cmd.push_back(std::move(a));
-    auto retry = cmd;  // kept for a NOSCRIPT answer; the source goes in only then
-    exec(std::move(cmd),
-         [this, &s, retry = std::move(retry), done = std::move(done)](redis_reply r) mutable {
+void redis_client::send(const std::shared_ptr<impl>& im, const std::shared_ptr<connection>& lane,
+                        std::string bytes, handler done) {
+    im->commands.fetch_add(1, std::memory_order_relaxed);
+    // A lane is only used on its own thread: the caller's (or, for a retry, its reader's).
+    if (lane && lane->up()) {
+        im->lane_commands.fetch_add(1, std::memory_order_relaxed);
+        lane->enqueue(bytes, std::move(done));
+        return;
+    }
+    send_home(im, std::move(bytes), std::move(done));
+}
+
+void redis_client::exec(std::vector<std::string> args, handler done) {
+    std::string bytes;
+    append_command(bytes, args);
+    send(impl_, nullptr, std::move(bytes), std::move(done));
+}
+
+namespace {
+
+// EVALSHA sha / EVAL source, then `rest` (the key count, the keys and the arguments).
+std::string eval_command(std::string_view verb, std::string_view what, std::size_t count,
+                         const std::string& rest) {
+    std::string out;
+    out.reserve(rest.size() + what.size() + 40);
+    append_array_header(out, count);
+    append_bulk(out, verb);
+    append_bulk(out, what);
+    out += rest;
+    return out;
+}
+
+}  // namespace
+
+void redis_client::send_eval(std::shared_ptr<connection> lane, const script& s,
+                             std::vector<std::string> keys, std::vector<std::string> args,
+                             handler done) {
+    // Encoded once; a NOSCRIPT answer sends the same rest again behind the source.
+    std::string rest;
+    append_bulk(rest, std::to_string(keys.size()));
+    for (const auto& k : keys) append_bulk(rest, k);
+    for (const auto& a : args) append_bulk(rest, a);
+    const std::size_t count = 3 + keys.size() + args.size();
+    auto bytes = eval_command("EVALSHA", s.sha1, count, rest);
+    send(impl_, lane, std::move(bytes),
+         [im = impl_, lane, &s, count, rest = std::move(rest),
+          done = std::move(done)](redis_reply r) mutable {
              if (r.how == redis_reply::status::ok && r.value.is_error() &&
                  r.value.str.starts_with("NOSCRIPT")) {
-                 retry[0] = "EVAL";
-                 retry[1] = s.source;
-                 exec(std::move(retry), std::move(done));
+                 send(im, lane, eval_command("EVAL", s.source, count, rest), std::move(done));
                  return;
              }
              done(std::move(r));
          });
+}
+
+void redis_client::eval(const script& s, std::vector<std::string> keys,
+                        std::vector<std::string> args, handler done) {
+    send_eval(nullptr, s, std::move(keys), std::move(args), std::move(done));
+}
+
+std::shared_ptr<redis_client::connection> redis_client::lane_for(const asio::any_io_executor& ex) {
+    const auto* io = ex.target<asio::io_context::executor_type>();
+    if (!io) return nullptr;
+    const asio::io_context* ctx = &io->context();
+    auto& im = *impl_;
+    if (ctx == &im.ioc) return nullptr;
+    std::lock_guard lock(im.lanes_mu);
+    if (im.closed) return nullptr;
+    auto open = [&] {
+        auto l = std::make_shared<connection>(impl_, asio::any_io_executor(*io), true);
+        l->start();
+        im.lanes_opened.fetch_add(1, std::memory_order_relaxed);
+        return std::weak_ptr<connection>(l);
+    };
+    for (auto& [c, weak] : im.lanes) {
+        if (c != ctx) continue;
+        if (auto l = weak.lock()) return l->up() ? l : nullptr;
+        weak = open();  // the io_context at this address is a new one
+        return nullptr;
+    }
+    im.lanes.emplace_back(ctx, open());
+    return nullptr;
 }
 
 // Not a coroutine itself (GCC 12 mishandles by-value parameters of a coroutine that
@@ -633,11 +738,12 @@ asio::awaitable<redis_reply> redis_client::call_eval(const script& s, std::vecto
                                                      std::vector<std::string> args) {
     return asio::async_initiate<const asio::use_awaitable_t<>&, void(redis_reply)>(
         [this, &s](auto handler, std::vector<std::string> keys, std::vector<std::string> args) {
+            const auto caller = asio::get_associated_executor(handler);
+            auto lane = lane_for(caller);
             // Tracked: the caller's io_context keeps running until the answer is back.
-            auto ex = asio::prefer(asio::get_associated_executor(handler),
-                                   asio::execution::outstanding_work.tracked);
+            auto ex = asio::prefer(caller, asio::execution::outstanding_work.tracked);
             auto h = std::make_shared<decltype(handler)>(std::move(handler));
-            eval(s, std::move(keys), std::move(args), [ex, h](redis_reply r) {
+            send_eval(std::move(lane), s, std::move(keys), std::move(args), [ex, h](redis_reply r) {
                 asio::post(ex, [h, r = std::move(r)]() mutable { (*h)(std::move(r)); });
             });
         },
@@ -646,13 +752,12 @@ asio::awaitable<redis_reply> redis_client::call_eval(const script& s, std::vecto
 
 void redis_client::subscribe(std::string channel,
                              std::function<void(std::string_view)> on_message) {
-    auto& im = *impl_;
-    asio::post(im.ioc, [this, &im, channel = std::move(channel),
-                        on_message = std::move(on_message)]() mutable {
-        if (im.stopping) return;
-        im.subscriber =
-            std::make_unique<connection>(*this, im, std::move(channel), std::move(on_message));
-        im.subscriber->start();
+    asio::post(impl_->ioc, [im = impl_, channel = std::move(channel),
+                            on_message = std::move(on_message)]() mutable {
+        if (im->stopping) return;
+        im->subscriber = std::make_shared<connection>(im, im->ioc.get_executor(), false,
+                                                      std::move(channel), std::move(on_message));
+        im->subscriber->start();
     });
 }
 
@@ -663,6 +768,28 @@ bool redis_client::wait_connected(std::chrono::milliseconds limit) {
 
 asio::any_io_executor redis_client::executor() const {
     return impl_->ioc.get_executor();
+}
+
+bool redis_client::connected() const noexcept {
+    return impl_->up.load(std::memory_order_relaxed) > 0;
+}
+std::uint64_t redis_client::commands() const noexcept {
+    return impl_->commands.load(std::memory_order_relaxed);
+}
+std::uint64_t redis_client::writes() const noexcept {
+    return impl_->writes.load(std::memory_order_relaxed);
+}
+std::uint64_t redis_client::failures() const noexcept {
+    return impl_->failures.load(std::memory_order_relaxed);
+}
+std::uint64_t redis_client::reconnects() const noexcept {
+    return impl_->reconnects.load(std::memory_order_relaxed);
+}
+std::uint64_t redis_client::lanes() const noexcept {
+    return impl_->lanes_opened.load(std::memory_order_relaxed);
+}
+std::uint64_t redis_client::lane_commands() const noexcept {
+    return impl_->lane_commands.load(std::memory_order_relaxed);
 }
 
 }  // namespace tollgate::state

@@ -9,13 +9,21 @@
 // API would still need all of the connection handling below plus hiredis's own buffer
 // copies and callbacks.
 //
-// Threading: the client runs ONE thread of its own with its own io_context, holding
-// `pool_size` connections. exec() may be called from any thread: the command is posted
-// to the client's thread, appended to a connection's outgoing buffer (round robin over
-// the connections that are up) and written with whatever else queued meanwhile (one
-// write and, for Redis, one read for a whole batch of admissions). Replies come back in
-// order; `done` runs on the client's thread. call_eval() is the coroutine form for a
-// worker: it resumes on the caller's executor.
+// Threading: the client runs ONE thread of its own with its own io_context (the home),
+// holding `pool_size` connections. exec() and eval() may be called from any thread: the
+// command is posted to the home thread, appended to a connection's outgoing buffer (round
+// robin over the connections that are up) and written with whatever else queued
+// meanwhile (one write and, for Redis, one read for a whole batch). Replies come back in
+// order; `done` runs on the home thread.
+//
+// Lanes: call_eval() is the coroutine form for a worker, and a worker's requests should
+// not hop to another thread and back (on a busy core that is two context switches per
+// request). When the caller runs on an io_context other than the home one, the client
+// opens a connection of its own on that io_context (its lane, on first use) and the call
+// goes out and comes back on the caller's thread; until the lane is up (and whenever it
+// is down) the call goes by the home connections instead. A lane lives as long as its
+// io_context runs it: it ends with the io_context (or with the client, whichever is
+// first).
 //
 // Failure: while no connection is up, exec() fails at once (status::unavailable), so
 // callers apply their fail mode without waiting. A command unanswered after `timeout`
@@ -29,7 +37,6 @@
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/awaitable.hpp>
 
-#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <functional>
@@ -101,6 +108,8 @@ class redis_client {
     };
     void eval(const script& s, std::vector<std::string> keys, std::vector<std::string> args,
               handler done);
+    // From a coroutine: by the caller's lane (see the top of this file); resumes on the
+    // caller's executor.
     boost::asio::awaitable<redis_reply> call_eval(const script& s, std::vector<std::string> keys,
                                                   std::vector<std::string> args);
 
@@ -114,14 +123,15 @@ class redis_client {
     // client's thread.
     bool wait_connected(std::chrono::milliseconds limit);
 
-    // Lock-free snapshots for metrics and readiness.
-    bool connected() const noexcept { return up_.load(std::memory_order_relaxed) > 0; }
-    std::uint64_t commands() const noexcept { return commands_.load(std::memory_order_relaxed); }
-    std::uint64_t writes() const noexcept { return writes_.load(std::memory_order_relaxed); }
-    std::uint64_t failures() const noexcept { return failures_.load(std::memory_order_relaxed); }
-    std::uint64_t reconnects() const noexcept {
-        return reconnects_.load(std::memory_order_relaxed);
-    }
+    // Lock-free snapshots for metrics and readiness (connected: a home connection is up).
+    bool connected() const noexcept;
+    std::uint64_t commands() const noexcept;
+    std::uint64_t writes() const noexcept;
+    std::uint64_t failures() const noexcept;
+    std::uint64_t reconnects() const noexcept;
+    // Lanes opened (one per worker io_context that called) and commands sent by them.
+    std::uint64_t lanes() const noexcept;
+    std::uint64_t lane_commands() const noexcept;
 
     // The client's executor: for timers of the caller's own (lease renewal).
     boost::asio::any_io_executor executor() const;
@@ -129,9 +139,14 @@ class redis_client {
   private:
     struct impl;
     class connection;
-    std::unique_ptr<impl> impl_;
-    std::atomic<int> up_{0};
-    std::atomic<std::uint64_t> commands_{0}, writes_{0}, failures_{0}, reconnects_{0};
+    static void send(const std::shared_ptr<impl>& im, const std::shared_ptr<connection>& lane,
+                     std::string bytes, handler done);
+    static void send_home(const std::shared_ptr<impl>& im, std::string bytes, handler done);
+    void send_eval(std::shared_ptr<connection> lane, const script& s, std::vector<std::string> keys,
+                   std::vector<std::string> args, handler done);
+    std::shared_ptr<connection> lane_for(const boost::asio::any_io_executor& ex);
+    // Shared with the connections: a lane may outlive the client by a moment.
+    std::shared_ptr<impl> impl_;
 };
 
 }  // namespace tollgate::state

@@ -27,17 +27,23 @@ std::optional<std::int64_t> resp_value::as_int() const noexcept {
     return std::nullopt;
 }
 
-void append_command(std::string& out, const std::vector<std::string>& args) {
+void append_array_header(std::string& out, std::size_t n) {
     out += '*';
-    out += std::to_string(args.size());
+    out += std::to_string(n);
     out += "\r\n";
-    for (const auto& a : args) {
-        out += '$';
-        out += std::to_string(a.size());
-        out += "\r\n";
-        out += a;
-        out += "\r\n";
-    }
+}
+
+void append_bulk(std::string& out, std::string_view arg) {
+    out += '$';
+    out += std::to_string(arg.size());
+    out += "\r\n";
+    out += arg;
+    out += "\r\n";
+}
+
+void append_command(std::string& out, const std::vector<std::string>& args) {
+    append_array_header(out, args.size());
+    for (const auto& a : args) append_bulk(out, a);
 }
 
 resp_parser::status resp_parser::finish(resp_value v) {

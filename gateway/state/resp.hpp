@@ -30,6 +30,9 @@ struct resp_value {
 
 // Appends one command (*N\r\n$len\r\narg\r\n...) to `out`.
 void append_command(std::string& out, const std::vector<std::string>& args);
+// The same in parts: the array's header (*N\r\n), then each of its N bulk strings.
+void append_array_header(std::string& out, std::size_t n);
+void append_bulk(std::string& out, std::string_view arg);
 
 class resp_parser {
   public:

@@ -989,6 +989,13 @@ void shared_state::render_metrics(std::string& out) const {
              "", {{"", redis_->writes()}});
     counters("tollgate_state_redis_failures_total",
              "Failed connection attempts and connections lost.", "", {{"", redis_->failures()}});
+    counters("tollgate_state_redis_lanes_total",
+             "Connections to Redis opened by worker threads for their own admissions (lanes).", "",
+             {{"", redis_->lanes()}});
+    counters("tollgate_state_redis_lane_commands_total",
+             "Commands sent by a worker's own connection (lane), without a hop to the Redis "
+             "client's thread.",
+             "", {{"", redis_->lane_commands()}});
 }
 
 }  // namespace tollgate::policies

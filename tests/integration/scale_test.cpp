@@ -473,6 +473,39 @@ BOOST_AUTO_TEST_CASE(noscript_after_a_script_flush_or_a_redis_restart_is_handled
     BOOST_TEST(redis.cli({"HGET", "tollgate:{shared}:r", "n"}) == "1");
 }
 
+BOOST_AUTO_TEST_CASE(admissions_go_out_on_each_workers_own_redis_connection) {
+    redis_server redis;
+    mock_upstream mock;
+    cluster_options c;
+    c.admin = true;
+    c.key_terms = "    limits: {rpm: 100000}\n";
+    gateway_process a(cluster_config(mock.port(), redis, c));
+    const auto counter = [&](const std::string& name) {
+        const std::string m = metrics_of(a);
+        const auto at = m.find("\n" + name + " ");
+        return at == std::string::npos ? -1L : std::stol(m.substr(at + name.size() + 2));
+    };
+    // A worker opens its lane on its first admission (which goes by the Redis client's
+    // thread meanwhile). Connections alternate between the two workers: two requests in a
+    // row on lanes means both lanes are up.
+    bool both = false;
+    for (int i = 0; i < 100 && !both; ++i) {
+        const long before = counter("tollgate_state_redis_lane_commands_total");
+        BOOST_REQUIRE(status_of(a.port()) == 200);
+        BOOST_REQUIRE(status_of(a.port()) == 200);
+        both = counter("tollgate_state_redis_lane_commands_total") - before == 2;
+        if (!both) std::this_thread::sleep_for(20ms);  // pacing the probe while a lane connects
+    }
+    BOOST_REQUIRE(both);
+    BOOST_TEST(counter("tollgate_state_redis_lanes_total") == 2);  // server.threads: 2
+    // A script flush seen on a lane: NOSCRIPT, then EVAL on the same lane.
+    BOOST_TEST(redis.cli({"SCRIPT", "FLUSH"}) == "OK");
+    const long before = counter("tollgate_state_redis_lane_commands_total");
+    for (int i = 0; i < 4; ++i) BOOST_TEST(status_of(a.port()) == 200);
+    BOOST_TEST(counter("tollgate_state_redis_lane_commands_total") - before == 5);
+    BOOST_TEST(counter("tollgate_state_admissions_total{result=\"admitted\"}") >= 6);
+}
+
 BOOST_AUTO_TEST_CASE(a_budget_is_reseeded_from_the_ledger_when_redis_lost_it) {
     redis_server redis;
     mock_upstream mock;
