@@ -67,12 +67,13 @@ std::optional<std::uint64_t> count(dom::element v) {
 }
 
 void read_usage(dom::object o, int depth, extracted_usage& u, bool& anthropic,
-                std::uint64_t& cache_creation) {
+                std::uint64_t& cache_creation, std::uint64_t& cache_read) {
     for (dom::key_value_pair kv : o) {
         const std::string_view k = kv.key;
         if (kv.value.is_object()) {
             if (depth < 2 && (k == "prompt_tokens_details" || k == "input_tokens_details"))
-                read_usage(dom::object(kv.value), depth + 1, u, anthropic, cache_creation);
+                read_usage(dom::object(kv.value), depth + 1, u, anthropic, cache_creation,
+                           cache_read);
         } else if (k == "prompt_tokens") {
             if (depth == 0) u.prompt_tokens = count(kv.value);
         } else if (k == "input_tokens") {
@@ -86,8 +87,13 @@ void read_usage(dom::object o, int depth, extracted_usage& u, bool& anthropic,
             if (depth == 0) u.completion_tokens = count(kv.value);
         } else if (k == "total_tokens") {
             if (depth == 0) u.total_tokens = count(kv.value);
-        } else if (k == "cached_tokens" || k == "cache_read_input_tokens") {
+        } else if (k == "cached_tokens") {
             u.cached_tokens = count(kv.value);
+        } else if (k == "cache_read_input_tokens") {
+            // Anthropic's cache reads count toward its prompt (outside input_tokens), even
+            // when a later cached_tokens member sets the cached count.
+            u.cached_tokens = count(kv.value);
+            if (depth == 0) cache_read = u.cached_tokens.value_or(0);
         }
     }
 }
@@ -115,11 +121,10 @@ std::optional<extracted_usage> oracle(dom::element root) {
     if (!find_usage_object(root, o)) return std::nullopt;
     extracted_usage u;
     bool anthropic = false;
-    std::uint64_t cache_creation = 0;
-    read_usage(o, 0, u, anthropic, cache_creation);
+    std::uint64_t cache_creation = 0, cache_read = 0;
+    read_usage(o, 0, u, anthropic, cache_creation, cache_read);
     if (!u.any()) return std::nullopt;
-    if (anthropic && u.prompt_tokens)
-        *u.prompt_tokens += u.cached_tokens.value_or(0) + cache_creation;
+    if (anthropic && u.prompt_tokens) *u.prompt_tokens += cache_read + cache_creation;
     return u;
 }
 
