@@ -44,7 +44,10 @@ chain="[auth, rate_limit, budget, router, usage]"
 GW_EXTRA="state: {backend: memory}" start_gateway memory "$chain" "$mock_port"
 mem_port=$GW_PORT
 mem_pid=$GW_PID
-GW_EXTRA="state: {backend: redis, redis_url: \"redis://127.0.0.1:$redis_port/0\", timeout: 500ms}" \
+admin_port=$(free_port)
+admin_token=bench-admin-token-0123456789abcdef
+GW_EXTRA="state: {backend: redis, redis_url: \"redis://127.0.0.1:$redis_port/0\", timeout: 500ms}
+admin: {listen: \"127.0.0.1:$admin_port\", token: $admin_token}" \
     start_gateway redis "$chain" "$mock_port"
 red_port=$GW_PORT
 red_pid=$GW_PID
@@ -97,6 +100,11 @@ done
 redis_info=$(timeout 5 redis-cli -p "$redis_port" INFO commandstats 2>/dev/null |
     grep -E '^cmdstat_' | tr -d '\r' | sort -t= -k3 -n -r || true)
 
+# The gateway's view: how its Redis traffic was batched.
+gw_metrics=$(curl -s -m 5 -H "authorization: Bearer $admin_token" \
+    "http://127.0.0.1:$admin_port/metrics" 2>/dev/null || true)
+metric() { awk -v n="$1" '$1 == n {print $2}' <<<"$gw_metrics"; }
+
 median() { sort -n | awk '{a[NR] = $1} END { if (NR == 0) print 0; else print (NR % 2 ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2) }'; }
 col() { awk -F'\t' -v c="$1" -v t="$2" -v k="$3" '$1 == c && $2 == t {print $k}' "$tsv" | median; }
 
@@ -121,13 +129,20 @@ report="$RESULTS_DIR/$(date +%F)-$host-state.md"
                 "$(awk -F'\t' -v c="$c" -v t="$t" '$1 == c && $2 == t {s += $8} END {print s + 0}' "$tsv")"
         done
         awk -v c="$c" -v mr="$(col "$c" memory 3)" -v rr="$(col "$c" redis 3)" \
-            -v m99="$(col "$c" memory 5)" -v r99="$(col "$c" redis 5)" 'BEGIN {
-            printf "| %s | **redis − memory** | %+.1f%% | | %+d | | | |\n", c,
-                (mr > 0 ? (rr - mr) * 100 / mr : 0), r99 - m99 }'
+            -v m99="$(col "$c" memory 5)" -v r99="$(col "$c" redis 5)" \
+            -v mg="$(col "$c" memory 6)" -v rg="$(col "$c" redis 6)" 'BEGIN {
+            printf "| %s | **redis − memory** | %+.1f%% | | %+d | %+.1f | | |\n", c,
+                (mr > 0 ? (rr - mr) * 100 / mr : 0), r99 - m99, rg - mg }'
     done
     echo
-    echo "Redis commands over the whole run (one EVALSHA admission + one EVALSHA settle per"
-    echo "request; pipelined on one connection):"
+    admitted=$(metric 'tollgate_state_admissions_total{result="admitted"}')
+    echo "The gateway's Redis traffic over the whole run (tollgate_state_* metrics): ${admitted:-?}"
+    echo "admissions, $(metric tollgate_state_settles_total'{result="sent"}') settle batches,"
+    echo "$(metric tollgate_state_redis_commands_total) commands in $(metric tollgate_state_redis_writes_total) socket writes,"
+    echo "$(metric tollgate_state_redis_lane_commands_total) of them on the worker's own connection (lane)."
+    echo
+    echo "Redis commands over the whole run (one EVALSHA per admission; settles batched per"
+    echo "key):"
     echo
     echo '```'
     echo "${redis_info:-(redis-cli INFO unavailable)}"

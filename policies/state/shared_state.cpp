@@ -37,15 +37,23 @@ namespace {
 //     at most 100 ms more. A few dozen small fields whatever the rate, where a log of
 //     every request would hold 60 s of them.
 //  l  leases of the requests in flight (zset, score = lease end);
-//  h  the requests in flight: rid → estimated tokens, rid#b → their window bucket,
-//     rid#n → estimated nano-dollars when the budget holds them; #rtok and #rnano, the
-//     budget's holds in all;
+//  f  the requests in flight, one field each: rid → "tokens:bucket:nano" (estimated
+//     tokens, their window bucket, estimated nano-dollars when the budget holds them;
+//     bucket and nano may be empty); #rtok and #rnano, the budget's holds in all. (Before
+//     2026-12 the hash 'h', with three fields per request; a different name, so that
+//     instances of both versions never misread each other's records: the old one expires
+//     by itself.);
 //  b  the budget's spend in its period; s  recently settled rids; q  the highest settle
 //     sequence counted per instance, and #touch (the last admission, at most 1/s).
 // Shared by the scripts: integer formatting (Lua 5.1 prints big numbers as 1e+15, which
 // HINCRBY refuses) and Redis's clock.
 constexpr const char* lua_common = R"LUA(
 local function I(x) return string.format('%d', x) end
+-- A request in flight's record in f: estimated tokens, window bucket, nano-dollars.
+local function F(v)
+  local e, b, n = string.match(v, '^(%d+):(%d*):(%d*)$')
+  return tonumber(e) or 0, tonumber(b), tonumber(n)
+end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local W, B = 60000, 100
@@ -69,12 +77,13 @@ local windowed = rpm >= 0 or tpm >= 0
 -- A request whose lease ran out: its in-flight record and budget hold go (the window
 -- keeps counting it: it was admitted).
 local function drop_flight(id)
-  local v = redis.call('HMGET', KEYS[4], id, id .. '#n')
-  if not v[1] then return end
-  redis.call('HDEL', KEYS[4], id, id .. '#b', id .. '#n')
-  if v[2] then
-    redis.call('HINCRBY', KEYS[4], '#rtok', I(-tonumber(v[1])))
-    redis.call('HINCRBY', KEYS[4], '#rnano', I(-tonumber(v[2])))
+  local v = redis.call('HGET', KEYS[4], id)
+  if not v then return end
+  redis.call('HDEL', KEYS[4], id)
+  local e, _, n = F(v)
+  if n then
+    redis.call('HINCRBY', KEYS[4], '#rtok', I(-e))
+    redis.call('HINCRBY', KEYS[4], '#rnano', I(-n))
   end
 end
 -- Leases that ran out: their holders stopped renewing them (crashed, cut off). Unless
@@ -215,11 +224,11 @@ end
 redis.call('ZADD', KEYS[2], I(now + lease), rid)
 if refresh or inflight == 0 then redis.call('PEXPIRE', KEYS[2], keep) end
 if budget_on then
-  redis.call('HSET', KEYS[4], rid, ARGV[6], rid .. '#b', I(cur), rid .. '#n', ARGV[11],
+  redis.call('HSET', KEYS[4], rid, ARGV[6] .. ':' .. I(cur) .. ':' .. ARGV[11],
              '#rtok', I(tonumber(held[1] or '0') + est),
              '#rnano', I(tonumber(held[2] or '0') + tonumber(ARGV[11])))
 else
-  redis.call('HSET', KEYS[4], rid, ARGV[6], rid .. '#b', I(cur))
+  redis.call('HSET', KEYS[4], rid, ARGV[6] .. ':' .. I(cur) .. ':')
 end
 if refresh or inflight == 0 then redis.call('PEXPIRE', KEYS[4], keep) end
 -- The newest request is this one: the window is empty again its bucket's end + W from now.
@@ -249,20 +258,14 @@ local bstart, seeded = tonumber(b[1] or '0'), tonumber(b[2] or '0')
 local seed_has_it = b[4] == '1' or b[3] == inst
 local top = hw
 -- The batch's requests, read and written with one command per key where Redis allows.
-local rids, hfields = {}, {}
-for i = 4, #ARGV, 6 do
-  local rid = ARGV[i + 1]
-  rids[#rids + 1] = rid
-  hfields[#hfields + 1] = rid
-  hfields[#hfields + 1] = rid .. '#b'
-  hfields[#hfields + 1] = rid .. '#n'
-end
+local rids = {}
+for i = 4, #ARGV, 6 do rids[#rids + 1] = ARGV[i + 1] end
 redis.call('ZREM', KEYS[2], unpack(rids))
-hfields[#hfields + 1] = '#rtok'
-hfields[#hfields + 1] = '#rnano'
-local hv = redis.call('HMGET', KEYS[4], unpack(hfields))
-hfields[#hfields] = nil
-hfields[#hfields] = nil
+rids[#rids + 1] = '#rtok'
+rids[#rids + 1] = '#rnano'
+local hv = redis.call('HMGET', KEYS[4], unpack(rids))
+rids[#rids] = nil
+rids[#rids] = nil
 local wo = tonumber(redis.call('HGET', KEYS[1], 'o') or '-1')
 local rtok, rnano, any = 0, 0, false
 local add_tok, add_nano = 0, 0
@@ -271,12 +274,12 @@ local settled = {}
 for n = 1, #rids do
   local i = 4 + (n - 1) * 6
   local rid = rids[n]
-  local est, bk, nano = hv[3 * n - 2], hv[3 * n - 1], hv[3 * n]
-  if est then
+  if hv[n] then
     any = true
+    local est, bk, nano = F(hv[n])
     -- The window: the real tokens for the estimate, while the bucket is counted.
-    if bk and wo >= 0 and tonumber(bk) >= wo then
-      local d = tonumber(ARGV[i + 2]) - tonumber(est)
+    if bk and wo >= 0 and bk >= wo then
+      local d = tonumber(ARGV[i + 2]) - est
       if d ~= 0 then
         bucket_delta[bk] = (bucket_delta[bk] or 0) + d
         wdelta = wdelta + d
@@ -284,8 +287,8 @@ for n = 1, #rids do
     end
     -- The budget's hold goes.
     if nano then
-      rtok = rtok + tonumber(est)
-      rnano = rnano + tonumber(nano)
+      rtok = rtok + est
+      rnano = rnano + nano
     end
   end
   -- Settled: a renewal still on its way must not bring the lease back.
@@ -303,12 +306,12 @@ for n = 1, #rids do
 end
 if wdelta ~= 0 then
   for bk, d in pairs(bucket_delta) do
-    if d ~= 0 then redis.call('HINCRBY', KEYS[1], bk .. 't', I(d)) end
+    if d ~= 0 then redis.call('HINCRBY', KEYS[1], I(bk) .. 't', I(d)) end
   end
   redis.call('HINCRBY', KEYS[1], 'k', I(wdelta))
 end
 if any then
-  redis.call('HDEL', KEYS[4], unpack(hfields))
+  redis.call('HDEL', KEYS[4], unpack(rids))
   if rtok ~= 0 or rnano ~= 0 then
     redis.call('HSET', KEYS[4], '#rtok', I(tonumber(hv[#hv - 1] or '0') - rtok),
                '#rnano', I(tonumber(hv[#hv] or '0') - rnano))
@@ -340,20 +343,22 @@ return 1
 const std::string release_lua = std::string(lua_common) + R"LUA(
 local rid = ARGV[1]
 redis.call('ZREM', KEYS[2], rid)
-local v = redis.call('HMGET', KEYS[4], rid, rid .. '#b', rid .. '#n')
-if v[1] then
-  redis.call('HDEL', KEYS[4], rid, rid .. '#b', rid .. '#n')
-  if v[3] then
-    redis.call('HINCRBY', KEYS[4], '#rtok', I(-tonumber(v[1])))
-    redis.call('HINCRBY', KEYS[4], '#rnano', I(-tonumber(v[3])))
+local v = redis.call('HGET', KEYS[4], rid)
+if v then
+  redis.call('HDEL', KEYS[4], rid)
+  local est, bk, nano = F(v)
+  if nano then
+    redis.call('HINCRBY', KEYS[4], '#rtok', I(-est))
+    redis.call('HINCRBY', KEYS[4], '#rnano', I(-nano))
   end
-  if v[2] then
-    local wv = redis.call('HMGET', KEYS[1], 'o', v[2])
-    if wv[1] and wv[2] and tonumber(v[2]) >= tonumber(wv[1]) then
-      redis.call('HINCRBY', KEYS[1], v[2], -1)
-      redis.call('HINCRBY', KEYS[1], v[2] .. 't', I(-tonumber(v[1])))
+  if bk then
+    local b = I(bk)
+    local wv = redis.call('HMGET', KEYS[1], 'o', b)
+    if wv[1] and wv[2] and bk >= tonumber(wv[1]) then
+      redis.call('HINCRBY', KEYS[1], b, -1)
+      redis.call('HINCRBY', KEYS[1], b .. 't', I(-est))
       redis.call('HINCRBY', KEYS[1], 'n', -1)
-      redis.call('HINCRBY', KEYS[1], 'k', I(-tonumber(v[1])))
+      redis.call('HINCRBY', KEYS[1], 'k', I(-est))
     end
   end
 end
@@ -378,11 +383,11 @@ for i = 2, #ARGV, 4 do
     redis.call('ZADD', KEYS[2], I(now + lease), rid)
     if not redis.call('HGET', KEYS[4], rid) then
       if ARGV[i + 3] == '1' then
-        redis.call('HSET', KEYS[4], rid, ARGV[i + 1], rid .. '#n', ARGV[i + 2])
+        redis.call('HSET', KEYS[4], rid, ARGV[i + 1] .. '::' .. ARGV[i + 2])
         redis.call('HINCRBY', KEYS[4], '#rtok', ARGV[i + 1])
         redis.call('HINCRBY', KEYS[4], '#rnano', ARGV[i + 2])
       else
-        redis.call('HSET', KEYS[4], rid, ARGV[i + 1])
+        redis.call('HSET', KEYS[4], rid, ARGV[i + 1] .. '::')
       end
     end
     n = n + 1
@@ -479,10 +484,11 @@ std::string shared_state::key(const std::string& id, char part) const {
 }
 
 std::vector<std::string> shared_state::keys_of(const std::string& id) const {
-    // 'r': the window hash (before 2026-12 a sorted set under 'w', with 't' beside it; a
-    // different name, so that instances of both versions and keys left by the old one
-    // never meet a key of the wrong type: the old ones expire by themselves).
-    return {key(id, 'r'), key(id, 'l'), key(id, 'b'), key(id, 'h'), key(id, 's'), key(id, 'q')};
+    // 'r': the window hash (before 2026-12 a sorted set under 'w', with 't' beside it);
+    // 'f': the requests in flight (before 2026-12 'h', three fields per request). New
+    // names, so that instances of both versions and keys left by the old one never meet
+    // a key of the wrong type or layout: the old ones expire by themselves.
+    return {key(id, 'r'), key(id, 'l'), key(id, 'b'), key(id, 'f'), key(id, 's'), key(id, 'q')};
 }
 
 void shared_state::track(const std::string& key_id, const std::string& rid, hold h) {

@@ -11,12 +11,13 @@
 //
 // Data per client key, all under the hash tag {<key id>} so that Redis Cluster keeps
 // them in one slot (a script may only touch one slot):
-//   <prefix>{id}:w   ZSET rid → admission ms: the 60-s sliding window (rpm, tpm)
-//   <prefix>{id}:t   HASH rid → tokens of window entries, '#sum' → their total
+//   <prefix>{id}:r   HASH the 60-s window (rpm, tpm): requests and tokens per 100-ms
+//                    bucket, their totals
 //   <prefix>{id}:l   ZSET rid → lease expiry ms: requests in flight (concurrency)
 //   <prefix>{id}:b   HASH start, per, tok, nano: spent in the period (no expiry)
-//   <prefix>{id}:h   HASH rid → budget hold tokens, rid#n → its nano-dollars, '#rtok' and
-//                    '#rnano' → their totals (they expire together with the holds)
+//   <prefix>{id}:f   HASH rid → "tokens:bucket:nano" of a request in flight (its window
+//                    bucket; its budget hold, when it has one), '#rtok' and '#rnano' → the
+//                    holds' totals (they expire together with the holds)
 //   <prefix>{id}:s   ZSET rid → time: requests settled or released (two leases long)
 //   <prefix>{id}:q   HASH instance → highest settle sequence counted, instance#t → when;
 //                    '#touch' → the last admission or renewal for the key (no expiry)

@@ -221,7 +221,7 @@ BOOST_AUTO_TEST_CASE(a_killed_instance_holds_return_when_their_leases_expire) {
     BOOST_TEST(poll_until([&] { return status_of(survivor.port()) == 200; }, 20s, 200ms));
     // The victim's budget holds went with its leases: only the survivor's settled spend.
     BOOST_TEST(poll_until([&] {
-        const auto h = redis.cli({"HGET", "tollgate:{shared}:h", "#rtok"});
+        const auto h = redis.cli({"HGET", "tollgate:{shared}:f", "#rtok"});
         return h.empty() || h == "0";
     }));
     held.clear();
