@@ -13,7 +13,10 @@ Several versions side by side, alternated, medians:
     bench/redis_scripts.py HEAD .          # the last commit and the working tree
     ROUNDS=5 N=100000 bench/redis_scripts.py
 
-Env: ROUNDS [4], N [60000] requests per run, REDIS_CPU [1], CLIENT_CPU [0].
+Admission scripts that take a batch (several requests of one key per call, as a worker
+sends those that arrive together) get BATCH requests per call; older ones one.
+
+Env: ROUNDS [4], N [60000] requests per run, BATCH [4], REDIS_CPU [1], CLIENT_CPU [0].
 """
 import os
 import socket
@@ -28,6 +31,7 @@ ROOT = os.path.dirname(HERE)
 SOURCE = "policies/state/shared_state.cpp"
 ROUNDS = int(os.environ.get("ROUNDS", "4"))
 N = int(os.environ.get("N", "60000"))
+BATCH = int(os.environ.get("BATCH", "4"))
 REDIS_CPU = os.environ.get("REDIS_CPU", "1")
 CLIENT_CPU = int(os.environ.get("CLIENT_CPU", "0"))
 KEYS = [f"tg:{{k}}:{p}" for p in "rlbfsq"]
@@ -115,11 +119,22 @@ def one_run(admit_src, settle_src):
         sha_s = c.call("SCRIPT", "LOAD", settle_src).decode()
         seq = 0
 
-        def admit(i):
+        batched = "for j = 14, #ARGV, 3" in admit_src
+
+        def admit(ids):
+            if batched:
+                # lease, rpm, tpm, concurrency, budget part, token cap, nano cap, period
+                # start, seed tokens, seed nano, period, instance, shared; then per request
+                # rid, estimate, estimated nano
+                args = ["EVALSHA", sha_a, 6, *KEYS, 30000, 10**9, 10**12, 10**6, 1, -1,
+                        10**15, 0, 0, 0, "total", "bench", 0]
+                for i in ids:
+                    args += [f"bench:{i}", 100, 2000]
+                return [enc(args)]
             # rid, lease, rpm, tpm, concurrency, estimate, budget part, token cap, nano cap,
             # period start, estimated nano, seed tokens, seed nano, period, instance, shared
-            return enc(["EVALSHA", sha_a, 6, *KEYS, f"bench:{i}", 30000, 10**9, 10**12, 10**6,
-                        100, 1, -1, 10**15, 0, 2000, 0, 0, "total", "bench", 0])
+            return [enc(["EVALSHA", sha_a, 6, *KEYS, f"bench:{i}", 30000, 10**9, 10**12, 10**6,
+                         100, 1, -1, 10**15, 0, 2000, 0, 0, "total", "bench", 0]) for i in ids]
 
         def settle(rids):
             nonlocal seq
@@ -131,9 +146,12 @@ def one_run(admit_src, settle_src):
 
         def drive(first, n):
             buf, pending = [], 0
+            step = BATCH if batched else 1
             for i in range(first, first + n):
-                buf.append(admit(i))
-                pending += 1
+                if (i - first) % step == 0:
+                    calls = admit(range(i, min(i + step, first + n)))
+                    buf += calls
+                    pending += len(calls)
                 if i - first >= 64 and (i - first) % 8 == 0:
                     buf.append(settle(range(i - 71, i - 63)))
                     pending += 1

@@ -2,18 +2,23 @@
 
 #include "gateway/core/prom_text.hpp"
 
+#include <boost/asio/any_completion_handler.hpp>
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
 #include <openssl/rand.h>
 #include <spdlog/spdlog.h>
 
+#include <array>
 #include <cmath>
+#include <functional>
 #include <future>
+#include <thread>
 
 #include "gateway/state/redis_client.hpp"
 #include "policies/budget/budget_policy.hpp"
@@ -59,20 +64,23 @@ local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local W, B = 60000, 100
 )LUA";
 
-// KEYS: r l b h s q. ARGV: 1 rid, 2 lease ms, 3 rpm, 4 tpm, 5 concurrency (-1 = none),
-// 6 estimated tokens, 7 budget part (0/1), 8 token cap, 9 nano-dollar cap (-1 = none),
-// 10 period start ms, 11 estimated nano-dollars, 12 seed tokens, 13 seed nano (-1 = none
-// given), 14 period kind, 15 instance, 16 whether the seed's ledger is shared by every
-// instance (1: PostgreSQL) or the seeding instance's own (0). A seed notes when and by whom
-// it was made: settles of requests that ended before it are in the ledger it summed.
-// Returns {code (1 admitted, 0 refused, -1 needs a seed), why (1 rpm, 2 tpm,
+// KEYS: r l b f s q. ARGV: 1 lease ms, 2 rpm, 3 tpm, 4 concurrency (-1 = none), 5 budget
+// part (0/1), 6 token cap, 7 nano-dollar cap (-1 = none), 8 period start ms, 9 seed tokens,
+// 10 seed nano (-1 = none given), 11 period kind, 12 instance, 13 whether the seed's
+// ledger is shared by every instance (1: PostgreSQL) or the seeding instance's own (0);
+// then 3 per request, in arrival order: rid, estimated tokens, estimated nano-dollars. A
+// batch: the requests of one key (same limits) that reached a worker together, decided
+// one after the other as if each were alone, so that what the key's reads and writes
+// cost is paid once per batch. A seed notes when and by whom it was made: settles of
+// requests that ended before it are in the ledger it summed.
+// Returns 7 numbers per request: code (1 admitted, 0 refused), why (1 rpm, 2 tpm,
 // 3 concurrency, 4 budget tokens, 5 budget usd), wait ms, requests in window, tokens
-// counted, ms until the window is empty, in flight}.
+// counted, ms until the window is empty, in flight; or {-1} alone when the budget needs a
+// seed (nothing decided).
 const std::string admit_lua = std::string(lua_common) + R"LUA(
-local rid, lease = ARGV[1], tonumber(ARGV[2])
-local rpm, tpm, conc = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
-local est = tonumber(ARGV[6])
-local budget_on = ARGV[7] == '1'
+local lease = tonumber(ARGV[1])
+local rpm, tpm, conc = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
+local budget_on = ARGV[5] == '1'
 local windowed = rpm >= 0 or tpm >= 0
 -- A request whose lease ran out: its in-flight record and budget hold go (the window
 -- keeps counting it: it was admitted).
@@ -139,22 +147,29 @@ if windowed and wo >= 0 and wo <= gone then
 end
 local requests, tokens = math.max(wn, 0), math.max(wk, 0)
 local keep = I(W + 2 * lease)
--- Not admitted: what the expiry removed is written back, and a window that still counts
--- requests keeps its expiry fresh (a key refused for minutes must not lose its window).
+-- Nothing admitted: what the expiry removed is written back, and a window that still
+-- counts requests keeps its expiry fresh (a key refused for minutes must not lose it).
 local function save_window()
   if wo < 0 then return end
   if wdirty then redis.call('HSET', KEYS[1], 'n', I(wn), 'k', I(wk), 'o', I(wo)) end
   if refresh or wdirty then redis.call('PEXPIRE', KEYS[1], keep) end
 end
 local inflight = redis.call('ZCARD', KEYS[2])
-local held = {false, false}
 -- The ms until `amount` requests (suffix '') or tokens ('t') have left the window:
--- the buckets from the oldest (at most 602 of them; only when refusing).
+-- the buckets from the oldest (at most 602 of them; only when refusing, read once per
+-- batch). The current bucket's count is this batch's (cn, ck): not written yet.
+local counted = {}
 local function wait_for(amount, suffix)
   if wo < 0 or wz < wo then return 0 end
-  local f = {}
-  for b = wo, wz do f[#f + 1] = I(b) .. suffix end
-  local v = redis.call('HMGET', KEYS[1], unpack(f))
+  local c = counted[suffix]
+  if not c or c.z ~= wz then
+    local f = {}
+    for b = wo, wz do f[#f + 1] = I(b) .. suffix end
+    c = {z = wz, v = redis.call('HMGET', KEYS[1], unpack(f))}
+    counted[suffix] = c
+  end
+  local v = c.v
+  if wz == cur then v[#v] = suffix == '' and cn or ck end
   local freed = 0
   for i = 1, #v do
     freed = freed + tonumber(v[i] or '0')
@@ -162,80 +177,114 @@ local function wait_for(amount, suffix)
   end
   return math.max(0, (wz + 1) * B + W - now)
 end
-local why, wait = 0, -1
-local function refuse(w, r) if w > wait then wait = w; why = r end end
-if rpm >= 0 then
-  if rpm == 0 then refuse(W, 1)
-  elseif requests >= rpm then refuse(wait_for(requests - rpm + 1, ''), 1) end
-end
-if tpm >= 0 then
-  if tpm == 0 then refuse(W, 2)
-  elseif tokens >= tpm then refuse(wait_for(tokens - tpm + 1, 't'), 2) end
-end
-if conc >= 0 then
-  if conc == 0 then refuse(W, 3)
-  elseif inflight >= conc then refuse(0, 3) end
-end
-if budget_on and why == 0 then
-  local pstart = tonumber(ARGV[10])
+-- The budget: its spend and the holds of the requests in flight, read once.
+local use_tok, use_nano, held_tok, held_nano = 0, 0, 0, 0
+local cap_tok, cap_nano = tonumber(ARGV[6]), tonumber(ARGV[7])
+if budget_on then
+  local pstart = tonumber(ARGV[8])
   local b = redis.call('HMGET', KEYS[3], 'start', 'tok', 'nano', 'per')
-  held = redis.call('HMGET', KEYS[4], '#rtok', '#rnano')
-  if not b[1] or b[4] ~= ARGV[14] then
-    if tonumber(ARGV[12]) < 0 then
+  local held = redis.call('HMGET', KEYS[4], '#rtok', '#rnano')
+  held_tok, held_nano = tonumber(held[1] or '0'), tonumber(held[2] or '0')
+  if not b[1] or b[4] ~= ARGV[11] then
+    if tonumber(ARGV[9]) < 0 then
       save_window()
-      return {-1, 0, 0, 0, 0, 0, 0}
+      return {-1}
     end
     -- Settles after Redis lost the key's data may have added spend since: keep the larger.
-    local tok, nano = tonumber(ARGV[12]), tonumber(ARGV[13])
+    local tok, nano = tonumber(ARGV[9]), tonumber(ARGV[10])
     if not b[1] then
       tok = math.max(tok, tonumber(b[2] or '0'))
       nano = math.max(nano, tonumber(b[3] or '0'))
     end
-    redis.call('HSET', KEYS[3], 'start', ARGV[10], 'per', ARGV[14], 'tok', I(tok), 'nano', I(nano),
-               'seeded', I(now), 'seeder', ARGV[15], 'shared', ARGV[16])
-    b[1] = ARGV[10]; b[2] = I(tok); b[3] = I(nano)
+    redis.call('HSET', KEYS[3], 'start', ARGV[8], 'per', ARGV[11], 'tok', I(tok), 'nano', I(nano),
+               'seeded', I(now), 'seeder', ARGV[12], 'shared', ARGV[13])
+    b[2] = I(tok); b[3] = I(nano)
   elseif tonumber(b[1]) < pstart and now >= pstart then
     -- A new period, by Redis's clock (an instance whose clock runs ahead cannot end the
     -- period early for everyone); holds of requests still in flight carry over.
-    redis.call('HSET', KEYS[3], 'start', ARGV[10], 'tok', '0', 'nano', '0')
+    redis.call('HSET', KEYS[3], 'start', ARGV[8], 'tok', '0', 'nano', '0')
     b[2] = '0'; b[3] = '0'
   end
-  local use_tok = tonumber(b[2] or '0') + tonumber(held[1] or '0')
-  local use_nano = tonumber(b[3] or '0') + tonumber(held[2] or '0')
-  local cap_tok, cap_nano = tonumber(ARGV[8]), tonumber(ARGV[9])
-  if cap_tok >= 0 and use_tok >= cap_tok then why = 4
-  elseif cap_nano >= 0 and use_nano >= cap_nano then why = 5 end
+  use_tok = tonumber(b[2] or '0') + held_tok
+  use_nano = tonumber(b[3] or '0') + held_nano
 end
-if why ~= 0 then
+local requests0, inflight0 = requests, inflight
+local out, zargs, fargs = {}, {}, {}
+local why, wait
+local function refuse(w, r) if w > wait then wait = w; why = r end end
+for j = 14, #ARGV, 3 do
+  local rid, est = ARGV[j], tonumber(ARGV[j + 1])
+  why, wait = 0, -1
+  if rpm >= 0 then
+    if rpm == 0 then refuse(W, 1)
+    elseif requests >= rpm then refuse(wait_for(requests - rpm + 1, ''), 1) end
+  end
+  if tpm >= 0 then
+    if tpm == 0 then refuse(W, 2)
+    elseif tokens >= tpm then refuse(wait_for(tokens - tpm + 1, 't'), 2) end
+  end
+  if conc >= 0 then
+    if conc == 0 then refuse(W, 3)
+    elseif inflight >= conc then refuse(0, 3) end
+  end
+  if budget_on and why == 0 then
+    if cap_tok >= 0 and use_tok >= cap_tok then why = 4
+    elseif cap_nano >= 0 and use_nano >= cap_nano then why = 5 end
+  end
+  local n = #out
+  if why ~= 0 then
+    out[n + 1] = 0; out[n + 2] = why; out[n + 3] = wait; out[n + 4] = requests
+    out[n + 5] = tokens; out[n + 6] = wz >= 0 and math.max(0, (wz + 1) * B + W - now) or 0
+    out[n + 7] = inflight
+  else
+    if windowed then
+      if wo < 0 then wo = cur end
+      wz, cn, ck = cur, cn + 1, ck + est
+      requests, tokens = requests + 1, tokens + est
+    end
+    inflight = inflight + 1
+    zargs[#zargs + 1] = I(now + lease)
+    zargs[#zargs + 1] = rid
+    fargs[#fargs + 1] = rid
+    if budget_on then
+      local nano = tonumber(ARGV[j + 2])
+      use_tok, use_nano = use_tok + est, use_nano + nano
+      held_tok, held_nano = held_tok + est, held_nano + nano
+      fargs[#fargs + 1] = ARGV[j + 1] .. ':' .. I(cur) .. ':' .. ARGV[j + 2]
+    else
+      fargs[#fargs + 1] = ARGV[j + 1] .. ':' .. I(cur) .. ':'
+    end
+    -- The newest request is this one: the window is empty again its bucket's end + W
+    -- from now.
+    out[n + 1] = 1; out[n + 2] = 0; out[n + 3] = 0; out[n + 4] = requests
+    out[n + 5] = tokens; out[n + 6] = (cur + 1) * B + W - now; out[n + 7] = inflight
+  end
+end
+if #zargs == 0 then
   save_window()
-  local empty_in = wz >= 0 and math.max(0, (wz + 1) * B + W - now) or 0
-  return {0, why, wait, requests, tokens, empty_in, inflight}
+  return out
 end
 -- Admitted: every total was read above (this script runs alone), so each key is written
--- once. A key that did not exist yet gets its expiry at once.
+-- once for the whole batch. A key that did not exist yet gets its expiry at once.
 if windowed then
-  if wo < 0 then wo = cur end
-  redis.call('HSET', KEYS[1], I(cur), I(cn + 1), I(cur) .. 't', I(ck + est),
-             'n', I(requests + 1), 'k', I(tokens + est), 'o', I(wo), 'z', I(cur))
-  if refresh or requests == 0 then redis.call('PEXPIRE', KEYS[1], keep) end
-  requests = requests + 1
-  tokens = tokens + est
+  redis.call('HSET', KEYS[1], I(cur), I(cn), I(cur) .. 't', I(ck),
+             'n', I(requests), 'k', I(tokens), 'o', I(wo), 'z', I(cur))
+  if refresh or requests0 == 0 then redis.call('PEXPIRE', KEYS[1], keep) end
 end
-redis.call('ZADD', KEYS[2], I(now + lease), rid)
-if refresh or inflight == 0 then redis.call('PEXPIRE', KEYS[2], keep) end
+redis.call('ZADD', KEYS[2], unpack(zargs))
+if refresh or inflight0 == 0 then redis.call('PEXPIRE', KEYS[2], keep) end
 if budget_on then
-  redis.call('HSET', KEYS[4], rid, ARGV[6] .. ':' .. I(cur) .. ':' .. ARGV[11],
-             '#rtok', I(tonumber(held[1] or '0') + est),
-             '#rnano', I(tonumber(held[2] or '0') + tonumber(ARGV[11])))
-else
-  redis.call('HSET', KEYS[4], rid, ARGV[6] .. ':' .. I(cur) .. ':')
+  fargs[#fargs + 1] = '#rtok'
+  fargs[#fargs + 1] = I(held_tok)
+  fargs[#fargs + 1] = '#rnano'
+  fargs[#fargs + 1] = I(held_nano)
 end
-if refresh or inflight == 0 then redis.call('PEXPIRE', KEYS[4], keep) end
--- The newest request is this one: the window is empty again its bucket's end + W from now.
-return {1, 0, 0, requests, tokens, (cur + 1) * B + W - now, inflight + 1}
+redis.call('HSET', KEYS[4], unpack(fargs))
+if refresh or inflight0 == 0 then redis.call('PEXPIRE', KEYS[4], keep) end
+return out
 )LUA";
 
-// KEYS: r l b h s q. ARGV: 1 instance, 2 lease ms, 3 re-seed (1: the instance dropped
+// KEYS: r l b f s q. ARGV: 1 instance, 2 lease ms, 3 re-seed (1: the instance dropped
 // settles of this key it could not keep), then 6 per settle: sequence, rid, tokens,
 // nano-dollars, budget part (0/1), ms since the request ended. An instance numbers its
 // settles per key and sends them in order, one batch at a time; q remembers the highest
@@ -338,7 +387,7 @@ end
 return 1
 )LUA";
 
-// KEYS: r l b h s q. ARGV: 1 rid, 2 lease ms. Gives back what an admission may have taken
+// KEYS: r l b f s q. ARGV: 1 rid, 2 lease ms. Gives back what an admission may have taken
 // (its reply was lost): the lease, the window's count and tokens, the budget's hold.
 const std::string release_lua = std::string(lua_common) + R"LUA(
 local rid = ARGV[1]
@@ -367,7 +416,7 @@ redis.call('PEXPIRE', KEYS[5], I(2 * tonumber(ARGV[2]) + W))
 return 1
 )LUA";
 
-// KEYS: r l b h s q. ARGV: 1 lease ms, then 4 per request in flight: rid, tokens held,
+// KEYS: r l b f s q. ARGV: 1 lease ms, then 4 per request in flight: rid, tokens held,
 // nano-dollars held, budget part (0/1). Extends the leases; a lease that is gone although
 // its request still runs (dropped by another instance while this one could not reach
 // Redis) is taken again, with its budget hold, unless the request was settled meanwhile.
@@ -504,90 +553,113 @@ void shared_state::untrack(const std::string& key_id, const std::string& rid) {
     if (it->second.empty()) live_.erase(it);
 }
 
+// What a batch's script call said about one of its requests.
+struct shared_state::admit_outcome {
+    redis_reply::status how = redis_reply::status::unavailable;
+    bool failed = false;  // a script error, an unexpected reply, or no ledger for a seed
+    std::array<std::int64_t, 7> v{};
+};
+
+// Admissions of one key, with the same limits, that reached one worker together.
+struct shared_state::admit_batch {
+    std::string slot;  // in open_batches_
+    std::string key_id;
+    asio::any_io_executor worker;
+    std::int64_t pstart = 0;
+    std::vector<std::string> args;  // the 13 shared ARGV, then 3 per request
+    std::vector<asio::any_completion_handler<void(admit_outcome)>> waiters;
+};
+
 asio::awaitable<shared_state::result> shared_state::admit(request r) {
     result out;
     const std::string rid = instance_ + ':' + std::to_string(next_rid_.fetch_add(1));
     out.rid = rid;
     r.est_tokens = std::min(r.est_tokens, max_token_arg);
+    const std::int64_t est_nano = r.budget ? to_nano(r.est_usd) : 0;
     std::vector<std::string> args;
     args.reserve(16);
-    args.push_back(rid);
     args.push_back(std::to_string(cfg_.lease.count()));
     args.push_back(r.rate ? limit_arg(r.rate->rpm) : "-1");
     args.push_back(r.rate ? limit_arg(r.rate->tpm) : "-1");
     args.push_back(r.rate ? limit_arg(r.rate->concurrency) : "-1");
-    args.push_back(std::to_string(r.est_tokens));
     std::int64_t pstart = 0;
     if (r.budget) {
-        const auto now = unix_now_ms();
-        pstart = budget_book::period_start_ms(r.budget->per, now);
+        pstart = budget_book::period_start_ms(r.budget->per, unix_now_ms());
         args.emplace_back("1");
         args.push_back(limit_arg(r.budget->tokens));
         args.push_back(r.budget->usd ? std::to_string(to_nano(*r.budget->usd)) : "-1");
         args.push_back(std::to_string(pstart));
-        args.push_back(std::to_string(to_nano(r.est_usd)));
         args.emplace_back("-1");
         args.emplace_back("-1");
         args.emplace_back(period_arg(r.budget->per));
     } else {
-        for (const char* a : {"0", "-1", "-1", "0", "0", "-1", "-1", "total"}) args.emplace_back(a);
+        for (const char* a : {"0", "-1", "-1", "0", "-1", "-1", "total"}) args.emplace_back(a);
     }
     args.push_back(instance_);
     args.emplace_back(ledger_ && ledger_->shared_by_instances() ? "1" : "0");
-    redis_reply rep;
-    for (int round = 0; round < 2; ++round) {
-        rep = co_await redis_->call_eval(script_at(admit_script), keys_of(r.key_id), args);
-        if (!rep.ok()) break;
-        const auto& e = rep.value.elements;
-        if (rep.value.type != state::resp_value::kind::array || e.size() < 7) {
-            rep.value.type = state::resp_value::kind::error;
-            rep.value.str = "unexpected reply from the admission script";
-            break;
-        }
-        if (e[0].as_int().value_or(0) != -1 || round == 1) break;
-        // Redis holds no spend for this budget: seed it from the ledger of record.
-        ledger::totals t;
-        if (ledger_) {
-            try {
-                t = ledger_->totals_since(r.key_id, pstart);
-            } catch (const std::exception& ex) {
-                // Seeding 0 would hand out the whole budget again: undecided instead.
-                spdlog::warn("state: cannot read the ledger to seed key {}'s budget: {}", r.key_id,
-                             ex.what());
-                unavailable_.fetch_add(1, std::memory_order_relaxed);
-                co_return out;
-            }
-        }
-        seeds_.fetch_add(1, std::memory_order_relaxed);
-        args[11] = std::to_string(t.tokens);
-        args[12] = std::to_string(to_nano(t.usd));
+
+    // Into the open batch of this worker for this key and these limits, or a new one that
+    // goes out once the worker has run what is ready now (the other requests that arrived
+    // with this one join it). The period start is in the limits: a batch never spans two.
+    const auto ex = co_await asio::this_coro::executor;
+    std::string slot = r.key_id;
+    slot += '\n';
+    slot += std::to_string(std::hash<std::thread::id>{}(std::this_thread::get_id()));
+    for (const auto& a : args) {
+        slot += '\n';
+        slot += a;
     }
-    if (rep.how == redis_reply::status::timeout || rep.how == redis_reply::status::lost) {
+    const admit_outcome o =
+        co_await asio::async_initiate<const asio::use_awaitable_t<>&, void(admit_outcome)>(
+            [&](auto handler) {
+                std::shared_ptr<admit_batch> b;
+                {
+                    std::lock_guard lock(batch_mu_);
+                    auto& open = open_batches_[slot];
+                    if (!open) {
+                        open = std::make_shared<admit_batch>();
+                        open->slot = slot;
+                        open->key_id = r.key_id;
+                        open->worker = ex;
+                        open->pstart = pstart;
+                        open->args = std::move(args);
+                        b = open;
+                    }
+                    auto& batch = *open;
+                    batch.args.push_back(rid);
+                    batch.args.push_back(std::to_string(r.est_tokens));
+                    batch.args.push_back(std::to_string(est_nano));
+                    batch.waiters.emplace_back(std::move(handler));
+                    if (batch.waiters.size() >= max_admit_batch) open_batches_.erase(slot);
+                }
+                if (b)
+                    asio::post(ex, [this, ex, b = std::move(b)] {
+                        asio::co_spawn(ex, send_batch(b), asio::detached);
+                    });
+            },
+            asio::use_awaitable);
+
+    if (o.how == redis_reply::status::timeout || o.how == redis_reply::status::lost) {
         // The script may have run: give back whatever it may have reserved (release is
         // idempotent), or it would hold a slot until its lease and window ran out.
-        (rep.how == redis_reply::status::timeout ? timeouts_ : unavailable_)
+        (o.how == redis_reply::status::timeout ? timeouts_ : unavailable_)
             .fetch_add(1, std::memory_order_relaxed);
         send_with_retry(release_script, keys_of(r.key_id),
                         {rid, std::to_string(cfg_.lease.count())},
                         std::chrono::steady_clock::now() + cfg_.lease);
         co_return out;
     }
-    if (rep.how != redis_reply::status::ok) {
+    if (o.how != redis_reply::status::ok) {
         unavailable_.fetch_add(1, std::memory_order_relaxed);
         co_return out;
     }
-    if (rep.value.is_error()) {
-        script_errors_.fetch_add(1, std::memory_order_relaxed);
-        spdlog::error("state: admission script failed: {}", rep.value.str.substr(0, 300));
-        co_return out;
-    }
-    const auto& e = rep.value.elements;
-    const auto at = [&](std::size_t i) { return e[i].as_int().value_or(0); };
-    const auto code = at(0);
-    const auto why = at(1);
-    const auto requests = static_cast<std::uint64_t>(std::max<std::int64_t>(0, at(3)));
-    const auto tokens = static_cast<std::uint64_t>(std::max<std::int64_t>(0, at(4)));
-    const auto reset = std::chrono::milliseconds(std::max<std::int64_t>(0, at(5)));
+    if (o.failed) co_return out;  // counted by send_batch
+    const auto& e = o.v;
+    const auto code = e[0];
+    const auto why = e[1];
+    const auto requests = static_cast<std::uint64_t>(std::max<std::int64_t>(0, e[3]));
+    const auto tokens = static_cast<std::uint64_t>(std::max<std::int64_t>(0, e[4]));
+    const auto reset = std::chrono::milliseconds(std::max<std::int64_t>(0, e[5]));
     auto& d = out.rate;
     if (r.rate && r.rate->rpm) {
         d.limit_requests = *r.rate->rpm;
@@ -604,8 +676,7 @@ asio::awaitable<shared_state::result> shared_state::admit(request r) {
         out.how = result::kind::admitted;
         d.admitted = true;
         out.rid = rid;
-        track(r.key_id, rid,
-              hold{r.est_tokens, r.budget ? to_nano(r.est_usd) : 0, r.budget.has_value()});
+        track(r.key_id, rid, hold{r.est_tokens, est_nano, r.budget.has_value()});
         co_return out;
     }
     refusals_.fetch_add(1, std::memory_order_relaxed);
@@ -614,7 +685,7 @@ asio::awaitable<shared_state::result> shared_state::admit(request r) {
         d.why = why == 1   ? limiter::decision::reason::rpm
                 : why == 2 ? limiter::decision::reason::tpm
                            : limiter::decision::reason::concurrency;
-        const auto wait = std::max<std::int64_t>(at(2), 1);
+        const auto wait = std::max<std::int64_t>(e[2], 1);
         d.retry_after =
             std::chrono::milliseconds(std::max<std::int64_t>(1, (wait + 999) / 1000) * 1000);
     } else {
@@ -622,6 +693,66 @@ asio::awaitable<shared_state::result> shared_state::admit(request r) {
             why == 5 ? budget_book::decision::reason::usd : budget_book::decision::reason::tokens;
     }
     co_return out;
+}
+
+asio::awaitable<void> shared_state::send_batch(std::shared_ptr<admit_batch> b) {
+    {
+        std::lock_guard lock(batch_mu_);
+        const auto it = open_batches_.find(b->slot);
+        if (it != open_batches_.end() && it->second == b) open_batches_.erase(it);
+    }
+    admit_batches_.fetch_add(1, std::memory_order_relaxed);
+    const std::size_t n = b->waiters.size();
+    admit_outcome common;
+    redis_reply rep;
+    for (int round = 0; round < 2; ++round) {
+        rep = co_await redis_->call_eval(script_at(admit_script), keys_of(b->key_id), b->args);
+        common.how = rep.how;
+        if (rep.how != redis_reply::status::ok) break;
+        const auto& e = rep.value.elements;
+        if (rep.value.is_error()) {
+            script_errors_.fetch_add(n, std::memory_order_relaxed);
+            spdlog::error("state: admission script failed: {}", rep.value.str.substr(0, 300));
+            common.failed = true;
+            break;
+        }
+        const bool seed = rep.value.type == state::resp_value::kind::array && e.size() == 1 &&
+                          e[0].as_int().value_or(0) == -1;
+        if (seed && round == 0) {
+            // Redis holds no spend for this budget: seed it from the ledger of record.
+            ledger::totals t;
+            if (ledger_) {
+                try {
+                    t = ledger_->totals_since(b->key_id, b->pstart);
+                } catch (const std::exception& ex) {
+                    // Seeding 0 would hand out the whole budget again: undecided instead.
+                    spdlog::warn("state: cannot read the ledger to seed key {}'s budget: {}",
+                                 b->key_id, ex.what());
+                    unavailable_.fetch_add(n, std::memory_order_relaxed);
+                    common.failed = true;
+                    break;
+                }
+            }
+            seeds_.fetch_add(1, std::memory_order_relaxed);
+            b->args[8] = std::to_string(t.tokens);
+            b->args[9] = std::to_string(to_nano(t.usd));
+            continue;
+        }
+        if (rep.value.type != state::resp_value::kind::array || e.size() != 7 * n) {
+            script_errors_.fetch_add(n, std::memory_order_relaxed);
+            spdlog::error("state: unexpected reply from the admission script");
+            common.failed = true;
+        }
+        break;
+    }
+    for (std::size_t i = 0; i < n; ++i) {
+        admit_outcome o = common;
+        if (o.how == redis_reply::status::ok && !o.failed)
+            for (std::size_t k = 0; k < 7; ++k)
+                o.v[k] = rep.value.elements[7 * i + k].as_int().value_or(0);
+        // Every waiter is a coroutine of the worker the batch belongs to.
+        asio::post(b->worker, [h = std::move(b->waiters[i]), o]() mutable { std::move(h)(o); });
+    }
 }
 
 void shared_state::send_with_retry(int script, std::vector<std::string> keys,
@@ -954,6 +1085,10 @@ void shared_state::render_metrics(std::string& out) const {
     counters("tollgate_state_admissions_total",
              "Admissions decided by the shared state store, by result.", "result",
              {{"admitted", admissions_.load()}, {"refused", refusals_.load()}});
+    counters("tollgate_state_admission_batches_total",
+             "Admission script calls: a worker's requests for one key that arrive together go "
+             "in one call.",
+             "", {{"", admit_batches_.load()}});
     counters("tollgate_state_errors_total",
              "Admissions the shared state store could not decide, by reason.", "reason",
              {{"unavailable", unavailable_.load()},

@@ -5,7 +5,9 @@
 // Admission is ONE atomic Redis step per request: a Lua script (EVALSHA, re-sent as EVAL
 // on NOSCRIPT) that checks and reserves the key's rpm/tpm/concurrency AND its budget in
 // one go, under Redis's single-threaded execution, so a burst spread over many instances
-// admits exactly what one instance would (200 requests for rpm 50 → 50). Time comes from
+// admits exactly what one instance would (200 requests for rpm 50 → 50). The requests of
+// one key that reach a worker together share one script call, decided one after the
+// other inside it (the key's reads and writes are paid once per batch). Time comes from
 // Redis (TIME), not from the instances, so their clocks do not matter for the window.
 // Settle and release are atomic scripts too.
 //
@@ -147,6 +149,15 @@ class shared_state {
                          std::chrono::steady_clock::time_point give_up);
     boost::asio::awaitable<void> renew_loop();
 
+    // Admission batches (see admit_lua): a worker's requests for one key, with the same
+    // limits, that arrive while it runs what is ready go to Redis in one script call.
+    struct admit_outcome;
+    struct admit_batch;
+    static constexpr std::size_t max_admit_batch = 64;
+    boost::asio::awaitable<void> send_batch(std::shared_ptr<admit_batch> b);
+    std::mutex batch_mu_;
+    std::unordered_map<std::string, std::shared_ptr<admit_batch>> open_batches_;
+
     // The settle outbox (see the top of this file). Guarded by outbox_mu_; flush_outbox()
     // runs on the Redis client's thread, one batch in flight per key.
     struct settle_item {
@@ -187,7 +198,7 @@ class shared_state {
     std::atomic<std::uint64_t> admissions_{0}, refusals_{0}, unavailable_{0}, timeouts_{0},
         script_errors_{0}, seeds_{0}, fallbacks_{0}, refused_503_{0}, renewals_{0},
         settle_retries_{0}, settle_dropped_{0}, settles_sent_{0}, reseeds_asked_{0},
-        release_retries_{0}, releases_given_up_{0};
+        release_retries_{0}, releases_given_up_{0}, admit_batches_{0};
 };
 
 // The key_mirror of a shared_state (it may be gone by the time the key store calls: then
