@@ -120,6 +120,7 @@ def one_run(admit_src, settle_src):
         seq = 0
 
         batched = "for j = 14, #ARGV, 3" in admit_src
+        marked = "for i = 4, #ARGV, 7" in settle_src
 
         def admit(ids):
             if batched:
@@ -142,6 +143,8 @@ def one_run(admit_src, settle_src):
             for r in rids:
                 seq += 1
                 args += [seq, f"bench:{r}", 120, 1500, 1, 1]
+                if marked:
+                    args.append(0)  # no renewal of it went unanswered
             return enc(args)
 
         def drive(first, n):

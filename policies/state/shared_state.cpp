@@ -285,8 +285,11 @@ return out
 )LUA";
 
 // KEYS: r l b f s q. ARGV: 1 instance, 2 lease ms, 3 re-seed (1: the instance dropped
-// settles of this key it could not keep), then 6 per settle: sequence, rid, tokens,
-// nano-dollars, budget part (0/1), ms since the request ended. An instance numbers its
+// settles of this key it could not keep), then 7 per settle: sequence, rid, tokens,
+// nano-dollars, budget part (0/1), ms since the request ended, whether a renewal that
+// named the request went unanswered (1: it may still run after this settle, so the rid
+// goes into s, where a renewal finds it and does not bring the lease back; otherwise
+// the instance sent no settle while a renewal of the key was on its way). An instance numbers its
 // settles per key and sends them in order, one batch at a time; q remembers the highest
 // sequence counted per instance, so a batch retried after its reply was lost counts
 // nothing twice, however long the outage was. The spend is added whether or not the hold
@@ -308,7 +311,7 @@ local seed_has_it = b[4] == '1' or b[3] == inst
 local top = hw
 -- The batch's requests, read and written with one command per key where Redis allows.
 local rids = {}
-for i = 4, #ARGV, 6 do rids[#rids + 1] = ARGV[i + 1] end
+for i = 4, #ARGV, 7 do rids[#rids + 1] = ARGV[i + 1] end
 redis.call('ZREM', KEYS[2], unpack(rids))
 rids[#rids + 1] = '#rtok'
 rids[#rids + 1] = '#rnano'
@@ -321,7 +324,7 @@ local add_tok, add_nano = 0, 0
 local bucket_delta, wdelta = {}, 0
 local settled = {}
 for n = 1, #rids do
-  local i = 4 + (n - 1) * 6
+  local i = 4 + (n - 1) * 7
   local rid = rids[n]
   if hv[n] then
     any = true
@@ -340,9 +343,11 @@ for n = 1, #rids do
       rnano = rnano + nano
     end
   end
-  -- Settled: a renewal still on its way must not bring the lease back.
-  settled[#settled + 1] = I(now)
-  settled[#settled + 1] = rid
+  -- Settled: a renewal that may still come must not bring the lease back.
+  if ARGV[i + 6] == '1' then
+    settled[#settled + 1] = I(now)
+    settled[#settled + 1] = rid
+  end
   local seq = tonumber(ARGV[i])
   if seq > hw then
     local ended = now - tonumber(ARGV[i + 5])
@@ -370,9 +375,11 @@ if add_tok ~= 0 or add_nano ~= 0 then
   redis.call('HINCRBY', KEYS[3], 'tok', I(add_tok))
   redis.call('HINCRBY', KEYS[3], 'nano', I(add_nano))
 end
-redis.call('ZREMRANGEBYSCORE', KEYS[5], '-inf', I(now - 2 * lease))
-redis.call('ZADD', KEYS[5], unpack(settled))
-redis.call('PEXPIRE', KEYS[5], I(2 * lease + W))
+if #settled > 0 then
+  redis.call('ZREMRANGEBYSCORE', KEYS[5], '-inf', I(now - 2 * lease))
+  redis.call('ZADD', KEYS[5], unpack(settled))
+  redis.call('PEXPIRE', KEYS[5], I(2 * lease + W))
+end
 redis.call('HSET', KEYS[6], inst, I(top), inst .. '#t', I(now))
 -- Instances that have not settled for a week: forget them (one field pair per start).
 if redis.call('HLEN', KEYS[6]) > 64 then
@@ -798,6 +805,7 @@ void shared_state::settle(const std::string& key_id, const std::string& rid, std
         if (outbox_size_ > settle_backlog_limit && box.items.size() > box.sending + 1) {
             // Full: this key's oldest settle not on its way goes; its spend is in the ledger,
             // and the key's budget is re-seeded from there when Redis takes the next batch.
+            box.unsure.erase(box.items[box.sending].rid);
             box.items.erase(box.items.begin() + static_cast<std::ptrdiff_t>(box.sending));
             --outbox_size_;
             box.dropped = true;
@@ -817,14 +825,19 @@ void shared_state::flush_outbox(const std::string& key_id) {
         if (it == outbox_.end()) return;
         key_outbox& box = it->second;
         if (box.sending > 0 || box.items.empty()) return;  // a batch is on its way already
+        // A renewal of this key is on its way: it may name requests settled since, so the
+        // settles wait for its answer (milliseconds, every lease/3) rather than mark each
+        // rid as settled in Redis for a renewal arriving after them.
+        if (box.renewing > 0) return;
         box.sending = std::min<std::size_t>(box.items.size(), 500);
-        args.reserve(3 + 6 * box.sending);
+        args.reserve(3 + 7 * box.sending);
         args.push_back(instance_);
         args.push_back(std::to_string(cfg_.lease.count()));
         args.emplace_back(box.dropped ? "1" : "0");
         const auto now = std::chrono::steady_clock::now();
         for (std::size_t i = 0; i < box.sending; ++i) {
-            const settle_item& item = box.items[i];
+            settle_item& item = box.items[i];
+            if (!box.unsure.empty() && box.unsure.erase(item.rid) > 0) item.unsure = true;
             args.push_back(std::to_string(item.seq));
             args.push_back(item.rid);
             args.push_back(std::to_string(item.tokens));
@@ -832,6 +845,7 @@ void shared_state::flush_outbox(const std::string& key_id) {
             args.emplace_back(item.budget ? "1" : "0");
             args.push_back(std::to_string(
                 std::chrono::duration_cast<std::chrono::milliseconds>(now - item.ended).count()));
+            args.emplace_back(item.unsure ? "1" : "0");
         }
     }
     settles_sent_.fetch_add(1, std::memory_order_relaxed);
@@ -892,6 +906,12 @@ std::size_t shared_state::settle_backlog() const {
 
 void shared_state::release(const std::string& key_id, const std::string& rid) {
     untrack(key_id, rid);
+    {
+        // The release marks the rid as settled in Redis by itself.
+        std::lock_guard lock(outbox_mu_);
+        const auto it = outbox_.find(key_id);
+        if (it != outbox_.end()) it->second.unsure.erase(rid);
+    }
     send_with_retry(release_script, keys_of(key_id), {rid, std::to_string(cfg_.lease.count())},
                     std::chrono::steady_clock::now() + cfg_.lease);
 }
@@ -927,11 +947,36 @@ asio::awaitable<void> shared_state::renew_loop() {
                     args.emplace_back(rids[j].second.budget ? "1" : "0");
                 }
                 renewals_.fetch_add(1, std::memory_order_relaxed);
+                {
+                    std::lock_guard lock(outbox_mu_);
+                    ++outbox_[id].renewing;
+                }
+                auto named = std::make_shared<std::vector<std::string>>();
+                for (std::size_t j = 1; j < args.size(); j += 4) named->push_back(args[j]);
                 redis_->eval(script_at(renew_script), keys_of(id), std::move(args),
-                             [](redis_reply) {});
+                             [this, id, named](redis_reply r) {
+                                 renewed(id, *named,
+                                         r.how == redis_reply::status::timeout ||
+                                             r.how == redis_reply::status::lost);
+                             });
             }
         }
     }
+}
+
+void shared_state::renewed(const std::string& key_id, const std::vector<std::string>& rids,
+                           bool unanswered) {
+    bool flush = false;
+    {
+        std::lock_guard lock(outbox_mu_);
+        key_outbox& box = outbox_[key_id];
+        --box.renewing;
+        // Unanswered, it may still run later, after the settles of these requests: those
+        // settles mark them as settled in Redis. (Not sent: nothing can arrive late.)
+        if (unanswered) box.unsure.insert(rids.begin(), rids.end());
+        flush = box.renewing == 0 && box.sending == 0 && !box.items.empty();
+    }
+    if (flush) flush_outbox(key_id);
 }
 
 void shared_state::publish_keys_changed() {

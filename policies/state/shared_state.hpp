@@ -20,7 +20,8 @@
 //   <prefix>{id}:f   HASH rid → "tokens:bucket:nano" of a request in flight (its window
 //                    bucket; its budget hold, when it has one), '#rtok' and '#rnano' → the
 //                    holds' totals (they expire together with the holds)
-//   <prefix>{id}:s   ZSET rid → time: requests settled or released (two leases long)
+//   <prefix>{id}:s   ZSET rid → time: requests released, or settled while a renewal that
+//                    named them went unanswered (two leases long; usually absent)
 //   <prefix>{id}:q   HASH instance → highest settle sequence counted, instance#t → when;
 //                    '#touch' → the last admission or renewal for the key (no expiry)
 // Every reservation carries a lease (state.lease). The instance renews the leases of its
@@ -167,14 +168,20 @@ class shared_state {
         std::int64_t nano = 0;
         bool budget = false;
         std::chrono::steady_clock::time_point ended;  // sent as an age: clocks may differ
+        bool unsure = false;  // a renewal naming it went unanswered (see settle_lua)
     };
     struct key_outbox {
         std::deque<settle_item> items;
         std::uint64_t next_seq = 1;
         std::size_t sending = 0;  // items at the front in the batch on its way
         bool dropped = false;     // items were dropped: ask for a re-seed
+        int renewing = 0;         // renewal calls of the key on their way: settles wait
+        std::unordered_set<std::string> unsure;  // rids in renewals that went unanswered
     };
     void flush_outbox(const std::string& key_id);
+    // A renewal call's answer (client's thread): lets the key's settles go. Unanswered
+    // (timed out, cut off): it may still run after them.
+    void renewed(const std::string& key_id, const std::vector<std::string>& rids, bool unanswered);
     void retry_outbox(const std::string& key_id);
 
     config::state_config cfg_;

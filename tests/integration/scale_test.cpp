@@ -458,6 +458,47 @@ BOOST_AUTO_TEST_CASE(a_long_outage_keeps_running_requests_slots_and_counts_their
     BOOST_TEST(metric_of(b, "tollgate_state_settles_total{result=\"dropped\"}") <= 0);
 }
 
+BOOST_AUTO_TEST_CASE(a_settle_marks_its_request_settled_in_redis_only_after_an_unanswered_renewal) {
+    // The settled set keeps a renewal that arrives after its request's settle from
+    // bringing the lease back. Settles wait while a renewal of their key is on its way,
+    // so only a renewal that went unanswered (it may still run later) needs the mark.
+    redis_server redis;
+    mock_upstream mock;
+    cluster_options c;
+    c.key_terms = "    limits: {concurrency: 1}\n";
+    c.state_extra = "  fail_mode: open\n  lease: 3s\n";  // renewals every second
+    c.timeout = "200ms";
+    c.admin = true;
+    gateway_process a(cluster_config(mock.port(), redis, c));
+    for (int i = 0; i < 3; ++i) BOOST_TEST(status_of(a.port()) == 200);
+    BOOST_TEST(poll_until([&] {
+        return metric_of(a, "tollgate_state_settles_total{result=\"sent\"}") >= 1 &&
+               metric_of(a, "tollgate_state_settle_backlog") == 0;
+    }));
+    BOOST_TEST(redis.cli({"ZCARD", "tollgate:{shared}:l"}) == "0");
+    BOOST_TEST(redis.cli({"EXISTS", "tollgate:{shared}:s"}) == "0");
+
+    // A request running while Redis is stopped: renewals naming it go unanswered.
+    http_connection slow(a.port(), 30s);
+    slow.send_request("POST", "/v1/chat/completions", auth_headers(key_shared),
+                      chat_body("slow #mock head_delay_ms=4500"));
+    BOOST_REQUIRE(mock.wait_for("requests", 4));
+    const double renewals = metric_of(a, "tollgate_state_lease_renewals_total");
+    redis.pause();
+    // Two renewal calls: at least one went into the stopped server.
+    BOOST_TEST(poll_until(
+        [&] { return metric_of(a, "tollgate_state_lease_renewals_total") >= renewals + 2; }));
+    const auto done = slow.read_response();
+    BOOST_TEST(done.status == 200);
+    BOOST_TEST(poll_until([&] { return metric_of(a, "tollgate_state_settle_backlog") == 1; }));
+    redis.resume();
+    BOOST_TEST(
+        poll_until([&] { return metric_of(a, "tollgate_state_settle_backlog") == 0; }, 20s, 20ms));
+    BOOST_TEST(redis.cli({"ZCARD", "tollgate:{shared}:s"}) == "1");
+    BOOST_TEST(redis.cli({"ZCARD", "tollgate:{shared}:l"}) == "0");
+    BOOST_TEST(status_of(a.port()) == 200);  // the key's one slot is free
+}
+
 BOOST_AUTO_TEST_CASE(noscript_after_a_script_flush_or_a_redis_restart_is_handled) {
     redis_server redis;
     mock_upstream mock;
