@@ -82,7 +82,8 @@ void admission::finish(core::request_context& ctx) const noexcept {
         tokens = adm->est_tokens;
         usd = adm->est_usd;
     }
-    state_->settle(adm->key_id, adm->res.rid, tokens, usd, adm->with_budget);
+    state_->settle(adm->key_id, adm->res.rid, tokens, usd, adm->with_budget,
+                   adm->fallback || adm->res.near_cap);
 }
 
 }  // namespace tollgate::policies

@@ -14,6 +14,7 @@
 #include <openssl/rand.h>
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <array>
 #include <cmath>
 #include <functional>
@@ -73,10 +74,11 @@ local W, B = 60000, 100
 // one after the other as if each were alone, so that what the key's reads and writes
 // cost is paid once per batch. A seed notes when and by whom it was made: settles of
 // requests that ended before it are in the ledger it summed.
-// Returns 7 numbers per request: code (1 admitted, 0 refused), why (1 rpm, 2 tpm,
+// Returns 8 numbers per request: code (1 admitted, 0 refused), why (1 rpm, 2 tpm,
 // 3 concurrency, 4 budget tokens, 5 budget usd), wait ms, requests in window, tokens
-// counted, ms until the window is empty, in flight; or {-1} alone when the budget needs a
-// seed (nothing decided).
+// counted, ms until the window is empty, in flight, and whether the key has used half of
+// its tpm, concurrency or budget (1: the request's settle should not linger); or {-1}
+// alone when the budget needs a seed (nothing decided).
 const std::string admit_lua = std::string(lua_common) + R"LUA(
 local lease = tonumber(ARGV[1])
 local rpm, tpm, conc = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
@@ -235,7 +237,7 @@ for j = 14, #ARGV, 3 do
   if why ~= 0 then
     out[n + 1] = 0; out[n + 2] = why; out[n + 3] = wait; out[n + 4] = requests
     out[n + 5] = tokens; out[n + 6] = wz >= 0 and math.max(0, (wz + 1) * B + W - now) or 0
-    out[n + 7] = inflight
+    out[n + 7] = inflight; out[n + 8] = 1
   else
     if windowed then
       if wo < 0 then wo = cur end
@@ -258,6 +260,10 @@ for j = 14, #ARGV, 3 do
     -- from now.
     out[n + 1] = 1; out[n + 2] = 0; out[n + 3] = 0; out[n + 4] = requests
     out[n + 5] = tokens; out[n + 6] = (cur + 1) * B + W - now; out[n + 7] = inflight
+    local near = (tpm > 0 and tokens * 2 >= tpm) or (conc > 0 and inflight * 2 >= conc) or
+      (budget_on and ((cap_tok >= 0 and use_tok * 2 >= cap_tok) or
+                      (cap_nano >= 0 and use_nano * 2 >= cap_nano)))
+    out[n + 8] = near and 1 or 0
   end
 end
 if #zargs == 0 then
@@ -520,7 +526,32 @@ shared_state::shared_state(const config::state_config& cfg, std::shared_ptr<ledg
 }
 
 shared_state::~shared_state() {
+    // Settles still in the outbox go to Redis first (at once, no lingering), for a bounded
+    // time: an instance that stops must not take the key's spend with it.
     stopping_ = true;
+    std::vector<std::string> waiting;
+    {
+        std::lock_guard lock(outbox_mu_);
+        for (const auto& [id, box] : outbox_)
+            if (!box.items.empty()) waiting.push_back(id);
+    }
+    for (auto& id : waiting)
+        asio::post(redis_->executor(), [this, id = std::move(id)] { flush_outbox(id); });
+    if (!waiting.empty()) {
+        {
+            std::lock_guard lock(outbox_mu_);
+            spdlog::info("state: sending {} settles to Redis before stopping", outbox_size_);
+        }
+        const auto limit = std::clamp<std::chrono::milliseconds>(
+            4 * cfg_.timeout, std::chrono::seconds(1), std::chrono::seconds(5));
+        std::unique_lock lock(outbox_mu_);
+        if (!outbox_cv_.wait_for(lock, limit, [this] { return outbox_size_ == 0; }))
+            spdlog::warn(
+                "state: {} settles did not reach Redis before shutdown (their spend is "
+                "in the ledger)",
+                outbox_size_);
+    }
+    redis_gone_ = true;
     // On the client's thread, where the loop runs: no race on renew_timer_.
     asio::post(redis_->executor(), [this] {
         if (renew_timer_) renew_timer_->cancel();
@@ -564,7 +595,7 @@ void shared_state::untrack(const std::string& key_id, const std::string& rid) {
 struct shared_state::admit_outcome {
     redis_reply::status how = redis_reply::status::unavailable;
     bool failed = false;  // a script error, an unexpected reply, or no ledger for a seed
-    std::array<std::int64_t, 7> v{};
+    std::array<std::int64_t, 8> v{};
 };
 
 // Admissions of one key, with the same limits, that reached one worker together.
@@ -683,6 +714,7 @@ asio::awaitable<shared_state::result> shared_state::admit(request r) {
         out.how = result::kind::admitted;
         d.admitted = true;
         out.rid = rid;
+        out.near_cap = e[7] != 0;
         track(r.key_id, rid, hold{r.est_tokens, est_nano, r.budget.has_value()});
         co_return out;
     }
@@ -745,7 +777,7 @@ asio::awaitable<void> shared_state::send_batch(std::shared_ptr<admit_batch> b) {
             b->args[9] = std::to_string(to_nano(t.usd));
             continue;
         }
-        if (rep.value.type != state::resp_value::kind::array || e.size() != 7 * n) {
+        if (rep.value.type != state::resp_value::kind::array || e.size() != 8 * n) {
             script_errors_.fetch_add(n, std::memory_order_relaxed);
             spdlog::error("state: unexpected reply from the admission script");
             common.failed = true;
@@ -755,8 +787,8 @@ asio::awaitable<void> shared_state::send_batch(std::shared_ptr<admit_batch> b) {
     for (std::size_t i = 0; i < n; ++i) {
         admit_outcome o = common;
         if (o.how == redis_reply::status::ok && !o.failed)
-            for (std::size_t k = 0; k < 7; ++k)
-                o.v[k] = rep.value.elements[7 * i + k].as_int().value_or(0);
+            for (std::size_t k = 0; k < 8; ++k)
+                o.v[k] = rep.value.elements[8 * i + k].as_int().value_or(0);
         // Every waiter is a coroutine of the worker the batch belongs to.
         asio::post(b->worker, [h = std::move(b->waiters[i]), o]() mutable { std::move(h)(o); });
     }
@@ -792,9 +824,9 @@ void shared_state::send_with_retry(int script, std::vector<std::string> keys,
 }
 
 void shared_state::settle(const std::string& key_id, const std::string& rid, std::uint64_t tokens,
-                          double usd, bool with_budget) {
+                          double usd, bool with_budget, bool urgent) {
     untrack(key_id, rid);
-    bool start = false;
+    next_step step = next_step::none;
     {
         std::lock_guard lock(outbox_mu_);
         key_outbox& box = outbox_[key_id];
@@ -811,13 +843,40 @@ void shared_state::settle(const std::string& key_id, const std::string& rid, std
             box.dropped = true;
             settle_dropped_.fetch_add(1, std::memory_order_relaxed);
         }
-        start = box.sending == 0;
+        box.urgent = box.urgent || urgent;
+        step = next_for(box);
     }
-    if (start) asio::post(redis_->executor(), [this, key_id] { flush_outbox(key_id); });
+    take(step, key_id);
+}
+
+shared_state::next_step shared_state::next_for(key_outbox& box) {
+    // A batch or a renewal on its way: its answer decides again.
+    if (box.sending > 0 || box.renewing > 0 || box.items.empty()) return next_step::none;
+    if (box.urgent || box.items.size() >= settle_batch || stopping_) return next_step::now;
+    if (box.lingering) return next_step::none;
+    box.lingering = true;
+    return next_step::linger;
+}
+
+void shared_state::take(next_step step, const std::string& key_id) {
+    if (step == next_step::now) {
+        asio::post(redis_->executor(), [this, key_id] { flush_outbox(key_id); });
+    } else if (step == next_step::linger) {
+        asio::post(redis_->executor(), [this, key_id] {
+            auto timer = std::make_shared<asio::steady_timer>(redis_->executor(), settle_linger);
+            timer->async_wait([this, timer, key_id](boost::system::error_code) {
+                {
+                    std::lock_guard lock(outbox_mu_);
+                    outbox_[key_id].lingering = false;
+                }
+                flush_outbox(key_id);
+            });
+        });
+    }
 }
 
 void shared_state::flush_outbox(const std::string& key_id) {
-    if (stopping_) return;
+    if (redis_gone_) return;
     std::vector<std::string> args;
     {
         std::lock_guard lock(outbox_mu_);
@@ -829,6 +888,7 @@ void shared_state::flush_outbox(const std::string& key_id) {
         // settles wait for its answer (milliseconds, every lease/3) rather than mark each
         // rid as settled in Redis for a renewal arriving after them.
         if (box.renewing > 0) return;
+        box.urgent = false;
         box.sending = std::min<std::size_t>(box.items.size(), 500);
         args.reserve(3 + 7 * box.sending);
         args.push_back(instance_);
@@ -862,7 +922,7 @@ void shared_state::flush_outbox(const std::string& key_id) {
                 // the ledger and the key is re-seeded from it.
                 spdlog::error("state: settle script failed: {}", r.value.str.substr(0, 300));
             }
-            bool more = false;
+            next_step step = next_step::none;
             {
                 std::lock_guard lock(outbox_mu_);
                 key_outbox& box = outbox_[key_id];
@@ -878,23 +938,26 @@ void shared_state::flush_outbox(const std::string& key_id) {
                     box.dropped = false;
                     reseeds_asked_.fetch_add(1, std::memory_order_relaxed);
                 }
-                more = !box.items.empty();
+                step = next_for(box);
             }
-            if (more) flush_outbox(key_id);
+            outbox_cv_.notify_all();
+            take(step, key_id);
         });
 }
 
 void shared_state::retry_outbox(const std::string& key_id) {
+    // Retried while the instance stops, too: its drain waits for them.
     settle_retries_.fetch_add(1, std::memory_order_relaxed);
     {
         std::lock_guard lock(outbox_mu_);
         outbox_[key_id].sending = 0;  // the same items (same sequence numbers) go again
     }
-    if (stopping_) return;
+    outbox_cv_.notify_all();
+    if (redis_gone_) return;
     auto timer = std::make_shared<asio::steady_timer>(redis_->executor());
     timer->expires_after(std::chrono::milliseconds(250));
     timer->async_wait([this, timer, key_id](boost::system::error_code ec) {
-        if (ec || stopping_) return;
+        if (ec || redis_gone_) return;
         flush_outbox(key_id);
     });
 }
@@ -966,7 +1029,7 @@ asio::awaitable<void> shared_state::renew_loop() {
 
 void shared_state::renewed(const std::string& key_id, const std::vector<std::string>& rids,
                            bool unanswered) {
-    bool flush = false;
+    next_step step = next_step::none;
     {
         std::lock_guard lock(outbox_mu_);
         key_outbox& box = outbox_[key_id];
@@ -974,9 +1037,9 @@ void shared_state::renewed(const std::string& key_id, const std::vector<std::str
         // Unanswered, it may still run later, after the settles of these requests: those
         // settles mark them as settled in Redis. (Not sent: nothing can arrive late.)
         if (unanswered) box.unsure.insert(rids.begin(), rids.end());
-        flush = box.renewing == 0 && box.sending == 0 && !box.items.empty();
+        step = next_for(box);
     }
-    if (flush) flush_outbox(key_id);
+    take(step, key_id);
 }
 
 void shared_state::publish_keys_changed() {

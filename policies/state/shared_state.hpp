@@ -52,6 +52,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <cstdint>
 #include <deque>
 #include <memory>
@@ -92,6 +93,9 @@ class shared_state {
         limiter::decision rate;
         budget_book::decision::reason budget_why = budget_book::decision::reason::none;
         std::string rid;  // admitted: the reservation, for settle/release
+        // Admitted with half of the key's tpm, concurrency or budget in use: its settle
+        // goes at once (see settle()).
+        bool near_cap = true;
     };
 
     // Connects (waiting up to state.timeout, at least 1 s, for the first connection; a
@@ -106,8 +110,12 @@ class shared_state {
 
     // Fire-and-forget from on_complete: into the key's outbox, delivered in order and
     // exactly once whenever Redis is reachable. Thread-safe.
+    // `urgent` (the admission saw the key near a cap: result::near_cap): sent at once.
+    // Otherwise settles linger up to settle_linger to go in bigger batches; meanwhile the
+    // request's holds (its estimate, its concurrency slot) count a few ms longer, which
+    // only matters near a cap.
     void settle(const std::string& key_id, const std::string& rid, std::uint64_t tokens, double usd,
-                bool with_budget);
+                bool with_budget, bool urgent);
     // The request never went upstream: its holds are returned (retried for one lease;
     // after that its lease has run out anyway). Thread-safe.
     void release(const std::string& key_id, const std::string& rid);
@@ -116,6 +124,9 @@ class shared_state {
     std::size_t settle_backlog() const;
     // Most settles the outbox keeps (each ~100 bytes); then a key's oldest are dropped.
     static constexpr std::size_t settle_backlog_limit = 200'000;
+    // A key's settles go as soon as this many wait, or after the linger.
+    static constexpr std::size_t settle_batch = 64;
+    static constexpr std::chrono::milliseconds settle_linger{5};
 
     // Key changes made through the admin API: published to every instance.
     void publish_keys_changed();
@@ -176,9 +187,15 @@ class shared_state {
         std::size_t sending = 0;  // items at the front in the batch on its way
         bool dropped = false;     // items were dropped: ask for a re-seed
         int renewing = 0;         // renewal calls of the key on their way: settles wait
+        bool urgent = false;      // an item gives back a concurrency slot: no linger
+        bool lingering = false;   // a linger timer runs
         std::unordered_set<std::string> unsure;  // rids in renewals that went unanswered
     };
     void flush_outbox(const std::string& key_id);
+    // What the outbox of a key does next (under outbox_mu_), and doing it (not under it).
+    enum class next_step { none, now, linger };
+    next_step next_for(key_outbox& box);
+    void take(next_step step, const std::string& key_id);
     // A renewal call's answer (client's thread): lets the key's settles go. Unanswered
     // (timed out, cut off): it may still run after them.
     void renewed(const std::string& key_id, const std::vector<std::string>& rids, bool unanswered);
@@ -197,11 +214,13 @@ class shared_state {
     mutable std::mutex outbox_mu_;
     std::unordered_map<std::string, key_outbox> outbox_;
     std::size_t outbox_size_ = 0;
+    std::condition_variable outbox_cv_;  // the outbox shrank or a batch failed (shutdown)
 
     std::mutex keys_cb_mu_;
     std::function<void()> keys_changed_;
 
     std::atomic<bool> stopping_{false};
+    std::atomic<bool> redis_gone_{false};  // the drain at shutdown is over
     std::atomic<std::uint64_t> admissions_{0}, refusals_{0}, unavailable_{0}, timeouts_{0},
         script_errors_{0}, seeds_{0}, fallbacks_{0}, refused_503_{0}, renewals_{0},
         settle_retries_{0}, settle_dropped_{0}, settles_sent_{0}, reseeds_asked_{0},

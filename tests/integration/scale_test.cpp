@@ -499,6 +499,39 @@ BOOST_AUTO_TEST_CASE(a_settle_marks_its_request_settled_in_redis_only_after_an_u
     BOOST_TEST(status_of(a.port()) == 200);  // the key's one slot is free
 }
 
+BOOST_AUTO_TEST_CASE(an_instance_that_stops_sends_its_waiting_settles_to_redis_first) {
+    // Spend in the outbox when SIGTERM comes (here: Redis stopped meanwhile) is sent
+    // before the instance exits, within a bound: Redis's figure never loses it.
+    redis_server redis;
+    mock_upstream mock;
+    cluster_options c;
+    c.key_terms = "    budget: {tokens: 1000000, period: day}\n";
+    c.state_extra = "  fail_mode: open\n";
+    c.admin = true;
+    gateway_process a(cluster_config(mock.port(), redis, c));
+    const std::string quick =
+        R"({"model":"gpt-4o-mini","max_tokens":40,"messages":[{"role":"user","content":"hi #mock chunks=30"}]})";
+    auto r =
+        http_request(a.port(), "POST", "/v1/chat/completions", auth_headers(key_shared), quick);
+    BOOST_TEST_REQUIRE(r.status == 200);
+    long expected = total_tokens_of(r.body);
+    BOOST_TEST(poll_until([&] {
+        return redis.cli({"HGET", "tollgate:{shared}:b", "tok"}) == std::to_string(expected);
+    }));
+    redis.pause();
+    r = http_request(a.port(), "POST", "/v1/chat/completions", auth_headers(key_shared), quick);
+    BOOST_TEST_REQUIRE(r.status == 200);  // by the instance's own limits (fail_mode open)
+    expected += total_tokens_of(r.body);
+    BOOST_TEST(poll_until([&] { return metric_of(a, "tollgate_state_settle_backlog") == 1; }));
+    std::thread resumer([&] {
+        a.process().wait_for_line("settles to Redis before stopping", 60s);
+        redis.resume();
+    });
+    BOOST_TEST(a.stop(SIGTERM) == 0);
+    resumer.join();
+    BOOST_TEST(redis.cli({"HGET", "tollgate:{shared}:b", "tok"}) == std::to_string(expected));
+}
+
 BOOST_AUTO_TEST_CASE(noscript_after_a_script_flush_or_a_redis_restart_is_handled) {
     redis_server redis;
     mock_upstream mock;
