@@ -194,6 +194,8 @@ int main(int argc, char** argv) {
         std::signal(SIGHUP, SIG_IGN);
         std::signal(SIGUSR1, SIG_IGN);
         admin_srv.reset();
+        // Settles waiting for Redis go now, beside the ledger's flush (bounded: 1-5 s).
+        if (services.shared) services.shared->start_drain();
         // SPEC: SIGTERM exits within drain_timeout + 10 s whatever the database does; what
         // the ledger could not make durable by then is in its spill file.
         if (services.usage_ledger && !services.usage_ledger->stop_within(std::chrono::seconds(9))) {

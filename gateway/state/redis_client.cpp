@@ -177,6 +177,7 @@ struct redis_client::impl {
     std::mutex lanes_mu;
     std::vector<std::pair<const asio::io_context*, std::weak_ptr<connection>>> lanes;
     std::atomic<bool> closed{false};
+    bool thread_joined = false;  // close() ran (the owner's thread only)
 
     std::atomic<int> up{0};  // home data connections up
     std::atomic<std::uint64_t> commands{0}, writes{0}, failures{0}, reconnects{0}, lanes_opened{0},
@@ -607,7 +608,13 @@ redis_client::redis_client(redis_options opts) : impl_(std::make_shared<impl>(st
 }
 
 redis_client::~redis_client() {
+    close();
+}
+
+void redis_client::close() {
     auto& im = *impl_;
+    if (im.thread_joined) return;
+    im.thread_joined = true;
     // Lanes stop on their own threads (a lane whose io_context no longer runs ends with it).
     std::vector<std::shared_ptr<connection>> lanes;
     {

@@ -92,6 +92,8 @@ class redis_client {
     explicit redis_client(redis_options opts);
     // Fails every pending command, closes the connections, joins the thread.
     ~redis_client();
+    // The same, now (idempotent): no callback runs once it returns.
+    void close();
     redis_client(const redis_client&) = delete;
     redis_client& operator=(const redis_client&) = delete;
 

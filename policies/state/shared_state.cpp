@@ -179,19 +179,19 @@ local function wait_for(amount, suffix)
   end
   return math.max(0, (wz + 1) * B + W - now)
 end
--- The budget: its spend and the holds of the requests in flight, read once.
+-- The budget: its spend and the holds of the requests in flight, read once, when the
+-- first request of the batch passes the rate checks. False: it needs a seed.
 local use_tok, use_nano, held_tok, held_nano = 0, 0, 0, 0
 local cap_tok, cap_nano = tonumber(ARGV[6]), tonumber(ARGV[7])
-if budget_on then
+local budget_read = false
+local function read_budget()
+  budget_read = true
   local pstart = tonumber(ARGV[8])
   local b = redis.call('HMGET', KEYS[3], 'start', 'tok', 'nano', 'per')
   local held = redis.call('HMGET', KEYS[4], '#rtok', '#rnano')
   held_tok, held_nano = tonumber(held[1] or '0'), tonumber(held[2] or '0')
   if not b[1] or b[4] ~= ARGV[11] then
-    if tonumber(ARGV[9]) < 0 then
-      save_window()
-      return {-1}
-    end
+    if tonumber(ARGV[9]) < 0 then return false end
     -- Settles after Redis lost the key's data may have added spend since: keep the larger.
     local tok, nano = tonumber(ARGV[9]), tonumber(ARGV[10])
     if not b[1] then
@@ -209,6 +209,7 @@ if budget_on then
   end
   use_tok = tonumber(b[2] or '0') + held_tok
   use_nano = tonumber(b[3] or '0') + held_nano
+  return true
 end
 local requests0, inflight0 = requests, inflight
 local out, zargs, fargs = {}, {}, {}
@@ -230,6 +231,11 @@ for j = 14, #ARGV, 3 do
     elseif inflight >= conc then refuse(0, 3) end
   end
   if budget_on and why == 0 then
+    -- Nothing is written before the loop ends: a seed request changes nothing.
+    if not budget_read and not read_budget() then
+      save_window()
+      return {-1}
+    end
     if cap_tok >= 0 and use_tok >= cap_tok then why = 4
     elseif cap_nano >= 0 and use_nano >= cap_nano then why = 5 end
   end
@@ -424,6 +430,7 @@ if v then
     end
   end
 end
+redis.call('ZREMRANGEBYSCORE', KEYS[5], '-inf', I(now - 2 * tonumber(ARGV[2])))
 redis.call('ZADD', KEYS[5], I(now), rid)
 redis.call('PEXPIRE', KEYS[5], I(2 * tonumber(ARGV[2]) + W))
 return 1
@@ -525,27 +532,31 @@ shared_state::shared_state(const config::state_config& cfg, std::shared_ptr<ledg
     asio::co_spawn(redis_->executor(), renew_loop(), asio::detached);
 }
 
-shared_state::~shared_state() {
-    // Settles still in the outbox go to Redis first (at once, no lingering), for a bounded
-    // time: an instance that stops must not take the key's spend with it.
-    stopping_ = true;
+void shared_state::start_drain() {
+    if (stopping_.exchange(true)) return;
+    drain_until_ = std::chrono::steady_clock::now() +
+                   std::clamp<std::chrono::milliseconds>(4 * cfg_.timeout, std::chrono::seconds(1),
+                                                         std::chrono::seconds(5));
     std::vector<std::string> waiting;
     {
         std::lock_guard lock(outbox_mu_);
         for (const auto& [id, box] : outbox_)
             if (!box.items.empty()) waiting.push_back(id);
+        if (!waiting.empty())
+            spdlog::info("state: sending {} settles to Redis before stopping", outbox_size_);
     }
     for (auto& id : waiting)
         asio::post(redis_->executor(), [this, id = std::move(id)] { flush_outbox(id); });
-    if (!waiting.empty()) {
-        {
-            std::lock_guard lock(outbox_mu_);
-            spdlog::info("state: sending {} settles to Redis before stopping", outbox_size_);
-        }
-        const auto limit = std::clamp<std::chrono::milliseconds>(
-            4 * cfg_.timeout, std::chrono::seconds(1), std::chrono::seconds(5));
+}
+
+shared_state::~shared_state() {
+    // Settles still in the outbox go to Redis first (at once, no lingering), until the
+    // drain's deadline: an instance that stops must not take the key's spend with it.
+    start_drain();
+    {
         std::unique_lock lock(outbox_mu_);
-        if (!outbox_cv_.wait_for(lock, limit, [this] { return outbox_size_ == 0; }))
+        if (outbox_size_ > 0 &&
+            !outbox_cv_.wait_until(lock, drain_until_, [this] { return outbox_size_ == 0; }))
             spdlog::warn(
                 "state: {} settles did not reach Redis before shutdown (their spend is "
                 "in the ledger)",
@@ -556,7 +567,8 @@ shared_state::~shared_state() {
     asio::post(redis_->executor(), [this] {
         if (renew_timer_) renew_timer_->cancel();
     });
-    redis_.reset();  // joins the client's thread once the renew loop has ended
+    redis_->close();  // joins the client's thread: no callback of ours runs after this
+    redis_.reset();
 }
 
 std::string shared_state::key(const std::string& id, char part) const {
@@ -859,6 +871,7 @@ shared_state::next_step shared_state::next_for(key_outbox& box) {
 }
 
 void shared_state::take(next_step step, const std::string& key_id) {
+    if (redis_gone_) return;
     if (step == next_step::now) {
         asio::post(redis_->executor(), [this, key_id] { flush_outbox(key_id); });
     } else if (step == next_step::linger) {
@@ -888,8 +901,8 @@ void shared_state::flush_outbox(const std::string& key_id) {
         // settles wait for its answer (milliseconds, every lease/3) rather than mark each
         // rid as settled in Redis for a renewal arriving after them.
         if (box.renewing > 0) return;
-        box.urgent = false;
         box.sending = std::min<std::size_t>(box.items.size(), 500);
+        if (box.sending == box.items.size()) box.urgent = false;
         args.reserve(3 + 7 * box.sending);
         args.push_back(instance_);
         args.push_back(std::to_string(cfg_.lease.count()));

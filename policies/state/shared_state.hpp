@@ -120,6 +120,11 @@ class shared_state {
     // after that its lease has run out anyway). Thread-safe.
     void release(const std::string& key_id, const std::string& rid);
 
+    // Shutdown (after the last request): the outbox goes to Redis at once, no lingering;
+    // the destructor waits for it until 4 × state.timeout (1-5 s) after this call.
+    // Called early by main so that it runs beside the ledger's own flush. Idempotent.
+    void start_drain();
+
     // Settles waiting for Redis, in all (for metrics and tests).
     std::size_t settle_backlog() const;
     // Most settles the outbox keeps (each ~100 bytes); then a key's oldest are dropped.
@@ -220,7 +225,8 @@ class shared_state {
     std::function<void()> keys_changed_;
 
     std::atomic<bool> stopping_{false};
-    std::atomic<bool> redis_gone_{false};  // the drain at shutdown is over
+    std::atomic<bool> redis_gone_{false};                // the drain at shutdown is over
+    std::chrono::steady_clock::time_point drain_until_;  // set once by start_drain()
     std::atomic<std::uint64_t> admissions_{0}, refusals_{0}, unavailable_{0}, timeouts_{0},
         script_errors_{0}, seeds_{0}, fallbacks_{0}, refused_503_{0}, renewals_{0},
         settle_retries_{0}, settle_dropped_{0}, settles_sent_{0}, reseeds_asked_{0},

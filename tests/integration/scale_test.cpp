@@ -507,6 +507,7 @@ BOOST_AUTO_TEST_CASE(an_instance_that_stops_sends_its_waiting_settles_to_redis_f
     cluster_options c;
     c.key_terms = "    budget: {tokens: 1000000, period: day}\n";
     c.state_extra = "  fail_mode: open\n";
+    c.timeout = "1s";  // the drain waits up to 4 s: time to reconnect after the pause
     c.admin = true;
     gateway_process a(cluster_config(mock.port(), redis, c));
     const std::string quick =
@@ -586,6 +587,7 @@ BOOST_AUTO_TEST_CASE(requests_arriving_together_share_an_admission_call_and_stay
     cluster_options c;
     c.admin = true;
     c.key_terms = "    limits: {rpm: 40}\n    budget: {tokens: 100000000, period: month}\n";
+    c.timeout = "3s";  // 160 at once on a busy test machine: no admission may time out
     gateway_process a(cluster_config(mock.port(), redis, c));
     const auto counter = [&](const std::string& name) {
         const std::string m = metrics_of(a);
