@@ -93,6 +93,23 @@ asio::awaitable<error_code> byte_stream::write(std::span<const asio::const_buffe
     co_return ec;
 }
 
+std::size_t byte_stream::read_ready(asio::mutable_buffer buffer, error_code& ec) noexcept {
+    ec = {};
+    if (tls_ || buffer.size() == 0) return 0;
+    for (;;) {
+        const auto r = ::recv(socket().native_handle(), buffer.data(), buffer.size(), MSG_DONTWAIT);
+        if (r > 0) return static_cast<std::size_t>(r);
+        if (r == 0) {
+            ec = asio::error::eof;
+            return 0;
+        }
+        if (errno == EINTR) continue;
+        if (errno != EAGAIN && errno != EWOULDBLOCK)
+            ec = error_code(errno, boost::system::system_category());
+        return 0;
+    }
+}
+
 void byte_stream::cancel() noexcept {
     lowest().cancel();
 }

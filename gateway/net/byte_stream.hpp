@@ -47,6 +47,9 @@ class byte_stream {
                                                                   duration timeout);
     asio::awaitable<error_code> write(std::span<const asio::const_buffer> buffers,
                                       duration timeout);
+    // Plain TCP only: what has already arrived, without waiting (one non-blocking recv).
+    // 0 with no error when nothing has; eof when the peer closed.
+    std::size_t read_ready(asio::mutable_buffer buffer, error_code& ec) noexcept;
 
     // Cancels pending operations; they complete with operation_aborted.
     void cancel() noexcept;

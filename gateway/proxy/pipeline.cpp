@@ -349,8 +349,9 @@ asio::awaitable<attempt_error> forwarder::relay_stream(upstream::exchange& x) {
         const bool ok = framer.feed(x.parser().body(), upstream_event);
         x.parser().body().clear();
         // An open stream waits between events most of its life: it holds no read buffer
-        // meanwhile (the next read allocates one again).
-        if (x.buffered() == 0) x.shrink_buffer();
+        // meanwhile (the next read allocates one again). What is left is usually the
+        // chunk's closing CRLF, which the parser takes with the next chunk's head.
+        if (x.buffered() <= x.idle_buffer) x.shrink_buffer();
         return ok;
     };
     bool framing_ok = feed();

@@ -5,6 +5,7 @@
 #include <boost/beast/http/error.hpp>
 
 #include <algorithm>
+#include <tuple>
 
 namespace tollgate::upstream {
 
@@ -121,7 +122,24 @@ asio::awaitable<boost::system::error_code> read_body_piece(net::byte_stream& s,
         if (ec != http::error::need_more && ec) co_return ec;
         if (!parser.body().empty() || parser.is_done()) co_return boost::system::error_code{};
     }
-    auto [rec, n] = co_await s.read_some(buf.prepare(chunk), timeout);
+    std::size_t n = 0;
+    boost::system::error_code rec;
+    if (buf.capacity() <= exchange::idle_buffer && !s.is_tls()) {
+        // An idle stream (its buffer was given back between events): wait for the next
+        // event with a 1-byte read into the frame, then take what has arrived into a
+        // buffer, so that a stream waiting for its upstream holds no read buffer.
+        char first = 0;
+        std::tie(rec, n) = co_await s.read_some(asio::mutable_buffer(&first, 1), timeout);
+        if (!rec && n == 1) {
+            const auto b = buf.prepare(chunk);
+            static_cast<char*>(b.data())[0] = first;
+            boost::system::error_code more_ec;  // met again by the next read, if any
+            n += s.read_ready(asio::mutable_buffer(static_cast<char*>(b.data()) + 1, b.size() - 1),
+                              more_ec);
+        }
+    } else {
+        std::tie(rec, n) = co_await s.read_some(buf.prepare(chunk), timeout);
+    }
     if (rec == asio::error::eof || (rec == asio::ssl::error::stream_truncated)) {
         if (parser.need_eof()) {
             parser.put_eof(ec);

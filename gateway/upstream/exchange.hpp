@@ -64,6 +64,8 @@ class exchange {
     // Body bytes read and not yet parsed (none between events once a read drained it).
     std::size_t buffered() const noexcept { return buf_.size(); }
     void shrink_buffer() { buf_.shrink_to_fit(); }
+    // A buffer given back between events holds at most this (see read_body_piece).
+    static constexpr std::size_t idle_buffer = 64;
     core::clock::time_point sent_at() const noexcept { return sent_at_; }
     core::clock::time_point head_at() const noexcept { return head_at_; }
 
