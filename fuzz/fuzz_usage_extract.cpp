@@ -4,7 +4,7 @@
 // The input stays in libFuzzer's exactly-sized buffer, so a read one byte past the end is
 // an ASan report.
 //
-// Invariants checked:
+// Invariants checked (scan_event, the one pass the stream observers use, included):
 //  - appending whitespace changes nothing (the scanner must not depend on what lies past
 //    the end of a value);
 //  - generated_text_bytes is at most the input size;
@@ -128,6 +128,51 @@ std::optional<extracted_usage> oracle(dom::element root) {
     return u;
 }
 
+// What scan_event must find in a document, walked in document order: the text of the text
+// members (no backslash in the input, so the bytes as written are the decoded ones), the
+// first string "type", a string "finish_reason", an empty "choices".
+struct walked {
+    std::size_t ascii = 0, other = 0, bytes = 0;
+    std::string_view type;
+    bool type_seen = false, finish = false, empty_choices = false;
+};
+
+bool is_text_member(std::string_view k) {
+    return k == "content" || k == "arguments" || k == "text" || k == "reasoning_content" ||
+           k == "partial_json" || k == "thinking" || k == "delta";
+}
+
+void walk(dom::element e, walked& w) {
+    if (e.is_object()) {
+        for (dom::key_value_pair kv : dom::object(e)) {
+            const std::string_view k = kv.key;
+            if (kv.value.is_string()) {
+                const std::string_view v = std::string_view(kv.value);
+                if (is_text_member(k)) {
+                    w.bytes += v.size();
+                    for (char c : v) {
+                        const auto u = static_cast<unsigned char>(c);
+                        if (u < 0x80)
+                            ++w.ascii;
+                        else if (u >= 0xC0)
+                            ++w.other;
+                    }
+                } else if (k == "type" && !w.type_seen) {
+                    w.type = v;
+                    w.type_seen = true;
+                } else if (k == "finish_reason") {
+                    w.finish = true;
+                }
+            } else if (k == "choices" && kv.value.is_array() && dom::array(kv.value).size() == 0) {
+                w.empty_choices = true;
+            }
+            walk(kv.value, w);
+        }
+    } else if (e.is_array()) {
+        for (dom::element x : dom::array(e)) walk(x, w);
+    }
+}
+
 std::size_t occurrences(std::string_view s, std::string_view needle) {
     std::size_t n = 0;
     for (std::size_t at = s.find(needle); at != std::string_view::npos; at = s.find(needle, at + 1))
@@ -163,7 +208,43 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
         FUZZ_CHECK(type.data() >= input.data() && type.data() + type.size() <= input.data() + size,
                    input);
 
+    // The one-pass scan agrees with the functions it stands in for, and its usage:null cuts
+    // with the scanning stripper, for an event's data on one line.
+    const auto facts = scan_event(input);
+    FUZZ_CHECK(same(facts.usage, usage), input);
+    FUZZ_CHECK(facts.text_bytes == text && facts.empty_choices == empty_choices, input);
+    FUZZ_CHECK(facts.type.size() <= size, input);
+    if (input.find_first_of("\r\n") == std::string_view::npos) {
+        const std::string raw = "data: " + std::string(input) + "\n\n";
+        const std::string_view data = std::string_view(raw).substr(6, size);
+        std::string by_scan;
+        append_without_null_usage(raw, data, scan_event(data), by_scan);
+        std::string by_search;
+        append_without_null_usage(raw, by_search);
+        // The search also finds `"usage"` inside strings and past the data; on valid JSON
+        // the two must cut the same.
+        dom::element doc;
+        if (tollgate::fuzz::simdjson_accepts(input, doc))
+            FUZZ_CHECK(by_scan == by_search,
+                       std::string(input) + "\n  scan:   " + by_scan + "\n  search: " + by_search);
+    }
+
     if (input.find_first_of("\\-") != std::string_view::npos) return 0;
+    {
+        dom::element doc;
+        if (!tollgate::fuzz::simdjson_accepts(input, doc)) return 0;
+        walked w;
+        walk(doc, w);
+        const auto t = generated_text(input);
+        FUZZ_CHECK(t.ascii == w.ascii && t.other == w.other && text == w.bytes,
+                   std::string(input) + "\n  scan: ascii " + std::to_string(t.ascii) + " other " +
+                       std::to_string(t.other) + " bytes " + std::to_string(text) +
+                       "\n  walk: ascii " + std::to_string(w.ascii) + " other " +
+                       std::to_string(w.other) + " bytes " + std::to_string(w.bytes));
+        FUZZ_CHECK(facts.type == w.type, input);
+        FUZZ_CHECK(facts.finish_reason == w.finish && facts.empty_choices == w.empty_choices,
+                   input);
+    }
     if (occurrences(input, "\"usage\"") != 1) return 0;
     std::size_t brackets = 0;
     for (char c : input) brackets += c == '{' || c == '[';

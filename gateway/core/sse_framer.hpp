@@ -10,6 +10,7 @@
 #include <string>
 #include <string_view>
 
+#include "gateway/core/byte_scan.hpp"
 #include "gateway/core/policy.hpp"
 
 namespace tollgate::core {
@@ -55,8 +56,9 @@ class sse_framer {
         reset_event();
         while (pos < buf.size()) {
             // Find the end of the line starting at pos.
-            std::size_t eol = pos;
-            while (eol < buf.size() && buf[eol] != '\n' && buf[eol] != '\r') ++eol;
+            const std::size_t eol = static_cast<std::size_t>(
+                bytes::find_either(buf.data() + pos, buf.data() + buf.size(), '\n', '\r') -
+                buf.data());
             if (eol == buf.size()) break;  // incomplete line
             std::size_t next = eol + 1;
             if (buf[eol] == '\r') {

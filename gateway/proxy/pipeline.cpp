@@ -168,6 +168,7 @@ class forwarder {
     core::spliced_body body_;
     std::string head_;
     std::string out_;
+    static constexpr std::size_t out_keep_bytes = 4096;
     std::unique_ptr<upstream::adapter> adapter_;  // this attempt's
     bool answered_ = false;
     core::clock::duration upstream_time_{};  // spent in failed attempts so far
@@ -346,6 +347,8 @@ asio::awaitable<attempt_error> forwarder::relay_stream(upstream::exchange& x) {
     };
     core::sse_framer framer(pc.max_event_bytes);
     auto feed = [&]() {
+        // What one read brought goes out in one write: room for all of it at once.
+        out_.reserve(out_.size() + x.parser().body().size());
         const bool ok = framer.feed(x.parser().body(), upstream_event);
         x.parser().body().clear();
         // An open stream waits between events most of its life: it holds no read buffer
@@ -408,7 +411,11 @@ asio::awaitable<attempt_error> forwarder::relay_stream(upstream::exchange& x) {
             if (!ctx_.first_byte_at) ctx_.first_byte_at = core::clock::now();
             client_ok = !co_await io_.out.stream_piece(out_);
         }
-        out_.clear();
+        // A waiting stream keeps no large write buffer (a big read's room goes back).
+        if (out_.capacity() > out_keep_bytes)
+            std::string().swap(out_);
+        else
+            out_.clear();
     }
     // The last event may lack its blank line (the body ended inside it).
     if (framing_ok && x.parser().is_done()) framer.finish(upstream_event);

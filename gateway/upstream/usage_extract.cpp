@@ -1,8 +1,9 @@
 #include "gateway/upstream/usage_extract.hpp"
 
+#include "gateway/core/byte_scan.hpp"
+
 #include <algorithm>
 #include <cstring>
-#include <initializer_list>
 
 namespace tollgate::upstream {
 
@@ -17,16 +18,18 @@ std::size_t skip_ws(std::string_view s, std::size_t i) noexcept {
     return i;
 }
 
-// Index just past the closing quote of the string starting at s[i] == '"', or npos.
+// Index just past the closing quote of the string starting at s[i] == '"', or npos (16 bytes
+// at a time between escapes).
 std::size_t end_of_string(std::string_view s, std::size_t i) noexcept {
-    for (++i; i < s.size(); ++i) {
-        if (s[i] == '\\') {
-            ++i;
-            continue;
-        }
-        if (s[i] == '"') return i + 1;
+    const char* p = s.data() + i + 1;
+    const char* const end = s.data() + s.size();
+    for (;;) {
+        p = core::bytes::find_either(p, end, '"', '\\');
+        if (p == end) return std::string_view::npos;
+        if (*p == '"') return static_cast<std::size_t>(p - s.data()) + 1;
+        if (end - p < 2) return std::string_view::npos;
+        p += 2;  // an escape pair
     }
-    return std::string_view::npos;
 }
 
 // Index just past the value starting at s[i], or npos if it is cut short.
@@ -136,109 +139,182 @@ void for_each_key(std::string_view s, std::string_view quoted_key, F&& f) noexce
     }
 }
 
-// The same for several keys in one pass: f(index of the key, position after its closing
-// quote). Every key starts with a quote, so the candidates are the quotes of `s` (what
-// memmem would find for each key separately, visited once for all of them).
-template <class F>
-void for_each_of_keys(std::string_view s, std::initializer_list<std::string_view> quoted_keys,
-                      F&& f) noexcept {
-    std::size_t pos = 0;
-    while (pos < s.size()) {
-        const void* hit = std::memchr(s.data() + pos, '"', s.size() - pos);
-        if (!hit) return;
-        const std::size_t at = static_cast<std::size_t>(static_cast<const char*>(hit) - s.data());
-        pos = at + 1;
-        if (at > 0 && s[at - 1] == '\\') continue;
-        const std::string_view rest = s.substr(at);
-        std::size_t k = 0;
-        for (const auto key : quoted_keys) {
-            if (rest.starts_with(key)) {
-                pos = at + key.size();
-                f(k, pos);
-                break;
-            }
-            ++k;
+}  // namespace
+
+namespace {
+
+bool is_hex(char c) noexcept {
+    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
+}
+
+// The string at s[i] == '"' as generated text: counted into `n` and `bytes` (only when it
+// ends) the way generated_text documents. Returns the index past its closing quote, or npos.
+std::size_t count_text_string(std::string_view s, std::size_t i, text_count& n,
+                              std::size_t& bytes) noexcept {
+    const char* p = s.data() + i + 1;
+    const char* const end = s.data() + s.size();
+    core::bytes::utf8_count c;
+    for (;;) {
+        p = core::bytes::find_either_counting(p, end, '"', '\\', c);
+        if (p == end) return std::string_view::npos;
+        if (*p == '"') {
+            const std::size_t after = static_cast<std::size_t>(p - s.data()) + 1;
+            n.ascii += c.ascii;
+            n.other += c.other;
+            bytes += after - i - 2;
+            return after;
+        }
+        if (end - p < 2) return std::string_view::npos;
+        if (p[1] == 'u') {
+            ++c.other;  // \uXXXX: one character
+            p += 2;
+            for (int h = 0; h < 4 && p < end && is_hex(*p); ++h) ++p;
+        } else {
+            ++c.ascii;  // \n, \", ...: one character
+            p += 2;
         }
     }
 }
 
-// Calls f(position of its opening quote, position after its closing quote) for each
-// string value of a text member.
-template <class F>
-void for_each_text_value(std::string_view json, F&& f) noexcept {
-    // The members whose string values are generated text, in every API's shape.
-    for_each_of_keys(json,
-                     {"\"content\"", "\"arguments\"", "\"text\"", "\"reasoning_content\"",
-                      "\"partial_json\"", "\"thinking\"", "\"delta\""},
-                     [&](std::size_t, std::size_t after) {
-                         std::size_t i = skip_ws(json, after);
-                         if (i >= json.size() || json[i] != ':') return;
-                         i = skip_ws(json, i + 1);
-                         if (i >= json.size() || json[i] != '"') return;
-                         const std::size_t end = end_of_string(json, i);
-                         if (end != std::string_view::npos) f(i, end);
-                     });
+enum class member { other, text, usage, finish_reason, choices, type };
+
+// The members scan_event looks at. Text: the members whose string values are generated
+// text, in every API's shape.
+member classify(std::string_view key) noexcept {
+    switch (key.size()) {
+        case 4:
+            if (key == "text") return member::text;
+            if (key == "type") return member::type;
+            break;
+        case 5:
+            if (key == "usage") return member::usage;
+            if (key == "delta") return member::text;
+            break;
+        case 7:
+            if (key == "content") return member::text;
+            if (key == "choices") return member::choices;
+            break;
+        case 8:
+            if (key == "thinking") return member::text;
+            break;
+        case 9:
+            if (key == "arguments") return member::text;
+            break;
+        case 12:
+            if (key == "partial_json") return member::text;
+            break;
+        case 13:
+            if (key == "finish_reason") return member::finish_reason;
+            break;
+        case 17:
+            if (key == "reasoning_content") return member::text;
+            break;
+        default:
+            break;
+    }
+    return member::other;
 }
 
 }  // namespace
 
-std::optional<extracted_usage> find_usage(std::string_view json) noexcept {
-    std::optional<extracted_usage> found;
-    for_each_key(json, "\"usage\"", [&](std::size_t after) {
-        std::size_t i = skip_ws(json, after);
-        if (i >= json.size() || json[i] != ':') return;
-        i = skip_ws(json, i + 1);
-        if (i >= json.size() || json[i] != '{') return;
-        extracted_usage u;
-        bool anthropic = false;
-        std::uint64_t cache_creation = 0, cache_read = 0;
-        if (read_usage_object(json, i, u, 0, anthropic, cache_creation, cache_read) && u.any()) {
-            if (anthropic && u.prompt_tokens) *u.prompt_tokens += cache_read + cache_creation;
-            found = u;
+event_facts scan_event(std::string_view s) noexcept {
+    event_facts f;
+    const std::size_t n = s.size();
+    std::size_t copied = 0;  // end of the last `"usage":null` cut
+    std::size_t i = 0;
+    // Each string once: a key is a string followed by ':'; the walk goes on at its value
+    // (into objects and arrays; a string value is skipped, or counted as text).
+    while (i < n) {
+        const char* hit = core::bytes::find_either(s.data() + i, s.data() + n, '"', '"');
+        if (hit == s.data() + n) break;
+        const std::size_t q = static_cast<std::size_t>(hit - s.data());
+        const std::size_t e = end_of_string(s, q);
+        if (e == std::string_view::npos) break;
+        const std::size_t colon = skip_ws(s, e);
+        if (colon >= n || s[colon] != ':') {
+            i = e;  // a string value
+            continue;
         }
-    });
-    return found;
+        const std::size_t v = skip_ws(s, colon + 1);
+        if (v >= n) break;
+        i = v;
+        switch (classify(s.substr(q + 1, e - q - 2))) {
+            case member::text:
+                if (s[v] == '"') {
+                    const std::size_t after = count_text_string(s, v, f.text, f.text_bytes);
+                    if (after == std::string_view::npos) return f;
+                    i = after;
+                }
+                break;
+            case member::usage:
+                if (s[v] == '{') {
+                    extracted_usage u;
+                    bool anthropic = false;
+                    std::uint64_t cache_creation = 0, cache_read = 0;
+                    if (read_usage_object(s, v, u, 0, anthropic, cache_creation, cache_read) &&
+                        u.any()) {
+                        if (anthropic && u.prompt_tokens)
+                            *u.prompt_tokens += cache_read + cache_creation;
+                        f.usage = u;
+                    }
+                } else if (s.substr(v, 4) == "null") {
+                    std::size_t end = v + 4;
+                    if (end < n && s[end] != ',' && s[end] != '}' && !is_ws(s[end])) break;
+                    if (q < copied) break;
+                    // Take the comma before the member, else the one after it.
+                    std::size_t begin = q;
+                    std::size_t b = begin;
+                    while (b > copied && is_ws(s[b - 1])) --b;
+                    if (b > copied && s[b - 1] == ',') {
+                        begin = b - 1;
+                    } else {
+                        const std::size_t j = skip_ws(s, end);
+                        if (j < n && s[j] == ',') end = j + 1;
+                    }
+                    if (f.cut_count < event_facts::max_cuts)
+                        f.cuts[f.cut_count++] = {begin, end};
+                    else
+                        f.cuts_overflow = true;
+                    copied = end;
+                    i = end;
+                }
+                break;
+            case member::finish_reason:
+                if (s[v] == '"') f.finish_reason = true;
+                break;
+            case member::choices:
+                if (s[v] == '[' && v + 1 < n) {
+                    const std::size_t j = skip_ws(s, v + 1);
+                    if (j < n && s[j] == ']') f.empty_choices = true;
+                }
+                break;
+            case member::type:
+                if (f.type.empty() && s[v] == '"') {
+                    const std::size_t end = end_of_string(s, v);
+                    if (end != std::string_view::npos) f.type = s.substr(v + 1, end - v - 2);
+                }
+                break;
+            case member::other:
+                break;
+        }
+    }
+    return f;
+}
+
+std::optional<extracted_usage> find_usage(std::string_view json) noexcept {
+    return scan_event(json).usage;
 }
 
 std::size_t generated_text_bytes(std::string_view json) noexcept {
-    std::size_t total = 0;
-    for_each_text_value(json, [&](std::size_t i, std::size_t end) { total += end - i - 2; });
-    return total;
+    return scan_event(json).text_bytes;
 }
 
 text_count generated_text(std::string_view json) noexcept {
-    text_count n;
-    for_each_text_value(json, [&](std::size_t i, std::size_t end) {
-        for (std::size_t k = i + 1; k + 1 < end; ++k) {
-            const auto c = static_cast<unsigned char>(json[k]);
-            if (c == '\\' && k + 1 < end - 1 && json[k + 1] == 'u') {
-                ++n.other;  // \uXXXX: one character
-                k += 5;
-            } else if (c == '\\') {
-                ++n.ascii;  // \n, \", ...: one character
-                ++k;
-            } else if (c < 0x80) {
-                ++n.ascii;
-            } else if (c >= 0xC0) {
-                ++n.other;
-            }
-        }
-    });
-    return n;
+    return scan_event(json).text;
 }
 
 bool has_empty_choices(std::string_view json) noexcept {
-    bool empty = false;
-    for_each_key(json, "\"choices\"", [&](std::size_t after) {
-        std::size_t i = skip_ws(json, after);
-        if (i >= json.size() || json[i] != ':') return;
-        i = skip_ws(json, i + 1);
-        if (i + 1 < json.size() && json[i] == '[') {
-            const std::size_t j = skip_ws(json, i + 1);
-            if (j < json.size() && json[j] == ']') empty = true;
-        }
-    });
-    return empty;
+    return scan_event(json).empty_choices;
 }
 
 std::string_view first_string_member(std::string_view json, std::string_view quoted_key) noexcept {
@@ -285,6 +361,27 @@ std::size_t append_without_null_usage(std::string_view raw, std::string& out) {
     });
     out.append(raw.substr(copied));
     return removed;
+}
+
+}  // namespace tollgate::upstream
+
+namespace tollgate::upstream {
+
+std::size_t append_without_null_usage(std::string_view raw, std::string_view data,
+                                      const event_facts& facts, std::string& out) {
+    const auto at = reinterpret_cast<std::uintptr_t>(data.data());
+    const auto from = reinterpret_cast<std::uintptr_t>(raw.data());
+    if (facts.cuts_overflow || at < from || at + data.size() > from + raw.size())
+        return append_without_null_usage(raw, out);
+    const std::size_t offset = at - from;
+    std::size_t copied = 0;
+    for (std::size_t k = 0; k < facts.cut_count; ++k) {
+        const auto& c = facts.cuts[k];
+        out.append(raw.substr(copied, offset + c.begin - copied));
+        copied = offset + c.end;
+    }
+    out.append(raw.substr(copied));
+    return facts.cut_count;
 }
 
 }  // namespace tollgate::upstream

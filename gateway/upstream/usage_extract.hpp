@@ -48,6 +48,37 @@ text_count generated_text(std::string_view json) noexcept;
 // written (escapes not decoded), or empty.
 std::string_view first_string_member(std::string_view json, std::string_view quoted_key) noexcept;
 
+// Everything the stream observers read from one event's JSON, found in one pass over it:
+// the per-event path looks at each byte once (string values are skipped, or counted when
+// they are generated text, 16 bytes at a time), where asking find_usage, generated_text,
+// has_empty_choices and first_string_member in turn would scan the event four times.
+// Each member is what that function returns for the same input.
+struct event_facts {
+    std::optional<extracted_usage> usage;  // find_usage
+    text_count text;                       // generated_text
+    std::size_t text_bytes = 0;            // generated_text_bytes
+    bool empty_choices = false;            // has_empty_choices
+    bool finish_reason = false;            // a "finish_reason" member with a string value
+    std::string_view type;                 // first_string_member(json, "\"type\"")
+    // The `"usage":null` members append_without_null_usage would cut, each with its
+    // comma: [begin, end) offsets into the scanned text. More than fit: cuts_overflow.
+    struct cut {
+        std::size_t begin = 0, end = 0;
+    };
+    static constexpr std::size_t max_cuts = 4;
+    cut cuts[max_cuts];
+    std::size_t cut_count = 0;
+    bool cuts_overflow = false;
+};
+event_facts scan_event(std::string_view json) noexcept;
+
+// append_without_null_usage(raw, out) with the cuts of a scan_event of `data`, which lies
+// inside `raw` (an SSE event's data line): no second pass over the event. Falls back to
+// the scanning version when `data` is not inside `raw` (multi-line data) or the cuts
+// overflowed. Returns the number removed.
+std::size_t append_without_null_usage(std::string_view raw, std::string_view data,
+                                      const event_facts& facts, std::string& out);
+
 // Appends `raw` (one SSE event as received) to `out` without its `"usage":null` members
 // (and the comma that joined each to its neighbour): what OpenAI adds to every chunk only
 // because stream_options.include_usage was asked. Returns the number removed.

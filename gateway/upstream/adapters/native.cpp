@@ -29,14 +29,17 @@ void openai_native::on_event(const core::sse_event& ev, std::string& out,
         out.append(ev.raw);  // comments and pings go through as they came
         return;
     }
-    const bool usage_only = observer_.chunk(ev.data, meter);
+    // One pass over the chunk for the observer and the usage:null cuts.
+    const bool json = ev.data.size() >= 2 && ev.data[0] == '{';
+    const auto facts = json ? scan_event(ev.data) : event_facts{};
+    const bool usage_only = observer_.chunk(ev.data, facts, meter);
     if (!forced_usage_) {
         out.append(ev.raw);
         return;
     }
     // The client did not ask for usage: a direct client would see no trace of it.
     if (usage_only) return;
-    append_without_null_usage(ev.raw, out);
+    append_without_null_usage(ev.raw, ev.data, facts, out);
 }
 
 void openai_native::finish(bool complete, std::string&, core::usage_meter& meter) {

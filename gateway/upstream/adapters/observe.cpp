@@ -17,25 +17,31 @@ core::usage_figures figures(const extracted_usage& u) noexcept {
     return f;
 }
 
-void receive_text(std::string_view json, core::usage_meter& meter) noexcept {
-    const auto t = generated_text(json);
-    meter.received(t.ascii, t.other);
+void receive_text(const event_facts& facts, core::usage_meter& meter) noexcept {
+    meter.received(facts.text.ascii, facts.text.other);
 }
 
 }  // namespace
 
 void openai_observer::body(std::string_view json, core::usage_meter& meter) noexcept {
-    if (auto u = find_usage(json)) {
+    const auto facts = scan_event(json);
+    if (const auto& u = facts.usage) {
         auto f = figures(*u);
         // Embeddings report prompt (and total) tokens only: nothing was generated.
         if (!f.completion_tokens) f.completion_tokens = 0;
         meter.final_figures(f);
     } else {
-        receive_text(json, meter);
+        receive_text(facts, meter);
     }
 }
 
 bool openai_observer::chunk(std::string_view data, core::usage_meter& meter) noexcept {
+    if (data.size() < 2 || data[0] != '{') return chunk(data, event_facts{}, meter);
+    return chunk(data, scan_event(data), meter);
+}
+
+bool openai_observer::chunk(std::string_view data, const event_facts& facts,
+                            core::usage_meter& meter) noexcept {
     if (data == "[DONE]") {
         ended_ = true;
         return false;
@@ -43,13 +49,11 @@ bool openai_observer::chunk(std::string_view data, core::usage_meter& meter) noe
     if (data.size() < 2 || data[0] != '{') return false;
     if (is_error(data)) failed_ = true;
     // A choice that finished: the answer is complete (some servers send no [DONE]).
-    if (data.find("\"finish_reason\":\"") != std::string_view::npos ||
-        data.find("\"finish_reason\": \"") != std::string_view::npos)
-        ended_ = true;
+    if (facts.finish_reason) ended_ = true;
     bool usage_only = false;
-    if (auto u = find_usage(data)) {
-        const auto f = figures(*u);
-        usage_only = has_empty_choices(data);
+    if (facts.usage) {
+        const auto f = figures(*facts.usage);
+        usage_only = facts.empty_choices;
         if (usage_only) {
             meter.final_figures(f);
         } else {
@@ -57,7 +61,7 @@ bool openai_observer::chunk(std::string_view data, core::usage_meter& meter) noe
             last_ = f;
         }
     }
-    if (!usage_only) receive_text(data, meter);
+    if (!usage_only) receive_text(facts, meter);
     return usage_only;
 }
 
@@ -71,21 +75,24 @@ bool openai_observer::is_error(std::string_view data) noexcept {
 }
 
 void responses_observer::body(std::string_view json, core::usage_meter& meter) noexcept {
-    if (auto u = find_usage(json))
-        meter.final_figures(figures(*u));
+    const auto facts = scan_event(json);
+    if (facts.usage)
+        meter.final_figures(figures(*facts.usage));
     else
-        receive_text(json, meter);
+        receive_text(facts, meter);
 }
 
 bool responses_observer::event(std::string_view name, std::string_view data,
                                core::usage_meter& meter) noexcept {
+    // One pass over the event for all it may say.
+    const auto facts = scan_event(data);
     std::string_view type = name;
-    if (type.empty()) type = first_string_member(data, "\"type\"");
+    if (type.empty()) type = facts.type;
     if (type.ends_with(".delta")) {
-        receive_text(data, meter);
+        receive_text(facts, meter);
     } else if (type == "response.completed" || type == "response.incomplete" ||
                type == "response.failed") {
-        if (auto u = find_usage(data)) meter.final_figures(figures(*u));
+        if (facts.usage) meter.final_figures(figures(*facts.usage));
         return type != "response.failed";
     } else if (type == "error") {
         return false;
@@ -94,22 +101,25 @@ bool responses_observer::event(std::string_view name, std::string_view data,
 }
 
 void anthropic_observer::body(std::string_view json, core::usage_meter& meter) noexcept {
-    if (auto u = find_usage(json))
-        meter.final_figures(figures(*u));
+    const auto facts = scan_event(json);
+    if (facts.usage)
+        meter.final_figures(figures(*facts.usage));
     else
-        receive_text(json, meter);
+        receive_text(facts, meter);
 }
 
 bool anthropic_observer::event(std::string_view name, std::string_view data,
                                core::usage_meter& meter) noexcept {
+    // One pass over the event for all it may say.
+    const auto facts = scan_event(data);
     std::string_view type = name;
-    if (type.empty()) type = first_string_member(data, "\"type\"");
+    if (type.empty()) type = facts.type;
     if (type == "content_block_delta") {
-        receive_text(data, meter);
+        receive_text(facts, meter);
     } else if (type == "message_start") {
-        if (auto u = find_usage(data)) meter.provisional(figures(*u));
+        if (facts.usage) meter.provisional(figures(*facts.usage));
     } else if (type == "message_delta") {
-        if (auto u = find_usage(data)) meter.final_figures(figures(*u));
+        if (facts.usage) meter.final_figures(figures(*facts.usage));
     } else if (type == "error") {
         return false;
     }

@@ -7,6 +7,7 @@
 #include <string_view>
 
 #include "gateway/core/usage_meter.hpp"
+#include "gateway/upstream/usage_extract.hpp"
 
 namespace tollgate::upstream {
 
@@ -19,6 +20,8 @@ class openai_observer {
     // with a usage): that one is final at once. Usage in other chunks (servers that
     // repeat a running count) is provisional until the stream completes.
     bool chunk(std::string_view data, core::usage_meter& meter) noexcept;
+    // The same with the chunk's scan_event(data), when the caller needs it too.
+    bool chunk(std::string_view data, const event_facts& facts, core::usage_meter& meter) noexcept;
     // The stream completed: the last usage seen, if not final yet, is — when the answer
     // ended as it should ([DONE] or a finish_reason) and carried no error.
     void complete(core::usage_meter& meter) noexcept;

@@ -101,4 +101,102 @@ BOOST_AUTO_TEST_CASE(estimates_round_up_at_four_bytes_a_token) {
     BOOST_TEST(tollgate::core::estimate_tokens(5) == 2u);
 }
 
+// The byte-at-a-time count generated_text documents, as a reference for the scan's
+// 16-bytes-at-a-time one: ASCII bytes, non-ASCII lead bytes, an escape one character.
+text_count reference_count(std::string_view content) {
+    text_count n;
+    for (std::size_t k = 0; k < content.size(); ++k) {
+        const auto c = static_cast<unsigned char>(content[k]);
+        if (c == '\\' && k + 1 < content.size() && content[k + 1] == 'u') {
+            ++n.other;
+            k += 5;
+        } else if (c == '\\') {
+            ++n.ascii;
+            ++k;
+        } else if (c < 0x80) {
+            ++n.ascii;
+        } else if (c >= 0xC0) {
+            ++n.other;
+        }
+    }
+    return n;
+}
+
+BOOST_AUTO_TEST_CASE(text_is_counted_the_same_at_every_length_and_offset) {
+    // Runs that start, end and put their escapes and UTF-8 on each side of a 16-byte block.
+    const std::string pieces[] = {"a",      "\\\"",   "\\n",  "\\u00e9",
+                                  "\u00e9", "\u4e16", "\\\\", "xyz "};
+    for (std::size_t pad = 0; pad < 20; ++pad) {
+        for (std::size_t len = 0; len < 40; ++len) {
+            std::string content(pad, 'p');
+            for (std::size_t k = 0; content.size() < pad + len; ++k)
+                content += pieces[(k * 7 + len) % std::size(pieces)];
+            const std::string chunk = R"({"choices":[{"delta":{"content":")" + content + R"("}}]})";
+            const auto want = reference_count(content);
+            const auto got = scan_event(chunk).text;
+            BOOST_TEST_CONTEXT(chunk) {
+                BOOST_TEST(got.ascii == want.ascii);
+                BOOST_TEST(got.other == want.other);
+                BOOST_TEST(scan_event(chunk).text_bytes == content.size());
+            }
+        }
+    }
+}
+
+BOOST_AUTO_TEST_CASE(one_scan_finds_all_an_openai_chunk_says) {
+    const std::string chunk =
+        R"({"id":"c","object":"chat.completion.chunk","choices":[{"index":0,"delta":)"
+        R"({"content":"he said \"usage\": {\"prompt_tokens\": 9}"},"finish_reason":"stop"}],)"
+        R"("usage":{"prompt_tokens":5,"completion_tokens":3}})";
+    const auto f = scan_event(chunk);
+    BOOST_TEST(f.finish_reason);
+    BOOST_TEST(!f.empty_choices);
+    BOOST_REQUIRE(f.usage);
+    BOOST_TEST(*f.usage->prompt_tokens == 5u);
+    BOOST_TEST(*f.usage->completion_tokens == 3u);
+    BOOST_TEST(f.text_bytes == generated_text_bytes(chunk));
+
+    // finish_reason null is not an end; the usage-only chunk is recognised.
+    BOOST_TEST(!scan_event(R"({"choices":[{"delta":{},"finish_reason":null}]})").finish_reason);
+    const auto last = scan_event(R"({"choices": [ ],"usage":{"prompt_tokens":5}})");
+    BOOST_TEST(last.empty_choices);
+    BOOST_TEST(last.usage.has_value());
+
+    // The first "type" with a string value, as first_string_member finds it.
+    const std::string anthropic =
+        R"({"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"Hi"}})";
+    BOOST_TEST(scan_event(anthropic).type == "content_block_delta");
+    BOOST_TEST(scan_event(anthropic).type == first_string_member(anthropic, "\"type\""));
+    BOOST_TEST(scan_event(anthropic).text.ascii == 2u);
+}
+
+BOOST_AUTO_TEST_CASE(usage_null_cuts_from_the_scan_match_the_scanning_stripper) {
+    const std::string datas[] = {
+        R"({"id":"c","choices":[{"delta":{"content":"a"}}],"usage":null})",
+        R"({"usage":null,"id":"c","choices":[]})",
+        R"({"usage" : null , "id":"c"})",
+        R"({"id":"c","usage":null,"x":{"usage":null},"y":[{"usage":null}]})",
+        R"({"a":1,"usage":null,"b":2,"usage":null,"c":3,"usage":null,"d":4,"usage":null,"e":5,"usage":null})",
+        R"({"content":"\"usage\":null","usage":nullx})",
+        R"({"id":"c"})",
+    };
+    for (const auto& data : datas) {
+        const std::string raw = "data: " + data + "\n\n";
+        const std::string_view in_raw = std::string_view(raw).substr(6, data.size());
+        std::string want, got;
+        const auto removed = append_without_null_usage(raw, want);
+        BOOST_TEST_CONTEXT(data) {
+            BOOST_TEST(append_without_null_usage(raw, in_raw, scan_event(in_raw), got) == removed);
+            BOOST_TEST(got == want);
+        }
+    }
+    // Data that is not inside raw (multi-line data is joined elsewhere): the scanning way.
+    const std::string raw = "data: {\"usage\":null,\ndata: \"id\":\"c\"}\n\n";
+    const std::string joined = "{\"usage\":null,\n\"id\":\"c\"}";
+    std::string want, got;
+    append_without_null_usage(raw, want);
+    append_without_null_usage(raw, joined, scan_event(joined), got);
+    BOOST_TEST(got == want);
+}
+
 BOOST_AUTO_TEST_SUITE_END()
