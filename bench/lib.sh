@@ -190,10 +190,11 @@ start_gateway() {
     for _ in 1 2 3; do
         GW_PORT=$(free_port)
         gw_config "$GW_PORT" "$policies" "$up" "$maxc" >"$work/$name.yaml"
-        start_pinned "$SUT_CPU" "$work/$name.log" "$BUILD_DIR/gateway/tollgate" \
+        # shellcheck disable=SC2086  # SUT_WRAP: a command prefix (e.g. valgrind ...)
+        start_pinned "$SUT_CPU" "$work/$name.log" ${SUT_WRAP:-} "$BUILD_DIR/gateway/tollgate" \
             --config "$work/$name.yaml"
         GW_PID=$STARTED_PID
-        wait_listen "$GW_PORT" "$GW_PID" && return 0
+        wait_listen "$GW_PORT" "$GW_PID" "${SUT_START_SECS:-10}" && return 0
         stop_child "$GW_PID"
     done
     cat "$work/$name.log" >&2
@@ -201,6 +202,8 @@ start_gateway() {
 }
 
 # start_nginx UPSTREAM_PORT → NGX_PORT, NGX_PID (master), NGX_WORKER (on SUT_CPU).
+# With SUT_WRAP set (a command prefix, e.g. valgrind ...) nginx runs as one process
+# (master_process off): NGX_WORKER is NGX_PID.
 start_nginx() {
     local up=$1 dir=$work/nginx
     mkdir -p "$dir"
@@ -208,6 +211,7 @@ start_nginx() {
         NGX_PORT=$(free_port)
         cat >"$dir/nginx.conf" <<NGX
 worker_processes 1;
+${SUT_WRAP:+master_process off;}
 worker_rlimit_nofile $(ulimit -n);
 daemon off;
 pid $dir/nginx.pid;
@@ -241,10 +245,12 @@ http {
   }
 }
 NGX
-        start_pinned "$SUT_CPU" "$work/nginx.log" "$NGINX" -e "$dir/error.log" \
+        # shellcheck disable=SC2086
+        start_pinned "$SUT_CPU" "$work/nginx.log" ${SUT_WRAP:-} "$NGINX" -e "$dir/error.log" \
             -p "$dir" -c "$dir/nginx.conf"
         NGX_PID=$STARTED_PID
-        if wait_listen "$NGX_PORT" "$NGX_PID"; then
+        if wait_listen "$NGX_PORT" "$NGX_PID" "${SUT_START_SECS:-10}"; then
+            [ -n "${SUT_WRAP:-}" ] && { NGX_WORKER=$NGX_PID; return 0; }
             for _ in $(seq 50); do
                 NGX_WORKER=$(pgrep -P "$NGX_PID" | head -1 || true)
                 [ -n "$NGX_WORKER" ] && return 0
