@@ -4,6 +4,8 @@
 
 #include <algorithm>
 
+#include "gateway/core/byte_scan.hpp"
+
 namespace tollgate::core {
 
 namespace {
@@ -16,13 +18,15 @@ std::size_t skip_ws(std::string_view s, std::size_t i) {
 }
 
 std::size_t skip_string(std::string_view s, std::size_t i) {
-    for (++i; i < s.size(); ++i) {
-        if (s[i] == '\\')
-            ++i;
-        else if (s[i] == '"')
-            return i + 1;
+    const char* p = s.data() + i + 1;
+    const char* const end = s.data() + s.size();
+    for (;;) {
+        p = bytes::find_either(p, end, '"', '\\');
+        if (p == end) return s.size();
+        if (*p == '"') return static_cast<std::size_t>(p - s.data()) + 1;
+        if (end - p < 2) return s.size();
+        p += 2;  // an escape pair
     }
-    return s.size();
 }
 
 std::size_t skip_value(std::string_view s, std::size_t i) {
@@ -83,9 +87,7 @@ std::size_t for_each_member(std::string_view s, std::size_t begin, F&& f) {
 // depth differently (an empty innermost container is not counted), so the exact rule is
 // checked here; a body with too few brackets to go that deep is passed at once.
 bool nested_deeper_than(std::string_view s, std::size_t limit) {
-    if (static_cast<std::size_t>(std::count(s.begin(), s.end(), '[') +
-                                 std::count(s.begin(), s.end(), '{')) <= limit)
-        return false;
+    if (bytes::count_either(s.data(), s.data() + s.size(), '[', '{') <= limit) return false;
     std::size_t depth = 0;
     for (std::size_t i = 0; i < s.size(); ++i) {
         const char c = s[i];
@@ -114,13 +116,10 @@ struct prompt_count {
     std::size_t ascii = 0;
     std::uint64_t other = 0;
     void add(std::string_view s) noexcept {
-        for (const char ch : s) {
-            const auto c = static_cast<unsigned char>(ch);
-            if (c < 0x80)
-                ++ascii;
-            else if (c >= 0xC0)
-                ++other;
-        }
+        bytes::utf8_count n;
+        bytes::count_utf8(s.data(), s.data() + s.size(), n);
+        ascii += n.ascii;
+        other += n.other;
     }
     std::uint64_t tokens() const noexcept { return estimate_tokens(ascii) + other; }
 };

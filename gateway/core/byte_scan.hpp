@@ -41,6 +41,22 @@ inline const char* find_either(const char* p, const char* end, char a, char b) n
     return end;
 }
 
+// The bytes in [p, end) equal to a or b.
+inline std::size_t count_either(const char* p, const char* end, char a, char b) noexcept {
+    std::size_t n = 0;
+#if defined(__SSE2__)
+    const __m128i va = _mm_set1_epi8(a), vb = _mm_set1_epi8(b);
+    while (end - p >= 16) {
+        const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+        n += static_cast<std::size_t>(popcount16(static_cast<unsigned>(
+            _mm_movemask_epi8(_mm_or_si128(_mm_cmpeq_epi8(v, va), _mm_cmpeq_epi8(v, vb))))));
+        p += 16;
+    }
+#endif
+    for (; p < end; ++p) n += *p == a || *p == b;
+    return n;
+}
+
 // ASCII bytes and non-ASCII characters (UTF-8 lead bytes, >= 0xC0) of [p, end).
 struct utf8_count {
     std::size_t ascii = 0;
