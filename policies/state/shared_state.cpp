@@ -68,11 +68,12 @@ local W, B = 60000, 100
 // KEYS: r l b f s q. ARGV: 1 lease ms, 2 rpm, 3 tpm, 4 concurrency (-1 = none), 5 budget
 // part (0/1), 6 token cap, 7 nano-dollar cap (-1 = none), 8 period start ms, 9 seed tokens,
 // 10 seed nano (-1 = none given), 11 period kind, 12 instance, 13 whether the seed's
-// ledger is shared by every instance (1: PostgreSQL) or the seeding instance's own (0);
-// then 3 per request, in arrival order: rid, estimated tokens, estimated nano-dollars. A
-// batch: the requests of one key (same limits) that reached a worker together, decided
-// one after the other as if each were alone, so that what the key's reads and writes
-// cost is paid once per batch. A seed notes when and by whom it was made: settles of
+// ledger is shared by every instance (1: PostgreSQL) or the seeding instance's own (0),
+// 14 the instance's ended requests of the key whose settles are on their way (rids joined
+// by ','; only for a concurrency limit); then 3 per request, in arrival order: rid, estimated
+// tokens, estimated nano-dollars. A batch: the requests of one key (same limits) that reached a
+// worker together, decided one after the other as if each were alone, so that what the key's reads
+// and writes cost is paid once per batch. A seed notes when and by whom it was made: settles of
 // requests that ended before it are in the ledger it summed.
 // Returns 8 numbers per request: code (1 admitted, 0 refused), why (1 rpm, 2 tpm,
 // 3 concurrency, 4 budget tokens, 5 budget usd), wait ms, requests in window, tokens
@@ -157,6 +158,15 @@ local function save_window()
   if refresh or wdirty then redis.call('PEXPIRE', KEYS[1], keep) end
 end
 local inflight = redis.call('ZCARD', KEYS[2])
+-- The instance's requests of this key that have ended but whose settles are still on
+-- their way (ARGV[14]: rids joined by ','): not in flight any more, though their leases
+-- are in l until the settle arrives. A client that sends its next request as soon as the
+-- last one ended is not refused for a slot it no longer holds.
+if conc > 0 and ARGV[14] ~= '' then
+  for id in string.gmatch(ARGV[14], '[^,]+') do
+    if redis.call('ZSCORE', KEYS[2], id) then inflight = inflight - 1 end
+  end
+end
 -- The ms until `amount` requests (suffix '') or tokens ('t') have left the window:
 -- the buckets from the oldest (at most 602 of them; only when refusing, read once per
 -- batch). The current bucket's count is this batch's (cn, ck): not written yet.
@@ -215,7 +225,7 @@ local requests0, inflight0 = requests, inflight
 local out, zargs, fargs = {}, {}, {}
 local why, wait
 local function refuse(w, r) if w > wait then wait = w; why = r end end
-for j = 14, #ARGV, 3 do
+for j = 15, #ARGV, 3 do
   local rid, est = ARGV[j], tonumber(ARGV[j + 1])
   why, wait = 0, -1
   if rpm >= 0 then
@@ -616,7 +626,7 @@ struct shared_state::admit_batch {
     std::string key_id;
     asio::any_io_executor worker;
     std::int64_t pstart = 0;
-    std::vector<std::string> args;  // the 13 shared ARGV, then 3 per request
+    std::vector<std::string> args;  // the 13 shared ARGV (14th added when sent), then 3 per request
     std::vector<asio::any_completion_handler<void(admit_outcome)>> waiters;
 };
 
@@ -753,6 +763,10 @@ asio::awaitable<void> shared_state::send_batch(std::shared_ptr<admit_batch> b) {
         if (it != open_batches_.end() && it->second == b) open_batches_.erase(it);
     }
     admit_batches_.fetch_add(1, std::memory_order_relaxed);
+    // ARGV[14]: with a concurrency limit, this instance's requests of the key that ended
+    // and whose settles have not been answered yet.
+    b->args.insert(b->args.begin() + 13,
+                   b->args[3] == "-1" ? std::string() : ended_rids(b->key_id));
     const std::size_t n = b->waiters.size();
     admit_outcome common;
     redis_reply rep;
@@ -833,6 +847,21 @@ void shared_state::send_with_retry(int script, std::vector<std::string> keys,
                 send_with_retry(script, std::move(keys), std::move(args), give_up);
             });
         });
+}
+
+std::string shared_state::ended_rids(const std::string& key_id) {
+    std::string out;
+    std::lock_guard lock(outbox_mu_);
+    const auto it = outbox_.find(key_id);
+    if (it == outbox_.end()) return out;
+    // The newest: a long backlog (an outage) only makes the count stricter than it is.
+    const auto& items = it->second.items;
+    const std::size_t from = items.size() > max_ended_rids ? items.size() - max_ended_rids : 0;
+    for (std::size_t i = from; i < items.size(); ++i) {
+        if (!out.empty()) out += ',';
+        out += items[i].rid;
+    }
+    return out;
 }
 
 void shared_state::settle(const std::string& key_id, const std::string& rid, std::uint64_t tokens,

@@ -6,8 +6,10 @@
 
 #include <atomic>
 #include <csignal>
+#include <memory>
 #include <mutex>
 #include <thread>
+#include <vector>
 
 #include "tests/support/fixtures.hpp"
 #include "tests/support/redis_server.hpp"
@@ -277,7 +279,10 @@ BOOST_AUTO_TEST_CASE(redis_down_fail_closed_refuses_with_503_and_recovers) {
                std::string::npos);
     redis.start();
     BOOST_TEST(poll_until([&] { return status_of(a.port()) == 200; }, 15s, 50ms));
-    BOOST_TEST(http_request(a.port(), "GET", "/readyz").status == 200);
+    // Ready again once its own connection is back too (the admission that passed may
+    // have gone through a worker's lane that reconnected first).
+    BOOST_TEST(poll_until([&] { return http_request(a.port(), "GET", "/readyz").status == 200; },
+                          15s, 50ms));
     BOOST_TEST(a.process().output().find("reconnecting") != std::string::npos);
 }
 
@@ -456,6 +461,33 @@ BOOST_AUTO_TEST_CASE(a_long_outage_keeps_running_requests_slots_and_counts_their
         }),
         redis.cli({"HGETALL", "tollgate:{shared}:b"}) << " expected " << expected);
     BOOST_TEST(metric_of(b, "tollgate_state_settles_total{result=\"dropped\"}") <= 0);
+}
+
+BOOST_AUTO_TEST_CASE(a_client_sending_one_request_after_another_never_meets_its_concurrency_cap) {
+    // A request's settle reaches Redis after its client has the answer (it may linger a
+    // few ms, or wait for a renewal), so the next request's admission can get there
+    // first. Its slot is free all the same: the instance names its ended requests whose
+    // settles are on their way, and Redis does not count them in flight. (Concurrency 3:
+    // the first settle lingers, the second is sent at once; the third request used to
+    // find both still in flight.)
+    redis_server redis;
+    mock_upstream mock;
+    cluster_options c;
+    c.key_terms = "    limits: {concurrency: 3}\n";
+    gateway_process a(cluster_config(mock.port(), redis, c));
+    int ok = 0;
+    for (int i = 0; i < 100; ++i) ok += status_of(a.port()) == 200;
+    BOOST_TEST(ok == 100);
+    // The cap still holds for requests that are in flight.
+    std::vector<std::unique_ptr<http_connection>> slow;
+    for (int i = 0; i < 3; ++i) {
+        slow.push_back(std::make_unique<http_connection>(a.port(), 30s));
+        slow.back()->send_request("POST", "/v1/chat/completions", auth_headers(key_shared),
+                                  chat_body("slow #mock head_delay_ms=3000"));
+    }
+    BOOST_REQUIRE(mock.wait_for("requests", 103));
+    BOOST_TEST(status_of(a.port()) == 429);
+    for (auto& s : slow) BOOST_TEST(s->read_response().status == 200);
 }
 
 BOOST_AUTO_TEST_CASE(a_settle_marks_its_request_settled_in_redis_only_after_an_unanswered_renewal) {
