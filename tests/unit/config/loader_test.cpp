@@ -9,8 +9,10 @@
 #include <ostream>
 #include <string>
 #include <string_view>
+#include <thread>
 #include <vector>
 
+#include "config/digest.hpp"
 #include "config/loader.hpp"
 
 namespace bdata = boost::unit_test::data;
@@ -660,6 +662,26 @@ BOOST_AUTO_TEST_CASE(provider_without_base_url_is_an_error) {
     const auto r = load("providers:\n  p:\n    kind: openai\n");
     BOOST_TEST(!r.config.has_value());
     BOOST_TEST(has_error(r, 3, "base_url is required"), all_errors(r));
+}
+
+// Keys are held as SHA-256 digests; the per-thread hasher gives the standard digests, on
+// every thread, call after call.
+BOOST_AUTO_TEST_CASE(sha256_gives_the_standard_digests_on_every_thread) {
+    auto check = [] {
+        for (int i = 0; i < 3; ++i) {
+            if (sha256_hex("abc") !=
+                    "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad" ||
+                sha256_hex("") !=
+                    "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855")
+                return false;
+        }
+        return true;
+    };
+    BOOST_TEST(check());
+    bool other = false;
+    std::thread t([&] { other = check(); });
+    t.join();
+    BOOST_TEST(other);
 }
 
 BOOST_AUTO_TEST_SUITE_END()
