@@ -8,6 +8,9 @@
 #include <boost/asio/write.hpp>
 
 #include <sys/socket.h>
+#include <sys/uio.h>
+
+#include <array>
 
 #include <cerrno>
 
@@ -84,13 +87,64 @@ asio::awaitable<std::pair<error_code, std::size_t>> byte_stream::read_some(
 
 asio::awaitable<error_code> byte_stream::write(std::span<const asio::const_buffer> buffers,
                                                duration timeout) {
-    lowest().expires_after(timeout);
     if (tls_) {
+        lowest().expires_after(timeout);
         auto [ec, n] = co_await asio::async_write(*tls_, buffers, use_tuple);
         co_return ec;
     }
-    auto [ec, n] = co_await asio::async_write(*plain_, buffers, use_tuple);
+    // Most writes fit in the socket's send buffer: one non-blocking sendmsg, with no timer
+    // to arm and cancel, no reactor operation and no trip through the event loop. What
+    // does not fit goes the asynchronous way, under the deadline.
+    if (buffers.size() > max_gather) {
+        lowest().expires_after(timeout);
+        auto [ec, n] = co_await asio::async_write(*plain_, buffers, use_tuple);
+        co_return ec;
+    }
+    std::size_t sent = 0;
+    if (const auto r = write_ready(buffers, sent); r) co_return r;
+    if (sent == asio::buffer_size(buffers)) co_return error_code{};
+    std::array<asio::const_buffer, max_gather> rest;
+    std::size_t count = 0;
+    for (const auto& b : buffers) {
+        if (sent >= b.size()) {
+            sent -= b.size();
+            continue;
+        }
+        rest[count++] = asio::buffer(static_cast<const char*>(b.data()) + sent, b.size() - sent);
+        sent = 0;
+    }
+    lowest().expires_after(timeout);
+    auto [ec, n] = co_await asio::async_write(
+        *plain_, std::span<const asio::const_buffer>(rest.data(), count), use_tuple);
     co_return ec;
+}
+
+error_code byte_stream::write_ready(std::span<const asio::const_buffer> buffers,
+                                    std::size_t& sent) noexcept {
+    sent = 0;
+    if (tls_ || buffers.size() > max_gather) return {};
+    std::array<iovec, max_gather> iov;
+    std::size_t count = 0;
+    for (const auto& b : buffers) {
+        if (b.size() == 0) continue;
+        iov[count].iov_base = const_cast<void*>(b.data());
+        iov[count].iov_len = b.size();
+        ++count;
+    }
+    if (count == 0) return {};
+    msghdr msg{};
+    msg.msg_iov = iov.data();
+    msg.msg_iovlen = count;
+    for (;;) {
+        const auto r = ::sendmsg(socket().native_handle(), &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (r >= 0) {
+            sent = static_cast<std::size_t>(r);
+            return {};
+        }
+        if (errno == EINTR) continue;
+        if (errno == EAGAIN || errno == EWOULDBLOCK) return {};
+        return error_code(errno, boost::system::system_category());
+    }
 }
 
 std::size_t byte_stream::read_ready(asio::mutable_buffer buffer, error_code& ec) noexcept {

@@ -47,6 +47,9 @@ class byte_stream {
                                                                   duration timeout);
     asio::awaitable<error_code> write(std::span<const asio::const_buffer> buffers,
                                       duration timeout);
+    // At most this many buffers per write (a head and a body's pieces).
+    static constexpr std::size_t max_gather = 16;
+
     // Plain TCP only: what has already arrived, without waiting (one non-blocking recv).
     // 0 with no error when nothing has; eof when the peer closed.
     std::size_t read_ready(asio::mutable_buffer buffer, error_code& ec) noexcept;
@@ -59,6 +62,10 @@ class byte_stream {
     bool peer_closed() noexcept;
 
   private:
+    // Plain TCP: as much of `buffers` as the socket takes now (one non-blocking sendmsg);
+    // `sent` says how much. An error only when the connection failed.
+    error_code write_ready(std::span<const asio::const_buffer> buffers, std::size_t& sent) noexcept;
+
     std::unique_ptr<boost::beast::tcp_stream> plain_;
     std::unique_ptr<asio::ssl::stream<boost::beast::tcp_stream>> tls_;
 };
