@@ -174,6 +174,12 @@ class forwarder {
     core::clock::duration upstream_time_{};  // spent in failed attempts so far
     core::clock::time_point attempt_started_{};
     std::optional<core::clock::duration> time_to_head_;
+    // A stream that came whole with its head: its head is written with its end.
+    struct unsent_head {
+        int status;
+        double overhead_ms;
+    };
+    std::optional<unsent_head> unsent_head_;
 };
 
 asio::awaitable<void> forwarder::run() {
@@ -359,11 +365,16 @@ asio::awaitable<attempt_error> forwarder::relay_stream(upstream::exchange& x) {
     };
     bool framing_ok = feed();
     bool client_ok = !watch_->gone;
-    if (client_ok) {
-        // The gateway's time before the upstream took over (failed attempts excluded).
-        const double overhead = ms_between(ctx_.received_at, attempt_started_) - ms(upstream_time_);
-        client_ok = !co_await io_.out.start_stream(ctx_, status, "text/event-stream", out_,
-                                                   std::max(0.0, overhead));
+    // The gateway's time before the upstream took over (failed attempts excluded).
+    const double overhead =
+        std::max(0.0, ms_between(ctx_.received_at, attempt_started_) - ms(upstream_time_));
+    if (client_ok && framing_ok && x.parser().is_done()) {
+        // The whole answer came with its head: head, events and end go out in one write,
+        // at the end.
+        unsent_head_ = unsent_head{status, overhead};
+    } else if (client_ok) {
+        client_ok =
+            !co_await io_.out.start_stream(ctx_, status, "text/event-stream", out_, overhead);
         // The head is out: its parts are not needed for the rest of the stream.
         core::header_list().swap(ctx_.response_headers);
         std::string().swap(head_);
@@ -467,8 +478,12 @@ asio::awaitable<attempt_error> forwarder::end_stream(bool complete, bool client_
         out_ += "\n\n";
     }
     // What is left (the last read's events, the adapter's closing ones, an error event)
-    // and the end of the body, in one write.
-    if (co_await io_.out.end_stream(out_)) {
+    // and the end of the body, in one write; the head too when the stream came whole.
+    const auto failed = unsent_head_ ? co_await io_.out.whole_stream(ctx_, unsent_head_->status,
+                                                                     "text/event-stream", out_,
+                                                                     unsent_head_->overhead_ms)
+                                     : co_await io_.out.end_stream(out_);
+    if (failed) {
         if (relaying)
             client_left();
         else

@@ -112,6 +112,25 @@ asio::awaitable<error_code> responder::start_stream(const core::request_context&
     co_return co_await write(head_, first_piece, "\r\n");
 }
 
+asio::awaitable<error_code> responder::whole_stream(const core::request_context& ctx, int status,
+                                                    std::string_view content_type,
+                                                    std::string_view body,
+                                                    std::optional<double> overhead_ms) {
+    render_head(ctx, status, content_type, std::nullopt, overhead_ms);
+    struct release {
+        std::string& s;
+        ~release() { std::string().swap(s); }
+    } released{head_};
+    if (!chunked_) co_return co_await write(head_, body);
+    if (body.empty()) co_return co_await write(head_, "0\r\n\r\n");
+    char size_line[24];
+    auto [p, ec] = std::to_chars(size_line, size_line + 16, body.size(), 16);
+    *p++ = '\r';
+    *p++ = '\n';
+    head_.append(size_line, static_cast<std::size_t>(p - size_line));
+    co_return co_await write(head_, body, "\r\n0\r\n\r\n");
+}
+
 asio::awaitable<error_code> responder::stream_piece(std::string_view piece) {
     // A zero-length chunk would end the response: skip empty pieces.
     if (piece.empty()) co_return error_code{};

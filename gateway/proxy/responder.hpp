@@ -55,6 +55,11 @@ class responder {
                                                     std::string_view first_piece,
                                                     std::optional<double> overhead_ms = {});
     boost::asio::awaitable<error_code> stream_piece(std::string_view piece);
+    // A whole stream in one write (it arrived with its head): the head, `body`, the end.
+    boost::asio::awaitable<error_code> whole_stream(const core::request_context& ctx, int status,
+                                                    std::string_view content_type,
+                                                    std::string_view body,
+                                                    std::optional<double> overhead_ms = {});
     boost::asio::awaitable<error_code> end_stream(std::string_view last = {});
 
   private:

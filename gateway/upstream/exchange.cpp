@@ -18,9 +18,11 @@ using core::attempt_source;
 
 namespace {
 
-// Heads and SSE streams are read in 4 KiB pieces (an open stream holds no more),
-// non-streamed bodies in 16 KiB ones.
-constexpr std::size_t head_read_chunk = 4 * 1024;
+// A head is read with room for an answer that came with it (a short answer, or a whole
+// stream written at once: it then goes out in one write); SSE streams are then read in
+// 4 KiB pieces growing to 64 KiB while reads fill them (a waiting stream holds no
+// buffer), non-streamed bodies in 16 KiB ones.
+constexpr std::size_t head_read_chunk = 32 * 1024;
 constexpr std::size_t stream_read_min = 4 * 1024;
 constexpr std::size_t stream_read_max = 64 * 1024;
 constexpr std::size_t body_read_chunk = 16 * 1024;

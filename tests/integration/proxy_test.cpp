@@ -72,6 +72,33 @@ BOOST_AUTO_TEST_CASE(streamed_completion_reassembles_to_the_mock_content) {
     for (const auto& ev : events) BOOST_TEST(ev.find(R"("choices":[])") == std::string::npos);
 }
 
+BOOST_AUTO_TEST_CASE(a_stream_that_arrives_whole_with_its_head_is_relayed_whole) {
+    // The mock writes the whole SSE body at once (burst=1): the gateway reads it with the
+    // head and sends head, events and end in one write. Same bytes as any stream.
+    env e;
+    const std::string body =
+        R"({"model":"gpt-4o-mini","stream":true,"stream_options":{"include_usage":true},)"
+        R"("messages":[{"role":"user","content":"x #mock chunks=30 burst=1 pad=100"}]})";
+    for (int i = 0; i < 3; ++i) {
+        auto r = http_request(e.gw.port(), "POST", "/v1/chat/completions", auth_headers(), body);
+        BOOST_TEST(r.status == 200);
+        BOOST_TEST(r.header("content-type") == "text/event-stream");
+        BOOST_TEST(r.header("transfer-encoding") == "chunked");
+        const auto events = sse_data(r.body);
+        BOOST_REQUIRE(events.size() >= 3u);
+        BOOST_TEST(events.back() == "[DONE]");
+        BOOST_TEST(reassemble(events) == expected_content(30));
+        BOOST_TEST(events[events.size() - 2].find(R"("choices":[])") != std::string::npos);
+    }
+    // The connection stays usable: a short answer after a whole stream on one connection.
+    http_connection c(e.gw.port());
+    c.send_request("POST", "/v1/chat/completions", auth_headers(), body);
+    const auto first = c.read_response();
+    BOOST_TEST(reassemble(sse_data(first.body)) == expected_content(30));
+    c.send_request("POST", "/v1/chat/completions", auth_headers(), chat_body("hi #mock chunks=2"));
+    BOOST_TEST(c.read_response().status == 200);
+}
+
 BOOST_AUTO_TEST_CASE(stream_pieces_arrive_before_the_stream_ends) {
     env e;
     http_connection c(e.gw.port());
