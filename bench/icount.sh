@@ -119,11 +119,12 @@ for mode in $MODES; do
 done
 
 report="$RESULTS_DIR/$stamp-$host-icount.md"
+built=$(awk -F= '/^CMAKE_BUILD_TYPE:/ {print $2}' "$BUILD_DIR/CMakeCache.txt" 2>/dev/null || true)
 {
     echo "# Instructions and syscalls per request: nginx vs tollgate"
     echo
     echo "$(date -u '+%F %T') UTC on \`$host\`, tollgate $(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo '?'),"
-    echo "$BUILD_TYPE build, $(nginx -v 2>&1 | sed 's/.*: //'). wrk -t1 with \`bench/wrk/chat.lua\` (the ~1 KB chat"
+    echo "${built:-$BUILD_TYPE} build, $(nginx -v 2>&1 | sed 's/.*: //'). wrk -t1 with \`bench/wrk/chat.lua\` (the ~1 KB chat"
     echo "request of bench/run.sh); plain: $PLAIN_CHUNKS content chunks as one JSON answer; stream: $STREAM_CHUNKS"
     echo "content events; burst: the same stream with ${BURST_PAD}-byte padding per event, written by the mock in one"
     echo "write. Instructions: user space, every thread, counted by callgrind over ${DURATION} s of load"
