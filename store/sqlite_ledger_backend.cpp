@@ -3,6 +3,7 @@
 // IMMEDIATE … COMMIT per batch, and a separate read-only connection for the queries.
 #include <sqlite3.h>
 
+#include <array>
 #include <climits>
 #include <cmath>
 #include <cstring>
@@ -38,10 +39,23 @@ constexpr const char* prune_batches_sql =
 constexpr const char* batch_sql =
     "INSERT OR IGNORE INTO usage_batches (batch_id, ts_ms) VALUES (?1, ?2)";
 
-const std::string& insert_sql() {
-    static const std::string sql =
-        "INSERT INTO usage (" + column_list(usage_table()) + ") VALUES (" +
-        placeholders(stored_column_count(usage_table()), sql_dialect::sqlite) + ")";
+// One row, and rows_per_insert rows in one statement: a batch goes in as few statements
+// as it can (each statement's step, halt and reset cost about as much as a row's insert).
+constexpr std::size_t rows_per_insert = 32;
+
+std::string insert_sql(std::size_t rows) {
+    const std::size_t cols = stored_column_count(usage_table());
+    std::string sql = "INSERT INTO usage (" + column_list(usage_table()) + ") VALUES ";
+    for (std::size_t r = 0; r < rows; ++r) {
+        if (r) sql += ", ";
+        sql += '(';
+        for (std::size_t c = 1; c <= cols; ++c) {
+            if (c > 1) sql += ", ";
+            sql += '?';
+            sql += std::to_string(r * cols + c);
+        }
+        sql += ')';
+    }
     return sql;
 }
 
@@ -166,7 +180,7 @@ class sqlite_ledger_backend final : public ledger_backend {
     const std::chrono::milliseconds busy_timeout_;
     // Writer side (declared before the statements: they finalize first).
     db_ptr db_;
-    stmt_ptr insert_, batch_, begin_, commit_, rollback_;
+    stmt_ptr insert_, insert_many_, batch_, begin_, commit_, rollback_;
     db_ptr reader_;
 };
 
@@ -221,7 +235,8 @@ void sqlite_ledger_backend::open_writer() {
         throw;
     }
 
-    insert_.reset(prepare(raw, path, insert_sql().c_str(), SQLITE_PREPARE_PERSISTENT));
+    insert_.reset(prepare(raw, path, insert_sql(1), SQLITE_PREPARE_PERSISTENT));
+    insert_many_.reset(prepare(raw, path, insert_sql(rows_per_insert), SQLITE_PREPARE_PERSISTENT));
     batch_.reset(prepare(raw, path, batch_sql, SQLITE_PREPARE_PERSISTENT));
     // IMMEDIATE takes the write lock up front, so a busy database fails at BEGIN (and is
     // retried) instead of part-way through a batch.
@@ -279,34 +294,53 @@ ledger_backend::write_outcome sqlite_ledger_backend::write_batch(
         rollback();
         return write_outcome::already_stored;
     }
+    // The day strings of the rows being bound (bound SQLITE_STATIC: alive until the step).
+    std::array<std::string, rows_per_insert> days;
+    auto bind_row = [&](sqlite3_stmt* ins, int base, const usage_record& r, std::string& day) {
+        day = utc_day(r.ts_ms);
+        sqlite3_bind_int64(ins, base + 1, r.ts_ms);
+        bind_text(ins, base + 2, day);
+        bind_text(ins, base + 3, r.request_id);
+        bind_text(ins, base + 4, r.key_id);
+        bind_text(ins, base + 5, r.model);
+        bind_text(ins, base + 6, r.provider);
+        bind_text(ins, base + 7, r.upstream_model);
+        sqlite3_bind_int(ins, base + 8, r.status);
+        sqlite3_bind_int(ins, base + 9, r.stream ? 1 : 0);
+        sqlite3_bind_int64(ins, base + 10, r.attempts);
+        bind_opt_uint(ins, base + 11, r.prompt_tokens);
+        bind_opt_uint(ins, base + 12, r.completion_tokens);
+        bind_opt_uint(ins, base + 13, r.total_tokens);
+        sqlite3_bind_int64(ins, base + 14, to_sql_int(r.cached_tokens));
+        sqlite3_bind_int(ins, base + 15, r.estimated ? 1 : 0);
+        bind_opt_double(ins, base + 16, r.cost_usd);
+        sqlite3_bind_double(ins, base + 17, std::isfinite(r.latency_ms) ? r.latency_ms : 0.0);
+        bind_opt_double(ins, base + 18, r.ttft_ms);
+        if (r.error)
+            bind_text(ins, base + 19, *r.error);
+        else
+            sqlite3_bind_null(ins, base + 19);
+    };
+    static_assert(rows_per_insert > 0);
+    const int cols = static_cast<int>(stored_column_count(usage_table()));
+    std::size_t next = 0;
+    for (; batch.size() - next >= rows_per_insert; next += rows_per_insert) {
+        sqlite3_stmt* many = insert_many_.get();
+        sqlite3_reset(many);
+        for (std::size_t k = 0; k < rows_per_insert; ++k)
+            bind_row(many, static_cast<int>(k) * cols, batch[next + k], days[k]);
+        if (!run_step(many, "insert")) {
+            sqlite3_clear_bindings(many);
+            rollback();
+            return write_outcome::failed;
+        }
+    }
+    sqlite3_clear_bindings(insert_many_.get());
     sqlite3_stmt* ins = insert_.get();
-    std::string day;
-    for (const usage_record& r : batch) {
+    for (; next < batch.size(); ++next) {
         sqlite3_reset(ins);
         sqlite3_clear_bindings(ins);
-        day = utc_day(r.ts_ms);
-        sqlite3_bind_int64(ins, 1, r.ts_ms);
-        bind_text(ins, 2, day);
-        bind_text(ins, 3, r.request_id);
-        bind_text(ins, 4, r.key_id);
-        bind_text(ins, 5, r.model);
-        bind_text(ins, 6, r.provider);
-        bind_text(ins, 7, r.upstream_model);
-        sqlite3_bind_int(ins, 8, r.status);
-        sqlite3_bind_int(ins, 9, r.stream ? 1 : 0);
-        sqlite3_bind_int64(ins, 10, r.attempts);
-        bind_opt_uint(ins, 11, r.prompt_tokens);
-        bind_opt_uint(ins, 12, r.completion_tokens);
-        bind_opt_uint(ins, 13, r.total_tokens);
-        sqlite3_bind_int64(ins, 14, to_sql_int(r.cached_tokens));
-        sqlite3_bind_int(ins, 15, r.estimated ? 1 : 0);
-        bind_opt_double(ins, 16, r.cost_usd);
-        sqlite3_bind_double(ins, 17, std::isfinite(r.latency_ms) ? r.latency_ms : 0.0);
-        bind_opt_double(ins, 18, r.ttft_ms);
-        if (r.error)
-            bind_text(ins, 19, *r.error);
-        else
-            sqlite3_bind_null(ins, 19);
+        bind_row(ins, 0, batch[next], days[0]);
         if (!run_step(ins, "insert")) {
             rollback();
             return write_outcome::failed;

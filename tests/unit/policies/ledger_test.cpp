@@ -281,6 +281,32 @@ const std::vector<time_case> time_cases = {
 
 BOOST_AUTO_TEST_SUITE(unit)
 
+BOOST_AUTO_TEST_CASE(rows_written_many_to_a_statement_keep_each_rows_own_fields) {
+    // A batch goes in 32 rows per INSERT, then the rest one by one: every row must keep
+    // its own values, whichever statement carried it.
+    temp_dir dir;
+    {
+        ledger l(make_options(dir));
+        for (int i = 0; i < 70; ++i) {
+            auto r = make_record("r" + std::to_string(i), "k" + std::to_string(i % 5));
+            r.prompt_tokens = static_cast<std::uint64_t>(i);
+            r.completion_tokens = static_cast<std::uint64_t>(1000 + i);
+            r.status = 200 + i % 3;
+            if (i % 7 == 0) r.error = "e" + std::to_string(i);
+            l.push(std::move(r));
+        }
+        l.flush();
+    }
+    db_handle db(dir.file("data/usage.db"));
+    BOOST_TEST(db.scalar("SELECT COUNT(*) FROM usage") == 70);
+    BOOST_TEST(db.scalar("SELECT COUNT(*) FROM usage WHERE completion_tokens = prompt_tokens + 1000 "
+                         "AND request_id = 'r' || prompt_tokens "
+                         "AND key_id = 'k' || (prompt_tokens % 5) "
+                         "AND status = 200 + prompt_tokens % 3 "
+                         "AND (error IS NOT NULL) = (prompt_tokens % 7 = 0) "
+                         "AND (error IS NULL OR error = 'e' || prompt_tokens)") == 70);
+}
+
 BOOST_AUTO_TEST_CASE(jsonl_line_has_spec_keys_in_order_and_values) {
     store::usage_record r = make_record("req-1");
     r.ts_ms = 1795619045123;
