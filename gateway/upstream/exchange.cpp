@@ -18,11 +18,13 @@ using core::attempt_source;
 
 namespace {
 
-// A head is read with room for an answer that came with it (a short answer, or a whole
-// stream written at once: it then goes out in one write); SSE streams are then read in
-// 4 KiB pieces growing to 64 KiB while reads fill them (a waiting stream holds no
-// buffer), non-streamed bodies in 16 KiB ones.
-constexpr std::size_t head_read_chunk = 32 * 1024;
+// Heads and SSE streams are read in 4 KiB pieces, a stream's growing to 64 KiB while
+// reads fill them (a waiting stream holds no buffer); non-streamed bodies in 16 KiB ones.
+// A head read that fills its 4 KiB takes what else has arrived at once (up to 28 KiB), so
+// that an answer written at once is usually all there with its head (and a stream then
+// goes out in one write).
+constexpr std::size_t head_read_chunk = 4 * 1024;
+constexpr std::size_t head_read_more = 28 * 1024;  // a head's buffer stays within 32 KiB
 constexpr std::size_t stream_read_min = 4 * 1024;
 constexpr std::size_t stream_read_max = 64 * 1024;
 constexpr std::size_t body_read_chunk = 16 * 1024;
@@ -103,6 +105,14 @@ asio::awaitable<boost::system::error_code> exchange::read_head(std::size_t& byte
         // A head that came with more than its read could take: the answer is arriving as
         // fast as it can be read (a burst), so a stream's first read takes all it can.
         stream_read_ = n == head_read_chunk ? stream_read_max : stream_read_min;
+        if (n == head_read_chunk) {
+            // What else has arrived, without waiting (plain TCP; an error or the end is
+            // met again by the next read).
+            error_code more;
+            const auto m = conn_.stream().read_ready(buf_.prepare(head_read_more), more);
+            buf_.commit(m);
+            bytes_in += m;
+        }
     }
 }
 
