@@ -69,8 +69,8 @@ local W, B = 60000, 100
 // part (0/1), 6 token cap, 7 nano-dollar cap (-1 = none), 8 period start ms, 9 seed tokens,
 // 10 seed nano (-1 = none given), 11 period kind, 12 instance, 13 whether the seed's
 // ledger is shared by every instance (1: PostgreSQL) or the seeding instance's own (0),
-// 14 the instance's ended requests of the key whose settles are on their way (rids joined
-// by ','; only for a concurrency limit); then 3 per request, in arrival order: rid, estimated
+// 14 the instance's ended requests of the key whose settles are on their way ('rid tokens
+// nano-dollars' joined by ','); then 3 per request, in arrival order: rid, estimated
 // tokens, estimated nano-dollars. A batch: the requests of one key (same limits) that reached a
 // worker together, decided one after the other as if each were alone, so that what the key's reads
 // and writes cost is paid once per batch. A seed notes when and by whom it was made: settles of
@@ -159,12 +159,35 @@ local function save_window()
 end
 local inflight = redis.call('ZCARD', KEYS[2])
 -- The instance's requests of this key that have ended but whose settles are still on
--- their way (ARGV[14]: rids joined by ','): not in flight any more, though their leases
--- are in l until the settle arrives. A client that sends its next request as soon as the
--- last one ended is not refused for a slot it no longer holds.
-if conc > 0 and ARGV[14] ~= '' then
-  for id in string.gmatch(ARGV[14], '[^,]+') do
-    if redis.call('ZSCORE', KEYS[2], id) then inflight = inflight - 1 end
+-- their way (ARGV[14]: 'rid tokens nano-dollars' joined by ','): not in flight any more,
+-- though their leases are in l, and their real figures stand for their estimates, which
+-- the window and the budget's holds still count, until the settle arrives. A client that
+-- sends its next request as soon as the last one ended is decided on what it used, not on
+-- what was reserved for it. Nothing is written from them here: the settle does that.
+local tok_adj, use_tok_adj, use_nano_adj = 0, 0, 0
+if ARGV[14] ~= '' then
+  local ids, used = {}, {}
+  for id, t, n in string.gmatch(ARGV[14], '([^ ,]+) (%d+) (%d+)') do
+    ids[#ids + 1] = id
+    used[#used + 1] = {tonumber(t), tonumber(n)}
+  end
+  if conc > 0 then
+    for _, id in ipairs(ids) do
+      if redis.call('ZSCORE', KEYS[2], id) then inflight = inflight - 1 end
+    end
+  end
+  if #ids > 0 and (tpm >= 0 or budget_on) then
+    local hv = redis.call('HMGET', KEYS[4], unpack(ids))
+    for k = 1, #ids do
+      if hv[k] then
+        local est, bk, nano = F(hv[k])
+        if bk and wo >= 0 and bk >= wo then tok_adj = tok_adj + used[k][1] - est end
+        if nano then
+          use_tok_adj = use_tok_adj + used[k][1] - est
+          use_nano_adj = use_nano_adj + used[k][2] - nano
+        end
+      end
+    end
   end
 end
 -- The ms until `amount` requests (suffix '') or tokens ('t') have left the window:
@@ -234,7 +257,7 @@ for j = 15, #ARGV, 3 do
   end
   if tpm >= 0 then
     if tpm == 0 then refuse(W, 2)
-    elseif tokens >= tpm then refuse(wait_for(tokens - tpm + 1, 't'), 2) end
+    elseif tokens + tok_adj >= tpm then refuse(wait_for(tokens + tok_adj - tpm + 1, 't'), 2) end
   end
   if conc >= 0 then
     if conc == 0 then refuse(W, 3)
@@ -246,8 +269,8 @@ for j = 15, #ARGV, 3 do
       save_window()
       return {-1}
     end
-    if cap_tok >= 0 and use_tok >= cap_tok then why = 4
-    elseif cap_nano >= 0 and use_nano >= cap_nano then why = 5 end
+    if cap_tok >= 0 and use_tok + use_tok_adj >= cap_tok then why = 4
+    elseif cap_nano >= 0 and use_nano + use_nano_adj >= cap_nano then why = 5 end
   end
   local n = #out
   if why ~= 0 then
@@ -763,10 +786,10 @@ asio::awaitable<void> shared_state::send_batch(std::shared_ptr<admit_batch> b) {
         if (it != open_batches_.end() && it->second == b) open_batches_.erase(it);
     }
     admit_batches_.fetch_add(1, std::memory_order_relaxed);
-    // ARGV[14]: with a concurrency limit, this instance's requests of the key that ended
-    // and whose settles have not been answered yet.
-    b->args.insert(b->args.begin() + 13,
-                   b->args[3] == "-1" ? std::string() : ended_rids(b->key_id));
+    // ARGV[14]: this instance's requests of the key that ended and whose settles have not
+    // been answered yet, with what they used.
+    b->args.insert(b->args.begin() + 13, ended_requests(b->key_id));
+
     const std::size_t n = b->waiters.size();
     admit_outcome common;
     redis_reply rep;
@@ -849,17 +872,22 @@ void shared_state::send_with_retry(int script, std::vector<std::string> keys,
         });
 }
 
-std::string shared_state::ended_rids(const std::string& key_id) {
+std::string shared_state::ended_requests(const std::string& key_id) {
     std::string out;
     std::lock_guard lock(outbox_mu_);
     const auto it = outbox_.find(key_id);
     if (it == outbox_.end()) return out;
-    // The newest: a long backlog (an outage) only makes the count stricter than it is.
+    // The newest: a long backlog (an outage) only leaves the decision stricter than it is.
     const auto& items = it->second.items;
-    const std::size_t from = items.size() > max_ended_rids ? items.size() - max_ended_rids : 0;
+    const std::size_t from =
+        items.size() > max_ended_requests ? items.size() - max_ended_requests : 0;
     for (std::size_t i = from; i < items.size(); ++i) {
         if (!out.empty()) out += ',';
         out += items[i].rid;
+        out += ' ';
+        out += std::to_string(items[i].tokens);
+        out += ' ';
+        out += std::to_string(std::max<std::int64_t>(0, items[i].nano));
     }
     return out;
 }

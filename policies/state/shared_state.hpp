@@ -197,10 +197,11 @@ class shared_state {
         std::unordered_set<std::string> unsure;  // rids in renewals that went unanswered
     };
     void flush_outbox(const std::string& key_id);
-    // The rids of the key's settles not answered yet (the newest max_ended_rids), joined
-    // by ',': requests that ended here, whose leases Redis still counts in flight.
-    std::string ended_rids(const std::string& key_id);
-    static constexpr std::size_t max_ended_rids = 64;
+    // The key's settles not answered yet (the newest max_ended_requests), as 'rid tokens
+    // nano-dollars' joined by ',': requests that ended here, which Redis still counts in
+    // flight and at their estimates.
+    std::string ended_requests(const std::string& key_id);
+    static constexpr std::size_t max_ended_requests = 64;
     // What the outbox of a key does next (under outbox_mu_), and doing it (not under it).
     enum class next_step { none, now, linger };
     next_step next_for(key_outbox& box);

@@ -490,6 +490,28 @@ BOOST_AUTO_TEST_CASE(a_client_sending_one_request_after_another_never_meets_its_
     for (auto& s : slow) BOOST_TEST(s->read_response().status == 200);
 }
 
+BOOST_AUTO_TEST_CASE(a_client_sending_one_request_after_another_is_decided_on_what_it_used) {
+    // Until a request's settle reaches Redis, Redis holds its estimate (here above what it
+    // uses). The instance names its ended requests with what they used, so a client
+    // that sends one request after another gets exactly the requests its budget pays for.
+    redis_server redis;
+    mock_upstream mock;
+    cluster_options c;
+    c.key_terms = "    budget: {tokens: 600, period: day}\n";
+    gateway_process a(cluster_config(mock.port(), redis, c));
+    const std::string body =
+        R"({"model":"gpt-4o-mini","max_tokens":200,"messages":[{"role":"user","content":"hi #mock chunks=30"}]})";
+    auto first =
+        http_request(a.port(), "POST", "/v1/chat/completions", auth_headers(key_shared), body);
+    BOOST_TEST_REQUIRE(first.status == 200);
+    const long used = total_tokens_of(first.body);
+    BOOST_TEST_REQUIRE(used > 0);
+    int admitted = 1;
+    while (admitted < 100 && status_of(a.port(), key_shared, body) == 200) ++admitted;
+    // Admitted while the spend was below the budget: ceil(600 / used).
+    BOOST_TEST(admitted == (600 + used - 1) / used);
+}
+
 BOOST_AUTO_TEST_CASE(a_settle_marks_its_request_settled_in_redis_only_after_an_unanswered_renewal) {
     // The settled set keeps a renewal that arrives after its request's settle from
     // bringing the lease back. Settles wait while a renewal of their key is on its way,
