@@ -171,15 +171,12 @@ if ARGV[14] ~= '' then
     ids[#ids + 1] = id
     used[#used + 1] = {tonumber(t), tonumber(n)}
   end
-  if conc > 0 then
-    for _, id in ipairs(ids) do
-      if redis.call('ZSCORE', KEYS[2], id) then inflight = inflight - 1 end
-    end
-  end
-  if #ids > 0 and (tpm >= 0 or budget_on) then
+  -- Their records in f (kept with their leases in l: both go together) in one read.
+  if #ids > 0 and (conc > 0 or tpm >= 0 or budget_on) then
     local hv = redis.call('HMGET', KEYS[4], unpack(ids))
     for k = 1, #ids do
       if hv[k] then
+        if conc > 0 then inflight = inflight - 1 end
         local est, bk, nano = F(hv[k])
         if bk and wo >= 0 and bk >= wo then tok_adj = tok_adj + used[k][1] - est end
         if nano then
