@@ -830,13 +830,20 @@ asio::awaitable<void> shared_state::send_batch(std::shared_ptr<admit_batch> b) {
         }
         break;
     }
+    bool near = false;
     for (std::size_t i = 0; i < n; ++i) {
         admit_outcome o = common;
-        if (o.how == redis_reply::status::ok && !o.failed)
+        if (o.how == redis_reply::status::ok && !o.failed) {
             for (std::size_t k = 0; k < 8; ++k)
                 o.v[k] = rep.value.elements[8 * i + k].as_int().value_or(0);
+            near = near || o.v[0] != 1 || o.v[7] != 0;
+        }
         // Every waiter is a coroutine of the worker the batch belongs to.
         asio::post(b->worker, [h = std::move(b->waiters[i]), o]() mutable { std::move(h)(o); });
+    }
+    if (common.how == redis_reply::status::ok && !common.failed) {
+        std::lock_guard lock(outbox_mu_);
+        outbox_[b->key_id].near_cap = near;
     }
 }
 
@@ -873,7 +880,9 @@ std::string shared_state::ended_requests(const std::string& key_id) {
     std::string out;
     std::lock_guard lock(outbox_mu_);
     const auto it = outbox_.find(key_id);
-    if (it == outbox_.end()) return out;
+    // Far from its caps, the estimates of a few ended requests change no decision: the
+    // script is spared reading them.
+    if (it == outbox_.end() || !it->second.near_cap) return out;
     // The newest: a long backlog (an outage) only leaves the decision stricter than it is.
     const auto& items = it->second.items;
     const std::size_t from =
