@@ -24,6 +24,10 @@ namespace {
 // that an answer written at once is usually all there with its head (and a stream then
 // goes out in one write).
 constexpr std::size_t head_read_chunk = 4 * 1024;
+// A streamed request's head is read into 512 bytes: what a stream waiting for its first
+// token (seconds, for a large model) holds meanwhile. An SSE head is smaller; a bigger one
+// fills it and the rest is taken at once, as below.
+constexpr std::size_t stream_head_read = 512;
 constexpr std::size_t head_read_more = 28 * 1024;  // a head's buffer stays within 32 KiB
 constexpr std::size_t stream_read_min = 4 * 1024;
 constexpr std::size_t stream_read_max = 64 * 1024;
@@ -48,6 +52,7 @@ asio::awaitable<attempt_error> exchange::open(pool& p, std::span<const asio::con
         watch_.upstream = &conn_.stream();
         parser_.emplace();
         buf_.clear();
+        streamed_ = ctx.req.stream;
         parser_->body_limit(pc_.max_response_bytes);
         sent_at_ = core::clock::now();
         auto ec = co_await conn_.stream().write(request, pc_.idle_timeout);
@@ -98,14 +103,15 @@ asio::awaitable<boost::system::error_code> exchange::read_head(std::size_t& byte
         }
         const auto left = deadline - core::clock::now();
         if (left <= core::clock::duration::zero()) co_return beast::error::timeout;
-        auto [rec, n] = co_await conn_.stream().read_some(buf_.prepare(head_read_chunk), left);
+        const std::size_t room = streamed_ ? stream_head_read : head_read_chunk;
+        auto [rec, n] = co_await conn_.stream().read_some(buf_.prepare(room), left);
         if (rec) co_return rec;
         bytes_in += n;
         buf_.commit(n);
         // A head that came with more than its read could take: the answer is arriving as
         // fast as it can be read (a burst), so a stream's first read takes all it can.
-        stream_read_ = n == head_read_chunk ? stream_read_max : stream_read_min;
-        if (n == head_read_chunk) {
+        stream_read_ = n == room ? stream_read_max : stream_read_min;
+        if (n == room) {
             // What else has arrived, without waiting (plain TCP; an error or the end is
             // met again by the next read).
             error_code more;

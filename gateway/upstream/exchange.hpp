@@ -82,6 +82,7 @@ class exchange {
     core::clock::time_point sent_at_{};
     core::clock::time_point head_at_{};
     std::size_t stream_read_ = 4 * 1024;  // the next streamed read's size
+    bool streamed_ = false;               // the client asked for a stream
 };
 
 // Timeouts of every kind: the stream's deadline (Beast) and a connect's (Asio).
