@@ -1,6 +1,6 @@
-// Fuzzes the usage scanner of gateway/upstream/usage_extract.cpp (find_usage,
-// generated_text_bytes, has_empty_choices, append_without_null_usage,
-// first_string_member) with the input as an upstream answer body or one event's data.
+// Fuzzes the usage scanner of gateway/upstream/usage_extract.cpp (scan_event and its
+// one-member forms find_usage, generated_text_bytes, has_empty_choices, and
+// append_without_null_usage) with the input as an upstream answer body or one event's data.
 // The input stays in libFuzzer's exactly-sized buffer, so a read one byte past the end is
 // an ASan report.
 //
@@ -202,18 +202,14 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     const std::size_t removed = append_without_null_usage(input, stripped);
     FUZZ_CHECK(stripped.size() + removed * 11 <= size, input);
     if (input.find("\"usage\"") == std::string_view::npos) FUZZ_CHECK(stripped == input, input);
-    const auto type = first_string_member(input, "\"type\"");
-    FUZZ_CHECK(type.size() <= size, input);
-    if (!type.empty())
-        FUZZ_CHECK(type.data() >= input.data() && type.data() + type.size() <= input.data() + size,
-                   input);
-
-    // The one-pass scan agrees with the functions it stands in for, and its usage:null cuts
-    // with the scanning stripper, for an event's data on one line.
+    // The one-pass scan's "type" lies inside the input, and its usage:null cuts agree with
+    // the scanning stripper, for an event's data on one line.
     const auto facts = scan_event(input);
-    FUZZ_CHECK(same(facts.usage, usage), input);
-    FUZZ_CHECK(facts.text_bytes == text && facts.empty_choices == empty_choices, input);
     FUZZ_CHECK(facts.type.size() <= size, input);
+    if (!facts.type.empty())
+        FUZZ_CHECK(facts.type.data() >= input.data() &&
+                       facts.type.data() + facts.type.size() <= input.data() + size,
+                   input);
     if (input.find_first_of("\r\n") == std::string_view::npos) {
         const std::string raw = "data: " + std::string(input) + "\n\n";
         const std::string_view data = std::string_view(raw).substr(6, size);

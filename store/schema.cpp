@@ -160,10 +160,10 @@ std::size_t stored_column_count(const table& t) {
     return n;
 }
 
-std::string placeholders(std::size_t n, sql_dialect d) {
+std::string placeholders(std::size_t n, sql_dialect d, std::size_t first) {
     std::string s;
-    for (std::size_t i = 1; i <= n; ++i) {
-        if (i > 1) s += ", ";
+    for (std::size_t i = first; i < first + n; ++i) {
+        if (i > first) s += ", ";
         s += d == sql_dialect::postgres ? '$' : '?';
         s += std::to_string(i);
     }

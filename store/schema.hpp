@@ -59,7 +59,7 @@ std::string add_column_sql(const table& t, const column& c, sql_dialect d);
 std::string column_list(const table& t);
 // How many columns column_list names.
 std::size_t stored_column_count(const table& t);
-// "?1, ?2, …" (SQLite) or "$1, $2, …" (PostgreSQL), n of them.
-std::string placeholders(std::size_t n, sql_dialect d);
+// "?1, ?2, …" (SQLite) or "$1, $2, …" (PostgreSQL), n of them, numbered from `first`.
+std::string placeholders(std::size_t n, sql_dialect d, std::size_t first = 1);
 
 }  // namespace tollgate::store

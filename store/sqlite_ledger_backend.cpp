@@ -48,13 +48,7 @@ std::string insert_sql(std::size_t rows) {
     std::string sql = "INSERT INTO usage (" + column_list(usage_table()) + ") VALUES ";
     for (std::size_t r = 0; r < rows; ++r) {
         if (r) sql += ", ";
-        sql += '(';
-        for (std::size_t c = 1; c <= cols; ++c) {
-            if (c > 1) sql += ", ";
-            sql += '?';
-            sql += std::to_string(r * cols + c);
-        }
-        sql += ')';
+        sql += '(' + placeholders(cols, sql_dialect::sqlite, r * cols + 1) + ')';
     }
     return sql;
 }
@@ -321,7 +315,6 @@ ledger_backend::write_outcome sqlite_ledger_backend::write_batch(
         else
             sqlite3_bind_null(ins, base + 19);
     };
-    static_assert(rows_per_insert > 0);
     const int cols = static_cast<int>(stored_column_count(usage_table()));
     std::size_t next = 0;
     for (; batch.size() - next >= rows_per_insert; next += rows_per_insert) {

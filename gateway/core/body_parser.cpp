@@ -18,15 +18,8 @@ std::size_t skip_ws(std::string_view s, std::size_t i) {
 }
 
 std::size_t skip_string(std::string_view s, std::size_t i) {
-    const char* p = s.data() + i + 1;
-    const char* const end = s.data() + s.size();
-    for (;;) {
-        p = bytes::find_either(p, end, '"', '\\');
-        if (p == end) return s.size();
-        if (*p == '"') return static_cast<std::size_t>(p - s.data()) + 1;
-        if (end - p < 2) return s.size();
-        p += 2;  // an escape pair
-    }
+    const char* e = bytes::json_string_end(s.data() + i + 1, s.data() + s.size());
+    return e ? static_cast<std::size_t>(e - s.data()) : s.size();
 }
 
 std::size_t skip_value(std::string_view s, std::size_t i) {

@@ -57,6 +57,17 @@ inline std::size_t count_either(const char* p, const char* end, char a, char b) 
     return n;
 }
 
+// Just past the closing quote of the JSON string whose opening quote is p[-1]: the first
+// quote in [p, end) not escaped by a backslash pair. nullptr if the string does not end.
+inline const char* json_string_end(const char* p, const char* end) noexcept {
+    for (;;) {
+        p = find_either(p, end, '"', '\\');
+        if (p == end || (*p == '\\' && end - p < 2)) return nullptr;
+        if (*p == '"') return p + 1;
+        p += 2;  // an escape pair
+    }
+}
+
 // ASCII bytes and non-ASCII characters (UTF-8 lead bytes, >= 0xC0) of [p, end).
 struct utf8_count {
     std::size_t ascii = 0;

@@ -92,66 +92,66 @@ asio::awaitable<error_code> responder::send_error(const core::request_context& c
     co_return co_await send(ctx, core::describe(e).status, "application/json", body, overhead_ms);
 }
 
-asio::awaitable<error_code> responder::start_stream(const core::request_context& ctx, int status,
-                                                    std::string_view content_type,
-                                                    std::string_view first_piece,
-                                                    std::optional<double> overhead_ms) {
+namespace {
+
+// A chunk's size line: its size in hex, then CRLF.
+struct size_line {
+    explicit size_line(std::size_t n) noexcept {
+        auto [p, ec] = std::to_chars(buf, buf + 16, n, 16);
+        *p++ = '\r';
+        *p++ = '\n';
+        len = static_cast<std::size_t>(p - buf);
+    }
+    std::string_view view() const noexcept { return {buf, len}; }
+    char buf[24];
+    std::size_t len;
+};
+
+}  // namespace
+
+asio::awaitable<error_code> responder::head_with(const core::request_context& ctx, int status,
+                                                 std::string_view content_type,
+                                                 std::string_view piece,
+                                                 std::optional<double> overhead_ms, bool last) {
     render_head(ctx, status, content_type, std::nullopt, overhead_ms);
     // A stream's head is written once; its buffer is not kept for the stream's lifetime.
     struct release {
         std::string& s;
         ~release() { std::string().swap(s); }
     } released{head_};
-    if (first_piece.empty()) co_return co_await write(head_);
-    if (!chunked_) co_return co_await write(head_, first_piece);
-    char size_line[24];
-    auto [p, ec] = std::to_chars(size_line, size_line + 16, first_piece.size(), 16);
-    *p++ = '\r';
-    *p++ = '\n';
-    head_.append(size_line, static_cast<std::size_t>(p - size_line));
-    co_return co_await write(head_, first_piece, "\r\n");
+    if (!chunked_) co_return co_await write(head_, piece);
+    if (piece.empty()) co_return co_await write(head_, last ? "0\r\n\r\n" : "");
+    head_ += size_line(piece.size()).view();
+    co_return co_await write(head_, piece, last ? "\r\n0\r\n\r\n" : "\r\n");
+}
+
+asio::awaitable<error_code> responder::start_stream(const core::request_context& ctx, int status,
+                                                    std::string_view content_type,
+                                                    std::string_view first_piece,
+                                                    std::optional<double> overhead_ms) {
+    co_return co_await head_with(ctx, status, content_type, first_piece, overhead_ms, false);
 }
 
 asio::awaitable<error_code> responder::whole_stream(const core::request_context& ctx, int status,
                                                     std::string_view content_type,
                                                     std::string_view body,
                                                     std::optional<double> overhead_ms) {
-    render_head(ctx, status, content_type, std::nullopt, overhead_ms);
-    struct release {
-        std::string& s;
-        ~release() { std::string().swap(s); }
-    } released{head_};
-    if (!chunked_) co_return co_await write(head_, body);
-    if (body.empty()) co_return co_await write(head_, "0\r\n\r\n");
-    char size_line[24];
-    auto [p, ec] = std::to_chars(size_line, size_line + 16, body.size(), 16);
-    *p++ = '\r';
-    *p++ = '\n';
-    head_.append(size_line, static_cast<std::size_t>(p - size_line));
-    co_return co_await write(head_, body, "\r\n0\r\n\r\n");
+    co_return co_await head_with(ctx, status, content_type, body, overhead_ms, true);
 }
 
 asio::awaitable<error_code> responder::stream_piece(std::string_view piece) {
     // A zero-length chunk would end the response: skip empty pieces.
     if (piece.empty()) co_return error_code{};
     if (!chunked_) co_return co_await write(piece);
-    char size_line[24];
-    auto [p, ec] = std::to_chars(size_line, size_line + 16, piece.size(), 16);
-    *p++ = '\r';
-    *p++ = '\n';
-    co_return co_await write(std::string_view(size_line, static_cast<std::size_t>(p - size_line)),
-                             piece, "\r\n");
+    const size_line size(piece.size());
+    co_return co_await write(size.view(), piece, "\r\n");
 }
 
 asio::awaitable<error_code> responder::end_stream(std::string_view last) {
     if (!chunked_) co_return last.empty() ? error_code{} : co_await write(last);
     if (last.empty()) co_return co_await write("0\r\n\r\n");
-    char size_line[24];
-    auto [p, ec] = std::to_chars(size_line, size_line + 16, last.size(), 16);
-    *p++ = '\r';
-    *p++ = '\n';
-    co_return co_await write(std::string_view(size_line, static_cast<std::size_t>(p - size_line)),
-                             last, "\r\n0\r\n\r\n");
+    const size_line size(last.size());
+    co_return co_await write(size.view(), last, "\r\n0\r\n\r\n");
 }
 
 }  // namespace tollgate::proxy

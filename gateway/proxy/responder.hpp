@@ -63,6 +63,12 @@ class responder {
     boost::asio::awaitable<error_code> end_stream(std::string_view last = {});
 
   private:
+    // The head and the first piece (chunked: with its size line), and with `last` the end
+    // of the body, in one write; the head's buffer is released after it.
+    boost::asio::awaitable<error_code> head_with(const core::request_context& ctx, int status,
+                                                 std::string_view content_type,
+                                                 std::string_view piece,
+                                                 std::optional<double> overhead_ms, bool last);
     void render_head(const core::request_context& ctx, int status, std::string_view content_type,
                      std::optional<std::size_t> content_length, std::optional<double> overhead_ms);
     boost::asio::awaitable<error_code> write(std::string_view a, std::string_view b = {},

@@ -21,15 +21,8 @@ std::size_t skip_ws(std::string_view s, std::size_t i) noexcept {
 // Index just past the closing quote of the string starting at s[i] == '"', or npos (16 bytes
 // at a time between escapes).
 std::size_t end_of_string(std::string_view s, std::size_t i) noexcept {
-    const char* p = s.data() + i + 1;
-    const char* const end = s.data() + s.size();
-    for (;;) {
-        p = core::bytes::find_either(p, end, '"', '\\');
-        if (p == end) return std::string_view::npos;
-        if (*p == '"') return static_cast<std::size_t>(p - s.data()) + 1;
-        if (end - p < 2) return std::string_view::npos;
-        p += 2;  // an escape pair
-    }
+    const char* e = core::bytes::json_string_end(s.data() + i + 1, s.data() + s.size());
+    return e ? static_cast<std::size_t>(e - s.data()) : std::string_view::npos;
 }
 
 // Index just past the value starting at s[i], or npos if it is cut short.
@@ -139,10 +132,6 @@ void for_each_key(std::string_view s, std::string_view quoted_key, F&& f) noexce
     }
 }
 
-}  // namespace
-
-namespace {
-
 bool is_hex(char c) noexcept {
     return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
 }
@@ -181,37 +170,13 @@ enum class member { other, text, usage, finish_reason, choices, type };
 // The members scan_event looks at. Text: the members whose string values are generated
 // text, in every API's shape.
 member classify(std::string_view key) noexcept {
-    switch (key.size()) {
-        case 4:
-            if (key == "text") return member::text;
-            if (key == "type") return member::type;
-            break;
-        case 5:
-            if (key == "usage") return member::usage;
-            if (key == "delta") return member::text;
-            break;
-        case 7:
-            if (key == "content") return member::text;
-            if (key == "choices") return member::choices;
-            break;
-        case 8:
-            if (key == "thinking") return member::text;
-            break;
-        case 9:
-            if (key == "arguments") return member::text;
-            break;
-        case 12:
-            if (key == "partial_json") return member::text;
-            break;
-        case 13:
-            if (key == "finish_reason") return member::finish_reason;
-            break;
-        case 17:
-            if (key == "reasoning_content") return member::text;
-            break;
-        default:
-            break;
-    }
+    if (key == "content" || key == "text" || key == "delta" || key == "arguments" ||
+        key == "reasoning_content" || key == "partial_json" || key == "thinking")
+        return member::text;
+    if (key == "usage") return member::usage;
+    if (key == "finish_reason") return member::finish_reason;
+    if (key == "choices") return member::choices;
+    if (key == "type") return member::type;
     return member::other;
 }
 
@@ -315,23 +280,6 @@ text_count generated_text(std::string_view json) noexcept {
 
 bool has_empty_choices(std::string_view json) noexcept {
     return scan_event(json).empty_choices;
-}
-
-std::string_view first_string_member(std::string_view json, std::string_view quoted_key) noexcept {
-    std::string_view found;
-    bool done = false;
-    for_each_key(json, quoted_key, [&](std::size_t after) {
-        if (done) return;
-        std::size_t i = skip_ws(json, after);
-        if (i >= json.size() || json[i] != ':') return;
-        i = skip_ws(json, i + 1);
-        if (i >= json.size() || json[i] != '"') return;
-        const std::size_t end = end_of_string(json, i);
-        if (end == std::string_view::npos) return;
-        found = json.substr(i + 1, end - i - 2);
-        done = true;
-    });
-    return found;
 }
 
 std::size_t append_without_null_usage(std::string_view raw, std::string& out) {

@@ -44,22 +44,19 @@ struct text_count {
 };
 text_count generated_text(std::string_view json) noexcept;
 
-// The value of the first top-level-looking string member `key` (e.g. "type"), as
-// written (escapes not decoded), or empty.
-std::string_view first_string_member(std::string_view json, std::string_view quoted_key) noexcept;
-
 // Everything the stream observers read from one event's JSON, found in one pass over it:
 // the per-event path looks at each byte once (string values are skipped, or counted when
-// they are generated text, 16 bytes at a time), where asking find_usage, generated_text,
-// has_empty_choices and first_string_member in turn would scan the event four times.
-// Each member is what that function returns for the same input.
+// they are generated text, 16 bytes at a time). find_usage, generated_text(_bytes) and
+// has_empty_choices return one member each (for one-off uses and tests).
 struct event_facts {
     std::optional<extracted_usage> usage;  // find_usage
     text_count text;                       // generated_text
     std::size_t text_bytes = 0;            // generated_text_bytes
     bool empty_choices = false;            // has_empty_choices
     bool finish_reason = false;            // a "finish_reason" member with a string value
-    std::string_view type;                 // first_string_member(json, "\"type\"")
+    // The value of the first "type" member that is a string, as written (escapes not
+    // decoded), or empty.
+    std::string_view type;
     // The `"usage":null` members append_without_null_usage would cut, each with its
     // comma: [begin, end) offsets into the scanned text. More than fit: cuts_overflow.
     struct cut {

@@ -36,7 +36,6 @@ void openai_observer::body(std::string_view json, core::usage_meter& meter) noex
 }
 
 bool openai_observer::chunk(std::string_view data, core::usage_meter& meter) noexcept {
-    if (data.size() < 2 || data[0] != '{') return chunk(data, event_facts{}, meter);
     return chunk(data, scan_event(data), meter);
 }
 

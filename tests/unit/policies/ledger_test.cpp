@@ -299,12 +299,13 @@ BOOST_AUTO_TEST_CASE(rows_written_many_to_a_statement_keep_each_rows_own_fields)
     }
     db_handle db(dir.file("data/usage.db"));
     BOOST_TEST(db.scalar("SELECT COUNT(*) FROM usage") == 70);
-    BOOST_TEST(db.scalar("SELECT COUNT(*) FROM usage WHERE completion_tokens = prompt_tokens + 1000 "
-                         "AND request_id = 'r' || prompt_tokens "
-                         "AND key_id = 'k' || (prompt_tokens % 5) "
-                         "AND status = 200 + prompt_tokens % 3 "
-                         "AND (error IS NOT NULL) = (prompt_tokens % 7 = 0) "
-                         "AND (error IS NULL OR error = 'e' || prompt_tokens)") == 70);
+    BOOST_TEST(
+        db.scalar("SELECT COUNT(*) FROM usage WHERE completion_tokens = prompt_tokens + 1000 "
+                  "AND request_id = 'r' || prompt_tokens "
+                  "AND key_id = 'k' || (prompt_tokens % 5) "
+                  "AND status = 200 + prompt_tokens % 3 "
+                  "AND (error IS NOT NULL) = (prompt_tokens % 7 = 0) "
+                  "AND (error IS NULL OR error = 'e' || prompt_tokens)") == 70);
 }
 
 BOOST_AUTO_TEST_CASE(jsonl_line_has_spec_keys_in_order_and_values) {

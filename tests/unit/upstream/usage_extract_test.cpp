@@ -162,11 +162,11 @@ BOOST_AUTO_TEST_CASE(one_scan_finds_all_an_openai_chunk_says) {
     BOOST_TEST(last.empty_choices);
     BOOST_TEST(last.usage.has_value());
 
-    // The first "type" with a string value, as first_string_member finds it.
+    // The first "type" with a string value.
     const std::string anthropic =
         R"({"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"Hi"}})";
     BOOST_TEST(scan_event(anthropic).type == "content_block_delta");
-    BOOST_TEST(scan_event(anthropic).type == first_string_member(anthropic, "\"type\""));
+    BOOST_TEST(scan_event(R"({"type":1,"x":{"type":"inner"}})").type == "inner");
     BOOST_TEST(scan_event(anthropic).text.ascii == 2u);
 }
 
