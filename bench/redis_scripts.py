@@ -16,8 +16,7 @@ Several versions side by side, alternated, medians:
 Admission scripts that take a batch (several requests of one key per call, as a worker
 sends those that arrive together) get BATCH requests per call; older ones one.
 
-Env: ROUNDS [4], N [60000] requests per run, BATCH [4], REDIS_CPU [1], CLIENT_CPU [0],
-ENDED [0] (1: every admission names 8 ended requests, as for a key near a cap).
+Env: ROUNDS [4], N [60000] requests per run, BATCH [4], REDIS_CPU [1], CLIENT_CPU [0].
 """
 import os
 import socket
@@ -133,12 +132,11 @@ def one_run(admit_src, settle_src):
                 args = ["EVALSHA", sha_a, 6, *KEYS, 30000, 10**9, 10**12, 10**6, 1, -1,
                         10**15, 0, 0, 0, "total", "bench", 0]
                 if ended:
-                    # Far from its caps (as here), a key's ended requests are not named;
-                    # ENDED=1 names the next settle batch's 8 as a key near a cap would.
+                    # The next settle batch's 8 requests: ended, not settled yet (the
+                    # script reads them only when a check would refuse without them).
                     first = ids[0]
                     args.append(",".join(f"bench:{r} 120 1500"
-                                         for r in range(max(0, first - 64), max(0, first - 56)))
-                                if os.environ.get("ENDED") == "1" else "")
+                                         for r in range(max(0, first - 64), max(0, first - 56))))
                 for i in ids:
                     args += [f"bench:{i}", 100, 2000]
                 return [enc(args)]

@@ -165,24 +165,27 @@ local inflight = redis.call('ZCARD', KEYS[2])
 -- sends its next request as soon as the last one ended is decided on what it used, not on
 -- what was reserved for it. Nothing is written from them here: the settle does that.
 local tok_adj, use_tok_adj, use_nano_adj = 0, 0, 0
-if ARGV[14] ~= '' then
+local adjusted = false
+-- Read only when a check would refuse without them (far from its caps a key pays nothing).
+local function adjust()
+  adjusted = true
+  if ARGV[14] == '' then return end
   local ids, used = {}, {}
   for id, t, n in string.gmatch(ARGV[14], '([^ ,]+) (%d+) (%d+)') do
     ids[#ids + 1] = id
     used[#used + 1] = {tonumber(t), tonumber(n)}
   end
+  if #ids == 0 then return end
   -- Their records in f (kept with their leases in l: both go together) in one read.
-  if #ids > 0 and (conc > 0 or tpm >= 0 or budget_on) then
-    local hv = redis.call('HMGET', KEYS[4], unpack(ids))
-    for k = 1, #ids do
-      if hv[k] then
-        if conc > 0 then inflight = inflight - 1 end
-        local est, bk, nano = F(hv[k])
-        if bk and wo >= 0 and bk >= wo then tok_adj = tok_adj + used[k][1] - est end
-        if nano then
-          use_tok_adj = use_tok_adj + used[k][1] - est
-          use_nano_adj = use_nano_adj + used[k][2] - nano
-        end
+  local hv = redis.call('HMGET', KEYS[4], unpack(ids))
+  for k = 1, #ids do
+    if hv[k] then
+      if conc > 0 then inflight = inflight - 1 end
+      local est, bk, nano = F(hv[k])
+      if bk and wo >= 0 and bk >= wo then tok_adj = tok_adj + used[k][1] - est end
+      if nano then
+        use_tok_adj = use_tok_adj + used[k][1] - est
+        use_nano_adj = use_nano_adj + used[k][2] - nano
       end
     end
   end
@@ -241,6 +244,10 @@ local function read_budget()
   use_nano = tonumber(b[3] or '0') + held_nano
   return true
 end
+local function over_budget()
+  return (cap_tok >= 0 and use_tok + use_tok_adj >= cap_tok) or
+         (cap_nano >= 0 and use_nano + use_nano_adj >= cap_nano)
+end
 local requests0, inflight0 = requests, inflight
 local out, zargs, fargs = {}, {}, {}
 local why, wait
@@ -254,11 +261,17 @@ for j = 15, #ARGV, 3 do
   end
   if tpm >= 0 then
     if tpm == 0 then refuse(W, 2)
-    elseif tokens + tok_adj >= tpm then refuse(wait_for(tokens + tok_adj - tpm + 1, 't'), 2) end
+    else
+      if tokens + tok_adj >= tpm and not adjusted then adjust() end
+      if tokens + tok_adj >= tpm then refuse(wait_for(tokens + tok_adj - tpm + 1, 't'), 2) end
+    end
   end
   if conc >= 0 then
     if conc == 0 then refuse(W, 3)
-    elseif inflight >= conc then refuse(0, 3) end
+    else
+      if inflight >= conc and not adjusted then adjust() end
+      if inflight >= conc then refuse(0, 3) end
+    end
   end
   if budget_on and why == 0 then
     -- Nothing is written before the loop ends: a seed request changes nothing.
@@ -266,6 +279,7 @@ for j = 15, #ARGV, 3 do
       save_window()
       return {-1}
     end
+    if not adjusted and over_budget() then adjust() end
     if cap_tok >= 0 and use_tok + use_tok_adj >= cap_tok then why = 4
     elseif cap_nano >= 0 and use_nano + use_nano_adj >= cap_nano then why = 5 end
   end
@@ -830,20 +844,13 @@ asio::awaitable<void> shared_state::send_batch(std::shared_ptr<admit_batch> b) {
         }
         break;
     }
-    bool near = false;
     for (std::size_t i = 0; i < n; ++i) {
         admit_outcome o = common;
-        if (o.how == redis_reply::status::ok && !o.failed) {
+        if (o.how == redis_reply::status::ok && !o.failed)
             for (std::size_t k = 0; k < 8; ++k)
                 o.v[k] = rep.value.elements[8 * i + k].as_int().value_or(0);
-            near = near || o.v[0] != 1 || o.v[7] != 0;
-        }
         // Every waiter is a coroutine of the worker the batch belongs to.
         asio::post(b->worker, [h = std::move(b->waiters[i]), o]() mutable { std::move(h)(o); });
-    }
-    if (common.how == redis_reply::status::ok && !common.failed) {
-        std::lock_guard lock(outbox_mu_);
-        outbox_[b->key_id].near_cap = near;
     }
 }
 
@@ -880,9 +887,7 @@ std::string shared_state::ended_requests(const std::string& key_id) {
     std::string out;
     std::lock_guard lock(outbox_mu_);
     const auto it = outbox_.find(key_id);
-    // Far from its caps, the estimates of a few ended requests change no decision: the
-    // script is spared reading them.
-    if (it == outbox_.end() || !it->second.near_cap) return out;
+    if (it == outbox_.end()) return out;
     // The newest: a long backlog (an outage) only leaves the decision stricter than it is.
     const auto& items = it->second.items;
     const std::size_t from =

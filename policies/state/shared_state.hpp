@@ -194,9 +194,6 @@ class shared_state {
         int renewing = 0;         // renewal calls of the key on their way: settles wait
         bool urgent = false;      // an item gives back a concurrency slot: no linger
         bool lingering = false;   // a linger timer runs
-        // The key's last admission call saw it at half a cap or more (or refused): its
-        // next ones name the ended requests whose settles are on their way.
-        bool near_cap = false;
         std::unordered_set<std::string> unsure;  // rids in renewals that went unanswered
     };
     void flush_outbox(const std::string& key_id);
