@@ -38,6 +38,10 @@ void chain::attempt_end(request_context& ctx, const route_target& t,
         (*it)->on_attempt_end(ctx, t, r);
 }
 
+void chain::settle(request_context& ctx) const noexcept {
+    for (auto it = policies_.rbegin(); it != policies_.rend(); ++it) (*it)->on_settle(ctx);
+}
+
 void chain::complete(request_context& ctx, const outcome& out) const noexcept {
     for (auto it = policies_.rbegin(); it != policies_.rend(); ++it) (*it)->on_complete(ctx, out);
 }

@@ -19,6 +19,8 @@ class chain {
     void response_head(request_context& ctx, const response_head& head) const;
     void attempt_start(request_context& ctx, const route_target& t) const;
     void attempt_end(request_context& ctx, const route_target& t, const attempt_result& r) const;
+    // Calls every policy's on_settle in reverse order.
+    void settle(request_context& ctx) const noexcept;
     // Calls every policy's on_complete in reverse order.
     void complete(request_context& ctx, const outcome& out) const noexcept;
 

@@ -3,8 +3,8 @@
 //
 // A policy is immutable after construction and shared by every request on every worker
 // thread, so its const methods must be thread-safe; per-request state lives in the
-// request_context (a state slot). Request hooks run in chain order; response hooks and
-// on_complete in reverse order.
+// request_context (a state slot). Request hooks run in chain order; response hooks,
+// on_settle and on_complete in reverse order.
 
 #include <boost/asio/awaitable.hpp>
 
@@ -68,8 +68,16 @@ class policy {
     virtual void on_attempt_end(request_context&, const route_target&,
                                 const attempt_result&) const {}
 
-    // Exactly once for every request that entered the chain, whatever its ending. For a
-    // request that was forwarded, ctx.usage and ctx.cost_usd are final (usage_final).
+    // Exactly once for every request that entered the chain, as soon as what it used is
+    // known: when the upstream's answer has ended (or the request failed or was refused),
+    // before the answer's last bytes go to the client; at the latest just before
+    // on_complete. Limits and budgets give back or settle what the request held here, so a
+    // client that sends its next request once it has the answer never finds this one still
+    // counted. For a forwarded request, ctx.usage and ctx.cost_usd are final (usage_final).
+    virtual void on_settle(request_context&) const noexcept {}
+
+    // Exactly once for every request that entered the chain, whatever its ending, after
+    // on_settle and after its last write to the client (`outcome` says how that went).
     virtual void on_complete(request_context&, const outcome&) const noexcept {}
 };
 

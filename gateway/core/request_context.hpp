@@ -129,7 +129,7 @@ struct request_context {
     // Headers policies add to the client's response (rate-limit headers, ...).
     header_list response_headers;
 
-    // Progress, filled by the proxy; read by on_complete.
+    // Progress, filled by the proxy; read by on_settle and on_complete.
     bool forwarded = false;  // at least one upstream attempt was made
     std::uint32_t attempts = 0;
     const route_target* served_by = nullptr;         // last target tried
@@ -138,7 +138,7 @@ struct request_context {
     // Fed by the answering attempt's upstream adapter.
     usage_meter meter;
     // The request's final usage and cost (at the serving model's price), set by the
-    // pipeline from the meter before any policy's on_complete runs; every policy that
+    // pipeline from the meter before any policy's on_settle runs; every policy that
     // settles (rate_limit, budget, usage) reads these, whatever the chain's order.
     usage_counts usage;
     bool usage_final = false;

@@ -28,7 +28,7 @@ snapshot_result build_snapshot(config::gateway_config cfg, const policy_registry
         result.errors.push_back(
             {c.policies_line, "policies: the chain needs 'router' to send requests anywhere"});
     // Orders the gateway cannot run correctly. Settling does not depend on the order (the
-    // final usage is set before any on_complete), but admission does: these read the key
+    // final usage is set before any on_settle), but admission does: these read the key
     // that auth sets, and without the ledger a budget's spend would not survive a restart.
     const auto position = [&](std::string_view name) -> std::ptrdiff_t {
         const auto it = std::find(c.policies.begin(), c.policies.end(), name);

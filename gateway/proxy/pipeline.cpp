@@ -16,8 +16,9 @@
 
 // The request path in phases (after Pingora's): admit (body, estimate, the chain's
 // request phase) → plan (the router's targets) → attempt (adapter renders, exchange
-// sends and reads the head) → relay (whole or streamed, through the adapter) → complete
-// (final usage, on_complete, the observation). Each phase is one function below; how an
+// sends and reads the head) → relay (whole or streamed, through the adapter) → settle
+// (final usage, on_settle: before the answer's last write) → complete (on_complete, the
+// observation). Each phase is one function below; how an
 // attempt failed is one core::attempt_error, whose consequences (retry, health, metric,
 // client status) are mapped in core/attempt_error.cpp.
 
@@ -54,8 +55,9 @@ void finalize_usage(core::request_context& ctx, const core::outcome& out) noexce
     ctx.cost_usd = core::price_usage(model, ctx.usage);
 }
 
-// Complete: on_complete exactly once, also when the coroutine is destroyed mid-way. `out`
-// belongs to the request's observation, which reads it after the policies' on_complete.
+// Settle and complete: on_settle and on_complete exactly once each, also when the
+// coroutine is destroyed mid-way. `out` belongs to the request's observation, which reads
+// it after the policies' on_complete.
 class completion {
   public:
     completion(const core::chain& c, core::request_context& ctx, core::outcome& o)
@@ -64,14 +66,25 @@ class completion {
         out.error = errc::client_closed;
     }
     ~completion() {
-        finalize_usage(ctx_, out);
+        settle();
         chain_.complete(ctx_, out);
+    }
+    // The request's usage is final (the upstream is done with it, or it never reached
+    // one): its limits and budgets settle now, before the answer's last write. A client
+    // that has the whole answer and sends its next request (maybe on another worker)
+    // never finds this one still counted.
+    void settle() noexcept {
+        if (settled_) return;
+        settled_ = true;
+        finalize_usage(ctx_, out);
+        chain_.settle(ctx_);
     }
     core::outcome& out;
 
   private:
     const core::chain& chain_;
     core::request_context& ctx_;
+    bool settled_ = false;
 };
 
 // The request's metrics and access-log line, written when it ends, on every path.
@@ -220,6 +233,7 @@ asio::awaitable<void> forwarder::send_failure(const attempt_error& last, bool al
         last.message.empty() ? std::string(core::describe(e).message) : last.message;
     done_.out.status = core::describe(e).status;
     done_.out.error = e;
+    done_.settle();
     const double overhead = ms_between(ctx_.received_at, core::clock::now()) - ms(upstream_time_);
     if (co_await io_.out.send_error(ctx_, e, message, std::max(0.0, overhead))) io_.out.set_close();
 }
@@ -231,6 +245,7 @@ asio::awaitable<attempt_error> forwarder::attempt(const core::route_target& targ
         // The request cannot go to this target: the client's error, and not a failure
         // of the target (it must not cool it down).
         answer(400, refused->why);
+        done_.settle();
         if (co_await io_.out.send_error(ctx_, refused->why, refused->message)) io_.out.set_close();
         co_return attempt_error{};
     }
@@ -315,6 +330,7 @@ asio::awaitable<attempt_error> forwarder::relay_whole(upstream::exchange& x) {
                             ms_between(attempt_started_, x.sent_at());
     answer(status, errc::ok);
     ctx_.first_byte_at = now;
+    done_.settle();
     if (co_await io_.out.send(ctx_, status, content_type, body, std::max(0.0, overhead))) {
         done_.out.client_gone = true;
         io_.out.set_close();
@@ -477,6 +493,7 @@ asio::awaitable<attempt_error> forwarder::end_stream(bool complete, bool client_
         }
         out_ += "\n\n";
     }
+    done_.settle();
     // What is left (the last read's events, the adapter's closing ones, an error event)
     // and the end of the body, in one write; the head too when the stream came whole.
     const auto failed = unsent_head_ ? co_await io_.out.whole_stream(ctx_, unsent_head_->status,
@@ -498,7 +515,9 @@ double overhead_ms(const core::request_context& ctx) {
     return ms_between(ctx.received_at, core::clock::now());
 }
 
-asio::awaitable<void> send_local_reply(pipeline_io& io, core::request_context& ctx) {
+asio::awaitable<void> send_local_reply(pipeline_io& io, core::request_context& ctx,
+                                       completion& done) {
+    done.settle();
     auto& r = ctx.reply;
     for (auto& h : r.headers) ctx.response_headers.push_back(std::move(h));
     r.headers.clear();
@@ -534,7 +553,7 @@ asio::awaitable<void> run_pipeline(pipeline_io& io, core::request_context& ctx) 
     if (v == core::verdict::reply) {
         done.out.status = ctx.reply.status;
         done.out.error = ctx.reply.error;
-        co_await send_local_reply(io, ctx);
+        co_await send_local_reply(io, ctx, done);
         co_return;
     }
     // Plan: the router has put the targets in ctx.plan.
@@ -542,7 +561,7 @@ asio::awaitable<void> run_pipeline(pipeline_io& io, core::request_context& ctx) 
         done.out.status = 500;
         done.out.error = errc::internal;
         ctx.set_error_reply(errc::internal, "no route for this request");
-        co_await send_local_reply(io, ctx);
+        co_await send_local_reply(io, ctx, done);
         co_return;
     }
     // Attempt and relay; complete when `done` and `seen` go out of scope.

@@ -2,7 +2,7 @@
 // One API request from parsed head to logged outcome: body validation, the policy
 // chain's request phase, upstream attempts (fresh connection after a stale keep-alive
 // one, next target on a retryable failure while nothing reached the client), the relay
-// of the answer, and on_complete exactly once.
+// of the answer, on_settle before its last write and on_complete exactly once.
 
 #include <boost/asio/awaitable.hpp>
 

@@ -26,9 +26,9 @@
 //   key's, committed spend resets to 0. Pending and reserved amounts carry over: they
 //   belong to requests admitted earlier but still being paid for, and a record committed
 //   with a timestamp in the old period is then no longer added to committed.
-// - A ledger commit may overtake its own settle (the usage policy's on_complete runs
-//   before the budget's, and the ledger writer is another thread): pending may dip below
-//   zero meanwhile; reads count it as 0 so spend is never understated by more than what
+// - A ledger commit follows its own settle (on_settle runs before the usage policy's
+//   on_complete queues the record), but the book does not rely on the order: if a
+//   commit came first, pending would dip below zero meanwhile; reads count it as 0 so spend is never understated by more than what
 //   is in flight, and it is clamped back to >= 0 whenever the key has nothing in flight
 //   (then no settle can still match it), so a stray commit cannot create lasting credit.
 // - USD is held as integer nano-dollars: settle and commit of the same amount cancel

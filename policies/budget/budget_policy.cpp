@@ -95,7 +95,7 @@ core::verdict budget_policy::reserve_local(core::request_context& ctx) const {
     return core::verdict::next;
 }
 
-void budget_policy::on_complete(core::request_context& ctx, const core::outcome&) const noexcept {
+void budget_policy::on_settle(core::request_context& ctx) const noexcept {
     if (shared_) shared_->finish(ctx);
     auto* st = ctx.state<budget_state>(slot_);
     if (!st || !st->held.valid()) return;

@@ -28,7 +28,7 @@ class budget_policy final : public core::policy {
     core::verdict on_request(core::request_context& ctx) const override;
     boost::asio::awaitable<core::verdict> on_request_async(
         core::request_context& ctx) const override;
-    void on_complete(core::request_context& ctx, const core::outcome& out) const noexcept override;
+    void on_settle(core::request_context& ctx) const noexcept override;
 
     static budget_book::budget to_budget(const config::budget_config& b) noexcept;
 

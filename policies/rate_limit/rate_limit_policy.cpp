@@ -105,8 +105,7 @@ core::verdict rate_limit_policy::admit_local(core::request_context& ctx) const {
     return core::verdict::next;
 }
 
-void rate_limit_policy::on_complete(core::request_context& ctx,
-                                    const core::outcome&) const noexcept {
+void rate_limit_policy::on_settle(core::request_context& ctx) const noexcept {
     if (shared_) shared_->finish(ctx);
     auto* st = ctx.state<rate_state>(slot_);
     if (!st || !st->held.valid()) return;
@@ -114,7 +113,7 @@ void rate_limit_policy::on_complete(core::request_context& ctx,
     if (!ctx.forwarded) {
         store_->release(st->held, now);
     } else {
-        // The request's final usage (set before any on_complete), else what was reserved.
+        // The request's final usage (set before any on_settle), else what was reserved.
         const auto tokens = ctx.usage_final ? ctx.usage.prompt_tokens + ctx.usage.completion_tokens
                                             : st->held.tokens;
         store_->settle(st->held, tokens, now);

@@ -59,7 +59,7 @@ class rate_limit_policy final : public core::policy {
     core::verdict on_request(core::request_context& ctx) const override;
     boost::asio::awaitable<core::verdict> on_request_async(
         core::request_context& ctx) const override;
-    void on_complete(core::request_context& ctx, const core::outcome& out) const noexcept override;
+    void on_settle(core::request_context& ctx) const noexcept override;
 
   private:
     core::verdict admit_local(core::request_context& ctx) const;

@@ -71,7 +71,7 @@ void admission::finish(core::request_context& ctx) const noexcept {
         state_->release(adm->key_id, adm->res.rid);
         return;
     }
-    // The request's final usage (set before any on_complete), else what was reserved.
+    // The request's final usage (set before any on_settle), else what was reserved.
     std::uint64_t tokens = 0;
     double usd = 0;
     if (ctx.usage_final) {

@@ -3,7 +3,7 @@
 // (state.backend: redis), shared by the rate_limit and budget policies of one chain. Built
 // once per chain (for_chain), it knows which parts the chain has; the first of the two
 // policies to run performs the step for both, the other reads its result, and the first
-// on_complete settles or releases it. Immutable and shared by every worker; the
+// on_settle settles or releases it. Immutable and shared by every worker; the
 // per-request result lives in the request's own state slot.
 
 #include <boost/asio/awaitable.hpp>

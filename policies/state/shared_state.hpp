@@ -108,7 +108,7 @@ class shared_state {
     // the rare case of a budget seed: then the ledger is read in between).
     boost::asio::awaitable<result> admit(request r);
 
-    // Fire-and-forget from on_complete: into the key's outbox, delivered in order and
+    // Fire-and-forget from on_settle: into the key's outbox, delivered in order and
     // exactly once whenever Redis is reachable. Thread-safe.
     // `urgent` (the admission saw the key near a cap: result::near_cap): sent at once.
     // Otherwise settles linger up to settle_linger to go in bigger batches; meanwhile the

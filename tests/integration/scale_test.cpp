@@ -524,9 +524,8 @@ BOOST_AUTO_TEST_CASE(a_settle_marks_its_request_settled_in_redis_only_after_an_u
     c.timeout = "200ms";
     c.admin = true;
     gateway_process a(cluster_config(mock.port(), redis, c));
-    // Each request's settle is in the outbox before the next one (it is put there just
-    // after the answer is written: on another worker thread the next request could reach
-    // its admission first, and find the key's one slot still taken).
+    // Each request's settle reaches Redis before the next one: the sets checked below
+    // then hold nothing of them.
     for (int i = 0; i < 3; ++i) {
         BOOST_TEST(status_of(a.port()) == 200);
         BOOST_TEST(poll_until([&] {

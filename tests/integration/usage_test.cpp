@@ -746,6 +746,37 @@ BOOST_AUTO_TEST_CASE(concurrency_limit_admits_exactly_ten_of_fifty_concurrent_st
     BOOST_TEST(records == 11u);
 }
 
+BOOST_AUTO_TEST_CASE(a_request_gives_its_concurrency_slot_back_before_its_answer_is_written) {
+    // A request holds its key's slot while its upstream works on it, not while a slow
+    // client takes its answer: it settles before the answer's last write. So does every
+    // request, which is why a client sending one request after another (to whichever
+    // worker) never finds its previous one still in flight. Here the answer (~10 MB) is far
+    // more than the sockets hold, so its one write stays pending until the client reads.
+    config_options o;
+    o.keys_extra = key_line("team-conc", key_conc, "    limits: {concurrency: 1}\n");
+    usage_env e(o);
+    const long before = mock_requests(e.mock);
+    http_connection slow(e.port(), 60s, false, 8192);
+    slow.send_request("POST", "/v1/chat/completions", auth_headers(key_conc),
+                      body("big #mock chunks=900000"));
+    BOOST_REQUIRE(e.mock.wait_for("requests", static_cast<int>(before) + 1));
+    // The key's one slot comes back once the gateway has the whole upstream answer, while
+    // the client has read none of it.
+    BOOST_TEST(poll_until([&] { return chat(e.port(), body("next"), key_conc).status == 200; }, 20s,
+                          20ms));
+    const auto big = slow.read_response();
+    BOOST_TEST(big.status == 200);
+    BOOST_TEST(big.body.size() > 9'000'000u);
+    BOOST_TEST(big.body.find("\"completion_tokens\":900000") != std::string::npos);
+    // The cap still holds for a request in flight.
+    http_connection held(e.port(), 30s);
+    held.send_request("POST", "/v1/chat/completions", auth_headers(key_conc),
+                      body("slow #mock head_delay_ms=2000"));
+    BOOST_REQUIRE(e.mock.wait_for("requests", static_cast<int>(before) + 3));
+    BOOST_TEST(chat(e.port(), body("refused"), key_conc).status == 429);
+    BOOST_TEST(held.read_response().status == 200);
+}
+
 BOOST_AUTO_TEST_CASE(rpm_limit_admits_exactly_twenty_of_sixty_concurrent_requests) {
     config_options o;
     o.keys_extra = key_line("team-rpm", key_rpm, "    limits: {rpm: 20}\n");

@@ -60,8 +60,13 @@ void copy_headers(const Fields& fields, http_response& out) {
 
 }  // namespace
 
-http_connection::http_connection(std::uint16_t port, std::chrono::milliseconds timeout, bool tls)
+http_connection::http_connection(std::uint16_t port, std::chrono::milliseconds timeout, bool tls,
+                                 int receive_buffer)
     : impl_(std::make_unique<impl>()) {
+    impl_->socket.open(asio::ip::tcp::v4());
+    // Before connecting: the window the client announces follows it.
+    if (receive_buffer > 0)
+        impl_->socket.set_option(asio::socket_base::receive_buffer_size(receive_buffer));
     impl_->socket.connect({asio::ip::make_address("127.0.0.1"), port});
     set_timeouts(impl_->socket, timeout);
     if (tls) {

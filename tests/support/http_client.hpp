@@ -27,9 +27,11 @@ using header_map = std::vector<std::pair<std::string, std::string>>;
 
 class http_connection {
   public:
+    // tls: unverified, for test servers. receive_buffer > 0: SO_RCVBUF (no autotuning), for
+    // a client that reads slowly.
     explicit http_connection(std::uint16_t port,
                              std::chrono::milliseconds timeout = std::chrono::seconds(30),
-                             bool tls = false);  // tls: unverified, for test servers
+                             bool tls = false, int receive_buffer = 0);
     ~http_connection();
 
     // Sends one request and reads the whole response.

@@ -1,5 +1,5 @@
 // The policy chain: order of hooks, local replies stopping the chain, suspension, and
-// on_complete for every policy in reverse order.
+// on_settle and on_complete for every policy in reverse order.
 #define BOOST_TEST_MODULE chain
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/io_context.hpp>
@@ -43,6 +43,9 @@ class recording_policy final : public policy {
     void on_response_head(request_context&, const response_head&) const override {
         j_.calls.push_back(name_ + ".head");
     }
+    void on_settle(request_context&) const noexcept override {
+        j_.calls.push_back(name_ + ".settle");
+    }
     void on_complete(request_context&, const outcome& o) const noexcept override {
         j_.calls.push_back(name_ + ".complete." + std::to_string(o.status));
     }
@@ -81,9 +84,11 @@ BOOST_AUTO_TEST_CASE(request_hooks_run_in_order_and_response_hooks_in_reverse) {
     request_context ctx;
     BOOST_TEST((run(c, ctx) == verdict::next));
     c.response_head(ctx, response_head{200, true});
+    c.settle(ctx);
     c.complete(ctx, outcome{200});
     const std::vector<std::string> want{"a.request",      "b.request",      "c.request",
                                         "c.head",         "b.head",         "a.head",
+                                        "c.settle",       "b.settle",       "a.settle",
                                         "c.complete.200", "b.complete.200", "a.complete.200"};
     BOOST_TEST(j.calls == want, boost::test_tools::per_element());
     BOOST_TEST(ctx.states.size() == 3u);
