@@ -42,7 +42,35 @@ class header_source {
     ~header_source() = default;
 };
 
-using header_list = std::vector<std::pair<std::string, std::string>>;
+// Response header fields added by policies and the pipeline, kept as the lines they are
+// written as ("name: value\r\n" each) in one string: one allocation however many fields,
+// and what a waiting stream holds until its head goes out is just those bytes. Names and
+// values are the gateway's own (no CR or LF).
+class header_block {
+  public:
+    void add(std::string_view name, std::string_view value) {
+        text_.append(name);
+        text_.append(": ", 2);
+        text_.append(value);
+        text_.append("\r\n", 2);
+    }
+    void add(std::string_view name, std::uint64_t value) {
+        char digits[20];
+        char* p = digits + sizeof digits;
+        do *--p = static_cast<char>('0' + value % 10);
+        while ((value /= 10) != 0);
+        add(name, std::string_view(p, static_cast<std::size_t>(digits + sizeof digits - p)));
+    }
+    void append(const header_block& other) { text_ += other.text_; }
+    void reserve(std::size_t n) { text_.reserve(n); }
+    // Gives the memory back (a stream whose head is out).
+    void release() noexcept { std::string().swap(text_); }
+    bool empty() const noexcept { return text_.empty(); }
+    std::string_view text() const noexcept { return text_; }
+
+  private:
+    std::string text_;
+};
 
 // What the gateway learnt from the request body in its one parse.
 struct request_body {
@@ -79,7 +107,7 @@ struct local_reply {
     std::string message;    // error message (no secrets)
     std::string body;       // success body (error == ok)
     std::string content_type = "application/json";
-    header_list headers;
+    header_block headers;
 };
 
 // What admission reserves for a request, computed once (before the request phase) and
@@ -109,7 +137,10 @@ struct request_context {
     // The connection's peer (the client, or a proxy in front of it: see
     // server.trusted_proxies and config::client_address).
     config::ip_address peer;
-    std::string_view body;  // raw body as received
+    // Raw body as received; empty once the answer has begun (no attempt needs it then: a
+    // stream may last minutes, and a long prompt is most of what it would hold).
+    std::string_view body;
+    std::size_t body_bytes = 0;  // its size, for the access log
     request_body req;
     clock::time_point received_at{};
 
@@ -127,7 +158,7 @@ struct request_context {
     // Why a limit refused the request (for metrics): rpm, tpm, concurrency or budget.
     std::string_view refusal_reason;
     // Headers policies add to the client's response (rate-limit headers, ...).
-    header_list response_headers;
+    header_block response_headers;
 
     // Progress, filled by the proxy; read by on_settle and on_complete.
     bool forwarded = false;  // at least one upstream attempt was made

@@ -86,7 +86,7 @@ void request_observation::record(const core::outcome& out, std::uint64_t bytes_o
         e.completion_tokens = ctx_.usage.completion_tokens;
         e.cost_usd = ctx_.cost_usd;
     }
-    e.bytes_in = ctx_.body.size();
+    e.bytes_in = ctx_.body_bytes;
     e.bytes_out = bytes_out;
     if (out.error != core::errc::ok) e.error = core::describe(out.error).code;
     log_->write(e);

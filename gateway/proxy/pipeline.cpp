@@ -170,6 +170,16 @@ class forwarder {
     }
     // The client's price header for a non-streamed answer whose usage is final.
     void add_cost_header();
+    // The answer has begun: no attempt follows, so the request's bytes go (the client's
+    // body, the upstream head and body rendered from it). A stream may last minutes; a
+    // long prompt would be most of what it holds meanwhile.
+    void drop_request() noexcept {
+        body_ = core::spliced_body{};
+        std::string().swap(head_);
+        adapter_->drop_request();
+        ctx_.body = {};
+        if (io_.request_body) std::string().swap(*io_.request_body);
+    }
 
     pipeline_io& io_;
     core::request_context& ctx_;
@@ -348,8 +358,8 @@ void forwarder::add_cost_header() {
     char buf[48];
     int n = std::snprintf(buf, sizeof buf, "%.10f", usd);
     while (n > 3 && buf[n - 1] == '0' && buf[n - 2] != '.') --n;
-    ctx_.response_headers.emplace_back("x-tollgate-cost-usd",
-                                       std::string(buf, static_cast<std::size_t>(n)));
+    ctx_.response_headers.add("x-tollgate-cost-usd",
+                              std::string_view(buf, static_cast<std::size_t>(n)));
 }
 
 // Relay, streamed: one upstream read → the framer → the adapter, per event → one client
@@ -358,6 +368,7 @@ asio::awaitable<attempt_error> forwarder::relay_stream(upstream::exchange& x) {
     const auto& pc = *ctx_.served_by->provider;
     const int status = x.status();
     answer(status, errc::ok);
+    drop_request();
     done_.out.stream = true;
     x.parser().body_limit(boost::none);
     chain_.response_head(ctx_, core::response_head{status, true});
@@ -392,8 +403,7 @@ asio::awaitable<attempt_error> forwarder::relay_stream(upstream::exchange& x) {
         client_ok =
             !co_await io_.out.start_stream(ctx_, status, "text/event-stream", out_, overhead);
         // The head is out: its parts are not needed for the rest of the stream.
-        core::header_list().swap(ctx_.response_headers);
-        std::string().swap(head_);
+        ctx_.response_headers.release();
         if (!out_.empty()) ctx_.first_byte_at = core::clock::now();
         out_.clear();
     }
@@ -519,8 +529,8 @@ asio::awaitable<void> send_local_reply(pipeline_io& io, core::request_context& c
                                        completion& done) {
     done.settle();
     auto& r = ctx.reply;
-    for (auto& h : r.headers) ctx.response_headers.push_back(std::move(h));
-    r.headers.clear();
+    ctx.response_headers.append(r.headers);
+    r.headers.release();
     boost::system::error_code ec;
     if (r.error != errc::ok) {
         const std::string body = responder::error_body(ctx, r.error, r.message);

@@ -43,6 +43,8 @@ struct pipeline_io {
     const generation& gen;
     observe::metrics* metrics = nullptr;  // null: not recorded
     unsigned shard = 0;                   // the worker's metrics shard
+    // What ctx.body views: given back once the answer has begun. Null: kept.
+    std::string* request_body = nullptr;
 };
 
 // Answers the request on io.out. On return, io.out.keep_alive() says whether the

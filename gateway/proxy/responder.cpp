@@ -29,12 +29,7 @@ void responder::render_head(const core::request_context& ctx, int status,
         head_ += ctx.request_id;
         head_ += "\r\n";
     }
-    for (const auto& [name, value] : ctx.response_headers) {
-        head_ += name;
-        head_ += ": ";
-        head_ += value;
-        head_ += "\r\n";
-    }
+    head_ += ctx.response_headers.text();
     overhead_ms_ = overhead_ms;
     if (overhead_ms) {
         char buf[32];

@@ -293,6 +293,7 @@ asio::awaitable<void> session::run() {
         request_headers headers(req);
         ctx.headers = &headers;
         ctx.body = req.body();
+        ctx.body_bytes = ctx.body.size();
         if (draining() && r != route::healthz) {
             out.set_close();
             co_await out.send_error(ctx, core::errc::shutting_down);
@@ -302,8 +303,9 @@ asio::awaitable<void> session::run() {
             // Nothing buffered behind this request: give the read buffer back while the
             // answer (perhaps a stream of minutes) is relayed.
             if (buf.size() == 0) buf.shrink_to_fit();
-            proxy::pipeline_io io{worker_.parser(),         worker_,        out, client_, *gen,
-                                  worker_.shared().metrics, worker_.index()};
+            proxy::pipeline_io io{worker_.parser(), worker_,    out,
+                                  client_,          *gen,       worker_.shared().metrics,
+                                  worker_.index(),  &req.body()};
             co_await proxy::run_pipeline(io, ctx);
         } else if (co_await answer_locally(worker_, out, ctx, r, path)) {
             break;

@@ -48,6 +48,10 @@ class adapter {
                                        std::string_view upstream_model,
                                        core::spliced_body& out) = 0;
 
+    // The answer has begun and no attempt follows: what render_request keeps for the
+    // request (a translated body) can go.
+    virtual void drop_request() noexcept {}
+
     // A whole 2xx answer: observes its usage and turns `body` (in place) into the
     // client's body. False when the answer cannot be read as the upstream's API (an
     // upstream failure).

@@ -10,18 +10,18 @@ struct rate_state final : core::policy_state {
     limiter::reservation held;
 };
 
-void add_headers(core::header_list& out, const limiter::decision& d) {
+void add_headers(core::header_block& out, const limiter::decision& d) {
+    // Room for all six fields (about 240 bytes) and the price header a whole answer adds.
+    if (d.limit_requests || d.limit_tokens) out.reserve(out.text().size() + 320);
     if (d.limit_requests) {
-        out.emplace_back("x-ratelimit-limit-requests", std::to_string(*d.limit_requests));
-        out.emplace_back("x-ratelimit-remaining-requests",
-                         std::to_string(d.remaining_requests.value_or(0)));
-        out.emplace_back("x-ratelimit-reset-requests", limiter::format_reset(d.reset_requests));
+        out.add("x-ratelimit-limit-requests", *d.limit_requests);
+        out.add("x-ratelimit-remaining-requests", d.remaining_requests.value_or(0));
+        out.add("x-ratelimit-reset-requests", limiter::format_reset(d.reset_requests));
     }
     if (d.limit_tokens) {
-        out.emplace_back("x-ratelimit-limit-tokens", std::to_string(*d.limit_tokens));
-        out.emplace_back("x-ratelimit-remaining-tokens",
-                         std::to_string(d.remaining_tokens.value_or(0)));
-        out.emplace_back("x-ratelimit-reset-tokens", limiter::format_reset(d.reset_tokens));
+        out.add("x-ratelimit-limit-tokens", *d.limit_tokens);
+        out.add("x-ratelimit-remaining-tokens", d.remaining_tokens.value_or(0));
+        out.add("x-ratelimit-reset-tokens", limiter::format_reset(d.reset_tokens));
     }
 }
 
@@ -43,7 +43,7 @@ void refuse(core::request_context& ctx, const limiter::decision& d) {
                                                       ? "token rate limit reached for this key"
                                                       : "request rate limit reached for this key");
     const auto secs = std::max<std::int64_t>(1, (d.retry_after.count() + 999) / 1000);
-    ctx.reply.headers.emplace_back("retry-after", std::to_string(secs));
+    ctx.reply.headers.add("retry-after", static_cast<std::uint64_t>(secs));
     add_headers(ctx.reply.headers, d);
 }
 

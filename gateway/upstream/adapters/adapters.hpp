@@ -65,6 +65,7 @@ class chat_via_anthropic final : public adapter {
     std::string_view content_type() const noexcept override { return "application/json"; }
     std::optional<std::string> error_message(std::string_view body) const override;
     void on_event(const core::sse_event& ev, std::string& out, core::usage_meter& meter) override;
+    void drop_request() noexcept override { std::string().swap(body_); }
 
   private:
     std::uint32_t default_max_tokens_;
@@ -89,6 +90,7 @@ class messages_via_openai final : public adapter {
     std::string_view content_type() const noexcept override { return "application/json"; }
     std::optional<std::string> error_message(std::string_view body) const override;
     void on_event(const core::sse_event& ev, std::string& out, core::usage_meter& meter) override;
+    void drop_request() noexcept override { std::string().swap(body_); }
     void finish(bool complete, std::string& out, core::usage_meter& meter) override;
 
   private:
@@ -127,6 +129,7 @@ class responses_via_chat final : public adapter {
     bool on_body(std::string& body, core::usage_meter& meter) override;
     std::string_view content_type() const noexcept override { return "application/json"; }
     void on_event(const core::sse_event& ev, std::string& out, core::usage_meter& meter) override;
+    void drop_request() noexcept override { std::string().swap(body_); }
     void finish(bool complete, std::string& out, core::usage_meter& meter) override;
 
   private:
@@ -152,6 +155,7 @@ class responses_via_anthropic final : public adapter {
     std::string_view content_type() const noexcept override { return "application/json"; }
     std::optional<std::string> error_message(std::string_view body) const override;
     void on_event(const core::sse_event& ev, std::string& out, core::usage_meter& meter) override;
+    void drop_request() noexcept override { std::string().swap(body_); }
     void finish(bool complete, std::string& out, core::usage_meter& meter) override;
 
   private:
