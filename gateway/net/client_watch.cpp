@@ -5,7 +5,6 @@
 
 #include <boost/asio/steady_timer.hpp>
 
-#include <cerrno>
 #include <chrono>
 
 namespace tollgate::net {
@@ -22,7 +21,11 @@ bool peer_hung_up(int fd) noexcept {
 }
 
 // The watch is a chain of plain completion handlers (asio recycles their memory per
-// thread), not a coroutine: one is armed per request that goes upstream.
+// thread), not a coroutine: one is armed per request that goes upstream. It is a 1-byte
+// MSG_PEEK receive rather than a wait for readability: Asio re-registers the descriptor
+// with epoll (one epoll_ctl) for every wait, while a receive is tried at once only when
+// the socket may have bytes and is otherwise queued on the registration it has. Peeking
+// consumes nothing: a pipelined request stays for the session.
 void arm(byte_stream& client, std::shared_ptr<client_watch> w, int tls_rechecks);
 
 void hung_up(client_watch& w) {
@@ -30,16 +33,14 @@ void hung_up(client_watch& w) {
     if (w.cancel_upstream && w.upstream) w.upstream->cancel();
 }
 
-void on_readable(byte_stream& client, std::shared_ptr<client_watch> w, int tls_rechecks,
-                 boost::system::error_code ec) {
+void on_peeked(byte_stream& client, std::shared_ptr<client_watch> w, int tls_rechecks,
+               boost::system::error_code ec, std::size_t n) {
     // After a cancel the session may be gone: touch nothing but `w` until checked.
     if (!w->active) return;
-    if (!ec) {
+    if (!ec && n > 0) {
+        if (!client.is_tls()) return;  // a pipelined request: stop watching
         const int fd = client.socket().native_handle();
-        char c;
-        const auto r = ::recv(fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
-        if (r > 0 && !client.is_tls()) return;  // a pipelined request: stop watching
-        if (r > 0 && !peer_hung_up(fd)) {
+        if (!peer_hung_up(fd)) {
             // TLS: the bytes may be the client's close_notify, with its FIN a moment
             // behind: look again shortly, a few times, before giving up watching.
             if (tls_rechecks == 0) return;
@@ -54,20 +55,18 @@ void on_readable(byte_stream& client, std::shared_ptr<client_watch> w, int tls_r
             });
             return;
         }
-        if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) {
-            arm(client, std::move(w), tls_rechecks);
-            return;
-        }
     }
+    // End of stream (the client closed), a reset, or another error.
     hung_up(*w);
 }
 
 void arm(byte_stream& client, std::shared_ptr<client_watch> w, int tls_rechecks) {
-    client.socket().async_wait(
-        asio::ip::tcp::socket::wait_read,
-        [&client, w = std::move(w), tls_rechecks](boost::system::error_code ec) mutable {
-            on_readable(client, std::move(w), tls_rechecks, ec);
-        });
+    auto* peek = &w->peeked;
+    client.socket().async_receive(asio::buffer(peek, 1), asio::socket_base::message_peek,
+                                  [&client, w = std::move(w), tls_rechecks](
+                                      boost::system::error_code ec, std::size_t n) mutable {
+                                      on_peeked(client, std::move(w), tls_rechecks, ec, n);
+                                  });
 }
 
 }  // namespace

@@ -15,6 +15,7 @@ struct client_watch {
     bool gone = false;                // the client hung up
     bool cancel_upstream = true;      // cancel `upstream` when it does
     byte_stream* upstream = nullptr;  // the upstream connection in use, if any
+    char peeked = 0;                  // where the watch's peek puts the byte it sees
 };
 
 // Watches from construction to destruction (which cancels the watch's wait on the
