@@ -118,4 +118,14 @@ inline void append_double(std::string& out, double v) {
     out.append(buf, r.ptr);
 }
 
+// `v` with exactly `decimals` digits after the point, as printf's "%.*f" prints it (to_chars
+// gives the same digits for a fraction of snprintf's cost); "0" with the decimals for
+// what is not finite or not below 1e15 (no header or log field holds such a figure).
+inline void append_fixed(std::string& out, double v, int decimals) {
+    if (!std::isfinite(v) || std::fabs(v) >= 1e15) v = 0;
+    char buf[48];
+    const auto r = std::to_chars(buf, buf + sizeof buf, v, std::chars_format::fixed, decimals);
+    out.append(buf, r.ptr);
+}
+
 }  // namespace tollgate::core::json_text

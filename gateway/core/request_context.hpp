@@ -49,6 +49,7 @@ class header_source {
 class header_block {
   public:
     void add(std::string_view name, std::string_view value) {
+        text_.reserve(text_.size() + name.size() + value.size() + 4);
         text_.append(name);
         text_.append(": ", 2);
         text_.append(value);

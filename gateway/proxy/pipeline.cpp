@@ -8,6 +8,7 @@
 
 #include "gateway/core/admission_estimate.hpp"
 #include "gateway/core/attempt_error.hpp"
+#include "gateway/core/json_text.hpp"
 #include "gateway/core/sse_framer.hpp"
 #include "gateway/net/client_watch.hpp"
 #include "gateway/observe/request_observation.hpp"
@@ -355,11 +356,12 @@ void forwarder::add_cost_header() {
     if (!model || !model->price) return;
     const double usd =
         core::price_usage(model, ctx_.meter.result(ctx_.estimate.prompt_tokens, true));
-    char buf[48];
-    int n = std::snprintf(buf, sizeof buf, "%.10f", usd);
-    while (n > 3 && buf[n - 1] == '0' && buf[n - 2] != '.') --n;
-    ctx_.response_headers.add("x-tollgate-cost-usd",
-                              std::string_view(buf, static_cast<std::size_t>(n)));
+    std::string text;
+    core::json_text::append_fixed(text, usd, 10);
+    auto n = text.size();
+    while (n > 3 && text[n - 1] == '0' && text[n - 2] != '.') --n;
+    text.resize(n);
+    ctx_.response_headers.add("x-tollgate-cost-usd", text);
 }
 
 // Relay, streamed: one upstream read → the framer → the adapter, per event → one client

@@ -1,5 +1,7 @@
 #include "gateway/proxy/responder.hpp"
 
+#include "gateway/core/json_text.hpp"
+
 #include <boost/beast/http/status.hpp>
 
 #include <array>
@@ -32,15 +34,13 @@ void responder::render_head(const core::request_context& ctx, int status,
     head_ += ctx.response_headers.text();
     overhead_ms_ = overhead_ms;
     if (overhead_ms) {
-        char buf[32];
-        const int n = std::snprintf(buf, sizeof buf, "%.3f", *overhead_ms);
         head_ += "x-tollgate-overhead-ms: ";
-        head_.append(buf, static_cast<std::size_t>(n));
+        core::json_text::append_fixed(head_, *overhead_ms, 3);
         head_ += "\r\n";
     }
     if (content_length) {
         head_ += "content-length: ";
-        head_ += std::to_string(*content_length);
+        core::json_text::append_uint(head_, *content_length);
         head_ += "\r\n";
     } else if (http11_) {
         head_ += "cache-control: no-cache\r\ntransfer-encoding: chunked\r\n";

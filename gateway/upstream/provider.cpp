@@ -1,5 +1,6 @@
 #include "gateway/upstream/provider.hpp"
 
+#include <charconv>
 #include <stdexcept>
 
 namespace tollgate::upstream {
@@ -42,21 +43,33 @@ bool provider::supports(core::endpoint ep) const noexcept {
 }
 
 std::string provider::target_for(core::endpoint ep, std::string_view upstream_model) const {
+    std::string t;
+    append_target(t, ep, upstream_model);
+    return t;
+}
+
+void provider::append_target(std::string& t, core::endpoint ep,
+                             std::string_view upstream_model) const {
     // `ep` is the upstream's endpoint (after any translation).
     const char* suffix = ep == core::endpoint::embeddings  ? "/embeddings"
                          : ep == core::endpoint::responses ? "/responses"
                                                            : "/chat/completions";
+    t += cfg_.base_path;
     switch (cfg_.kind) {
         case config::provider_kind::openai:
-            return cfg_.base_path + suffix;
+            t += suffix;
+            return;
         case config::provider_kind::azure: {
             // Azure's Responses API is not per deployment: {base}/openai/v1/responses.
             if (ep == core::endpoint::responses) {
-                std::string t = cfg_.base_path + "/openai/v1/responses";
-                if (!cfg_.api_version.empty()) t += "?api-version=" + cfg_.api_version;
-                return t;
+                t += "/openai/v1/responses";
+                if (!cfg_.api_version.empty()) {
+                    t += "?api-version=";
+                    t += cfg_.api_version;
+                }
+                return;
             }
-            std::string t = cfg_.base_path + "/openai/deployments/";
+            t += "/openai/deployments/";
             // A deployment name is a path segment: escape what would change the path.
             for (unsigned char c : upstream_model) {
                 if (std::isalnum(c) || c == '-' || c == '_' || c == '.') {
@@ -68,20 +81,28 @@ std::string provider::target_for(core::endpoint ep, std::string_view upstream_mo
                     t += hex[c & 15];
                 }
             }
-            return t + suffix + "?api-version=" + cfg_.api_version;
+            t += suffix;
+            t += "?api-version=";
+            t += cfg_.api_version;
+            return;
         }
         case config::provider_kind::anthropic:
-            return cfg_.base_path + "/v1/messages";
+            t += "/v1/messages";
+            return;
     }
-    return cfg_.base_path + suffix;
+    t += suffix;
 }
 
 void provider::render_head(std::string& out, core::endpoint ep, std::string_view upstream_model,
                            std::size_t content_length, bool stream,
                            std::string_view request_id) const {
     out.clear();
+    // One allocation: the fixed text is under 256 bytes, the rest is sized here (an Azure
+    // deployment name may triple when escaped).
+    out.reserve(256 + cfg_.base_path.size() + cfg_.api_version.size() + 3 * upstream_model.size() +
+                host_header_.size() + cfg_.api_key.size() + request_id.size());
     out += "POST ";
-    out += target_for(ep, upstream_model);
+    append_target(out, ep, upstream_model);
     out += " HTTP/1.1\r\nhost: ";
     out += host_header_;
     out += "\r\ncontent-type: application/json\r\n";
@@ -110,7 +131,8 @@ void provider::render_head(std::string& out, core::endpoint ep, std::string_view
     out += "x-request-id: ";
     out += request_id;
     out += "\r\nuser-agent: tollgate/0.1\r\ncontent-length: ";
-    out += std::to_string(content_length);
+    char digits[24];
+    out.append(digits, std::to_chars(digits, digits + sizeof digits, content_length).ptr);
     out += "\r\n\r\n";
 }
 
