@@ -96,7 +96,7 @@ asio::awaitable<boost::system::error_code> exchange::read_head(std::size_t& byte
     parser_->eager(true);
     for (;;) {
         if (buf_.size() > 0) {
-            const auto used = parser_->put(buf_.data(), ec);
+            const auto used = parser_->put_all(buf_.data(), ec);
             buf_.consume(used);
             if (parser_->is_header_done()) co_return error_code{};
             if (ec && ec != http::error::need_more) co_return ec;
@@ -135,7 +135,7 @@ asio::awaitable<boost::system::error_code> read_body_piece(net::byte_stream& s,
     boost::system::error_code ec;
     got = 0;
     if (buf.size() > 0) {
-        const auto used = parser.put(buf.data(), ec);
+        const auto used = parser.put_all(buf.data(), ec);
         buf.consume(used);
         if (ec != http::error::need_more && ec) co_return ec;
         if (!parser.body().empty() || parser.is_done()) co_return boost::system::error_code{};
@@ -168,7 +168,7 @@ asio::awaitable<boost::system::error_code> read_body_piece(net::byte_stream& s,
     if (rec) co_return rec;
     got = n;
     buf.commit(n);
-    const auto used = parser.put(buf.data(), ec);
+    const auto used = parser.put_all(buf.data(), ec);
     buf.consume(used);
     if (ec == http::error::need_more) ec = {};
     co_return ec;

@@ -63,7 +63,11 @@ class exchange {
     int status() const noexcept { return parser_->status(); }
     // Body bytes read and not yet parsed (none between events once a read drained it).
     std::size_t buffered() const noexcept { return buf_.size(); }
-    void shrink_buffer() { buf_.shrink_to_fit(); }
+    // Between events: the read buffer and the parser's (taken) body room go back.
+    void shrink_buffer() {
+        buf_.shrink_to_fit();
+        if (parser_->body().empty()) std::string().swap(parser_->body());
+    }
     // A buffer given back between events holds at most this (see read_body_piece).
     static constexpr std::size_t idle_buffer = 64;
     core::clock::time_point sent_at() const noexcept { return sent_at_; }

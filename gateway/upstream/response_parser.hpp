@@ -12,6 +12,8 @@ namespace tollgate::upstream {
 
 class response_parser final : public boost::beast::http::basic_parser<false> {
   public:
+    using error_code = boost::system::error_code;
+
     response_parser() = default;
 
     int status() const noexcept { return status_; }
@@ -22,8 +24,14 @@ class response_parser final : public boost::beast::http::basic_parser<false> {
     // Body bytes parsed so far and not yet taken.
     std::string& body() noexcept { return body_; }
 
+    // put(), with room made first for all the body `input` can hold (at most its size):
+    // one allocation, not a doubling per chunk appended (a burst is ~50 chunks in one put).
+    std::size_t put_all(boost::asio::const_buffer input, error_code& ec) {
+        body_.reserve(body_.size() + input.size());
+        return put(input, ec);
+    }
+
   private:
-    using error_code = boost::system::error_code;
     using string_view = boost::beast::string_view;
 
     void on_request_impl(boost::beast::http::verb, string_view, string_view, int,
