@@ -1,6 +1,7 @@
 #include "gateway/server/request_reader.hpp"
 
 #include <boost/asio/buffer.hpp>
+#include <boost/beast/core/string.hpp>
 #include <boost/beast/http/error.hpp>
 
 #include <algorithm>
@@ -10,6 +11,52 @@ namespace tollgate::server {
 
 namespace asio = boost::asio;
 namespace http = boost::beast::http;
+
+std::string_view http_request::get(std::string_view name) const noexcept {
+    for (const auto& f : fields_)
+        if (boost::beast::iequals(piece(f.name), name)) return piece(f.value);
+    return {};
+}
+
+std::string http_request::get_all(std::string_view name) const {
+    std::string out;
+    for (const auto& f : fields_) {
+        if (!boost::beast::iequals(piece(f.name), name)) continue;
+        if (!out.empty()) out += ", ";
+        out += piece(f.value);
+    }
+    return out;
+}
+
+std::size_t http_request::count(std::string_view name) const noexcept {
+    std::size_t n = 0;
+    for (const auto& f : fields_) n += boost::beast::iequals(piece(f.name), name);
+    return n;
+}
+
+void request_parser::on_request_impl(http::verb method, string_view method_str, string_view target,
+                                     int version, error_code&) {
+    req_.method_ = method;
+    req_.method_at_ = req_.keep(method_str);
+    req_.target_at_ = req_.keep(target);
+    req_.version_ = static_cast<unsigned>(version);
+}
+
+void request_parser::on_field_impl(http::field, string_view name, string_view value, error_code&) {
+    const auto n = req_.keep(name);
+    req_.fields_.push_back({n, req_.keep(value)});
+}
+
+void request_parser::on_body_init_impl(const boost::optional<std::uint64_t>& length,
+                                       error_code& ec) {
+    // Beast has refused a length above body_limit (max_request_bytes) already.
+    if (!length) return;
+    if (*length > req_.body_.max_size()) {
+        ec = http::error::buffer_overflow;
+        return;
+    }
+    req_.body_.reserve(static_cast<std::size_t>(*length));
+}
 
 request_reader::request_reader(std::size_t max_header_bytes, std::size_t max_request_bytes)
     : max_header_bytes_(max_header_bytes) {
@@ -39,13 +86,14 @@ request_reader::step request_reader::head(std::string_view buf, std::size_t& con
         ec_ = http::error::bad_field;
         return step::failed;
     }
+    if (head_end != std::string_view::npos) parser_.reserve_head(head_end);
     consumed = parser_.put(asio::buffer(buf.data(), buf.size()), ec_);
     if (ec_ == http::error::need_more) ec_ = {};
     if (!ec_ && !parser_.is_header_done()) ec_ = http::error::bad_line_ending;
     // RFC 9112 §6.3: a request whose Transfer-Encoding does not end in chunked has no
     // length anyone can agree on (Beast would read no body and take what follows for the
     // next request): refused.
-    if (!ec_ && parser_.get().count(http::field::transfer_encoding) && !parser_.chunked())
+    if (!ec_ && parser_.get().count("transfer-encoding") && !parser_.chunked())
         ec_ = http::error::bad_transfer_encoding;
     return ec_ ? step::failed : step::head_ready;
 }

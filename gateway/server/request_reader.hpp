@@ -10,16 +10,101 @@
 // follows the request stays in the caller's buffer for the next one. Time limits are the
 // caller's (they need a clock and a socket).
 
-#include <boost/beast/http/parser.hpp>
-#include <boost/beast/http/string_body.hpp>
+#include <boost/beast/http/basic_parser.hpp>
+#include <boost/beast/http/verb.hpp>
+#include <boost/container/small_vector.hpp>
 
 #include <cstddef>
+#include <cstdint>
+#include <string>
 #include <string_view>
 
 #include "gateway/core/errors.hpp"
 #include "gateway/core/request_context.hpp"
 
 namespace tollgate::server {
+
+// One request as read: request line, header fields and body. The head's text is copied
+// into one string and each field is a pair of offsets into it (Beast's fields allocate
+// every field and keep a tree of them); fields are looked up by name, case-insensitively,
+// in the order they came.
+class http_request final : public core::header_source {
+  public:
+    boost::beast::http::verb method() const noexcept { return method_; }
+    std::string_view method_string() const noexcept { return piece(method_at_); }
+    std::string_view target() const noexcept { return piece(target_at_); }
+    unsigned version() const noexcept { return version_; }
+    bool keep_alive() const noexcept { return keep_alive_; }
+    std::string& body() noexcept { return body_; }
+    const std::string& body() const noexcept { return body_; }
+
+    // The first field named `name`; empty if there is none.
+    std::string_view operator[](std::string_view name) const noexcept { return get(name); }
+    std::string_view get(std::string_view name) const noexcept override;
+    std::string get_all(std::string_view name) const override;
+    std::size_t count(std::string_view name) const noexcept;
+    // f(name, value) for every field, in order.
+    template <class F>
+    void for_each_field(F&& f) const {
+        for (const auto& fl : fields_) f(piece(fl.name), piece(fl.value));
+    }
+
+  private:
+    friend class request_parser;
+    struct span {
+        std::uint32_t at = 0, size = 0;
+    };
+    struct field {
+        span name, value;
+    };
+    std::string_view piece(span s) const noexcept { return {text_.data() + s.at, s.size}; }
+    span keep(std::string_view s) {
+        const span r{static_cast<std::uint32_t>(text_.size()),
+                     static_cast<std::uint32_t>(s.size())};
+        text_.append(s.data(), s.size());
+        return r;
+    }
+
+    std::string text_;  // method, target, then each field's name and value
+    boost::container::small_vector<field, 8> fields_;
+    boost::beast::http::verb method_ = boost::beast::http::verb::unknown;
+    span method_at_, target_at_;
+    unsigned version_ = 11;
+    bool keep_alive_ = true;
+    std::string body_;
+};
+
+// Beast's request parsing (its framing rules and limits) into an http_request.
+class request_parser final : public boost::beast::http::basic_parser<true> {
+  public:
+    http_request& get() noexcept { return req_; }
+    // Room for a head of `bytes` (its text is at most that).
+    void reserve_head(std::size_t bytes) { req_.text_.reserve(bytes); }
+
+  private:
+    using error_code = boost::system::error_code;
+    using string_view = boost::beast::string_view;
+
+    void on_request_impl(boost::beast::http::verb method, string_view method_str,
+                         string_view target, int version, error_code&) override;
+    void on_response_impl(int, string_view, int, error_code&) override {}
+    void on_field_impl(boost::beast::http::field, string_view name, string_view value,
+                       error_code&) override;
+    void on_header_impl(error_code&) override { req_.keep_alive_ = keep_alive(); }
+    void on_body_init_impl(const boost::optional<std::uint64_t>& length, error_code& ec) override;
+    std::size_t on_body_impl(string_view body, error_code&) override {
+        req_.body_.append(body.data(), body.size());
+        return body.size();
+    }
+    void on_chunk_header_impl(std::uint64_t, string_view, error_code&) override {}
+    std::size_t on_chunk_body_impl(std::uint64_t, string_view body, error_code&) override {
+        req_.body_.append(body.data(), body.size());
+        return body.size();
+    }
+    void on_finish_impl(error_code&) override {}
+
+    http_request req_;
+};
 
 class request_reader {
   public:
@@ -40,9 +125,7 @@ class request_reader {
 
     bool body_done() const { return parser_.is_done(); }
     const boost::system::error_code& error() const noexcept { return ec_; }
-    boost::beast::http::request<boost::beast::http::string_body>& request() {
-        return parser_.get();
-    }
+    http_request& request() { return parser_.get(); }
     bool chunked() const { return parser_.chunked(); }
     boost::optional<std::uint64_t> content_length() const { return parser_.content_length(); }
 
@@ -52,7 +135,7 @@ class request_reader {
     static constexpr std::size_t body_read_size = 64 * 1024;
 
   private:
-    boost::beast::http::request_parser<boost::beast::http::string_body> parser_;
+    request_parser parser_;
     std::size_t max_header_bytes_;
     std::size_t scanned_ = 0;  // where the search for the head's end resumes
     bool body_started_ = false;

@@ -32,27 +32,6 @@ std::string_view buffered(const beast::flat_buffer& buf) {
     return std::string_view(static_cast<const char*>(buf.data().data()), buf.size());
 }
 
-class request_headers final : public core::header_source {
-  public:
-    explicit request_headers(const http::fields& f) : fields_(f) {}
-    std::string_view get(std::string_view name) const noexcept override {
-        auto it = fields_.find(name);
-        if (it == fields_.end()) return {};
-        return it->value();
-    }
-    std::string get_all(std::string_view name) const override {
-        std::string out;
-        for (auto [it, end] = fields_.equal_range(name); it != end; ++it) {
-            if (!out.empty()) out += ", ";
-            out += it->value();
-        }
-        return out;
-    }
-
-  private:
-    const http::fields& fields_;
-};
-
 // The peer's address from its bytes (no text round trip per connection); an IPv4-mapped
 // IPv6 peer (a dual-stack listener's IPv4 client) is IPv4, as config::parse_ip reads it.
 config::ip_address peer_of(const asio::ip::tcp::socket& s) {
@@ -115,7 +94,7 @@ asio::awaitable<error_code> read_head(net::byte_stream& client, beast::flat_buff
 // idle timeout.
 asio::awaitable<error_code> read_body(net::byte_stream& client, beast::flat_buffer& buf,
                                       request_reader& reader, const config::server_config& sc) {
-    if (beast::iequals(reader.request()[http::field::expect], "100-continue")) {
+    if (beast::iequals(reader.request()["expect"], "100-continue")) {
         static constexpr std::string_view cont = "HTTP/1.1 100 Continue\r\n\r\n";
         const asio::const_buffer b = asio::buffer(cont.data(), cont.size());
         if (auto wec = co_await client.write(std::span(&b, 1), sc.write_timeout)) co_return wec;
@@ -290,8 +269,7 @@ asio::awaitable<void> session::run() {
         ctx.ep = ep;
         ctx.method = req.method_string();
         ctx.target = target;
-        request_headers headers(req);
-        ctx.headers = &headers;
+        ctx.headers = &req;
         ctx.body = req.body();
         ctx.body_bytes = ctx.body.size();
         if (draining() && r != route::healthz) {
