@@ -170,13 +170,39 @@ enum class member { other, text, usage, finish_reason, choices, type };
 // The members scan_event looks at. Text: the members whose string values are generated
 // text, in every API's shape.
 member classify(std::string_view key) noexcept {
-    if (key == "content" || key == "text" || key == "delta" || key == "arguments" ||
-        key == "reasoning_content" || key == "partial_json" || key == "thinking")
-        return member::text;
-    if (key == "usage") return member::usage;
-    if (key == "finish_reason") return member::finish_reason;
-    if (key == "choices") return member::choices;
-    if (key == "type") return member::type;
+    // By length first: most keys of an event ("id", "object", "index", ...) are told apart
+    // from these with one comparison.
+    switch (key.size()) {
+        case 4:
+            if (key == "text") return member::text;
+            if (key == "type") return member::type;
+            break;
+        case 5:
+            if (key == "delta") return member::text;
+            if (key == "usage") return member::usage;
+            break;
+        case 7:
+            if (key == "content") return member::text;
+            if (key == "choices") return member::choices;
+            break;
+        case 8:
+            if (key == "thinking") return member::text;
+            break;
+        case 9:
+            if (key == "arguments") return member::text;
+            break;
+        case 12:
+            if (key == "partial_json") return member::text;
+            break;
+        case 13:
+            if (key == "finish_reason") return member::finish_reason;
+            break;
+        case 17:
+            if (key == "reasoning_content") return member::text;
+            break;
+        default:
+            break;
+    }
     return member::other;
 }
 
@@ -245,7 +271,12 @@ event_facts scan_event(std::string_view s) noexcept {
                 }
                 break;
             case member::finish_reason:
-                if (s[v] == '"') f.finish_reason = true;
+                if (s[v] == '"') {
+                    f.finish_reason = true;
+                    const std::size_t end = end_of_string(s, v);
+                    if (end == std::string_view::npos) return f;
+                    i = end;
+                }
                 break;
             case member::choices:
                 if (s[v] == '[' && v + 1 < n) {
@@ -254,12 +285,20 @@ event_facts scan_event(std::string_view s) noexcept {
                 }
                 break;
             case member::type:
-                if (f.type.empty() && s[v] == '"') {
+                if (s[v] == '"') {
                     const std::size_t end = end_of_string(s, v);
-                    if (end != std::string_view::npos) f.type = s.substr(v + 1, end - v - 2);
+                    if (end == std::string_view::npos) return f;
+                    if (f.type.empty()) f.type = s.substr(v + 1, end - v - 2);
+                    i = end;
                 }
                 break;
             case member::other:
+                // A string value is passed over at once (it is no key: no ':' can follow).
+                if (s[v] == '"') {
+                    const std::size_t end = end_of_string(s, v);
+                    if (end == std::string_view::npos) return f;
+                    i = end;
+                }
                 break;
         }
     }
