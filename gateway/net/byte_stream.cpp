@@ -26,6 +26,7 @@ byte_stream::byte_stream(tcp::socket&& socket, asio::ssl::context* tls) {
             boost::beast::tcp_stream(std::move(socket)), *tls);
     else
         plain_ = std::make_unique<boost::beast::tcp_stream>(std::move(socket));
+    if (plain_) clock_ = std::make_shared<read_clock>(plain_->socket().get_executor());
 }
 
 byte_stream::byte_stream(const asio::any_io_executor& ex, asio::ssl::context* tls) {
@@ -33,9 +34,15 @@ byte_stream::byte_stream(const asio::any_io_executor& ex, asio::ssl::context* tl
         tls_ = std::make_unique<asio::ssl::stream<boost::beast::tcp_stream>>(ex, *tls);
     else
         plain_ = std::make_unique<boost::beast::tcp_stream>(ex);
+    if (plain_) clock_ = std::make_shared<read_clock>(ex);
 }
 
-byte_stream::~byte_stream() = default;
+byte_stream::~byte_stream() {
+    if (clock_) {
+        clock_->reading = false;
+        clock_->timer.cancel();
+    }
+}
 
 boost::beast::tcp_stream& byte_stream::lowest() noexcept {
     return tls_ ? tls_->next_layer() : *plain_;
@@ -76,13 +83,40 @@ asio::awaitable<error_code> byte_stream::connect(const tcp::resolver::results_ty
 
 asio::awaitable<std::pair<error_code, std::size_t>> byte_stream::read_some(
     asio::mutable_buffer buffer, duration timeout) {
-    lowest().expires_after(timeout);
     if (tls_) {
+        lowest().expires_after(timeout);
         auto [ec, n] = co_await tls_->async_read_some(buffer, use_tuple);
         co_return std::pair{ec, n};
     }
-    auto [ec, n] = co_await plain_->async_read_some(buffer, use_tuple);
+    auto& c = *clock_;
+    c.deadline = std::chrono::steady_clock::now() + timeout;
+    c.reading = true;
+    c.expired = false;
+    if (!c.armed || c.timer.expiry() > c.deadline) arm_read_timer();
+    auto [ec, n] = co_await plain_->socket().async_read_some(buffer, use_tuple);
+    c.reading = false;
+    if (c.expired && ec == asio::error::operation_aborted) ec = boost::beast::error::timeout;
+    c.expired = false;
     co_return std::pair{ec, n};
+}
+
+void byte_stream::arm_read_timer() {
+    auto& c = *clock_;
+    c.armed = true;
+    c.timer.expires_at(c.deadline);  // a wait already pending ends as aborted
+    c.timer.async_wait([clock = clock_, this](const error_code& ec) {
+        // Aborted: re-armed meanwhile, or this stream is gone. Touch nothing then.
+        if (ec == asio::error::operation_aborted) return;
+        clock->armed = false;
+        if (!clock->reading) return;  // the next read arms it again
+        if (std::chrono::steady_clock::now() >= clock->deadline) {
+            clock->expired = true;
+            error_code ignored;
+            plain_->socket().cancel(ignored);
+            return;
+        }
+        arm_read_timer();
+    });
 }
 
 asio::awaitable<error_code> byte_stream::write(std::span<const asio::const_buffer> buffers,

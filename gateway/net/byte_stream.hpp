@@ -8,6 +8,7 @@
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/ssl/context.hpp>
 #include <boost/asio/ssl/stream.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/beast/core/tcp_stream.hpp>
 
 #include <chrono>
@@ -66,8 +67,25 @@ class byte_stream {
     // `sent` says how much. An error only when the connection failed.
     error_code write_ready(std::span<const asio::const_buffer> buffers, std::size_t& sent) noexcept;
 
+    // Plain TCP reads keep their deadline here, not in Beast's per-operation timer (armed
+    // and cancelled around every read). One timer per connection stays armed at an
+    // earlier deadline; when it fires it cancels the read if the read's own deadline has
+    // passed, and otherwise waits again until that deadline. A read re-arms it only when
+    // its deadline comes before the timer's.
+    struct read_clock {
+        explicit read_clock(const asio::any_io_executor& ex) : timer(ex) {}
+        asio::steady_timer timer;
+        std::chrono::steady_clock::time_point deadline{};  // the pending read's
+        bool reading = false;
+        bool armed = false;
+        bool expired = false;  // the pending read was cancelled for its deadline
+    };
+    void arm_read_timer();
+
     std::unique_ptr<boost::beast::tcp_stream> plain_;
     std::unique_ptr<asio::ssl::stream<boost::beast::tcp_stream>> tls_;
+    // Plain TCP only; shared with the timer's handler, which may run after this is gone.
+    std::shared_ptr<read_clock> clock_;
 };
 
 }  // namespace tollgate::net
