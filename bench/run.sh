@@ -17,6 +17,9 @@
 #   LAT_TARGETS ["direct nginx full"]: streaming latency (streamgen)
 #   CAP_STREAMS [10000] (0: skip)  CAP_MOCK ["chunks=20 delay_ms=500"]  CAP_PARALLEL [256]
 #   CAP_TIMEOUT [120] s  CAP_FORCE [0]: 1 = do not lower CAP_STREAMS to what the fd limit allows
+#   CAP_HOLD [1]: then, through a fresh tollgate, the same number of streams each held after
+#   its first content event (`#mock hold=1`) while RSS is read: a steady state, so the figure
+#   repeats within about 1 % where the sampled one above moves by several
 #   SUT_CPU [0]  LOAD_CPU [1]  RESULTS_DIR [bench/results]  KEEP_WORK [0]
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -42,6 +45,7 @@ root=$(cd "$here/.." && pwd)
 : "${CAP_PARALLEL:=256}"
 : "${CAP_TIMEOUT:=120}"
 : "${CAP_FORCE:=0}"
+: "${CAP_HOLD:=1}"
 : "${RESULTS_DIR:=$here/results}"
 : "${KEEP_WORK:=0}"
 
@@ -281,6 +285,38 @@ if [ "$CAP_STREAMS" -gt 0 ]; then
         tail -1 || true)
     cp "$work/cap.log" "$raw/capacity-tollgate.log" 2>/dev/null || true
     stop_child "$cap_pid"
+
+    if [ "$CAP_HOLD" = 1 ]; then
+        # mock_get PATH: the mock's answer body (HTTP/1.0 over bash's /dev/tcp).
+        mock_get() {
+            (exec 3<>"/dev/tcp/127.0.0.1/$cap_mock_port" &&
+                printf 'GET %s HTTP/1.0\r\n\r\n' "$1" >&3 && timeout 5 cat <&3) 2>/dev/null |
+                tail -1 || true
+        }
+        held_before=$(mock_get /mock/stats | grep -o '"streams_held":[0-9]*' | cut -d: -f2)
+        start_gateway cap-held "[auth, rate_limit, budget, router, usage]" "$cap_mock_port" \
+            $((cap_n * 2 + 1024))
+        held_pid=$GW_PID
+        sleep 0.5
+        held_idle=$(status_kb "$held_pid" VmRSS)
+        log "capacity, held: $cap_n streams, each held after its first event"
+        taskset -c "$LOAD_CPU" "$BUILD_DIR/bench/streamgen" --target "127.0.0.1:$GW_PORT" \
+            --connections "$cap_n" --once --mock "chunks=3 hold=1" --key "$KEY" \
+            --connect-parallel "$CAP_PARALLEL" --timeout "$CAP_TIMEOUT" \
+            >"$raw/capacity-held.txt" 2>/dev/null &
+        held_sg=$!
+        held_n=0
+        for _ in $(seq $((CAP_TIMEOUT * 10))); do
+            held_n=$(($(mock_get /mock/stats | grep -o '"streams_held":[0-9]*' | cut -d: -f2) - ${held_before:-0}))
+            [ "$held_n" -ge "$cap_n" ] && break
+            sleep 0.1
+        done
+        held_rss=$(status_kb "$held_pid" VmRSS)
+        mock_get /mock/release >/dev/null
+        wait "$held_sg" || true
+        held_ok=$(sg_kv "$raw/capacity-held.txt" streams_ok)
+        stop_child "$held_pid"
+    fi
     stop_child "$cap_mock_pid"
 fi
 
@@ -436,6 +472,11 @@ rev=$(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo unknown)
         echo "| RSS per stream, (peak − idle) / most streaming at once | $(awk -v p="${cap_peak:--1}" -v i="$cap_rss_idle" -v n="${cap_maxs:-0}" 'BEGIN { if (p < 0 || n == 0) print "-"; else printf "%.1f KiB", (p - i) / n }') |"
         echo "| tollgate CPU per stream | $cap_cpu µs |"
         echo "| accept errors logged by tollgate | ${cap_accept_errs:-0} |"
+        if [ "$CAP_HOLD" = 1 ]; then
+            echo "| held: streams held after their first event (then completed) | ${held_n:-?} (${held_ok:-?}) |"
+            echo "| held: tollgate RSS idle / with every stream held | $(mib "${held_idle:--1}") / $(mib "${held_rss:--1}") MiB |"
+            echo "| held: RSS per stream | $(awk -v r="${held_rss:--1}" -v i="${held_idle:-0}" -v n="${held_n:-0}" 'BEGIN { if (r < 0 || n <= 0) print "-"; else printf "%.1f KiB", (r - i) / n }') |"
+        fi
         [ -n "$cap_note" ] && { echo; echo "$cap_note"; }
     fi
     echo
