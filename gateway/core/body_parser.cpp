@@ -2,6 +2,8 @@
 
 #include <simdjson.h>
 
+#include <array>
+
 #include <algorithm>
 
 #include "gateway/core/byte_scan.hpp"
@@ -197,23 +199,72 @@ body_error body_parser::parse(endpoint ep, std::string_view body, request_body& 
     if (doc.get_object().get(obj) != SUCCESS)
         return {errc::invalid_request, "request body must be a JSON object"};
 
+    // The members read below, found in one pass over the object (the first of a name, as
+    // at_key would find it; one lookup each was a walk over the keys each).
+    enum slot : std::size_t {
+        s_model,
+        s_messages,
+        s_system,
+        s_tools,
+        s_input,
+        s_previous_response_id,
+        s_prompt,
+        s_conversation,
+        s_instructions,
+        s_stream,
+        s_stream_options,
+        s_n,
+        s_max_tokens,
+        s_max_completion_tokens,
+        s_max_output_tokens,
+        s_count
+    };
+    static constexpr std::array<std::string_view, s_count> slot_names{"model",
+                                                                      "messages",
+                                                                      "system",
+                                                                      "tools",
+                                                                      "input",
+                                                                      "previous_response_id",
+                                                                      "prompt",
+                                                                      "conversation",
+                                                                      "instructions",
+                                                                      "stream",
+                                                                      "stream_options",
+                                                                      "n",
+                                                                      "max_tokens",
+                                                                      "max_completion_tokens",
+                                                                      "max_output_tokens"};
+    std::array<dom::element, s_count> found{};
+    std::uint32_t present = 0;
+    for (const auto m : obj) {
+        for (std::size_t i = 0; i < s_count; ++i) {
+            if (m.key.size() != slot_names[i].size() || m.key != slot_names[i]) continue;
+            if (!(present & (1u << i))) {
+                found[i] = m.value;
+                present |= 1u << i;
+            }
+            break;
+        }
+    }
+    auto field_at = [&](slot s, dom::element& out_el) {
+        if (!(present & (1u << s))) return false;
+        out_el = found[s];
+        return true;
+    };
+
     std::string_view model;
     {
         dom::element m;
-        if (obj.at_key("model").get(m) != SUCCESS)
-            return {errc::invalid_request, "missing required field 'model'"};
+        if (!field_at(s_model, m)) return {errc::invalid_request, "missing required field 'model'"};
         if (m.get_string().get(model) != SUCCESS)
             return {errc::invalid_request, "'model' must be a string"};
     }
     if (model.empty()) return {errc::invalid_request, "'model' must not be empty"};
     out.model.assign(model);
 
-    auto field = [&](const char* name, dom::element& out_el) {
-        return obj.at_key(name).get(out_el) == SUCCESS;
-    };
     dom::element el;
     if (ep == endpoint::chat_completions || ep == endpoint::messages) {
-        if (!field("messages", el))
+        if (!field_at(s_messages, el))
             return {errc::invalid_request, "missing required field 'messages'"};
         dom::array arr;
         if (el.get_array().get(arr) != SUCCESS)
@@ -223,8 +274,8 @@ body_error body_parser::parse(endpoint ep, std::string_view body, request_body& 
                 return {errc::invalid_request, "each item of 'messages' must be an object"};
         prompt_count count;
         count_prompt(el, count);
-        if (ep == endpoint::messages && field("system", el)) count_prompt(el, count);
-        if (field("tools", el) && !el.is_array() && !el.is_null())
+        if (ep == endpoint::messages && field_at(s_system, el)) count_prompt(el, count);
+        if (field_at(s_tools, el) && !el.is_array() && !el.is_null())
             return {errc::invalid_request, "'tools' must be an array"};
         // tools, functions and response_format are counted from their JSON text (below):
         // a schema is mostly keys and structure, which count_prompt() leaves out.
@@ -232,24 +283,25 @@ body_error body_parser::parse(endpoint ep, std::string_view body, request_body& 
     } else if (ep == endpoint::responses) {
         // `input` is a string or items; without it only a stored prompt or an earlier
         // response can say what to answer (refused later where the target cannot).
-        const bool has_input = field("input", el);
+        const bool has_input = field_at(s_input, el);
         if (has_input && !el.is_string() && !el.is_array())
             return {errc::invalid_request, "'input' must be a string or an array"};
         prompt_count count;
         if (has_input) count_prompt(el, count);
         dom::element other;
-        if (!has_input && !field("previous_response_id", other) && !field("prompt", other) &&
-            !field("conversation", other))
+        if (!has_input && !field_at(s_previous_response_id, other) && !field_at(s_prompt, other) &&
+            !field_at(s_conversation, other))
             return {errc::invalid_request, "missing required field 'input'"};
-        if (field("instructions", el) && !el.is_null()) {
+        if (field_at(s_instructions, el) && !el.is_null()) {
             if (!el.is_string()) return {errc::invalid_request, "'instructions' must be a string"};
             count_prompt(el, count);
         }
-        if (field("tools", el) && !el.is_array() && !el.is_null())
+        if (field_at(s_tools, el) && !el.is_array() && !el.is_null())
             return {errc::invalid_request, "'tools' must be an array"};
         out.prompt_tokens = count.tokens();
     } else if (ep == endpoint::embeddings) {
-        if (!field("input", el)) return {errc::invalid_request, "missing required field 'input'"};
+        if (!field_at(s_input, el))
+            return {errc::invalid_request, "missing required field 'input'"};
         if (!el.is_string() && !el.is_array())
             return {errc::invalid_request, "'input' must be a string or an array"};
         prompt_count count;
@@ -257,12 +309,12 @@ body_error body_parser::parse(endpoint ep, std::string_view body, request_body& 
         out.prompt_tokens = count.tokens();
     }
 
-    if (field("stream", el) && !el.is_null()) {
+    if (field_at(s_stream, el) && !el.is_null()) {
         if (el.get_bool().get(out.stream) != SUCCESS)
             return {errc::invalid_request, "'stream' must be a boolean"};
     }
     int usage_keys = 0;  // include_usage keys in stream_options, as decoded
-    if (field("stream_options", el) && !el.is_null()) {
+    if (field_at(s_stream_options, el) && !el.is_null()) {
         dom::object o;
         if (el.get_object().get(o) != SUCCESS)
             return {errc::invalid_request, "'stream_options' must be an object"};
@@ -275,7 +327,7 @@ body_error body_parser::parse(endpoint ep, std::string_view body, request_body& 
         }
     }
     // `n` only scales the estimate; a value the upstream refuses is its to refuse.
-    if (field("n", el)) {
+    if (field_at(s_n, el)) {
         std::uint64_t n = 0;
         double d = 0;
         if (el.get_uint64().get(n) == SUCCESS && n > 0)
@@ -283,12 +335,13 @@ body_error body_parser::parse(endpoint ep, std::string_view body, request_body& 
         else if (el.get_double().get(d) == SUCCESS && d >= 1 && d <= 1024)
             out.n = static_cast<std::uint64_t>(d);
     }
-    for (const char* name : {"max_tokens", "max_completion_tokens", "max_output_tokens"}) {
-        if (field(name, el) && !el.is_null()) {
+    for (const slot s : {s_max_tokens, s_max_completion_tokens, s_max_output_tokens}) {
+        const std::string_view name = slot_names[s];
+        if (field_at(s, el) && !el.is_null()) {
             std::uint64_t v = 0;
             if (el.get_uint64().get(v) != SUCCESS)
                 return {errc::invalid_request,
-                        std::string("'") + name + "' must be a non-negative integer"};
+                        "'" + std::string(name) + "' must be a non-negative integer"};
             out.max_tokens = std::max(out.max_tokens.value_or(0), v);  // both given: the larger
         }
     }

@@ -95,8 +95,8 @@ struct request_body {
 struct route_target {
     std::size_t provider_index = 0;  // index into the snapshot's providers
     const config::provider_config* provider = nullptr;
-    std::string upstream_model;
-    std::uint16_t group = 0;                      // 0: the model asked for; n: its n-th fallback
+    std::string_view upstream_model;  // in the snapshot's config, which outlives the request
+    std::uint16_t group = 0;          // 0: the model asked for; n: its n-th fallback
     const config::model_config* model = nullptr;  // the model this target belongs to (prices)
     std::uint32_t health_slot = 0;                // the router's index for this target's health
 };

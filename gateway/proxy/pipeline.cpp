@@ -293,7 +293,8 @@ std::optional<forwarder::refusal> forwarder::prepare(const core::route_target& t
     if (auto error = adapter_->render_request(ctx_, target.upstream_model, body_); !error.empty()) {
         const errc why = adapter_->render_error();
         if (why == errc::unsupported_on_target)
-            error += " (target: provider " + pc.name + ", model " + target.upstream_model + ")";
+            error += " (target: provider " + pc.name + ", model " +
+                     std::string(target.upstream_model) + ")";
         return refusal{why, std::move(error)};
     }
     prov.render_head(head_, adapter_->upstream_endpoint(), target.upstream_model, body_.size(),

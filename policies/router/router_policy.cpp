@@ -1,5 +1,7 @@
 #include "policies/router/router_policy.hpp"
 
+#include <boost/container/small_vector.hpp>
+
 #include <algorithm>
 #include <numeric>
 #include <stdexcept>
@@ -127,7 +129,7 @@ void router_policy::list_models(core::request_context& ctx) const {
 
 void router_policy::plan_group(const model_route& r, std::uint16_t group, std::uint64_t& rng,
                                std::int64_t now_ns, std::vector<core::route_target>& plan) const {
-    std::vector<std::size_t> ready;
+    boost::container::small_vector<std::size_t, 8> ready;
     std::size_t soonest = 0;
     std::int64_t soonest_end = INT64_MAX;
     for (std::size_t i = 0; i < r.targets.size(); ++i) {
@@ -153,7 +155,7 @@ void router_policy::plan_group(const model_route& r, std::uint16_t group, std::u
     switch (cfg_.routing.strategy) {
         case config::routing_strategy::weighted: {
             // Weighted sampling without replacement.
-            std::vector<std::size_t> order;
+            boost::container::small_vector<std::size_t, 8> order;
             while (!ready.empty()) {
                 std::uint64_t total = 0;
                 for (auto i : ready) total += r.weights[i];
@@ -208,6 +210,9 @@ core::verdict router_policy::on_request(core::request_context& ctx) const {
     std::uint64_t rng = seed_of(ctx.request_id);
     const auto now = steady_ns();
     ctx.plan.clear();
+    std::size_t most = it->second.targets.size();
+    for (const auto* f : it->second.fallbacks) most += f->targets.size();
+    ctx.plan.reserve(std::min<std::size_t>(most, 8));
     plan_group(it->second, 0, rng, now, ctx.plan);
     std::uint16_t group = 1;
     for (const auto* f : it->second.fallbacks) plan_group(*f, group++, rng, now, ctx.plan);

@@ -94,7 +94,7 @@ BOOST_AUTO_TEST_CASE(weighted_split_follows_the_weights_then_retries_the_other_t
         BOOST_TEST(p[2].upstream_model == "mc");                 // then the fallback model
         BOOST_TEST(p[2].group == 1);
         BOOST_TEST(p[0].group == 0);
-        ++first[p[0].upstream_model];
+        ++first[std::string(p[0].upstream_model)];
     }
     // 3:1 weights: about 3000 vs 1000 (bounds far outside random noise).
     BOOST_TEST(first["ma"] > 2700);
@@ -182,7 +182,7 @@ BOOST_AUTO_TEST_CASE(lowest_latency_prefers_the_faster_target_and_still_explores
         f.attempt(mb, kind::ok, {}, std::chrono::milliseconds(40));
     }
     std::map<std::string, int> first;
-    for (int i = 0; i < 2000; ++i) ++first[f.plan()[0].upstream_model];
+    for (int i = 0; i < 2000; ++i) ++first[std::string(f.plan()[0].upstream_model)];
     BOOST_TEST(first["mb"] > 1700);  // ~95%: the fast one, except while exploring
     BOOST_TEST(first["ma"] > 20);    // exploration keeps measuring the slow one
 }
