@@ -293,7 +293,9 @@ if [ "$CAP_STREAMS" -gt 0 ]; then
                 printf 'GET %s HTTP/1.0\r\n\r\n' "$1" >&3 && timeout 5 cat <&3) 2>/dev/null |
                 tail -1 || true
         }
-        held_before=$(mock_get /mock/stats | grep -o '"streams_held":[0-9]*' | cut -d: -f2)
+        # held_count: the mock's streams_held ("" when it did not answer in time).
+        held_count() { mock_get /mock/stats | grep -o '"streams_held":[0-9]*' | cut -d: -f2 || true; }
+        held_before=$(held_count)
         start_gateway cap-held "[auth, rate_limit, budget, router, usage]" "$cap_mock_port" \
             $((cap_n * 2 + 1024))
         held_pid=$GW_PID
@@ -307,7 +309,9 @@ if [ "$CAP_STREAMS" -gt 0 ]; then
         held_sg=$!
         held_n=0
         for _ in $(seq $((CAP_TIMEOUT * 10))); do
-            held_n=$(($(mock_get /mock/stats | grep -o '"streams_held":[0-9]*' | cut -d: -f2) - ${held_before:-0}))
+            held_now=$(held_count)
+            [ -z "$held_now" ] && continue
+            held_n=$((${held_now:-0} - ${held_before:-0}))
             [ "$held_n" -ge "$cap_n" ] && break
             sleep 0.1
         done
