@@ -4,7 +4,6 @@
 
 #include <algorithm>
 #include <array>
-#include <cstdio>
 
 #include "gateway/core/admission_estimate.hpp"
 #include "gateway/core/attempt_error.hpp"

@@ -6,7 +6,6 @@
 
 #include <array>
 #include <charconv>
-#include <cstdio>
 
 namespace tollgate::proxy {
 
