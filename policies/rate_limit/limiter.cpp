@@ -1,5 +1,8 @@
 #include "policies/rate_limit/limiter.hpp"
 
+#include <charconv>
+#include <cstring>
+
 #include <algorithm>
 #include <functional>
 #include <limits>
@@ -281,26 +284,49 @@ std::size_t limiter::tracked_keys() const {
 }
 
 std::string limiter::format_reset(milliseconds d) {
+    // Built in place (it is two of the headers of every limited request): no temporaries.
     if (d <= milliseconds::zero()) return "0s";
     const auto total = static_cast<std::uint64_t>(d.count());
-    if (total < 1000) return std::to_string(total) + "ms";
+    // At most three numbers of 20 digits, "h", "m", ".ddd" and "s".
+    char buf[72];
+    char* p = buf;
+    const auto num = [&](std::uint64_t v) {
+        char digits[20];
+        const auto n = static_cast<std::size_t>(std::to_chars(digits, digits + 20, v).ptr - digits);
+        std::memcpy(p, digits, n);
+        p += n;
+    };
+    if (total < 1000) {
+        num(total);
+        *p++ = 'm';
+        *p++ = 's';
+        return std::string(buf, p);
+    }
     const std::uint64_t h = total / 3'600'000;
     const std::uint64_t m = total / 60'000 % 60;
     const std::uint64_t s = total / 1000 % 60;
     const std::uint64_t ms = total % 1000;
-    std::string out;
     // Go prints the larger units only when present, and then every smaller one: "6m0s".
-    if (h > 0) out += std::to_string(h) + 'h';
-    if (h > 0 || m > 0) out += std::to_string(m) + 'm';
-    out += std::to_string(s);
-    if (ms > 0) {
-        std::string frac = std::to_string(ms);
-        frac.insert(0, 3 - frac.size(), '0');
-        while (frac.back() == '0') frac.pop_back();
-        out += '.' + frac;
+    if (h > 0) {
+        num(h);
+        *p++ = 'h';
     }
-    out += 's';
-    return out;
+    if (h > 0 || m > 0) {
+        num(m);
+        *p++ = 'm';
+    }
+    num(s);
+    if (ms > 0) {
+        const char digits[3] = {static_cast<char>('0' + ms / 100),
+                                static_cast<char>('0' + ms / 10 % 10),
+                                static_cast<char>('0' + ms % 10)};
+        int len = 3;
+        while (digits[len - 1] == '0') --len;  // ms > 0: one digit at least stays
+        *p++ = '.';
+        for (int i = 0; i < len; ++i) *p++ = digits[i];
+    }
+    *p++ = 's';
+    return std::string(buf, p);
 }
 
 held_reservation::held_reservation(held_reservation&& other) noexcept
