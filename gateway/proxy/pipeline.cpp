@@ -315,8 +315,9 @@ asio::awaitable<attempt_error> forwarder::relay_whole(upstream::exchange& x) {
     if (!e.ok()) co_return e;
     const auto upstream_done = core::clock::now();
     x.finish(true);
-    std::string content_type =
-        x.parser().content_type().empty() ? "application/json" : x.parser().content_type();
+    // Views into the parser or the adapter, which outlive the write below.
+    std::string_view content_type = x.parser().content_type();
+    if (content_type.empty()) content_type = "application/json";
     if (is_2xx(status)) {
         if (!adapter_->on_body(body, ctx_.meter))
             co_return attempt_error::fail(
