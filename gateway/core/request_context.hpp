@@ -2,6 +2,7 @@
 // Everything one client request carries through the policy chain and the proxy.
 // A context belongs to one request on one worker thread: no locking, never shared.
 
+#include <charconv>
 #include <chrono>
 #include <cstdint>
 #include <cstring>
@@ -74,16 +75,13 @@ class header_block {
     }
     void add(std::string_view name, std::uint64_t value) {
         char digits[20];
-        char* p = digits + sizeof digits;
-        do *--p = static_cast<char>('0' + value % 10);
-        while ((value /= 10) != 0);
-        add(name, std::string_view(p, static_cast<std::size_t>(digits + sizeof digits - p)));
+        const auto end = std::to_chars(digits, digits + sizeof digits, value).ptr;
+        add(name, std::string_view(digits, static_cast<std::size_t>(end - digits)));
     }
     void append(const header_block& other) { text_ += other.text_; }
     void reserve(std::size_t n) { text_.reserve(n); }
     // Gives the memory back (a stream whose head is out).
     void release() noexcept { std::string().swap(text_); }
-    bool empty() const noexcept { return text_.empty(); }
     std::string_view text() const noexcept { return text_; }
 
   private:

@@ -42,12 +42,6 @@ bool provider::supports(core::endpoint ep) const noexcept {
     return false;
 }
 
-std::string provider::target_for(core::endpoint ep, std::string_view upstream_model) const {
-    std::string t;
-    append_target(t, ep, upstream_model);
-    return t;
-}
-
 void provider::append_target(std::string& t, core::endpoint ep,
                              std::string_view upstream_model) const {
     // `ep` is the upstream's endpoint (after any translation).

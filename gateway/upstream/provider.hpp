@@ -21,9 +21,8 @@ class provider {
     const config::provider_config& config() const noexcept { return cfg_; }
     boost::asio::ssl::context* tls() const noexcept { return tls_.get(); }
 
-    // Path and query of the upstream request for this endpoint and upstream model
-    // (append_target: added to `out`).
-    std::string target_for(core::endpoint ep, std::string_view upstream_model) const;
+    // Appends the path and query of the upstream request for this endpoint and upstream
+    // model to `out`.
     void append_target(std::string& out, core::endpoint ep, std::string_view upstream_model) const;
     // The request head (request line and headers, blank line included). The provider's
     // key is set here; nothing of the client's credentials is ever copied.

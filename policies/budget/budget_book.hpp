@@ -28,9 +28,10 @@
 //   with a timestamp in the old period is then no longer added to committed.
 // - A ledger commit follows its own settle (on_settle runs before the usage policy's
 //   on_complete queues the record), but the book does not rely on the order: if a
-//   commit came first, pending would dip below zero meanwhile; reads count it as 0 so spend is never understated by more than what
-//   is in flight, and it is clamped back to >= 0 whenever the key has nothing in flight
-//   (then no settle can still match it), so a stray commit cannot create lasting credit.
+//   commit came first, pending would dip below zero meanwhile; reads count it as 0 so spend is
+//   never understated by more than what is in flight, and it is clamped back to >= 0 whenever the
+//   key has nothing in flight (then no settle can still match it), so a stray commit cannot create
+//   lasting credit.
 // - USD is held as integer nano-dollars: settle and commit of the same amount cancel
 //   exactly, with no floating-point drift over millions of requests.
 // - A period change of a key's budget (reload) needs a new seed() from the ledger: the
