@@ -7,6 +7,7 @@
 // "\r"; a lone '\r' at the end of a piece waits for the next byte. Not thread-safe.
 
 #include <cstddef>
+#include <cstring>
 #include <string>
 #include <string_view>
 
@@ -54,11 +55,17 @@ class sse_framer {
     std::size_t scan(std::string_view buf, F&& on_event) {
         std::size_t event_start = 0, pos = 0;
         reset_event();
+        // Lines almost always end in "\n" alone: without a '\r' in the buffer, memchr
+        // (libc's, 32 bytes or more a step) finds them.
+        const bool any_cr = std::memchr(buf.data(), '\r', buf.size()) != nullptr;
+        const char* const end = buf.data() + buf.size();
         while (pos < buf.size()) {
             // Find the end of the line starting at pos.
-            const std::size_t eol = static_cast<std::size_t>(
-                bytes::find_either(buf.data() + pos, buf.data() + buf.size(), '\n', '\r') -
-                buf.data());
+            const char* at = any_cr ? bytes::find_either(buf.data() + pos, end, '\n', '\r')
+                                    : static_cast<const char*>(
+                                          std::memchr(buf.data() + pos, '\n', buf.size() - pos));
+            if (!at) at = end;
+            const std::size_t eol = static_cast<std::size_t>(at - buf.data());
             if (eol == buf.size()) break;  // incomplete line
             std::size_t next = eol + 1;
             if (buf[eol] == '\r') {
