@@ -127,4 +127,75 @@ inline const char* find_either_counting(const char* p, const char* end, char a, 
     return hit;
 }
 
+// JSON structure of one 64-byte block, one bit per byte (bit i for p[i]): the quotes, the
+// backslashes and the colons in it. 64 bytes at a time (four SSE2 compares each), so a
+// scanner steps from one structural byte to the next with bit arithmetic instead of
+// scanning string by string.
+struct block_bits {
+    std::uint64_t quote = 0, backslash = 0, colon = 0;
+};
+inline block_bits classify64(const char* p) noexcept {
+    block_bits b;
+#if defined(__SSE2__)
+    const __m128i vq = _mm_set1_epi8('"'), vb = _mm_set1_epi8('\\'), vc = _mm_set1_epi8(':');
+    const auto bits = [&](const char* at, std::uint64_t& q, std::uint64_t& bs, std::uint64_t& c) {
+        const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(at));
+        q = static_cast<unsigned>(_mm_movemask_epi8(_mm_cmpeq_epi8(v, vq)));
+        bs = static_cast<unsigned>(_mm_movemask_epi8(_mm_cmpeq_epi8(v, vb)));
+        c = static_cast<unsigned>(_mm_movemask_epi8(_mm_cmpeq_epi8(v, vc)));
+    };
+    std::uint64_t q0, q1, q2, q3, b0, b1, b2, b3, c0, c1, c2, c3;
+    bits(p, q0, b0, c0);
+    bits(p + 16, q1, b1, c1);
+    bits(p + 32, q2, b2, c2);
+    bits(p + 48, q3, b3, c3);
+    b.quote = q0 | q1 << 16 | q2 << 32 | q3 << 48;
+    b.backslash = b0 | b1 << 16 | b2 << 32 | b3 << 48;
+    b.colon = c0 | c1 << 16 | c2 << 32 | c3 << 48;
+#else
+    for (int i = 0; i < 64; ++i) {
+        const std::uint64_t bit = std::uint64_t{1} << i;
+        if (p[i] == '"') b.quote |= bit;
+        if (p[i] == '\\') b.backslash |= bit;
+        if (p[i] == ':') b.colon |= bit;
+    }
+#endif
+    return b;
+}
+
+// The bits of the bytes escaped by a backslash, given a block's backslashes: each
+// backslash not itself escaped escapes the byte after it. `carry` says whether the
+// block's first byte is escaped (the last block ended in an unpaired backslash); it is
+// updated for the next block. A loop per escape: backslashes are rare in LLM output.
+inline std::uint64_t escaped_bits(std::uint64_t backslash, bool& carry) noexcept {
+    std::uint64_t escaped = 0;
+    if (carry) {
+        escaped = 1;
+        backslash &= ~std::uint64_t{1};
+    }
+    carry = false;
+    while (backslash) {
+        const int i = std::countr_zero(backslash);
+        if (i == 63) {
+            carry = true;
+            break;
+        }
+        escaped |= std::uint64_t{1} << (i + 1);
+        backslash &= ~(std::uint64_t{3} << i);  // the escaped byte escapes nothing
+    }
+    return escaped;
+}
+
+// Bit i set when an odd number of bits 0..i of x are set: with x the unescaped quotes,
+// the bytes inside strings (opening quote included, closing quote not).
+inline std::uint64_t prefix_xor(std::uint64_t x) noexcept {
+    x ^= x << 1;
+    x ^= x << 2;
+    x ^= x << 4;
+    x ^= x << 8;
+    x ^= x << 16;
+    x ^= x << 32;
+    return x;
+}
+
 }  // namespace tollgate::core::bytes

@@ -167,11 +167,16 @@ std::size_t count_text_string(std::string_view s, std::size_t i, text_count& n,
 
 enum class member { other, text, usage, finish_reason, choices, type };
 
+// The lengths of the keys classify tells apart, one bit each: a key of any other length is
+// passed over before its value is looked at.
+constexpr std::uint32_t member_lengths =
+    1u << 4 | 1u << 5 | 1u << 7 | 1u << 8 | 1u << 9 | 1u << 12 | 1u << 13 | 1u << 17;
+
 // The members scan_event looks at. Text: the members whose string values are generated
 // text, in every API's shape.
 member classify(std::string_view key) noexcept {
     // By length first: most keys of an event ("id", "object", "index", ...) are told apart
-    // from these with one comparison.
+    // from these with one comparison. member_lengths lists the cases.
     switch (key.size()) {
         case 4:
             if (key == "text") return member::text;
@@ -211,31 +216,20 @@ member classify(std::string_view key) noexcept {
 event_facts scan_event(std::string_view s) noexcept {
     event_facts f;
     const std::size_t n = s.size();
+    constexpr std::size_t none = std::string_view::npos;
     std::size_t copied = 0;  // end of the last `"usage":null` cut
-    std::size_t i = 0;
-    // Each string once: a key is a string followed by ':'; the walk goes on at its value
-    // (into objects and arrays; a string value is skipped, or counted as text).
-    while (i < n) {
-        const char* hit = core::bytes::find_either(s.data() + i, s.data() + n, '"', '"');
-        if (hit == s.data() + n) break;
-        const std::size_t q = static_cast<std::size_t>(hit - s.data());
-        const std::size_t e = end_of_string(s, q);
-        if (e == std::string_view::npos) break;
-        const std::size_t colon = skip_ws(s, e);
-        if (colon >= n || s[colon] != ':') {
-            i = e;  // a string value
-            continue;
-        }
+
+    // One member: the key's quotes at s[open] and s[close], its colon at s[colon]. False
+    // when the rest of the text cannot be read (a value cut short).
+    auto member_at = [&](std::size_t open, std::size_t close, std::size_t colon) -> bool {
+        for (std::size_t k = close + 1; k < colon; ++k)
+            if (!is_ws(s[k])) return true;  // not a key: something between it and the colon
         const std::size_t v = skip_ws(s, colon + 1);
-        if (v >= n) break;
-        i = v;
-        switch (classify(s.substr(q + 1, e - q - 2))) {
+        if (v >= n) return false;
+        switch (classify(s.substr(open + 1, close - open - 1))) {
             case member::text:
-                if (s[v] == '"') {
-                    const std::size_t after = count_text_string(s, v, f.text, f.text_bytes);
-                    if (after == std::string_view::npos) return f;
-                    i = after;
-                }
+                if (s[v] == '"' && count_text_string(s, v, f.text, f.text_bytes) == none)
+                    return false;
                 break;
             case member::usage:
                 if (s[v] == '{') {
@@ -251,9 +245,9 @@ event_facts scan_event(std::string_view s) noexcept {
                 } else if (s.substr(v, 4) == "null") {
                     std::size_t end = v + 4;
                     if (end < n && s[end] != ',' && s[end] != '}' && !is_ws(s[end])) break;
-                    if (q < copied) break;
+                    if (open < copied) break;
                     // Take the comma before the member, else the one after it.
-                    std::size_t begin = q;
+                    std::size_t begin = open;
                     std::size_t b = begin;
                     while (b > copied && is_ws(s[b - 1])) --b;
                     if (b > copied && s[b - 1] == ',') {
@@ -267,15 +261,12 @@ event_facts scan_event(std::string_view s) noexcept {
                     else
                         f.cuts_overflow = true;
                     copied = end;
-                    i = end;
                 }
                 break;
             case member::finish_reason:
                 if (s[v] == '"') {
                     f.finish_reason = true;
-                    const std::size_t end = end_of_string(s, v);
-                    if (end == std::string_view::npos) return f;
-                    i = end;
+                    if (end_of_string(s, v) == none) return false;
                 }
                 break;
             case member::choices:
@@ -287,19 +278,57 @@ event_facts scan_event(std::string_view s) noexcept {
             case member::type:
                 if (s[v] == '"') {
                     const std::size_t end = end_of_string(s, v);
-                    if (end == std::string_view::npos) return f;
+                    if (end == none) return false;
                     if (f.type.empty()) f.type = s.substr(v + 1, end - v - 2);
-                    i = end;
                 }
                 break;
             case member::other:
-                // A string value is passed over at once (it is no key: no ':' can follow).
-                if (s[v] == '"') {
-                    const std::size_t end = end_of_string(s, v);
-                    if (end == std::string_view::npos) return f;
-                    i = end;
-                }
                 break;
+        }
+        return true;
+    };
+
+    // 64 bytes at a time: the unescaped quotes tell which bytes lie inside strings; every
+    // colon outside them ends a key, whose quotes are the last two before it. Only the
+    // members are visited, in document order; the bytes between them are looked at once.
+    std::size_t last_quote = none, prev_quote = none;  // before the current block
+    bool escape_carry = false;
+    std::uint64_t inside_carry = 0;  // all ones when the last block ended inside a string
+    char tail[64];
+    for (std::size_t base = 0; base < n; base += 64) {
+        const char* p = s.data() + base;
+        if (n - base < 64) {
+            std::memset(tail, ' ', sizeof tail);
+            std::memcpy(tail, p, n - base);
+            p = tail;
+        }
+        core::bytes::block_bits b = core::bytes::classify64(p);
+        if (b.backslash || escape_carry)
+            b.quote &= ~core::bytes::escaped_bits(b.backslash, escape_carry);
+        const std::uint64_t inside = core::bytes::prefix_xor(b.quote) ^ inside_carry;
+        inside_carry = static_cast<std::uint64_t>(static_cast<std::int64_t>(inside) >> 63);
+        for (std::uint64_t colons = b.colon & ~inside; colons; colons &= colons - 1) {
+            const int c = std::countr_zero(colons);
+            const std::uint64_t below = b.quote & ((std::uint64_t{1} << c) - 1);
+            std::size_t open = prev_quote, close = last_quote;
+            if (below) {
+                const int hi = 63 - std::countl_zero(below);
+                close = base + static_cast<std::size_t>(hi);
+                const std::uint64_t rest = below & ~(std::uint64_t{1} << hi);
+                open = rest ? base + static_cast<std::size_t>(63 - std::countl_zero(rest))
+                            : last_quote;
+            }
+            if (open == none) continue;  // a colon before any string
+            const std::size_t length = close - open - 1;
+            if (length >= 32 || !(member_lengths >> length & 1u)) continue;
+            if (!member_at(open, close, base + static_cast<std::size_t>(c))) return f;
+        }
+        if (b.quote) {
+            const int hi = 63 - std::countl_zero(b.quote);
+            const std::uint64_t rest = b.quote & ~(std::uint64_t{1} << hi);
+            prev_quote =
+                rest ? base + static_cast<std::size_t>(63 - std::countl_zero(rest)) : last_quote;
+            last_quote = base + static_cast<std::size_t>(hi);
         }
     }
     return f;
