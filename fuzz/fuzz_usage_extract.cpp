@@ -5,6 +5,8 @@
 // an ASan report.
 //
 // Invariants checked (scan_event, the one pass the stream observers use, included):
+//  - the input's lines scanned as one stream's events with a scan_memo give the facts
+//    each gives alone;
 //  - appending whitespace changes nothing (the scanner must not depend on what lies past
 //    the end of a value);
 //  - generated_text_bytes is at most the input size;
@@ -223,6 +225,36 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
         if (tollgate::fuzz::simdjson_accepts(input, doc))
             FUZZ_CHECK(by_scan == by_search,
                        std::string(input) + "\n  scan:   " + by_scan + "\n  search: " + by_search);
+    }
+
+    // A stream's events scanned with one memo: each gives what it gives alone. The lines
+    // of the input are the events, each scanned twice (the second from the memo).
+    {
+        tollgate::upstream::scan_memo memo;
+        std::size_t pos = 0;
+        while (pos <= size) {
+            const std::size_t nl = std::min(input.find('\n', pos), size);
+            const std::string event(input.substr(pos, nl - pos));
+            for (int twice = 0; twice < 2; ++twice) {
+                const auto with = scan_event(event, memo);
+                const auto alone = scan_event(event);
+                FUZZ_CHECK(same(with.usage, alone.usage) && with.text.ascii == alone.text.ascii &&
+                               with.text.other == alone.text.other &&
+                               with.text_bytes == alone.text_bytes &&
+                               with.empty_choices == alone.empty_choices &&
+                               with.finish_reason == alone.finish_reason &&
+                               with.type.data() == alone.type.data() &&
+                               with.type.size() == alone.type.size() &&
+                               with.cut_count == alone.cut_count &&
+                               with.cuts_overflow == alone.cuts_overflow,
+                           event);
+                for (std::size_t k = 0; k < with.cut_count; ++k)
+                    FUZZ_CHECK(with.cuts[k].begin == alone.cuts[k].begin &&
+                                   with.cuts[k].end == alone.cuts[k].end,
+                               event);
+            }
+            pos = nl + 1;
+        }
     }
 
     if (input.find_first_of("\\-") != std::string_view::npos) return 0;

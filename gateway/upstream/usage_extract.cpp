@@ -211,13 +211,27 @@ member classify(std::string_view key) noexcept {
     return member::other;
 }
 
-}  // namespace
+constexpr std::size_t none = std::string_view::npos;
 
-event_facts scan_event(std::string_view s) noexcept {
-    event_facts f;
+// Where a scan may start in a later event that begins with the same bytes, and what the
+// bytes before it gave: the opening quote of the first member with generated text (a
+// string value), when nothing read for the members before it lay past it.
+struct resume_point {
+    std::size_t at = none;
+    event_facts facts;
+    std::size_t copied = 0;
+};
+
+// scan_event from s[start], a key's opening quote (or 0), with the facts and the end of
+// the last usage:null cut of the bytes before it. With Track, `resume` is set.
+template <bool Track>
+void scan_from(std::string_view s, std::size_t start, event_facts& f, std::size_t copied,
+               resume_point* resume) noexcept {
     const std::size_t n = s.size();
-    constexpr std::size_t none = std::string_view::npos;
-    std::size_t copied = 0;  // end of the last `"usage":null` cut
+    // With Track: the furthest byte read for a member's value so far, and whether the
+    // resume point was decided.
+    std::size_t reach = 0;
+    bool decided = false;
 
     // One member: the key's quotes at s[open] and s[close], its colon at s[colon]. False
     // when the rest of the text cannot be read (a value cut short).
@@ -226,13 +240,30 @@ event_facts scan_event(std::string_view s) noexcept {
             if (!is_ws(s[k])) return true;  // not a key: something between it and the colon
         const std::size_t v = skip_ws(s, colon + 1);
         if (v >= n) return false;
-        switch (classify(s.substr(open + 1, close - open - 1))) {
+        const member m = classify(s.substr(open + 1, close - open - 1));
+        // With Track, before the resume point: the furthest byte read for a value.
+        [[maybe_unused]] const auto reads = [&](std::size_t last) {
+            if constexpr (Track) reach = std::max(reach, last);
+        };
+        if constexpr (Track) {
+            if (!decided && m == member::text && s[v] == '"') {
+                decided = true;
+                if (reach < open) {
+                    resume->at = open;
+                    resume->facts = f;
+                    resume->copied = copied;
+                }
+            }
+            reads(v);
+        }
+        switch (m) {
             case member::text:
                 if (s[v] == '"' && count_text_string(s, v, f.text, f.text_bytes) == none)
                     return false;
                 break;
             case member::usage:
                 if (s[v] == '{') {
+                    reads(none);  // to the object's end, or past it
                     extracted_usage u;
                     bool anthropic = false;
                     std::uint64_t cache_creation = 0, cache_read = 0;
@@ -244,6 +275,7 @@ event_facts scan_event(std::string_view s) noexcept {
                     }
                 } else if (s.substr(v, 4) == "null") {
                     std::size_t end = v + 4;
+                    reads(std::min(skip_ws(s, end), n));
                     if (end < n && s[end] != ',' && s[end] != '}' && !is_ws(s[end])) break;
                     if (open < copied) break;
                     // Take the comma before the member, else the one after it.
@@ -266,12 +298,15 @@ event_facts scan_event(std::string_view s) noexcept {
             case member::finish_reason:
                 if (s[v] == '"') {
                     f.finish_reason = true;
-                    if (end_of_string(s, v) == none) return false;
+                    const std::size_t end = end_of_string(s, v);
+                    if (end == none) return false;
+                    reads(end);
                 }
                 break;
             case member::choices:
                 if (s[v] == '[' && v + 1 < n) {
                     const std::size_t j = skip_ws(s, v + 1);
+                    reads(j);
                     if (j < n && s[j] == ']') f.empty_choices = true;
                 }
                 break;
@@ -279,6 +314,7 @@ event_facts scan_event(std::string_view s) noexcept {
                 if (s[v] == '"') {
                     const std::size_t end = end_of_string(s, v);
                     if (end == none) return false;
+                    reads(end);
                     if (f.type.empty()) f.type = s.substr(v + 1, end - v - 2);
                 }
                 break;
@@ -295,7 +331,7 @@ event_facts scan_event(std::string_view s) noexcept {
     bool escape_carry = false;
     std::uint64_t inside_carry = 0;  // all ones when the last block ended inside a string
     char tail[64];
-    for (std::size_t base = 0; base < n; base += 64) {
+    for (std::size_t base = start; base < n; base += 64) {
         const char* p = s.data() + base;
         if (n - base < 64) {
             std::memset(tail, ' ', sizeof tail);
@@ -321,7 +357,7 @@ event_facts scan_event(std::string_view s) noexcept {
             if (open == none) continue;  // a colon before any string
             const std::size_t length = close - open - 1;
             if (length >= 32 || !(member_lengths >> length & 1u)) continue;
-            if (!member_at(open, close, base + static_cast<std::size_t>(c))) return f;
+            if (!member_at(open, close, base + static_cast<std::size_t>(c))) return;
         }
         if (b.quote) {
             const int hi = 63 - std::countl_zero(b.quote);
@@ -330,6 +366,41 @@ event_facts scan_event(std::string_view s) noexcept {
                 rest ? base + static_cast<std::size_t>(63 - std::countl_zero(rest)) : last_quote;
             last_quote = base + static_cast<std::size_t>(hi);
         }
+    }
+}
+
+}  // namespace
+
+event_facts scan_event(std::string_view s) noexcept {
+    event_facts f;
+    scan_from<false>(s, 0, f, 0, nullptr);
+    return f;
+}
+
+event_facts scan_event(std::string_view s, scan_memo& memo) noexcept {
+    const std::size_t at = memo.prefix_.size();
+    // The same bytes, and a quote where the first text member's key began: that key's
+    // quotes (and any colon's) lie past the kept bytes, so nothing after them depends on
+    // how the scan came there.
+    if (at != 0 && s.size() > at && s[at] == '"' &&
+        std::memcmp(s.data(), memo.prefix_.data(), at) == 0) {
+        event_facts f = memo.facts_;
+        if (f.type.data()) f.type = s.substr(memo.type_at_, f.type.size());  // "" included
+        scan_from<false>(s, at, f, memo.copied_, nullptr);
+        return f;
+    }
+    event_facts f;
+    resume_point resume;
+    scan_from<true>(s, 0, f, 0, &resume);
+    if (resume.at == none || resume.at > scan_memo::max_prefix) {
+        memo.prefix_.clear();
+    } else {
+        memo.prefix_.assign(s.data(), resume.at);
+        memo.facts_ = resume.facts;
+        memo.type_at_ = resume.facts.type.data()
+                            ? static_cast<std::size_t>(resume.facts.type.data() - s.data())
+                            : 0;
+        memo.copied_ = resume.copied;
     }
     return f;
 }

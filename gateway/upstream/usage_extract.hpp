@@ -69,6 +69,26 @@ struct event_facts {
 };
 event_facts scan_event(std::string_view json) noexcept;
 
+// scan_event for the events of one stream, which mostly begin with the same bytes (an
+// OpenAI chunk repeats its id, object, created, model, fingerprint and
+// `"choices":[{"index":0,"delta":{` before each piece of text; Anthropic's
+// content_block_delta its types and index). The memo keeps the start of the last event
+// scanned, up to its first generated text, with what that start gave; an event that
+// begins with those bytes is scanned from there. The facts are those of scan_event(json).
+class scan_memo {
+  public:
+    // Starts longer than this are not kept (memory per stream).
+    static constexpr std::size_t max_prefix = 512;
+
+  private:
+    friend event_facts scan_event(std::string_view json, scan_memo& memo) noexcept;
+    std::string prefix_;  // empty: nothing kept
+    event_facts facts_;   // what the prefix gave; its `type` lies at type_at_
+    std::size_t type_at_ = 0;
+    std::size_t copied_ = 0;  // the end of the prefix's last usage:null cut
+};
+event_facts scan_event(std::string_view json, scan_memo& memo) noexcept;
+
 // append_without_null_usage(raw, out) with the cuts of a scan_event of `data`, which lies
 // inside `raw` (an SSE event's data line): no second pass over the event. Falls back to
 // the scanning version when `data` is not inside `raw` (multi-line data) or the cuts

@@ -30,7 +30,7 @@ void openai_native::on_event(const core::sse_event& ev, std::string& out,
         return;
     }
     // One pass over the chunk for the observer and the usage:null cuts.
-    const auto facts = scan_event(ev.data);
+    const auto facts = observer_.scan(ev.data);
     const bool usage_only = observer_.chunk(ev.data, facts, meter);
     if (!forced_usage_) {
         out.append(ev.raw);

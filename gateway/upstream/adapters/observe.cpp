@@ -36,7 +36,7 @@ void openai_observer::body(std::string_view json, core::usage_meter& meter) noex
 }
 
 bool openai_observer::chunk(std::string_view data, core::usage_meter& meter) noexcept {
-    return chunk(data, scan_event(data), meter);
+    return chunk(data, scan(data), meter);
 }
 
 bool openai_observer::chunk(std::string_view data, const event_facts& facts,
@@ -110,7 +110,7 @@ void anthropic_observer::body(std::string_view json, core::usage_meter& meter) n
 bool anthropic_observer::event(std::string_view name, std::string_view data,
                                core::usage_meter& meter) noexcept {
     // One pass over the event for all it may say.
-    const auto facts = scan_event(data);
+    const auto facts = scan_event(data, memo_);
     std::string_view type = name;
     if (type.empty()) type = facts.type;
     if (type == "content_block_delta") {

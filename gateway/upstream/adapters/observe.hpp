@@ -27,8 +27,11 @@ class openai_observer {
     void complete(core::usage_meter& meter) noexcept;
     // An error object inside the stream.
     static bool is_error(std::string_view data) noexcept;
+    // scan_event of one of this stream's chunks.
+    event_facts scan(std::string_view data) noexcept { return scan_event(data, memo_); }
 
   private:
+    scan_memo memo_;
     std::optional<core::usage_figures> last_;
     bool ended_ = false;
     bool failed_ = false;
@@ -53,6 +56,9 @@ class anthropic_observer {
     // is provisional; message_delta's usage is final (the counts it leaves out are taken
     // from message_start); deltas are received text. Returns false for an error event.
     bool event(std::string_view name, std::string_view data, core::usage_meter& meter) noexcept;
+
+  private:
+    scan_memo memo_;
 };
 
 }  // namespace tollgate::upstream

@@ -199,4 +199,59 @@ BOOST_AUTO_TEST_CASE(usage_null_cuts_from_the_scan_match_the_scanning_stripper) 
     BOOST_TEST(got == want);
 }
 
+// Facts compared member by member; `type` must also lie at the same place in the event.
+void check_same_facts(const event_facts& got, const event_facts& want, std::string_view event) {
+    BOOST_TEST_CONTEXT(event) {
+        BOOST_TEST(got.usage.has_value() == want.usage.has_value());
+        if (got.usage && want.usage) {
+            BOOST_TEST((got.usage->prompt_tokens == want.usage->prompt_tokens));
+            BOOST_TEST((got.usage->completion_tokens == want.usage->completion_tokens));
+        }
+        BOOST_TEST(got.text.ascii == want.text.ascii);
+        BOOST_TEST(got.text.other == want.text.other);
+        BOOST_TEST(got.text_bytes == want.text_bytes);
+        BOOST_TEST(got.empty_choices == want.empty_choices);
+        BOOST_TEST(got.finish_reason == want.finish_reason);
+        BOOST_TEST(got.type == want.type);
+        BOOST_TEST((got.type.data() == want.type.data()));
+        BOOST_TEST(got.cut_count == want.cut_count);
+        for (std::size_t k = 0; k < got.cut_count && k < want.cut_count; ++k) {
+            BOOST_TEST(got.cuts[k].begin == want.cuts[k].begin);
+            BOOST_TEST(got.cuts[k].end == want.cuts[k].end);
+        }
+    }
+}
+
+BOOST_AUTO_TEST_CASE(a_stream_scanned_with_a_memo_gives_the_facts_of_each_event_alone) {
+    const std::string openai =
+        R"({"id":"chatcmpl-1","object":"chat.completion.chunk","created":1,"model":"m",)"
+        R"("choices":[{"index":0,"delta":{)";
+    const std::string anthropic =
+        R"({"type":"content_block_delta","index":0,"delta":{"type":"text_delta",)";
+    const std::string events[] = {
+        openai + R"("role":"assistant","content":""},"finish_reason":null}],"usage":null})",
+        openai + R"("content":"Hello"},"finish_reason":null}],"usage":null})",
+        openai + R"("content":" w\u00e9rld \"x\""},"finish_reason":null}],"usage":null})",
+        openai + R"("content":"日本"},"finish_reason":null}],"usage":null})",
+        // The same start, then a different key where the text was: scanned in full.
+        openai + R"(},"finish_reason":"stop"}],"usage":null})",
+        openai + R"("content":"again"},"finish_reason":null}],"usage":null})",
+        // The same bytes up to the text key, and no quote after them.
+        openai + R"(  "content":"x"}}]})",
+        R"({"id":"chatcmpl-1","choices":[],"usage":{"prompt_tokens":3,"completion_tokens":2}})",
+        anthropic + R"("text":"Hi"}})",
+        anthropic + R"("text":" there"}})",
+        R"({"type":"","index":0,"delta":{"type":"text_delta","text":"a"}})",
+        R"({"type":"","index":0,"delta":{"type":"text_delta","text":"b"}})",
+        R"({"type":"message_delta","delta":{"stop_reason":"end_turn"},"usage":{"output_tokens":9}})",
+    };
+    scan_memo memo;
+    for (int round = 0; round < 2; ++round) {
+        for (const auto& e : events) {
+            const std::string copy = e;  // another buffer: nothing may point into the last one
+            check_same_facts(scan_event(copy, memo), scan_event(copy), copy);
+        }
+    }
+}
+
 BOOST_AUTO_TEST_SUITE_END()
