@@ -14,7 +14,7 @@ repo="$(cd "$(dirname "$0")/.." && pwd)"
 secs="${1:-60}"
 build="${2:-$repo/build-fuzz}"
 jobs="${FUZZ_JOBS:-1}"
-all_targets="fuzz_http_request fuzz_sse_framer fuzz_body_parser fuzz_translate_request
+all_targets="fuzz_http_request fuzz_response_parser fuzz_sse_framer fuzz_body_parser fuzz_translate_request
              fuzz_translate_response fuzz_translate_stream fuzz_adapter_stream fuzz_responses_translate
              fuzz_config fuzz_usage_extract
              fuzz_resp"

@@ -3,7 +3,10 @@
 #include <boost/beast/core/string.hpp>
 #include <boost/beast/http/field.hpp>
 
+#include <boost/beast/http/error.hpp>
+
 #include <algorithm>
+#include <cstring>
 #include <string_view>
 
 namespace tollgate::upstream {
@@ -22,6 +25,151 @@ void response_parser::on_field_impl(boost::beast::http::field name, string_view,
     } else if (name == field::retry_after) {
         retry_after_.assign(value.data(), std::min<std::size_t>(value.size(), 64));
     }
+}
+
+namespace {
+
+using boost::beast::http::error;
+
+int hex_value(char c) noexcept {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+}
+
+// A control character other than HTAB (not allowed in extensions or fields).
+bool is_ctl(char c) noexcept {
+    const auto u = static_cast<unsigned char>(c);
+    return (u < 0x20 && c != '\t') || u == 0x7f;
+}
+
+// The '\n' ending the line at p within `limit` bytes of it (and of end), or nullptr.
+const char* line_end(const char* p, const char* end, std::size_t limit) noexcept {
+    const std::size_t room = std::min<std::size_t>(static_cast<std::size_t>(end - p), limit + 1);
+    return static_cast<const char*>(std::memchr(p, '\n', room));
+}
+
+}  // namespace
+
+// chunked-body = *chunk last-chunk trailer-section CRLF (RFC 9112, 7.1)
+// chunk = chunk-size [ chunk-ext ] CRLF chunk-data CRLF
+std::size_t response_parser::put_chunks(const char* data, std::size_t size, error_code& ec) {
+    const char* p = data;
+    const char* const end = data + size;
+    const auto used = [&] { return static_cast<std::size_t>(p - data); };
+    ec = {};
+    while (chunk_ != chunk_state::done) {
+        if (p == end) {
+            ec = error::need_more;
+            return used();
+        }
+        switch (chunk_) {
+            case chunk_state::size_line: {
+                const char* lf = line_end(p, end, max_chunk_line);
+                if (!lf) {
+                    ec = static_cast<std::size_t>(end - p) > max_chunk_line ? error::bad_chunk
+                                                                            : error::need_more;
+                    return used();
+                }
+                if (lf == p || lf[-1] != '\r') {
+                    ec = error::bad_line_ending;
+                    return used();
+                }
+                const char* q = p;
+                std::uint64_t n = 0;
+                for (int d; q < lf && (d = hex_value(*q)) >= 0; ++q) {
+                    if (n > (UINT64_MAX >> 4)) {
+                        ec = error::bad_chunk;
+                        return used();
+                    }
+                    n = n << 4 | static_cast<std::uint64_t>(d);
+                }
+                if (q == p) {
+                    ec = error::bad_chunk;
+                    return used();
+                }
+                // chunk-ext = *( BWS ";" BWS name [ BWS "=" BWS value ] ): ignored, but only
+                // after a ';' and without control characters.
+                const char* ext = q;
+                while (ext < lf - 1 && (*ext == ' ' || *ext == '\t')) ++ext;
+                if (ext < lf - 1 && *ext != ';') {
+                    ec = error::bad_chunk_extension;
+                    return used();
+                }
+                if (std::any_of(ext, lf - 1, is_ctl)) {
+                    ec = error::bad_chunk_extension;
+                    return used();
+                }
+                p = lf + 1;
+                if (n == 0) {
+                    chunk_ = chunk_state::trailer;
+                } else if (limit_ && n > *limit_ - decoded_) {
+                    ec = error::body_limit;
+                    return used();
+                } else {
+                    chunk_left_ = n;
+                    chunk_ = chunk_state::data;
+                }
+                break;
+            }
+            case chunk_state::data: {
+                const std::size_t take = static_cast<std::size_t>(
+                    std::min<std::uint64_t>(chunk_left_, static_cast<std::uint64_t>(end - p)));
+                body_.append(p, take);
+                p += take;
+                chunk_left_ -= take;
+                decoded_ += take;
+                if (chunk_left_ == 0) chunk_ = chunk_state::data_end;
+                break;
+            }
+            case chunk_state::data_end:
+                if (p[0] != '\r' || (end - p >= 2 && p[1] != '\n')) {
+                    ec = error::bad_chunk;
+                    return used();
+                }
+                if (end - p < 2) {
+                    ec = error::need_more;
+                    return used();
+                }
+                p += 2;
+                chunk_ = chunk_state::size_line;
+                break;
+            case chunk_state::trailer: {
+                // trailer-section = *( field-line CRLF ), then CRLF: the fields are not kept.
+                const std::size_t room = max_trailer - trailer_bytes_;
+                const char* lf = line_end(p, end, room);
+                if (!lf) {
+                    ec = static_cast<std::size_t>(end - p) > room ? error::header_limit
+                                                                  : error::need_more;
+                    return used();
+                }
+                if (lf == p || lf[-1] != '\r') {
+                    ec = error::bad_line_ending;
+                    return used();
+                }
+                const std::string_view line(p, static_cast<std::size_t>(lf - 1 - p));
+                if (!line.empty()) {
+                    // A field, or the continuation of the one before (obs-fold: a line
+                    // that begins with whitespace).
+                    const bool folded = trailer_bytes_ > 0 && (line[0] == ' ' || line[0] == '\t');
+                    const auto colon = line.find(':');
+                    if ((!folded && (colon == 0 || colon == std::string_view::npos)) ||
+                        std::any_of(line.begin(), line.end(), is_ctl)) {
+                        ec = error::bad_field;
+                        return used();
+                    }
+                }
+                trailer_bytes_ += static_cast<std::size_t>(lf + 1 - p);
+                p = lf + 1;
+                if (line.empty()) chunk_ = chunk_state::done;
+                break;
+            }
+            case chunk_state::done:
+                break;
+        }
+    }
+    return used();
 }
 
 }  // namespace tollgate::upstream
