@@ -222,11 +222,24 @@ struct resume_point {
     std::size_t copied = 0;
 };
 
-// scan_event from s[start], a key's opening quote (or 0), with the facts and the end of
-// the last usage:null cut of the bytes before it. With Track, `resume` is set.
-template <bool Track>
-void scan_from(std::string_view s, std::size_t start, event_facts& f, std::size_t copied,
-               resume_point* resume) noexcept {
+// Where scan_from stopped: at the end (or where the text could not be read further), or,
+// with StopAtText, just past the first member with generated text (a string value).
+struct scan_stop {
+    bool at_text = false;
+    std::size_t value = none;  // that member's value: its opening quote
+    std::size_t after = none;  // just past its closing quote
+    std::size_t copied = 0;    // the end of the last usage:null cut before it
+};
+
+// scan_event from s[start] with the facts and the end of the last usage:null cut of the
+// bytes before it. start is 0, a key's opening quote, or just past a string (whose quotes
+// are last_quote and prev_quote). With Track, `resume` is set. `reached_back` (if given)
+// is set when a key began before `start` (a string before it followed by a colon).
+template <bool Track, bool StopAtText>
+scan_stop scan_from(std::string_view s, std::size_t start, std::size_t last_quote,
+                    std::size_t prev_quote, event_facts& f, std::size_t copied,
+                    resume_point* resume, bool* reached_back = nullptr) noexcept {
+    scan_stop stop;
     const std::size_t n = s.size();
     // With Track: the furthest byte read for a member's value so far, and whether the
     // resume point was decided.
@@ -234,7 +247,8 @@ void scan_from(std::string_view s, std::size_t start, event_facts& f, std::size_
     bool decided = false;
 
     // One member: the key's quotes at s[open] and s[close], its colon at s[colon]. False
-    // when the rest of the text cannot be read (a value cut short).
+    // when the scan stops: the rest of the text cannot be read (a value cut short), or
+    // StopAtText's member was read.
     auto member_at = [&](std::size_t open, std::size_t close, std::size_t colon) -> bool {
         for (std::size_t k = close + 1; k < colon; ++k)
             if (!is_ws(s[k])) return true;  // not a key: something between it and the colon
@@ -258,8 +272,14 @@ void scan_from(std::string_view s, std::size_t start, event_facts& f, std::size_
         }
         switch (m) {
             case member::text:
-                if (s[v] == '"' && count_text_string(s, v, f.text, f.text_bytes) == none)
-                    return false;
+                if (s[v] == '"') {
+                    const std::size_t after = count_text_string(s, v, f.text, f.text_bytes);
+                    if (after == none) return false;
+                    if constexpr (StopAtText) {
+                        stop = {true, v, after, copied};
+                        return false;
+                    }
+                }
                 break;
             case member::usage:
                 if (s[v] == '{') {
@@ -327,7 +347,7 @@ void scan_from(std::string_view s, std::size_t start, event_facts& f, std::size_
     // 64 bytes at a time: the unescaped quotes tell which bytes lie inside strings; every
     // colon outside them ends a key, whose quotes are the last two before it. Only the
     // members are visited, in document order; the bytes between them are looked at once.
-    std::size_t last_quote = none, prev_quote = none;  // before the current block
+    // last_quote, prev_quote: the last two quotes before the current block.
     bool escape_carry = false;
     std::uint64_t inside_carry = 0;  // all ones when the last block ended inside a string
     char tail[64];
@@ -355,9 +375,10 @@ void scan_from(std::string_view s, std::size_t start, event_facts& f, std::size_
                             : last_quote;
             }
             if (open == none) continue;  // a colon before any string
+            if (reached_back && open < start) *reached_back = true;
             const std::size_t length = close - open - 1;
             if (length >= 32 || !(member_lengths >> length & 1u)) continue;
-            if (!member_at(open, close, base + static_cast<std::size_t>(c))) return;
+            if (!member_at(open, close, base + static_cast<std::size_t>(c))) return stop;
         }
         if (b.quote) {
             const int hi = 63 - std::countl_zero(b.quote);
@@ -367,40 +388,104 @@ void scan_from(std::string_view s, std::size_t start, event_facts& f, std::size_
             last_quote = base + static_cast<std::size_t>(hi);
         }
     }
+    return stop;
+}
+
+// Adds to `f` the facts `g` of the bytes that follow the ones `f` was found in: what a
+// scan of the whole finds. g's cuts lie at `base` plus their offsets; its type (if it has
+// one) at base + type_at.
+void append_facts(event_facts& f, const event_facts& g, std::string_view s, std::size_t base,
+                  bool has_type, std::size_t type_at, std::size_t type_size) noexcept {
+    f.text.ascii += g.text.ascii;
+    f.text.other += g.text.other;
+    f.text_bytes += g.text_bytes;
+    f.finish_reason = f.finish_reason || g.finish_reason;
+    f.empty_choices = f.empty_choices || g.empty_choices;
+    if (g.usage) f.usage = g.usage;  // the last one
+    if (f.type.empty() && has_type) f.type = s.substr(base + type_at, type_size);
+    for (std::size_t k = 0; k < g.cut_count; ++k) {
+        if (f.cut_count < event_facts::max_cuts)
+            f.cuts[f.cut_count++] = {base + g.cuts[k].begin, base + g.cuts[k].end};
+        else
+            f.cuts_overflow = true;
+    }
+    if (g.cuts_overflow) f.cuts_overflow = true;
 }
 
 }  // namespace
 
 event_facts scan_event(std::string_view s) noexcept {
     event_facts f;
-    scan_from<false>(s, 0, f, 0, nullptr);
+    scan_from<false, false>(s, 0, none, none, f, 0, nullptr);
     return f;
 }
 
 event_facts scan_event(std::string_view s, scan_memo& memo) noexcept {
-    const std::size_t at = memo.prefix_.size();
-    // The same bytes, and a quote where the first text member's key began: that key's
-    // quotes (and any colon's) lie past the kept bytes, so nothing after them depends on
-    // how the scan came there.
+    // Up to the first text member and its value: from the kept start, or from the top. A
+    // kept start needs the same bytes, and a quote where the first text member's key
+    // began: that key's quotes (and any colon's) lie past the kept bytes, so nothing after
+    // them depends on how the scan came there.
+    event_facts f;
+    scan_stop stop;
+    const std::size_t at = memo.prefix_len_;
     if (at != 0 && s.size() > at && s[at] == '"' &&
-        std::memcmp(s.data(), memo.prefix_.data(), at) == 0) {
-        event_facts f = memo.facts_;
-        if (f.type.data()) f.type = s.substr(memo.type_at_, f.type.size());  // "" included
-        scan_from<false>(s, at, f, memo.copied_, nullptr);
+        std::memcmp(s.data(), memo.bytes_.data(), at) == 0) {
+        f = memo.prefix_.facts;
+        if (memo.prefix_.has_type) f.type = s.substr(memo.prefix_.type_at, memo.prefix_.type_size);
+        stop = scan_from<false, true>(s, at, none, none, f, memo.prefix_copied_, nullptr);
+    } else {
+        resume_point resume;
+        stop = scan_from<true, true>(s, 0, none, none, f, 0, &resume);
+        std::string rest_kept = memo.bytes_.substr(memo.prefix_len_);
+        memo.prefix_len_ = 0;
+        if (resume.at != none && resume.at <= scan_memo::max_kept) {
+            memo.prefix_len_ = resume.at;
+            memo.prefix_.facts = resume.facts;
+            memo.prefix_.facts.type = {};
+            memo.prefix_.has_type = resume.facts.type.data() != nullptr;
+            memo.prefix_.type_at =
+                memo.prefix_.has_type
+                    ? static_cast<std::size_t>(resume.facts.type.data() - s.data())
+                    : 0;
+            memo.prefix_.type_size = resume.facts.type.size();
+            memo.prefix_copied_ = resume.copied;
+        }
+        memo.bytes_.assign(s.data(), memo.prefix_len_);
+        memo.bytes_ += rest_kept;
+    }
+    if (!stop.at_text) return f;
+
+    // The rest, after that text: scanned as in one pass over the whole (outside a string,
+    // its last two quotes those of the text's value). The same bytes as the last event's
+    // rest give the same facts, unless a key began before them (the text's value followed
+    // by a colon): such a rest is not kept.
+    const std::size_t after = stop.after;
+    const std::string_view rest = s.substr(after);
+    if (memo.has_suffix_ && rest == std::string_view(memo.bytes_).substr(memo.prefix_len_)) {
+        append_facts(f, memo.suffix_.facts, s, after, memo.suffix_.has_type, memo.suffix_.type_at,
+                     memo.suffix_.type_size);
         return f;
     }
-    event_facts f;
-    resume_point resume;
-    scan_from<true>(s, 0, f, 0, &resume);
-    if (resume.at == none || resume.at > scan_memo::max_prefix) {
-        memo.prefix_.clear();
-    } else {
-        memo.prefix_.assign(s.data(), resume.at);
-        memo.facts_ = resume.facts;
-        memo.type_at_ = resume.facts.type.data()
-                            ? static_cast<std::size_t>(resume.facts.type.data() - s.data())
-                            : 0;
-        memo.copied_ = resume.copied;
+    event_facts g;
+    bool reached_back = false;
+    scan_from<false, false>(s, after, after - 1, stop.value, g, stop.copied, nullptr,
+                            &reached_back);
+    scan_memo::kept_facts kept;
+    kept.facts = g;
+    kept.facts.type = {};
+    for (std::size_t k = 0; k < g.cut_count; ++k) {
+        kept.facts.cuts[k].begin -= after;
+        kept.facts.cuts[k].end -= after;
+    }
+    kept.has_type = g.type.data() != nullptr;
+    kept.type_at = kept.has_type ? static_cast<std::size_t>(g.type.data() - s.data()) - after : 0;
+    kept.type_size = g.type.size();
+    append_facts(f, kept.facts, s, after, kept.has_type, kept.type_at, kept.type_size);
+    memo.bytes_.resize(memo.prefix_len_);
+    memo.has_suffix_ = !reached_back && rest.size() <= scan_memo::max_kept;
+    if (memo.has_suffix_) {
+        memo.bytes_.append(rest);
+        memo.suffix_ = kept;
     }
     return f;
 }

@@ -69,23 +69,33 @@ struct event_facts {
 };
 event_facts scan_event(std::string_view json) noexcept;
 
-// scan_event for the events of one stream, which mostly begin with the same bytes (an
-// OpenAI chunk repeats its id, object, created, model, fingerprint and
-// `"choices":[{"index":0,"delta":{` before each piece of text; Anthropic's
-// content_block_delta its types and index). The memo keeps the start of the last event
-// scanned, up to its first generated text, with what that start gave; an event that
-// begins with those bytes is scanned from there. The facts are those of scan_event(json).
+// scan_event for the events of one stream, which mostly repeat the same bytes around
+// their text: an OpenAI chunk repeats its id, object, created, model, fingerprint and
+// `"choices":[{"index":0,"delta":{` before each piece of text and
+// `"},"logprobs":null,"finish_reason":null}],"usage":null}` after it; Anthropic's
+// content_block_delta its types and index. The memo keeps the last event's start, up to
+// its first generated text, and its rest after that text, with what each gave; an event
+// that begins with the same start is scanned from there, and one that ends with the same
+// rest takes its facts. The facts are those of scan_event(json).
 class scan_memo {
   public:
-    // Starts longer than this are not kept (memory per stream).
-    static constexpr std::size_t max_prefix = 512;
+    // Starts and rests longer than this are not kept (memory per stream).
+    static constexpr std::size_t max_kept = 512;
 
   private:
     friend event_facts scan_event(std::string_view json, scan_memo& memo) noexcept;
-    std::string prefix_;  // empty: nothing kept
-    event_facts facts_;   // what the prefix gave; its `type` lies at type_at_
-    std::size_t type_at_ = 0;
-    std::size_t copied_ = 0;  // the end of the prefix's last usage:null cut
+    // What kept bytes gave; `type` is kept as an offset and a length (facts.type empty).
+    struct kept_facts {
+        event_facts facts;
+        bool has_type = false;
+        std::size_t type_at = 0, type_size = 0;
+    };
+    std::string bytes_;              // the kept start, then the kept rest
+    std::size_t prefix_len_ = 0;     // 0: no start kept
+    kept_facts prefix_;              // offsets from the event's start
+    std::size_t prefix_copied_ = 0;  // the end of the start's last usage:null cut
+    bool has_suffix_ = false;
+    kept_facts suffix_;  // offsets from the rest's start
 };
 event_facts scan_event(std::string_view json, scan_memo& memo) noexcept;
 

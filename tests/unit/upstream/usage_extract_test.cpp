@@ -238,6 +238,12 @@ BOOST_AUTO_TEST_CASE(a_stream_scanned_with_a_memo_gives_the_facts_of_each_event_
         openai + R"("content":"again"},"finish_reason":null}],"usage":null})",
         // The same bytes up to the text key, and no quote after them.
         openai + R"(  "content":"x"}}]})",
+        // A text value followed by a colon (not JSON): the value is a key, and the same
+        // bytes after it mean something else after another text.
+        openai + R"("content":"usage":null}}]})",
+        openai + R"("content":"type":null}}]})",
+        openai + R"("content":"type":"t"}}]})",
+        openai + R"("content":"other":"t"}}]})",
         R"({"id":"chatcmpl-1","choices":[],"usage":{"prompt_tokens":3,"completion_tokens":2}})",
         anthropic + R"("text":"Hi"}})",
         anthropic + R"("text":" there"}})",
