@@ -391,25 +391,49 @@ scan_stop scan_from(std::string_view s, std::size_t start, std::size_t last_quot
     return stop;
 }
 
-// Adds to `f` the facts `g` of the bytes that follow the ones `f` was found in: what a
-// scan of the whole finds. g's cuts lie at `base` plus their offsets; its type (if it has
-// one) at base + type_at.
-void append_facts(event_facts& f, const event_facts& g, std::string_view s, std::size_t base,
-                  bool has_type, std::size_t type_at, std::size_t type_size) noexcept {
-    f.text.ascii += g.text.ascii;
-    f.text.other += g.text.other;
+// Adds to `f` the facts of the bytes that follow the ones `f` was found in, kept as `g`
+// with offsets from `base`: what a scan of the whole finds.
+void append_kept(event_facts& f, const scan_memo::kept_facts& g, std::string_view s,
+                 std::size_t base) noexcept {
+    f.text.ascii += g.ascii;
+    f.text.other += g.other;
     f.text_bytes += g.text_bytes;
     f.finish_reason = f.finish_reason || g.finish_reason;
     f.empty_choices = f.empty_choices || g.empty_choices;
-    if (g.usage) f.usage = g.usage;  // the last one
-    if (f.type.empty() && has_type) f.type = s.substr(base + type_at, type_size);
+    if (f.type.empty() && g.has_type) f.type = s.substr(base + g.type_at, g.type_size);
     for (std::size_t k = 0; k < g.cut_count; ++k) {
         if (f.cut_count < event_facts::max_cuts)
-            f.cuts[f.cut_count++] = {base + g.cuts[k].begin, base + g.cuts[k].end};
+            f.cuts[f.cut_count++] = {base + g.cuts[k][0], base + g.cuts[k][1]};
         else
             f.cuts_overflow = true;
     }
     if (g.cuts_overflow) f.cuts_overflow = true;
+}
+
+// `g`, found in bytes of `s` from `base` (at most scan_memo::max_kept of them), kept.
+// False for facts that are not kept: a usage.
+bool keep(const event_facts& g, std::string_view s, std::size_t base,
+          scan_memo::kept_facts& out) noexcept {
+    if (g.usage) return false;
+    out = {};
+    out.ascii = g.text.ascii;
+    out.other = g.text.other;
+    out.text_bytes = g.text_bytes;
+    out.finish_reason = g.finish_reason;
+    out.empty_choices = g.empty_choices;
+    out.has_type = g.type.data() != nullptr;
+    if (out.has_type) {
+        out.type_at =
+            static_cast<std::uint16_t>(static_cast<std::size_t>(g.type.data() - s.data()) - base);
+        out.type_size = static_cast<std::uint16_t>(g.type.size());
+    }
+    out.cut_count = static_cast<std::uint8_t>(g.cut_count);
+    for (std::size_t k = 0; k < g.cut_count; ++k) {
+        out.cuts[k][0] = static_cast<std::uint32_t>(g.cuts[k].begin - base);
+        out.cuts[k][1] = static_cast<std::uint32_t>(g.cuts[k].end - base);
+    }
+    out.cuts_overflow = g.cuts_overflow;
+    return true;
 }
 
 }  // namespace
@@ -430,25 +454,17 @@ event_facts scan_event(std::string_view s, scan_memo& memo) noexcept {
     const std::size_t at = memo.prefix_len_;
     if (at != 0 && s.size() > at && s[at] == '"' &&
         std::memcmp(s.data(), memo.bytes_.data(), at) == 0) {
-        f = memo.prefix_.facts;
-        if (memo.prefix_.has_type) f.type = s.substr(memo.prefix_.type_at, memo.prefix_.type_size);
+        append_kept(f, memo.prefix_, s, 0);
         stop = scan_from<false, true>(s, at, none, none, f, memo.prefix_copied_, nullptr);
     } else {
         resume_point resume;
         stop = scan_from<true, true>(s, 0, none, none, f, 0, &resume);
         std::string rest_kept = memo.bytes_.substr(memo.prefix_len_);
         memo.prefix_len_ = 0;
-        if (resume.at != none && resume.at <= scan_memo::max_kept) {
-            memo.prefix_len_ = resume.at;
-            memo.prefix_.facts = resume.facts;
-            memo.prefix_.facts.type = {};
-            memo.prefix_.has_type = resume.facts.type.data() != nullptr;
-            memo.prefix_.type_at =
-                memo.prefix_.has_type
-                    ? static_cast<std::size_t>(resume.facts.type.data() - s.data())
-                    : 0;
-            memo.prefix_.type_size = resume.facts.type.size();
-            memo.prefix_copied_ = resume.copied;
+        if (resume.at != none && resume.at <= scan_memo::max_kept &&
+            keep(resume.facts, s, 0, memo.prefix_)) {
+            memo.prefix_len_ = static_cast<std::uint16_t>(resume.at);
+            memo.prefix_copied_ = static_cast<std::uint16_t>(resume.copied);
         }
         memo.bytes_.assign(s.data(), memo.prefix_len_);
         memo.bytes_ += rest_kept;
@@ -462,31 +478,32 @@ event_facts scan_event(std::string_view s, scan_memo& memo) noexcept {
     const std::size_t after = stop.after;
     const std::string_view rest = s.substr(after);
     if (memo.has_suffix_ && rest == std::string_view(memo.bytes_).substr(memo.prefix_len_)) {
-        append_facts(f, memo.suffix_.facts, s, after, memo.suffix_.has_type, memo.suffix_.type_at,
-                     memo.suffix_.type_size);
+        append_kept(f, memo.suffix_, s, after);
         return f;
     }
     event_facts g;
     bool reached_back = false;
     scan_from<false, false>(s, after, after - 1, stop.value, g, stop.copied, nullptr,
                             &reached_back);
-    scan_memo::kept_facts kept;
-    kept.facts = g;
-    kept.facts.type = {};
-    for (std::size_t k = 0; k < g.cut_count; ++k) {
-        kept.facts.cuts[k].begin -= after;
-        kept.facts.cuts[k].end -= after;
-    }
-    kept.has_type = g.type.data() != nullptr;
-    kept.type_at = kept.has_type ? static_cast<std::size_t>(g.type.data() - s.data()) - after : 0;
-    kept.type_size = g.type.size();
-    append_facts(f, kept.facts, s, after, kept.has_type, kept.type_at, kept.type_size);
     memo.bytes_.resize(memo.prefix_len_);
-    memo.has_suffix_ = !reached_back && rest.size() <= scan_memo::max_kept;
-    if (memo.has_suffix_) {
-        memo.bytes_.append(rest);
-        memo.suffix_ = kept;
+    memo.has_suffix_ =
+        !reached_back && rest.size() <= scan_memo::max_kept && keep(g, s, after, memo.suffix_);
+    if (memo.has_suffix_) memo.bytes_.append(rest);
+    // g's facts follow f's (its cuts and type lie where they were found).
+    f.text.ascii += g.text.ascii;
+    f.text.other += g.text.other;
+    f.text_bytes += g.text_bytes;
+    f.finish_reason = f.finish_reason || g.finish_reason;
+    f.empty_choices = f.empty_choices || g.empty_choices;
+    if (g.usage) f.usage = g.usage;  // the last one
+    if (f.type.empty() && g.type.data()) f.type = g.type;
+    for (std::size_t k = 0; k < g.cut_count; ++k) {
+        if (f.cut_count < event_facts::max_cuts)
+            f.cuts[f.cut_count++] = g.cuts[k];
+        else
+            f.cuts_overflow = true;
     }
+    if (g.cuts_overflow) f.cuts_overflow = true;
     return f;
 }
 

@@ -82,19 +82,23 @@ class scan_memo {
     // Starts and rests longer than this are not kept (memory per stream).
     static constexpr std::size_t max_kept = 512;
 
+    // What kept bytes (at most max_kept) gave, compactly: offsets from their start, and
+    // never a usage (bytes with one are not kept). Every open stream holds a memo.
+    struct kept_facts {
+        std::uint64_t ascii = 0, other = 0, text_bytes = 0;
+        std::uint32_t cuts[event_facts::max_cuts][2] = {};
+        std::uint16_t type_at = 0, type_size = 0;
+        std::uint8_t cut_count = 0;
+        bool has_type = false, finish_reason = false, empty_choices = false, cuts_overflow = false;
+    };
+
   private:
     friend event_facts scan_event(std::string_view json, scan_memo& memo) noexcept;
-    // What kept bytes gave; `type` is kept as an offset and a length (facts.type empty).
-    struct kept_facts {
-        event_facts facts;
-        bool has_type = false;
-        std::size_t type_at = 0, type_size = 0;
-    };
-    std::string bytes_;              // the kept start, then the kept rest
-    std::size_t prefix_len_ = 0;     // 0: no start kept
-    kept_facts prefix_;              // offsets from the event's start
-    std::size_t prefix_copied_ = 0;  // the end of the start's last usage:null cut
+    std::string bytes_;                // the kept start, then the kept rest
+    std::uint16_t prefix_len_ = 0;     // 0: no start kept
+    std::uint16_t prefix_copied_ = 0;  // the end of the start's last usage:null cut
     bool has_suffix_ = false;
+    kept_facts prefix_;  // offsets from the event's start
     kept_facts suffix_;  // offsets from the rest's start
 };
 event_facts scan_event(std::string_view json, scan_memo& memo) noexcept;
