@@ -1,6 +1,7 @@
 #include "store/usage_record.hpp"
 
 #include <chrono>
+#include <limits>
 
 #include "gateway/core/json_text.hpp"
 
@@ -78,10 +79,18 @@ void append_optional(std::string& out, const std::optional<T>& v, F&& append) {
 }  // namespace
 
 std::string utc_day(std::int64_t ts_ms) {
-    std::string out;
-    out.reserve(10);
-    append_day(out, to_civil(ts_ms));
-    return out;
+    // A ledger writes its records' days one after another, nearly all the same day: the
+    // last one is kept per thread (the calendar arithmetic cost ~400 instructions a row).
+    constexpr std::int64_t ms_per_day = 86'400'000;
+    const std::int64_t day = ts_ms / ms_per_day - (ts_ms % ms_per_day < 0 ? 1 : 0);  // floor
+    thread_local std::int64_t last_day = std::numeric_limits<std::int64_t>::min();
+    thread_local std::string last_text;
+    if (day != last_day) {
+        last_text.clear();
+        append_day(last_text, to_civil(ts_ms));
+        last_day = day;
+    }
+    return last_text;
 }
 
 std::string rfc3339_ms(std::int64_t ts_ms) {

@@ -13,6 +13,7 @@
 #include "store/key_store_backend.hpp"
 #include "store/ledger_backend.hpp"
 #include "store/schema.hpp"
+#include "store/usage_record.hpp"
 
 namespace bdata = boost::unit_test::data;
 namespace fs = std::filesystem;
@@ -148,6 +149,32 @@ BOOST_AUTO_TEST_CASE(a_first_release_key_table_gains_the_later_columns) {
     backend.reset();
     backend = make_key_store_backend(tmp.path.string());
     BOOST_TEST(h.columns("api_keys").size() == api_keys_table().columns.size());
+}
+
+BOOST_AUTO_TEST_CASE(utc_day_is_the_calendar_day_across_midnights_and_before_1970) {
+    using tollgate::store::rfc3339_ms;
+    using tollgate::store::utc_day;
+    // One after another, as a ledger writes them: each answer is the day of its own time,
+    // whatever the day asked before it.
+    const std::int64_t times[] = {1'795'600'000'000,
+                                  1'795'600'000'001,
+                                  1'795'651'199'999,
+                                  1'795'651'200'000,
+                                  1'795'651'199'999,
+                                  0,
+                                  -1,
+                                  -86'400'000,
+                                  -86'400'001,
+                                  253'402'300'799'999};
+    for (const auto t : times) {
+        BOOST_TEST_CONTEXT(t) {
+            BOOST_TEST(utc_day(t) == rfc3339_ms(t).substr(0, 10));
+        }
+    }
+    BOOST_TEST(utc_day(1'795'651'199'999) == "2026-11-25");
+    BOOST_TEST(utc_day(1'795'651'200'000) == "2026-11-26");
+    BOOST_TEST(utc_day(-1) == "1969-12-31");
+    BOOST_TEST(utc_day(0) == "1970-01-01");
 }
 
 BOOST_AUTO_TEST_SUITE_END()
