@@ -213,9 +213,9 @@ member classify(std::string_view key) noexcept {
 
 constexpr std::size_t none = std::string_view::npos;
 
-// Where a scan may start in a later event that begins with the same bytes, and what the
-// bytes before it gave: the opening quote of the first member with generated text (a
-// string value), when nothing read for the members before it lay past it.
+// What the bytes before the first member with generated text (a string value) gave, and
+// where that member's key begins (`at`): set only when nothing read for the members before
+// it lay past it, so that those bytes alone give those facts in any event.
 struct resume_point {
     std::size_t at = none;
     event_facts facts;
@@ -445,25 +445,25 @@ event_facts scan_event(std::string_view s) noexcept {
 }
 
 event_facts scan_event(std::string_view s, scan_memo& memo) noexcept {
-    // Up to the first text member and its value: from the kept start, or from the top. A
-    // kept start needs the same bytes, and a quote where the first text member's key
-    // began: that key's quotes (and any colon's) lie past the kept bytes, so nothing after
-    // them depends on how the scan came there.
+    // Up to the first text member and its value: from the kept start, or from the top. The
+    // kept start runs to that member's value (its key, colon and opening quote included):
+    // the same bytes mean the same facts, and the value to count right there.
     event_facts f;
     scan_stop stop;
     const std::size_t at = memo.prefix_len_;
-    if (at != 0 && s.size() > at && s[at] == '"' &&
-        std::memcmp(s.data(), memo.bytes_.data(), at) == 0) {
+    if (at != 0 && s.size() >= at && std::memcmp(s.data(), memo.bytes_.data(), at) == 0) {
         append_kept(f, memo.prefix_, s, 0);
-        stop = scan_from<false, true>(s, at, none, none, f, memo.prefix_copied_, nullptr);
+        const std::size_t after = count_text_string(s, at - 1, f.text, f.text_bytes);
+        if (after == none) return f;
+        stop = {true, at - 1, after, memo.prefix_copied_};
     } else {
         resume_point resume;
         stop = scan_from<true, true>(s, 0, none, none, f, 0, &resume);
         std::string rest_kept = memo.bytes_.substr(memo.prefix_len_);
         memo.prefix_len_ = 0;
-        if (resume.at != none && resume.at <= scan_memo::max_kept &&
+        if (resume.at != none && stop.at_text && stop.value < scan_memo::max_kept &&
             keep(resume.facts, s, 0, memo.prefix_)) {
-            memo.prefix_len_ = static_cast<std::uint16_t>(resume.at);
+            memo.prefix_len_ = static_cast<std::uint16_t>(stop.value + 1);
             memo.prefix_copied_ = static_cast<std::uint16_t>(resume.copied);
         }
         memo.bytes_.assign(s.data(), memo.prefix_len_);

@@ -74,9 +74,10 @@ event_facts scan_event(std::string_view json) noexcept;
 // `"choices":[{"index":0,"delta":{` before each piece of text and
 // `"},"logprobs":null,"finish_reason":null}],"usage":null}` after it; Anthropic's
 // content_block_delta its types and index. The memo keeps the last event's start, up to
-// its first generated text, and its rest after that text, with what each gave; an event
-// that begins with the same start is scanned from there, and one that ends with the same
-// rest takes its facts. The facts are those of scan_event(json).
+// the opening quote of its first generated text, and its rest after that text, with what
+// each gave. An event that begins with the same start has its text counted right there,
+// and one that ends with the same rest takes that rest's facts: only the text itself is
+// looked at. The facts are those of scan_event(json).
 class scan_memo {
   public:
     // Starts and rests longer than this are not kept (memory per stream).
