@@ -61,9 +61,11 @@ class sse_framer {
         const char* const end = buf.data() + buf.size();
         while (pos < buf.size()) {
             // Find the end of the line starting at pos.
-            const char* at = any_cr ? bytes::find_either(buf.data() + pos, end, '\n', '\r')
-                                    : static_cast<const char*>(
-                                          std::memchr(buf.data() + pos, '\n', buf.size() - pos));
+            // (The blank line after each event is found without a search.)
+            const char* at = buf[pos] == '\n' ? buf.data() + pos
+                             : any_cr ? bytes::find_either(buf.data() + pos, end, '\n', '\r')
+                                      : static_cast<const char*>(
+                                            std::memchr(buf.data() + pos, '\n', buf.size() - pos));
             if (!at) at = end;
             const std::size_t eol = static_cast<std::size_t>(at - buf.data());
             if (eol == buf.size()) break;  // incomplete line

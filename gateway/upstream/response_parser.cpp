@@ -52,6 +52,20 @@ const char* line_end(const char* p, const char* end, std::size_t limit) noexcept
 
 }  // namespace
 
+// After a chunk's size line: its data next, or the trailer section after the last one.
+bool response_parser::start_chunk(std::uint64_t size, error_code& ec) noexcept {
+    if (size == 0) {
+        chunk_ = chunk_state::trailer;
+    } else if (limit_ && size > *limit_ - decoded_) {
+        ec = error::body_limit;
+        return false;
+    } else {
+        chunk_left_ = size;
+        chunk_ = chunk_state::data;
+    }
+    return true;
+}
+
 // chunked-body = *chunk last-chunk trailer-section CRLF (RFC 9112, 7.1)
 // chunk = chunk-size [ chunk-ext ] CRLF chunk-data CRLF
 std::size_t response_parser::put_chunks(const char* data, std::size_t size, error_code& ec) {
@@ -66,6 +80,16 @@ std::size_t response_parser::put_chunks(const char* data, std::size_t size, erro
         }
         switch (chunk_) {
             case chunk_state::size_line: {
+                // Nearly always hex digits and CRLF: read as such, without a search.
+                const char* q = p;
+                std::uint64_t n = 0;
+                for (int d; q < end && q - p < 16 && (d = hex_value(*q)) >= 0; ++q)
+                    n = n << 4 | static_cast<std::uint64_t>(d);
+                if (q != p && end - q >= 2 && q[0] == '\r' && q[1] == '\n') {
+                    p = q + 2;
+                    if (!start_chunk(n, ec)) return used();
+                    break;
+                }
                 const char* lf = line_end(p, end, max_chunk_line);
                 if (!lf) {
                     ec = static_cast<std::size_t>(end - p) > max_chunk_line ? error::bad_chunk
@@ -76,8 +100,8 @@ std::size_t response_parser::put_chunks(const char* data, std::size_t size, erro
                     ec = error::bad_line_ending;
                     return used();
                 }
-                const char* q = p;
-                std::uint64_t n = 0;
+                q = p;
+                n = 0;
                 for (int d; q < lf && (d = hex_value(*q)) >= 0; ++q) {
                     if (n > (UINT64_MAX >> 4)) {
                         ec = error::bad_chunk;
@@ -102,15 +126,7 @@ std::size_t response_parser::put_chunks(const char* data, std::size_t size, erro
                     return used();
                 }
                 p = lf + 1;
-                if (n == 0) {
-                    chunk_ = chunk_state::trailer;
-                } else if (limit_ && n > *limit_ - decoded_) {
-                    ec = error::body_limit;
-                    return used();
-                } else {
-                    chunk_left_ = n;
-                    chunk_ = chunk_state::data;
-                }
+                if (!start_chunk(n, ec)) return used();
                 break;
             }
             case chunk_state::data: {

@@ -88,6 +88,7 @@ class response_parser final : public boost::beast::http::basic_parser<false> {
     void on_finish_impl(error_code&) override {}
 
     std::size_t put_chunks(const char* data, std::size_t size, error_code& ec);
+    bool start_chunk(std::uint64_t size, error_code& ec) noexcept;
 
     enum class chunk_state { size_line, data, data_end, trailer, done };
     bool chunked_ = false;  // the body is chunked and de-chunked by put_chunks
