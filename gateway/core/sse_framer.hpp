@@ -105,13 +105,16 @@ class sse_framer {
     void field(std::string_view line) {
         event_has_fields_ = true;
         if (line[0] == ':') return;  // comment
-        const auto colon = line.find(':');
-        std::string_view name = line.substr(0, colon);
-        std::string_view value;
-        if (colon != std::string_view::npos) {
-            value = line.substr(colon + 1);
-            if (!value.empty() && value[0] == ' ') value.remove_prefix(1);
+        std::string_view name, value;
+        if (line.starts_with("data:")) {  // most lines: no search for the colon
+            name = line.substr(0, 4);
+            value = line.substr(5);
+        } else {
+            const auto colon = line.find(':');
+            name = line.substr(0, colon);
+            if (colon != std::string_view::npos) value = line.substr(colon + 1);
         }
+        if (!value.empty() && value[0] == ' ') value.remove_prefix(1);
         if (name == "data") {
             if (!has_data_) {
                 data_ = value;
