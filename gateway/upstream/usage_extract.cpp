@@ -459,15 +459,14 @@ event_facts scan_event(std::string_view s, scan_memo& memo) noexcept {
     } else {
         resume_point resume;
         stop = scan_from<true, true>(s, 0, none, none, f, 0, &resume);
-        std::string rest_kept = memo.bytes_.substr(memo.prefix_len_);
+        const std::size_t old_len = memo.prefix_len_;
         memo.prefix_len_ = 0;
         if (resume.at != none && stop.at_text && stop.value < scan_memo::max_kept &&
             keep(resume.facts, s, 0, memo.prefix_)) {
             memo.prefix_len_ = static_cast<std::uint16_t>(stop.value + 1);
             memo.prefix_copied_ = static_cast<std::uint16_t>(resume.copied);
         }
-        memo.bytes_.assign(s.data(), memo.prefix_len_);
-        memo.bytes_ += rest_kept;
+        memo.bytes_.replace(0, old_len, s.data(), memo.prefix_len_);  // the rest stays
     }
     if (!stop.at_text) return f;
 
