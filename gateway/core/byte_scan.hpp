@@ -1,7 +1,8 @@
 #pragma once
 // Byte scanning for the per-event path (sans-io, header-only): find the first of two bytes,
 // and count a UTF-8 run's ASCII bytes and characters, 16 bytes at a time with SSE2 (every
-// x86-64), 8 at a time elsewhere. A streamed answer's bytes are all looked at here (SSE
+// x86-64), 8 at a time elsewhere; and a JSON block's quotes, backslashes and colons as
+// bit masks, 64 bytes at a time. A streamed answer's bytes are all looked at here (SSE
 // line ends, JSON string ends, generated text): a byte loop costs ~5 instructions a byte,
 // these well under one.
 

@@ -1,9 +1,10 @@
 #pragma once
 // Reading token usage out of upstream answers without a full JSON parse (sans-io).
 //
-// The per-event path sees every SSE chunk of every stream, so these scan the bytes once
-// with memchr/memmem-level work and never allocate. They are safe on any input: malformed
-// or truncated JSON gives "nothing found", never a crash or an out-of-bounds read.
+// The per-event path sees every SSE chunk of every stream, so these scan the bytes once,
+// 64 at a time as bit masks of quotes, backslashes and colons, and never allocate (a
+// stream's scan_memo keeps one string). They are safe on any input: malformed or
+// truncated JSON gives "nothing found", never a crash or an out-of-bounds read.
 
 #include <cstddef>
 #include <cstdint>
@@ -45,9 +46,10 @@ struct text_count {
 text_count generated_text(std::string_view json) noexcept;
 
 // Everything the stream observers read from one event's JSON, found in one pass over it:
-// the per-event path looks at each byte once (string values are skipped, or counted when
-// they are generated text, 16 bytes at a time). find_usage, generated_text(_bytes) and
-// has_empty_choices return one member each (for one-off uses and tests).
+// only the members are visited (each colon outside a string ends a key), and string values
+// are looked at only when they are generated text (counted 16 bytes at a time).
+// find_usage, generated_text(_bytes) and has_empty_choices return one member each (for
+// one-off uses and tests).
 struct event_facts {
     std::optional<extracted_usage> usage;  // find_usage
     text_count text;                       // generated_text
