@@ -44,10 +44,22 @@ bool is_ctl(char c) noexcept {
     return (u < 0x20 && c != '\t') || u == 0x7f;
 }
 
-// The '\n' ending the line at p within `limit` bytes of it (and of end), or nullptr.
-const char* line_end(const char* p, const char* end, std::size_t limit) noexcept {
+// The '\n' ending the CRLF line at p, within `limit` bytes of it; or nullptr with `ec` set:
+// need_more while the line may still end, `too_long` once it cannot, bad_line_ending for
+// a '\n' without its '\r'.
+const char* crlf_line(const char* p, const char* end, std::size_t limit, error too_long,
+                      boost::system::error_code& ec) noexcept {
     const std::size_t room = std::min<std::size_t>(static_cast<std::size_t>(end - p), limit + 1);
-    return static_cast<const char*>(std::memchr(p, '\n', room));
+    const auto* lf = static_cast<const char*>(std::memchr(p, '\n', room));
+    if (!lf) {
+        ec = static_cast<std::size_t>(end - p) > limit ? too_long : error::need_more;
+        return nullptr;
+    }
+    if (lf == p || lf[-1] != '\r') {
+        ec = error::bad_line_ending;
+        return nullptr;
+    }
+    return lf;
 }
 
 }  // namespace
@@ -90,16 +102,8 @@ std::size_t response_parser::put_chunks(const char* data, std::size_t size, erro
                     if (!start_chunk(n, ec)) return used();
                     break;
                 }
-                const char* lf = line_end(p, end, max_chunk_line);
-                if (!lf) {
-                    ec = static_cast<std::size_t>(end - p) > max_chunk_line ? error::bad_chunk
-                                                                            : error::need_more;
-                    return used();
-                }
-                if (lf == p || lf[-1] != '\r') {
-                    ec = error::bad_line_ending;
-                    return used();
-                }
+                const char* lf = crlf_line(p, end, max_chunk_line, error::bad_chunk, ec);
+                if (!lf) return used();
                 q = p;
                 n = 0;
                 for (int d; q < lf && (d = hex_value(*q)) >= 0; ++q) {
@@ -153,17 +157,9 @@ std::size_t response_parser::put_chunks(const char* data, std::size_t size, erro
                 break;
             case chunk_state::trailer: {
                 // trailer-section = *( field-line CRLF ), then CRLF: the fields are not kept.
-                const std::size_t room = max_trailer - trailer_bytes_;
-                const char* lf = line_end(p, end, room);
-                if (!lf) {
-                    ec = static_cast<std::size_t>(end - p) > room ? error::header_limit
-                                                                  : error::need_more;
-                    return used();
-                }
-                if (lf == p || lf[-1] != '\r') {
-                    ec = error::bad_line_ending;
-                    return used();
-                }
+                const char* lf =
+                    crlf_line(p, end, max_trailer - trailer_bytes_, error::header_limit, ec);
+                if (!lf) return used();
                 const std::string_view line(p, static_cast<std::size_t>(lf - 1 - p));
                 if (!line.empty()) {
                     // A field, or the continuation of the one before (obs-fold: a line

@@ -213,6 +213,14 @@ member classify(std::string_view key) noexcept {
 
 constexpr std::size_t none = std::string_view::npos;
 
+// One more usage:null cut after f's, or the overflow mark once they are full.
+void add_cut(event_facts& f, std::size_t begin, std::size_t end) noexcept {
+    if (f.cut_count < event_facts::max_cuts)
+        f.cuts[f.cut_count++] = {begin, end};
+    else
+        f.cuts_overflow = true;
+}
+
 // What the bytes before the first member with generated text (a string value) gave, and
 // where that member's key begins (`at`): set only when nothing read for the members before
 // it lay past it, so that those bytes alone give those facts in any event.
@@ -308,10 +316,7 @@ scan_stop scan_from(std::string_view s, std::size_t start, std::size_t last_quot
                         const std::size_t j = skip_ws(s, end);
                         if (j < n && s[j] == ',') end = j + 1;
                     }
-                    if (f.cut_count < event_facts::max_cuts)
-                        f.cuts[f.cut_count++] = {begin, end};
-                    else
-                        f.cuts_overflow = true;
+                    add_cut(f, begin, end);
                     copied = end;
                 }
                 break;
@@ -401,12 +406,8 @@ void append_kept(event_facts& f, const scan_memo::kept_facts& g, std::string_vie
     f.finish_reason = f.finish_reason || g.finish_reason;
     f.empty_choices = f.empty_choices || g.empty_choices;
     if (f.type.empty() && g.has_type) f.type = s.substr(base + g.type_at, g.type_size);
-    for (std::size_t k = 0; k < g.cut_count; ++k) {
-        if (f.cut_count < event_facts::max_cuts)
-            f.cuts[f.cut_count++] = {base + g.cuts[k][0], base + g.cuts[k][1]};
-        else
-            f.cuts_overflow = true;
-    }
+    for (std::size_t k = 0; k < g.cut_count; ++k)
+        add_cut(f, base + g.cuts[k][0], base + g.cuts[k][1]);
     if (g.cuts_overflow) f.cuts_overflow = true;
 }
 
@@ -496,12 +497,7 @@ event_facts scan_event(std::string_view s, scan_memo& memo) noexcept {
     f.empty_choices = f.empty_choices || g.empty_choices;
     if (g.usage) f.usage = g.usage;  // the last one
     if (f.type.empty() && g.type.data()) f.type = g.type;
-    for (std::size_t k = 0; k < g.cut_count; ++k) {
-        if (f.cut_count < event_facts::max_cuts)
-            f.cuts[f.cut_count++] = g.cuts[k];
-        else
-            f.cuts_overflow = true;
-    }
+    for (std::size_t k = 0; k < g.cut_count; ++k) add_cut(f, g.cuts[k].begin, g.cuts[k].end);
     if (g.cuts_overflow) f.cuts_overflow = true;
     return f;
 }
