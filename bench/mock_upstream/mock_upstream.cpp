@@ -103,6 +103,7 @@ struct stats {
     std::atomic<std::uint64_t> streams_aborted{0};
     std::atomic<std::uint64_t> streams_held{0};  // streams that reached a hold= point
     std::atomic<std::uint64_t> releases{0};      // GET /mock/release calls
+    std::atomic<std::uint64_t> strays_sent{0};   // stray_after= answers written
 
     // Lookup for /mock/wait?field=...
     std::atomic<std::uint64_t>* field(std::string_view name) {
@@ -114,6 +115,7 @@ struct stats {
         if (name == "streams_aborted") return &streams_aborted;
         if (name == "streams_held") return &streams_held;
         if (name == "releases") return &releases;
+        if (name == "strays_sent") return &strays_sent;
         return nullptr;
     }
 };
@@ -222,6 +224,7 @@ std::string stats_json(const stats& s) {
     field("streams_held", s.streams_held, false);
     field("releases", s.releases, false);
     field("streams_aborted", s.streams_aborted, false);
+    field("strays_sent", s.strays_sent, false);
     out += '}';
     return out;
 }
@@ -258,6 +261,7 @@ struct directives {
     bool sse_garbage = false;
     bool sse_events = false;
     std::optional<int> chunk_truncate, cl_short, cl_long, sse_huge, done, pad, hold;
+    std::optional<int> stray_after;
     bool burst = false;  // a chat stream's whole body in one write (bench/run.sh MODES=burst)
 
     void apply(std::string_view key, std::string_view value) {
@@ -308,6 +312,8 @@ struct directives {
             pad = n;
         else if (key == "hold")
             hold = n;
+        else if (key == "stray_after")
+            stray_after = n;
     }
 
     void scan(std::string_view text) {
@@ -657,8 +663,9 @@ class connection {
     std::string wbuf_;   // TLS only: a joined response / event
     std::string sni_;    // TLS only: the server name the client sent
 
-    bool slow_head_ = false;  // the current request asked for slow_head=1
-    bool burst_ = false;      // the current stream gathers its writes in burst_out_
+    bool slow_head_ = false;          // the current request asked for slow_head=1
+    bool burst_ = false;              // the current stream gathers its writes in burst_out_
+    std::optional<int> stray_after_;  // ms after the answer to send an unasked-for one
     std::string burst_out_;
 };
 
@@ -711,9 +718,22 @@ awaitable<void> connection<Stream>::serve() {
         }
 
         request& req = parser_->get();
+        stray_after_.reset();
         after next = co_await route(req);
         if (next == after::gone) co_return;
         if (next == after::close) break;
+        if (stray_after_) {
+            // An answer nobody asked for, on the kept-alive connection while the client
+            // holds it idle: it must never reach the client's next request.
+            static constexpr std::string_view stray =
+                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n"
+                "content-length: 14\r\n\r\n{\"stray\":true}";
+            timer_.expires_after(std::chrono::milliseconds(*stray_after_));
+            co_await timer_.async_wait(use_nothrow);
+            auto [wec, wn] = co_await asio::async_write(sock_, asio::buffer(stray), use_nothrow);
+            if (wec) break;
+            st_.counters.strays_sent.fetch_add(1, std::memory_order_relaxed);
+        }
     }
     if constexpr (is_tls)
         if (tls_ok) co_await tls_shutdown();
@@ -843,6 +863,7 @@ awaitable<after> connection<Stream>::handle_chat(request& req, const request_inf
     }
     slow_head_ = d.slow_head;
     burst_ = d.burst;
+    stray_after_ = d.stray_after;
     request_info out_ri = ri;
     out_ri.close = ri.close || d.close;
     int chunks = d.chunks.value_or(st_.opt.chunks);

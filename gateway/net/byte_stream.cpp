@@ -208,6 +208,32 @@ void byte_stream::close() noexcept {
     socket().close(ec);
 }
 
+void byte_stream::watch_idle() noexcept {
+    if (tls_) return;  // TLS: reusable_after_idle peeks
+    auto& c = *clock_;
+    c.idle_watch = true;
+    c.idle_stirred = false;
+    if (c.idle_waiting) return;  // the last one is still pending: it watches
+    c.idle_waiting = true;
+    // One epoll_ctl (Asio re-registers for a wait), where a peek on reuse and the
+    // answer's first read, tried at once, were a recv each.
+    plain_->socket().async_wait(tcp::socket::wait_read, [clock = clock_](const error_code& ec) {
+        clock->idle_waiting = false;
+        // Aborted: closed (or cancelled) meanwhile. Readable, or an error: not reusable.
+        if (ec != asio::error::operation_aborted && clock->idle_watch) clock->idle_stirred = true;
+    });
+}
+
+bool byte_stream::reusable_after_idle() noexcept {
+    if (tls_) return !peer_closed();
+    auto& c = *clock_;
+    const bool watched = c.idle_watch;
+    c.idle_watch = false;
+    if (!socket().is_open() || c.idle_stirred) return false;
+    // Not watched (never put aside): look.
+    return watched ? true : !peer_closed();
+}
+
 bool byte_stream::peer_closed() noexcept {
     if (!socket().is_open()) return true;
     char c;

@@ -62,6 +62,15 @@ class byte_stream {
     // pooled keep-alive connection may have been while idle.
     bool peer_closed() noexcept;
 
+    // A kept-alive connection put aside (a pool's idle one): watched, on plain TCP, by a
+    // wait for readability that is left pending. Anything that arrives while it is idle
+    // (the peer's close, bytes nobody asked for) marks it. When it is taken again,
+    // `reusable_after_idle` says whether it may carry a request (on TLS: a peek), and the
+    // first read after it queues behind the wait instead of being tried at once: no
+    // recv that fails with EAGAIN before the answer has come, and no peek on reuse.
+    void watch_idle() noexcept;
+    bool reusable_after_idle() noexcept;
+
   private:
     // Plain TCP: as much of `buffers` as the socket takes now (one non-blocking sendmsg);
     // `sent` says how much. An error only when the connection failed.
@@ -78,7 +87,10 @@ class byte_stream {
         std::chrono::steady_clock::time_point deadline{};  // the pending read's
         bool reading = false;
         bool armed = false;
-        bool expired = false;  // the pending read was cancelled for its deadline
+        bool expired = false;       // the pending read was cancelled for its deadline
+        bool idle_watch = false;    // watch_idle() until reusable_after_idle()
+        bool idle_waiting = false;  // its wait is pending
+        bool idle_stirred = false;  // the wait ended while watched
     };
     void arm_read_timer();
 

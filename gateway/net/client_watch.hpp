@@ -18,9 +18,10 @@ struct client_watch {
     char peeked = 0;                  // where the watch's peek puts the byte it sees
 };
 
-// Watches from construction to destruction (which cancels the watch's wait on the
-// client socket). A pipelined request's bytes end the watch on plain TCP; on TLS the
-// bytes may be the client's close_notify and are looked at again a few times.
+// Watches from construction to destruction. The wait on the client socket outlives the
+// scope, inert, until the client's next bytes (or its close) end it: the session's next
+// read queues behind it. A pipelined request's bytes end the watch on plain TCP; on TLS
+// the bytes may be the client's close_notify and are looked at again a few times.
 class client_watch_scope {
   public:
     client_watch_scope(byte_stream& client, bool cancel_upstream);
@@ -32,7 +33,6 @@ class client_watch_scope {
     client_watch* operator->() const noexcept { return w_.get(); }
 
   private:
-    byte_stream& client_;
     std::shared_ptr<client_watch> w_;  // shared with the watching coroutine
 };
 

@@ -147,10 +147,9 @@ asio::awaitable<std::pair<core::attempt_error, lease>> pool::acquire(bool fresh)
         while (!fresh) {
             auto conn = book_.take_idle();
             if (!conn) break;
-            // Closed by the server, or holding bytes nobody asked for: not reusable. (A
-            // peek per reuse; skipping it for recently returned connections would let
-            // stray bytes reach the next request as its answer.)
-            if ((*conn)->peer_closed()) {
+            // Closed by the server, or holding bytes nobody asked for, while idle: not
+            // reusable (stray bytes would reach the next request as its answer).
+            if (!(*conn)->reusable_after_idle()) {
                 (*conn)->close();
                 book_.closed();
                 continue;
@@ -221,7 +220,10 @@ void pool::retire() noexcept {
 
 void pool::give_back(std::unique_ptr<net::byte_stream> conn, bool reusable) noexcept {
     const bool keep = reusable && conn->socket().is_open();
-    if (keep) conn->lowest().expires_never();
+    if (keep) {
+        conn->lowest().expires_never();
+        conn->watch_idle();
+    }
     if (auto to_close = book_.give_back(std::move(conn), keep, std::chrono::steady_clock::now()))
         (*to_close)->close();
     publish();

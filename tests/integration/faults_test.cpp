@@ -582,6 +582,24 @@ BOOST_AUTO_TEST_CASE(bytes_past_the_declared_content_length_do_not_poison_the_ne
     expect_recovered(e);
 }
 
+// An upstream that writes on a kept-alive connection while it sits idle in the pool
+// (here a whole answer nobody asked for, as a desynchronised server would send): the
+// connection is not used again, and the next request gets its own answer, not that one.
+BOOST_AUTO_TEST_CASE(an_answer_sent_on_an_idle_pooled_connection_never_reaches_the_next_request) {
+    faults_env e;
+    const auto id = next_id("stray");
+    auto r = e.chat(id, body("x #mock chunks=3 stray_after=1"));
+    BOOST_TEST(r.status == 200, r.body);
+    BOOST_TEST_REQUIRE(e.mock.wait_for("strays_sent", 1));
+    auto s = e.chat(id + "-next", body("y #mock chunks=3"));
+    BOOST_TEST_CONTEXT("next answer: " << s.status << " " << s.body) {
+        BOOST_TEST(s.status == 200);
+        BOOST_TEST(s.body.find("stray") == std::string::npos);
+        BOOST_TEST(s.body.find(expected_content(3)) != std::string::npos);
+    }
+    expect_recovered(e);
+}
+
 BOOST_AUTO_TEST_CASE(response_head_split_byte_by_byte_is_relayed_whole) {
     faults_env e;
     const std::string content = "slow #mock chunks=4 slow_head=1";
