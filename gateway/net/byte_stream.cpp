@@ -11,6 +11,7 @@
 #include <sys/uio.h>
 
 #include <array>
+#include <utility>
 
 #include <cerrno>
 
@@ -93,6 +94,23 @@ asio::awaitable<std::pair<error_code, std::size_t>> byte_stream::read_some(
     c.reading = true;
     c.expired = false;
     if (!c.armed || c.timer.expiry() > c.deadline) arm_read_timer();
+    if (c.waiting && buffer.size() > 0) {
+        // The readability wait is pending (watch_readable): its end is this read's
+        // readiness. Then one recv takes what came, with no second operation queued.
+        auto [wec] = co_await asio::async_initiate<decltype(use_tuple), void(error_code)>(
+            [&c](auto handler) { c.reader.emplace(std::move(handler)); }, use_tuple);
+        error_code ec = wec;
+        std::size_t n = 0;
+        if (!ec) n = read_ready(buffer, ec);
+        if (ec || n > 0) {
+            c.reading = false;
+            if (c.expired && ec == asio::error::operation_aborted)
+                ec = boost::beast::error::timeout;
+            c.expired = false;
+            co_return std::pair{ec, n};
+        }
+        // Nothing there after all: read as usual.
+    }
     auto [ec, n] = co_await plain_->socket().async_read_some(buffer, use_tuple);
     c.reading = false;
     if (c.expired && ec == asio::error::operation_aborted) ec = boost::beast::error::timeout;
@@ -208,20 +226,35 @@ void byte_stream::close() noexcept {
     socket().close(ec);
 }
 
-void byte_stream::watch_idle() noexcept {
-    if (tls_) return;  // TLS: reusable_after_idle peeks
+bool byte_stream::watch_readable(readable_fn observe, void* ctx) noexcept {
+    if (tls_) return false;
     auto& c = *clock_;
-    c.idle_watch = true;
-    c.idle_stirred = false;
-    if (c.idle_waiting) return;  // the last one is still pending: it watches
-    c.idle_waiting = true;
-    // One epoll_ctl (Asio re-registers for a wait), where a peek on reuse and the
-    // answer's first read, tried at once, were a recv each.
+    c.observe = observe;
+    c.observe_ctx = ctx;
+    if (c.waiting) return true;  // the last one is still pending: it watches
+    c.waiting = true;
     plain_->socket().async_wait(tcp::socket::wait_read, [clock = clock_](const error_code& ec) {
-        clock->idle_waiting = false;
-        // Aborted: closed (or cancelled) meanwhile. Readable, or an error: not reusable.
+        clock->waiting = false;
+        // Aborted: closed or cancelled meanwhile. Readable, or an error: not reusable idle.
         if (ec != asio::error::operation_aborted && clock->idle_watch) clock->idle_stirred = true;
+        if (const auto f = std::exchange(clock->observe, nullptr)) f(clock->observe_ctx, ec);
+        if (clock->reader) {
+            auto h = std::move(*clock->reader);
+            clock->reader.reset();
+            std::move(h)(ec);
+        }
     });
+    return true;
+}
+
+void byte_stream::unwatch_readable() noexcept {
+    if (clock_) clock_->observe = nullptr;
+}
+
+void byte_stream::watch_idle() noexcept {
+    if (!watch_readable()) return;  // TLS: reusable_after_idle peeks
+    clock_->idle_watch = true;
+    clock_->idle_stirred = false;
 }
 
 bool byte_stream::reusable_after_idle() noexcept {

@@ -4,6 +4,7 @@
 // piece of code whatever the transports. Not thread-safe: it lives on one worker's
 // io_context. At most one read and one write may be pending at a time.
 
+#include <boost/asio/any_completion_handler.hpp>
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/ssl/context.hpp>
@@ -13,6 +14,7 @@
 
 #include <chrono>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <utility>
@@ -62,12 +64,22 @@ class byte_stream {
     // pooled keep-alive connection may have been while idle.
     bool peer_closed() noexcept;
 
-    // A kept-alive connection put aside (a pool's idle one): watched, on plain TCP, by a
-    // wait for readability that is left pending. Anything that arrives while it is idle
-    // (the peer's close, bytes nobody asked for) marks it. When it is taken again,
-    // `reusable_after_idle` says whether it may carry a request (on TLS: a peek), and the
-    // first read after it queues behind the wait instead of being tried at once: no
-    // recv that fails with EAGAIN before the answer has come, and no peek on reuse.
+    // Plain TCP: a wait for readability, armed once and left pending on the socket until
+    // bytes (or the peer's close) arrive. Asio tries every read at once when its socket
+    // has none queued, a recv that fails with EAGAIN when nothing has come yet; a pending
+    // wait costs one epoll_ctl, and while it is pending read_some waits for it to end and
+    // then takes what came with one non-blocking recv. `observe(ctx, ec)`, when given, is
+    // called once when it ends (unless unwatch_readable() came first). False on TLS,
+    // whose reads go through the TLS engine: nothing is armed then.
+    using readable_fn = void (*)(void* ctx, const error_code& ec);
+    bool watch_readable(readable_fn observe = nullptr, void* ctx = nullptr) noexcept;
+    void unwatch_readable() noexcept;
+
+    // A kept-alive connection put aside (a pool's idle one) is watched by that wait:
+    // anything arriving while it is idle (the peer's close, bytes nobody asked for) marks
+    // it, and `reusable_after_idle` says whether it may carry a request (on TLS, where
+    // there is no wait, a peek), with no syscall on plain TCP. The request's answer is
+    // then read behind the same wait.
     void watch_idle() noexcept;
     bool reusable_after_idle() noexcept;
 
@@ -88,9 +100,13 @@ class byte_stream {
         bool reading = false;
         bool armed = false;
         bool expired = false;       // the pending read was cancelled for its deadline
+        bool waiting = false;       // the readability wait is pending
         bool idle_watch = false;    // watch_idle() until reusable_after_idle()
-        bool idle_waiting = false;  // its wait is pending
-        bool idle_stirred = false;  // the wait ended while watched
+        bool idle_stirred = false;  // the wait ended while idle_watch
+        readable_fn observe = nullptr;
+        void* observe_ctx = nullptr;
+        // A read waiting for the wait to end.
+        std::optional<asio::any_completion_handler<void(error_code)>> reader;
     };
     void arm_read_timer();
 

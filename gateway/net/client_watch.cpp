@@ -21,73 +21,98 @@ bool peer_hung_up(int fd) noexcept {
     return ::poll(&p, 1, 0) == 1 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR)) != 0;
 }
 
-// The watch is a chain of plain completion handlers (asio recycles their memory per
-// thread), not a coroutine: one is armed per request that goes upstream. It is a wait for
-// readability (one epoll_ctl: Asio re-registers the descriptor for a wait), and only when
-// it ends is the socket looked at, with a 1-byte MSG_PEEK that consumes nothing (a
+// The watch costs one epoll_ctl per request: a wait for readability, and only when it
+// ends is the socket looked at, with a 1-byte MSG_PEEK that consumes nothing (a
 // pipelined request stays for the session). The wait is left pending when the scope
-// ends: the session's read of the next request then queues behind it instead of being
-// tried at once, which before the client has sent anything is a recv failing with EAGAIN.
-void arm(byte_stream& client, std::shared_ptr<client_watch> w, int tls_rechecks);
+// ends: the session's read of the next request then waits for it instead of being tried
+// at once (a recv failing with EAGAIN before the client has sent anything). On plain TCP
+// it is the byte stream's readability wait (byte_stream::watch_readable), observed while
+// the scope lives; on TLS a wait of its own, a chain of plain completion handlers.
 
 void hung_up(client_watch& w) {
     w.gone = true;
     if (w.cancel_upstream && w.upstream) w.upstream->cancel();
 }
 
-void on_readable(byte_stream& client, std::shared_ptr<client_watch> w, int tls_rechecks,
-                 boost::system::error_code ec) {
-    // After the scope ended the session may be gone: touch nothing but `w` until checked.
-    if (!w->active || ec == asio::error::operation_aborted) return;
-    const int fd = client.socket().native_handle();
+// What the socket holds now: 1 bytes, 0 the peer closed (or failed), -1 nothing yet.
+int peek(int fd, char& into) noexcept {
+    for (;;) {
+        const auto r = ::recv(fd, &into, 1, MSG_PEEK | MSG_DONTWAIT);
+        if (r > 0) return 1;
+        if (r == 0) return 0;
+        if (errno == EINTR) continue;
+        return errno == EAGAIN || errno == EWOULDBLOCK ? -1 : 0;
+    }
+}
+
+// Plain TCP. Called only while the scope lives (it stops observing when it ends).
+void on_readable(void* ctx, const boost::system::error_code& ec) {
+    auto& w = *static_cast<client_watch*>(ctx);
     if (!ec) {
-        const auto r = ::recv(fd, &w->peeked, 1, MSG_PEEK | MSG_DONTWAIT);
-        if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) {
-            arm(client, std::move(w), tls_rechecks);  // nothing there after all
+        const int r = peek(w.client->socket().native_handle(), w.peeked);
+        if (r > 0) return;  // a pipelined request: stop watching
+        if (r < 0) {        // nothing there after all
+            w.client->watch_readable(&on_readable, &w);
             return;
         }
-        if (r > 0) {
-            if (!client.is_tls()) return;  // a pipelined request: stop watching
-            if (!peer_hung_up(fd)) {
-                // TLS: the bytes may be the client's close_notify, with its FIN a moment
-                // behind: look again shortly, a few times, before giving up watching.
-                if (tls_rechecks == 0) return;
-                auto t = std::make_shared<asio::steady_timer>(client.socket().get_executor(),
-                                                              std::chrono::milliseconds(50));
-                t->async_wait(
-                    [&client, w = std::move(w), t, tls_rechecks](boost::system::error_code) {
-                        if (!w->active) return;
-                        if (!peer_hung_up(client.socket().native_handle()))
-                            arm(client, w, tls_rechecks - 1);
-                        else
-                            hung_up(*w);
-                    });
-                return;
-            }
+    }
+    // End of stream (the client closed), a reset, another error, or a cancel of the
+    // client's operations (a write that timed out).
+    hung_up(w);
+}
+
+void arm_tls(byte_stream& client, std::shared_ptr<client_watch> w, int tls_rechecks);
+
+void on_tls_readable(byte_stream& client, std::shared_ptr<client_watch> w, int tls_rechecks,
+                     boost::system::error_code ec) {
+    // After the scope ended the session may be gone: touch nothing but `w` until checked.
+    if (!w->active) return;
+    if (!ec) {
+        const int fd = client.socket().native_handle();
+        const int r = peek(fd, w->peeked);
+        if (r < 0) {
+            arm_tls(client, std::move(w), tls_rechecks);
+            return;
+        }
+        if (r > 0 && !peer_hung_up(fd)) {
+            // The bytes may be the client's close_notify, with its FIN a moment behind:
+            // look again shortly, a few times, before giving up watching.
+            if (tls_rechecks == 0) return;
+            auto t = std::make_shared<asio::steady_timer>(client.socket().get_executor(),
+                                                          std::chrono::milliseconds(50));
+            t->async_wait([&client, w = std::move(w), t, tls_rechecks](boost::system::error_code) {
+                if (!w->active) return;
+                if (!peer_hung_up(client.socket().native_handle()))
+                    arm_tls(client, w, tls_rechecks - 1);
+                else
+                    hung_up(*w);
+            });
+            return;
         }
     }
-    // End of stream (the client closed), a reset, or another error.
     hung_up(*w);
 }
 
-void arm(byte_stream& client, std::shared_ptr<client_watch> w, int tls_rechecks) {
+void arm_tls(byte_stream& client, std::shared_ptr<client_watch> w, int tls_rechecks) {
     client.socket().async_wait(
         asio::socket_base::wait_read,
         [&client, w = std::move(w), tls_rechecks](boost::system::error_code ec) mutable {
-            on_readable(client, std::move(w), tls_rechecks, ec);
+            on_tls_readable(client, std::move(w), tls_rechecks, ec);
         });
 }
 
 }  // namespace
 
 client_watch_scope::client_watch_scope(byte_stream& client, bool cancel_upstream)
-    : w_(std::make_shared<client_watch>()) {
+    : client_(client), w_(std::make_shared<client_watch>()) {
     w_->cancel_upstream = cancel_upstream;
-    arm(client, w_, 3);
+    w_->client = &client;
+    if (!client.watch_readable(&on_readable, w_.get())) arm_tls(client, w_, 3);
 }
 
 client_watch_scope::~client_watch_scope() {
-    // The wait stays pending (see arm): its handler returns at once when it ends.
+    // The wait stays pending for the session's next read (see above).
+    client_.unwatch_readable();
     w_->active = false;
     w_->upstream = nullptr;
 }

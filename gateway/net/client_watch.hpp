@@ -15,6 +15,7 @@ struct client_watch {
     bool gone = false;                // the client hung up
     bool cancel_upstream = true;      // cancel `upstream` when it does
     byte_stream* upstream = nullptr;  // the upstream connection in use, if any
+    byte_stream* client = nullptr;    // the watched one
     char peeked = 0;                  // where the watch's peek puts the byte it sees
 };
 
@@ -33,6 +34,7 @@ class client_watch_scope {
     client_watch* operator->() const noexcept { return w_.get(); }
 
   private:
+    byte_stream& client_;
     std::shared_ptr<client_watch> w_;  // shared with the watching coroutine
 };
 

@@ -385,6 +385,32 @@ BOOST_AUTO_TEST_CASE(with_both_max_tokens_fields_the_larger_bounds_the_estimate)
 
 // ---- splice_body ----
 
+// The members after a long nested value are found at their offsets wherever the value's
+// brackets, quotes and escapes fall against the scanner's 64-byte blocks: brackets and
+// escaped quotes inside strings, a backslash pair ending a block, nesting, an empty array.
+BOOST_AUTO_TEST_CASE(members_after_nested_values_are_found_at_every_block_offset) {
+    const std::string tricky =
+        R"([{"role":"system","content":"brackets ] } [ { inside, a quote \" and \\"},)"
+        R"({"role":"user","content":[{"type":"text","text":"a\\\"b ]]}} \\\\"},[]]},)"
+        R"({"role":"assistant","content":"\u005d\\"}])";
+    body_parser parser;
+    for (std::size_t pad = 0; pad < 200; ++pad) {
+        const std::string body = R"({"pad":")" + std::string(pad, 'p') + R"(","messages":)" +
+                                 tricky + R"(,"x":{"y":[1,{"z":"}"}]},"model":"m1",)" +
+                                 R"("stream":true,"stream_options":{"include_usage":false}})";
+        request_body req;
+        const body_error err = parser.parse(endpoint::chat_completions, body, req);
+        BOOST_TEST_REQUIRE(!err, "pad " << pad << ": " << err.message);
+        const auto model_at = body.find(R"("m1")");
+        BOOST_TEST_REQUIRE(req.model_begin == model_at, "pad " << pad);
+        BOOST_TEST_REQUIRE(req.model_end == model_at + 4, "pad " << pad);
+        const auto so_at = body.find(R"({"include_usage")");
+        BOOST_TEST_REQUIRE(req.stream_options_begin == so_at, "pad " << pad);
+        BOOST_TEST_REQUIRE(req.stream_options_end == body.size() - 1, "pad " << pad);
+        BOOST_TEST_REQUIRE(req.object_end == body.size() - 1, "pad " << pad);
+    }
+}
+
 BOOST_AUTO_TEST_CASE(splice_replaces_only_the_model) {
     const std::string raw =
         R"({ "model" : "gpt-4o-mini" , "messages":[{"role":"user","content":"say \"model\": \"x\""}],)"
