@@ -267,6 +267,7 @@ NGX
 # /proc
 
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0; }  # utime+stime
+user_ticks() { awk '{print $14}' "/proc/$1/stat" 2>/dev/null || echo 0; }  # utime
 status_kb() { awk -v f="$2:" '$1 == f {print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
 # shellcheck disable=SC2034  # used by the callers
 CLK_TCK=$(getconf CLK_TCK)
