@@ -43,9 +43,14 @@ constexpr const char* batch_sql =
 // as it can (each statement's step, halt and reset cost about as much as a row's insert).
 constexpr std::size_t rows_per_insert = 32;
 
+// OR FAIL: a row that fails ends the statement without undoing the rows before it in the
+// statement; write_batch then rolls the whole transaction back anyway. With the default
+// (ABORT) SQLite keeps a statement journal for every multi-row INSERT inside a
+// transaction, a copy of each page the statement changes: ~6 K instructions a record in
+// bench/ledger_bench, and past 64 KiB two pwrite calls a page into a temporary file.
 std::string insert_sql(std::size_t rows) {
     const std::size_t cols = stored_column_count(usage_table());
-    std::string sql = "INSERT INTO usage (" + column_list(usage_table()) + ") VALUES ";
+    std::string sql = "INSERT OR FAIL INTO usage (" + column_list(usage_table()) + ") VALUES ";
     for (std::size_t r = 0; r < rows; ++r) {
         if (r) sql += ", ";
         sql += '(' + placeholders(cols, sql_dialect::sqlite, r * cols + 1) + ')';
@@ -204,11 +209,9 @@ void sqlite_ledger_backend::open_writer() {
     }
     // FULL: a commit is on disk before the ledger reports it (budgets count from there).
     exec(raw, path, "PRAGMA synchronous=FULL", "cannot set synchronous=FULL");
-    // A multi-row INSERT inside a transaction keeps a statement journal (the pages it
-    // changes, so that a row failing halfway can undo the rows before it). Past 64 KiB
-    // SQLite spills it to a temporary file: two pwrite calls for every page every
-    // statement changes, about 2 a record, none of them needed for durability (the WAL
-    // has the commit). In memory it stays a copy.
+    // What SQLite would put in temporary files (a statement journal past 64 KiB, as the
+    // prune of old batch ids below may keep) stays in memory: none of it is needed for
+    // durability, the WAL has the commit.
     exec(raw, path, "PRAGMA temp_store=MEMORY", "cannot set temp_store=MEMORY");
 
     int version = 0;
