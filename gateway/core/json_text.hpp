@@ -123,6 +123,34 @@ inline void append_double(std::string& out, double v) {
 // what is not finite or not below 1e15 (no header or log field holds such a figure).
 inline void append_fixed(std::string& out, double v, int decimals) {
     if (!std::isfinite(v) || std::fabs(v) >= 1e15) v = 0;
+    // Most figures (a price, a duration in ms) are v·10^decimals < 10^12 with a remainder
+    // far from one half: then the nearest integer, written with its point, is printf's
+    // text, at a tenth of to_chars' cost. The product's error is below 1.2e-4, so a
+    // remainder more than 1e-3 from one half rounds the same way as the exact value.
+    static constexpr double pow10[] = {1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10};
+    if (decimals >= 0 && decimals <= 10) {
+        const double scaled = std::fabs(v) * pow10[decimals];
+        const double whole = std::floor(scaled);
+        const double rest = scaled - whole;
+        if (scaled < 1e12 && std::fabs(rest - 0.5) > 1e-3) {
+            std::uint64_t n = static_cast<std::uint64_t>(whole) + (rest > 0.5 ? 1 : 0);
+            char buf[32];
+            char* end = buf + sizeof buf;
+            char* p = end;
+            for (int i = 0; i < decimals; ++i) {
+                *--p = static_cast<char>('0' + n % 10);
+                n /= 10;
+            }
+            if (decimals > 0) *--p = '.';
+            do {
+                *--p = static_cast<char>('0' + n % 10);
+                n /= 10;
+            } while (n);
+            if (std::signbit(v)) *--p = '-';
+            out.append(p, end);
+            return;
+        }
+    }
     char buf[48];
     const auto r = std::to_chars(buf, buf + sizeof buf, v, std::chars_format::fixed, decimals);
     out.append(buf, r.ptr);

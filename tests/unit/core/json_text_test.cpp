@@ -4,6 +4,7 @@
 #include <boost/test/unit_test.hpp>
 
 #include <cmath>
+#include <cstdint>
 #include <cstdio>
 #include <limits>
 #include <random>
@@ -39,6 +40,24 @@ BOOST_AUTO_TEST_CASE(fixed_matches_printf_for_costs_and_durations) {
         const double v = std::pow(10.0, exponent(rng));
         BOOST_TEST_REQUIRE(fixed(v, 10) == printf_fixed(v, 10), v);
         BOOST_TEST_REQUIRE(fixed(v, 3) == printf_fixed(v, 3), v);
+    }
+}
+
+// The fast path (an integer with its point) against printf wherever rounding is close:
+// exact halves, a hair either side of them, negatives and -0, every decimals count.
+BOOST_AUTO_TEST_CASE(fixed_matches_printf_at_and_around_halves_and_for_negatives) {
+    std::mt19937_64 rng(23);
+    std::uniform_int_distribution<std::int64_t> whole(0, 2'000'000'000);
+    for (int d = 0; d <= 10; ++d) {
+        const double scale = std::pow(10.0, d);
+        for (int i = 0; i < 20000; ++i) {
+            const double half = (static_cast<double>(whole(rng)) + 0.5) / scale;
+            for (double v : {half, std::nextafter(half, 0.0), std::nextafter(half, 1e300), -half,
+                             half * 1.0000001, half * 0.9999999})
+                BOOST_TEST_REQUIRE(fixed(v, d) == printf_fixed(v, d), v << " %." << d);
+        }
+        for (double v : {0.0, -0.0, -0.0001, -1e-12, 1e11, 999999999999.5 / scale})
+            BOOST_TEST_REQUIRE(fixed(v, d) == printf_fixed(v, d), v << " %." << d);
     }
 }
 
