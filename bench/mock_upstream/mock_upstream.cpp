@@ -1823,6 +1823,19 @@ using context_list = std::vector<std::unique_ptr<asio::io_context>>;
 awaitable<void> accept_loop(tcp::acceptor& acceptor, context_list& contexts, shared_state& st) {
     std::size_t next = 0;
     asio::steady_timer backoff(acceptor.get_executor());
+    const auto serve = [&](tcp::socket sock, asio::io_context& ctx) {
+        boost::system::error_code ignored;
+        // Small SSE writes must leave immediately, not wait for Nagle / delayed ACK.
+        sock.set_option(tcp::no_delay(true), ignored);
+        st.counters.connections_accepted.fetch_add(1, std::memory_order_relaxed);
+        st.counters.connections_open.fetch_add(1, std::memory_order_relaxed);
+        if (st.tls)
+            asio::co_spawn(ctx, run_connection<tls_stream>(st, std::move(sock)), asio::detached);
+        else
+            asio::co_spawn(ctx, run_connection<tcp::socket>(st, std::move(sock)), asio::detached);
+    };
+    boost::system::error_code nb;
+    acceptor.non_blocking(true, nb);
     for (;;) {
         asio::io_context& ctx = *contexts[next];
         auto [ec, sock] = co_await acceptor.async_accept(ctx, use_nothrow);
@@ -1834,15 +1847,20 @@ awaitable<void> accept_loop(tcp::acceptor& acceptor, context_list& contexts, sha
             continue;
         }
         next = (next + 1) % contexts.size();
-        boost::system::error_code ignored;
-        // Small SSE writes must leave immediately, not wait for Nagle / delayed ACK.
-        sock.set_option(tcp::no_delay(true), ignored);
-        st.counters.connections_accepted.fetch_add(1, std::memory_order_relaxed);
-        st.counters.connections_open.fetch_add(1, std::memory_order_relaxed);
-        if (st.tls)
-            asio::co_spawn(ctx, run_connection<tls_stream>(st, std::move(sock)), asio::detached);
-        else
-            asio::co_spawn(ctx, run_connection<tcp::socket>(st, std::move(sock)), asio::detached);
+        serve(std::move(sock), ctx);
+        // Then what else waits in the backlog, without a trip through the event loop per
+        // connection: with thousands of streams on the loop, one accept per pass let the
+        // accept queue (somaxconn) overflow under a connection storm (bench/run.sh's
+        // capacity run), and the dropped handshakes waited for SYN-ACK retransmissions.
+        for (int i = 0; i < 256; ++i) {
+            asio::io_context& more_ctx = *contexts[next];
+            tcp::socket more(more_ctx);
+            boost::system::error_code aec;
+            acceptor.accept(more, aec);
+            if (aec) break;  // would_block: the backlog is empty (or an error the loop meets)
+            next = (next + 1) % contexts.size();
+            serve(std::move(more), more_ctx);
+        }
     }
 }
 
