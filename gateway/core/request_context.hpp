@@ -79,6 +79,8 @@ class header_block {
         add(name, std::string_view(digits, static_cast<std::size_t>(end - digits)));
     }
     void append(const header_block& other) { text_ += other.text_; }
+    // Whole "name: value\r\n" lines, written by the caller (names and values checked there).
+    void append_lines(std::string_view lines) { text_.append(lines); }
     void reserve(std::size_t n) { text_.reserve(n); }
     // Gives the memory back (a stream whose head is out).
     void release() noexcept { std::string().swap(text_); }

@@ -284,23 +284,24 @@ std::size_t limiter::tracked_keys() const {
 }
 
 std::string limiter::format_reset(milliseconds d) {
-    // Built in place (it is two of the headers of every limited request): no temporaries.
-    if (d <= milliseconds::zero()) return "0s";
+    char buf[reset_text_max];
+    return std::string(buf, write_reset(d, buf));
+}
+
+char* limiter::write_reset(milliseconds d, char* p) noexcept {
+    if (d <= milliseconds::zero()) {
+        *p++ = '0';
+        *p++ = 's';
+        return p;
+    }
     const auto total = static_cast<std::uint64_t>(d.count());
-    // At most three numbers of 20 digits, "h", "m", ".ddd" and "s".
-    char buf[72];
-    char* p = buf;
-    const auto num = [&](std::uint64_t v) {
-        char digits[20];
-        const auto n = static_cast<std::size_t>(std::to_chars(digits, digits + 20, v).ptr - digits);
-        std::memcpy(p, digits, n);
-        p += n;
-    };
+    // At most three numbers of 20 digits, "h", "m", ".ddd" and "s": 69 bytes.
+    const auto num = [&](std::uint64_t v) { p = std::to_chars(p, p + 20, v).ptr; };
     if (total < 1000) {
         num(total);
         *p++ = 'm';
         *p++ = 's';
-        return std::string(buf, p);
+        return p;
     }
     const std::uint64_t h = total / 3'600'000;
     const std::uint64_t m = total / 60'000 % 60;
@@ -326,7 +327,7 @@ std::string limiter::format_reset(milliseconds d) {
         for (int i = 0; i < len; ++i) *p++ = digits[i];
     }
     *p++ = 's';
-    return std::string(buf, p);
+    return p;
 }
 
 held_reservation::held_reservation(held_reservation&& other) noexcept

@@ -145,6 +145,9 @@ class limiter {
     // A duration in OpenAI's x-ratelimit-reset-* format (Go's duration format at
     // millisecond precision): "0s", "250ms", "1s", "1.5s", "6m0s", "1h2m3.456s".
     [[nodiscard]] static std::string format_reset(std::chrono::milliseconds d);
+    // The same text written at `out` (at most reset_text_max bytes); returns its end.
+    static constexpr std::size_t reset_text_max = 72;
+    static char* write_reset(std::chrono::milliseconds d, char* out) noexcept;
 
   private:
     enum class entry_state : std::uint8_t { in_flight, settled, released };
