@@ -262,9 +262,13 @@ bool byte_stream::reusable_after_idle() noexcept {
     auto& c = *clock_;
     const bool watched = c.idle_watch;
     c.idle_watch = false;
-    if (!socket().is_open() || c.idle_stirred) return false;
-    // Not watched (never put aside): look.
-    return watched ? true : !peer_closed();
+    if (!socket().is_open()) return false;
+    // Watched and never woken: nothing came. A wake-up is looked at before it condemns the
+    // connection: it can be stale, the event of the answer's last bytes (read meanwhile by
+    // a non-blocking recv) reaching the wait after the connection came back. That was one
+    // stream in ten under load; then the connection is also no longer watched.
+    if (watched && !c.idle_stirred) return true;
+    return !peer_closed();
 }
 
 bool byte_stream::peer_closed() noexcept {

@@ -75,11 +75,11 @@ class byte_stream {
     bool watch_readable(readable_fn observe = nullptr, void* ctx = nullptr) noexcept;
     void unwatch_readable() noexcept;
 
-    // A kept-alive connection put aside (a pool's idle one) is watched by that wait:
-    // anything arriving while it is idle (the peer's close, bytes nobody asked for) marks
-    // it, and `reusable_after_idle` says whether it may carry a request (on TLS, where
-    // there is no wait, a peek), with no syscall on plain TCP. The request's answer is
-    // then read behind the same wait.
+    // A kept-alive connection put aside (a pool's idle one) is watched by that wait, and
+    // `reusable_after_idle` says whether it may carry a request: with no syscall when the
+    // wait was never woken; a woken one (the peer's close, bytes nobody asked for, or a
+    // stale event of the last answer) and TLS, where there is no wait, are peeked. The
+    // request's answer is then read behind the same wait.
     void watch_idle() noexcept;
     bool reusable_after_idle() noexcept;
 

@@ -3,7 +3,10 @@
 #define BOOST_TEST_MODULE proxy_integration
 #include <boost/test/unit_test.hpp>
 
+#include <atomic>
 #include <string>
+#include <thread>
+#include <vector>
 
 #include "tests/support/fixtures.hpp"
 
@@ -223,6 +226,30 @@ BOOST_AUTO_TEST_CASE(keep_alive_and_pipelined_requests_are_answered_in_order) {
     auto p2 = c.read_response();
     BOOST_TEST(p1.body.find("word1") == std::string::npos);
     BOOST_TEST(p2.body.find("word2") != std::string::npos);
+}
+
+// Streams back to back from several clients at once: each ends with its upstream
+// connection back in the pool, and the next stream takes it again. (The idle watch's
+// wait, woken by the last answer's own event after the connection came back, once cost
+// one stream in ten its connection.)
+BOOST_AUTO_TEST_CASE(back_to_back_streams_reuse_their_pooled_upstream_connections) {
+    env e;
+    constexpr int clients = 8, streams = 25;
+    std::atomic<int> whole{0};
+    std::vector<std::thread> threads;
+    for (int c = 0; c < clients; ++c)
+        threads.emplace_back([&] {
+            http_connection conn(e.gw.port());
+            for (int i = 0; i < streams; ++i) {
+                const auto r = conn.request("POST", "/v1/chat/completions", auth_headers(),
+                                            chat_body("s #mock chunks=20", true));
+                if (r.status == 200 && r.body.find("data: [DONE]") != std::string::npos) ++whole;
+            }
+        });
+    for (auto& t : threads) t.join();
+    BOOST_TEST(whole.load() == clients * streams);
+    // One upstream connection per client at most, plus this stats request's own.
+    BOOST_TEST(e.mock.counter("connections_accepted") <= clients + 1);
 }
 
 BOOST_AUTO_TEST_CASE(more_pipelined_requests_than_max_pipelined_are_all_answered) {

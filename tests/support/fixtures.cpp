@@ -131,6 +131,13 @@ std::string mock_upstream::stats() const {
     return http_request(port_, "GET", "/mock/stats", {}, {}, tls_).body;
 }
 
+long mock_upstream::counter(const std::string& name) const {
+    const std::string body = stats();
+    const std::string tag = "\"" + name + "\":";
+    const auto at = body.find(tag);
+    return at == std::string::npos ? -1 : std::atol(body.c_str() + at + tag.size());
+}
+
 gateway_process::gateway_process(const std::string& yaml,
                                  std::vector<std::pair<std::string, std::string>> env)
     : dir_(make_temp_dir()) {

@@ -33,6 +33,8 @@ class mock_upstream {
     bool wait_for(const std::string& field, int at_least, int timeout_ms = 10000) const;
     std::string last_request() const;  // GET /mock/last body
     std::string stats() const;
+    // One counter of GET /mock/stats (-1 when it is not there).
+    long counter(const std::string& name) const;
     child_process& process() noexcept { return *proc_; }
 
   private:
