@@ -11,6 +11,7 @@
 #include <sys/uio.h>
 
 #include <array>
+#include <tuple>
 #include <utility>
 
 #include <cerrno>
@@ -94,24 +95,18 @@ asio::awaitable<std::pair<error_code, std::size_t>> byte_stream::read_some(
     c.reading = true;
     c.expired = false;
     if (!c.armed || c.timer.expiry() > c.deadline) arm_read_timer();
+    error_code ec;
+    std::size_t n = 0;
     if (c.waiting && buffer.size() > 0) {
         // The readability wait is pending (watch_readable): its end is this read's
         // readiness. Then one recv takes what came, with no second operation queued.
-        auto [wec] = co_await asio::async_initiate<decltype(use_tuple), void(error_code)>(
+        std::tie(ec) = co_await asio::async_initiate<decltype(use_tuple), void(error_code)>(
             [&c](auto handler) { c.reader.emplace(std::move(handler)); }, use_tuple);
-        error_code ec = wec;
-        std::size_t n = 0;
         if (!ec) n = read_ready(buffer, ec);
-        if (ec || n > 0) {
-            c.reading = false;
-            if (c.expired && ec == asio::error::operation_aborted)
-                ec = boost::beast::error::timeout;
-            c.expired = false;
-            co_return std::pair{ec, n};
-        }
-        // Nothing there after all: read as usual.
     }
-    auto [ec, n] = co_await plain_->socket().async_read_some(buffer, use_tuple);
+    // No wait pending, or nothing there after all: read as usual.
+    if (!ec && n == 0)
+        std::tie(ec, n) = co_await plain_->socket().async_read_some(buffer, use_tuple);
     c.reading = false;
     if (c.expired && ec == asio::error::operation_aborted) ec = boost::beast::error::timeout;
     c.expired = false;
@@ -271,14 +266,16 @@ bool byte_stream::reusable_after_idle() noexcept {
     return !peer_closed();
 }
 
-bool byte_stream::peer_closed() noexcept {
-    if (!socket().is_open()) return true;
-    char c;
-    const auto r = ::recv(socket().native_handle(), &c, 1, MSG_PEEK | MSG_DONTWAIT);
-    if (r == 0) return true;
-    if (r < 0) return errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR;
-    // Unsolicited bytes on an idle HTTP connection: it is not in a usable state.
-    return true;
+byte_stream::peeked byte_stream::peek() noexcept {
+    if (!socket().is_open()) return peeked::closed;
+    for (;;) {
+        char c;
+        const auto r = ::recv(socket().native_handle(), &c, 1, MSG_PEEK | MSG_DONTWAIT);
+        if (r > 0) return peeked::bytes;
+        if (r == 0) return peeked::closed;
+        if (errno == EINTR) continue;
+        return errno == EAGAIN || errno == EWOULDBLOCK ? peeked::nothing : peeked::closed;
+    }
 }
 
 }  // namespace tollgate::net

@@ -60,9 +60,12 @@ class byte_stream {
     // Cancels pending operations; they complete with operation_aborted.
     void cancel() noexcept;
     void close() noexcept;
-    // True when the peer has closed or reset the connection (non-blocking check), as a
-    // pooled keep-alive connection may have been while idle.
-    bool peer_closed() noexcept;
+    // What the socket holds now, looked at with a 1-byte MSG_PEEK that consumes nothing.
+    enum class peeked { nothing, bytes, closed };  // closed: end of stream or an error
+    peeked peek() noexcept;
+    // True when the peer has closed or reset the connection, or sent bytes nobody asked
+    // for: a pooled keep-alive connection that is not usable.
+    bool peer_closed() noexcept { return peek() != peeked::nothing; }
 
     // Plain TCP: a wait for readability, armed once and left pending on the socket until
     // bytes (or the peer's close) arrive. Asio tries every read at once when its socket

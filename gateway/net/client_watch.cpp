@@ -1,11 +1,9 @@
 #include "gateway/net/client_watch.hpp"
 
 #include <poll.h>
-#include <sys/socket.h>
 
 #include <boost/asio/steady_timer.hpp>
 
-#include <cerrno>
 #include <chrono>
 
 namespace tollgate::net {
@@ -22,8 +20,8 @@ bool peer_hung_up(int fd) noexcept {
 }
 
 // The watch costs one epoll_ctl per request: a wait for readability, and only when it
-// ends is the socket looked at, with a 1-byte MSG_PEEK that consumes nothing (a
-// pipelined request stays for the session). The wait is left pending when the scope
+// ends is the socket looked at (byte_stream::peek, which consumes nothing: a pipelined
+// request stays for the session). The wait is left pending when the scope
 // ends: the session's read of the next request then waits for it instead of being tried
 // at once (a recv failing with EAGAIN before the client has sent anything). On plain TCP
 // it is the byte stream's readability wait (byte_stream::watch_readable), observed while
@@ -34,24 +32,13 @@ void hung_up(client_watch& w) {
     if (w.cancel_upstream && w.upstream) w.upstream->cancel();
 }
 
-// What the socket holds now: 1 bytes, 0 the peer closed (or failed), -1 nothing yet.
-int peek(int fd, char& into) noexcept {
-    for (;;) {
-        const auto r = ::recv(fd, &into, 1, MSG_PEEK | MSG_DONTWAIT);
-        if (r > 0) return 1;
-        if (r == 0) return 0;
-        if (errno == EINTR) continue;
-        return errno == EAGAIN || errno == EWOULDBLOCK ? -1 : 0;
-    }
-}
-
 // Plain TCP. Called only while the scope lives (it stops observing when it ends).
 void on_readable(void* ctx, const boost::system::error_code& ec) {
     auto& w = *static_cast<client_watch*>(ctx);
     if (!ec) {
-        const int r = peek(w.client->socket().native_handle(), w.peeked);
-        if (r > 0) return;  // a pipelined request: stop watching
-        if (r < 0) {        // nothing there after all
+        const auto seen = w.client->peek();
+        if (seen == byte_stream::peeked::bytes) return;  // a pipelined request: stop watching
+        if (seen == byte_stream::peeked::nothing) {      // nothing there after all
             w.client->watch_readable(&on_readable, &w);
             return;
         }
@@ -68,13 +55,12 @@ void on_tls_readable(byte_stream& client, std::shared_ptr<client_watch> w, int t
     // After the scope ended the session may be gone: touch nothing but `w` until checked.
     if (!w->active) return;
     if (!ec) {
-        const int fd = client.socket().native_handle();
-        const int r = peek(fd, w->peeked);
-        if (r < 0) {
+        const auto seen = client.peek();
+        if (seen == byte_stream::peeked::nothing) {
             arm_tls(client, std::move(w), tls_rechecks);
             return;
         }
-        if (r > 0 && !peer_hung_up(fd)) {
+        if (seen == byte_stream::peeked::bytes && !peer_hung_up(client.socket().native_handle())) {
             // The bytes may be the client's close_notify, with its FIN a moment behind:
             // look again shortly, a few times, before giving up watching.
             if (tls_rechecks == 0) return;

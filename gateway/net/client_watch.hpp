@@ -16,7 +16,6 @@ struct client_watch {
     bool cancel_upstream = true;      // cancel `upstream` when it does
     byte_stream* upstream = nullptr;  // the upstream connection in use, if any
     byte_stream* client = nullptr;    // the watched one
-    char peeked = 0;                  // where the watch's peek puts the byte it sees
 };
 
 // Watches from construction to destruction. The wait on the client socket outlives the

@@ -21,30 +21,38 @@ void add_headers(core::header_block& out, const limiter::decision& d) {
     // temporary strings they were ~1.8 K instructions a request).
     char buf[6 * (30 + 2 + limiter::reset_text_max + 2)];
     char* p = buf;
-    const auto line = [&](std::string_view name, auto&& write_value) {
-        std::memcpy(p, name.data(), name.size());
-        p += name.size();
+    const auto name = [&](std::string_view n) {
+        std::memcpy(p, n.data(), n.size());
+        p += n.size();
         *p++ = ':';
         *p++ = ' ';
-        write_value();
+    };
+    const auto number = [&](std::uint64_t v) { p = std::to_chars(p, p + 20, v).ptr; };
+    const auto eol = [&] {
         *p++ = '\r';
         *p++ = '\n';
     };
-    const auto number = [&](std::uint64_t v) {
-        return [&p, v] { p = std::to_chars(p, p + 20, v).ptr; };
-    };
-    const auto reset = [&](std::chrono::milliseconds r) {
-        return [&p, r] { p = limiter::write_reset(r, p); };
-    };
     if (d.limit_requests) {
-        line("x-ratelimit-limit-requests", number(*d.limit_requests));
-        line("x-ratelimit-remaining-requests", number(d.remaining_requests.value_or(0)));
-        line("x-ratelimit-reset-requests", reset(d.reset_requests));
+        name("x-ratelimit-limit-requests");
+        number(*d.limit_requests);
+        eol();
+        name("x-ratelimit-remaining-requests");
+        number(d.remaining_requests.value_or(0));
+        eol();
+        name("x-ratelimit-reset-requests");
+        p = limiter::write_reset(d.reset_requests, p);
+        eol();
     }
     if (d.limit_tokens) {
-        line("x-ratelimit-limit-tokens", number(*d.limit_tokens));
-        line("x-ratelimit-remaining-tokens", number(d.remaining_tokens.value_or(0)));
-        line("x-ratelimit-reset-tokens", reset(d.reset_tokens));
+        name("x-ratelimit-limit-tokens");
+        number(*d.limit_tokens);
+        eol();
+        name("x-ratelimit-remaining-tokens");
+        number(d.remaining_tokens.value_or(0));
+        eol();
+        name("x-ratelimit-reset-tokens");
+        p = limiter::write_reset(d.reset_tokens, p);
+        eol();
     }
     const auto n = static_cast<std::size_t>(p - buf);
     // Room for the price header a whole answer adds later.

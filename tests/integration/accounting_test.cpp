@@ -213,13 +213,6 @@ mock_truth last_truth(const mock_upstream& m) {
     return t;
 }
 
-long mock_counter(const mock_upstream& m, const std::string& field) {
-    const std::regex re("\"" + field + "\":(\\d+)");
-    std::smatch sm;
-    const std::string s = m.stats();
-    return std::regex_search(s, sm, re) ? std::stol(sm[1]) : -1;
-}
-
 std::string directives_for(ending e) {
     switch (e) {
         case ending::complete:
@@ -283,7 +276,7 @@ BOOST_DATA_TEST_CASE(every_ending_is_billed_from_the_truth, bdata::make(matrix()
     h.emplace_back("content-type", "application/json");
     if (c.client == api::messages) h.emplace_back("anthropic-version", "2023-06-01");
 
-    const long requests_before = mock_counter(mock, "requests");
+    const long requests_before = mock.counter("requests");
     std::string client_body;
     std::size_t deltas_seen = 0;
     const bool leaves_midway = c.end == ending::gone_midway || (c.end == ending::drain && c.stream);

@@ -33,7 +33,6 @@
 #include <map>
 #include <memory>
 #include <optional>
-#include <regex>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -142,12 +141,6 @@ std::optional<double> metric(const std::string& text, const std::string& name,
         sum = sum.value_or(0) + std::stod(line.substr(line.rfind(' ') + 1));
     }
     return sum;
-}
-
-long stat_of(const std::string& stats, const std::string& field) {
-    const std::regex re("\"" + field + R"re(":(\d+))re");
-    std::smatch m;
-    return std::regex_search(stats, m, re) ? std::stol(m[1]) : -1;
 }
 
 // ---------------------------------------------------------------------------------------
@@ -364,7 +357,7 @@ struct faults_env {
                 idle = metric(text, "tollgate_upstream_connections",
                               {{"provider", "mock"}, {"state", "idle"}})
                            .value_or(0);
-                mock_open = stat_of(mock.stats(), "connections_open") - 1;
+                mock_open = mock.counter("connections_open") - 1;
                 return active == 0 && active + idle == static_cast<double>(mock_open);
             },
             10s, 20ms);
@@ -794,7 +787,7 @@ BOOST_AUTO_TEST_CASE(storm_of_503_answers_is_502_each_without_retry_storm_or_lea
         }
     }
     // One attempt each: the model has one target, and a cooling target still gets one.
-    BOOST_TEST(stat_of(e.mock.stats(), "requests") == n);
+    BOOST_TEST(e.mock.counter("requests") == n);
     BOOST_TEST(e.settled([&] { return e.failures("mock", "status_5xx"); }, n) == n);
     for (const auto& id : ids) {
         const auto rec = e.record_of(id);
@@ -869,7 +862,7 @@ BOOST_AUTO_TEST_CASE(slowloris_head_is_closed_at_header_timeout_without_an_answe
     if (!closed) closed = c.read_until_closed(received, 5s);
     BOOST_TEST(closed);
     BOOST_TEST(received.empty(), "answered: " << received);
-    BOOST_TEST(stat_of(e.mock.stats(), "requests") == 0);
+    BOOST_TEST(e.mock.counter("requests") == 0);
     expect_recovered(e);
 }
 
@@ -888,7 +881,7 @@ BOOST_AUTO_TEST_CASE(request_body_that_stalls_is_closed_at_idle_timeout_and_a_sl
         std::string received;
         BOOST_TEST(c.read_until_closed(received, 10s));
         BOOST_TEST(received.empty(), "answered: " << received);
-        BOOST_TEST(stat_of(e.mock.stats(), "requests") == 0);
+        BOOST_TEST(e.mock.counter("requests") == 0);
     }
     {
         // The body in pieces 50 ms apart (each gap well inside idle_timeout): served.
@@ -921,7 +914,7 @@ BOOST_AUTO_TEST_CASE(client_that_never_reads_a_stream_is_cut_and_the_upstream_ca
         BOOST_TEST(e.mock.wait_for("streams_started", 1));
         // Not reading: the stream must be cut from the gateway's side.
         BOOST_TEST(e.mock.wait_for("streams_aborted", 1, 30000), e.mock.stats());
-        BOOST_TEST(stat_of(e.mock.stats(), "streams_completed") == 0);
+        BOOST_TEST(e.mock.counter("streams_completed") == 0);
         const auto rec = e.record_of(id);
         BOOST_TEST_CONTEXT("record: " << rec.line) {
             BOOST_TEST(rec.status == 499);
@@ -1035,7 +1028,7 @@ BOOST_AUTO_TEST_CASE(invalid_utf8_in_the_json_body_is_400_and_never_forwarded) {
     auto m = e.chat(next_id("utf8"), R"({"model":"gpt-)" + std::string("\xff") +
                                          R"(","messages":[{"role":"user","content":"x"}]})");
     BOOST_TEST(m.status == 400);
-    BOOST_TEST(stat_of(e.mock.stats(), "requests") == 0);
+    BOOST_TEST(e.mock.counter("requests") == 0);
     expect_recovered(e);
     for (const auto& id : ids) BOOST_TEST(!e.has_record(id), id);
 }
@@ -1068,7 +1061,7 @@ BOOST_AUTO_TEST_CASE(json_nested_128_deep_is_accepted_and_129_deep_refused) {
     // Brackets inside a string are not nesting.
     auto str_ok = e.chat(next_id("deep"), body(std::string(300, '[') + " #mock chunks=1"));
     BOOST_TEST(str_ok.status == 200, str_ok.body);
-    BOOST_TEST(stat_of(e.mock.stats(), "requests") == 3);
+    BOOST_TEST(e.mock.counter("requests") == 3);
     expect_recovered(e);
 }
 

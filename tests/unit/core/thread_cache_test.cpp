@@ -19,6 +19,7 @@ namespace tc = tollgate::core::thread_cache;
 
 namespace {
 
+// Empties this thread's cache, so that a test counts only its own blocks.
 void drain() {
     tc::release_this_thread();
 }
