@@ -21,39 +21,34 @@ void add_headers(core::header_block& out, const limiter::decision& d) {
     // temporary strings they were ~1.8 K instructions a request).
     char buf[6 * (30 + 2 + limiter::reset_text_max + 2)];
     char* p = buf;
-    const auto name = [&](std::string_view n) {
-        std::memcpy(p, n.data(), n.size());
-        p += n.size();
-        *p++ = ':';
-        *p++ = ' ';
+    const auto copy = [&](std::string_view t) {
+        std::memcpy(p, t.data(), t.size());
+        p += t.size();
     };
-    const auto number = [&](std::uint64_t v) { p = std::to_chars(p, p + 20, v).ptr; };
-    const auto eol = [&] {
-        *p++ = '\r';
-        *p++ = '\n';
+    // "x-ratelimit-{limit,remaining,reset}-<unit>: <value>\r\n".
+    const auto group = [&](std::string_view unit, std::uint64_t limit, std::uint64_t remaining,
+                           std::chrono::milliseconds reset) {
+        const auto start = [&](std::string_view field) {
+            copy("x-ratelimit-");
+            copy(field);
+            *p++ = '-';
+            copy(unit);
+            copy(": ");
+        };
+        start("limit");
+        p = std::to_chars(p, p + 20, limit).ptr;
+        copy("\r\n");
+        start("remaining");
+        p = std::to_chars(p, p + 20, remaining).ptr;
+        copy("\r\n");
+        start("reset");
+        p = limiter::write_reset(reset, p);
+        copy("\r\n");
     };
-    if (d.limit_requests) {
-        name("x-ratelimit-limit-requests");
-        number(*d.limit_requests);
-        eol();
-        name("x-ratelimit-remaining-requests");
-        number(d.remaining_requests.value_or(0));
-        eol();
-        name("x-ratelimit-reset-requests");
-        p = limiter::write_reset(d.reset_requests, p);
-        eol();
-    }
-    if (d.limit_tokens) {
-        name("x-ratelimit-limit-tokens");
-        number(*d.limit_tokens);
-        eol();
-        name("x-ratelimit-remaining-tokens");
-        number(d.remaining_tokens.value_or(0));
-        eol();
-        name("x-ratelimit-reset-tokens");
-        p = limiter::write_reset(d.reset_tokens, p);
-        eol();
-    }
+    if (d.limit_requests)
+        group("requests", *d.limit_requests, d.remaining_requests.value_or(0), d.reset_requests);
+    if (d.limit_tokens)
+        group("tokens", *d.limit_tokens, d.remaining_tokens.value_or(0), d.reset_tokens);
     const auto n = static_cast<std::size_t>(p - buf);
     // Room for the price header a whole answer adds later.
     out.reserve(out.text().size() + n + 64);
