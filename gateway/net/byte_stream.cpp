@@ -14,6 +14,8 @@
 #include <tuple>
 #include <utility>
 
+#include "gateway/core/coarse_clock.hpp"
+
 #include <cerrno>
 
 namespace tollgate::net {
@@ -91,7 +93,7 @@ asio::awaitable<std::pair<error_code, std::size_t>> byte_stream::read_some(
         co_return std::pair{ec, n};
     }
     auto& c = *clock_;
-    c.deadline = std::chrono::steady_clock::now() + timeout;
+    c.deadline = core::coarse_now() + timeout;
     c.reading = true;
     c.expired = false;
     if (!c.armed || c.timer.expiry() > c.deadline) arm_read_timer();

@@ -7,6 +7,7 @@
 
 #include "gateway/core/admission_estimate.hpp"
 #include "gateway/core/attempt_error.hpp"
+#include "gateway/core/coarse_clock.hpp"
 #include "gateway/core/json_text.hpp"
 #include "gateway/core/sse_framer.hpp"
 #include "gateway/net/client_watch.hpp"
@@ -417,11 +418,11 @@ asio::awaitable<attempt_error> forwarder::relay_stream(upstream::exchange& x) {
             client_ok = false;
             if (!drain_) break;
             if (!drain_deadline)
-                drain_deadline = core::clock::now() + snap_.config.routing.drain_limit;
+                drain_deadline = core::coarse_now() + snap_.config.routing.drain_limit;
         }
         auto timeout = std::chrono::duration_cast<core::clock::duration>(pc.idle_timeout);
         if (drain_deadline) {
-            const auto left = *drain_deadline - core::clock::now();
+            const auto left = *drain_deadline - core::coarse_now();
             if (left <= core::clock::duration::zero()) break;
             timeout = std::min(timeout, left);
         }

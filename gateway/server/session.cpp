@@ -10,6 +10,7 @@
 #include <cstring>
 #include <optional>
 
+#include "gateway/core/coarse_clock.hpp"
 #include "gateway/proxy/pipeline.hpp"
 #include "gateway/proxy/responder.hpp"
 #include "gateway/server/request_reader.hpp"
@@ -81,7 +82,7 @@ asio::awaitable<error_code> read_head(net::byte_stream& client, beast::flat_buff
         buf.consume(used);
         if (st == request_reader::step::failed) co_return reader.error();
         if (st != request_reader::step::read_more) co_return error_code{};
-        const auto left = deadline - core::clock::now();
+        const auto left = deadline - core::coarse_now();
         if (left <= core::clock::duration::zero()) co_return asio::error::timed_out;
         auto [rec, n] =
             co_await client.read_some(buf.prepare(request_reader::head_read_size), left);
@@ -161,13 +162,13 @@ asio::awaitable<error_code> answer_locally(worker& w, proxy::responder& out,
 asio::awaitable<void> linger_close(net::byte_stream& client) {
     boost::system::error_code ignored;
     client.socket().shutdown(asio::ip::tcp::socket::shutdown_send, ignored);
-    const auto deadline = core::clock::now() + lingering_time;
+    const auto deadline = core::coarse_now() + lingering_time;
     std::size_t drained = 0;
     // Not a local: it would sit in every connection's coroutine frame. What is read into
     // it is thrown away, so the worker thread's one buffer serves all sessions.
     static thread_local char sink[16 * 1024];
     while (drained < lingering_bytes) {
-        const auto left = deadline - core::clock::now();
+        const auto left = deadline - core::coarse_now();
         if (left <= core::clock::duration::zero()) break;
         auto [rec, n] = co_await client.read_some(asio::buffer(sink), left);
         if (rec || n == 0) break;

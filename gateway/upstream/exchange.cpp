@@ -7,6 +7,8 @@
 #include <algorithm>
 #include <tuple>
 
+#include "gateway/core/coarse_clock.hpp"
+
 namespace tollgate::upstream {
 
 namespace asio = boost::asio;
@@ -90,7 +92,7 @@ attempt_error exchange::head_failure(const error_code& ec) const {
 
 // Reads and parses until the head is complete, within first_byte_timeout.
 asio::awaitable<boost::system::error_code> exchange::read_head(std::size_t& bytes_in) {
-    const auto deadline = core::clock::now() + pc_.first_byte_timeout;
+    const auto deadline = core::coarse_now() + pc_.first_byte_timeout;
     error_code ec;
     parser_->header_limit(head_limit);
     parser_->eager(true);
@@ -101,7 +103,7 @@ asio::awaitable<boost::system::error_code> exchange::read_head(std::size_t& byte
             if (parser_->is_header_done()) co_return error_code{};
             if (ec && ec != http::error::need_more) co_return ec;
         }
-        const auto left = deadline - core::clock::now();
+        const auto left = deadline - core::coarse_now();
         if (left <= core::clock::duration::zero()) co_return beast::error::timeout;
         const std::size_t room = streamed_ ? stream_head_read : head_read_chunk;
         auto [rec, n] = co_await conn_.stream().read_some(buf_.prepare(room), left);
@@ -197,8 +199,8 @@ asio::awaitable<attempt_error> exchange::read_body(std::string& body,
         auto timeout = std::chrono::duration_cast<core::clock::duration>(pc_.idle_timeout);
         if (watch_.gone) {
             if (!drain_) break;
-            if (!drain_deadline) drain_deadline = core::clock::now() + drain_limit;
-            const auto left = *drain_deadline - core::clock::now();
+            if (!drain_deadline) drain_deadline = core::coarse_now() + drain_limit;
+            const auto left = *drain_deadline - core::coarse_now();
             if (left <= core::clock::duration::zero()) break;
             timeout = std::min(timeout, left);
         }

@@ -8,6 +8,8 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/beast/core/error.hpp>
 
+#include "gateway/core/coarse_clock.hpp"
+
 namespace tollgate::upstream {
 
 namespace asio = boost::asio;
@@ -92,7 +94,7 @@ void pool::publish() noexcept {
 }
 
 asio::awaitable<error_code> pool::resolve() {
-    const auto now = std::chrono::steady_clock::now();
+    const auto now = core::coarse_now();
     if (!endpoints_.empty() && now - resolved_at_ < resolve_ttl) co_return error_code{};
     const auto& cfg = provider_->config();
     // getaddrinfo runs on Asio's resolver thread and cannot be interrupted (cancel() only
@@ -129,7 +131,7 @@ asio::awaitable<error_code> pool::resolve() {
 
 asio::awaitable<std::pair<core::attempt_error, lease>> pool::acquire(bool fresh) {
     const auto& cfg = provider_->config();
-    const auto deadline = std::chrono::steady_clock::now() + cfg.connect_timeout;
+    const auto deadline = core::coarse_now() + cfg.connect_timeout;
     auto alive = alive_;
     // The gauge follows every change this call makes, however it returns.
     struct publisher {
@@ -142,7 +144,7 @@ asio::awaitable<std::pair<core::attempt_error, lease>> pool::acquire(bool fresh)
     for (;;) {
         // Idle longer than the provider's idle timeout: a middlebox may have dropped it
         // silently, and a request sent on it would wait out first_byte_timeout.
-        const auto stale_before = std::chrono::steady_clock::now() - cfg.idle_timeout;
+        const auto stale_before = core::coarse_now() - cfg.idle_timeout;
         for (auto& c : book_.take_stale(stale_before)) c->close();
         while (!fresh) {
             auto conn = book_.take_idle();
@@ -165,7 +167,7 @@ asio::awaitable<std::pair<core::attempt_error, lease>> pool::acquire(bool fresh)
             error_code ec = co_await resolve();
             if (!*alive) co_return std::pair{pool_gone(), lease{}};
             if (!ec) {
-                const auto left = deadline - std::chrono::steady_clock::now();
+                const auto left = deadline - core::coarse_now();
                 ec = left.count() <= 0
                          ? error_code(asio::error::timed_out)
                          : co_await conn->connect(endpoints_, cfg.host, cfg.tls_verify, left);
@@ -224,7 +226,7 @@ void pool::give_back(std::unique_ptr<net::byte_stream> conn, bool reusable) noex
         conn->lowest().expires_never();
         conn->watch_idle();
     }
-    if (auto to_close = book_.give_back(std::move(conn), keep, std::chrono::steady_clock::now()))
+    if (auto to_close = book_.give_back(std::move(conn), keep, core::coarse_now()))
         (*to_close)->close();
     publish();
     wake_one();

@@ -6,6 +6,7 @@
 #include <numeric>
 #include <stdexcept>
 
+#include "gateway/core/coarse_clock.hpp"
 #include "gateway/core/config_json.hpp"
 #include "gateway/core/json_writer.hpp"
 #include "store/usage_record.hpp"
@@ -16,7 +17,7 @@ namespace {
 
 std::int64_t steady_ns() {
     return std::chrono::duration_cast<std::chrono::nanoseconds>(
-               core::clock::now().time_since_epoch())
+               core::coarse_now().time_since_epoch())
         .count();
 }
 
