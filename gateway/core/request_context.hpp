@@ -2,6 +2,8 @@
 // Everything one client request carries through the policy chain and the proxy.
 // A context belongs to one request on one worker thread: no locking, never shared.
 
+#include <string.h>
+
 #include <charconv>
 #include <chrono>
 #include <cstdint>
@@ -145,6 +147,38 @@ struct policy_state {
     virtual ~policy_state() = default;
 };
 
+// What a connection's requests leave for the next one on it: owned by the session, it
+// outlives each request's context and ends with the connection.
+struct connection_memo {
+    // auth: the key the connection's last authenticated request presented, as presented,
+    // and what it resolved to, under which auth policy (its instance number) and against
+    // which key table. A request presenting the same bytes under the same two is the same
+    // caller: its key is not hashed and looked up again. Any change to the keys (a
+    // revocation, a deletion, a reload) replaces the table or the policy, and the next
+    // request is checked in full. The bytes are wiped when replaced and when the
+    // connection ends.
+    struct auth_entry {
+        std::string secret;
+        std::uint64_t resolver = 0;
+        std::shared_ptr<const void> table;
+        std::shared_ptr<const config::key_config> key;
+    } auth;
+
+    connection_memo() = default;
+    connection_memo(const connection_memo&) = delete;
+    connection_memo& operator=(const connection_memo&) = delete;
+    ~connection_memo() { forget_auth(); }
+    void forget_auth() noexcept;
+};
+
+inline void connection_memo::forget_auth() noexcept {
+    if (!auth.secret.empty()) ::explicit_bzero(auth.secret.data(), auth.secret.size());
+    auth.secret.clear();
+    auth.resolver = 0;
+    auth.table.reset();
+    auth.key.reset();
+}
+
 struct request_context {
     // The request.
     std::string request_id;
@@ -155,6 +189,8 @@ struct request_context {
     // The connection's peer (the client, or a proxy in front of it: see
     // server.trusted_proxies and config::client_address).
     config::ip_address peer;
+    // The connection's memo (null where a request has no connection, as in tests).
+    connection_memo* connection = nullptr;
     // Raw body as received; empty once the answer has begun (no attempt needs it then: a
     // stream may last minutes, and a long prompt is most of what it would hold).
     std::string_view body;

@@ -189,6 +189,7 @@ asio::awaitable<void> session::run() {
     bool linger = false;  // an answer went out before the request was read whole
     std::size_t pipelined = 0;
     const auto accepted_at = core::clock::now();
+    core::connection_memo memo;  // what this connection's requests leave for the next
     const auto draining = [this] {
         return worker_.shared().draining.load(std::memory_order_relaxed);
     };
@@ -232,6 +233,7 @@ asio::awaitable<void> session::run() {
         core::request_context ctx;
         ctx.received_at = core::clock::now();
         ctx.peer = peer_;
+        ctx.connection = &memo;
         // The whole head within header_timeout: from the accept for a new connection, from
         // its first byte for a kept-alive one.
         const auto head_deadline =

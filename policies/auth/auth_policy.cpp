@@ -3,6 +3,7 @@
 #include <openssl/crypto.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstring>
 #include <stdexcept>
 
@@ -16,10 +17,12 @@ std::string_view trim(std::string_view s) noexcept {
     return s;
 }
 
+std::atomic<std::uint64_t> next_instance{1};
+
 }  // namespace
 
 auth_policy::auth_policy(const config::gateway_config& cfg, std::shared_ptr<const key_store> stored)
-    : stored_(std::move(stored)) {
+    : instance_(next_instance.fetch_add(1, std::memory_order_relaxed)), stored_(std::move(stored)) {
     for (const auto& k : cfg.keys) {
         key_digest d;
         if (!digest_from_hex(k.key_sha256, d))
@@ -43,19 +46,42 @@ std::string_view auth_policy::presented_key(const core::header_source& headers) 
 }
 
 std::shared_ptr<const config::key_config> auth_policy::find(
-    std::string_view secret) const noexcept {
+    std::string_view secret, core::connection_memo* memo) const noexcept {
     if (secret.empty() || secret.size() > 4096) return nullptr;
+    auto table = stored_ ? stored_->current() : nullptr;
+    if (!memo) return lookup(secret, table);
+    auto& m = memo->auth;
+    if (m.key && m.resolver == instance_ && m.table.get() == table.get() &&
+        m.secret.size() == secret.size() &&
+        CRYPTO_memcmp(m.secret.data(), secret.data(), secret.size()) == 0)
+        return m.key;
+    auto key = lookup(secret, table);
+    if (key) {
+        try {
+            memo->forget_auth();
+            m.secret.assign(secret);
+            m.resolver = instance_;
+            m.table = std::move(table);
+            m.key = key;
+        } catch (...) {  // out of memory: no memo, the next request is checked in full
+            memo->forget_auth();
+        }
+    }
+    return key;
+}
+
+std::shared_ptr<const config::key_config> auth_policy::lookup(
+    std::string_view secret, const std::shared_ptr<const key_store::table>& table) const noexcept {
     const key_digest d = config::sha256(secret);
     // A table lookup finds a candidate by digest; it is confirmed without an early exit.
     if (const auto it = keys_.find(d); it != keys_.end()) {
         if (CRYPTO_memcmp(it->first.data(), d.data(), d.size()) != 0) return nullptr;
         // A config key revoked through the admin API stays refused until the config gives
         // its id another secret.
-        if (stored_ && stored_->current()->is_revoked(it->second->id, d)) return nullptr;
+        if (table && table->is_revoked(it->second->id, d)) return nullptr;
         return it->second;
     }
-    if (!stored_) return nullptr;
-    const auto table = stored_->current();
+    if (!table) return nullptr;
     const auto it = table->by_digest.find(d);
     if (it == table->by_digest.end() || CRYPTO_memcmp(it->first.data(), d.data(), d.size()) != 0)
         return nullptr;
@@ -68,7 +94,7 @@ core::verdict auth_policy::on_request(core::request_context& ctx) const {
         ctx.set_error_reply(core::errc::invalid_api_key);
         return core::verdict::reply;
     }
-    auto key = find(presented_key(*ctx.headers));
+    auto key = find(presented_key(*ctx.headers), ctx.connection);
     if (!key) {
         ctx.set_error_reply(core::errc::invalid_api_key,
                             "missing or invalid API key: send it as 'Authorization: Bearer <key>'");

@@ -27,9 +27,19 @@ class auth_policy final : public core::policy {
     // The key presented by the request, or empty.
     static std::string_view presented_key(const core::header_source& headers) noexcept;
     // Finds the key whose digest matches `secret` (constant-time comparison of digests).
-    std::shared_ptr<const config::key_config> find(std::string_view secret) const noexcept;
+    // With a connection's memo: first the key its last request presented, if `secret` is
+    // the same bytes (compared in constant time) and nothing about the keys has changed
+    // since; what is found is remembered there for the next request.
+    std::shared_ptr<const config::key_config> find(
+        std::string_view secret, core::connection_memo* memo = nullptr) const noexcept;
 
   private:
+    std::shared_ptr<const config::key_config> lookup(
+        std::string_view secret,
+        const std::shared_ptr<const key_store::table>& table) const noexcept;
+
+    // Tells this policy's memos from those of an earlier one (a reload makes a new policy).
+    std::uint64_t instance_;
     std::unordered_map<key_digest, std::shared_ptr<const config::key_config>, digest_hash> keys_;
     std::set<std::string, std::less<>> config_ids_;
     std::shared_ptr<const key_store> stored_;

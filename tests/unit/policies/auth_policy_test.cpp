@@ -228,6 +228,58 @@ BOOST_FIXTURE_TEST_CASE(find_looks_keys_up_by_their_secret, fixture) {
     BOOST_TEST(auth.name() == "auth");
 }
 
+// A connection's memo: the same key again resolves to the same key, another key to its
+// own, a wrong key (one byte off, or cut short) is refused though a key is remembered, and
+// the memo holds only the last good key.
+BOOST_FIXTURE_TEST_CASE(a_connection_memo_answers_only_for_the_same_bytes, fixture) {
+    core::connection_memo memo;
+    BOOST_REQUIRE(auth.find(team_secret, &memo));
+    BOOST_TEST(memo.auth.secret == team_secret);
+    BOOST_TEST(auth.find(team_secret, &memo)->id == "team-search");
+    BOOST_TEST(auth.find(ops_secret, &memo)->id == "ops");
+    BOOST_TEST(memo.auth.secret == ops_secret);
+    std::string near(ops_secret);
+    near.back() = 'c';
+    BOOST_TEST(!auth.find(near, &memo));
+    BOOST_TEST(!auth.find(ops_secret.substr(0, ops_secret.size() - 1), &memo));
+    BOOST_TEST(!auth.find("", &memo));
+    BOOST_TEST(memo.auth.secret == ops_secret);  // a refused key is not remembered
+    BOOST_TEST(auth.find(ops_secret, &memo)->id == "ops");
+    memo.forget_auth();
+    BOOST_TEST(memo.auth.secret.empty());
+    BOOST_TEST(!memo.auth.key);
+
+    // Through the policy: the request's connection memo is used and filled.
+    const fake_headers h{{"authorization", bearer("Bearer", team_secret)}};
+    ctx = core::request_context{};
+    ctx.headers = &h;
+    ctx.req.model = "gpt-4o-mini";
+    ctx.connection = &memo;
+    BOOST_TEST((auth.on_request(ctx) == core::verdict::next));
+    BOOST_TEST(memo.auth.secret == team_secret);
+    // The allow-list is checked on every request, remembered key or not.
+    ctx = core::request_context{};
+    ctx.headers = &h;
+    ctx.req.model = "gpt-4o";
+    ctx.connection = &memo;
+    require_refused(auth.on_request(ctx), core::errc::model_not_allowed, 403);
+}
+
+// A reload makes a new auth policy: a memo filled by the old one is not taken on trust,
+// so a key the new config dropped is refused on a connection that used it.
+BOOST_FIXTURE_TEST_CASE(a_memo_from_before_a_reload_is_not_trusted, fixture) {
+    core::connection_memo memo;
+    BOOST_REQUIRE(auth.find(team_secret, &memo));
+    config::gateway_config next = cfg;
+    next.keys.erase(
+        std::remove_if(next.keys.begin(), next.keys.end(),
+                       [](const config::key_config& k) { return k.id == "team-search"; }),
+        next.keys.end());
+    const auth_policy reloaded{next};
+    BOOST_TEST(!reloaded.find(team_secret, &memo));
+    BOOST_TEST(reloaded.find(ops_secret, &memo)->id == "ops");
+}
+
 BOOST_AUTO_TEST_CASE(a_bad_digest_in_the_config_is_refused_at_construction) {
     config::gateway_config cfg;
     config::key_config k;
