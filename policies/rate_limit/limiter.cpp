@@ -46,6 +46,26 @@ const limiter::shard& limiter::shard_for(const std::string& key) const noexcept 
     return const_cast<limiter*>(this)->shard_for(key);
 }
 
+namespace {
+
+// std::lower_bound by id, searching back from the end by doubling steps, then binary within
+// the last step. A request that settles was admitted a moment ago, so its entry lies among
+// the last few of a log that holds a minute of admissions (a million at 20,000 a second):
+// a few probes at the log's tail, which is in cache, instead of twenty across it.
+template <class It>
+It lower_bound_from_back(It first, It last, std::uint64_t id) {
+    const auto below = [](const auto& x, std::uint64_t v) { return x.id < v; };
+    It hi = last;  // every entry from hi on has an id of at least `id`
+    for (std::ptrdiff_t step = 1;; step *= 2) {
+        if (hi - first <= step) return std::lower_bound(first, hi, id, below);
+        const It probe = hi - step;
+        if (probe->id < id) return std::lower_bound(probe + 1, hi, id, below);
+        hi = probe;
+    }
+}
+
+}  // namespace
+
 void limiter::expire(key_state& k, time_point now) {
     const time_point cutoff = now - window;
     while (!k.log.empty() && k.log.front().at <= cutoff) {
@@ -208,9 +228,7 @@ void limiter::finish(reservation& r, std::uint64_t actual_tokens, time_point now
             // First, so that an entry which has just left the window is found in
             // `unlogged` and its settled usage is not charged to a window it left.
             expire(k, now);
-            const auto e =
-                std::lower_bound(k.log.begin(), k.log.end(), r.id,
-                                 [](const entry& x, std::uint64_t id) { return x.id < id; });
+            const auto e = lower_bound_from_back(k.log.begin(), k.log.end(), r.id);
             if (e != k.log.end() && e->id == r.id) {
                 if (e->state == entry_state::in_flight) {
                     k.tokens -= e->tokens;

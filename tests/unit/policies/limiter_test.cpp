@@ -3,6 +3,7 @@
 #include <boost/test/data/test_case.hpp>
 #include <boost/test/unit_test.hpp>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <latch>
@@ -154,6 +155,50 @@ BOOST_AUTO_TEST_CASE(token_reservations_count_and_settling_lower_frees_capacity)
     auto d = lim.admit("k", tpm(1000), 50, t0 + 3s);
     BOOST_TEST(d.admitted);
     BOOST_TEST(*d.remaining_tokens == 50u);
+}
+
+// Settles and releases find their entry wherever it lies in a long log (near its end, at
+// its start, in between), in any order: each one's usage replaces exactly its own estimate.
+BOOST_AUTO_TEST_CASE(settling_finds_each_entry_of_a_long_log_in_any_order) {
+    limiter lim;
+    const auto limits = limiter::limits{1'000'000, 1'000'000'000, 1'000'000};
+    constexpr int n = 3000;
+    std::vector<limiter::decision> held;
+    held.reserve(n);
+    for (int i = 0; i < n; ++i) {
+        held.push_back(lim.admit("k", limits, 10, t0 + std::chrono::milliseconds(i)));
+        BOOST_TEST_REQUIRE(held.back().admitted);
+    }
+    const auto now = t0 + 5s;
+    BOOST_TEST(lim.usage("k", now).tokens == 10u * n);
+    BOOST_TEST(lim.usage("k", now).in_flight == std::uint64_t{n});
+    std::vector<int> order(n);
+    for (int i = 0; i < n; ++i) order[i] = i;
+    std::shuffle(order.begin(), order.end(), std::mt19937(17));
+    // The newest and the oldest first, then the rest shuffled; every third one released.
+    std::swap(order[0], *std::find(order.begin(), order.end(), n - 1));
+    std::swap(order[1], *std::find(order.begin(), order.end(), 0));
+    std::uint64_t tokens = 10u * n, requests = n;
+    for (int k = 0; k < n; ++k) {
+        const int i = order[k];
+        if (i % 3 == 0) {
+            lim.release(held[i].held, now);
+            tokens -= 10;
+            --requests;
+        } else {
+            lim.settle(held[i].held, 1 + i % 7, now);
+            tokens = tokens - 10 + 1 + i % 7;
+        }
+        if (k % 500 == 0 || k == n - 1) {
+            const auto u = lim.usage("k", now);
+            BOOST_TEST(u.tokens == tokens);
+            BOOST_TEST(u.requests == requests);
+            BOOST_TEST(u.in_flight == std::uint64_t(n - k - 1));
+        }
+    }
+    // Settled twice: no change.
+    lim.settle(held[1].held, 1000, now);
+    BOOST_TEST(lim.usage("k", now).tokens == tokens);
 }
 
 BOOST_AUTO_TEST_CASE(settling_higher_than_the_estimate_charges_the_real_usage) {
