@@ -15,40 +15,50 @@ struct rate_state final : core::policy_state {
     limiter::reservation held;
 };
 
+// One unit's three header names, each with its ": ". As a template argument, every copy
+// below has a size known when compiling: a few moves, not a call to memcpy (copied as the
+// names' parts, 30 calls, they were ~1.2 K instructions a request).
+struct unit_names {
+    std::string_view limit, remaining, reset;
+};
+constexpr unit_names requests_names{
+    "x-ratelimit-limit-requests: ", "x-ratelimit-remaining-requests: ",
+    "x-ratelimit-reset-requests: "};
+constexpr unit_names tokens_names{
+    "x-ratelimit-limit-tokens: ", "x-ratelimit-remaining-tokens: ", "x-ratelimit-reset-tokens: "};
+
+[[gnu::always_inline]] inline char* copy(char* p, std::string_view text) noexcept {
+    std::memcpy(p, text.data(), text.size());
+    return p + text.size();
+}
+
+// "x-ratelimit-{limit,remaining,reset}-<unit>: <value>\r\n".
+template <const unit_names& U>
+char* write_group(char* p, std::uint64_t limit, std::uint64_t remaining,
+                  std::chrono::milliseconds reset) noexcept {
+    p = copy(p, U.limit);
+    p = std::to_chars(p, p + 20, limit).ptr;
+    p = copy(p, "\r\n");
+    p = copy(p, U.remaining);
+    p = std::to_chars(p, p + 20, remaining).ptr;
+    p = copy(p, "\r\n");
+    p = copy(p, U.reset);
+    p = limiter::write_reset(reset, p);
+    return copy(p, "\r\n");
+}
+
 void add_headers(core::header_block& out, const limiter::decision& d) {
     if (!d.limit_requests && !d.limit_tokens) return;
     // The six lines written into one buffer and appended once (as six appends with two
     // temporary strings they were ~1.8 K instructions a request).
-    char buf[6 * (30 + 2 + limiter::reset_text_max + 2)];
+    char buf[6 * (33 + 20 + limiter::reset_text_max + 2)];
     char* p = buf;
-    const auto copy = [&](std::string_view t) {
-        std::memcpy(p, t.data(), t.size());
-        p += t.size();
-    };
-    // "x-ratelimit-{limit,remaining,reset}-<unit>: <value>\r\n".
-    const auto group = [&](std::string_view unit, std::uint64_t limit, std::uint64_t remaining,
-                           std::chrono::milliseconds reset) {
-        const auto start = [&](std::string_view field) {
-            copy("x-ratelimit-");
-            copy(field);
-            *p++ = '-';
-            copy(unit);
-            copy(": ");
-        };
-        start("limit");
-        p = std::to_chars(p, p + 20, limit).ptr;
-        copy("\r\n");
-        start("remaining");
-        p = std::to_chars(p, p + 20, remaining).ptr;
-        copy("\r\n");
-        start("reset");
-        p = limiter::write_reset(reset, p);
-        copy("\r\n");
-    };
     if (d.limit_requests)
-        group("requests", *d.limit_requests, d.remaining_requests.value_or(0), d.reset_requests);
+        p = write_group<requests_names>(p, *d.limit_requests, d.remaining_requests.value_or(0),
+                                        d.reset_requests);
     if (d.limit_tokens)
-        group("tokens", *d.limit_tokens, d.remaining_tokens.value_or(0), d.reset_tokens);
+        p = write_group<tokens_names>(p, *d.limit_tokens, d.remaining_tokens.value_or(0),
+                                      d.reset_tokens);
     const auto n = static_cast<std::size_t>(p - buf);
     // Room for the price header a whole answer adds later.
     out.reserve(out.text().size() + n + 64);
