@@ -16,8 +16,8 @@ struct rate_state final : core::policy_state {
 };
 
 // One unit's three header names, each with its ": ". As a template argument, every copy
-// below has a size known when compiling: a few moves, not a call to memcpy (copied as the
-// names' parts, 30 calls, they were ~1.2 K instructions a request).
+// below has a size known when compiling: a few moves, not a call to memcpy. (What is left
+// of the ~1.1 K instructions a request here is mostly to_chars of the six numbers.)
 struct unit_names {
     std::string_view limit, remaining, reset;
 };
