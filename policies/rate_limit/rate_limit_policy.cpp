@@ -5,6 +5,7 @@
 #include <cstring>
 #include <string_view>
 
+#include "gateway/core/coarse_clock.hpp"
 #include "policies/state/shared_state.hpp"
 
 namespace tollgate::policies {
@@ -135,7 +136,7 @@ core::verdict rate_limit_policy::admit_local(core::request_context& ctx) const {
     if (!has_limits(ctx)) return core::verdict::next;
     const auto& l = ctx.key->limits;
     const limiter::limits limits{l.rpm, l.tpm, l.concurrency};
-    auto d = store_->admit(ctx.key->id, limits, ctx.estimate.tokens(), limiter::clock::now());
+    auto d = store_->admit(ctx.key->id, limits, ctx.estimate.tokens(), core::coarse_now());
     if (!d.admitted) {
         refuse(ctx, d);
         return core::verdict::reply;
@@ -149,7 +150,7 @@ void rate_limit_policy::on_settle(core::request_context& ctx) const noexcept {
     if (shared_) shared_->finish(ctx);
     auto* st = ctx.state<rate_state>(slot_);
     if (!st || !st->held.valid()) return;
-    const auto now = limiter::clock::now();
+    const auto now = core::coarse_now();  // a 60 s window: a tick (4 ms) behind is nothing
     if (!ctx.forwarded) {
         store_->release(st->held, now);
     } else {
