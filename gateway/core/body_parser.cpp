@@ -3,9 +3,6 @@
 #include <simdjson.h>
 
 #include <array>
-#include <bit>
-#include <cstdint>
-#include <cstring>
 
 #include <algorithm>
 
@@ -27,42 +24,25 @@ std::size_t skip_string(std::string_view s, std::size_t i) {
     return e ? static_cast<std::size_t>(e - s.data()) : s.size();
 }
 
-// Just past the container that opens at s[i] ('{' or '['), 64 bytes at a time: the
-// unescaped quotes tell which bytes lie inside strings, and only the brackets outside them
-// are visited (a chat body's messages are mostly strings: a byte-by-byte walk between
-// them cost about 1.4 K instructions a request). The JSON is valid: they balance.
-std::size_t skip_container(std::string_view s, std::size_t i) {
-    std::size_t depth = 0;
-    bool escape_carry = false;
-    std::uint64_t inside_carry = 0;  // all ones when the last block ended inside a string
-    char tail[64];
-    for (std::size_t base = i; base < s.size(); base += 64) {
-        const char* p = s.data() + base;
-        if (s.size() - base < 64) {
-            std::memset(tail, ' ', sizeof tail);
-            std::memcpy(tail, p, s.size() - base);
-            p = tail;
-        }
-        auto b = bytes::brackets64(p);
-        if (b.backslash || escape_carry) b.quote &= ~bytes::escaped_bits(b.backslash, escape_carry);
-        const std::uint64_t inside = bytes::prefix_xor(b.quote) ^ inside_carry;
-        inside_carry = static_cast<std::uint64_t>(static_cast<std::int64_t>(inside) >> 63);
-        const std::uint64_t opens = b.open & ~inside;
-        for (std::uint64_t all = (b.open | b.close) & ~inside; all; all &= all - 1) {
-            if (opens & all & (~all + 1)) {
-                ++depth;
-            } else if (--depth == 0) {
-                return base + static_cast<std::size_t>(std::countr_zero(all)) + 1;
-            }
-        }
-    }
-    return s.size();
-}
-
 std::size_t skip_value(std::string_view s, std::size_t i) {
     if (i >= s.size()) return i;
     if (s[i] == '"') return skip_string(s, i);
-    if (s[i] == '{' || s[i] == '[') return skip_container(s, i);
+    if (s[i] == '{' || s[i] == '[') {
+        std::size_t depth = 0;
+        while (i < s.size()) {
+            const char c = s[i];
+            if (c == '"') {
+                i = skip_string(s, i);
+                continue;
+            }
+            if (c == '{' || c == '[') ++depth;
+            if (c == '}' || c == ']') {
+                if (--depth == 0) return i + 1;
+            }
+            ++i;
+        }
+        return i;
+    }
     while (i < s.size() && s[i] != ',' && s[i] != '}' && s[i] != ']' && s[i] != ' ' &&
            s[i] != '\t' && s[i] != '\n' && s[i] != '\r')
         ++i;

@@ -164,42 +164,6 @@ inline block_bits classify64(const char* p) noexcept {
     return b;
 }
 
-// The quotes, backslashes, opening ('{', '[') and closing ('}', ']') brackets of 64
-// bytes at p, one bit each (bit i: p[i]).
-struct bracket_bits {
-    std::uint64_t quote = 0, backslash = 0, open = 0, close = 0;
-};
-inline bracket_bits brackets64(const char* p) noexcept {
-    bracket_bits b;
-#if defined(__SSE2__)
-    // c | 0x20 is '{' only for '[' and '{', and '}' only for ']' and '}'.
-    const __m128i vq = _mm_set1_epi8('"'), vb = _mm_set1_epi8('\\'), v20 = _mm_set1_epi8(0x20),
-                  vo = _mm_set1_epi8('{'), vc = _mm_set1_epi8('}');
-    for (int k = 0; k < 4; ++k) {
-        const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 16 * k));
-        const __m128i f = _mm_or_si128(v, v20);
-        const int shift = 16 * k;
-        b.quote |= std::uint64_t{static_cast<unsigned>(_mm_movemask_epi8(_mm_cmpeq_epi8(v, vq)))}
-                   << shift;
-        b.backslash |=
-            std::uint64_t{static_cast<unsigned>(_mm_movemask_epi8(_mm_cmpeq_epi8(v, vb)))} << shift;
-        b.open |= std::uint64_t{static_cast<unsigned>(_mm_movemask_epi8(_mm_cmpeq_epi8(f, vo)))}
-                  << shift;
-        b.close |= std::uint64_t{static_cast<unsigned>(_mm_movemask_epi8(_mm_cmpeq_epi8(f, vc)))}
-                   << shift;
-    }
-#else
-    for (int i = 0; i < 64; ++i) {
-        const std::uint64_t bit = std::uint64_t{1} << i;
-        if (p[i] == '"') b.quote |= bit;
-        if (p[i] == '\\') b.backslash |= bit;
-        if (p[i] == '{' || p[i] == '[') b.open |= bit;
-        if (p[i] == '}' || p[i] == ']') b.close |= bit;
-    }
-#endif
-    return b;
-}
-
 // The bits of the bytes escaped by a backslash, given a block's backslashes: each
 // backslash not itself escaped escapes the byte after it. `carry` says whether the
 // block's first byte is escaped (the last block ended in an unpaired backslash); it is
