@@ -11,12 +11,11 @@
 #include <sys/uio.h>
 
 #include <array>
+#include <cerrno>
 #include <tuple>
 #include <utility>
 
 #include "gateway/core/coarse_clock.hpp"
-
-#include <cerrno>
 
 namespace tollgate::net {
 
