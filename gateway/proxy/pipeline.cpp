@@ -389,9 +389,8 @@ asio::awaitable<attempt_error> forwarder::relay_stream(upstream::exchange& x) {
         const bool ok = framer.feed(x.parser().body(), upstream_event);
         x.parser().body().clear();
         // An open stream waits between events most of its life: it holds no read buffer
-        // meanwhile (the next read allocates one again). What is left is usually the
-        // chunk's closing CRLF, which the parser takes with the next chunk's head.
-        if (x.buffered() <= x.idle_buffer) x.shrink_buffer();
+        // meanwhile once it idles (read_piece; on TLS after every event).
+        x.release_between_events();
         return ok;
     };
     bool framing_ok = feed();

@@ -34,6 +34,12 @@ constexpr std::size_t head_read_more = 28 * 1024;  // a head's buffer stays with
 constexpr std::size_t stream_read_min = 4 * 1024;
 constexpr std::size_t stream_read_max = 64 * 1024;
 constexpr std::size_t body_read_chunk = 16 * 1024;
+// A stream whose events keep coming keeps its read buffer between them, and each event is
+// one recv into it, as it comes (Asio knows a short read drained the socket, and waits for
+// the next readiness without trying again). One that sends nothing for this long gives its
+// buffers back and waits with a 1-byte read, which then costs two more recvs an event.
+// LLM streams send a token every 10-50 ms while they generate.
+constexpr auto stream_hold = std::chrono::milliseconds(25);
 constexpr std::size_t head_limit = 64 * 1024;
 
 }  // namespace
@@ -180,13 +186,35 @@ asio::awaitable<boost::system::error_code> read_body_piece(net::byte_stream& s,
 
 asio::awaitable<boost::system::error_code> exchange::read_piece(core::clock::duration timeout) {
     std::size_t got = 0;
-    const auto ec =
-        co_await read_body_piece(conn_.stream(), *parser_, buf_, timeout, stream_read_, got);
+    auto& s = conn_.stream();
+    error_code ec;
+    // TLS: a stream that times out is closed (Beast), so there is no holding read; its
+    // buffers go back after every event (release_between_events).
+    if (!s.is_tls() && buf_.capacity() > idle_buffer && timeout > stream_hold) {
+        ec = co_await read_body_piece(s, *parser_, buf_, stream_hold, stream_read_, got);
+        if (!is_timeout(ec)) {
+            adapt_stream_read(got);
+            co_return ec;
+        }
+        // Nothing for stream_hold: the stream idles. No bytes were taken (the read was
+        // cancelled before it ran); what it waited for is waited for again, without a buffer.
+        shrink_buffer();
+        timeout -= stream_hold;
+    }
+    ec = co_await read_body_piece(s, *parser_, buf_, timeout, stream_read_, got);
+    adapt_stream_read(got);
+    co_return ec;
+}
+
+void exchange::adapt_stream_read(std::size_t got) noexcept {
     if (got == stream_read_)
         stream_read_ = std::min(stream_read_ * 2, stream_read_max);
     else if (got > 0 && got < stream_read_ / 4)
         stream_read_ = std::max(stream_read_ / 2, stream_read_min);
-    co_return ec;
+}
+
+void exchange::release_between_events() {
+    if (conn_.stream().is_tls() && buf_.size() <= idle_buffer) shrink_buffer();
 }
 
 asio::awaitable<attempt_error> exchange::read_body(std::string& body,

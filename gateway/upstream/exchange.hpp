@@ -51,8 +51,9 @@ class exchange {
     // close-delimited body's end is success with parser().is_done(). Reads follow the
     // stream: 4 KiB (64 KiB when the head's read came full), doubled (up to 64 KiB) after
     // a read that filled its buffer, halved after one that brought less than a quarter,
-    // so that a burst arrives in few reads (and goes out in as few writes) and an idle
-    // stream keeps small ones.
+    // so that a burst arrives in few reads (and goes out in as few writes). On plain TCP
+    // the buffer is kept between events while they keep coming (one recv an event); a
+    // stream that sends nothing for 25 ms gives it back and waits without one.
     boost::asio::awaitable<error_code> read_piece(core::clock::duration timeout);
 
     // Ends the exchange: the connection goes back to the pool when `complete` and the
@@ -63,7 +64,11 @@ class exchange {
     int status() const noexcept { return parser_->status(); }
     // Body bytes read and not yet parsed (none between events once a read drained it).
     std::size_t buffered() const noexcept { return buf_.size(); }
-    // Between events: the read buffer and the parser's (taken) body room go back.
+    // After an event was taken from parser().body(): on TLS the read buffer and the
+    // parser's body room go back (a plain TCP stream keeps them while its events keep
+    // coming, and gives them back in read_piece when it idles).
+    void release_between_events();
+    // The read buffer and the parser's (taken) body room go back.
     void shrink_buffer() {
         buf_.shrink_to_fit();
         if (parser_->body().empty()) std::string().swap(parser_->body());
@@ -75,6 +80,7 @@ class exchange {
 
   private:
     boost::asio::awaitable<error_code> read_head(std::size_t& bytes_in);
+    void adapt_stream_read(std::size_t got) noexcept;
     core::attempt_error head_failure(const error_code& ec) const;
 
     const config::provider_config& pc_;
