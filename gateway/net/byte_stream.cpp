@@ -18,6 +18,59 @@
 #include "gateway/core/coarse_clock.hpp"
 
 namespace tollgate::net {
+namespace {
+
+// A read buffer whose read tells Asio's reactor, when it comes back short, that the socket
+// is drained (see the specialisation below).
+struct drain_read_buffer : asio::mutable_buffer {
+    explicit drain_read_buffer(asio::mutable_buffer b) noexcept : asio::mutable_buffer(b) {}
+};
+
+}  // namespace
+}  // namespace tollgate::net
+
+namespace boost::asio::detail {
+
+// Asio 1.81's receive operation reports a socket exhausted only at its end, so after every
+// successful read the next one starts with a speculative recv, which fails with EAGAIN when
+// the read had taken everything (the usual case: one upstream event, one read). This
+// operation (the same as Asio's for one buffer, apart from the status) reports a short read
+// as done_and_exhausted: the reactor then clears the descriptor's try-speculative flag
+// under its lock, and sets it again at the next readiness event, so that a read started
+// before that event waits for it and one started after it reads at once. No event is
+// missed; only a FIN that came with the bytes waits for a later try (byte_stream.hpp).
+template <>
+class reactive_socket_recv_op_base<tollgate::net::drain_read_buffer> : public reactor_op {
+  public:
+    reactive_socket_recv_op_base(const boost::system::error_code& success_ec, socket_type socket,
+                                 socket_ops::state_type state,
+                                 const tollgate::net::drain_read_buffer& buffer,
+                                 socket_base::message_flags flags, func_type complete_func)
+        : reactor_op(success_ec, &reactive_socket_recv_op_base::do_perform, complete_func),
+          socket_(socket),
+          state_(state),
+          buffer_(buffer),
+          flags_(flags) {}
+
+    static status do_perform(reactor_op* base) {
+        auto* o = static_cast<reactive_socket_recv_op_base*>(base);
+        if (!socket_ops::non_blocking_recv1(
+                o->socket_, o->buffer_.data(), o->buffer_.size(), o->flags_,
+                (o->state_ & socket_ops::stream_oriented) != 0, o->ec_, o->bytes_transferred_))
+            return not_done;
+        return o->bytes_transferred_ < o->buffer_.size() ? done_and_exhausted : done;
+    }
+
+  private:
+    socket_type socket_;
+    socket_ops::state_type state_;
+    tollgate::net::drain_read_buffer buffer_;
+    socket_base::message_flags flags_;
+};
+
+}  // namespace boost::asio::detail
+
+namespace tollgate::net {
 
 namespace {
 constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
@@ -85,7 +138,7 @@ asio::awaitable<error_code> byte_stream::connect(const tcp::resolver::results_ty
 }
 
 asio::awaitable<std::pair<error_code, std::size_t>> byte_stream::read_some(
-    asio::mutable_buffer buffer, duration timeout) {
+    asio::mutable_buffer buffer, duration timeout, bool short_read_drains) {
     if (tls_) {
         lowest().expires_after(timeout);
         auto [ec, n] = co_await tls_->async_read_some(buffer, use_tuple);
@@ -106,8 +159,13 @@ asio::awaitable<std::pair<error_code, std::size_t>> byte_stream::read_some(
         if (!ec) n = read_ready(buffer, ec);
     }
     // No wait pending, or nothing there after all: read as usual.
-    if (!ec && n == 0)
-        std::tie(ec, n) = co_await plain_->socket().async_read_some(buffer, use_tuple);
+    if (!ec && n == 0) {
+        if (short_read_drains)
+            std::tie(ec, n) =
+                co_await plain_->socket().async_read_some(drain_read_buffer(buffer), use_tuple);
+        else
+            std::tie(ec, n) = co_await plain_->socket().async_read_some(buffer, use_tuple);
+    }
     c.reading = false;
     if (c.expired && ec == asio::error::operation_aborted) ec = boost::beast::error::timeout;
     c.expired = false;

@@ -46,8 +46,15 @@ class byte_stream {
     asio::awaitable<error_code> connect(const tcp::resolver::results_type& endpoints,
                                         const std::string& host, bool verify, duration timeout);
 
+    // `short_read_drains` (plain TCP): a read that comes back short took all there was, so
+    // the next one waits for the socket's next readiness instead of first trying a recv that
+    // would fail with EAGAIN (what Asio does after every read). The price: bytes and the
+    // peer's FIN that arrive together are one readiness event, so the FIN is only seen by a
+    // later read that does try (one without the hint, or after a timeout): use it where
+    // the caller's timeout is short (a stream's hold) or an end is not expected.
     asio::awaitable<std::pair<error_code, std::size_t>> read_some(asio::mutable_buffer buffer,
-                                                                  duration timeout);
+                                                                  duration timeout,
+                                                                  bool short_read_drains = false);
     asio::awaitable<error_code> write(std::span<const asio::const_buffer> buffers,
                                       duration timeout);
     // At most this many buffers per write (a head and a body's pieces).

@@ -139,7 +139,8 @@ asio::awaitable<boost::system::error_code> read_body_piece(net::byte_stream& s,
                                                            response_parser& parser,
                                                            beast::flat_buffer& buf,
                                                            core::clock::duration timeout,
-                                                           std::size_t chunk, std::size_t& got) {
+                                                           std::size_t chunk, std::size_t& got,
+                                                           bool short_read_drains = false) {
     boost::system::error_code ec;
     got = 0;
     if (buf.size() > 0) {
@@ -164,7 +165,7 @@ asio::awaitable<boost::system::error_code> read_body_piece(net::byte_stream& s,
                               more_ec);
         }
     } else {
-        std::tie(rec, n) = co_await s.read_some(buf.prepare(chunk), timeout);
+        std::tie(rec, n) = co_await s.read_some(buf.prepare(chunk), timeout, short_read_drains);
     }
     if (rec == asio::error::eof || (rec == asio::ssl::error::stream_truncated)) {
         if (parser.need_eof()) {
@@ -191,7 +192,11 @@ asio::awaitable<boost::system::error_code> exchange::read_piece(core::clock::dur
     // TLS: a stream that times out is closed (Beast), so there is no holding read; its
     // buffers go back after every event (release_between_events).
     if (!s.is_tls() && buf_.capacity() > idle_buffer && timeout > stream_hold) {
-        ec = co_await read_body_piece(s, *parser_, buf_, stream_hold, stream_read_, got);
+        // One recv an event: a short read drained the socket. A FIN that came with the
+        // last bytes is then met when the hold ends (below), except where the body ends
+        // at the close: such a stream reads as Asio does.
+        ec = co_await read_body_piece(s, *parser_, buf_, stream_hold, stream_read_, got,
+                                      !parser_->need_eof());
         if (!is_timeout(ec)) {
             adapt_stream_read(got);
             co_return ec;
@@ -199,6 +204,7 @@ asio::awaitable<boost::system::error_code> exchange::read_piece(core::clock::dur
         // Nothing for stream_hold: the stream idles. No bytes were taken (the read was
         // cancelled before it ran); what it waited for is waited for again, without a buffer.
         shrink_buffer();
+        stream_read_ = stream_read_min;
         timeout -= stream_hold;
     }
     ec = co_await read_body_piece(s, *parser_, buf_, timeout, stream_read_, got);
@@ -207,10 +213,7 @@ asio::awaitable<boost::system::error_code> exchange::read_piece(core::clock::dur
 }
 
 void exchange::adapt_stream_read(std::size_t got) noexcept {
-    if (got == stream_read_)
-        stream_read_ = std::min(stream_read_ * 2, stream_read_max);
-    else if (got > 0 && got < stream_read_ / 4)
-        stream_read_ = std::max(stream_read_ / 2, stream_read_min);
+    if (got == stream_read_) stream_read_ = std::min(stream_read_ * 2, stream_read_max);
 }
 
 void exchange::release_between_events() {
