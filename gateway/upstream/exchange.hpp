@@ -50,10 +50,10 @@ class exchange {
     // The next piece of a streamed body, into parser().body(), within `timeout`. A
     // close-delimited body's end is success with parser().is_done(). Reads follow the
     // stream: 4 KiB (64 KiB when the head's read came full), doubled (up to 64 KiB) after
-    // a read that filled its buffer, halved after one that brought less than a quarter,
-    // so that a burst arrives in few reads (and goes out in as few writes). On plain TCP
-    // the buffer is kept between events while they keep coming (one recv an event); a
-    // stream that sends nothing for 25 ms gives it back and waits without one.
+    // a read that filled its buffer, so that a burst arrives in few reads (and goes out in
+    // as few writes). On plain TCP the buffer is kept between events while they keep
+    // coming (one recv an event); a stream that sends nothing for 25 ms gives it back,
+    // waits without one and starts again at 4 KiB.
     boost::asio::awaitable<error_code> read_piece(core::clock::duration timeout);
 
     // Ends the exchange: the connection goes back to the pool when `complete` and the
