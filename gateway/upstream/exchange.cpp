@@ -34,11 +34,12 @@ constexpr std::size_t head_read_more = 28 * 1024;  // a head's buffer stays with
 constexpr std::size_t stream_read_min = 4 * 1024;
 constexpr std::size_t stream_read_max = 64 * 1024;
 constexpr std::size_t body_read_chunk = 16 * 1024;
-// A stream whose events keep coming keeps its read buffer between them, and each event is
-// one recv into it, as it comes (Asio knows a short read drained the socket, and waits for
-// the next readiness without trying again). One that sends nothing for this long gives its
-// buffers back and waits with a 1-byte read, which then costs two more recvs an event.
-// LLM streams send a token every 10-50 ms while they generate.
+// A stream whose last two reads came less than this apart keeps its read buffer for the
+// next one, for up to this long: each event is then one recv into it, as it comes (Asio
+// knows a short read drained the socket, and waits for the next readiness without trying
+// again). Other streams, and one that stays quiet this long, hold no buffer while they wait
+// (a 1-byte read, then the rest: three recvs an event). LLM streams send a token every
+// 10-50 ms while they generate; 10,000 streams waiting seconds between events hold nothing.
 constexpr auto stream_hold = std::chrono::milliseconds(25);
 constexpr std::size_t head_limit = 64 * 1024;
 
@@ -73,6 +74,7 @@ asio::awaitable<attempt_error> exchange::open(pool& p, std::span<const asio::con
         }
         if (!ec) {
             head_at_ = core::clock::now();
+            last_data_at_ = core::coarse_now();
             co_return attempt_error{};
         }
         watch_.upstream = nullptr;
@@ -191,29 +193,37 @@ asio::awaitable<boost::system::error_code> exchange::read_piece(core::clock::dur
     error_code ec;
     // TLS: a stream that times out is closed (Beast), so there is no holding read; its
     // buffers go back after every event (release_between_events).
-    if (!s.is_tls() && buf_.capacity() > idle_buffer && timeout > stream_hold) {
-        // One recv an event: a short read drained the socket. A FIN that came with the
-        // last bytes is then met when the hold ends (below), except where the body ends
-        // at the close: such a stream reads as Asio does.
-        ec = co_await read_body_piece(s, *parser_, buf_, stream_hold, stream_read_, got,
-                                      !parser_->need_eof());
-        if (!is_timeout(ec)) {
-            adapt_stream_read(got);
-            co_return ec;
+    if (!s.is_tls() && buf_.capacity() > idle_buffer) {
+        if (hot_ && timeout > stream_hold) {
+            // One recv an event: a short read drained the socket. A FIN that came with the
+            // last bytes is then met when the hold ends (below), except where the body ends
+            // at the close: such a stream reads as Asio does.
+            ec = co_await read_body_piece(s, *parser_, buf_, stream_hold, stream_read_, got,
+                                          !parser_->need_eof());
+            if (!is_timeout(ec)) {
+                note_read(got);
+                co_return ec;
+            }
+            // Nothing for stream_hold: the stream idles. No bytes were taken (the read was
+            // cancelled before it ran); what it waited for is waited for again, below.
+            timeout -= stream_hold;
         }
-        // Nothing for stream_hold: the stream idles. No bytes were taken (the read was
-        // cancelled before it ran); what it waited for is waited for again, without a buffer.
+        // A stream whose events come further apart than stream_hold (or that just went
+        // quiet) waits without a buffer.
         shrink_buffer();
         stream_read_ = stream_read_min;
-        timeout -= stream_hold;
     }
     ec = co_await read_body_piece(s, *parser_, buf_, timeout, stream_read_, got);
-    adapt_stream_read(got);
+    note_read(got);
     co_return ec;
 }
 
-void exchange::adapt_stream_read(std::size_t got) noexcept {
+void exchange::note_read(std::size_t got) noexcept {
     if (got == stream_read_) stream_read_ = std::min(stream_read_ * 2, stream_read_max);
+    if (got == 0) return;
+    const auto now = core::coarse_now();
+    hot_ = now - last_data_at_ < stream_hold;
+    last_data_at_ = now;
 }
 
 void exchange::release_between_events() {

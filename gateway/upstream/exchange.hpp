@@ -51,9 +51,9 @@ class exchange {
     // close-delimited body's end is success with parser().is_done(). Reads follow the
     // stream: 4 KiB (64 KiB when the head's read came full), doubled (up to 64 KiB) after
     // a read that filled its buffer, so that a burst arrives in few reads (and goes out in
-    // as few writes). On plain TCP the buffer is kept between events while they keep
-    // coming (one recv an event); a stream that sends nothing for 25 ms gives it back,
-    // waits without one and starts again at 4 KiB.
+    // as few writes). On plain TCP a stream whose last two reads came within 25 ms keeps
+    // the buffer for the next event, for up to 25 ms (one recv an event); other streams
+    // wait without one and start again at 4 KiB.
     boost::asio::awaitable<error_code> read_piece(core::clock::duration timeout);
 
     // Ends the exchange: the connection goes back to the pool when `complete` and the
@@ -80,7 +80,7 @@ class exchange {
 
   private:
     boost::asio::awaitable<error_code> read_head(std::size_t& bytes_in);
-    void adapt_stream_read(std::size_t got) noexcept;
+    void note_read(std::size_t got) noexcept;
     core::attempt_error head_failure(const error_code& ec) const;
 
     const config::provider_config& pc_;
@@ -91,8 +91,10 @@ class exchange {
     boost::beast::flat_buffer buf_;
     core::clock::time_point sent_at_{};
     core::clock::time_point head_at_{};
-    std::size_t stream_read_ = 4 * 1024;  // the next streamed read's size
-    bool streamed_ = false;               // the client asked for a stream
+    std::size_t stream_read_ = 4 * 1024;      // the next streamed read's size
+    core::clock::time_point last_data_at_{};  // coarse: the last read that brought bytes
+    bool hot_ = false;       // the last two reads came within stream_hold: hold the buffer
+    bool streamed_ = false;  // the client asked for a stream
 };
 
 // Timeouts of every kind: the stream's deadline (Beast) and a connect's (Asio).
