@@ -118,6 +118,42 @@ BOOST_AUTO_TEST_CASE(stream_pieces_arrive_before_the_stream_ends) {
     BOOST_TEST(reassemble(sse_data(got)) == expected_content(20));
 }
 
+BOOST_AUTO_TEST_CASE(a_stream_that_pauses_between_fast_events_loses_nothing) {
+    // Events back to back (the relay keeps its read buffer and reads each as it comes),
+    // then a pause held by the mock, then events back to back again. Across the pause the
+    // relay gives its buffer back and waits without one; nothing of the stream may be lost
+    // or doubled either way, and the usage chunk the client asked for carries the count.
+    env e;
+    http_connection c(e.gw.port());
+    c.send_request(
+        "POST", "/v1/chat/completions", auth_headers(),
+        R"({"model":"gpt-4o-mini","stream":true,"stream_options":{"include_usage":true},)"
+        R"("messages":[{"role":"user","content":"x #mock chunks=60 hold=30"}]})");
+    BOOST_TEST_REQUIRE(c.read_head().status == 200);
+    std::string got;
+    while (got.find("word29") == std::string::npos) {
+        const auto piece = c.read_body_some();
+        BOOST_TEST_REQUIRE(!piece.empty());
+        got += piece;
+    }
+    // The mock holds the stream (until released); this wait is not synchronisation but
+    // what makes the pause longer than the relay's 25 ms hold.
+    std::this_thread::sleep_for(100ms);
+    BOOST_TEST(e.mock.stats().find(R"("streams_completed":0)") != std::string::npos);
+    BOOST_TEST(http_request(e.mock.port(), "GET", "/mock/release").status == 200);
+    for (std::string piece; !(piece = c.read_body_some()).empty();) got += piece;
+    const auto events = sse_data(got);
+    BOOST_REQUIRE(!events.empty());
+    BOOST_TEST(events.back() == "[DONE]");
+    BOOST_TEST(reassemble(events) == expected_content(60));
+    bool usage_chunk = false;
+    for (const auto& ev : events)
+        if (ev.find(R"("choices":[])") != std::string::npos &&
+            ev.find(R"("completion_tokens":60)") != std::string::npos)
+            usage_chunk = true;
+    BOOST_TEST(usage_chunk, got);
+}
+
 BOOST_AUTO_TEST_CASE(client_that_asked_for_usage_gets_the_usage_chunk) {
     env e;
     const std::string body =
