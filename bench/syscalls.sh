@@ -75,7 +75,7 @@ measure() {
     cpu=$(awk -v a="$t0" -v b="$t1" -v n="$n" -v k="$(getconf CLK_TCK)" \
         'BEGIN {printf "%.1f", (b - a) * 1e6 / k / n}')
     # perf stat -x, lines: count,unit,event,...; the failed recvfrom are the exit tracepoint.
-    calls=$(awk -F, -v n="$n" '$1 ~ /^[0-9]+$/ && $3 ~ /sys_enter_/ && $1 > 0 {
+    calls=$(awk -F, -v n="$n" '$1 ~ /^[0-9]+$/ && $3 ~ /sys_enter_/ && $1 / n >= 0.005 {
             ev = $3; sub(/.*sys_enter_/, "", ev); printf "%s %.2f\n", ev, $1 / n }' "$stat" |
         sort -k2,2 -g -r)
     total=$(awk '{s += $2} END {printf "%.2f", s}' <<<"$calls")
