@@ -50,8 +50,8 @@ class byte_stream {
     // the next one waits for the socket's next readiness instead of first trying a recv that
     // would fail with EAGAIN (what Asio does after every read). The price: bytes and the
     // peer's FIN that arrive together are one readiness event, so the FIN is only seen by a
-    // later read that does try (one without the hint, or after a timeout): use it where
-    // the caller's timeout is short (a stream's hold) or an end is not expected.
+    // recv that does try: after such a read, the caller looks with read_ready() before any
+    // read that waits longer than its own short timeout (exchange::read_piece).
     asio::awaitable<std::pair<error_code, std::size_t>> read_some(asio::mutable_buffer buffer,
                                                                   duration timeout,
                                                                   bool short_read_drains = false);

@@ -34,13 +34,16 @@ constexpr std::size_t head_read_more = 28 * 1024;  // a head's buffer stays with
 constexpr std::size_t stream_read_min = 4 * 1024;
 constexpr std::size_t stream_read_max = 64 * 1024;
 constexpr std::size_t body_read_chunk = 16 * 1024;
-// A stream whose last two reads came less than this apart keeps its read buffer for the
-// next one, for up to this long: each event is then one recv into it, as it comes (Asio
-// knows a short read drained the socket, and waits for the next readiness without trying
-// again). Other streams, and one that stays quiet this long, hold no buffer while they wait
-// (a 1-byte read, then the rest: three recvs an event). LLM streams send a token every
-// 10-50 ms while they generate; 10,000 streams waiting seconds between events hold nothing.
-constexpr auto stream_hold = std::chrono::milliseconds(25);
+// A stream whose last two reads came less than stream_hot_gap apart keeps its read buffer
+// for the next one, for up to stream_hold: each event is then one recv into it, as it
+// comes (Asio knows a short read drained the socket, and waits for the next readiness
+// without trying again). Other streams, and one that stays quiet that long, hold no buffer
+// while they wait (a 1-byte read, then the rest: three recvs an event). LLM streams send a
+// token every 10-50 ms while they generate; 10,000 streams waiting seconds between events
+// hold nothing. The hold is longer than the gap so that the read timer, which a hot stream
+// pushes forward with every event, fires (and is armed again) once every 100 ms at most.
+constexpr auto stream_hot_gap = std::chrono::milliseconds(25);
+constexpr auto stream_hold = std::chrono::milliseconds(100);
 constexpr std::size_t head_limit = 64 * 1024;
 
 }  // namespace
@@ -134,6 +137,11 @@ asio::awaitable<boost::system::error_code> exchange::read_head(std::size_t& byte
 
 namespace {
 
+// How read_body_piece reads: as Asio does; telling Asio that a short read drained the
+// socket (byte_stream::read_some); or only what is there now, with one non-blocking recv
+// (nothing there: success with got 0 and no progress).
+enum class read_mode { normal, drains, ready_only };
+
 // One read of a body into the parser (parser.body() gets the de-chunked bytes). A
 // close-delimited body's end is success. `got`: the bytes this read brought (0 when the
 // buffer already held what was needed).
@@ -142,7 +150,7 @@ asio::awaitable<boost::system::error_code> read_body_piece(net::byte_stream& s,
                                                            beast::flat_buffer& buf,
                                                            core::clock::duration timeout,
                                                            std::size_t chunk, std::size_t& got,
-                                                           bool short_read_drains = false) {
+                                                           read_mode mode = read_mode::normal) {
     boost::system::error_code ec;
     got = 0;
     if (buf.size() > 0) {
@@ -153,7 +161,10 @@ asio::awaitable<boost::system::error_code> read_body_piece(net::byte_stream& s,
     }
     std::size_t n = 0;
     boost::system::error_code rec;
-    if (buf.capacity() <= exchange::idle_buffer && !s.is_tls()) {
+    if (mode == read_mode::ready_only) {
+        n = s.read_ready(buf.prepare(chunk), rec);
+        if (n == 0 && !rec) co_return boost::system::error_code{};  // nothing there yet
+    } else if (buf.capacity() <= exchange::idle_buffer && !s.is_tls()) {
         // An idle stream (its buffer was given back between events): wait for the next
         // event with a 1-byte read into the frame, then take what has arrived into a
         // buffer, so that a stream waiting for its upstream holds no read buffer.
@@ -167,7 +178,8 @@ asio::awaitable<boost::system::error_code> read_body_piece(net::byte_stream& s,
                               more_ec);
         }
     } else {
-        std::tie(rec, n) = co_await s.read_some(buf.prepare(chunk), timeout, short_read_drains);
+        std::tie(rec, n) =
+            co_await s.read_some(buf.prepare(chunk), timeout, mode == read_mode::drains);
     }
     if (rec == asio::error::eof || (rec == asio::ssl::error::stream_truncated)) {
         if (parser.need_eof()) {
@@ -194,12 +206,12 @@ asio::awaitable<boost::system::error_code> exchange::read_piece(core::clock::dur
     // TLS: a stream that times out is closed (Beast), so there is no holding read; its
     // buffers go back after every event (release_between_events).
     if (!s.is_tls() && buf_.capacity() > idle_buffer) {
-        if (hot_ && timeout > stream_hold) {
-            // One recv an event: a short read drained the socket. A FIN that came with the
-            // last bytes is then met when the hold ends (below), except where the body ends
-            // at the close: such a stream reads as Asio does.
+        // One recv an event: a short read drained the socket. Not for a body that ends at
+        // the close, whose end must be seen at once.
+        if (hot_ && timeout > stream_hold && !parser_->need_eof()) {
             ec = co_await read_body_piece(s, *parser_, buf_, stream_hold, stream_read_, got,
-                                          !parser_->need_eof());
+                                          read_mode::drains);
+            if (got > 0) drained_ = true;
             if (!is_timeout(ec)) {
                 note_read(got);
                 co_return ec;
@@ -208,7 +220,20 @@ asio::awaitable<boost::system::error_code> exchange::read_piece(core::clock::dur
             // cancelled before it ran); what it waited for is waited for again, below.
             timeout -= stream_hold;
         }
-        // A stream whose events come further apart than stream_hold (or that just went
+        if (drained_) {
+            // The event loop was told the socket is drained, so its next read waits for
+            // new readiness; a FIN (or bytes) that came with the last read's bytes brings
+            // none. Look once, without waiting, before a read that would wait.
+            drained_ = false;
+            const auto had = parser_->body().size();
+            ec = co_await read_body_piece(s, *parser_, buf_, timeout, stream_read_, got,
+                                          read_mode::ready_only);
+            if (ec || got > 0 || parser_->body().size() > had || parser_->is_done()) {
+                note_read(got);
+                co_return ec;
+            }
+        }
+        // A stream whose events come further apart than stream_hot_gap (or that just went
         // quiet) waits without a buffer.
         shrink_buffer();
         stream_read_ = stream_read_min;
@@ -222,7 +247,7 @@ void exchange::note_read(std::size_t got) noexcept {
     if (got == stream_read_) stream_read_ = std::min(stream_read_ * 2, stream_read_max);
     if (got == 0) return;
     const auto now = core::coarse_now();
-    hot_ = now - last_data_at_ < stream_hold;
+    hot_ = now - last_data_at_ < stream_hot_gap;
     last_data_at_ = now;
 }
 

@@ -137,8 +137,8 @@ BOOST_AUTO_TEST_CASE(a_stream_that_pauses_between_fast_events_loses_nothing) {
         got += piece;
     }
     // The mock holds the stream (until released); this wait is not synchronisation but
-    // what makes the pause longer than the relay's 25 ms hold.
-    std::this_thread::sleep_for(100ms);
+    // what makes the pause longer than the relay's 100 ms hold.
+    std::this_thread::sleep_for(300ms);
     BOOST_TEST(e.mock.stats().find(R"("streams_completed":0)") != std::string::npos);
     BOOST_TEST(http_request(e.mock.port(), "GET", "/mock/release").status == 200);
     for (std::string piece; !(piece = c.read_body_some()).empty();) got += piece;
