@@ -41,9 +41,9 @@ constexpr std::size_t body_read_chunk = 16 * 1024;
 // while they wait (a 1-byte read, then the rest: three recvs an event). LLM streams send a
 // token every 10-50 ms while they generate; 10,000 streams waiting seconds between events
 // hold nothing. The hold is longer than the gap so that the read timer, which a hot stream
-// pushes forward with every event, fires (and is armed again) once every 100 ms at most.
+// pushes forward with every event, fires (and is armed again) once every 50 ms at most.
 constexpr auto stream_hot_gap = std::chrono::milliseconds(25);
-constexpr auto stream_hold = std::chrono::milliseconds(100);
+constexpr auto stream_hold = std::chrono::milliseconds(50);
 constexpr std::size_t head_limit = 64 * 1024;
 
 }  // namespace
@@ -77,7 +77,6 @@ asio::awaitable<attempt_error> exchange::open(pool& p, std::span<const asio::con
         }
         if (!ec) {
             head_at_ = core::clock::now();
-            last_data_at_ = core::coarse_now();
             co_return attempt_error{};
         }
         watch_.upstream = nullptr;

@@ -52,7 +52,7 @@ class exchange {
     // stream: 4 KiB (64 KiB when the head's read came full), doubled (up to 64 KiB) after
     // a read that filled its buffer, so that a burst arrives in few reads (and goes out in
     // as few writes). On plain TCP a stream whose last two reads came within 25 ms keeps
-    // the buffer for the next event, for up to 100 ms (one recv an event); other streams
+    // the buffer for the next event, for up to 50 ms (one recv an event); other streams
     // wait without one and start again at 4 KiB.
     boost::asio::awaitable<error_code> read_piece(core::clock::duration timeout);
 
@@ -91,8 +91,12 @@ class exchange {
     boost::beast::flat_buffer buf_;
     core::clock::time_point sent_at_{};
     core::clock::time_point head_at_{};
-    std::size_t stream_read_ = 4 * 1024;      // the next streamed read's size
-    core::clock::time_point last_data_at_{};  // coarse: the last read that brought bytes
+    std::size_t stream_read_ = 4 * 1024;  // the next streamed read's size
+    // Coarse: the last body read that brought bytes. None at first: the head and the first
+    // event often come together, and a stream that then waits (for a slow token, or held
+    // by a test's mock) should not hold a buffer for it; two events close together make it
+    // hot.
+    core::clock::time_point last_data_at_{};
     bool hot_ = false;       // the last two reads came within stream_hot_gap: hold the buffer
     bool drained_ = false;   // a drains read brought bytes: look before a waiting read
     bool streamed_ = false;  // the client asked for a stream

@@ -137,7 +137,7 @@ BOOST_AUTO_TEST_CASE(a_stream_that_pauses_between_fast_events_loses_nothing) {
         got += piece;
     }
     // The mock holds the stream (until released); this wait is not synchronisation but
-    // what makes the pause longer than the relay's 100 ms hold.
+    // what makes the pause longer than the relay's 50 ms hold.
     std::this_thread::sleep_for(300ms);
     BOOST_TEST(e.mock.stats().find(R"("streams_completed":0)") != std::string::npos);
     BOOST_TEST(http_request(e.mock.port(), "GET", "/mock/release").status == 200);
