@@ -204,10 +204,11 @@ asio::awaitable<boost::system::error_code> exchange::read_piece(core::clock::dur
     error_code ec;
     // TLS: a stream that times out is closed (Beast), so there is no holding read; its
     // buffers go back after every event (release_between_events).
-    if (!s.is_tls() && buf_.capacity() > idle_buffer) {
+    if (!s.is_tls()) {
         // One recv an event: a short read drained the socket. Not for a body that ends at
         // the close, whose end must be seen at once.
-        if (hot_ && timeout > stream_hold && !parser_->need_eof()) {
+        if (hot_ && buf_.capacity() > idle_buffer && timeout > stream_hold &&
+            !parser_->need_eof()) {
             ec = co_await read_body_piece(s, *parser_, buf_, stream_hold, stream_read_, got,
                                           read_mode::drains);
             if (got > 0) drained_ = true;
@@ -215,6 +216,10 @@ asio::awaitable<boost::system::error_code> exchange::read_piece(core::clock::dur
                 note_read(got);
                 co_return ec;
             }
+            // A client that left during the hold: the watch's cancel may have ended this
+            // read as the hold's timeout. The relay looks at watch.gone again (and stops,
+            // or drains).
+            if (watch_.gone) co_return error_code{};
             // Nothing for stream_hold: the stream idles. No bytes were taken (the read was
             // cancelled before it ran); what it waited for is waited for again, below.
             timeout -= stream_hold;
@@ -232,10 +237,9 @@ asio::awaitable<boost::system::error_code> exchange::read_piece(core::clock::dur
                 co_return ec;
             }
         }
-        // A stream whose events come further apart than stream_hot_gap (or that just went
-        // quiet) waits without a buffer.
-        shrink_buffer();
-        stream_read_ = stream_read_min;
+        // A stream that went quiet waits without a buffer (others gave theirs back after
+        // their last event).
+        if (buf_.capacity() > idle_buffer && buf_.size() <= idle_buffer) shrink_buffer();
     }
     ec = co_await read_body_piece(s, *parser_, buf_, timeout, stream_read_, got);
     note_read(got);
@@ -243,7 +247,10 @@ asio::awaitable<boost::system::error_code> exchange::read_piece(core::clock::dur
 }
 
 void exchange::note_read(std::size_t got) noexcept {
-    if (got == stream_read_) stream_read_ = std::min(stream_read_ * 2, stream_read_max);
+    if (got == stream_read_)
+        stream_read_ = std::min(stream_read_ * 2, stream_read_max);
+    else if (got > 0 && got < stream_read_ / 4)
+        stream_read_ = std::max(stream_read_ / 2, stream_read_min);
     if (got == 0) return;
     const auto now = core::coarse_now();
     hot_ = now - last_data_at_ < stream_hot_gap;
@@ -251,7 +258,8 @@ void exchange::note_read(std::size_t got) noexcept {
 }
 
 void exchange::release_between_events() {
-    if (conn_.stream().is_tls() && buf_.size() <= idle_buffer) shrink_buffer();
+    // A hot stream on plain TCP keeps its buffers for its next event (read_piece).
+    if ((conn_.stream().is_tls() || !hot_) && buf_.size() <= idle_buffer) shrink_buffer();
 }
 
 asio::awaitable<attempt_error> exchange::read_body(std::string& body,

@@ -50,10 +50,11 @@ class exchange {
     // The next piece of a streamed body, into parser().body(), within `timeout`. A
     // close-delimited body's end is success with parser().is_done(). Reads follow the
     // stream: 4 KiB (64 KiB when the head's read came full), doubled (up to 64 KiB) after
-    // a read that filled its buffer, so that a burst arrives in few reads (and goes out in
-    // as few writes). On plain TCP a stream whose last two reads came within 25 ms keeps
+    // a read that filled its buffer, halved after one that brought less than a quarter,
+    // so that a burst arrives in few reads (and goes out in as few writes) and a trickle
+    // keeps small ones. On plain TCP a stream whose last two reads came within 25 ms keeps
     // the buffer for the next event, for up to 50 ms (one recv an event); other streams
-    // wait without one and start again at 4 KiB.
+    // wait without one.
     boost::asio::awaitable<error_code> read_piece(core::clock::duration timeout);
 
     // Ends the exchange: the connection goes back to the pool when `complete` and the
@@ -64,9 +65,9 @@ class exchange {
     int status() const noexcept { return parser_->status(); }
     // Body bytes read and not yet parsed (none between events once a read drained it).
     std::size_t buffered() const noexcept { return buf_.size(); }
-    // After an event was taken from parser().body(): on TLS the read buffer and the
-    // parser's body room go back (a plain TCP stream keeps them while its events keep
-    // coming, and gives them back in read_piece when it idles).
+    // After an event was taken from parser().body(): the read buffer and the parser's
+    // body room go back, except on a hot plain-TCP stream, which keeps them for its next
+    // event (and gives them back in read_piece when it goes quiet).
     void release_between_events();
     // The read buffer and the parser's (taken) body room go back.
     void shrink_buffer() {
