@@ -36,7 +36,10 @@ done
 for m in $MODES; do case $m in plain | stream | burst) ;; *) die "MODES: plain, stream, burst" ;; esac; done
 for t in $TARGETS; do case $t in nginx | min | full) ;; *) die "TARGETS: nginx, min, full" ;; esac; done
 
-ensure_tools wrk perf nginx
+ensure_tools wrk nginx
+# perf is Debian's linux-perf package.
+command -v perf >/dev/null || ensure_tools linux-perf
+command -v perf >/dev/null || die "perf is missing (Debian: linux-perf)"
 build_targets tollgate mock_upstream
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
