@@ -50,17 +50,6 @@ host=$(hostname -s 2>/dev/null || cat /proc/sys/kernel/hostname)
 raw="$RESULTS_DIR/$stamp-$host-icount.raw"
 mkdir -p "$raw"
 
-# load MODE CONNS SECONDS PORT FILE: bench/run.sh's wrk load; prints the requests served.
-load() {
-    local stream=0 chunks=$PLAIN_CHUNKS mock_extra=
-    [ "$1" = stream ] && { stream=1; chunks=$STREAM_CHUNKS; }
-    [ "$1" = burst ] && { stream=1; chunks=$STREAM_CHUNKS; mock_extra="burst=1 pad=$BURST_PAD"; }
-    STREAM=$stream CHUNKS=$chunks MOCK_EXTRA=$mock_extra KEY=$KEY timeout -k 5 $(($3 + 60)) \
-        taskset -c "$LOAD_CPU" wrk -t1 -c"$2" -d"$3s" --timeout 30s --latency \
-        -s "$here/wrk/chat.lua" "http://127.0.0.1:$4/v1/chat/completions" >"$5" 2>&1 || true
-    { grep '^TGBENCH' "$5" || true; } | tr ' ' '\n' | awk -F= '$1 == "requests" {print $2}'
-}
-
 # start TARGET → PORT, PID (the process that serves: nginx runs as one process here).
 start() {
     case $1 in
@@ -83,9 +72,9 @@ for mode in $MODES; do
             # Instructions: callgrind, counters zeroed after a warm-up, dumped after the load.
             out="$work/callgrind-$cell.out"
             SUT_WRAP="valgrind --tool=callgrind --callgrind-out-file=$out" SUT_START_SECS=120 start "$t"
-            load plain 4 2 "$PORT" "$raw/warmup-$cell.txt" >/dev/null
+            wrk_load plain 4 2 "$PORT" "$raw/warmup-$cell.txt" >/dev/null
             callgrind_control -z "$PID" >/dev/null
-            n=$(load "$mode" "$c" "$DURATION" "$PORT" "$raw/wrk-callgrind-$cell.txt")
+            n=$(wrk_load "$mode" "$c" "$DURATION" "$PORT" "$raw/wrk-callgrind-$cell.txt")
             callgrind_control -d "$PID" >/dev/null
             dump=$(find "$work" -name "$(basename "$out").*" -newer "$raw/warmup-$cell.txt" | sort | tail -1)
             ir=$( [ -n "$dump" ] && dump_ir "$dump" || echo 0)
@@ -98,14 +87,14 @@ for mode in $MODES; do
             SYS[$cell]=-
             if [ "$SKIP_STRACE" != 1 ]; then
                 start "$t"
-                load plain 4 1 "$PORT" "$work/warmup.txt" >/dev/null
+                wrk_load plain 4 1 "$PORT" "$work/warmup.txt" >/dev/null
                 pids=$PID
                 [ "$t" = nginx ] && pids=$NGX_WORKER
                 strace -c -f -p "$pids" -o "$raw/strace-$cell.txt" >"$work/strace.log" 2>&1 &
                 st=$!
                 BENCH_PIDS+=("$st")
                 sleep 0.5  # attached before the load starts
-                n=$(load "$mode" "$c" "$STRACE_DURATION" "$PORT" "$raw/wrk-strace-$cell.txt")
+                n=$(wrk_load "$mode" "$c" "$STRACE_DURATION" "$PORT" "$raw/wrk-strace-$cell.txt")
                 kill -INT "$st" 2>/dev/null || true
                 for _ in $(seq 100); do kill -0 "$st" 2>/dev/null || break; sleep 0.1; done
                 wait "$st" 2>/dev/null || true

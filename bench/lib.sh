@@ -264,6 +264,22 @@ NGX
 }
 
 # ---------------------------------------------------------------------------------------
+# Load
+
+# wrk_load MODE CONNS SECONDS PORT FILE: bench/run.sh's wrk load (plain | stream | burst,
+# with PLAIN_CHUNKS, STREAM_CHUNKS, BURST_PAD), pinned to LOAD_CPU, wrk's output in FILE;
+# prints the requests served (nothing if wrk printed no summary).
+wrk_load() {
+    local stream=0 chunks=${PLAIN_CHUNKS:-8} mock_extra=
+    [ "$1" = stream ] && { stream=1; chunks=${STREAM_CHUNKS:-50}; }
+    [ "$1" = burst ] && { stream=1; chunks=${STREAM_CHUNKS:-50}; mock_extra="burst=1 pad=${BURST_PAD:-200}"; }
+    STREAM=$stream CHUNKS=$chunks MOCK_EXTRA=$mock_extra KEY=$KEY timeout -k 5 $(($3 + 60)) \
+        taskset -c "$LOAD_CPU" wrk -t1 -c"$2" -d"$3s" --timeout 30s --latency \
+        -s "$here/wrk/chat.lua" "http://127.0.0.1:$4/v1/chat/completions" >"$5" 2>&1 || true
+    { grep '^TGBENCH' "$5" || true; } | tr ' ' '\n' | awk -F= '$1 == "requests" {print $2}'
+}
+
+# ---------------------------------------------------------------------------------------
 # /proc
 
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0; }  # utime+stime

@@ -49,29 +49,18 @@ trap 'exit 130' INT TERM
 out="$RESULTS_DIR/$(date +%F)-$(hostname -s 2>/dev/null || cat /proc/sys/kernel/hostname)-syscalls.raw"
 mkdir -p "$out"
 
-# load MODE CONNS SECONDS PORT FILE: bench/run.sh's wrk load; prints the requests served.
-load() {
-    local stream=0 chunks=$PLAIN_CHUNKS mock_extra=
-    [ "$1" = stream ] && { stream=1; chunks=$STREAM_CHUNKS; }
-    [ "$1" = burst ] && { stream=1; chunks=$STREAM_CHUNKS; mock_extra="burst=1 pad=$BURST_PAD"; }
-    STREAM=$stream CHUNKS=$chunks MOCK_EXTRA=$mock_extra KEY=$KEY timeout -k 5 $(($3 + 30)) \
-        taskset -c "$LOAD_CPU" wrk -t1 -c"$2" -d"$3s" --timeout 10s -s "$here/wrk/chat.lua" \
-        "http://127.0.0.1:$4/v1/chat/completions" >"$5" 2>&1 || true
-    grep '^TGBENCH' "$5" | tr ' ' '\n' | awk -F= '$1 == "requests" {print $2}'
-}
-
 # measure TARGET PID PORT MODE CONNS: one cell's table row.
 measure() {
     local t=$1 pid=$2 port=$3 mode=$4 c=$5
     local stat="$out/$mode-$c-$t.perf" n t0 t1 cpu calls total failed frequent
-    load "$mode" 16 1 "$port" "$out/warmup.txt" >/dev/null
+    wrk_load "$mode" 16 1 "$port" "$out/warmup.txt" >/dev/null
     t0=$(cpu_ticks "$pid")
     perf stat -x, -e 'syscalls:sys_enter_*' -e syscalls:sys_exit_recvfrom --filter 'ret < 0' \
         -p "$pid" -o "$stat" -- sleep $((DURATION + 1)) >/dev/null 2>&1 &
     local sp=$!
     BENCH_PIDS+=("$sp")
     sleep 0.3  # attached before the load starts
-    n=$(load "$mode" "$c" "$DURATION" "$port" "$out/wrk-$mode-$c-$t.txt")
+    n=$(wrk_load "$mode" "$c" "$DURATION" "$port" "$out/wrk-$mode-$c-$t.txt")
     wait "$sp" || true
     t1=$(cpu_ticks "$pid")
     [ "${n:-0}" -gt 0 ] || { log "$t: no requests served"; return 0; }
