@@ -63,17 +63,10 @@ class exchange {
 
     response_parser& parser() noexcept { return *parser_; }
     int status() const noexcept { return parser_->status(); }
-    // Body bytes read and not yet parsed (none between events once a read drained it).
-    std::size_t buffered() const noexcept { return buf_.size(); }
     // After an event was taken from parser().body(): the read buffer and the parser's
     // body room go back, except on a hot plain-TCP stream, which keeps them for its next
     // event (and gives them back in read_piece when it goes quiet).
     void release_between_events();
-    // The read buffer and the parser's (taken) body room go back.
-    void shrink_buffer() {
-        buf_.shrink_to_fit();
-        if (parser_->body().empty()) std::string().swap(parser_->body());
-    }
     // A buffer given back between events holds at most this (see read_body_piece).
     static constexpr std::size_t idle_buffer = 64;
     core::clock::time_point sent_at() const noexcept { return sent_at_; }
@@ -82,6 +75,11 @@ class exchange {
   private:
     boost::asio::awaitable<error_code> read_head(std::size_t& bytes_in);
     void note_read(std::size_t got) noexcept;
+    // The read buffer and the parser's (taken) body room go back.
+    void shrink_buffer() {
+        buf_.shrink_to_fit();
+        if (parser_->body().empty()) std::string().swap(parser_->body());
+    }
     core::attempt_error head_failure(const error_code& ec) const;
 
     const config::provider_config& pc_;
