@@ -36,6 +36,8 @@
 
 #include <simdjson.h>
 
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <sys/socket.h>
@@ -262,7 +264,8 @@ struct directives {
     bool sse_events = false;
     std::optional<int> chunk_truncate, cl_short, cl_long, sse_huge, done, pad, hold;
     std::optional<int> stray_after;
-    bool burst = false;  // a chat stream's whole body in one write (bench/run.sh MODES=burst)
+    bool quiet_close = false;  // close right after the answer, which promised keep-alive
+    bool burst = false;        // a chat stream's whole body in one write (bench/run.sh MODES=burst)
 
     void apply(std::string_view key, std::string_view value) {
         auto v = parse_int(value);
@@ -314,6 +317,8 @@ struct directives {
             hold = n;
         else if (key == "stray_after")
             stray_after = n;
+        else if (key == "quiet_close")
+            quiet_close = n != 0;
     }
 
     void scan(std::string_view text) {
@@ -666,6 +671,7 @@ class connection {
     bool slow_head_ = false;          // the current request asked for slow_head=1
     bool burst_ = false;              // the current stream gathers its writes in burst_out_
     std::optional<int> stray_after_;  // ms after the answer to send an unasked-for one
+    bool quiet_close_ = false;        // close after this answer, unannounced
     std::string burst_out_;
 };
 
@@ -719,9 +725,10 @@ awaitable<void> connection<Stream>::serve() {
 
         request& req = parser_->get();
         stray_after_.reset();
+        quiet_close_ = false;
         after next = co_await route(req);
         if (next == after::gone) co_return;
-        if (next == after::close) break;
+        if (next == after::close || quiet_close_) break;
         if (stray_after_) {
             // An answer nobody asked for, on the kept-alive connection while the client
             // holds it idle: it must never reach the client's next request.
@@ -864,6 +871,13 @@ awaitable<after> connection<Stream>::handle_chat(request& req, const request_inf
     slow_head_ = d.slow_head;
     burst_ = d.burst;
     stray_after_ = d.stray_after;
+    quiet_close_ = d.quiet_close;
+    if (quiet_close_) {
+        // Corked: the answer's last bytes wait for the close and leave with its FIN, in one
+        // segment, so that the client's read of those bytes is the one that could see it.
+        const int on = 1;
+        ::setsockopt(lowest().native_handle(), IPPROTO_TCP, TCP_CORK, &on, sizeof on);
+    }
     request_info out_ri = ri;
     out_ri.close = ri.close || d.close;
     int chunks = d.chunks.value_or(st_.opt.chunks);

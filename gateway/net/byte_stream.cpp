@@ -27,6 +27,16 @@ struct drain_read_buffer : asio::mutable_buffer {
 };
 
 }  // namespace
+
+// The readability wait of an upstream connection, as a receive (the specialisation below):
+// it reads into the target a waiting read_some left in the clock, else only peeks. Its
+// one byte of buffer is never read into; it keeps Asio from taking the receive for an
+// empty one, which would complete at once.
+struct byte_stream::readiness_probe : asio::mutable_buffer {
+    explicit readiness_probe(read_clock& c) noexcept
+        : asio::mutable_buffer(&c.scratch, 1), clock(&c) {}
+    read_clock* clock;
+};
 }  // namespace tollgate::net
 
 namespace boost::asio::detail {
@@ -68,6 +78,55 @@ class reactive_socket_recv_op_base<tollgate::net::drain_read_buffer> : public re
     socket_base::message_flags flags_;
 };
 
+// An upstream connection's readability wait. Asio's async_wait is not tried first: every
+// one re-arms the descriptor with an epoll_ctl, one per pooled request. A receive is tried
+// first only when the reactor's try-speculative flag is set, and not at all when the last
+// read reported the socket drained (the answer's short read, below): then the wait costs no
+// syscall. When readiness comes it reads into the target of a read_some waiting behind it,
+// reporting a short read as drained as drain_read_buffer does; with no target it peeks.
+template <>
+class reactive_socket_recv_op_base<tollgate::net::byte_stream::readiness_probe>
+    : public reactor_op {
+  public:
+    reactive_socket_recv_op_base(const boost::system::error_code& success_ec, socket_type socket,
+                                 socket_ops::state_type state,
+                                 const tollgate::net::byte_stream::readiness_probe& probe,
+                                 socket_base::message_flags, func_type complete_func)
+        : reactor_op(success_ec, &reactive_socket_recv_op_base::do_perform, complete_func),
+          socket_(socket),
+          state_(state),
+          probe_(probe) {}
+
+    static status do_perform(reactor_op* base) {
+        auto* o = static_cast<reactive_socket_recv_op_base*>(base);
+        auto& c = *o->probe_.clock;
+        if (c.target.size() > 0) {
+            const auto target = c.target;
+            if (!socket_ops::non_blocking_recv1(o->socket_, target.data(), target.size(), 0,
+                                                (o->state_ & socket_ops::stream_oriented) != 0,
+                                                o->ec_, o->bytes_transferred_))
+                return not_done;
+            c.target = {};
+            c.drained = !o->ec_ && o->bytes_transferred_ < target.size();
+            return c.drained ? done_and_exhausted : done;
+        }
+        for (;;) {
+            char byte;
+            const auto r = ::recv(o->socket_, &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+            if (r < 0 && errno == EINTR) continue;
+            if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return not_done;
+            // Bytes, the end or an error: readable. The owner looks (peek, or its read).
+            o->bytes_transferred_ = 0;
+            return done;
+        }
+    }
+
+  private:
+    socket_type socket_;
+    socket_ops::state_type state_;
+    tollgate::net::byte_stream::readiness_probe probe_;
+};
+
 }  // namespace boost::asio::detail
 
 namespace tollgate::net {
@@ -90,7 +149,10 @@ byte_stream::byte_stream(const asio::any_io_executor& ex, asio::ssl::context* tl
         tls_ = std::make_unique<asio::ssl::stream<boost::beast::tcp_stream>>(ex, *tls);
     else
         plain_ = std::make_unique<boost::beast::tcp_stream>(ex);
-    if (plain_) clock_ = std::make_shared<read_clock>(ex);
+    if (plain_) {
+        clock_ = std::make_shared<read_clock>(ex);
+        clock_->probe = true;
+    }
 }
 
 byte_stream::~byte_stream() {
@@ -151,20 +213,37 @@ asio::awaitable<std::pair<error_code, std::size_t>> byte_stream::read_some(
     if (!c.armed || c.timer.expiry() > c.deadline) arm_read_timer();
     error_code ec;
     std::size_t n = 0;
+    if (c.drained && !short_read_drains && buffer.size() > 0) {
+        // The last read told the event loop the socket was drained, so a read now waits for
+        // new readiness, and a FIN (or bytes) that came with that read's bytes brings none:
+        // look once, without waiting. (A holding read, short_read_drains, does not: it
+        // ends soon anyway, and the read after it looks.)
+        n = read_ready(buffer, ec);
+        if (ec || n > 0) {
+            c.reading = false;
+            co_return std::pair{ec, n};
+        }
+    }
     if (c.waiting && buffer.size() > 0) {
         // The readability wait is pending (watch_readable): its end is this read's
-        // readiness. Then one recv takes what came, with no second operation queued.
-        std::tie(ec) = co_await asio::async_initiate<decltype(use_tuple), void(error_code)>(
-            [&c](auto handler) { c.reader.emplace(std::move(handler)); }, use_tuple);
-        if (!ec) n = read_ready(buffer, ec);
+        // readiness. An upstream connection's wait reads into the buffer itself; a client's
+        // is followed by one recv. Either way no second operation is queued.
+        if (c.probe) c.target = buffer;
+        std::tie(ec, n) =
+            co_await asio::async_initiate<decltype(use_tuple), void(error_code, std::size_t)>(
+                [&c](auto handler) { c.reader.emplace(std::move(handler)); }, use_tuple);
+        c.target = {};
+        if (!ec && n == 0) n = read_ready(buffer, ec);
     }
     // No wait pending, or nothing there after all: read as usual.
     if (!ec && n == 0) {
-        if (short_read_drains)
+        if (short_read_drains) {
             std::tie(ec, n) =
                 co_await plain_->socket().async_read_some(drain_read_buffer(buffer), use_tuple);
-        else
+            c.drained = n < buffer.size();
+        } else {
             std::tie(ec, n) = co_await plain_->socket().async_read_some(buffer, use_tuple);
+        }
     }
     c.reading = false;
     if (c.expired && ec == asio::error::operation_aborted) ec = boost::beast::error::timeout;
@@ -256,6 +335,9 @@ error_code byte_stream::write_ready(std::span<const asio::const_buffer> buffers,
 std::size_t byte_stream::read_ready(asio::mutable_buffer buffer, error_code& ec) noexcept {
     ec = {};
     if (tls_ || buffer.size() == 0) return 0;
+    // What it finds is either what the last read might have hidden (nothing, the end) or
+    // bytes that came since, with readiness of their own.
+    clock_->drained = false;
     for (;;) {
         const auto r = ::recv(socket().native_handle(), buffer.data(), buffer.size(), MSG_DONTWAIT);
         if (r > 0) return static_cast<std::size_t>(r);
@@ -287,18 +369,28 @@ bool byte_stream::watch_readable(readable_fn observe, void* ctx) noexcept {
     c.observe_ctx = ctx;
     if (c.waiting) return true;  // the last one is still pending: it watches
     c.waiting = true;
-    plain_->socket().async_wait(tcp::socket::wait_read, [clock = clock_](const error_code& ec) {
-        clock->waiting = false;
-        // Aborted: closed or cancelled meanwhile. Readable, or an error: not reusable idle.
-        if (ec != asio::error::operation_aborted && clock->idle_watch) clock->idle_stirred = true;
-        if (const auto f = std::exchange(clock->observe, nullptr)) f(clock->observe_ctx, ec);
-        if (clock->reader) {
-            auto h = std::move(*clock->reader);
-            clock->reader.reset();
-            std::move(h)(ec);
-        }
-    });
+    if (c.probe)
+        plain_->socket().async_receive(
+            readiness_probe(c),
+            [clock = clock_](const error_code& ec, std::size_t n) { wait_ended(*clock, ec, n); });
+    else
+        plain_->socket().async_wait(tcp::socket::wait_read, [clock = clock_](const error_code& ec) {
+            wait_ended(*clock, ec, 0);
+        });
     return true;
+}
+
+void byte_stream::wait_ended(read_clock& c, const error_code& ec, std::size_t n) {
+    c.waiting = false;
+    c.target = {};
+    // Aborted: closed or cancelled meanwhile. Readable, or an error: not reusable idle.
+    if (ec != asio::error::operation_aborted && c.idle_watch) c.idle_stirred = true;
+    if (const auto f = std::exchange(c.observe, nullptr)) f(c.observe_ctx, ec);
+    if (c.reader) {
+        auto h = std::move(*c.reader);
+        c.reader.reset();
+        std::move(h)(ec, n);
+    }
 }
 
 void byte_stream::unwatch_readable() noexcept {
@@ -309,6 +401,10 @@ void byte_stream::watch_idle() noexcept {
     if (!watch_readable()) return;  // TLS: reusable_after_idle peeks
     clock_->idle_watch = true;
     clock_->idle_stirred = false;
+    // No look for a FIN hidden by the answer's last read (read_some) before the next
+    // request's answer: the request written to a closed connection brings a reset, which
+    // wakes the wait, and a reused connection that fails before any byte is retried.
+    clock_->drained = false;
 }
 
 bool byte_stream::reusable_after_idle() noexcept {

@@ -136,10 +136,9 @@ asio::awaitable<boost::system::error_code> exchange::read_head(std::size_t& byte
 
 namespace {
 
-// How read_body_piece reads: as Asio does; telling Asio that a short read drained the
-// socket (byte_stream::read_some); or only what is there now, with one non-blocking recv
-// (nothing there: success with got 0 and no progress).
-enum class read_mode { normal, drains, ready_only };
+// How read_body_piece reads: as Asio does, or telling Asio that a short read drained the
+// socket (byte_stream::read_some).
+enum class read_mode { normal, drains };
 
 // One read of a body into the parser (parser.body() gets the de-chunked bytes). A
 // close-delimited body's end is success. `got`: the bytes this read brought (0 when the
@@ -160,10 +159,7 @@ asio::awaitable<boost::system::error_code> read_body_piece(net::byte_stream& s,
     }
     std::size_t n = 0;
     boost::system::error_code rec;
-    if (mode == read_mode::ready_only) {
-        n = s.read_ready(buf.prepare(chunk), rec);
-        if (n == 0 && !rec) co_return boost::system::error_code{};  // nothing there yet
-    } else if (buf.capacity() <= exchange::idle_buffer && !s.is_tls()) {
+    if (buf.capacity() <= exchange::idle_buffer && !s.is_tls()) {
         // An idle stream (its buffer was given back between events): wait for the next
         // event with a 1-byte read into the frame, then take what has arrived into a
         // buffer, so that a stream waiting for its upstream holds no read buffer.
@@ -211,7 +207,6 @@ asio::awaitable<boost::system::error_code> exchange::read_piece(core::clock::dur
             !parser_->need_eof()) {
             ec = co_await read_body_piece(s, *parser_, buf_, stream_hold, stream_read_, got,
                                           read_mode::drains);
-            if (got > 0) drained_ = true;
             if (!is_timeout(ec)) {
                 note_read(got);
                 co_return ec;
@@ -221,21 +216,10 @@ asio::awaitable<boost::system::error_code> exchange::read_piece(core::clock::dur
             // or drains).
             if (watch_.gone) co_return error_code{};
             // Nothing for stream_hold: the stream idles. No bytes were taken (the read was
-            // cancelled before it ran); what it waited for is waited for again, below.
+            // cancelled before it ran); what it waited for is waited for again, below, after
+            // one look without waiting (byte_stream::read_some) for a FIN that came with the
+            // last bytes.
             timeout -= stream_hold;
-        }
-        if (drained_) {
-            // The event loop was told the socket is drained, so its next read waits for
-            // new readiness; a FIN (or bytes) that came with the last read's bytes brings
-            // none. Look once, without waiting, before a read that would wait.
-            drained_ = false;
-            const auto had = parser_->body().size();
-            ec = co_await read_body_piece(s, *parser_, buf_, timeout, stream_read_, got,
-                                          read_mode::ready_only);
-            if (ec || got > 0 || parser_->body().size() > had || parser_->is_done()) {
-                note_read(got);
-                co_return ec;
-            }
         }
         // A stream that went quiet waits without a buffer (others gave theirs back after
         // their last event).

@@ -97,7 +97,6 @@ class exchange {
     // hot.
     core::clock::time_point last_data_at_{};
     bool hot_ = false;       // the last two reads came within stream_hot_gap: hold the buffer
-    bool drained_ = false;   // a drains read brought bytes: look before a waiting read
     bool streamed_ = false;  // the client asked for a stream
 };
 

@@ -603,6 +603,31 @@ BOOST_AUTO_TEST_CASE(an_answer_sent_on_an_idle_pooled_connection_never_reaches_t
     expect_recovered(e);
 }
 
+// An upstream that closes a kept-alive connection right after an answer without saying so
+// (its keep-alive time ran out). The FIN arrives with the answer's last bytes (the mock
+// sends them in one segment); when the read that takes those bytes tells the event loop
+// it drained the socket (an answer on a reused connection), the FIN brings no readiness
+// of its own and the pooled connection looks alive. The next request on it fails before
+// any byte of an answer and is sent again on a new connection: no client sees the close.
+// Each closing answer comes on a connection reused once; streamed and whole answers.
+BOOST_AUTO_TEST_CASE(an_upstream_that_closes_after_its_answers_costs_no_request) {
+    faults_env e;
+    for (int i = 0; i < 24; ++i) {
+        const bool closes = i % 2 == 1;
+        const bool stream = i / 2 % 2 == 1;
+        auto r =
+            e.chat(next_id("quiet"),
+                   body(closes ? "x #mock chunks=2 quiet_close=1" : "x #mock chunks=2", stream));
+        BOOST_TEST_REQUIRE(r.status == 200, "answer " << i << ": " << r.body);
+        const auto whole = stream ? std::string("data: [DONE]") : expected_content(2);
+        BOOST_TEST(r.body.find(whole) != std::string::npos, r.body);
+    }
+    // The last closed connection may still be in the pool, looking alive: the next request
+    // finds it closed, and the pool then holds only the connection that served it.
+    BOOST_TEST(e.chat(next_id("quiet"), body("y #mock chunks=3")).status == 200);
+    expect_recovered(e);
+}
+
 BOOST_AUTO_TEST_CASE(response_head_split_byte_by_byte_is_relayed_whole) {
     faults_env e;
     const std::string content = "slow #mock chunks=4 slow_head=1";
