@@ -11,6 +11,7 @@
 #include <time.h>
 
 #include <chrono>
+#include <cstdint>
 
 namespace tollgate::core {
 
@@ -20,6 +21,14 @@ inline std::chrono::steady_clock::time_point coarse_now() noexcept {
     return std::chrono::steady_clock::time_point(
         std::chrono::duration_cast<std::chrono::steady_clock::duration>(
             std::chrono::seconds(ts.tv_sec) + std::chrono::nanoseconds(ts.tv_nsec)));
+}
+
+// Unix time in milliseconds as of the last tick (at most a few ms behind the exact time),
+// for stamps where that does not matter: a budget period's clock, an answer's `created`.
+inline std::int64_t coarse_unix_ms() noexcept {
+    timespec ts{};
+    ::clock_gettime(CLOCK_REALTIME_COARSE, &ts);
+    return static_cast<std::int64_t>(ts.tv_sec) * 1000 + ts.tv_nsec / 1'000'000;
 }
 
 }  // namespace tollgate::core

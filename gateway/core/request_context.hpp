@@ -219,7 +219,11 @@ struct request_context {
     std::uint32_t attempts = 0;
     const route_target* served_by = nullptr;         // last target tried
     std::optional<clock::time_point> first_byte_at;  // first byte of the answer sent to the client
-    int upstream_status = 0;  // status of the last upstream answer's head (0: none)
+    // When the request ended, read once by the pipeline just before on_complete (unset
+    // until then): on_complete and the request's observation take their times from it.
+    std::optional<clock::time_point> completed_at;
+    std::int64_t completed_unix_ms = 0;  // the same moment, Unix milliseconds
+    int upstream_status = 0;             // status of the last upstream answer's head (0: none)
     // Fed by the answering attempt's upstream adapter.
     usage_meter meter;
     // The request's final usage and cost (at the serving model's price), set by the

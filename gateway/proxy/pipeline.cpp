@@ -68,6 +68,10 @@ class completion {
     }
     ~completion() {
         settle();
+        ctx_.completed_at = core::clock::now();
+        ctx_.completed_unix_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                                     std::chrono::system_clock::now().time_since_epoch())
+                                     .count();
         chain_.complete(ctx_, out);
     }
     // The request's usage is final (the upstream is done with it, or it never reached
@@ -108,9 +112,7 @@ bool client_fault_status(int s) {
 }
 
 std::int64_t unix_seconds() {
-    return std::chrono::duration_cast<std::chrono::seconds>(
-               std::chrono::system_clock::now().time_since_epoch())
-        .count();
+    return core::coarse_unix_ms() / 1000;
 }
 
 // An upstream error status as the attempt's failure; none for a client-fault 4xx,

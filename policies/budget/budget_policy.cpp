@@ -1,7 +1,6 @@
 #include "policies/budget/budget_policy.hpp"
 
-#include <chrono>
-
+#include "gateway/core/coarse_clock.hpp"
 #include "policies/rate_limit/rate_limit_policy.hpp"
 #include "policies/state/shared_state.hpp"
 #include "policies/usage/usage_policy.hpp"
@@ -15,9 +14,7 @@ struct budget_state final : core::policy_state {
 };
 
 std::int64_t now_ms() {
-    return std::chrono::duration_cast<std::chrono::milliseconds>(
-               std::chrono::system_clock::now().time_since_epoch())
-        .count();
+    return core::coarse_unix_ms();
 }
 
 }  // namespace
