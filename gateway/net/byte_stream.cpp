@@ -27,16 +27,6 @@ struct drain_read_buffer : asio::mutable_buffer {
 };
 
 }  // namespace
-
-// The readability wait of an upstream connection, as a receive (the specialisation below):
-// it reads into the target a waiting read_some left in the clock, else only peeks. Its
-// one byte of buffer is never read into; it keeps Asio from taking the receive for an
-// empty one, which would complete at once.
-struct byte_stream::readiness_probe : asio::mutable_buffer {
-    explicit readiness_probe(read_clock& c) noexcept
-        : asio::mutable_buffer(&c.scratch, 1), clock(&c) {}
-    read_clock* clock;
-};
 }  // namespace tollgate::net
 
 namespace boost::asio::detail {
@@ -78,55 +68,6 @@ class reactive_socket_recv_op_base<tollgate::net::drain_read_buffer> : public re
     socket_base::message_flags flags_;
 };
 
-// An upstream connection's readability wait. Asio's async_wait is not tried first: every
-// one re-arms the descriptor with an epoll_ctl, one per pooled request. A receive is tried
-// first only when the reactor's try-speculative flag is set, and not at all when the last
-// read reported the socket drained (the answer's short read, below): then the wait costs no
-// syscall. When readiness comes it reads into the target of a read_some waiting behind it,
-// reporting a short read as drained as drain_read_buffer does; with no target it peeks.
-template <>
-class reactive_socket_recv_op_base<tollgate::net::byte_stream::readiness_probe>
-    : public reactor_op {
-  public:
-    reactive_socket_recv_op_base(const boost::system::error_code& success_ec, socket_type socket,
-                                 socket_ops::state_type state,
-                                 const tollgate::net::byte_stream::readiness_probe& probe,
-                                 socket_base::message_flags, func_type complete_func)
-        : reactor_op(success_ec, &reactive_socket_recv_op_base::do_perform, complete_func),
-          socket_(socket),
-          state_(state),
-          probe_(probe) {}
-
-    static status do_perform(reactor_op* base) {
-        auto* o = static_cast<reactive_socket_recv_op_base*>(base);
-        auto& c = *o->probe_.clock;
-        if (c.target.size() > 0) {
-            const auto target = c.target;
-            if (!socket_ops::non_blocking_recv1(o->socket_, target.data(), target.size(), 0,
-                                                (o->state_ & socket_ops::stream_oriented) != 0,
-                                                o->ec_, o->bytes_transferred_))
-                return not_done;
-            c.target = {};
-            c.drained = !o->ec_ && o->bytes_transferred_ < target.size();
-            return c.drained ? done_and_exhausted : done;
-        }
-        for (;;) {
-            char byte;
-            const auto r = ::recv(o->socket_, &byte, 1, MSG_PEEK | MSG_DONTWAIT);
-            if (r < 0 && errno == EINTR) continue;
-            if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return not_done;
-            // Bytes, the end or an error: readable. The owner looks (peek, or its read).
-            o->bytes_transferred_ = 0;
-            return done;
-        }
-    }
-
-  private:
-    socket_type socket_;
-    socket_ops::state_type state_;
-    tollgate::net::byte_stream::readiness_probe probe_;
-};
-
 }  // namespace boost::asio::detail
 
 namespace tollgate::net {
@@ -149,10 +90,7 @@ byte_stream::byte_stream(const asio::any_io_executor& ex, asio::ssl::context* tl
         tls_ = std::make_unique<asio::ssl::stream<boost::beast::tcp_stream>>(ex, *tls);
     else
         plain_ = std::make_unique<boost::beast::tcp_stream>(ex);
-    if (plain_) {
-        clock_ = std::make_shared<read_clock>(ex);
-        clock_->probe = true;
-    }
+    if (plain_) clock_ = std::make_shared<read_clock>(ex);
 }
 
 byte_stream::~byte_stream() {
@@ -226,14 +164,10 @@ asio::awaitable<std::pair<error_code, std::size_t>> byte_stream::read_some(
     }
     if (c.waiting && buffer.size() > 0) {
         // The readability wait is pending (watch_readable): its end is this read's
-        // readiness. An upstream connection's wait reads into the buffer itself; a client's
-        // is followed by one recv. Either way no second operation is queued.
-        if (c.probe) c.target = buffer;
-        std::tie(ec, n) =
-            co_await asio::async_initiate<decltype(use_tuple), void(error_code, std::size_t)>(
-                [&c](auto handler) { c.reader.emplace(std::move(handler)); }, use_tuple);
-        c.target = {};
-        if (!ec && n == 0) n = read_ready(buffer, ec);
+        // readiness. Then one recv takes what came, with no second operation queued.
+        std::tie(ec) = co_await asio::async_initiate<decltype(use_tuple), void(error_code)>(
+            [&c](auto handler) { c.reader.emplace(std::move(handler)); }, use_tuple);
+        if (!ec) n = read_ready(buffer, ec);
     }
     // No wait pending, or nothing there after all: read as usual.
     if (!ec && n == 0) {
@@ -369,28 +303,18 @@ bool byte_stream::watch_readable(readable_fn observe, void* ctx) noexcept {
     c.observe_ctx = ctx;
     if (c.waiting) return true;  // the last one is still pending: it watches
     c.waiting = true;
-    if (c.probe)
-        plain_->socket().async_receive(
-            readiness_probe(c),
-            [clock = clock_](const error_code& ec, std::size_t n) { wait_ended(*clock, ec, n); });
-    else
-        plain_->socket().async_wait(tcp::socket::wait_read, [clock = clock_](const error_code& ec) {
-            wait_ended(*clock, ec, 0);
-        });
+    plain_->socket().async_wait(tcp::socket::wait_read, [clock = clock_](const error_code& ec) {
+        clock->waiting = false;
+        // Aborted: closed or cancelled meanwhile. Readable, or an error: not reusable idle.
+        if (ec != asio::error::operation_aborted && clock->idle_watch) clock->idle_stirred = true;
+        if (const auto f = std::exchange(clock->observe, nullptr)) f(clock->observe_ctx, ec);
+        if (clock->reader) {
+            auto h = std::move(*clock->reader);
+            clock->reader.reset();
+            std::move(h)(ec);
+        }
+    });
     return true;
-}
-
-void byte_stream::wait_ended(read_clock& c, const error_code& ec, std::size_t n) {
-    c.waiting = false;
-    c.target = {};
-    // Aborted: closed or cancelled meanwhile. Readable, or an error: not reusable idle.
-    if (ec != asio::error::operation_aborted && c.idle_watch) c.idle_stirred = true;
-    if (const auto f = std::exchange(c.observe, nullptr)) f(c.observe_ctx, ec);
-    if (c.reader) {
-        auto h = std::move(*c.reader);
-        c.reader.reset();
-        std::move(h)(ec, n);
-    }
 }
 
 void byte_stream::unwatch_readable() noexcept {
@@ -401,9 +325,8 @@ void byte_stream::watch_idle() noexcept {
     if (!watch_readable()) return;  // TLS: reusable_after_idle peeks
     clock_->idle_watch = true;
     clock_->idle_stirred = false;
-    // No look for a FIN hidden by the answer's last read (read_some) before the next
-    // request's answer: the request written to a closed connection brings a reset, which
-    // wakes the wait, and a reused connection that fails before any byte is retried.
+    // The wait re-arms the socket (epoll_ctl), which reports a FIN the answer's last read
+    // hid at once: no look is needed before the next request's answer.
     clock_->drained = false;
 }
 

@@ -48,12 +48,11 @@ class byte_stream {
 
     // `short_read_drains` (plain TCP): a read that comes back short took all there was, so
     // the next one waits for the socket's next readiness instead of first trying a recv that
-    // would fail with EAGAIN (what Asio does after every read). An upstream connection's
-    // read behind its readability wait does the same. The price: bytes and the peer's FIN
-    // that arrive together are one readiness event, so the FIN is only seen by a recv that
-    // does try: after such a read, the next read looks first with one non-blocking recv,
-    // unless it is itself a short_read_drains read (a hold with a short timeout, after
-    // which the caller reads again: exchange::read_piece).
+    // would fail with EAGAIN (what Asio does after every read). The price: bytes and the
+    // peer's FIN that arrive together are one readiness event, so the FIN is only seen by a
+    // recv that does try: after such a read, the next read looks first with one
+    // non-blocking recv, unless it is itself a short_read_drains read (a hold with a short
+    // timeout, after which the caller reads again: exchange::read_piece).
     asio::awaitable<std::pair<error_code, std::size_t>> read_some(asio::mutable_buffer buffer,
                                                                   duration timeout,
                                                                   bool short_read_drains = false);
@@ -78,14 +77,11 @@ class byte_stream {
 
     // Plain TCP: a wait for readability, armed once and left pending on the socket until
     // bytes (or the peer's close) arrive. Asio tries every read at once when its socket
-    // has none queued, a recv that fails with EAGAIN when nothing has come yet; while the
-    // wait is pending read_some waits for it to end instead. On a client connection the
-    // wait is Asio's (one epoll_ctl), then one non-blocking recv takes what came. On an
-    // upstream connection it is a receive (readiness_probe) that costs no syscall when
-    // the last read drained the socket, and reads into the waiting read's buffer itself.
-    // `observe(ctx, ec)`, when given, is called once when it ends (unless
-    // unwatch_readable() came first). False on TLS, whose reads go through the TLS
-    // engine: nothing is armed then.
+    // has none queued, a recv that fails with EAGAIN when nothing has come yet; a pending
+    // wait costs one epoll_ctl, and while it is pending read_some waits for it to end and
+    // then takes what came with one non-blocking recv. `observe(ctx, ec)`, when given, is
+    // called once when it ends (unless unwatch_readable() came first). False on TLS,
+    // whose reads go through the TLS engine: nothing is armed then.
     using readable_fn = void (*)(void* ctx, const error_code& ec);
     bool watch_readable(readable_fn observe = nullptr, void* ctx = nullptr) noexcept;
     void unwatch_readable() noexcept;
@@ -118,26 +114,15 @@ class byte_stream {
         bool waiting = false;       // the readability wait is pending
         bool idle_watch = false;    // watch_idle() until reusable_after_idle()
         bool idle_stirred = false;  // the wait ended while idle_watch
-        // An upstream connection: the wait is a readiness_probe, which reads into `target`.
-        bool probe = false;
         // The last read reported the socket drained to the event loop (see read_some).
         bool drained = false;
         readable_fn observe = nullptr;
         void* observe_ctx = nullptr;
-        // A read waiting for the wait to end, and (probe) where the wait puts what it reads.
-        std::optional<asio::any_completion_handler<void(error_code, std::size_t)>> reader;
-        asio::mutable_buffer target;
-        char scratch = 0;  // readiness_probe's nominal buffer
+        // A read waiting for the wait to end.
+        std::optional<asio::any_completion_handler<void(error_code)>> reader;
     };
     void arm_read_timer();
-    static void wait_ended(read_clock& c, const error_code& ec, std::size_t n);
 
-  public:
-    // The receive operation that stands for an upstream connection's readability wait
-    // (defined with Asio's specialisation for it in byte_stream.cpp).
-    struct readiness_probe;
-
-  private:
     std::unique_ptr<boost::beast::tcp_stream> plain_;
     std::unique_ptr<asio::ssl::stream<boost::beast::tcp_stream>> tls_;
     // Plain TCP only; shared with the timer's handler, which may run after this is gone.

@@ -605,11 +605,11 @@ BOOST_AUTO_TEST_CASE(an_answer_sent_on_an_idle_pooled_connection_never_reaches_t
 
 // An upstream that closes a kept-alive connection right after an answer without saying so
 // (its keep-alive time ran out). The FIN arrives with the answer's last bytes (the mock
-// sends them in one segment); when the read that takes those bytes tells the event loop
-// it drained the socket (an answer on a reused connection), the FIN brings no readiness
-// of its own and the pooled connection looks alive. The next request on it fails before
-// any byte of an answer and is sent again on a new connection: no client sees the close.
-// Each closing answer comes on a connection reused once; streamed and whole answers.
+// sends them in one segment), where the read that takes those bytes does not see it. The
+// pooled connection's idle wait does, and the connection is not used again; were it
+// missed, the next request on it would fail before any byte of an answer and be sent
+// again on a new connection. Either way no client sees the close. Each closing answer
+// comes on a connection reused once; streamed and whole answers.
 BOOST_AUTO_TEST_CASE(an_upstream_that_closes_after_its_answers_costs_no_request) {
     faults_env e;
     for (int i = 0; i < 24; ++i) {
@@ -622,8 +622,7 @@ BOOST_AUTO_TEST_CASE(an_upstream_that_closes_after_its_answers_costs_no_request)
         const auto whole = stream ? std::string("data: [DONE]") : expected_content(2);
         BOOST_TEST(r.body.find(whole) != std::string::npos, r.body);
     }
-    // The last closed connection may still be in the pool, looking alive: the next request
-    // finds it closed, and the pool then holds only the connection that served it.
+    // One more, ordinary: the pool then holds only the connection that served it.
     BOOST_TEST(e.chat(next_id("quiet"), body("y #mock chunks=3")).status == 200);
     expect_recovered(e);
 }
