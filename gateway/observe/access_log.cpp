@@ -11,6 +11,7 @@
 #include <utility>
 
 #include "gateway/core/json_text.hpp"
+#include "gateway/core/thread_name.hpp"
 
 namespace tollgate::observe {
 
@@ -61,7 +62,10 @@ access_log::access_log(std::string target, std::size_t max_queued)
     if (fd_ < 0)
         throw std::runtime_error("server.access_log: cannot open " + target_ + ": " +
                                  std::strerror(errno));
-    writer_ = std::thread([this] { run(); });
+    writer_ = std::thread([this] {
+        core::name_this_thread("tg-access-log");
+        run();
+    });
 }
 
 access_log::~access_log() {

@@ -19,6 +19,7 @@
 
 #include "config/digest.hpp"
 #include "gateway/core/errors.hpp"
+#include "gateway/core/thread_name.hpp"
 
 namespace tollgate::server {
 
@@ -71,6 +72,7 @@ admin_server::admin_server(const config::admin_config& cfg, std::vector<admin_ro
         spdlog::warn("admin.token is not set: the admin API refuses every request");
     asio::co_spawn(impl_->ioc, impl_->accept_loop(), asio::detached);
     impl_->thread = std::thread([i = impl_.get()] {
+        core::name_this_thread("tg-admin");
         for (;;) {
             try {
                 i->ioc.run();

@@ -12,6 +12,8 @@
 
 #include <stdexcept>
 
+#include "gateway/core/thread_name.hpp"
+
 namespace tollgate::server {
 
 namespace asio = boost::asio;
@@ -191,7 +193,8 @@ int server::run() {
     std::vector<asio::executor_work_guard<asio::io_context::executor_type>> guards;
     for (auto& w : impl_->workers) guards.push_back(asio::make_work_guard(w->context()));
     for (auto& w : impl_->workers)
-        threads.emplace_back([wp = w.get()] {
+        threads.emplace_back([wp = w.get(), n = threads.size()] {
+            core::name_this_thread("tg-worker-" + std::to_string(n));
             for (;;) {
                 try {
                     wp->context().run();

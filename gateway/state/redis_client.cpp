@@ -30,6 +30,8 @@
 #include <stdexcept>
 #include <thread>
 
+#include "gateway/core/thread_name.hpp"
+
 namespace tollgate::state {
 
 namespace asio = boost::asio;
@@ -596,6 +598,7 @@ redis_client::redis_client(redis_options opts) : impl_(std::make_shared<impl>(st
         im.conns.back()->start();
     }
     im.thread = std::thread([&im] {
+        core::name_this_thread("tg-redis");
         for (;;) {
             try {
                 im.ioc.run();

@@ -9,6 +9,8 @@
 #include <stdexcept>
 #include <unordered_map>
 
+#include "gateway/core/thread_name.hpp"
+
 namespace tollgate::policies {
 
 namespace {
@@ -437,6 +439,7 @@ void key_store::set_listener(listener l) {
 
 void key_store::start_refresh(std::chrono::milliseconds every) {
     refresher_ = std::thread([this, every] {
+        core::name_this_thread("tg-key-refresh");
         std::unique_lock lock(stop_mu_);
         for (;;) {
             stop_cv_.wait_for(lock, every, [this] { return stopping_ || wake_; });

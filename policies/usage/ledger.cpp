@@ -16,6 +16,7 @@
 #include <spdlog/spdlog.h>
 
 #include "gateway/core/json_text.hpp"
+#include "gateway/core/thread_name.hpp"
 #include "policies/usage/spill_file.hpp"
 #include "store/database_url.hpp"
 #include "store/ledger_backend.hpp"
@@ -135,7 +136,10 @@ ledger::ledger(options opts) : options_(normalized(std::move(opts))) {
     queue_.reserve(std::min(options_.batch_max, options_.queue_capacity) + 1);
     work_.reserve(std::min(options_.batch_max, options_.queue_capacity) + 1);
     batch_.reserve(std::min(options_.batch_max, options_.queue_capacity) + 1);
-    writer_ = std::thread([this] { run(); });
+    writer_ = std::thread([this] {
+        core::name_this_thread("tg-ledger");
+        run();
+    });
 }
 
 void ledger::replay_spill() {

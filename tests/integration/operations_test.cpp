@@ -1673,6 +1673,27 @@ BOOST_AUTO_TEST_CASE(cost_header_matches_the_usage_only_on_non_streamed_priced_a
     BOOST_TEST(refused.header("x-tollgate-cost-usd").empty());
 }
 
+// The gateway's threads carry names, as top -H, ps -L and perf show them: an operator can
+// tell the workers from the ledger's writer when one of them burns CPU.
+BOOST_AUTO_TEST_CASE(the_gateway_threads_are_named) {
+    ops_env e({}, true);
+    // A request answered: the workers are running (each names itself first).
+    BOOST_TEST(http_request(e.port(), "GET", "/v1/models").status > 0);
+    std::multiset<std::string> names;
+    const auto tasks = "/proc/" + std::to_string(e.gw->process().pid()) + "/task";
+    for (const auto& t : std::filesystem::directory_iterator(tasks)) {
+        std::ifstream f(t.path() / "comm");
+        std::string name;
+        std::getline(f, name);
+        names.insert(name);
+    }
+    std::string all;
+    for (const auto& n : names) all += n + " ";
+    for (const char* want :
+         {"tg-worker-0", "tg-worker-1", "tg-ledger", "tg-access-log", "tg-admin"})
+        BOOST_TEST(names.count(want) == 1, want << " among: " << all);
+}
+
 BOOST_AUTO_TEST_SUITE_END()
 
 BOOST_AUTO_TEST_CASE(
