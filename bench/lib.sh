@@ -283,6 +283,17 @@ wrk_load() {
 # /proc
 
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0; }  # utime+stime
+# thread_ticks PID NAME: utime+stime of the process's threads named NAME (tollgate names its
+# threads: tg-worker-N, tg-ledger, ...); empty when it has none.
+thread_ticks() {
+    local t sum='' v
+    for t in /proc/"$1"/task/*; do
+        [ "$(cat "$t/comm" 2>/dev/null)" = "$2" ] || continue
+        v=$(awk '{print $14 + $15}' "$t/stat" 2>/dev/null || echo 0)
+        sum=$((${sum:-0} + v))
+    done
+    echo "$sum"
+}
 user_ticks() { awk '{print $14}' "/proc/$1/stat" 2>/dev/null || echo 0; }  # utime
 status_kb() { awk -v f="$2:" '$1 == f {print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
 # shellcheck disable=SC2034  # used by the callers

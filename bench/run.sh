@@ -134,21 +134,23 @@ log "mock :${port_of[direct]}  nginx :${port_of[nginx]}  min :${port_of[min]}  f
 kv() { tr ' ' '\n' <<<"$1" | awk -F= -v k="$2" '$1 == k {print $2}'; }
 
 # run_wrk MODE CONNS TARGET DURATION FILE → one TSV line
-# (rps p50 p90 p99 cpu_us errors requests user_us)
+# (rps p50 p90 p99 cpu_us errors requests user_us ledger_us)
 run_wrk() {
     local mode=$1 c=$2 t=$3 d=$4 f=$5 stream=0 chunks=$PLAIN_CHUNKS extra= pid=${pid_of[$3]}
     [ "$mode" = stream ] && { stream=1; chunks=$STREAM_CHUNKS; }
     [ "$mode" = burst ] && { stream=1; chunks=$STREAM_CHUNKS; extra="burst=1 pad=$BURST_PAD"; }
-    local t0 t1 u0 u1 line
+    local t0 t1 u0 u1 l0 l1 line
     t0=$(cpu_ticks "$pid")
     u0=$(user_ticks "$pid")
+    l0=$(thread_ticks "$pid" tg-ledger)
     STREAM=$stream CHUNKS=$chunks MOCK_EXTRA=$extra KEY=$KEY timeout -k 5 $((d + 30)) taskset -c "$LOAD_CPU" \
         wrk -t1 -c"$c" -d"${d}s" --timeout 10s --latency -s "$here/wrk/chat.lua" \
         "http://127.0.0.1:${port_of[$t]}/v1/chat/completions" >"$f" 2>&1 || true
     t1=$(cpu_ticks "$pid")
     u1=$(user_ticks "$pid")
+    l1=$(thread_ticks "$pid" tg-ledger)
     line=$(grep '^TGBENCH' "$f" || true)
-    [ -n "$line" ] || { printf '0\t0\t0\t0\t-\t1\t0\t-\n'; return; }
+    [ -n "$line" ] || { printf '0\t0\t0\t0\t-\t1\t0\t-\t-\n'; return; }
     local req dur errs
     req=$(kv "$line" requests)
     dur=$(kv "$line" duration_us)
@@ -156,12 +158,13 @@ run_wrk() {
         $(kv "$line" err_status) + $(kv "$line" err_timeout)))
     awk -v req="$req" -v dur="$dur" -v p50="$(kv "$line" p50)" -v p90="$(kv "$line" p90)" \
         -v p99="$(kv "$line" p99)" -v ticks=$((t1 - t0)) -v uticks=$((u1 - u0)) \
-        -v hz="$CLK_TCK" -v errs="$errs" \
+        -v lticks="${l0:+$((l1 - l0))}" -v hz="$CLK_TCK" -v errs="$errs" \
         'BEGIN {
             rps = dur > 0 ? req * 1e6 / dur : 0
             cpu = req > 0 ? sprintf("%.2f", ticks * 1e6 / hz / req) : "-"
             user = req > 0 ? sprintf("%.2f", uticks * 1e6 / hz / req) : "-"
-            printf "%.1f\t%d\t%d\t%d\t%s\t%d\t%d\t%s\n", rps, p50, p90, p99, cpu, errs, req, user
+            ledger = req > 0 && lticks != "" ? sprintf("%.2f", lticks * 1e6 / hz / req) : "-"
+            printf "%.1f\t%d\t%d\t%d\t%s\t%d\t%d\t%s\t%s\n", rps, p50, p90, p99, cpu, errs, req, user, ledger
         }'
 }
 
@@ -379,7 +382,8 @@ rev=$(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo unknown)
     echo "every figure is the median over the repeats. Latencies in µs; \`+p50\`/\`+p99\` are the"
     echo "latency added over the direct-to-mock run of the same cell. CPU µs/req: utime+stime of the"
     echo "process under test (nginx: its worker; direct: the mock itself, which shares CPU $LOAD_CPU with"
-    echo "wrk) divided by the requests served; of which user: utime alone (the rest is the kernel's)."
+    echo "wrk) divided by the requests served; of which user: utime alone (the rest is the kernel's);"
+    echo "of which ledger: the ledger's writer thread (\`tg-ledger\`, full chain only), user and kernel."
     echo "tollgate runs \`server.threads: 1\`; the full chain is"
     echo "auth, rate_limit, budget (limits never hit), router, usage (SQLite ledger in a temp dir)."
     for mode in $MODES; do
@@ -393,8 +397,8 @@ rev=$(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo unknown)
             echo "## Streamed (SSE, $STREAM_CHUNKS content chunks, one upstream write each, no delay)"
         fi
         echo
-        echo "| target | conns | req/s | p50 | p90 | p99 | +p50 | +p99 | CPU µs/req | of which user | errors |"
-        echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+        echo "| target | conns | req/s | p50 | p90 | p99 | +p50 | +p99 | CPU µs/req | of which user | of which ledger | errors |"
+        echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
         for c in $CONNS; do
             d50=$(med "$tsv" "$mode"$'\t'"$c"$'\t'direct 6)
             d99=$(med "$tsv" "$mode"$'\t'"$c"$'\t'direct 8)
@@ -405,11 +409,11 @@ rev=$(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo unknown)
                 a50=-
                 a99=-
                 [ "$t" != direct ] && { a50=$(diff_us "$p50" "$d50"); a99=$(diff_us "$p99" "$d99"); }
-                printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n' "${name_of[$t]}" \
+                printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n' "${name_of[$t]}" \
                     "$c" "$(fmt "$(med "$tsv" "$k" 5)" %.0f)" "$(fmt "$p50" %d)" \
                     "$(fmt "$(med "$tsv" "$k" 7)" %d)" "$(fmt "$p99" %d)" "$a50" "$a99" \
                     "$(fmt "$(med "$tsv" "$k" 9)" %.2f)" "$(fmt "$(med "$tsv" "$k" 12)" %.2f)" \
-                    "$(sum_col "$tsv" "$k" 10)"
+                    "$(fmt "$(med "$tsv" "$k" 13)" %.2f)" "$(sum_col "$tsv" "$k" 10)"
             done
         done
     done
