@@ -223,7 +223,23 @@ struct request_context {
     // until then): on_complete and the request's observation take their times from it.
     std::optional<clock::time_point> completed_at;
     std::int64_t completed_unix_ms = 0;  // the same moment, Unix milliseconds
-    int upstream_status = 0;             // status of the last upstream answer's head (0: none)
+    void mark_completed() noexcept {
+        completed_at = clock::now();
+        completed_unix_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                                std::chrono::system_clock::now().time_since_epoch())
+                                .count();
+    }
+    // When the request ended: completed_at, or now where the pipeline has not set it.
+    clock::time_point ended_at() const noexcept {
+        return completed_at ? *completed_at : clock::now();
+    }
+    std::int64_t ended_unix_ms() const noexcept {
+        return completed_at ? completed_unix_ms
+                            : std::chrono::duration_cast<std::chrono::milliseconds>(
+                                  std::chrono::system_clock::now().time_since_epoch())
+                                  .count();
+    }
+    int upstream_status = 0;  // status of the last upstream answer's head (0: none)
     // Fed by the answering attempt's upstream adapter.
     usage_meter meter;
     // The request's final usage and cost (at the serving model's price), set by the

@@ -1,7 +1,5 @@
 #include "gateway/observe/request_observation.hpp"
 
-#include <chrono>
-
 namespace tollgate::observe {
 
 using core::ms_between;
@@ -35,7 +33,7 @@ void request_observation::finish(const core::outcome& out, std::uint64_t bytes_a
 
 void request_observation::record(const core::outcome& out, std::uint64_t bytes_out,
                                  std::optional<double> overhead_ms) {
-    const auto now = ctx_.completed_at ? *ctx_.completed_at : core::clock::now();
+    const auto now = ctx_.ended_at();
     const config::model_config* model = ctx_.model;
     if (!model && !ctx_.req.model.empty()) model = cfg_.find_model(ctx_.req.model);
     const std::string_view model_name = model ? std::string_view(model->name) : "";
@@ -66,10 +64,7 @@ void request_observation::record(const core::outcome& out, std::uint64_t bytes_o
     }
     if (!log_) return;
     access_entry e;
-    e.ts_ms = ctx_.completed_at ? ctx_.completed_unix_ms
-                                : std::chrono::duration_cast<std::chrono::milliseconds>(
-                                      std::chrono::system_clock::now().time_since_epoch())
-                                      .count();
+    e.ts_ms = ctx_.ended_unix_ms();
     e.request_id = ctx_.request_id;
     e.key = key;
     e.method = ctx_.method;

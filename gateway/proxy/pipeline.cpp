@@ -68,10 +68,7 @@ class completion {
     }
     ~completion() {
         settle();
-        ctx_.completed_at = core::clock::now();
-        ctx_.completed_unix_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
-                                     std::chrono::system_clock::now().time_since_epoch())
-                                     .count();
+        ctx_.mark_completed();
         chain_.complete(ctx_, out);
     }
     // The request's usage is final (the upstream is done with it, or it never reached

@@ -136,10 +136,6 @@ asio::awaitable<boost::system::error_code> exchange::read_head(std::size_t& byte
 
 namespace {
 
-// How read_body_piece reads: as Asio does, or telling Asio that a short read drained the
-// socket (byte_stream::read_some).
-enum class read_mode { normal, drains };
-
 // One read of a body into the parser (parser.body() gets the de-chunked bytes). A
 // close-delimited body's end is success. `got`: the bytes this read brought (0 when the
 // buffer already held what was needed).
@@ -148,7 +144,7 @@ asio::awaitable<boost::system::error_code> read_body_piece(net::byte_stream& s,
                                                            beast::flat_buffer& buf,
                                                            core::clock::duration timeout,
                                                            std::size_t chunk, std::size_t& got,
-                                                           read_mode mode = read_mode::normal) {
+                                                           bool short_read_drains = false) {
     boost::system::error_code ec;
     got = 0;
     if (buf.size() > 0) {
@@ -173,8 +169,7 @@ asio::awaitable<boost::system::error_code> read_body_piece(net::byte_stream& s,
                               more_ec);
         }
     } else {
-        std::tie(rec, n) =
-            co_await s.read_some(buf.prepare(chunk), timeout, mode == read_mode::drains);
+        std::tie(rec, n) = co_await s.read_some(buf.prepare(chunk), timeout, short_read_drains);
     }
     if (rec == asio::error::eof || (rec == asio::ssl::error::stream_truncated)) {
         if (parser.need_eof()) {
@@ -206,7 +201,7 @@ asio::awaitable<boost::system::error_code> exchange::read_piece(core::clock::dur
         if (hot_ && buf_.capacity() > idle_buffer && timeout > stream_hold &&
             !parser_->need_eof()) {
             ec = co_await read_body_piece(s, *parser_, buf_, stream_hold, stream_read_, got,
-                                          read_mode::drains);
+                                          /*short_read_drains=*/true);
             if (!is_timeout(ec)) {
                 note_read(got);
                 co_return ec;

@@ -39,10 +39,7 @@ void usage_policy::on_complete(core::request_context& ctx,
     if (!ctx.forwarded || !ctx.usage_final) return;
     try {
         store::usage_record r;
-        r.ts_ms = ctx.completed_at ? ctx.completed_unix_ms
-                                   : std::chrono::duration_cast<std::chrono::milliseconds>(
-                                         std::chrono::system_clock::now().time_since_epoch())
-                                         .count();
+        r.ts_ms = ctx.ended_unix_ms();
         r.request_id = ctx.request_id;
         if (ctx.key) r.key_id = ctx.key->id;
         r.model = ctx.req.model;
@@ -59,7 +56,7 @@ void usage_policy::on_complete(core::request_context& ctx,
         r.cached_tokens = ctx.usage.cached_tokens;
         r.estimated = !ctx.usage.from_upstream;
         r.cost_usd = ctx.cost_usd;
-        const auto now = ctx.completed_at ? *ctx.completed_at : core::clock::now();
+        const auto now = ctx.ended_at();
         r.latency_ms = ms(now - ctx.received_at);
         if (ctx.first_byte_at) r.ttft_ms = ms(*ctx.first_byte_at - ctx.received_at);
         if (out.error != core::errc::ok) r.error = std::string(core::describe(out.error).code);
