@@ -2,6 +2,8 @@
 
 #include "store/database_url.hpp"
 
+#include <limits>
+#include <optional>
 #include <string_view>
 #include <utility>
 #include <vector>
@@ -33,7 +35,10 @@ struct builder {
 
 }  // namespace
 
-ledger_sql aggregate_sql(const usage_query& q, sql_dialect d) {
+namespace {
+
+// The group columns of a query, in the order the rows give them.
+std::vector<const char*> group_columns(const usage_query& q, sql_dialect d) {
     std::vector<const char*> columns;
     if (q.by_key) columns.push_back("key_id");
     if (q.by_model) columns.push_back("model");
@@ -44,60 +49,194 @@ ledger_sql aggregate_sql(const usage_query& q, sql_dialect d) {
                               ? "strftime('%Y-%m-%dT%H', ts_ms / 1000, 'unixepoch')"
                               : "to_char(to_timestamp(ts_ms / 1000) AT TIME ZONE 'UTC', "
                                 "'YYYY-MM-DD\"T\"HH24')");
-    auto join = [&](const char* suffix) {
-        std::string s;
-        for (const char* c : columns) {
-            if (!s.empty()) s += ", ";
-            s += c;
-            s += suffix;
-        }
-        return s;
-    };
-    const std::string group = join("");
+    return columns;
+}
 
-    builder b{d, {}};
+std::string join(const std::vector<const char*>& columns, const char* suffix) {
+    std::string s;
+    for (const char* c : columns) {
+        if (!s.empty()) s += ", ";
+        s += c;
+        s += suffix;
+    }
+    return s;
+}
+
+void group_and_order(std::string& sql, const std::vector<const char*>& columns, sql_dialect d) {
+    if (columns.empty()) return;
+    // COLLATE "C" on PostgreSQL: byte order, as SQLite's BINARY sorts, whatever the
+    // database's locale, so both list the rows in the same order.
+    sql += " GROUP BY " + join(columns, "") + " ORDER BY " +
+           join(columns, d == sql_dialect::postgres ? " COLLATE \"C\"" : "");
+}
+
+// The key and model filters of a query.
+void filter_key_model(builder& b, const usage_query& q) {
+    if (q.key) {
+        b.out.text += " AND key_id = ";
+        b.param(*q.key);
+    }
+    if (q.model) {
+        b.out.text += " AND model = ";
+        b.param(*q.model);
+    }
+}
+
+// The first instant of the UTC day holding `ms`, and of the day after it unless `ms` is
+// that first instant: the whole days of a range start at day_ceil(since) and end at
+// day_floor(until).
+constexpr std::int64_t ms_per_day = 86'400'000;
+std::int64_t day_floor(std::int64_t ms) {
+    return ms / ms_per_day * ms_per_day - (ms % ms_per_day < 0 ? ms_per_day : 0);
+}
+std::optional<std::int64_t> day_ceil(std::int64_t ms) {
+    const std::int64_t f = day_floor(ms);
+    if (f == ms) return f;
+    if (f > std::numeric_limits<std::int64_t>::max() - ms_per_day) return std::nullopt;
+    return f + ms_per_day;
+}
+
+// Everything a query asks of the usage table itself, row by row: the whole of it, or
+// (SQLite) the part of a day at either edge of the range.
+void scan_usage(builder& b, const usage_query& q, const std::vector<const char*>& columns) {
     std::string& sql = b.out.text;
     sql = "SELECT ";
-    if (!group.empty()) sql += group + ", ";
+    if (!columns.empty()) sql += join(columns, "") + ", ";
     sql += "COUNT(*), COALESCE(SUM(prompt_tokens), 0), COALESCE(SUM(completion_tokens), 0), ";
     sql += "COALESCE(SUM(";
     sql += billable_sql;
     sql += "), 0), ";
-    sql += cost_sum(d);
+    sql += cost_sum(b.dialect);
     sql += " FROM usage WHERE TRUE";
-    auto filter = [&](const char* condition, auto&& value) {
-        sql += condition;
-        b.param(std::forward<decltype(value)>(value));
-    };
-    if (q.key) filter(" AND key_id = ", *q.key);
-    if (q.model) filter(" AND model = ", *q.model);
-    if (q.since_ms) filter(" AND ts_ms >= ", *q.since_ms);
-    if (q.until_ms) filter(" AND ts_ms < ", *q.until_ms);
-    // Redundant day bounds let the database range-scan the (key_id, day) index for one key.
-    if (q.key && q.since_ms) filter(" AND day >= ", utc_day(*q.since_ms));
-    if (q.key && q.until_ms) filter(" AND day <= ", utc_day(*q.until_ms));
-    // COLLATE "C" on PostgreSQL: byte order, as SQLite's BINARY sorts, whatever the
-    // database's locale, so both list the rows in the same order.
-    if (!group.empty())
-        sql += " GROUP BY " + group + " ORDER BY " +
-               join(d == sql_dialect::postgres ? " COLLATE \"C\"" : "");
+    filter_key_model(b, q);
+    if (q.since_ms) {
+        sql += " AND ts_ms >= ";
+        b.param(*q.since_ms);
+    }
+    if (q.until_ms) {
+        sql += " AND ts_ms < ";
+        b.param(*q.until_ms);
+    }
+    // PostgreSQL: redundant day bounds let it range-scan the (key_id, day) index for one key.
+    if (b.dialect == sql_dialect::postgres && q.key && q.since_ms) {
+        sql += " AND day >= ";
+        b.param(utc_day(*q.since_ms));
+    }
+    if (b.dialect == sql_dialect::postgres && q.key && q.until_ms) {
+        sql += " AND day <= ";
+        b.param(utc_day(*q.until_ms));
+    }
+    group_and_order(sql, columns, b.dialect);
+}
+
+// One arm of the SQLite union: the records of [from, to), a row each.
+void usage_arm(builder& b, const usage_query& q, std::int64_t from, std::int64_t to) {
+    std::string& sql = b.out.text;
+    sql +=
+        " UNION ALL SELECT key_id, model, day, 1, COALESCE(prompt_tokens, 0), "
+        "COALESCE(completion_tokens, 0), ";
+    sql += billable_sql;
+    sql += ", cost_usd FROM usage WHERE TRUE";
+    filter_key_model(b, q);
+    sql += " AND ts_ms >= ";
+    b.param(from);
+    sql += " AND ts_ms < ";
+    b.param(to);
+}
+
+}  // namespace
+
+ledger_sql aggregate_sql(const usage_query& q, sql_dialect d) {
+    const std::vector<const char*> columns = group_columns(q, d);
+    builder b{d, {}};
+    // SQLite keeps each key's sums per day and model in usage_daily: the whole days of the
+    // range are read from there, and only the part-days at its edges (if any) from the
+    // records. By hour, or a range inside one day, reads the records.
+    std::int64_t first_whole = std::numeric_limits<std::int64_t>::min();
+    std::int64_t end_whole = std::numeric_limits<std::int64_t>::max();
+    bool whole_days = true;
+    if (q.since_ms) {
+        const auto c = day_ceil(*q.since_ms);
+        whole_days = c.has_value();
+        first_whole = c.value_or(first_whole);
+    }
+    if (q.until_ms) end_whole = day_floor(*q.until_ms);
+    whole_days = whole_days && first_whole < end_whole;
+    if (d == sql_dialect::postgres || q.by_hour || !whole_days) {
+        scan_usage(b, q, columns);
+        return std::move(b.out);
+    }
+    std::string& sql = b.out.text;
+    sql = "SELECT ";
+    if (!columns.empty()) sql += join(columns, "") + ", ";
+    sql +=
+        "COALESCE(SUM(n), 0), COALESCE(SUM(p), 0), COALESCE(SUM(c), 0), COALESCE(SUM(t), 0), "
+        "TOTAL(cost) FROM (SELECT key_id, model, day, requests AS n, prompt_tokens AS p, "
+        "completion_tokens AS c, total_tokens AS t, cost_usd AS cost FROM usage_daily "
+        "WHERE TRUE";
+    filter_key_model(b, q);
+    if (q.since_ms) {
+        sql += " AND day >= ";
+        b.param(utc_day(first_whole));
+    }
+    if (q.until_ms) {
+        sql += " AND day < ";
+        b.param(utc_day(end_whole));
+    }
+    if (q.since_ms && *q.since_ms < first_whole) usage_arm(b, q, *q.since_ms, first_whole);
+    if (q.until_ms && end_whole < *q.until_ms) usage_arm(b, q, end_whole, *q.until_ms);
+    sql += ')';
+    group_and_order(sql, columns, d);
     return std::move(b.out);
 }
 
 ledger_sql totals_sql(const std::string& key_id, std::int64_t since_ms, sql_dialect d) {
     builder b{d, {}};
     std::string& sql = b.out.text;
-    sql = "SELECT COALESCE(SUM(";
-    sql += billable_sql;
-    sql += "), 0), ";
-    sql += cost_sum(d);
-    sql += " FROM usage WHERE key_id = ";
+    const std::optional<std::int64_t> first_whole = day_ceil(since_ms);
+    if (d == sql_dialect::postgres || !first_whole) {
+        sql = "SELECT COALESCE(SUM(";
+        sql += billable_sql;
+        sql += "), 0), ";
+        sql += cost_sum(d);
+        sql += " FROM usage WHERE key_id = ";
+        b.param(key_id);
+        sql += " AND day >= ";
+        b.param(utc_day(since_ms));
+        sql += " AND ts_ms >= ";
+        b.param(since_ms);
+        return std::move(b.out);
+    }
+    // SQLite: the whole days from usage_daily, the rest of the first day (a budget's period
+    // starts at midnight, so usually nothing) from the records.
+    sql =
+        "SELECT COALESCE(SUM(t), 0), TOTAL(cost) FROM (SELECT total_tokens AS t, cost_usd AS "
+        "cost FROM usage_daily WHERE key_id = ";
     b.param(key_id);
     sql += " AND day >= ";
-    b.param(utc_day(since_ms));
-    sql += " AND ts_ms >= ";
-    b.param(since_ms);
+    b.param(utc_day(*first_whole));
+    if (since_ms < *first_whole) {
+        sql += " UNION ALL SELECT ";
+        sql += billable_sql;
+        sql += ", cost_usd FROM usage WHERE key_id = ";
+        b.param(key_id);
+        sql += " AND ts_ms >= ";
+        b.param(since_ms);
+        sql += " AND ts_ms < ";
+        b.param(*first_whole);
+    }
+    sql += ')';
     return std::move(b.out);
+}
+
+std::string usage_daily_backfill_sql() {
+    std::string sql =
+        "INSERT INTO usage_daily (key_id, day, model, requests, prompt_tokens, "
+        "completion_tokens, total_tokens, cost_usd) SELECT key_id, day, model, COUNT(*), "
+        "COALESCE(SUM(prompt_tokens), 0), COALESCE(SUM(completion_tokens), 0), COALESCE(SUM(";
+    sql += billable_sql;
+    sql += "), 0), TOTAL(cost_usd) FROM usage GROUP BY key_id, day, model";
+    return sql;
 }
 
 std::unique_ptr<ledger_backend> make_ledger_backend(const std::string& database,

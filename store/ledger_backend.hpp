@@ -72,12 +72,16 @@ std::unique_ptr<ledger_backend> make_pg_ledger_backend(const std::string& url);
 
 // The read queries, written once for both dialects so they cannot drift apart: the same
 // columns in the same order (group columns, then requests, prompt, completion, total
-// tokens, cost), the same filters, the same ordering.
+// tokens, cost), the same filters, the same ordering. SQLite reads the whole days of a
+// range from usage_daily and only the part-days at its edges (and hours) from usage;
+// PostgreSQL reads usage.
 struct ledger_sql {
     std::string text;
     std::vector<std::variant<std::string, std::int64_t>> params;  // ?1/$1, ?2/$2… in order
 };
 ledger_sql aggregate_sql(const usage_query& q, sql_dialect d);
 ledger_sql totals_sql(const std::string& key_id, std::int64_t since_ms, sql_dialect d);
+// SQLite: fills usage_daily from the records already in usage (a ledger made before it).
+std::string usage_daily_backfill_sql();
 
 }  // namespace tollgate::store

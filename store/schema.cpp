@@ -42,35 +42,52 @@ std::string column_sql(const column& c, sql_dialect d) {
 }  // namespace
 
 const table& usage_table() {
-    static const table t{"usage",
-                         {{"id", identity},
-                          {"ts_ms", bigint, true},
-                          {"day", text, true},
-                          {"request_id", text, true},
-                          {"key_id", text, true},
-                          {"model", text, true},
-                          {"provider", text, true},
-                          {"upstream_model", text, true},
-                          {"status", integer, true},
-                          {"stream", boolean, true},
-                          {"attempts", bigint, true},
-                          {"prompt_tokens", bigint},
-                          {"completion_tokens", bigint},
-                          {"total_tokens", bigint},
-                          {"cached_tokens", bigint, true, "0"},
-                          {"estimated", boolean, true},
-                          {"cost_usd", real},
-                          {"latency_ms", real, true},
-                          {"ttft_ms", real},
-                          {"error", text}},
-                         {},
-                         {{"usage_key_day", "key_id, day"}, {"usage_ts", "ts_ms"}}};
+    static const table t{
+        "usage",
+        {{"id", identity},
+         {"ts_ms", bigint, true},
+         {"day", text, true},
+         {"request_id", text, true},
+         {"key_id", text, true},
+         {"model", text, true},
+         {"provider", text, true},
+         {"upstream_model", text, true},
+         {"status", integer, true},
+         {"stream", boolean, true},
+         {"attempts", bigint, true},
+         {"prompt_tokens", bigint},
+         {"completion_tokens", bigint},
+         {"total_tokens", bigint},
+         {"cached_tokens", bigint, true, "0"},
+         {"estimated", boolean, true},
+         {"cost_usd", real},
+         {"latency_ms", real, true},
+         {"ttft_ms", real},
+         {"error", text}},
+        {},
+        {{"usage_key_day", "key_id, day", sql_dialect::postgres}, {"usage_ts", "ts_ms"}}};
     return t;
 }
 
 const table& usage_batches_table() {
     static const table t{"usage_batches",
                          {{"batch_id", bigint, false, {}, true}, {"ts_ms", bigint, true}}};
+    return t;
+}
+
+const table& usage_daily_table() {
+    static const table t{"usage_daily",
+                         {{"key_id", text, true},
+                          {"day", text, true},
+                          {"model", text, true},
+                          {"requests", bigint, true},
+                          {"prompt_tokens", bigint, true},
+                          {"completion_tokens", bigint, true},
+                          {"total_tokens", bigint, true},  // billable: billable_tokens()
+                          {"cost_usd", real, true}},
+                         {"key_id", "day", "model"},
+                         {},
+                         true};
     return t;
 }
 
@@ -124,13 +141,15 @@ std::string create_sql(const table& t, sql_dialect d) {
         s += ')';
     }
     s += "\n)";
-    for (const auto& [name, cols] : t.indexes) {
+    if (t.without_rowid && d == sql_dialect::sqlite) s += " WITHOUT ROWID";
+    for (const auto& ix : t.indexes) {
+        if (ix.only && *ix.only != d) continue;
         s += ";\nCREATE INDEX IF NOT EXISTS ";
-        s += name;
+        s += ix.name;
         s += " ON ";
         s += t.name;
         s += '(';
-        s += cols;
+        s += ix.columns;
         s += ')';
     }
     return s;

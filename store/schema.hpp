@@ -5,6 +5,7 @@
 // tollgate_schema and api_keys_version) stays with its backend.
 
 #include <initializer_list>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -33,17 +34,32 @@ struct column {
     bool added_later = false;
 };
 
+struct index {
+    std::string_view name, columns;  // "a, b"
+    // Only this dialect's database has it; unset: both.
+    std::optional<sql_dialect> only = {};
+};
+
 struct table {
     std::string_view name;
     std::vector<column> columns;
-    std::vector<std::string_view> composite_key = {};                         // PRIMARY KEY (a, b)
-    std::vector<std::pair<std::string_view, std::string_view>> indexes = {};  // name, columns
+    std::vector<std::string_view> composite_key = {};  // PRIMARY KEY (a, b)
+    std::vector<index> indexes = {};
+    // SQLite: the rows live in the primary key's B-tree (no rowid, no second tree).
+    bool without_rowid = false;
 };
 
 // One record per request (usage_record), and the ids of the batches stored (each batch
 // is stored once, also when a spill file is replayed).
 const table& usage_table();
 const table& usage_batches_table();
+// SQLite only: each key's totals per UTC day and model, kept in the same transaction as
+// the records (write_batch adds each batch's sums). The per-key reads (budgets, reports
+// for one key) read it instead of an index on usage (key_id, day): such an index puts
+// one insertion point per key into every commit, and with many keys it was most of a
+// record's cost. PostgreSQL keeps that index: its cost is the database server's, and a
+// shared totals row would make the instances' commits wait for each other on a busy key.
+const table& usage_daily_table();
 // Keys made through the admin API, deletions of them, revocations of config-file keys.
 const table& api_keys_table();
 const table& api_key_deletions_table();

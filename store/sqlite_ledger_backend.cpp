@@ -1,6 +1,7 @@
-// The SQLite storage of the usage ledger (moved here from ledger.cpp unchanged in
-// behaviour): WAL, synchronous=FULL, a persistent INSERT prepared once, one BEGIN
-// IMMEDIATE … COMMIT per batch, and a separate read-only connection for the queries.
+// The SQLite storage of the usage ledger: WAL, synchronous=FULL, persistent INSERTs
+// prepared once, one BEGIN IMMEDIATE … COMMIT per batch (the records, then the batch's
+// sums per key, day and model into usage_daily), and a separate read-only connection for
+// the queries, which read whole days of a key from usage_daily.
 #include <sqlite3.h>
 
 #include <array>
@@ -9,10 +10,12 @@
 #include <cstring>
 #include <filesystem>
 #include <limits>
+#include <map>
 #include <memory>
 #include <stdexcept>
 #include <string>
 #include <string_view>
+#include <tuple>
 #include <variant>
 
 #include <spdlog/spdlog.h>
@@ -23,14 +26,27 @@ namespace tollgate::store {
 
 namespace {
 
-// Bump when the table changes; a newer file is refused rather than misread.
-constexpr int schema_version = 1;
+// Bump when the tables change; a newer file is refused rather than misread.
+// 1: usage with indexes on (key_id, day) and ts_ms, usage_batches.
+// 2: usage_daily holds each key's sums per day and model; usage loses its (key_id, day)
+//    index (opening a version 1 file fills usage_daily from its records and drops it).
+constexpr int schema_version = 2;
 
 // The tables (schema.hpp) and their indexes.
 std::string schema_sql() {
     return create_sql(usage_table(), sql_dialect::sqlite) + ";\n" +
-           create_sql(usage_batches_table(), sql_dialect::sqlite) + ";\n";
+           create_sql(usage_batches_table(), sql_dialect::sqlite) + ";\n" +
+           create_sql(usage_daily_table(), sql_dialect::sqlite) + ";\n";
 }
+
+// A batch's sums are added to its keys' rows of usage_daily (or make them).
+constexpr const char* daily_sql =
+    "INSERT INTO usage_daily (key_id, day, model, requests, prompt_tokens, completion_tokens, "
+    "total_tokens, cost_usd) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) ON CONFLICT (key_id, day, "
+    "model) DO UPDATE SET requests = requests + excluded.requests, prompt_tokens = "
+    "prompt_tokens + excluded.prompt_tokens, completion_tokens = completion_tokens + "
+    "excluded.completion_tokens, total_tokens = total_tokens + excluded.total_tokens, "
+    "cost_usd = cost_usd + excluded.cost_usd";
 
 // Batch ids are kept 30 days: far longer than any shutdown's spill file waits for a start.
 constexpr const char* prune_batches_sql =
@@ -102,6 +118,13 @@ sqlite3_stmt* prepare(sqlite3* db, const std::string& path, std::string_view sql
         throw db_error(path, "preparing a statement", db);
     }
     return stmt;
+}
+
+std::int64_t count_rows(sqlite3* db, const std::string& path, const char* table) {
+    const std::string sql = std::string("SELECT COUNT(*) FROM ") + table;
+    stmt_ptr s{prepare(db, path, sql)};
+    if (sqlite3_step(s.get()) != SQLITE_ROW) throw db_error(path, "cannot count records", db);
+    return sqlite3_column_int64(s.get(), 0);
 }
 
 // Tokens are unsigned; SQLite integers are signed 64-bit. Anything past INT64_MAX is
@@ -179,7 +202,14 @@ class sqlite_ledger_backend final : public ledger_backend {
     const std::chrono::milliseconds busy_timeout_;
     // Writer side (declared before the statements: they finalize first).
     db_ptr db_;
-    stmt_ptr insert_, insert_many_, batch_, begin_, commit_, rollback_;
+    stmt_ptr insert_, insert_many_, batch_, daily_, begin_, commit_, rollback_;
+    // The batch being written, summed per key, day and model (the views point into the
+    // batch; cleared per batch).
+    struct daily_sum {
+        std::uint64_t requests = 0, prompt = 0, completion = 0, total = 0;
+        double cost = 0;
+    };
+    std::map<std::tuple<std::string_view, std::string, std::string_view>, daily_sum> daily_sums_;
     db_ptr reader_;
 };
 
@@ -229,6 +259,19 @@ void sqlite_ledger_backend::open_writer() {
     exec(raw, path, "BEGIN IMMEDIATE", "cannot create the schema");
     try {
         exec(raw, path, schema_sql().c_str(), "cannot create the schema");
+        if (version < 2) {
+            // The same transaction that makes usage_daily fills it, so the sums and the
+            // records cannot disagree; a ledger made with version 1 may hold millions of
+            // records, so say what the start is doing.
+            const std::int64_t records = count_rows(raw, path, "usage");
+            if (records > 0)
+                spdlog::info("usage ledger: {}: summing {} records per key and day (once)", path,
+                             records);
+            exec(raw, path, usage_daily_backfill_sql().c_str(),
+                 "cannot fill the per-key daily totals");
+            exec(raw, path, "DROP INDEX IF EXISTS usage_key_day",
+                 "cannot drop the (key_id, day) index");
+        }
         const std::string set_version = "PRAGMA user_version=" + std::to_string(schema_version);
         exec(raw, path, set_version.c_str(), "cannot set the schema version");
         exec(raw, path, prune_batches_sql, "cannot prune old batch ids");
@@ -241,6 +284,7 @@ void sqlite_ledger_backend::open_writer() {
     insert_.reset(prepare(raw, path, insert_sql(1), SQLITE_PREPARE_PERSISTENT));
     insert_many_.reset(prepare(raw, path, insert_sql(rows_per_insert), SQLITE_PREPARE_PERSISTENT));
     batch_.reset(prepare(raw, path, batch_sql, SQLITE_PREPARE_PERSISTENT));
+    daily_.reset(prepare(raw, path, daily_sql, SQLITE_PREPARE_PERSISTENT));
     // IMMEDIATE takes the write lock up front, so a busy database fails at BEGIN (and is
     // retried) instead of part-way through a batch.
     begin_.reset(prepare(raw, path, "BEGIN IMMEDIATE", SQLITE_PREPARE_PERSISTENT));
@@ -281,7 +325,8 @@ ledger_backend::write_outcome sqlite_ledger_backend::write_batch(
         }
     };
 
-    rollback();  // a transaction left open by an earlier failure
+    rollback();           // a transaction left open by an earlier failure
+    daily_sums_.clear();  // an earlier attempt's that failed part-way
     if (!run_step(begin_.get(), "begin")) {
         rollback();
         return write_outcome::failed;
@@ -323,6 +368,17 @@ ledger_backend::write_outcome sqlite_ledger_backend::write_batch(
             bind_text(ins, base + 19, *r.error);
         else
             sqlite3_bind_null(ins, base + 19);
+        // The same sums the backfill and the reads make of the row (billable_sql, TOTAL).
+        daily_sum& sum = daily_sums_[{r.key_id, day, r.model}];
+        const auto prompt = static_cast<std::uint64_t>(to_sql_int(r.prompt_tokens.value_or(0)));
+        const auto completion =
+            static_cast<std::uint64_t>(to_sql_int(r.completion_tokens.value_or(0)));
+        ++sum.requests;
+        sum.prompt += prompt;
+        sum.completion += completion;
+        sum.total += r.total_tokens ? static_cast<std::uint64_t>(to_sql_int(*r.total_tokens))
+                                    : prompt + completion;
+        if (r.cost_usd && std::isfinite(*r.cost_usd)) sum.cost += *r.cost_usd;
     };
     const int cols = static_cast<int>(stored_column_count(usage_table()));
     std::size_t next = 0;
@@ -349,6 +405,26 @@ ledger_backend::write_outcome sqlite_ledger_backend::write_batch(
         }
     }
     sqlite3_clear_bindings(ins);  // no pointer into the batch outlives it
+    sqlite3_stmt* daily = daily_.get();
+    for (const auto& [k, sum] : daily_sums_) {
+        sqlite3_reset(daily);
+        bind_text(daily, 1, std::get<0>(k));
+        bind_text(daily, 2, std::get<1>(k));
+        bind_text(daily, 3, std::get<2>(k));
+        sqlite3_bind_int64(daily, 4, to_sql_int(sum.requests));
+        sqlite3_bind_int64(daily, 5, to_sql_int(sum.prompt));
+        sqlite3_bind_int64(daily, 6, to_sql_int(sum.completion));
+        sqlite3_bind_int64(daily, 7, to_sql_int(sum.total));
+        sqlite3_bind_double(daily, 8, sum.cost);
+        if (!run_step(daily, "add to the per-key daily totals")) {
+            sqlite3_clear_bindings(daily);
+            daily_sums_.clear();
+            rollback();
+            return write_outcome::failed;
+        }
+    }
+    sqlite3_clear_bindings(daily);
+    daily_sums_.clear();
     if (!run_step(commit_.get(), "commit")) {
         rollback();
         return write_outcome::failed;

@@ -882,14 +882,17 @@ BOOST_AUTO_TEST_CASE(a_reload_that_changes_a_budget_period_keeps_the_spend_in_th
     BOOST_TEST(chat(e.port(), body("today"), key_budget).status == 200);
     BOOST_TEST(e.wait_recorded(1, "key=team-budget") == 1u);
     {
-        // 5,000 tokens spent by the key on 2025-01-01.
+        // 5,000 tokens spent by the key on 2025-01-01: the record and the key's sums for
+        // the day, in one transaction, as the ledger writes them.
         sqlite_handle db(e.db_path(), SQLITE_OPEN_READWRITE);
         BOOST_REQUIRE(
-            db.exec("INSERT INTO usage (ts_ms, day, request_id, key_id, model, provider, "
+            db.exec("BEGIN; INSERT INTO usage (ts_ms, day, request_id, key_id, model, provider, "
                     "upstream_model, status, stream, attempts, prompt_tokens, completion_tokens, "
                     "total_tokens, cached_tokens, estimated, cost_usd, latency_ms) VALUES "
                     "(1735689600000, '2025-01-01', 'old', 'team-budget', 'gpt-4o-mini', 'mock', "
-                    "'mock-gpt', 200, 0, 1, 4000, 1000, 5000, 0, 0, 0.001, 10)"));
+                    "'mock-gpt', 200, 0, 1, 4000, 1000, 5000, 0, 0, 0.001, 10);"
+                    "INSERT INTO usage_daily VALUES ('team-budget', '2025-01-01', 'gpt-4o-mini', "
+                    "1, 4000, 1000, 5000, 0.001); COMMIT"));
     }
     // The day's budget knows nothing of last year.
     BOOST_TEST(chat(e.port(), body("still today"), key_budget).status == 200);

@@ -504,4 +504,93 @@ BOOST_AUTO_TEST_CASE(sqlite_file_is_wal_with_the_utc_day_and_cached_tokens) {
     BOOST_TEST(read_lines(o.jsonl).size() == 10u);
 }
 
+// A batch is stored whole or not at all, its per-key daily sums with it: a write that
+// fails after its records went in (here the sums are refused) is rolled back and retried,
+// and the sums count each record once.
+BOOST_AUTO_TEST_CASE(daily_sums_fail_and_retry_with_their_records) {
+    temp_dir dir;
+    auto o = make_options(dir);
+    o.busy_timeout = 20ms;
+    ledger l(o);
+    l.push(make_record("before"));
+    l.flush();
+
+    db_handle db(o.database);
+    db.exec(
+        "CREATE TABLE refuse (x); INSERT INTO refuse VALUES (1);"
+        "CREATE TRIGGER refuse_sums BEFORE INSERT ON usage_daily WHEN EXISTS (SELECT 1 FROM "
+        "refuse) BEGIN SELECT RAISE(FAIL, 'refused by the test'); END;");
+    for (int i = 0; i < 40; ++i)
+        l.push(make_record("r" + std::to_string(i), i % 2 ? "team-a" : "team-b"));
+    BOOST_TEST(eventually([&] { return !l.healthy(); }));
+    BOOST_TEST(l.pending() == 40u);
+    BOOST_TEST(db.scalar("SELECT COUNT(*) FROM usage") == 1);  // the records rolled back too
+    db.exec("DELETE FROM refuse");
+
+    l.flush();
+    BOOST_TEST(l.healthy());
+    BOOST_TEST(db.scalar("SELECT COUNT(*) FROM usage") == 41);
+    BOOST_TEST(db.scalar("SELECT SUM(requests) FROM usage_daily") == 41);
+    BOOST_TEST(db.scalar("SELECT requests FROM usage_daily WHERE key_id = 'team-a'") == 21);
+    BOOST_TEST(db.scalar("SELECT total_tokens FROM usage_daily WHERE key_id = 'team-b'") == 300);
+    BOOST_TEST(l.totals_since("team-b", tollgate::test::nov25).tokens == 300u);
+}
+
+// A ledger file of the first schema (an index on usage (key_id, day), no usage_daily) is
+// brought up to date when opened: the sums are made from its records, the index goes, and
+// the reports and budgets read the same as before; new records add to the sums.
+BOOST_AUTO_TEST_CASE(a_first_schema_ledger_gains_its_daily_sums) {
+    temp_dir dir;
+    const auto o = make_options(dir);
+    std::vector<usage_record> records;
+    for (int i = 0; i < 30; ++i) {
+        usage_record r = make_record("old" + std::to_string(i), i % 3 ? "team-a" : "team-b",
+                                     i % 2 ? "m1" : "m2", nov25 - day_ms + i * 3'600'000);
+        r.total_tokens = i % 4 ? std::optional<std::uint64_t>(20 + i) : std::nullopt;
+        r.cost_usd = i % 5 ? std::optional<double>(0.01 * i) : std::nullopt;
+        records.push_back(r);
+    }
+    {
+        ledger l(o);
+        for (const auto& r : records) l.push(r);
+    }
+    {
+        // As the first release left it.
+        db_handle db(o.database);
+        db.exec(
+            "DROP TABLE usage_daily; CREATE INDEX usage_key_day ON usage(key_id, day);"
+            "PRAGMA user_version=1");
+    }
+    store::usage_query by_key_day;
+    by_key_day.by_key = by_key_day.by_day = by_key_day.by_model = true;
+    ledger l(o);
+    {
+        db_handle db(o.database);
+        BOOST_TEST(db.scalar("PRAGMA user_version") == 2);
+        BOOST_TEST(db.scalar("SELECT COUNT(*) FROM sqlite_master WHERE name = 'usage_key_day'") ==
+                   0);
+        BOOST_TEST(db.scalar("SELECT SUM(requests) FROM usage_daily") == 30);
+    }
+    auto rows = l.aggregate(by_key_day);
+    std::uint64_t requests = 0, tokens = 0;
+    for (const auto& row : rows) requests += row.requests, tokens += row.total_tokens;
+    std::uint64_t want_tokens = 0;
+    for (const auto& r : records) want_tokens += store::billable_tokens(r);
+    BOOST_TEST(requests == 30u);
+    BOOST_TEST(tokens == want_tokens);
+    std::uint64_t want_b = 0;
+    double want_b_usd = 0;
+    for (const auto& r : records)
+        if (r.key_id == "team-b" && r.ts_ms >= nov25)
+            want_b += store::billable_tokens(r), want_b_usd += r.cost_usd.value_or(0);
+    BOOST_TEST(l.totals_since("team-b", nov25).tokens == want_b);
+    BOOST_TEST(l.totals_since("team-b", nov25).usd == want_b_usd,
+               boost::test_tools::tolerance(1e-9));
+
+    l.push(make_record("new", "team-b", "m1", nov25 + 1));
+    l.flush();
+    BOOST_TEST(l.totals_since("team-b", nov25).tokens == want_b + 15);
+    BOOST_TEST(l.aggregate({}).at(0).requests == 31u);
+}
+
 BOOST_AUTO_TEST_SUITE_END()

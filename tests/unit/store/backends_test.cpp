@@ -206,7 +206,7 @@ std::vector<store::usage_record> varied_records() {
 std::vector<store::usage_query> query_table() {
     std::vector<store::usage_query> qs;
     for (int grouping = 0; grouping < 16; ++grouping) {
-        for (int filter = 0; filter < 5; ++filter) {
+        for (int filter = 0; filter < 8; ++filter) {
             store::usage_query q;
             q.by_key = grouping & 1;
             q.by_model = grouping & 2;
@@ -216,6 +216,11 @@ std::vector<store::usage_query> query_table() {
             if (filter == 2) q.model = "Claude";
             if (filter == 3) q.since_ms = nov25, q.until_ms = nov25_10h;
             if (filter == 4) q.key = "_ops", q.since_ms = nov25_10h + 1;
+            // Whole days with part of a day at both edges, and with whole days only.
+            if (filter == 5) q.since_ms = nov25 - day_ms / 2, q.until_ms = nov25 + day_ms + 7;
+            if (filter == 6)
+                q.model = "m1", q.since_ms = nov25 - day_ms, q.until_ms = nov25 + 2 * day_ms;
+            if (filter == 7) q.key = "Team-C", q.until_ms = nov25 + day_ms / 3;
             qs.push_back(q);
         }
     }

@@ -60,8 +60,9 @@ struct sqlite_handle {
     }
 };
 
-const table* const tables[] = {&usage_table(), &usage_batches_table(), &api_keys_table(),
-                               &api_key_deletions_table(), &api_key_revocations_table()};
+const table* const tables[] = {
+    &usage_table(),    &usage_batches_table(),     &usage_daily_table(),
+    &api_keys_table(), &api_key_deletions_table(), &api_key_revocations_table()};
 
 std::string expected(const column& c, bool in_composite_key) {
     std::string s(c.name);
@@ -107,6 +108,12 @@ BOOST_AUTO_TEST_CASE(postgres_ddl_uses_its_own_types_for_the_same_columns) {
                std::string::npos);
     const auto lite = create_sql(usage_table(), sql_dialect::sqlite);
     BOOST_TEST(lite.find("id INTEGER PRIMARY KEY") != std::string::npos);
+    // SQLite keeps the per-key sums in usage_daily instead (one B-tree, no rowid).
+    BOOST_TEST(lite.find("usage_key_day") == std::string::npos);
+    BOOST_TEST(lite.find("CREATE INDEX IF NOT EXISTS usage_ts ON usage(ts_ms)") !=
+               std::string::npos);
+    BOOST_TEST(create_sql(usage_daily_table(), sql_dialect::sqlite)
+                   .find("PRIMARY KEY (key_id, day, model)\n) WITHOUT ROWID") != std::string::npos);
     BOOST_TEST(lite.find("stream INTEGER NOT NULL") != std::string::npos);
     BOOST_TEST(
         add_column_sql(api_keys_table(), api_keys_table().columns.back(), sql_dialect::postgres) ==
