@@ -5,6 +5,7 @@
 
 #include <signal.h>
 
+#include <chrono>
 #include <fstream>
 #include <sstream>
 #include <string>
@@ -116,8 +117,11 @@ BOOST_AUTO_TEST_CASE(a_cooled_down_target_gets_traffic_again_once_it_recovers) {
     // The dead target comes back on its port: once its cooldown ends it is tried again
     // and, succeeding, gets its share.
     mock_upstream revived({"--listen", "127.0.0.1:" + std::to_string(dead)});
+    // Bounded in time, not only in count: 2,000 quick requests could all fall inside the
+    // 300 ms cooldown.
     bool served = false;
-    for (int i = 0; i < 2000 && !served; ++i) {
+    const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    for (int i = 0; i < 200'000 && !served && std::chrono::steady_clock::now() < give_up; ++i) {
         BOOST_REQUIRE(
             c.request("POST", "/v1/chat/completions", auth_headers(), chat_body("b", false, "m"))
                 .status == 200);
