@@ -82,18 +82,20 @@ void filter_key_model(builder& b, const usage_query& q) {
     }
 }
 
-// The first instant of the UTC day holding `ms`, and of the day after it unless `ms` is
-// that first instant: the whole days of a range start at day_ceil(since) and end at
-// day_floor(until).
+// The whole UTC days of a range start at day_ceil(since) and end at day_floor(until).
+// SQLite's usage_daily is read only for bounds from 1970 to the last day of 9999: days
+// are compared as "YYYY-MM-DD" text, which sorts by date only inside those years (and
+// the arithmetic cannot overflow there); a bound outside reads the records.
 constexpr std::int64_t ms_per_day = 86'400'000;
-std::int64_t day_floor(std::int64_t ms) {
-    return ms / ms_per_day * ms_per_day - (ms % ms_per_day < 0 ? ms_per_day : 0);
+constexpr std::int64_t last_text_day = 253'402'214'400'000;  // 9999-12-31T00:00:00Z
+constexpr bool in_text_days(std::int64_t ms) {
+    return ms >= 0 && ms <= last_text_day;
 }
-std::optional<std::int64_t> day_ceil(std::int64_t ms) {
-    const std::int64_t f = day_floor(ms);
-    if (f == ms) return f;
-    if (f > std::numeric_limits<std::int64_t>::max() - ms_per_day) return std::nullopt;
-    return f + ms_per_day;
+constexpr std::int64_t day_floor(std::int64_t ms) {
+    return ms / ms_per_day * ms_per_day;  // ms >= 0
+}
+constexpr std::int64_t day_ceil(std::int64_t ms) {
+    return day_floor(ms) == ms ? ms : day_floor(ms) + ms_per_day;
 }
 
 // Everything a query asks of the usage table itself, row by row: the whole of it, or
@@ -117,12 +119,14 @@ void scan_usage(builder& b, const usage_query& q, const std::vector<const char*>
         sql += " AND ts_ms < ";
         b.param(*q.until_ms);
     }
-    // PostgreSQL: redundant day bounds let it range-scan the (key_id, day) index for one key.
-    if (b.dialect == sql_dialect::postgres && q.key && q.since_ms) {
+    // PostgreSQL: redundant day bounds let it range-scan the (key_id, day) index for one key
+    // (where the days sort as text).
+    const bool pg = b.dialect == sql_dialect::postgres;
+    if (pg && q.key && q.since_ms && in_text_days(*q.since_ms)) {
         sql += " AND day >= ";
         b.param(utc_day(*q.since_ms));
     }
-    if (b.dialect == sql_dialect::postgres && q.key && q.until_ms) {
+    if (pg && q.key && q.until_ms && in_text_days(*q.until_ms)) {
         sql += " AND day <= ";
         b.param(utc_day(*q.until_ms));
     }
@@ -152,17 +156,14 @@ ledger_sql aggregate_sql(const usage_query& q, sql_dialect d) {
     // SQLite keeps each key's sums per day and model in usage_daily: the whole days of the
     // range are read from there, and only the part-days at its edges (if any) from the
     // records. By hour, or a range inside one day, reads the records.
-    std::int64_t first_whole = std::numeric_limits<std::int64_t>::min();
-    std::int64_t end_whole = std::numeric_limits<std::int64_t>::max();
-    bool whole_days = true;
-    if (q.since_ms) {
-        const auto c = day_ceil(*q.since_ms);
-        whole_days = c.has_value();
-        first_whole = c.value_or(first_whole);
+    const bool text_days =
+        (!q.since_ms || in_text_days(*q.since_ms)) && (!q.until_ms || in_text_days(*q.until_ms));
+    std::int64_t first_whole = 0, end_whole = 0;
+    if (text_days) {
+        first_whole = q.since_ms ? day_ceil(*q.since_ms) : 0;
+        end_whole = q.until_ms ? day_floor(*q.until_ms) : last_text_day + ms_per_day;
     }
-    if (q.until_ms) end_whole = day_floor(*q.until_ms);
-    whole_days = whole_days && first_whole < end_whole;
-    if (d == sql_dialect::postgres || q.by_hour || !whole_days) {
+    if (d == sql_dialect::postgres || q.by_hour || !text_days || first_whole >= end_whole) {
         scan_usage(b, q, columns);
         return std::move(b.out);
     }
@@ -193,20 +194,22 @@ ledger_sql aggregate_sql(const usage_query& q, sql_dialect d) {
 ledger_sql totals_sql(const std::string& key_id, std::int64_t since_ms, sql_dialect d) {
     builder b{d, {}};
     std::string& sql = b.out.text;
-    const std::optional<std::int64_t> first_whole = day_ceil(since_ms);
-    if (d == sql_dialect::postgres || !first_whole) {
+    if (d == sql_dialect::postgres || !in_text_days(since_ms)) {
         sql = "SELECT COALESCE(SUM(";
         sql += billable_sql;
         sql += "), 0), ";
         sql += cost_sum(d);
         sql += " FROM usage WHERE key_id = ";
         b.param(key_id);
-        sql += " AND day >= ";
-        b.param(utc_day(since_ms));
+        if (d == sql_dialect::postgres && in_text_days(since_ms)) {  // the (key_id, day) index
+            sql += " AND day >= ";
+            b.param(utc_day(since_ms));
+        }
         sql += " AND ts_ms >= ";
         b.param(since_ms);
         return std::move(b.out);
     }
+    const std::int64_t first_whole = day_ceil(since_ms);
     // SQLite: the whole days from usage_daily, the rest of the first day (a budget's period
     // starts at midnight, so usually nothing) from the records.
     sql =
@@ -214,8 +217,8 @@ ledger_sql totals_sql(const std::string& key_id, std::int64_t since_ms, sql_dial
         "cost FROM usage_daily WHERE key_id = ";
     b.param(key_id);
     sql += " AND day >= ";
-    b.param(utc_day(*first_whole));
-    if (since_ms < *first_whole) {
+    b.param(utc_day(first_whole));
+    if (since_ms < first_whole) {
         sql += " UNION ALL SELECT ";
         sql += billable_sql;
         sql += ", cost_usd FROM usage WHERE key_id = ";
@@ -223,7 +226,7 @@ ledger_sql totals_sql(const std::string& key_id, std::int64_t since_ms, sql_dial
         sql += " AND ts_ms >= ";
         b.param(since_ms);
         sql += " AND ts_ms < ";
-        b.param(*first_whole);
+        b.param(first_whole);
     }
     sql += ')';
     return std::move(b.out);

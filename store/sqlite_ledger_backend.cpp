@@ -4,6 +4,7 @@
 // the queries, which read whole days of a key from usage_daily.
 #include <sqlite3.h>
 
+#include <algorithm>
 #include <array>
 #include <climits>
 #include <cmath>
@@ -118,6 +119,14 @@ sqlite3_stmt* prepare(sqlite3* db, const std::string& path, std::string_view sql
         throw db_error(path, "preparing a statement", db);
     }
     return stmt;
+}
+
+// Token sums stop at the largest value rather than wrap (they are clamped to SQLite's
+// int64 when bound).
+void add_saturating(std::uint64_t& sum, std::uint64_t v) {
+    sum = v > std::numeric_limits<std::uint64_t>::max() - sum
+              ? std::numeric_limits<std::uint64_t>::max()
+              : sum + v;
 }
 
 std::int64_t count_rows(sqlite3* db, const std::string& path, const char* table) {
@@ -239,25 +248,22 @@ void sqlite_ledger_backend::open_writer() {
     }
     // FULL: a commit is on disk before the ledger reports it (budgets count from there).
     exec(raw, path, "PRAGMA synchronous=FULL", "cannot set synchronous=FULL");
-    // What SQLite would put in temporary files (a statement journal past 64 KiB, as the
-    // prune of old batch ids below may keep) stays in memory: none of it is needed for
-    // durability, the WAL has the commit.
-    exec(raw, path, "PRAGMA temp_store=MEMORY", "cannot set temp_store=MEMORY");
-
-    int version = 0;
-    {
-        stmt_ptr v{prepare(raw, path, "PRAGMA user_version")};
-        if (sqlite3_step(v.get()) != SQLITE_ROW)
-            throw db_error(path, "cannot read schema version", raw);
-        version = sqlite3_column_int(v.get(), 0);
-    }
-    if (version > schema_version)
-        throw std::runtime_error("usage ledger: " + path + ": schema version " +
-                                 std::to_string(version) +
-                                 " was written by a newer tollgate (this one knows " +
-                                 std::to_string(schema_version) + ")");
+    // The version is read under the write lock: another process opening the same file at
+    // the same time upgrades it first, or finds it upgraded.
     exec(raw, path, "BEGIN IMMEDIATE", "cannot create the schema");
     try {
+        int version = 0;
+        {
+            stmt_ptr v{prepare(raw, path, "PRAGMA user_version")};
+            if (sqlite3_step(v.get()) != SQLITE_ROW)
+                throw db_error(path, "cannot read schema version", raw);
+            version = sqlite3_column_int(v.get(), 0);
+        }
+        if (version > schema_version)
+            throw std::runtime_error("usage ledger: " + path + ": schema version " +
+                                     std::to_string(version) +
+                                     " was written by a newer tollgate (this one knows " +
+                                     std::to_string(schema_version) + ")");
         exec(raw, path, schema_sql().c_str(), "cannot create the schema");
         if (version < 2) {
             // The same transaction that makes usage_daily fills it, so the sums and the
@@ -280,6 +286,10 @@ void sqlite_ledger_backend::open_writer() {
         sqlite3_exec(raw, "ROLLBACK", nullptr, nullptr, nullptr);
         throw;
     }
+    // What SQLite would put in temporary files (a statement journal past 64 KiB) stays in
+    // memory: none of it is needed for durability, the WAL has the commit. Set after the
+    // upgrade above, whose sort of every record may be larger than memory should hold.
+    exec(raw, path, "PRAGMA temp_store=MEMORY", "cannot set temp_store=MEMORY");
 
     insert_.reset(prepare(raw, path, insert_sql(1), SQLITE_PREPARE_PERSISTENT));
     insert_many_.reset(prepare(raw, path, insert_sql(rows_per_insert), SQLITE_PREPARE_PERSISTENT));
@@ -325,8 +335,12 @@ ledger_backend::write_outcome sqlite_ledger_backend::write_batch(
         }
     };
 
-    rollback();           // a transaction left open by an earlier failure
-    daily_sums_.clear();  // an earlier attempt's that failed part-way
+    rollback();  // a transaction left open by an earlier failure
+    // The sums point into the batch: emptied however this returns.
+    struct clear_sums {
+        decltype(daily_sums_)& sums;
+        ~clear_sums() { sums.clear(); }
+    } clear{daily_sums_};
     if (!run_step(begin_.get(), "begin")) {
         rollback();
         return write_outcome::failed;
@@ -374,10 +388,11 @@ ledger_backend::write_outcome sqlite_ledger_backend::write_batch(
         const auto completion =
             static_cast<std::uint64_t>(to_sql_int(r.completion_tokens.value_or(0)));
         ++sum.requests;
-        sum.prompt += prompt;
-        sum.completion += completion;
-        sum.total += r.total_tokens ? static_cast<std::uint64_t>(to_sql_int(*r.total_tokens))
-                                    : prompt + completion;
+        add_saturating(sum.prompt, prompt);
+        add_saturating(sum.completion, completion);
+        add_saturating(sum.total, r.total_tokens
+                                      ? static_cast<std::uint64_t>(to_sql_int(*r.total_tokens))
+                                      : prompt + completion);
         if (r.cost_usd && std::isfinite(*r.cost_usd)) sum.cost += *r.cost_usd;
     };
     const int cols = static_cast<int>(stored_column_count(usage_table()));
@@ -415,16 +430,16 @@ ledger_backend::write_outcome sqlite_ledger_backend::write_batch(
         sqlite3_bind_int64(daily, 5, to_sql_int(sum.prompt));
         sqlite3_bind_int64(daily, 6, to_sql_int(sum.completion));
         sqlite3_bind_int64(daily, 7, to_sql_int(sum.total));
-        sqlite3_bind_double(daily, 8, sum.cost);
+        // Finite (a NaN would break NOT NULL): only absurd costs reach the bounds.
+        constexpr double max_cost = std::numeric_limits<double>::max();
+        sqlite3_bind_double(daily, 8, std::clamp(sum.cost, -max_cost, max_cost));
         if (!run_step(daily, "add to the per-key daily totals")) {
             sqlite3_clear_bindings(daily);
-            daily_sums_.clear();
             rollback();
             return write_outcome::failed;
         }
     }
     sqlite3_clear_bindings(daily);
-    daily_sums_.clear();
     if (!run_step(commit_.get(), "commit")) {
         rollback();
         return write_outcome::failed;

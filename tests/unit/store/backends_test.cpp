@@ -227,6 +227,19 @@ std::vector<store::usage_query> query_table() {
     store::usage_query nobody;
     nobody.key = "nobody";
     qs.push_back(nobody);
+    // Bounds past the year 9999 (whose days no longer sort as text) and before 1970.
+    for (const std::int64_t far : {std::int64_t{253'402'300'800'000}, std::int64_t{-1}}) {
+        store::usage_query q;
+        q.since_ms = far;
+        qs.push_back(q);
+        q.by_day = true;
+        qs.push_back(q);
+        q = {};
+        q.until_ms = far;
+        qs.push_back(q);
+        q.key = "team-a";
+        qs.push_back(q);
+    }
     return qs;
 }
 
@@ -335,7 +348,8 @@ BOOST_DATA_TEST_CASE(varied_records_aggregate_as_the_reference_says, bdata::make
         }
     }
     for (const char* key : {"team-a", "team-b", "Team-C", "_ops", "nobody"})
-        for (const std::int64_t since : {std::int64_t{0}, nov25, nov25_10h, nov25 + day_ms}) {
+        for (const std::int64_t since : {std::int64_t{0}, nov25, nov25_10h, nov25 + day_ms,
+                                         std::int64_t{-1}, std::int64_t{253'402'300'800'000}}) {
             BOOST_TEST_CONTEXT(key << " since " << since) {
                 store::usage_query q;
                 q.key = key;
