@@ -153,6 +153,21 @@ start_mock() {
     die "mock_upstream did not start"
 }
 
+# bench_keys: the config's client keys: KEY, or with KEYS=N (N > 1) the keys KEY-1 … KEY-N
+# (bench/wrk/chat.lua rotates over them), each with limits and a budget never hit.
+bench_keys() {
+    local i n=${KEYS:-1}
+    for ((i = 1; i <= n; i++)); do
+        if [ "$n" -gt 1 ]; then
+            printf '  - id: bench-%d\n    key: %s-%d\n' "$i" "$KEY" "$i"
+        else
+            printf '  - id: bench\n    key: %s\n' "$KEY"
+        fi
+        printf '    limits: {rpm: 1000000000, tpm: 1000000000000, concurrency: 1000000}\n'
+        printf '    budget: {usd: 1000000000, period: total}\n'
+    done
+}
+
 # gw_config PORT POLICIES UPSTREAM_PORT [MAX_CONNECTIONS]: a bench config. Limits and budget
 # are there (so the policies do their work) but never hit.
 gw_config() {
@@ -173,10 +188,7 @@ models:
     targets: [{provider: mock, model: mock-gpt}]
     price: {input_per_mtok: 0.15, output_per_mtok: 0.60}
 keys:
-  - id: bench
-    key: $KEY
-    limits: {rpm: 1000000000, tpm: 1000000000000, concurrency: 1000000}
-    budget: {usd: 1000000000, period: total}
+$(bench_keys)
 usage: {database: "$work/usage-$port.db"}
 policies: $policies
 ${GW_EXTRA:-}
@@ -273,7 +285,7 @@ wrk_load() {
     local stream=0 chunks=${PLAIN_CHUNKS:-8} mock_extra=
     [ "$1" = stream ] && { stream=1; chunks=${STREAM_CHUNKS:-50}; }
     [ "$1" = burst ] && { stream=1; chunks=${STREAM_CHUNKS:-50}; mock_extra="burst=1 pad=${BURST_PAD:-200}"; }
-    STREAM=$stream CHUNKS=$chunks MOCK_EXTRA=$mock_extra KEY=$KEY timeout -k 5 $(($3 + 60)) \
+    STREAM=$stream CHUNKS=$chunks MOCK_EXTRA=$mock_extra KEY=$KEY KEYS=${KEYS:-1} timeout -k 5 $(($3 + 60)) \
         taskset -c "$LOAD_CPU" wrk -t1 -c"$2" -d"$3s" --timeout 30s --latency \
         -s "$here/wrk/chat.lua" "http://127.0.0.1:$4/v1/chat/completions" >"$5" 2>&1 || true
     { grep '^TGBENCH' "$5" || true; } | tr ' ' '\n' | awk -F= '$1 == "requests" {print $2}'

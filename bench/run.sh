@@ -20,6 +20,7 @@
 #   CAP_HOLD [1]: then, through a fresh tollgate, the same number of streams each held after
 #   its first content event (`#mock hold=1`) while RSS is read: a steady state, so the figure
 #   repeats within about 1 % where the sampled one above moves by several
+#   KEYS [1]: client keys the wrk load rotates over (the ledger's cost grows with keys)
 #   SUT_CPU [0]  LOAD_CPU [1]  RESULTS_DIR [bench/results]  KEEP_WORK [0]
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -65,6 +66,7 @@ for t in $TARGETS $LAT_TARGETS; do
     case $t in direct | nginx | min | full) ;; *) die "unknown target $t (direct nginx min full)" ;; esac
 done
 int_in BURST_PAD "$BURST_PAD" 0 100000
+int_in KEYS "${KEYS:=1}" 1 10000
 for m in $MODES; do case $m in plain | stream | burst) ;; *) die "unknown mode $m (plain stream burst)" ;; esac; done
 
 ensure_tools wrk
@@ -143,7 +145,7 @@ run_wrk() {
     t0=$(cpu_ticks "$pid")
     u0=$(user_ticks "$pid")
     l0=$(thread_ticks "$pid" tg-ledger)
-    STREAM=$stream CHUNKS=$chunks MOCK_EXTRA=$extra KEY=$KEY timeout -k 5 $((d + 30)) taskset -c "$LOAD_CPU" \
+    STREAM=$stream CHUNKS=$chunks MOCK_EXTRA=$extra KEY=$KEY KEYS=${KEYS:-1} timeout -k 5 $((d + 30)) taskset -c "$LOAD_CPU" \
         wrk -t1 -c"$c" -d"${d}s" --timeout 10s --latency -s "$here/wrk/chat.lua" \
         "http://127.0.0.1:${port_of[$t]}/v1/chat/completions" >"$f" 2>&1 || true
     t1=$(cpu_ticks "$pid")
@@ -377,7 +379,12 @@ rev=$(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo unknown)
     echo "| wrk | $(wrk -v 2>&1 | awk 'NR == 1 {print $2}') |"
     echo "| fd limit | $NOFILE |"
     echo
-    echo "Load: wrk -t1, the ~1 KB chat completion of \`bench/wrk/chat.lua\` with a bearer key,"
+    if [ "$KEYS" -gt 1 ]; then
+        echo "Load: wrk -t1, the ~1 KB chat completion of \`bench/wrk/chat.lua\` with a bearer key,"
+        echo "rotating over $KEYS keys (KEYS=$KEYS), each request the next key;"
+    else
+        echo "Load: wrk -t1, the ~1 KB chat completion of \`bench/wrk/chat.lua\` with a bearer key,"
+    fi
     echo "${DURATION} s per run, $REPEAT interleaved repeats per cell (each round visits every target);"
     echo "every figure is the median over the repeats. Latencies in µs; \`+p50\`/\`+p99\` are the"
     echo "latency added over the direct-to-mock run of the same cell. CPU µs/req: utime+stime of the"
