@@ -1,7 +1,10 @@
 // Sustained write rate of the usage ledger: records pushed from several threads (as the
 // workers do) into a real SQLite file, timed until the last one is durable.
 //
-//   ledger_bench [RECORDS] [THREADS] [DB_PATH]
+//   ledger_bench [RECORDS] [THREADS] [DB_PATH] [KEYS]
+//
+// KEYS (default 50): how many client keys the records are spread over.
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -19,6 +22,7 @@ int main(int argc, char** argv) {
     const long records = argc > 1 ? std::atol(argv[1]) : 500000;
     const int threads = argc > 2 ? std::atoi(argv[2]) : 2;
     const std::string path = argc > 3 ? argv[3] : "/tmp/tollgate-ledger-bench.db";
+    const long keys = std::max(1L, argc > 4 ? std::atol(argv[4]) : 50L);
     for (const char* suffix : {"", "-wal", "-shm"}) std::filesystem::remove(path + suffix);
 
     ledger::options o;
@@ -32,7 +36,7 @@ int main(int argc, char** argv) {
                 store::usage_record r;
                 r.ts_ms = 1795600000000 + i;
                 r.request_id = "req-" + std::to_string(i);
-                r.key_id = "team-" + std::to_string(i % 50);
+                r.key_id = "team-" + std::to_string(i % keys);
                 r.model = "gpt-4o-mini";
                 r.provider = "openai";
                 r.upstream_model = "gpt-4o-mini-2024-07-18";
@@ -53,8 +57,9 @@ int main(int argc, char** argv) {
     const double secs =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     std::printf(
-        "ledger: %ld records from %d threads in %.2f s = %.0f records/s, %llu transactions\n",
-        records, threads, secs, static_cast<double>(records) / secs,
+        "ledger: %ld records of %ld keys from %d threads in %.2f s = %.0f records/s, %llu "
+        "transactions\n",
+        records, keys, threads, secs, static_cast<double>(records) / secs,
         static_cast<unsigned long long>(l.transactions()));
     return 0;
 }
