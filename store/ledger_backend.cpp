@@ -2,8 +2,6 @@
 
 #include "store/database_url.hpp"
 
-#include <limits>
-#include <optional>
 #include <string_view>
 #include <utility>
 #include <vector>
@@ -32,10 +30,6 @@ struct builder {
         out.text += std::to_string(out.params.size());
     }
 };
-
-}  // namespace
-
-namespace {
 
 // The group columns of a query, in the order the rows give them.
 std::vector<const char*> group_columns(const usage_query& q, sql_dialect d) {
@@ -98,8 +92,8 @@ constexpr std::int64_t day_ceil(std::int64_t ms) {
     return day_floor(ms) == ms ? ms : day_floor(ms) + ms_per_day;
 }
 
-// Everything a query asks of the usage table itself, row by row: the whole of it, or
-// (SQLite) the part of a day at either edge of the range.
+// The query read from the records alone (PostgreSQL always; SQLite by hour, or for a
+// range without a whole day in it).
 void scan_usage(builder& b, const usage_query& q, const std::vector<const char*>& columns) {
     std::string& sql = b.out.text;
     sql = "SELECT ";
@@ -233,10 +227,9 @@ ledger_sql totals_sql(const std::string& key_id, std::int64_t since_ms, sql_dial
 }
 
 std::string usage_daily_backfill_sql() {
-    std::string sql =
-        "INSERT INTO usage_daily (key_id, day, model, requests, prompt_tokens, "
-        "completion_tokens, total_tokens, cost_usd) SELECT key_id, day, model, COUNT(*), "
-        "COALESCE(SUM(prompt_tokens), 0), COALESCE(SUM(completion_tokens), 0), COALESCE(SUM(";
+    std::string sql = "INSERT INTO usage_daily (" + column_list(usage_daily_table()) +
+                      ") SELECT key_id, day, model, COUNT(*), COALESCE(SUM(prompt_tokens), 0), "
+                      "COALESCE(SUM(completion_tokens), 0), COALESCE(SUM(";
     sql += billable_sql;
     sql += "), 0), TOTAL(cost_usd) FROM usage GROUP BY key_id, day, model";
     return sql;

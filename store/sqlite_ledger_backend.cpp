@@ -41,14 +41,20 @@ std::string schema_sql() {
            create_sql(usage_daily_table(), sql_dialect::sqlite) + ";\n";
 }
 
-// A batch's sums are added to its keys' rows of usage_daily (or make them).
-constexpr const char* daily_sql =
-    "INSERT INTO usage_daily (key_id, day, model, requests, prompt_tokens, completion_tokens, "
-    "total_tokens, cost_usd) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) ON CONFLICT (key_id, day, "
-    "model) DO UPDATE SET requests = requests + excluded.requests, prompt_tokens = "
-    "prompt_tokens + excluded.prompt_tokens, completion_tokens = completion_tokens + "
-    "excluded.completion_tokens, total_tokens = total_tokens + excluded.total_tokens, "
-    "cost_usd = cost_usd + excluded.cost_usd";
+// A batch's sums are added to its keys' rows of usage_daily (or make them): the columns
+// after the key (key_id, day, model) each add the batch's figure.
+std::string daily_sql() {
+    const table& t = usage_daily_table();
+    std::string sql = "INSERT INTO usage_daily (" + column_list(t) + ") VALUES (" +
+                      placeholders(stored_column_count(t), sql_dialect::sqlite) +
+                      ") ON CONFLICT (key_id, day, model) DO UPDATE SET ";
+    for (std::size_t i = t.composite_key.size(); i < t.columns.size(); ++i) {
+        if (i > t.composite_key.size()) sql += ", ";
+        const std::string_view c = t.columns[i].name;
+        sql.append(c).append(" = ").append(c).append(" + excluded.").append(c);
+    }
+    return sql;
+}
 
 // Batch ids are kept 30 days: far longer than any shutdown's spill file waits for a start.
 constexpr const char* prune_batches_sql =
@@ -297,7 +303,7 @@ void sqlite_ledger_backend::open_writer() {
     insert_.reset(prepare(raw, path, insert_sql(1), SQLITE_PREPARE_PERSISTENT));
     insert_many_.reset(prepare(raw, path, insert_sql(rows_per_insert), SQLITE_PREPARE_PERSISTENT));
     batch_.reset(prepare(raw, path, batch_sql, SQLITE_PREPARE_PERSISTENT));
-    daily_.reset(prepare(raw, path, daily_sql, SQLITE_PREPARE_PERSISTENT));
+    daily_.reset(prepare(raw, path, daily_sql(), SQLITE_PREPARE_PERSISTENT));
     // IMMEDIATE takes the write lock up front, so a busy database fails at BEGIN (and is
     // retried) instead of part-way through a batch.
     begin_.reset(prepare(raw, path, "BEGIN IMMEDIATE", SQLITE_PREPARE_PERSISTENT));
