@@ -8,6 +8,8 @@
 // time limits.
 //
 // Invariants checked (besides ASan/UBSan):
+//  - the reader's own parser for common heads and Beast's parser read every input to the
+//    same outcome (request, refusal, keep-alive, Content-Length, what is left);
 //  - a request is accepted whether its bytes arrive in one read, in small pieces (1 byte
 //    for short inputs, else data-derived), or in two reads cut just before the head's
 //    final CRLF - or in none of these; when accepted it is the same request (method,
@@ -96,14 +98,15 @@ class reader {
 };
 
 // session::run's head and body loops for the first request on a connection.
-outcome run_session(std::string_view input, std::vector<std::size_t> cuts, std::string& rest) {
+outcome run_session(std::string_view input, std::vector<std::size_t> cuts, std::string& rest,
+                    bool fast_heads = true) {
     outcome o;
     reader in(input, std::move(cuts));
     std::string buf;
     if (!in.read(buf)) return o;
 
     // As session.cpp: the head until it is whole, then the body.
-    request_reader rr(max_header_bytes, max_request_bytes);
+    request_reader rr(max_header_bytes, max_request_bytes, fast_heads);
     error_code ec;
     for (;;) {
         std::size_t used = 0;
@@ -180,6 +183,20 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
 
     std::string rest_whole;
     const outcome whole = run_session(input, {}, rest_whole);
+
+    // The reader's own head parser (read_head_fast) reads what Beast's parser reads: the
+    // same request, the same refusal, the same bytes left for the next request.
+    {
+        std::string rest_beast;
+        const outcome beast_only = run_session(input, {}, rest_beast, false);
+        const auto why = [&] {
+            return std::string(input) + "\n  fast heads: " + describe(whole) +
+                   "\n  Beast only: " + describe(beast_only);
+        };
+        FUZZ_CHECK(whole == beast_only, why());
+        FUZZ_CHECK(whole.content_length == beast_only.content_length, why());
+        FUZZ_CHECK(rest_whole == rest_beast, why());
+    }
 
     // A request accepted one way is accepted the other way, identically. Rejections may
     // differ: on a malformed start line Beast fails at once when the whole line is there,

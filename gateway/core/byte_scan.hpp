@@ -42,6 +42,27 @@ inline const char* find_either(const char* p, const char* end, char a, char b) n
     return end;
 }
 
+// The first byte in [p, end) below `lo` or above '~' (DEL and every non-ASCII byte): with
+// lo = '!' the end of a request-target, with lo = ' ' of a header value's printable run.
+inline const char* find_unprintable(const char* p, const char* end, char lo) noexcept {
+#if defined(__SSE2__)
+    // Signed compares: 0x80-0xFF are negative, so below any printable `lo`.
+    const __m128i vlo = _mm_set1_epi8(lo), del = _mm_set1_epi8(0x7f);
+    while (end - p >= 16) {
+        const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+        const auto m = static_cast<unsigned>(
+            _mm_movemask_epi8(_mm_or_si128(_mm_cmplt_epi8(v, vlo), _mm_cmpeq_epi8(v, del))));
+        if (m) return p + std::countr_zero(m);
+        p += 16;
+    }
+#endif
+    for (; p < end; ++p) {
+        const auto c = static_cast<unsigned char>(*p);
+        if (c < static_cast<unsigned char>(lo) || c >= 0x7f) return p;
+    }
+    return end;
+}
+
 // The bytes in [p, end) equal to a or b.
 inline std::size_t count_either(const char* p, const char* end, char a, char b) noexcept {
     std::size_t n = 0;

@@ -5,7 +5,10 @@
 #include <boost/beast/http/error.hpp>
 
 #include <algorithm>
+#include <array>
 #include <limits>
+
+#include "gateway/core/byte_scan.hpp"
 
 namespace tollgate::server {
 
@@ -58,12 +61,171 @@ void request_parser::on_body_init_impl(const boost::optional<std::uint64_t>& len
     req_.body_.reserve(static_cast<std::size_t>(*length));
 }
 
-request_reader::request_reader(std::size_t max_header_bytes, std::size_t max_request_bytes)
-    : max_header_bytes_(max_header_bytes) {
-    parser_.header_limit(static_cast<std::uint32_t>(
-        std::min<std::size_t>(max_header_bytes, std::numeric_limits<std::uint32_t>::max())));
-    parser_.body_limit(max_request_bytes);
-    parser_.eager(true);
+request_reader::request_reader(std::size_t max_header_bytes, std::size_t max_request_bytes,
+                               bool fast_heads)
+    : max_header_bytes_(max_header_bytes),
+      max_request_bytes_(max_request_bytes),
+      fast_heads_(fast_heads) {}
+
+request_parser& request_reader::beast() {
+    if (!parser_) {
+        parser_.emplace(req_);
+        parser_->header_limit(static_cast<std::uint32_t>(
+            std::min<std::size_t>(max_header_bytes_, std::numeric_limits<std::uint32_t>::max())));
+        parser_->body_limit(max_request_bytes_);
+        parser_->eager(true);
+    }
+    return *parser_;
+}
+
+boost::optional<std::uint64_t> request_reader::content_length() const {
+    if (!fast_) return parser_->content_length();
+    if (!length_) return boost::none;
+    return *length_;
+}
+
+namespace {
+
+// RFC 9110 tchar: the bytes of a field name (Beast's is_token table).
+constexpr std::array<bool, 256> token_bytes = [] {
+    std::array<bool, 256> t{};
+    for (int c = '0'; c <= '9'; ++c) t[c] = true;
+    for (int c = 'a'; c <= 'z'; ++c) t[c] = t[c - 'a' + 'A'] = true;
+    for (const char c : std::string_view("!#$%&'*+-.^_`|~"))
+        t[static_cast<unsigned char>(c)] = true;
+    return t;
+}();
+
+bool is_named(std::string_view name, std::string_view lower) noexcept {
+    return name.size() == lower.size() && boost::beast::iequals(name, lower);
+}
+
+}  // namespace
+
+bool request_reader::read_head_fast(std::string_view head) {
+    // Within Beast's header limit with room to spare: a head near it is Beast's to judge.
+    if (head.size() + 64 > max_header_bytes_) return false;
+    const char* p = head.data();
+    const char* const end = p + head.size();
+    http::verb verb;
+    std::string_view method;
+    if (head.starts_with("POST ")) {
+        verb = http::verb::post;
+        method = head.substr(0, 4);
+    } else if (head.starts_with("GET ")) {
+        verb = http::verb::get;
+        method = head.substr(0, 3);
+    } else {
+        return false;
+    }
+    p += method.size() + 1;
+    // request-target: printable ASCII but SP (Beast's is_pathchar, without obs-text).
+    const char* const target_begin = p;
+    p = core::bytes::find_unprintable(p, end, '!');
+    if (p == target_begin || end - p < 11 || *p != ' ') return false;
+    const std::string_view target(target_begin, static_cast<std::size_t>(p - target_begin));
+    ++p;
+    if (std::string_view(p, 7) != "HTTP/1." || (p[7] != '0' && p[7] != '1') || p[8] != '\r' ||
+        p[9] != '\n')
+        return false;
+    const unsigned version = p[7] == '1' ? 11 : 10;
+    p += 10;
+
+    req_.text_.reserve(head.size());
+    req_.method_at_ = req_.keep(method);
+    req_.target_at_ = req_.keep(target);
+    bool close = false, keep_alive = false;
+    std::optional<std::uint64_t> length;
+    const auto decline = [&] {
+        req_.text_.clear();
+        req_.fields_.clear();
+        return false;
+    };
+    for (;;) {
+        if (end - p < 2) return decline();
+        if (p[0] == '\r' && p[1] == '\n') {  // the empty line
+            p += 2;
+            break;
+        }
+        // field-name ":" OWS field-value OWS CRLF. A line starting with SP or HTAB
+        // (obs-fold) has no name: Beast's to refuse.
+        const char* const name_begin = p;
+        while (p < end && token_bytes[static_cast<unsigned char>(*p)]) ++p;
+        if (p == name_begin || p == end || *p != ':') return decline();
+        const std::string_view name(name_begin, static_cast<std::size_t>(p - name_begin));
+        ++p;
+        while (p < end && (*p == ' ' || *p == '\t')) ++p;
+        const char* const value_begin = p;
+        for (;;) {  // printable ASCII, SP and HTAB (Beast also takes obs-text: left to it)
+            p = core::bytes::find_unprintable(p, end, ' ');
+            if (p == end || *p != '\t') break;
+            ++p;
+        }
+        if (end - p < 2 || p[0] != '\r' || p[1] != '\n') return decline();
+        const char* value_end = p;
+        while (value_end > value_begin && (value_end[-1] == ' ' || value_end[-1] == '\t'))
+            --value_end;
+        p += 2;
+        const std::string_view value(value_begin,
+                                     static_cast<std::size_t>(value_end - value_begin));
+        // The fields that frame the request or the connection, as Beast reads them; any
+        // other form of them is Beast's.
+        switch (name.size()) {
+            case 7:
+                if (is_named(name, "upgrade")) return decline();
+                break;
+            case 10:
+                if (is_named(name, "connection")) {
+                    if (is_named(value, "close"))
+                        close = true;
+                    else if (is_named(value, "keep-alive"))
+                        keep_alive = true;
+                    else
+                        return decline();
+                }
+                break;
+            case 14:
+                if (is_named(name, "content-length")) {
+                    // Digits only, far from overflow; a second one is Beast's.
+                    if (length || value.empty() || value.size() > 18) return decline();
+                    std::uint64_t v = 0;
+                    for (const char c : value) {
+                        if (c < '0' || c > '9') return decline();
+                        v = v * 10 + static_cast<std::uint64_t>(c - '0');
+                    }
+                    length = v;
+                }
+                break;
+            case 16:
+                if (is_named(name, "proxy-connection")) return decline();
+                break;
+            case 17:
+                if (is_named(name, "transfer-encoding")) return decline();
+                break;
+            default:
+                break;
+        }
+        const auto n = req_.keep(name);
+        req_.fields_.push_back({n, req_.keep(value)});
+    }
+    // The head ends at its first empty line; a body longer than allowed is Beast's to refuse.
+    if (p != end || (length && *length > max_request_bytes_)) return decline();
+    req_.method_ = verb;
+    req_.version_ = version;
+    // Beast's keep_alive(): HTTP/1.1 unless "close", HTTP/1.0 only with "keep-alive".
+    req_.keep_alive_ = version == 11 ? !close : keep_alive;
+    fast_ = true;
+    length_ = length;
+    body_left_ = length.value_or(0);
+    if (body_left_ > 0) req_.body_.reserve(static_cast<std::size_t>(body_left_));
+    return true;
+}
+
+std::size_t request_reader::take_body(std::string_view buf) {
+    const auto n = static_cast<std::size_t>(std::min<std::uint64_t>(body_left_, buf.size()));
+    req_.body_.append(buf.data(), n);
+    body_left_ -= n;
+    return n;
 }
 
 request_reader::step request_reader::head(std::string_view buf, std::size_t& consumed) {
@@ -82,30 +244,42 @@ request_reader::step request_reader::head(std::string_view buf, std::size_t& con
         scanned_ = buf.size() >= 3 ? buf.size() - 3 : 0;
         return step::read_more;
     }
+    if (head_end != std::string_view::npos && fast_heads_ &&
+        read_head_fast(buf.substr(0, head_end))) {
+        // As Beast's eager parser: the body bytes already buffered are taken with the head.
+        consumed = head_end + take_body(buf.substr(head_end));
+        return step::head_ready;
+    }
     if (head_end != std::string_view::npos && head_has_obs_fold(buf.substr(0, head_end))) {
         ec_ = http::error::bad_field;
         return step::failed;
     }
-    if (head_end != std::string_view::npos) parser_.reserve_head(head_end);
-    consumed = parser_.put(asio::buffer(buf.data(), buf.size()), ec_);
+    auto& parser = beast();
+    if (head_end != std::string_view::npos) parser.reserve_head(head_end);
+    consumed = parser.put(asio::buffer(buf.data(), buf.size()), ec_);
     if (ec_ == http::error::need_more) ec_ = {};
-    if (!ec_ && !parser_.is_header_done()) ec_ = http::error::bad_line_ending;
+    if (!ec_ && !parser.is_header_done()) ec_ = http::error::bad_line_ending;
     // RFC 9112 §6.3: a request whose Transfer-Encoding does not end in chunked has no
     // length anyone can agree on (Beast would read no body and take what follows for the
     // next request): refused.
-    if (!ec_ && parser_.get().count("transfer-encoding") && !parser_.chunked())
+    if (!ec_ && req_.count("transfer-encoding") && !parser.chunked())
         ec_ = http::error::bad_transfer_encoding;
     return ec_ ? step::failed : step::head_ready;
 }
 
 request_reader::step request_reader::body(std::string_view buf, std::size_t& consumed) {
     consumed = 0;
+    if (fast_) {
+        consumed = take_body(buf);
+        return body_left_ == 0 ? step::done : step::read_more;
+    }
+    auto& parser = *parser_;
     // Right after the head, read first only if nothing is buffered; after a read, always
     // give the parser what there is. Then read whenever it cannot go on with what is
     // buffered (a partial chunk header leaves bytes that put() does not consume).
     bool need_read = !body_started_ && buf.empty();
     body_started_ = true;
-    while (!parser_.is_done()) {
+    while (!parser.is_done()) {
         if (need_read) {
             if (buf.size() >= max_header_bytes_ + body_read_size) {
                 ec_ = http::error::bad_chunk;  // a chunk header that never ends
@@ -113,7 +287,7 @@ request_reader::step request_reader::body(std::string_view buf, std::size_t& con
             }
             return step::read_more;
         }
-        const auto used = parser_.put(asio::buffer(buf.data(), buf.size()), ec_);
+        const auto used = parser.put(asio::buffer(buf.data(), buf.size()), ec_);
         buf.remove_prefix(used);
         consumed += used;
         if (ec_ == http::error::need_more) ec_ = {};
