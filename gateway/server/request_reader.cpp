@@ -9,6 +9,7 @@
 #include <limits>
 
 #include "gateway/core/byte_scan.hpp"
+#include "gateway/core/http_fields.hpp"
 
 namespace tollgate::server {
 
@@ -84,24 +85,6 @@ boost::optional<std::uint64_t> request_reader::content_length() const {
     return *length_;
 }
 
-namespace {
-
-// RFC 9110 tchar: the bytes of a field name (Beast's is_token table).
-constexpr std::array<bool, 256> token_bytes = [] {
-    std::array<bool, 256> t{};
-    for (int c = '0'; c <= '9'; ++c) t[c] = true;
-    for (int c = 'a'; c <= 'z'; ++c) t[c] = t[c - 'a' + 'A'] = true;
-    for (const char c : std::string_view("!#$%&'*+-.^_`|~"))
-        t[static_cast<unsigned char>(c)] = true;
-    return t;
-}();
-
-bool is_named(std::string_view name, std::string_view lower) noexcept {
-    return name.size() == lower.size() && boost::beast::iequals(name, lower);
-}
-
-}  // namespace
-
 bool request_reader::read_head_fast(std::string_view head) {
     // Within Beast's header limit with room to spare: a head near it is Beast's to judge.
     if (head.size() + 64 > max_header_bytes_) return false;
@@ -141,66 +124,40 @@ bool request_reader::read_head_fast(std::string_view head) {
         req_.fields_.clear();
         return false;
     };
+    namespace hf = core::http_fields;
     for (;;) {
-        if (end - p < 2) return decline();
-        if (p[0] == '\r' && p[1] == '\n') {  // the empty line
-            p += 2;
-            break;
-        }
-        // field-name ":" OWS field-value OWS CRLF. A line starting with SP or HTAB
-        // (obs-fold) has no name: Beast's to refuse.
-        const char* const name_begin = p;
-        while (p < end && token_bytes[static_cast<unsigned char>(*p)]) ++p;
-        if (p == name_begin || p == end || *p != ':') return decline();
-        const std::string_view name(name_begin, static_cast<std::size_t>(p - name_begin));
-        ++p;
-        while (p < end && (*p == ' ' || *p == '\t')) ++p;
-        const char* const value_begin = p;
-        for (;;) {  // printable ASCII, SP and HTAB (Beast also takes obs-text: left to it)
-            p = core::bytes::find_unprintable(p, end, ' ');
-            if (p == end || *p != '\t') break;
-            ++p;
-        }
-        if (end - p < 2 || p[0] != '\r' || p[1] != '\n') return decline();
-        const char* value_end = p;
-        while (value_end > value_begin && (value_end[-1] == ' ' || value_end[-1] == '\t'))
-            --value_end;
-        p += 2;
-        const std::string_view value(value_begin,
-                                     static_cast<std::size_t>(value_end - value_begin));
+        std::string_view name, value;
+        const auto l = hf::next_field(p, end, name, value);
+        if (l == hf::line::end) break;
+        if (l != hf::line::field) return decline();
         // The fields that frame the request or the connection, as Beast reads them; any
         // other form of them is Beast's.
         switch (name.size()) {
             case 7:
-                if (is_named(name, "upgrade")) return decline();
+                if (hf::is_named(name, "upgrade")) return decline();
                 break;
             case 10:
-                if (is_named(name, "connection")) {
-                    if (is_named(value, "close"))
+                if (hf::is_named(name, "connection")) {
+                    if (hf::is_named(value, "close"))
                         close = true;
-                    else if (is_named(value, "keep-alive"))
+                    else if (hf::is_named(value, "keep-alive"))
                         keep_alive = true;
                     else
                         return decline();
                 }
                 break;
             case 14:
-                if (is_named(name, "content-length")) {
-                    // Digits only, far from overflow; a second one is Beast's.
-                    if (length || value.empty() || value.size() > 18) return decline();
-                    std::uint64_t v = 0;
-                    for (const char c : value) {
-                        if (c < '0' || c > '9') return decline();
-                        v = v * 10 + static_cast<std::uint64_t>(c - '0');
-                    }
+                if (hf::is_named(name, "content-length")) {
+                    std::uint64_t v = 0;  // a second one is Beast's
+                    if (length || !hf::plain_length(value, v)) return decline();
                     length = v;
                 }
                 break;
             case 16:
-                if (is_named(name, "proxy-connection")) return decline();
+                if (hf::is_named(name, "proxy-connection")) return decline();
                 break;
             case 17:
-                if (is_named(name, "transfer-encoding")) return decline();
+                if (hf::is_named(name, "transfer-encoding")) return decline();
                 break;
             default:
                 break;

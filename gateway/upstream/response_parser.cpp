@@ -7,14 +7,26 @@
 
 #include <algorithm>
 #include <cstring>
+#include <optional>
 #include <string_view>
+
+#include "gateway/core/http_fields.hpp"
 
 namespace tollgate::upstream {
 
 void response_parser::on_field_impl(boost::beast::http::field name, string_view, string_view value,
                                     error_code&) {
     using boost::beast::http::field;
-    if (name == field::content_type) {
+    if (name == field::content_type)
+        note_field("content-type", value);
+    else if (name == field::retry_after)
+        note_field("retry-after", value);
+}
+
+// The fields the relay keeps: `name` as read (any case).
+void response_parser::note_field(std::string_view name, std::string_view value) {
+    namespace hf = core::http_fields;
+    if (name.size() == 12 && hf::is_named(name, "content-type")) {
         content_type_.assign(value.data(), std::min<std::size_t>(value.size(), 200));
         // "text/event-stream" anywhere in it, in any case (no lower-cased copy).
         static constexpr std::string_view sse = "text/event-stream";
@@ -22,9 +34,124 @@ void response_parser::on_field_impl(boost::beast::http::field name, string_view,
         event_stream_ = false;
         for (std::size_t i = 0; !event_stream_ && i + sse.size() <= v.size(); ++i)
             event_stream_ = boost::beast::iequals(v.substr(i, sse.size()), sse);
-    } else if (name == field::retry_after) {
+    } else if (name.size() == 11 && hf::is_named(name, "retry-after")) {
         retry_after_.assign(value.data(), std::min<std::size_t>(value.size(), 64));
     }
+}
+
+bool response_parser::put_own_head(const char* data, std::size_t size, std::size_t& used,
+                                   error_code& ec) {
+    const auto eoh = std::string_view(data, size).find("\r\n\r\n");
+    // Not whole yet: Beast's put() looks at it (put_all).
+    if (eoh == std::string_view::npos) return false;
+    if (eoh + 4 + 64 > head_limit_ || !read_own_head(std::string_view(data, eoh + 4))) {
+        own_ = own_state::beast;
+        return false;
+    }
+    used = eoh + 4;
+    used += chunked_ ? put_chunks(data + used, size - used, ec)
+                     : put_length(data + used, size - used, ec);
+    return true;
+}
+
+bool response_parser::read_own_head(std::string_view head) {
+    namespace hf = core::http_fields;
+    // HTTP/1.x SP 3DIGIT SP reason CRLF
+    if (head.size() < 15 || !head.starts_with("HTTP/1.") || (head[7] != '0' && head[7] != '1') ||
+        head[8] != ' ' || head[12] != ' ')
+        return false;
+    int status = 0;
+    for (std::size_t i = 9; i < 12; ++i) {
+        if (head[i] < '0' || head[i] > '9') return false;
+        status = status * 10 + (head[i] - '0');
+    }
+    // 1xx, 204 and 304 have no body, whatever the fields say: Beast's.
+    if (status < 200 || status > 599 || status == 204 || status == 304) return false;
+    const bool http11 = head[7] == '1';
+    const char* p = head.data() + 13;
+    const char* const end = head.data() + head.size();
+    p = hf::printable_run(p, end);
+    if (end - p < 2 || p[0] != '\r' || p[1] != '\n') return false;
+    p += 2;
+
+    // Checked whole before anything is kept: a head declined here leaves no trace.
+    bool close = false, keep_alive = false, chunked = false;
+    std::optional<std::uint64_t> length;
+    std::optional<std::string_view> content_type, retry_after;  // the last of each, as Beast
+    for (;;) {
+        std::string_view name, value;
+        const auto l = hf::next_field(p, end, name, value);
+        if (l == hf::line::end) {
+            if (p != end) return false;
+            break;
+        }
+        if (l != hf::line::field) return false;
+        switch (name.size()) {
+            case 7:
+                if (hf::is_named(name, "upgrade")) return false;
+                break;
+            case 10:
+                if (hf::is_named(name, "connection")) {
+                    if (hf::is_named(value, "close"))
+                        close = true;
+                    else if (hf::is_named(value, "keep-alive"))
+                        keep_alive = true;
+                    else
+                        return false;
+                }
+                break;
+            case 11:
+                if (hf::is_named(name, "retry-after")) retry_after = value;
+                break;
+            case 12:
+                if (hf::is_named(name, "content-type")) content_type = value;
+                break;
+            case 14:
+                if (hf::is_named(name, "content-length")) {
+                    std::uint64_t v = 0;  // a second one is Beast's
+                    if (length || !hf::plain_length(value, v)) return false;
+                    length = v;
+                }
+                break;
+            case 16:
+                if (hf::is_named(name, "proxy-connection")) return false;
+                break;
+            case 17:
+                if (hf::is_named(name, "transfer-encoding")) {
+                    if (chunked || !hf::is_named(value, "chunked")) return false;
+                    chunked = true;
+                }
+                break;
+            default:
+                break;
+        }
+    }
+    // One framing, and a length within the limit: a body to the close, both framings or a
+    // length past the limit are Beast's to read or refuse.
+    if (chunked == length.has_value()) return false;
+    if (length && *length > 0 && limit_ && *length > *limit_) return false;
+
+    if (content_type) note_field("content-type", *content_type);
+    if (retry_after) note_field("retry-after", *retry_after);
+    status_ = status;
+    // Beast's keep_alive(): HTTP/1.1 unless "close", HTTP/1.0 only with "keep-alive".
+    own_keep_alive_ = http11 ? !close : keep_alive;
+    own_ = own_state::body;
+    if (chunked) {
+        chunked_ = true;
+        chunk_ = chunk_state::size_line;
+    } else {
+        length_left_ = *length;
+    }
+    return true;
+}
+
+std::size_t response_parser::put_length(const char* data, std::size_t size, error_code& ec) {
+    const auto n = static_cast<std::size_t>(std::min<std::uint64_t>(length_left_, size));
+    body_.append(data, n);
+    length_left_ -= n;
+    ec = length_left_ > 0 ? boost::beast::http::error::need_more : error_code{};
+    return n;
 }
 
 namespace {
