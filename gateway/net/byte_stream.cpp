@@ -206,22 +206,27 @@ void byte_stream::arm_read_timer() {
 
 asio::awaitable<error_code> byte_stream::write(std::span<const asio::const_buffer> buffers,
                                                duration timeout) {
+    // Most writes fit in the socket's send buffer: one non-blocking sendmsg, with no timer
+    // to arm and cancel, no reactor operation and no trip through the event loop. What
+    // does not fit goes the asynchronous way, under the deadline.
+    std::size_t sent = 0;
+    if (const auto r = write_ready(buffers, sent); r) co_return r;
+    if (sent == asio::buffer_size(buffers)) co_return error_code{};
+    co_return co_await write_rest(buffers, sent, timeout);
+}
+
+asio::awaitable<error_code> byte_stream::write_rest(std::span<const asio::const_buffer> buffers,
+                                                    std::size_t sent, duration timeout) {
     if (tls_) {
         lowest().expires_after(timeout);
         auto [ec, n] = co_await asio::async_write(*tls_, buffers, use_tuple);
         co_return ec;
     }
-    // Most writes fit in the socket's send buffer: one non-blocking sendmsg, with no timer
-    // to arm and cancel, no reactor operation and no trip through the event loop. What
-    // does not fit goes the asynchronous way, under the deadline.
     if (buffers.size() > max_gather) {
         lowest().expires_after(timeout);
         auto [ec, n] = co_await asio::async_write(*plain_, buffers, use_tuple);
         co_return ec;
     }
-    std::size_t sent = 0;
-    if (const auto r = write_ready(buffers, sent); r) co_return r;
-    if (sent == asio::buffer_size(buffers)) co_return error_code{};
     std::array<asio::const_buffer, max_gather> rest;
     std::size_t count = 0;
     for (const auto& b : buffers) {
@@ -232,6 +237,7 @@ asio::awaitable<error_code> byte_stream::write(std::span<const asio::const_buffe
         rest[count++] = asio::buffer(static_cast<const char*>(b.data()) + sent, b.size() - sent);
         sent = 0;
     }
+    if (count == 0) co_return error_code{};
     lowest().expires_after(timeout);
     auto [ec, n] = co_await asio::async_write(
         *plain_, std::span<const asio::const_buffer>(rest.data(), count), use_tuple);

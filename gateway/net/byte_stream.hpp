@@ -58,6 +58,16 @@ class byte_stream {
                                                                   bool short_read_drains = false);
     asio::awaitable<error_code> write(std::span<const asio::const_buffer> buffers,
                                       duration timeout);
+    // The usual write done at once, without a coroutine: plain TCP, as much of `buffers` as
+    // the socket takes now (one non-blocking sendmsg); `sent` says how much. Nothing is
+    // written on TLS or past max_gather buffers. An error only when the connection failed.
+    // What is left goes by write_rest().
+    error_code write_now(std::span<const asio::const_buffer> buffers, std::size_t& sent) noexcept {
+        return write_ready(buffers, sent);
+    }
+    // `buffers` but their first `sent` bytes, under the deadline.
+    asio::awaitable<error_code> write_rest(std::span<const asio::const_buffer> buffers,
+                                           std::size_t sent, duration timeout);
     // At most this many buffers per write (a head and a body's pieces).
     static constexpr std::size_t max_gather = 16;
 

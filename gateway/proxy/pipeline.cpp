@@ -343,7 +343,9 @@ asio::awaitable<attempt_error> forwarder::relay_whole(upstream::exchange& x) {
     answer(status, errc::ok);
     ctx_.first_byte_at = now;
     done_.settle();
-    if (co_await io_.out.send(ctx_, status, content_type, body, std::max(0.0, overhead))) {
+    auto wrote = io_.out.send_now(ctx_, status, content_type, body, std::max(0.0, overhead));
+    if (!wrote) wrote = co_await io_.out.write_rest();
+    if (*wrote) {
         done_.out.client_gone = true;
         io_.out.set_close();
     }
@@ -448,7 +450,9 @@ asio::awaitable<attempt_error> forwarder::relay_stream(upstream::exchange& x) {
         if (x.parser().is_done()) break;
         if (client_ok && !out_.empty()) {
             if (!ctx_.first_byte_at) ctx_.first_byte_at = core::clock::now();
-            client_ok = !co_await io_.out.stream_piece(out_);
+            auto wrote = io_.out.stream_piece_now(out_);
+            if (!wrote) wrote = co_await io_.out.write_rest();
+            client_ok = !*wrote;
         }
         // A waiting stream keeps no large write buffer (a big read's room goes back).
         if (out_.capacity() > out_keep_bytes)

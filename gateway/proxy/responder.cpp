@@ -1,5 +1,7 @@
 #include "gateway/proxy/responder.hpp"
 
+#include <cstring>
+
 #include "gateway/core/json_text.hpp"
 
 #include <boost/beast/http/status.hpp>
@@ -55,22 +57,43 @@ void responder::render_head(const core::request_context& ctx, int status,
     head_ += "\r\n";
 }
 
+std::optional<error_code> responder::write_now(std::string_view a, std::string_view b,
+                                               std::string_view c) {
+    pending_ = {asio::buffer(a.data(), a.size()), asio::buffer(b.data(), b.size()),
+                asio::buffer(c.data(), c.size())};
+    pending_count_ = c.empty() ? (b.empty() ? 1 : 2) : 3;
+    const std::size_t total = a.size() + b.size() + c.size();
+    bytes_written_ += total;
+    std::size_t sent = 0;
+    if (const auto ec = client_.write_now({pending_.data(), pending_count_}, sent)) return ec;
+    if (sent == total) return error_code{};
+    pending_sent_ = sent;
+    return std::nullopt;
+}
+
+asio::awaitable<error_code> responder::write_rest() {
+    co_return co_await client_.write_rest({pending_.data(), pending_count_}, pending_sent_,
+                                          write_timeout_);
+}
+
 asio::awaitable<error_code> responder::write(std::string_view a, std::string_view b,
                                              std::string_view c) {
-    std::array<asio::const_buffer, 3> bufs{asio::buffer(a.data(), a.size()),
-                                           asio::buffer(b.data(), b.size()),
-                                           asio::buffer(c.data(), c.size())};
-    const std::size_t n = c.empty() ? (b.empty() ? 1 : 2) : 3;
-    bytes_written_ += a.size() + b.size() + c.size();
-    co_return co_await client_.write(std::span<const asio::const_buffer>(bufs.data(), n),
-                                     write_timeout_);
+    if (const auto done = write_now(a, b, c)) co_return *done;
+    co_return co_await write_rest();
+}
+
+std::optional<error_code> responder::send_now(const core::request_context& ctx, int status,
+                                              std::string_view content_type, std::string_view body,
+                                              std::optional<double> overhead_ms) {
+    render_head(ctx, status, content_type, body.size(), overhead_ms);
+    return write_now(head_, body);
 }
 
 asio::awaitable<error_code> responder::send(const core::request_context& ctx, int status,
                                             std::string_view content_type, std::string_view body,
                                             std::optional<double> overhead_ms) {
-    render_head(ctx, status, content_type, body.size(), overhead_ms);
-    co_return co_await write(head_, body);
+    if (const auto done = send_now(ctx, status, content_type, body, overhead_ms)) co_return *done;
+    co_return co_await write_rest();
 }
 
 std::string responder::error_body(const core::request_context& ctx, core::errc e,
@@ -133,12 +156,19 @@ asio::awaitable<error_code> responder::whole_stream(const core::request_context&
     co_return co_await head_with(ctx, status, content_type, body, overhead_ms, true);
 }
 
-asio::awaitable<error_code> responder::stream_piece(std::string_view piece) {
+std::optional<error_code> responder::stream_piece_now(std::string_view piece) {
     // A zero-length chunk would end the response: skip empty pieces.
-    if (piece.empty()) co_return error_code{};
-    if (!chunked_) co_return co_await write(piece);
+    if (piece.empty()) return error_code{};
+    if (!chunked_) return write_now(piece);
     const size_line size(piece.size());
-    co_return co_await write(size.view(), piece, "\r\n");
+    const std::string_view line = size.view();
+    std::memcpy(size_line_, line.data(), line.size());
+    return write_now(std::string_view(size_line_, line.size()), piece, "\r\n");
+}
+
+asio::awaitable<error_code> responder::stream_piece(std::string_view piece) {
+    if (const auto done = stream_piece_now(piece)) co_return *done;
+    co_return co_await write_rest();
 }
 
 asio::awaitable<error_code> responder::end_stream(std::string_view last) {

@@ -67,7 +67,10 @@ asio::awaitable<attempt_error> exchange::open(pool& p, std::span<const asio::con
         streamed_ = ctx.req.stream;
         parser_->body_limit(pc_.max_response_bytes);
         sent_at_ = core::clock::now();
-        auto ec = co_await conn_.stream().write(request, pc_.idle_timeout);
+        std::size_t sent = 0;
+        auto ec = conn_.stream().write_now(request, sent);
+        if (!ec && sent < asio::buffer_size(request))
+            ec = co_await conn_.stream().write_rest(request, sent, pc_.idle_timeout);
         if (!ec) ctx.meter.mark_sent();
         std::size_t bytes_in = 0;
         if (!ec) ec = co_await read_head(bytes_in);
