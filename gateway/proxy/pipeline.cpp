@@ -306,7 +306,13 @@ asio::awaitable<attempt_error> forwarder::relay_whole(upstream::exchange& x) {
     const auto& pc = *ctx_.served_by->provider;
     const int status = x.status();
     std::string body;
-    auto e = co_await x.read_body(body, snap_.config.routing.drain_limit);
+    // (No co_await inside a conditional expression: GCC 12 destroys its temporaries twice.)
+    auto whole = x.read_body_now(body);
+    attempt_error e;
+    if (whole)
+        e = std::move(*whole);
+    else
+        e = co_await x.read_body(body, snap_.config.routing.drain_limit);
     if (e.client_gone()) {
         // A drained answer goes to the adapter like any answer: its usage is exact.
         if (drain_ && x.parser().is_done() && is_2xx(status)) adapter_->on_body(body, ctx_.meter);

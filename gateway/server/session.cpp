@@ -73,21 +73,30 @@ void session::drain() noexcept {
 
 namespace {
 
-// The head, read until it is whole, by `deadline`.
-asio::awaitable<error_code> read_head(net::byte_stream& client, beast::flat_buffer& buf,
-                                      request_reader& reader, core::clock::time_point deadline) {
+// The head from what is buffered, without a coroutine: the usual case, a head that came
+// whole with the read that woke the session. read_more: the rest by read_more_head().
+request_reader::step parse_head(beast::flat_buffer& buf, request_reader& reader) {
+    std::size_t used = 0;
+    const auto st = reader.head(buffered(buf), used);
+    buf.consume(used);
+    return st;
+}
+
+// The rest of a head that parse_head() found unfinished, read until it is whole, by
+// `deadline`.
+asio::awaitable<error_code> read_more_head(net::byte_stream& client, beast::flat_buffer& buf,
+                                           request_reader& reader,
+                                           core::clock::time_point deadline) {
     for (;;) {
-        std::size_t used = 0;
-        const auto st = reader.head(buffered(buf), used);
-        buf.consume(used);
-        if (st == request_reader::step::failed) co_return reader.error();
-        if (st != request_reader::step::read_more) co_return error_code{};
         const auto left = deadline - core::coarse_now();
         if (left <= core::clock::duration::zero()) co_return asio::error::timed_out;
         auto [rec, n] =
             co_await client.read_some(buf.prepare(request_reader::head_read_size), left);
         if (rec || n == 0) co_return rec ? rec : error_code(asio::error::eof);
         buf.commit(n);
+        const auto st = parse_head(buf, reader);
+        if (st == request_reader::step::failed) co_return reader.error();
+        if (st != request_reader::step::read_more) co_return error_code{};
     }
 }
 
@@ -240,7 +249,12 @@ asio::awaitable<void> session::run() {
             (first_request_ ? accepted_at : ctx.received_at) + sc.header_timeout;
         first_request_ = false;
         request_reader reader(sc.max_header_bytes, sc.max_request_bytes);
-        if (const auto ec = co_await read_head(client_, buf, reader, head_deadline)) {
+        error_code head_ec;
+        if (const auto st = parse_head(buf, reader); st == request_reader::step::failed)
+            head_ec = reader.error();
+        else if (st == request_reader::step::read_more)
+            head_ec = co_await read_more_head(client_, buf, reader, head_deadline);
+        if (const auto ec = head_ec) {
             if (head_abandoned(ec)) break;
             out.begin(true, false);
             ctx.request_id = worker_.new_request_id();

@@ -56,9 +56,16 @@ asio::awaitable<attempt_error> exchange::open(pool& p, std::span<const asio::con
                                               core::request_context& ctx) {
     bool fresh = false;
     for (;;) {
-        auto [aerr, conn] = co_await p.acquire(fresh);
-        if (watch_.gone) co_return attempt_error::gone();
-        if (!aerr.ok()) co_return aerr;
+        // An idle connection at once (the usual case), else acquire()'s wait or connect.
+        lease conn = fresh ? lease{} : p.take_idle_now();
+        if (!conn) {
+            auto [aerr, opened] = co_await p.acquire(fresh);
+            if (watch_.gone) co_return attempt_error::gone();
+            if (!aerr.ok()) co_return aerr;
+            conn = std::move(opened);
+        } else if (watch_.gone) {
+            co_return attempt_error::gone();
+        }
         conn_ = std::move(conn);
         ctx.forwarded = true;
         watch_.upstream = &conn_.stream();
@@ -242,6 +249,16 @@ void exchange::note_read(std::size_t got) noexcept {
 void exchange::release_between_events() {
     // A hot stream on plain TCP keeps its buffers for its next event (read_piece).
     if ((conn_.stream().is_tls() || !hot_) && buf_.size() <= idle_buffer) shrink_buffer();
+}
+
+std::optional<attempt_error> exchange::read_body_now(std::string& body) {
+    if (!parser_->is_done()) return std::nullopt;
+    // read_body() with nothing left to read.
+    body += parser_->body();
+    parser_->body().clear();
+    watch_.upstream = nullptr;
+    if (watch_.gone) return attempt_error::gone();
+    return attempt_error{};
 }
 
 asio::awaitable<attempt_error> exchange::read_body(std::string& body,

@@ -44,6 +44,9 @@ class exchange {
     // The rest of a non-streamed answer, appended to `body` (bounded by
     // max_response_bytes), each read within idle_timeout. A client that leaves stops the
     // read, or with drain bounds it by `drain_limit`; the caller then sees watch.gone.
+    // read_body() when the whole body came with the head (the usual JSON answer), without
+    // a coroutine; nullopt when there is more to read.
+    std::optional<core::attempt_error> read_body_now(std::string& body);
     boost::asio::awaitable<core::attempt_error> read_body(std::string& body,
                                                           core::clock::duration drain_limit);
 

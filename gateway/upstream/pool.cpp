@@ -129,6 +129,25 @@ asio::awaitable<error_code> pool::resolve() {
     co_return error_code{};
 }
 
+lease pool::take_idle_now() {
+    // As acquire()'s first steps: the stale ones closed, then the first idle one that is
+    // still usable.
+    const auto stale_before = core::coarse_now() - provider_->config().idle_timeout;
+    for (auto& c : book_.take_stale(stale_before)) c->close();
+    lease out;
+    while (auto conn = book_.take_idle()) {
+        if (!(*conn)->reusable_after_idle()) {
+            (*conn)->close();
+            book_.closed();
+            continue;
+        }
+        out = lease(this, std::move(*conn), true);
+        break;
+    }
+    publish();
+    return out;
+}
+
 asio::awaitable<std::pair<core::attempt_error, lease>> pool::acquire(bool fresh) {
     const auto& cfg = provider_->config();
     const auto deadline = core::coarse_now() + cfg.connect_timeout;

@@ -57,6 +57,9 @@ class pool {
     // `fresh` skips idle ones (used to retry a request whose reused connection turned out
     // dead). A failure comes as the attempt's error (source pool, connect or tls).
     boost::asio::awaitable<std::pair<core::attempt_error, lease>> acquire(bool fresh = false);
+    // acquire()'s usual case done at once, without a coroutine: an idle connection that is
+    // still alive, or an empty lease (then acquire() opens one or waits).
+    lease take_idle_now();
 
     // Where this pool adds its open connections (active and idle) for /metrics.
     void set_gauge(observe::connection_gauge* g) noexcept {
