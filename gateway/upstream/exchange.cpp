@@ -146,93 +146,121 @@ asio::awaitable<boost::system::error_code> exchange::read_head(std::size_t& byte
 
 namespace {
 
-// One read of a body into the parser (parser.body() gets the de-chunked bytes). A
-// close-delimited body's end is success. `got`: the bytes this read brought (0 when the
-// buffer already held what was needed).
-asio::awaitable<boost::system::error_code> read_body_piece(net::byte_stream& s,
-                                                           response_parser& parser,
-                                                           beast::flat_buffer& buf,
-                                                           core::clock::duration timeout,
-                                                           std::size_t chunk, std::size_t& got,
-                                                           bool short_read_drains = false) {
+// A body piece from what `buf` already holds, into the parser (parser.body() gets the
+// de-chunked bytes). True when that is the piece (body bytes, the end) or an error, in
+// `ec`; false when a read is needed.
+bool piece_from_buffer(response_parser& parser, beast::flat_buffer& buf,
+                       boost::system::error_code& ec) {
+    ec = {};
+    if (buf.size() == 0) return false;
+    const auto used = parser.put_all(buf.data(), ec);
+    buf.consume(used);
+    if (ec != http::error::need_more && ec) return true;
+    ec = {};
+    return !parser.body().empty() || parser.is_done();
+}
+
+// Where a body read goes: an idle stream (its buffer given back between events) waits for
+// its next event with a 1-byte read into `first`, then takes what has arrived into a
+// buffer (after_body_read), so that a stream waiting for its upstream holds no read buffer.
+bool idle_read(const net::byte_stream& s, const beast::flat_buffer& buf) {
+    return buf.capacity() <= exchange::idle_buffer && !s.is_tls();
+}
+
+// After a body read of `n` bytes (or `rec`): into the parser. A close-delimited body's end
+// is success. `got`: the bytes this read brought.
+boost::system::error_code after_body_read(net::byte_stream& s, response_parser& parser,
+                                          beast::flat_buffer& buf, std::size_t chunk, bool idle,
+                                          char first, boost::system::error_code rec, std::size_t n,
+                                          std::size_t& got) {
     boost::system::error_code ec;
     got = 0;
-    if (buf.size() > 0) {
-        const auto used = parser.put_all(buf.data(), ec);
-        buf.consume(used);
-        if (ec != http::error::need_more && ec) co_return ec;
-        if (!parser.body().empty() || parser.is_done()) co_return boost::system::error_code{};
-    }
-    std::size_t n = 0;
-    boost::system::error_code rec;
-    if (buf.capacity() <= exchange::idle_buffer && !s.is_tls()) {
-        // An idle stream (its buffer was given back between events): wait for the next
-        // event with a 1-byte read into the frame, then take what has arrived into a
-        // buffer, so that a stream waiting for its upstream holds no read buffer.
-        char first = 0;
-        std::tie(rec, n) = co_await s.read_some(asio::mutable_buffer(&first, 1), timeout);
-        if (!rec && n == 1) {
-            const auto b = buf.prepare(chunk);
-            static_cast<char*>(b.data())[0] = first;
-            boost::system::error_code more_ec;  // met again by the next read, if any
-            n += s.read_ready(asio::mutable_buffer(static_cast<char*>(b.data()) + 1, b.size() - 1),
-                              more_ec);
-        }
-    } else {
-        std::tie(rec, n) = co_await s.read_some(buf.prepare(chunk), timeout, short_read_drains);
+    if (idle && !rec && n == 1) {
+        const auto b = buf.prepare(chunk);
+        static_cast<char*>(b.data())[0] = first;
+        boost::system::error_code more_ec;  // met again by the next read, if any
+        n += s.read_ready(asio::mutable_buffer(static_cast<char*>(b.data()) + 1, b.size() - 1),
+                          more_ec);
     }
     if (rec == asio::error::eof || (rec == asio::ssl::error::stream_truncated)) {
         if (parser.need_eof()) {
             parser.put_eof(ec);
-            co_return ec;
+            return ec;
         }
-        co_return http::error::partial_message;
+        return http::error::partial_message;
     }
-    if (rec) co_return rec;
+    if (rec) return rec;
     got = n;
     buf.commit(n);
     const auto used = parser.put_all(buf.data(), ec);
     buf.consume(used);
     if (ec == http::error::need_more) ec = {};
-    co_return ec;
+    return ec;
+}
+
+// One piece of a body: from the buffer, else one read (read_piece does the same inline,
+// without this coroutine).
+asio::awaitable<boost::system::error_code> read_body_piece(net::byte_stream& s,
+                                                           response_parser& parser,
+                                                           beast::flat_buffer& buf,
+                                                           core::clock::duration timeout,
+                                                           std::size_t chunk, std::size_t& got) {
+    boost::system::error_code ec;
+    got = 0;
+    if (piece_from_buffer(parser, buf, ec)) co_return ec;
+    const bool idle = idle_read(s, buf);
+    char first = 0;
+    // The target is chosen before the co_await: in a conditional inside its operand, GCC 12
+    // evaluates both arms (prepare() would give every idle stream its buffer back).
+    asio::mutable_buffer target(&first, 1);
+    if (!idle) target = buf.prepare(chunk);
+    auto [rec, n] = co_await s.read_some(target, timeout);
+    co_return after_body_read(s, parser, buf, chunk, idle, first, rec, n, got);
 }
 
 }  // namespace
 
 asio::awaitable<boost::system::error_code> exchange::read_piece(core::clock::duration timeout) {
-    std::size_t got = 0;
     auto& s = conn_.stream();
     error_code ec;
-    // TLS: a stream that times out is closed (Beast), so there is no holding read; its
-    // buffers go back after every event (release_between_events).
-    if (!s.is_tls()) {
-        // One recv an event: a short read drained the socket. Not for a body that ends at
-        // the close, whose end must be seen at once.
-        if (hot_ && buf_.capacity() > idle_buffer && timeout > stream_hold &&
-            !parser_->need_eof()) {
-            ec = co_await read_body_piece(s, *parser_, buf_, stream_hold, stream_read_, got,
-                                          /*short_read_drains=*/true);
-            if (!is_timeout(ec)) {
-                note_read(got);
-                co_return ec;
-            }
+    // What the last read brought beyond the last piece first.
+    if (piece_from_buffer(*parser_, buf_, ec)) co_return ec;
+    // One recv an event (plain TCP): a hot stream holds its read for stream_hold, so that
+    // a short read drained the socket. Not for a body that ends at the close, whose end
+    // must be seen at once. TLS: a stream that times out is closed (Beast), so there is no
+    // holding read; its buffers go back after every event (release_between_events).
+    bool hold = !s.is_tls() && hot_ && buf_.capacity() > idle_buffer && timeout > stream_hold &&
+                !parser_->need_eof();
+    for (;;) {
+        // A stream that went quiet waits without a buffer (others gave theirs back after
+        // their last event).
+        if (!hold && !s.is_tls() && buf_.capacity() > idle_buffer && buf_.size() <= idle_buffer)
+            shrink_buffer();
+        const bool idle = idle_read(s, buf_);
+        char first = 0;
+        // Chosen before the co_await (see read_body_piece).
+        asio::mutable_buffer target(&first, 1);
+        if (!idle) target = buf_.prepare(stream_read_);
+        const auto wait = hold ? stream_hold : timeout;
+        auto [rec, n] = co_await s.read_some(target, wait, /*short_read_drains=*/hold);
+        std::size_t got = 0;
+        ec = after_body_read(s, *parser_, buf_, stream_read_, idle, first, rec, n, got);
+        if (hold && is_timeout(ec)) {
             // A client that left during the hold: the watch's cancel may have ended this
             // read as the hold's timeout. The relay looks at watch.gone again (and stops,
             // or drains).
             if (watch_.gone) co_return error_code{};
             // Nothing for stream_hold: the stream idles. No bytes were taken (the read was
-            // cancelled before it ran); what it waited for is waited for again, below, after
-            // one look without waiting (byte_stream::read_some) for a FIN that came with the
+            // cancelled before it ran); what it waited for is waited for again, after one
+            // look without waiting (byte_stream::read_some) for a FIN that came with the
             // last bytes.
             timeout -= stream_hold;
+            hold = false;
+            continue;
         }
-        // A stream that went quiet waits without a buffer (others gave theirs back after
-        // their last event).
-        if (buf_.capacity() > idle_buffer && buf_.size() <= idle_buffer) shrink_buffer();
+        note_read(got);
+        co_return ec;
     }
-    ec = co_await read_body_piece(s, *parser_, buf_, timeout, stream_read_, got);
-    note_read(got);
-    co_return ec;
 }
 
 void exchange::note_read(std::size_t got) noexcept {
