@@ -58,22 +58,31 @@ void responder::render_head(const core::request_context& ctx, int status,
 }
 
 std::optional<error_code> responder::write_now(std::string_view a, std::string_view b,
-                                               std::string_view c) {
-    pending_ = {asio::buffer(a.data(), a.size()), asio::buffer(b.data(), b.size()),
-                asio::buffer(c.data(), c.size())};
-    pending_count_ = c.empty() ? (b.empty() ? 1 : 2) : 3;
+                                               std::string_view c, bool a_is_size_line) {
+    const std::array<asio::const_buffer, 3> pieces{asio::buffer(a.data(), a.size()),
+                                                   asio::buffer(b.data(), b.size()),
+                                                   asio::buffer(c.data(), c.size())};
+    const std::size_t count = c.empty() ? (b.empty() ? 1 : 2) : 3;
     const std::size_t total = a.size() + b.size() + c.size();
     bytes_written_ += total;
     std::size_t sent = 0;
-    if (const auto ec = client_.write_now({pending_.data(), pending_count_}, sent)) return ec;
+    if (const auto ec = client_.write_now({pieces.data(), count}, sent)) return ec;
     if (sent == total) return error_code{};
-    pending_sent_ = sent;
+    if (!pending_) pending_ = std::make_unique<pending_write>();
+    pending_->pieces = pieces;
+    pending_->count = count;
+    pending_->sent = sent;
+    if (a_is_size_line) {
+        std::memcpy(pending_->size_line, a.data(), a.size());
+        pending_->pieces[0] = asio::buffer(pending_->size_line, a.size());
+    }
     return std::nullopt;
 }
 
 asio::awaitable<error_code> responder::write_rest() {
-    co_return co_await client_.write_rest({pending_.data(), pending_count_}, pending_sent_,
-                                          write_timeout_);
+    // Taken for the write: a later write_now that does not finish makes its own.
+    const auto p = std::move(pending_);
+    co_return co_await client_.write_rest({p->pieces.data(), p->count}, p->sent, write_timeout_);
 }
 
 asio::awaitable<error_code> responder::write(std::string_view a, std::string_view b,
@@ -161,9 +170,7 @@ std::optional<error_code> responder::stream_piece_now(std::string_view piece) {
     if (piece.empty()) return error_code{};
     if (!chunked_) return write_now(piece);
     const size_line size(piece.size());
-    const std::string_view line = size.view();
-    std::memcpy(size_line_, line.data(), line.size());
-    return write_now(std::string_view(size_line_, line.size()), piece, "\r\n");
+    return write_now(size.view(), piece, "\r\n", /*a_is_size_line=*/true);
 }
 
 asio::awaitable<error_code> responder::stream_piece(std::string_view piece) {

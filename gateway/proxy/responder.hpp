@@ -7,6 +7,7 @@
 
 #include <array>
 #include <chrono>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -87,17 +88,22 @@ class responder {
                                              std::string_view c = {});
     // write() done at once (as send_now): the pieces are kept for write_rest().
     std::optional<error_code> write_now(std::string_view a, std::string_view b = {},
-                                        std::string_view c = {});
+                                        std::string_view c = {}, bool a_is_size_line = false);
 
     net::byte_stream& client_;
     std::chrono::milliseconds write_timeout_;
     bool http11_ = true, keep_alive_ = true, chunked_ = false;
     std::uint64_t bytes_written_ = 0;
-    // The last write_now's pieces and how much of them went, for write_rest().
-    std::array<boost::asio::const_buffer, 3> pending_{};
-    std::size_t pending_count_ = 0, pending_sent_ = 0;
-    // A stream piece's chunk size line (alive until its write is done).
-    char size_line_[24];
+    // A write_now the socket took only part of: its pieces and how much went, for
+    // write_rest(). Made only then (a connection holds no room for it otherwise: 10,000
+    // open streams are 10,000 responders); a chunk size line among the pieces is copied
+    // into it, as the caller's is gone by then.
+    struct pending_write {
+        std::array<boost::asio::const_buffer, 3> pieces{};
+        std::size_t count = 0, sent = 0;
+        char size_line[24];
+    };
+    std::unique_ptr<pending_write> pending_;
     std::optional<double> overhead_ms_;
     std::string head_;
 };
