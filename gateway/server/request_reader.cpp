@@ -80,7 +80,7 @@ request_parser& request_reader::beast() {
 }
 
 boost::optional<std::uint64_t> request_reader::content_length() const {
-    if (!fast_) return parser_->content_length();
+    if (!fast_) return parser_ ? parser_->content_length() : boost::none;
     if (!length_) return boost::none;
     return *length_;
 }
@@ -122,6 +122,7 @@ bool request_reader::read_head_fast(std::string_view head) {
     const auto decline = [&] {
         req_.text_.clear();
         req_.fields_.clear();
+        req_.method_at_ = req_.target_at_ = {};
         return false;
     };
     namespace hf = core::http_fields;

@@ -138,10 +138,11 @@ class request_reader {
     // The body, after head_ready (at once, and after each read that read_more asked for).
     step body(std::string_view buffered, std::size_t& consumed);
 
-    bool body_done() const { return fast_ ? body_left_ == 0 : parser_->is_done(); }
+    // After a failed head (before Beast's parser was made): no body, none done.
+    bool body_done() const { return fast_ ? body_left_ == 0 : parser_ && parser_->is_done(); }
     const boost::system::error_code& error() const noexcept { return ec_; }
     http_request& request() noexcept { return req_; }
-    bool chunked() const { return !fast_ && parser_->chunked(); }
+    bool chunked() const { return !fast_ && parser_ && parser_->chunked(); }
     boost::optional<std::uint64_t> content_length() const;
     // True when the head was read without Beast's parser (read_head_fast).
     bool read_fast() const noexcept { return fast_; }

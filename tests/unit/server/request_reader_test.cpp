@@ -126,6 +126,25 @@ BOOST_AUTO_TEST_CASE(obs_fold_is_refused_however_the_head_arrives) {
     }
 }
 
+// After a head that failed before Beast's parser was made (here: an unfinished head past the
+// limit, then obs-fold after a request line the fast reader had read), the reader still
+// answers safely: no body, nothing chunked, no length, and no request line kept.
+BOOST_AUTO_TEST_CASE(a_failed_head_leaves_a_reader_that_answers_safely) {
+    for (const std::string& head :
+         {"GET / HTTP/1.1\r\nX-Big: " + std::string(2000, 'a'),
+          std::string("POST /v1/chat/completions HTTP/1.1\r\nX-A: 1\r\n 2\r\n\r\n")}) {
+        request_reader rr(1024, 4096);
+        std::size_t used = 0;
+        BOOST_TEST_REQUIRE((rr.head(head, used) == request_reader::step::failed));
+        BOOST_TEST(!rr.read_fast());
+        BOOST_TEST(!rr.body_done());
+        BOOST_TEST(!rr.chunked());
+        BOOST_TEST(!rr.content_length());
+        BOOST_TEST(rr.request().target().empty());
+        BOOST_TEST(rr.request().method_string().empty());
+    }
+}
+
 BOOST_AUTO_TEST_CASE(smuggling_shapes_are_refused) {
     for (const std::string head : {
              "POST / HTTP/1.1\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n",
