@@ -11,6 +11,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <optional>
 #include <string_view>
 
 #include "gateway/core/byte_scan.hpp"
@@ -101,6 +102,50 @@ inline bool plain_length(std::string_view v, std::uint64_t& out) noexcept {
     }
     out = n;
     return true;
+}
+
+// What a head's framing fields said, as Beast reads them.
+struct framing {
+    bool close = false, keep_alive = false, chunked = false;
+    std::optional<std::uint64_t> length;
+    // Beast's keep_alive(): HTTP/1.1 unless "close", HTTP/1.0 only with "keep-alive".
+    bool keeps_alive(bool http11) const noexcept { return http11 ? !close : keep_alive; }
+};
+
+// One field line into `f`. False for a framing field in a form left to Beast: Upgrade,
+// Proxy-Connection, a Connection other than close or keep-alive, a second or unusual
+// Content-Length, and Transfer-Encoding unless `chunked_ok` and exactly "chunked", once.
+inline bool note_framing(std::string_view name, std::string_view value, framing& f,
+                         bool chunked_ok) noexcept {
+    switch (name.size()) {
+        case 7:
+            return !is_named(name, "upgrade");
+        case 10:
+            if (!is_named(name, "connection")) return true;
+            if (is_named(value, "close"))
+                f.close = true;
+            else if (is_named(value, "keep-alive"))
+                f.keep_alive = true;
+            else
+                return false;
+            return true;
+        case 14: {
+            if (!is_named(name, "content-length")) return true;
+            std::uint64_t v = 0;
+            if (f.length || !plain_length(value, v)) return false;
+            f.length = v;
+            return true;
+        }
+        case 16:
+            return !is_named(name, "proxy-connection");
+        case 17:
+            if (!is_named(name, "transfer-encoding")) return true;
+            if (!chunked_ok || f.chunked || !is_named(value, "chunked")) return false;
+            f.chunked = true;
+            return true;
+        default:
+            return true;
+    }
 }
 
 }  // namespace tollgate::core::http_fields

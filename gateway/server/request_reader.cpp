@@ -117,64 +117,33 @@ bool request_reader::read_head_fast(std::string_view head) {
     req_.text_.reserve(head.size());
     req_.method_at_ = req_.keep(method);
     req_.target_at_ = req_.keep(target);
-    bool close = false, keep_alive = false;
-    std::optional<std::uint64_t> length;
+    namespace hf = core::http_fields;
+    hf::framing f;
     const auto decline = [&] {
         req_.text_.clear();
         req_.fields_.clear();
         req_.method_at_ = req_.target_at_ = {};
         return false;
     };
-    namespace hf = core::http_fields;
     for (;;) {
         std::string_view name, value;
         const auto l = hf::next_field(p, end, name, value);
         if (l == hf::line::end) break;
-        if (l != hf::line::field) return decline();
-        // The fields that frame the request or the connection, as Beast reads them; any
-        // other form of them is Beast's.
-        switch (name.size()) {
-            case 7:
-                if (hf::is_named(name, "upgrade")) return decline();
-                break;
-            case 10:
-                if (hf::is_named(name, "connection")) {
-                    if (hf::is_named(value, "close"))
-                        close = true;
-                    else if (hf::is_named(value, "keep-alive"))
-                        keep_alive = true;
-                    else
-                        return decline();
-                }
-                break;
-            case 14:
-                if (hf::is_named(name, "content-length")) {
-                    std::uint64_t v = 0;  // a second one is Beast's
-                    if (length || !hf::plain_length(value, v)) return decline();
-                    length = v;
-                }
-                break;
-            case 16:
-                if (hf::is_named(name, "proxy-connection")) return decline();
-                break;
-            case 17:
-                if (hf::is_named(name, "transfer-encoding")) return decline();
-                break;
-            default:
-                break;
-        }
+        // Transfer-Encoding, in any form, is Beast's (it refuses what does not end in
+        // chunked, and de-chunks the rest).
+        if (l != hf::line::field || !hf::note_framing(name, value, f, /*chunked_ok=*/false))
+            return decline();
         const auto n = req_.keep(name);
         req_.fields_.push_back({n, req_.keep(value)});
     }
     // The head ends at its first empty line; a body longer than allowed is Beast's to refuse.
-    if (p != end || (length && *length > max_request_bytes_)) return decline();
+    if (p != end || (f.length && *f.length > max_request_bytes_)) return decline();
     req_.method_ = verb;
     req_.version_ = version;
-    // Beast's keep_alive(): HTTP/1.1 unless "close", HTTP/1.0 only with "keep-alive".
-    req_.keep_alive_ = version == 11 ? !close : keep_alive;
+    req_.keep_alive_ = f.keeps_alive(version == 11);
     fast_ = true;
-    length_ = length;
-    body_left_ = length.value_or(0);
+    length_ = f.length;
+    body_left_ = f.length.value_or(0);
     if (body_left_ > 0) req_.body_.reserve(static_cast<std::size_t>(body_left_));
     return true;
 }

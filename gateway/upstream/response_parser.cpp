@@ -18,25 +18,23 @@ void response_parser::on_field_impl(boost::beast::http::field name, string_view,
                                     error_code&) {
     using boost::beast::http::field;
     if (name == field::content_type)
-        note_field("content-type", value);
+        keep_content_type(value);
     else if (name == field::retry_after)
-        note_field("retry-after", value);
+        keep_retry_after(value);
 }
 
-// The fields the relay keeps: `name` as read (any case).
-void response_parser::note_field(std::string_view name, std::string_view value) {
-    namespace hf = core::http_fields;
-    if (name.size() == 12 && hf::is_named(name, "content-type")) {
-        content_type_.assign(value.data(), std::min<std::size_t>(value.size(), 200));
-        // "text/event-stream" anywhere in it, in any case (no lower-cased copy).
-        static constexpr std::string_view sse = "text/event-stream";
-        const std::string_view v = content_type_;
-        event_stream_ = false;
-        for (std::size_t i = 0; !event_stream_ && i + sse.size() <= v.size(); ++i)
-            event_stream_ = boost::beast::iequals(v.substr(i, sse.size()), sse);
-    } else if (name.size() == 11 && hf::is_named(name, "retry-after")) {
-        retry_after_.assign(value.data(), std::min<std::size_t>(value.size(), 64));
-    }
+void response_parser::keep_content_type(std::string_view value) {
+    content_type_.assign(value.data(), std::min<std::size_t>(value.size(), 200));
+    // "text/event-stream" anywhere in it, in any case (no lower-cased copy).
+    static constexpr std::string_view sse = "text/event-stream";
+    const std::string_view v = content_type_;
+    event_stream_ = false;
+    for (std::size_t i = 0; !event_stream_ && i + sse.size() <= v.size(); ++i)
+        event_stream_ = boost::beast::iequals(v.substr(i, sse.size()), sse);
+}
+
+void response_parser::keep_retry_after(std::string_view value) {
+    retry_after_.assign(value.data(), std::min<std::size_t>(value.size(), 64));
 }
 
 bool response_parser::put_own_head(const char* data, std::size_t size, std::size_t& used,
@@ -75,8 +73,7 @@ bool response_parser::read_own_head(std::string_view head) {
     p += 2;
 
     // Checked whole before anything is kept: a head declined here leaves no trace.
-    bool close = false, keep_alive = false, chunked = false;
-    std::optional<std::uint64_t> length;
+    hf::framing f;
     std::optional<std::string_view> content_type, retry_after;  // the last of each, as Beast
     for (;;) {
         std::string_view name, value;
@@ -85,63 +82,28 @@ bool response_parser::read_own_head(std::string_view head) {
             if (p != end) return false;
             break;
         }
-        if (l != hf::line::field) return false;
-        switch (name.size()) {
-            case 7:
-                if (hf::is_named(name, "upgrade")) return false;
-                break;
-            case 10:
-                if (hf::is_named(name, "connection")) {
-                    if (hf::is_named(value, "close"))
-                        close = true;
-                    else if (hf::is_named(value, "keep-alive"))
-                        keep_alive = true;
-                    else
-                        return false;
-                }
-                break;
-            case 11:
-                if (hf::is_named(name, "retry-after")) retry_after = value;
-                break;
-            case 12:
-                if (hf::is_named(name, "content-type")) content_type = value;
-                break;
-            case 14:
-                if (hf::is_named(name, "content-length")) {
-                    std::uint64_t v = 0;  // a second one is Beast's
-                    if (length || !hf::plain_length(value, v)) return false;
-                    length = v;
-                }
-                break;
-            case 16:
-                if (hf::is_named(name, "proxy-connection")) return false;
-                break;
-            case 17:
-                if (hf::is_named(name, "transfer-encoding")) {
-                    if (chunked || !hf::is_named(value, "chunked")) return false;
-                    chunked = true;
-                }
-                break;
-            default:
-                break;
-        }
+        if (l != hf::line::field || !hf::note_framing(name, value, f, /*chunked_ok=*/true))
+            return false;
+        if (name.size() == 12 && hf::is_named(name, "content-type"))
+            content_type = value;
+        else if (name.size() == 11 && hf::is_named(name, "retry-after"))
+            retry_after = value;
     }
     // One framing, and a length within the limit: a body to the close, both framings or a
     // length past the limit are Beast's to read or refuse.
-    if (chunked == length.has_value()) return false;
-    if (length && *length > 0 && limit_ && *length > *limit_) return false;
+    if (f.chunked == f.length.has_value()) return false;
+    if (f.length && *f.length > 0 && limit_ && *f.length > *limit_) return false;
 
-    if (content_type) note_field("content-type", *content_type);
-    if (retry_after) note_field("retry-after", *retry_after);
+    if (content_type) keep_content_type(*content_type);
+    if (retry_after) keep_retry_after(*retry_after);
     status_ = status;
-    // Beast's keep_alive(): HTTP/1.1 unless "close", HTTP/1.0 only with "keep-alive".
-    own_keep_alive_ = http11 ? !close : keep_alive;
+    own_keep_alive_ = f.keeps_alive(http11);
     own_ = own_state::body;
-    if (chunked) {
+    if (f.chunked) {
         chunked_ = true;
         chunk_ = chunk_state::size_line;
     } else {
-        length_left_ = *length;
+        length_left_ = *f.length;
     }
     return true;
 }

@@ -137,7 +137,9 @@ class response_parser final : public boost::beast::http::basic_parser<false> {
     bool read_own_head(std::string_view head);
     // A body of Content-Length bytes after a head read here.
     std::size_t put_length(const char* data, std::size_t size, error_code& ec);
-    void note_field(std::string_view name, std::string_view value);
+    // The fields the relay keeps, from Beast's callback or read_own_head.
+    void keep_content_type(std::string_view value);
+    void keep_retry_after(std::string_view value);
 
     // Who reads the head: undecided until it is whole, then this parser (body) or Beast.
     enum class own_state { undecided, body, beast };
