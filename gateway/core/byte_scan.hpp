@@ -6,6 +6,7 @@
 // line ends, JSON string ends, generated text): a byte loop costs ~5 instructions a byte,
 // these well under one.
 
+#include <algorithm>
 #include <bit>
 #include <cstddef>
 #include <cstdint>
@@ -63,16 +64,25 @@ inline const char* find_unprintable(const char* p, const char* end, char lo) noe
     return end;
 }
 
-// The bytes in [p, end) equal to a or b.
+// The bytes in [p, end) equal to a or b. Each 16-byte block adds its hits to 16 byte
+// counters (a compare gives -1 where it hits), summed every 255 blocks, before a counter
+// could wrap: ~5 instructions a block where a popcount of the movemask took ~25.
 inline std::size_t count_either(const char* p, const char* end, char a, char b) noexcept {
     std::size_t n = 0;
 #if defined(__SSE2__)
-    const __m128i va = _mm_set1_epi8(a), vb = _mm_set1_epi8(b);
+    const __m128i va = _mm_set1_epi8(a), vb = _mm_set1_epi8(b), zero = _mm_setzero_si128();
     while (end - p >= 16) {
-        const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
-        n += static_cast<std::size_t>(popcount16(static_cast<unsigned>(
-            _mm_movemask_epi8(_mm_or_si128(_mm_cmpeq_epi8(v, va), _mm_cmpeq_epi8(v, vb))))));
-        p += 16;
+        const std::ptrdiff_t blocks = std::min<std::ptrdiff_t>((end - p) / 16, 255);
+        const char* const stop = p + blocks * 16;
+        __m128i counts = zero;
+        for (; p != stop; p += 16) {
+            const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+            counts =
+                _mm_sub_epi8(counts, _mm_or_si128(_mm_cmpeq_epi8(v, va), _mm_cmpeq_epi8(v, vb)));
+        }
+        const __m128i sums = _mm_sad_epu8(counts, zero);  // two 64-bit lanes
+        n += static_cast<std::size_t>(_mm_cvtsi128_si32(sums)) +
+             static_cast<std::size_t>(_mm_extract_epi16(sums, 4));
     }
 #endif
     for (; p < end; ++p) n += *p == a || *p == b;
