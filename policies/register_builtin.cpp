@@ -53,7 +53,7 @@ builtin_services make_builtin_services(const config::gateway_config& cfg) {
         for (const auto& k : cfg.keys) seed_budget(s, k);
         // A record counts toward its key's budget from the moment it is durable.
         std::weak_ptr<budget_book> book = s.budgets;
-        s.usage_ledger->on_commit([book](const std::vector<store::usage_record>& records) {
+        s.usage_ledger->on_commit([book](std::span<const store::usage_record> records) {
             if (auto b = book.lock())
                 for (const auto& r : records)
                     if (!r.key_id.empty())

@@ -12,6 +12,7 @@
 #include <cstdint>
 #include <memory>
 #include <optional>
+#include <span>
 #include <string>
 #include <variant>
 #include <vector>
@@ -52,7 +53,7 @@ class ledger_backend {
     // (same id, same records, same order). A batch is never stored twice, even when an
     // earlier attempt's commit outcome was unknown.
     enum class write_outcome { failed, stored, already_stored };
-    virtual write_outcome write_batch(const std::vector<usage_record>& batch, std::int64_t batch_id,
+    virtual write_outcome write_batch(std::span<const usage_record> batch, std::int64_t batch_id,
                                       std::string& error) = 0;
 
     // ledger::aggregate / ledger_totals_since; throw std::runtime_error on failure.

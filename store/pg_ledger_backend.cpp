@@ -189,7 +189,7 @@ class pg_ledger_backend final : public ledger_backend {
     explicit pg_ledger_backend(const std::string& url);
 
     const std::string& name() const noexcept override { return writer_.name(); }
-    write_outcome write_batch(const std::vector<usage_record>& batch, std::int64_t batch_id,
+    write_outcome write_batch(std::span<const usage_record> batch, std::int64_t batch_id,
                               std::string& error) override;
     std::vector<usage_row> aggregate(const usage_query& q) override;
     ledger_totals totals_since(const std::string& key_id, std::int64_t since_ms) override;
@@ -200,7 +200,7 @@ class pg_ledger_backend final : public ledger_backend {
     // false when it did not; nullopt with `error` set when that cannot be known yet.
     std::optional<bool> settle_pending(std::size_t records, std::string& error);
     // COPY of the whole batch into the open transaction.
-    bool copy_rows(const std::vector<usage_record>& batch, std::string& error);
+    bool copy_rows(std::span<const usage_record> batch, std::string& error);
     void rollback();
     pg_result_ptr read(const ledger_sql& sql);
 
@@ -293,7 +293,7 @@ std::optional<bool> pg_ledger_backend::settle_pending(std::size_t records, std::
     return false;
 }
 
-bool pg_ledger_backend::copy_rows(const std::vector<usage_record>& batch, std::string& error) {
+bool pg_ledger_backend::copy_rows(std::span<const usage_record> batch, std::string& error) {
     copy_buffer_.clear();
     copy_row_writer w(copy_buffer_);
     for (const usage_record& r : batch) append_copy_row(w, r);
@@ -324,7 +324,7 @@ bool pg_ledger_backend::copy_rows(const std::vector<usage_record>& batch, std::s
     return ok;
 }
 
-ledger_backend::write_outcome pg_ledger_backend::write_batch(const std::vector<usage_record>& batch,
+ledger_backend::write_outcome pg_ledger_backend::write_batch(std::span<const usage_record> batch,
                                                              std::int64_t batch_id,
                                                              std::string& error) {
     if (!writer_.ensure(error)) return write_outcome::failed;

@@ -204,7 +204,7 @@ class sqlite_ledger_backend final : public ledger_backend {
     }
 
     const std::string& name() const noexcept override { return path_; }
-    write_outcome write_batch(const std::vector<usage_record>& batch, std::int64_t batch_id,
+    write_outcome write_batch(std::span<const usage_record> batch, std::int64_t batch_id,
                               std::string& error) override;
     std::vector<usage_row> aggregate(const usage_query& q) override;
     ledger_totals totals_since(const std::string& key_id, std::int64_t since_ms) override;
@@ -321,7 +321,7 @@ void sqlite_ledger_backend::open_reader() {
 }
 
 ledger_backend::write_outcome sqlite_ledger_backend::write_batch(
-    const std::vector<usage_record>& batch, std::int64_t batch_id, std::string& error) {
+    std::span<const usage_record> batch, std::int64_t batch_id, std::string& error) {
     sqlite3* db = db_.get();
     // Runs `stmt` to completion; on failure records why and rolls the transaction back so
     // the whole batch can be retried (nothing of it committed).

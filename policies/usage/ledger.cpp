@@ -135,7 +135,6 @@ ledger::ledger(options opts) : options_(normalized(std::move(opts))) {
     // Warm capacity so push() does not allocate in the steady state.
     queue_.reserve(std::min(options_.batch_max, options_.queue_capacity) + 1);
     work_.reserve(std::min(options_.batch_max, options_.queue_capacity) + 1);
-    batch_.reserve(std::min(options_.batch_max, options_.queue_capacity) + 1);
     writer_ = std::thread([this] {
         core::name_this_thread("tg-ledger");
         run();
@@ -199,16 +198,19 @@ void ledger::open_jsonl() {
                                  ": cannot open for append: " + std::strerror(errno));
 }
 
-void ledger::push(store::usage_record r) {
+void ledger::push(const store::usage_record& r) {
     bool wake = false;
     {
         std::lock_guard lock(mutex_);
-        queue_.push_back(std::move(r));
+        if (queued_ < queue_.size())
+            queue_[queued_] = r;
+        else
+            queue_.push_back(r);
+        const std::size_t n = ++queued_;
         ++pushed_seq_;
         pending_.fetch_add(1, std::memory_order_relaxed);
         // Wake the writer only on the edges it waits for (first record of an idle queue,
         // a full batch); notifying on every push would wake it a thousand times a batch.
-        const std::size_t n = queue_.size();
         wake = n == 1 || n == options_.batch_max;
     }
     if (wake) work_cv_.notify_one();
@@ -258,21 +260,20 @@ bool ledger::flush_for(std::chrono::milliseconds timeout) {
 
 void ledger::run() noexcept {
     // `work_` takes the whole queue in one swap (so pushers never wait for the writer's
-    // I/O) and hands back its emptied buffer, capacity kept; `batch_` is the slice of at
-    // most batch_max records written in one transaction, under one batch id.
+    // I/O) and hands back its written slots for the next pushes; `batch_` is the slice of
+    // at most batch_max records written in one transaction, under one batch id.
     for (;;) {
         std::size_t n = 0;
         {
             std::unique_lock lock(mutex_);
-            if (pos_ == work_.size()) {
-                work_.clear();
-                pos_ = 0;
+            if (pos_ == work_end_) {
+                pos_ = work_end_ = 0;
                 // Give back memory a backlog (a long outage) made us grow.
-                if (work_.capacity() > std::max(options_.queue_capacity, 4 * options_.batch_max))
+                if (work_.size() > std::max(options_.queue_capacity, 4 * options_.batch_max))
                     work_ = std::vector<store::usage_record>();
-                const bool was_idle = queue_.empty();
-                work_cv_.wait(lock, [&] { return stop_ || abandon_ || !queue_.empty(); });
-                if (abandon_ || queue_.empty()) break;  // stopping, and everything is written
+                const bool was_idle = queued_ == 0;
+                work_cv_.wait(lock, [&] { return stop_ || abandon_ || queued_ != 0; });
+                if (abandon_ || queued_ == 0) break;  // stopping, and everything is written
                 // Group commit: a transaction starts at most every flush_interval unless a
                 // full batch is waiting (or someone flushes). Coming out of idle, that
                 // gathers a trickle into one fsync; under load it makes batches of hundreds
@@ -281,19 +282,18 @@ void ledger::run() noexcept {
                 const auto gather_until =
                     was_idle ? std::chrono::steady_clock::now() + options_.flush_interval
                              : last_commit_ + options_.flush_interval;
-                if (queue_.size() < options_.batch_max && !stop_ && flush_waiters_ == 0)
+                if (queued_ < options_.batch_max && !stop_ && flush_waiters_ == 0)
                     work_cv_.wait_until(lock, gather_until, [&] {
                         return stop_ || abandon_ || flush_waiters_ > 0 ||
-                               queue_.size() >= options_.batch_max;
+                               queued_ >= options_.batch_max;
                     });
                 if (abandon_) break;
                 work_.swap(queue_);
+                work_end_ = queued_;
+                queued_ = 0;
             }
-            n = std::min(options_.batch_max, work_.size() - pos_);
-            batch_.clear();
-            std::move(work_.begin() + static_cast<std::ptrdiff_t>(pos_),
-                      work_.begin() + static_cast<std::ptrdiff_t>(pos_ + n),
-                      std::back_inserter(batch_));
+            n = std::min(options_.batch_max, work_end_ - pos_);
+            batch_ = std::span<const store::usage_record>(work_.data() + pos_, n);
             pos_ += n;
             batch_id_ = next_batch_id_++;
             in_flight_ = true;
@@ -318,8 +318,7 @@ void ledger::run() noexcept {
     done_cv_.notify_all();
 }
 
-bool ledger::commit_with_retry(const std::vector<store::usage_record>& batch,
-                               std::int64_t batch_id) {
+bool ledger::commit_with_retry(std::span<const store::usage_record> batch, std::int64_t batch_id) {
     using namespace std::chrono_literals;
     std::chrono::milliseconds backoff = 10ms;
     unsigned failures = 0;
@@ -363,14 +362,18 @@ bool ledger::stop_within(std::chrono::milliseconds timeout) {
         abandon_ = true;
         // The batch being written keeps its id: if its commit goes through after all, the
         // replay finds the id and skips it.
-        if (in_flight_) out.push_back(spill_batch{batch_id_, batch_});
+        // Copied, not moved: the writer may still be reading batch_ and work_.
+        if (in_flight_)
+            out.push_back(spill_batch{
+                batch_id_, std::vector<store::usage_record>(batch_.begin(), batch_.end())});
         std::vector<store::usage_record> rest;
-        rest.reserve(work_.size() - pos_ + queue_.size());
-        std::move(work_.begin() + static_cast<std::ptrdiff_t>(pos_), work_.end(),
-                  std::back_inserter(rest));
-        pos_ = work_.size();
-        std::move(queue_.begin(), queue_.end(), std::back_inserter(rest));
-        queue_.clear();
+        rest.reserve(work_end_ - pos_ + queued_);
+        rest.insert(rest.end(), work_.begin() + static_cast<std::ptrdiff_t>(pos_),
+                    work_.begin() + static_cast<std::ptrdiff_t>(work_end_));
+        pos_ = work_end_;
+        rest.insert(rest.end(), queue_.begin(),
+                    queue_.begin() + static_cast<std::ptrdiff_t>(queued_));
+        queued_ = 0;
         for (std::size_t i = 0; i < rest.size(); i += options_.batch_max) {
             spill_batch b;
             b.id = next_batch_id_++;
@@ -399,7 +402,7 @@ bool ledger::stop_within(std::chrono::milliseconds timeout) {
                                [&] { return writer_exited_; });
 }
 
-void ledger::append_jsonl_batch(const std::vector<store::usage_record>& batch) {
+void ledger::append_jsonl_batch(std::span<const store::usage_record> batch) {
     if (jsonl_fd_ < 0) return;
     jsonl_buffer_.clear();
     // An earlier failed write may have left half a line: end it, so later lines parse.
@@ -427,7 +430,7 @@ void ledger::append_jsonl_batch(const std::vector<store::usage_record>& batch) {
     if (written > 0) jsonl_line_open_ = jsonl_buffer_[written - 1] != '\n';
 }
 
-void ledger::notify_committed(const std::vector<store::usage_record>& batch) {
+void ledger::notify_committed(std::span<const store::usage_record> batch) {
     std::lock_guard lock(callback_mutex_);
     if (!callback_) return;
     try {

@@ -26,6 +26,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <thread>
@@ -65,7 +66,7 @@ class ledger {
 
     using totals = store::ledger_totals;
 
-    using commit_callback = std::function<void(const std::vector<store::usage_record>&)>;
+    using commit_callback = std::function<void(std::span<const store::usage_record>)>;
 
     // Opens (creating it and its parent directories if missing) the SQLite database, sets
     // WAL and synchronous=FULL, or connects to the PostgreSQL server (two connections);
@@ -84,11 +85,13 @@ class ledger {
     ledger(const ledger&) = delete;
     ledger& operator=(const ledger&) = delete;
 
-    // Thread-safe; called from worker threads on the request path. Moves the record into
+    // Thread-safe; called from worker threads on the request path. Copies the record into
     // the queue and wakes the writer: no I/O, never blocks on the writer's I/O (only on
-    // the queue mutex, held for a push_back), never drops. The queue may grow past
-    // queue_capacity; admission control consults saturated().
-    void push(store::usage_record r);
+    // the queue mutex, held for the copy), never drops. The queue may grow past
+    // queue_capacity; admission control consults saturated(). The copy goes into a slot
+    // an earlier record used, whose strings keep their capacity: in the steady state a
+    // push allocates nothing, and no record's memory is freed on another thread.
+    void push(const store::usage_record& r);
 
     // Thread-safe, lock-free: records pushed but not yet committed (the batch being
     // written included) >= queue_capacity.
@@ -156,9 +159,9 @@ class ledger {
     void run() noexcept;
     void replay_spill();
     // false only when stop_within() abandoned the batch.
-    bool commit_with_retry(const std::vector<store::usage_record>& batch, std::int64_t batch_id);
-    void append_jsonl_batch(const std::vector<store::usage_record>& batch);
-    void notify_committed(const std::vector<store::usage_record>& batch);
+    bool commit_with_retry(std::span<const store::usage_record> batch, std::int64_t batch_id);
+    void append_jsonl_batch(std::span<const store::usage_record> batch);
+    void notify_committed(std::span<const store::usage_record> batch);
 
     const options options_;
 
@@ -177,18 +180,22 @@ class ledger {
     mutable std::mutex mutex_;
     std::condition_variable work_cv_;  // writer waits: records, flush request, stop
     std::condition_variable done_cv_;  // flushers wait: committed_seq_ advanced
+    // Records pushed and not yet taken by the writer: [0, queued_). The slots past
+    // queued_ are kept (with their strings' capacity) for the next pushes.
     std::vector<store::usage_record> queue_;
+    std::size_t queued_ = 0;
     std::uint64_t pushed_seq_ = 0;     // records ever pushed
     std::uint64_t committed_seq_ = 0;  // records ever committed (FIFO, so a prefix)
     std::chrono::steady_clock::time_point last_commit_{};  // writer thread only
     std::size_t flush_waiters_ = 0;                        // > 0: stop gathering, write now
     bool stop_ = false;
-    // The writer's records: `work_` (taken from queue_ in one swap; [pos_, end) not yet
-    // written) and the batch being written. Changed under mutex_ only; the writer reads
-    // batch_ unlocked during the write, stop_within() reads it under the lock.
+    // The writer's records: `work_` (taken from queue_ in one swap, slots and all;
+    // [pos_, work_end_) not yet written) and the batch being written, a slice of work_.
+    // Changed under mutex_ only; the writer reads batch_ unlocked during the write, and
+    // stop_within() copies it (and the rest) under the lock, changing no record.
     std::vector<store::usage_record> work_;
-    std::size_t pos_ = 0;
-    std::vector<store::usage_record> batch_;
+    std::size_t pos_ = 0, work_end_ = 0;
+    std::span<const store::usage_record> batch_;
     std::int64_t batch_id_ = 0;
     bool in_flight_ = false;          // batch_ is being written
     bool abandon_ = false;            // stop_within() spilled everything: stop retrying

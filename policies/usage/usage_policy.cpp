@@ -38,14 +38,22 @@ void usage_policy::on_complete(core::request_context& ctx,
     // Refused by a policy, or never sent anywhere: no record (SPEC).
     if (!ctx.forwarded || !ctx.usage_final) return;
     try {
-        store::usage_record r;
+        // Every field is set below: the strings reuse the capacity the thread's earlier
+        // records left, and push() copies them into a slot of the same kind.
+        thread_local store::usage_record r;
         r.ts_ms = ctx.ended_unix_ms();
         r.request_id = ctx.request_id;
-        if (ctx.key) r.key_id = ctx.key->id;
+        if (ctx.key)
+            r.key_id = ctx.key->id;
+        else
+            r.key_id.clear();
         r.model = ctx.req.model;
         if (ctx.served_by) {
             r.provider = ctx.served_by->provider->name;
             r.upstream_model = ctx.served_by->upstream_model;
+        } else {
+            r.provider.clear();
+            r.upstream_model.clear();
         }
         r.status = out.status;
         r.stream = ctx.req.stream;
@@ -58,9 +66,13 @@ void usage_policy::on_complete(core::request_context& ctx,
         r.cost_usd = ctx.cost_usd;
         const auto now = ctx.ended_at();
         r.latency_ms = ms(now - ctx.received_at);
+        r.ttft_ms.reset();
         if (ctx.first_byte_at) r.ttft_ms = ms(*ctx.first_byte_at - ctx.received_at);
-        if (out.error != core::errc::ok) r.error = std::string(core::describe(out.error).code);
-        ledger_->push(std::move(r));
+        if (out.error != core::errc::ok)
+            r.error.emplace(core::describe(out.error).code);
+        else
+            r.error.reset();
+        ledger_->push(r);
     } catch (...) {
         // Out of memory while building a record: nothing sensible left to do here.
     }

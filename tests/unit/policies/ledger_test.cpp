@@ -17,6 +17,7 @@
 #include <optional>
 #include <ostream>
 #include <set>
+#include <span>
 #include <stdexcept>
 #include <string>
 #include <string_view>
@@ -208,7 +209,7 @@ struct commit_log {
     std::size_t batches = 0;
 
     ledger::commit_callback callback() {
-        return [this](const std::vector<store::usage_record>& batch) {
+        return [this](std::span<const store::usage_record> batch) {
             std::lock_guard lock(mutex);
             for (const auto& r : batch) ids.push_back(r.request_id);
             ++batches;
@@ -306,6 +307,72 @@ BOOST_AUTO_TEST_CASE(rows_written_many_to_a_statement_keep_each_rows_own_fields)
                   "AND status = 200 + prompt_tokens % 3 "
                   "AND (error IS NOT NULL) = (prompt_tokens % 7 = 0) "
                   "AND (error IS NULL OR error = 'e' || prompt_tokens)") == 70);
+}
+
+// The queue's slots are reused, strings and all, and the usage policy pushes one record
+// object it refills per request: a field a record leaves unset (no error, no ttft, a
+// shorter id) must not come out with an earlier record's value, in the callback, the
+// database or the JSONL log.
+BOOST_AUTO_TEST_CASE(records_pushed_into_reused_slots_come_out_as_pushed) {
+    temp_dir dir;
+    std::vector<std::string> expected, seen;
+    std::vector<std::uint64_t> seen_cached;
+    {
+        auto o = make_options(dir);
+        o.batch_max = 7;
+        ledger l(o);
+        std::mutex m;
+        l.on_commit([&](std::span<const store::usage_record> batch) {
+            std::lock_guard lock(m);
+            for (const auto& r : batch) {
+                seen.push_back(to_jsonl(r));
+                seen_cached.push_back(r.cached_tokens);
+            }
+        });
+        usage_record r;  // refilled for every push, as the usage policy does
+        int n = 0;
+        for (int round = 0; round < 4; ++round) {
+            for (int i = 0; i < 23; ++i, ++n) {
+                const bool big = (n % 3) == 0;
+                r = usage_record{};
+                r.ts_ms = nov25_10h + n;
+                r.request_id =
+                    big ? "request-with-a-long-id-" + std::string(40, 'x') + std::to_string(n)
+                        : "r" + std::to_string(n);
+                r.key_id = big ? "team-" + std::string(30, 'k') : "";
+                r.model = "m" + std::to_string(n % 4);
+                r.provider = big ? "openai" : "";
+                r.upstream_model = big ? std::string(50, 'u') : "";
+                r.status = big ? 502 : 200;
+                r.stream = big;
+                r.attempts = static_cast<std::uint32_t>(1 + n % 2);
+                if (!big) r.prompt_tokens = static_cast<std::uint64_t>(n);
+                if (n % 4 == 1) r.completion_tokens = 7;
+                r.total_tokens = r.prompt_tokens;
+                r.cached_tokens = big ? 99 : 0;
+                r.estimated = big;
+                if (big) r.cost_usd = 0.25;
+                r.latency_ms = n;
+                if (n % 5 == 0) r.ttft_ms = 1.5;
+                if (big) r.error = "upstream_unavailable_" + std::string(30, 'e');
+                expected.push_back(to_jsonl(r));
+                l.push(r);
+            }
+            l.flush();  // the next round's pushes land in slots already used
+        }
+        std::lock_guard lock(m);
+        BOOST_TEST(seen == expected, boost::test_tools::per_element());
+        for (std::size_t i = 0; i < seen_cached.size(); ++i)
+            BOOST_TEST(seen_cached[i] == (i % 3 == 0 ? 99u : 0u));
+    }
+    std::ifstream log(dir.file("data/usage.jsonl"));
+    std::vector<std::string> lines;
+    for (std::string line; std::getline(log, line);) lines.push_back(line);
+    BOOST_TEST(lines == expected, boost::test_tools::per_element());
+    db_handle db(dir.file("data/usage.db"));
+    BOOST_TEST(db.scalar("SELECT COUNT(*) FROM usage") == 92);
+    BOOST_TEST(db.scalar("SELECT COUNT(*) FROM usage WHERE error IS NOT NULL") == 31);
+    BOOST_TEST(db.scalar("SELECT COUNT(*) FROM usage WHERE key_id = ''") == 61);
 }
 
 BOOST_AUTO_TEST_CASE(jsonl_line_has_spec_keys_in_order_and_values) {

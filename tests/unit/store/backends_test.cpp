@@ -256,7 +256,7 @@ BOOST_DATA_TEST_CASE(records_from_threads_land_once_each_in_batched_transactions
     std::set<std::string> committed;
     std::mutex committed_mutex;
     ledger l(o);
-    l.on_commit([&](const std::vector<store::usage_record>& batch) {
+    l.on_commit([&](std::span<const store::usage_record> batch) {
         std::lock_guard lock(committed_mutex);
         for (const auto& r : batch) committed.insert(r.request_id);
     });
