@@ -213,9 +213,9 @@ asio::awaitable<void> forwarder::run() {
         const auto& target = plan[i];
         time_to_head_.reset();
         chain_.attempt_start(ctx_, target);
-        const auto started = core::clock::now();
         last = co_await attempt(target);
-        if (!answered_) upstream_time_ += core::clock::now() - started;
+        // attempt() starts with prepare(), which stamps attempt_started_.
+        if (!answered_) upstream_time_ += core::clock::now() - attempt_started_;
         chain_.attempt_end(ctx_, target, core::attempt_result{last, time_to_head_});
         if (io_.metrics)
             if (const auto reason = core::failure_reason(last); !reason.empty())
@@ -319,7 +319,8 @@ asio::awaitable<attempt_error> forwarder::relay_whole(upstream::exchange& x) {
         co_return e;
     }
     if (!e.ok()) co_return e;
-    const auto upstream_done = core::clock::now();
+    // An answer whose body came with its head was done when the head was read.
+    const auto upstream_done = whole ? x.head_at() : core::clock::now();
     x.finish(true);
     // Views into the parser or the adapter, which outlive the write below.
     std::string_view content_type = x.parser().content_type();
