@@ -78,6 +78,58 @@ std::size_t for_each_member(std::string_view s, std::size_t begin, F&& f) {
     return s.size();
 }
 
+bool is_json_ws(char c) noexcept {
+    return c == ' ' || c == '\t' || c == '\n' || c == '\r';
+}
+
+// The same walk as for_each_member over the top-level object, from the structural
+// indexes simdjson's stage 1 left behind: the offsets, in order, of every { } [ ] : , and
+// of the first byte of every string and scalar. A member costs a few of them (a nested
+// value one per bracket, string and scalar in it) instead of a pass over its bytes.
+// `idx[0]` is the object's '{'; the document was validated, so the shape holds.
+template <class F>
+std::size_t for_each_top_member(std::string_view s, const std::uint32_t* idx, std::uint32_t n,
+                                F&& f) {
+    // Just past the last byte before offset `at` that is not whitespace.
+    auto end_before = [&](std::uint32_t at) {
+        std::size_t e = at;
+        while (e > 0 && is_json_ws(s[e - 1])) --e;
+        return e;
+    };
+    std::uint32_t i = 1;
+    if (i < n && s[idx[i]] == '}') return idx[i];
+    while (i + 2 < n) {
+        const std::uint32_t key_at = idx[i];                 // the key's opening quote
+        const std::size_t key_end = end_before(idx[i + 1]);  // past its closing quote
+        const std::uint32_t vb = idx[i + 2];
+        std::uint32_t j = i + 2;
+        std::size_t ve;
+        if (s[vb] == '{' || s[vb] == '[') {
+            std::size_t depth = 0;
+            for (; j < n; ++j) {
+                const char c = s[idx[j]];
+                if (c == '{' || c == '[') {
+                    ++depth;
+                } else if (c == '}' || c == ']') {
+                    if (--depth == 0) break;
+                }
+            }
+            if (j >= n) return s.size();
+            ve = idx[j] + 1;
+            ++j;
+        } else {
+            ++j;
+            if (j >= n) return s.size();
+            ve = end_before(idx[j]);
+        }
+        f(member_span{s.substr(key_at + 1, key_end - key_at - 2), vb, ve});
+        if (j >= n) return s.size();
+        if (s[idx[j]] != ',') return idx[j];  // the closing '}'
+        i = j + 1;
+    }
+    return s.size();
+}
+
 // True if the (valid) JSON nests containers deeper than `limit` levels. simdjson counts
 // depth differently (an empty innermost container is not counted), so the exact rule is
 // checked here; a body with too few brackets to go that deep is passed at once.
@@ -174,7 +226,8 @@ struct body_parser::impl {
     }
 };
 
-body_parser::body_parser() : impl_(std::make_unique<impl>()) {}
+body_parser::body_parser(bool structural_walk)
+    : impl_(std::make_unique<impl>()), structural_walk_(structural_walk) {}
 body_parser::~body_parser() = default;
 
 body_error body_parser::parse(endpoint ep, std::string_view body, request_body& out) {
@@ -350,8 +403,7 @@ body_error body_parser::parse(endpoint ep, std::string_view body, request_body& 
     // reads the last duplicate would otherwise see a model the policies never checked.
     int model_seen = 0, so_seen = 0, stream_seen = 0;
     prompt_count schemas;  // tools, functions, response_format: their JSON text
-    const std::size_t start = skip_ws(body, 0);
-    out.object_end = for_each_member(body, start, [&](const member_span& m) {
+    auto on_member = [&](const member_span& m) {
         if (m.key == "model") {
             ++model_seen;
             out.model_begin = m.value_begin;
@@ -370,7 +422,12 @@ body_error body_parser::parse(endpoint ep, std::string_view body, request_body& 
             // An escaped key might spell one of ours: refuse rather than guess.
             model_seen = 99;
         }
-    });
+    };
+    if (const auto* stage1 = parser.implementation.get(); structural_walk_ && stage1)
+        out.object_end = for_each_top_member(body, stage1->structural_indexes.get(),
+                                             stage1->n_structural_indexes, on_member);
+    else
+        out.object_end = for_each_member(body, skip_ws(body, 0), on_member);
     if (model_seen != 1 || so_seen > 1 || stream_seen > 1)
         return {errc::invalid_request,
                 "duplicate or escaped top-level keys are not accepted in the request body"};

@@ -23,7 +23,10 @@ class body_parser {
   public:
     static constexpr std::size_t max_depth = 128;
 
-    body_parser();
+    // structural_walk: the top-level members' offsets (the splice points) are found from
+    // simdjson's structural indexes; false finds them with a pass over the text (the
+    // reference the unit tests and fuzz_body_parser compare the two with).
+    explicit body_parser(bool structural_walk = true);
     ~body_parser();
     body_parser(const body_parser&) = delete;
     body_parser& operator=(const body_parser&) = delete;
@@ -33,6 +36,7 @@ class body_parser {
   private:
     struct impl;
     std::unique_ptr<impl> impl_;
+    bool structural_walk_;
 };
 
 // The upstream body as pieces for one gather-write: the client's bytes with the model

@@ -22,10 +22,31 @@ struct parsed {
     request_body req;
 };
 
+// Every body a test parses is parsed twice: the top-level members found from simdjson's
+// structural indexes (as the gateway does) and by the pass over the text, which must agree
+// on the outcome and on every field and offset.
 parsed parse(std::string_view body, endpoint ep = endpoint::chat_completions) {
     body_parser parser;
     parsed out;
     out.error = parser.parse(ep, body, out.req);
+    body_parser text_walk(false);
+    parsed ref;
+    ref.error = text_walk.parse(ep, body, ref.req);
+    BOOST_TEST((out.error.code == ref.error.code), body);
+    BOOST_TEST(out.error.message == ref.error.message, body);
+    if (!out.error && !ref.error) {
+        BOOST_TEST(out.req.model == ref.req.model, body);
+        BOOST_TEST(out.req.stream == ref.req.stream, body);
+        BOOST_TEST(out.req.client_include_usage == ref.req.client_include_usage, body);
+        BOOST_TEST((out.req.max_tokens == ref.req.max_tokens), body);
+        BOOST_TEST(out.req.n == ref.req.n, body);
+        BOOST_TEST(out.req.prompt_tokens == ref.req.prompt_tokens, body);
+        BOOST_TEST(out.req.model_begin == ref.req.model_begin, body);
+        BOOST_TEST(out.req.model_end == ref.req.model_end, body);
+        BOOST_TEST(out.req.stream_options_begin == ref.req.stream_options_begin, body);
+        BOOST_TEST(out.req.stream_options_end == ref.req.stream_options_end, body);
+        BOOST_TEST(out.req.object_end == ref.req.object_end, body);
+    }
     return out;
 }
 
@@ -393,21 +414,51 @@ BOOST_AUTO_TEST_CASE(members_after_nested_values_are_found_at_every_block_offset
         R"([{"role":"system","content":"brackets ] } [ { inside, a quote \" and \\"},)"
         R"({"role":"user","content":[{"type":"text","text":"a\\\"b ]]}} \\\\"},[]]},)"
         R"({"role":"assistant","content":"\u005d\\"}])";
-    body_parser parser;
-    for (std::size_t pad = 0; pad < 200; ++pad) {
-        const std::string body = R"({"pad":")" + std::string(pad, 'p') + R"(","messages":)" +
-                                 tricky + R"(,"x":{"y":[1,{"z":"}"}]},"model":"m1",)" +
-                                 R"("stream":true,"stream_options":{"include_usage":false}})";
-        request_body req;
-        const body_error err = parser.parse(endpoint::chat_completions, body, req);
-        BOOST_TEST_REQUIRE(!err, "pad " << pad << ": " << err.message);
-        const auto model_at = body.find(R"("m1")");
-        BOOST_TEST_REQUIRE(req.model_begin == model_at, "pad " << pad);
-        BOOST_TEST_REQUIRE(req.model_end == model_at + 4, "pad " << pad);
-        const auto so_at = body.find(R"({"include_usage")");
-        BOOST_TEST_REQUIRE(req.stream_options_begin == so_at, "pad " << pad);
-        BOOST_TEST_REQUIRE(req.stream_options_end == body.size() - 1, "pad " << pad);
-        BOOST_TEST_REQUIRE(req.object_end == body.size() - 1, "pad " << pad);
+    for (const bool structural : {true, false})
+        for (std::size_t pad = 0; pad < 200; ++pad) {
+            body_parser parser(structural);
+            const std::string body = R"({"pad":")" + std::string(pad, 'p') + R"(","messages":)" +
+                                     tricky + R"(,"x":{"y":[1,{"z":"}"}]},"model":"m1",)" +
+                                     R"("stream":true,"stream_options":{"include_usage":false}})";
+            request_body req;
+            const body_error err = parser.parse(endpoint::chat_completions, body, req);
+            BOOST_TEST_REQUIRE(!err, "pad " << pad << ": " << err.message);
+            const auto model_at = body.find(R"("m1")");
+            BOOST_TEST_REQUIRE(req.model_begin == model_at, "pad " << pad);
+            BOOST_TEST_REQUIRE(req.model_end == model_at + 4, "pad " << pad);
+            const auto so_at = body.find(R"({"include_usage")");
+            BOOST_TEST_REQUIRE(req.stream_options_begin == so_at, "pad " << pad);
+            BOOST_TEST_REQUIRE(req.stream_options_end == body.size() - 1, "pad " << pad);
+            BOOST_TEST_REQUIRE(req.object_end == body.size() - 1, "pad " << pad);
+        }
+}
+
+// Whitespace wherever JSON allows it, members of every kind of value before and after the
+// ones the splice needs, values ending right at a ',' or the '}': both walks (parse()
+// compares them) find the same offsets, and the model's is its token.
+BOOST_DATA_TEST_CASE(
+    members_are_found_around_any_whitespace_and_value,
+    bdata::make(std::vector<std::string>{
+        R"({"model":"m","messages":[]})",
+        " \t\r\n{ \n\"model\" \t:\r \"m\" \n,\"messages\" : [ ] }\n\t ",
+        R"({"messages":[],"n":2,"temperature":0.5,"stop":null,"logprobs":false,"model":"m"})",
+        R"({"a":{},"b":[],"c":[[]],"d":{"e":{}},"model":"m","messages":[{}],"z":-1.5e3})",
+        "{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}] ,\n \"model\":\"m\"\n, "
+        "\"stream\" :true ,\"stream_options\" : {\"include_usage\" : true } \n}",
+        R"({"model":"m","messages":[],"stream_options":{},"tools":[{"type":"function","function":{"name":"f","parameters":{"type":"object","properties":{"model":{"type":"string"}}}}}]})",
+        R"({"model":"m","messages":[],"response_format":{"type":"json_schema"},"functions":[]})",
+        R"({"model":"m","messages":[],"k\u0065y":1})",
+        R"({"model":"m","messages":[],"stream":true,"stream":false})",
+        R"({"messages":[],"model":"m","model":"n"})",
+        R"({"messages":[]})",
+        R"({})",
+        R"({ })",
+    }),
+    body) {
+    const auto r = parse(body);
+    if (!r.error) {
+        BOOST_TEST(model_token(body, r.req) == R"("m")");
+        BOOST_TEST(body[r.req.object_end] == '}');
     }
 }
 
