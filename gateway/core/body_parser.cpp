@@ -246,7 +246,12 @@ body_error body_parser::parse(endpoint ep, std::string_view body, request_body& 
         if (err == EMPTY) return {errc::invalid_request, "request body is empty; expected JSON"};
         return {errc::invalid_request, "request body is not valid JSON"};
     }
-    if (nested_deeper_than(body, max_depth))
+    // Each level below the top needs a bracket of its own, and stage 1 left one index per
+    // bracket: a body with no more indexes than levels allowed (any usual request) cannot
+    // nest too deep, and its bytes need not be counted.
+    const auto* stage1 = parser.implementation.get();
+    if ((!stage1 || stage1->n_structural_indexes > max_depth) &&
+        nested_deeper_than(body, max_depth))
         return {errc::invalid_request, "JSON is nested deeper than 128 levels"};
     dom::object obj;
     if (doc.get_object().get(obj) != SUCCESS)
@@ -423,7 +428,7 @@ body_error body_parser::parse(endpoint ep, std::string_view body, request_body& 
             model_seen = 99;
         }
     };
-    if (const auto* stage1 = parser.implementation.get(); structural_walk_ && stage1)
+    if (structural_walk_ && stage1)
         out.object_end = for_each_top_member(body, stage1->structural_indexes.get(),
                                              stage1->n_structural_indexes, on_member);
     else
