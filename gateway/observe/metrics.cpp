@@ -161,11 +161,22 @@ void metrics::record(unsigned index, const request_sample& s) {
     char buf[8];
     const auto [p, ec] = std::to_chars(buf, buf + sizeof buf, s.status);
     k.append(buf, static_cast<std::size_t>(p - buf));
-    ++slot<counters>(sh.requests, k).requests;
+    if (k != sh.last_name) {
+        sh.last_requests = &slot<counters>(sh.requests, k);
+        sh.last_name = k;
+        sh.last_spend = nullptr;
+        sh.last_ttft = nullptr;
+        k.assign(model);
+        sh.last_duration = &slot<latency_histogram>(sh.duration, k);
+    }
+    ++sh.last_requests->requests;
 
     if (s.prompt_tokens || s.completion_tokens || s.cost_usd > 0) {
-        k.resize(key_model);
-        auto& m = slot<money>(sh.spend, k);
+        if (!sh.last_spend) {
+            k.assign(sh.last_name, 0, key_model);
+            sh.last_spend = &slot<money>(sh.spend, k);
+        }
+        money& m = *sh.last_spend;
         m.prompt += s.prompt_tokens;
         m.completion += s.completion_tokens;
         m.cost += s.cost_usd;
@@ -176,9 +187,14 @@ void metrics::record(unsigned index, const request_sample& s) {
         k += s.refusal_reason;
         ++slot<std::uint64_t>(sh.limited, k);
     }
-    k.assign(model);
-    slot<latency_histogram>(sh.duration, k).observe(s.duration_s, latency_buckets);
-    if (s.ttft_s) slot<latency_histogram>(sh.ttft, k).observe(*s.ttft_s, latency_buckets);
+    sh.last_duration->observe(s.duration_s, latency_buckets);
+    if (s.ttft_s) {
+        if (!sh.last_ttft) {
+            k.assign(model);
+            sh.last_ttft = &slot<latency_histogram>(sh.ttft, k);
+        }
+        sh.last_ttft->observe(*s.ttft_s, latency_buckets);
+    }
     if (s.overhead_s) sh.overhead.observe(*s.overhead_s, overhead_buckets);
 }
 

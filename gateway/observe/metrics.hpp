@@ -1,7 +1,8 @@
 #pragma once
 // Prometheus metrics (SPEC "Metrics"). The data plane records into one shard per worker
 // thread (a mutex that only the admin thread's scrape ever contends for), so a request
-// costs a few hash lookups and no shared cache line. Labels are bounded: key *ids*
+// costs a few hash lookups (none when its series is the last one's) and no shared cache
+// line. Labels are bounded: key *ids*
 // (never secrets), model names from the config (anything else is "other"), provider
 // names from the config, HTTP statuses.
 //
@@ -121,6 +122,14 @@ class metrics {
         table<latency_histogram> duration;  // model
         table<latency_histogram> ttft;      // model
         overhead_histogram overhead;
+        // The last sample's series: a sample with the same key, model, provider and status
+        // (the usual next one) takes its slots from here rather than from three hash
+        // lookups. Slots never move or go away (node-based tables, nothing erased).
+        std::string last_name;  // as in `requests`; empty: none yet
+        counters* last_requests = nullptr;
+        money* last_spend = nullptr;                 // looked up on first use
+        latency_histogram* last_duration = nullptr;  // the model's
+        latency_histogram* last_ttft = nullptr;      // looked up on first use
     };
     std::vector<std::unique_ptr<shard>> shards_;
 
