@@ -162,6 +162,18 @@ std::string to_jsonl(const usage_record& r) {
     return out;
 }
 
+void release_large_strings(usage_record& r, std::size_t keep) noexcept {
+    const auto release = [keep](std::string& s) noexcept {
+        if (s.capacity() > keep) std::string().swap(s);
+    };
+    release(r.request_id);
+    release(r.key_id);
+    release(r.model);
+    release(r.provider);
+    release(r.upstream_model);
+    if (r.error) release(*r.error);
+}
+
 std::uint64_t billable_tokens(const usage_record& r) noexcept {
     if (r.total_tokens) return *r.total_tokens;
     return r.prompt_tokens.value_or(0) + r.completion_tokens.value_or(0);

@@ -3,6 +3,7 @@
 // and as the JSONL log shows it (SPEC "Usage accounting"). Plain data: built on the request
 // path by the usage policy's on_complete and moved into the ledger; no I/O here.
 
+#include <cstddef>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -42,6 +43,13 @@ void append_jsonl(std::string& out, const usage_record& r);
 // else prompt + completion (unknown counts 0). The ledger's totals_since() sums the same
 // rule in SQL, so budgets seeded at start and budgets charged live agree.
 std::uint64_t billable_tokens(const usage_record& r) noexcept;
+
+// Gives back the memory of every string of `r` (the error included) whose capacity is
+// above `keep` bytes, leaving it empty; smaller ones keep theirs. For a record object that
+// is refilled again and again (the ledger's queue slots, the usage policy's record): one
+// unusual record, a long model name through a wildcard route, must not leave its size
+// behind in it.
+void release_large_strings(usage_record& r, std::size_t keep) noexcept;
 
 // "YYYY-MM-DD" (UTC) of a unix-ms instant: the ledger's `day` column and group_by=day.
 std::string utc_day(std::int64_t ts_ms);

@@ -198,6 +198,12 @@ void ledger::open_jsonl() {
                                  ": cannot open for append: " + std::strerror(errno));
 }
 
+namespace {
+// A written slot's strings above this capacity are given back (release_large_strings):
+// request ids, key ids, model and provider names are far shorter.
+constexpr std::size_t slot_keep_bytes = 256;
+}  // namespace
+
 void ledger::push(const store::usage_record& r) {
     bool wake = false;
     {
@@ -263,7 +269,7 @@ void ledger::run() noexcept {
     // I/O) and hands back its written slots for the next pushes; `batch_` is the slice of
     // at most batch_max records written in one transaction, under one batch id.
     for (;;) {
-        std::size_t n = 0;
+        std::size_t n = 0, first = 0;  // the batch: work_[first, first + n)
         {
             std::unique_lock lock(mutex_);
             if (pos_ == work_end_) {
@@ -293,7 +299,8 @@ void ledger::run() noexcept {
                 queued_ = 0;
             }
             n = std::min(options_.batch_max, work_end_ - pos_);
-            batch_ = std::span<const store::usage_record>(work_.data() + pos_, n);
+            first = pos_;
+            batch_ = std::span<const store::usage_record>(work_.data() + first, n);
             pos_ += n;
             batch_id_ = next_batch_id_++;
             in_flight_ = true;
@@ -310,6 +317,10 @@ void ledger::run() noexcept {
             pending_.fetch_sub(n, std::memory_order_relaxed);
         }
         done_cv_.notify_all();
+        // The written slots go back to the pushers with the next swap: nobody else reads
+        // them now (stop_within copies from pos_ on, and the batch no longer).
+        for (std::size_t i = first; i < first + n; ++i)
+            store::release_large_strings(work_[i], slot_keep_bytes);
     }
     {
         std::lock_guard lock(mutex_);

@@ -73,6 +73,7 @@ void usage_policy::on_complete(core::request_context& ctx,
         else
             r.error.reset();
         ledger_->push(r);
+        store::release_large_strings(r, 256);  // an unusual record's size is not kept
     } catch (...) {
         // Out of memory while building a record: nothing sensible left to do here.
     }

@@ -340,7 +340,9 @@ BOOST_AUTO_TEST_CASE(records_pushed_into_reused_slots_come_out_as_pushed) {
                     big ? "request-with-a-long-id-" + std::string(40, 'x') + std::to_string(n)
                         : "r" + std::to_string(n);
                 r.key_id = big ? "team-" + std::string(30, 'k') : "";
-                r.model = "m" + std::to_string(n % 4);
+                // One record with a huge model name (a wildcard route passes any): its
+                // slot gives that memory back once written, and the record is whole.
+                r.model = n == 40 ? std::string(100'000, 'm') : "m" + std::to_string(n % 4);
                 r.provider = big ? "openai" : "";
                 r.upstream_model = big ? std::string(50, 'u') : "";
                 r.status = big ? 502 : 200;
@@ -373,6 +375,23 @@ BOOST_AUTO_TEST_CASE(records_pushed_into_reused_slots_come_out_as_pushed) {
     BOOST_TEST(db.scalar("SELECT COUNT(*) FROM usage") == 92);
     BOOST_TEST(db.scalar("SELECT COUNT(*) FROM usage WHERE error IS NOT NULL") == 31);
     BOOST_TEST(db.scalar("SELECT COUNT(*) FROM usage WHERE key_id = ''") == 61);
+}
+
+BOOST_AUTO_TEST_CASE(large_strings_are_released_and_small_ones_kept) {
+    usage_record r = make_record(std::string(300, 'r'), "team-a", std::string(5000, 'm'));
+    r.error = std::string(1000, 'e');
+    const auto key_capacity = r.key_id.capacity();
+    const auto provider = r.provider;
+    tollgate::store::release_large_strings(r, 256);
+    BOOST_TEST(r.request_id.empty());
+    BOOST_TEST(r.request_id.capacity() <= 256u);
+    BOOST_TEST(r.model.empty());
+    BOOST_TEST(r.model.capacity() <= 256u);
+    BOOST_REQUIRE(r.error.has_value());
+    BOOST_TEST(r.error->capacity() <= 256u);
+    BOOST_TEST(r.key_id == "team-a");  // small: kept as it is
+    BOOST_TEST(r.key_id.capacity() == key_capacity);
+    BOOST_TEST(r.provider == provider);
 }
 
 BOOST_AUTO_TEST_CASE(jsonl_line_has_spec_keys_in_order_and_values) {
