@@ -129,21 +129,24 @@ asio::awaitable<error_code> pool::resolve() {
     co_return error_code{};
 }
 
-lease pool::take_idle_now() {
-    // As acquire()'s first steps: the stale ones closed, then the first idle one that is
-    // still usable.
+void pool::close_stale() {
     const auto stale_before = core::coarse_now() - provider_->config().idle_timeout;
     for (auto& c : book_.take_stale(stale_before)) c->close();
-    lease out;
+}
+
+lease pool::take_reusable_idle() {
     while (auto conn = book_.take_idle()) {
-        if (!(*conn)->reusable_after_idle()) {
-            (*conn)->close();
-            book_.closed();
-            continue;
-        }
-        out = lease(this, std::move(*conn), true);
-        break;
+        if ((*conn)->reusable_after_idle()) return lease(this, std::move(*conn), true);
+        (*conn)->close();
+        book_.closed();
     }
+    return lease{};
+}
+
+lease pool::take_idle_now() {
+    // As acquire()'s first steps.
+    close_stale();
+    lease out = take_reusable_idle();
     publish();
     return out;
 }
@@ -161,22 +164,10 @@ asio::awaitable<std::pair<core::attempt_error, lease>> pool::acquire(bool fresh)
         }
     } on_exit{this, alive};
     for (;;) {
-        // Idle longer than the provider's idle timeout: a middlebox may have dropped it
-        // silently, and a request sent on it would wait out first_byte_timeout.
-        const auto stale_before = core::coarse_now() - cfg.idle_timeout;
-        for (auto& c : book_.take_stale(stale_before)) c->close();
-        while (!fresh) {
-            auto conn = book_.take_idle();
-            if (!conn) break;
-            // Closed by the server, or holding bytes nobody asked for, while idle: not
-            // reusable (stray bytes would reach the next request as its answer).
-            if (!(*conn)->reusable_after_idle()) {
-                (*conn)->close();
-                book_.closed();
-                continue;
-            }
-            co_return std::pair{core::attempt_error{}, lease(this, std::move(*conn), true)};
-        }
+        close_stale();
+        if (!fresh)
+            if (lease idle = take_reusable_idle())
+                co_return std::pair{core::attempt_error{}, std::move(idle)};
         // A fresh connection wanted while the idle ones fill the pool: one makes room.
         if (fresh)
             if (auto oldest = book_.make_room()) (*oldest)->close();

@@ -78,6 +78,14 @@ class pool {
     boost::asio::awaitable<boost::system::error_code> resolve();
     // Adds the change of open/idle counts since the last call to the gauge.
     void publish() noexcept;
+    // Closes the connections idle longer than the provider's idle timeout: a middlebox may
+    // have dropped them silently, and a request sent on one would wait out
+    // first_byte_timeout.
+    void close_stale();
+    // The first idle connection still usable, or an empty lease. One closed by the server,
+    // or holding bytes nobody asked for, while idle is closed and skipped (stray bytes
+    // would reach the next request as its answer).
+    lease take_reusable_idle();
 
     boost::asio::any_io_executor ex_;
     std::shared_ptr<const provider> provider_;
